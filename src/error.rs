@@ -1,0 +1,77 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in multitpu, naming what failed and where.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The model bytes are not a valid TFLite flatbuffer.
+    #[error("malformed model: {what} (at byte {offset})")]
+    Malformed { what: String, offset: usize },
+
+    /// The model is valid but uses a feature this crate does not handle.
+    #[error("unsupported model feature: {feature}")]
+    Unsupported { feature: String },
+
+    /// A model, graph or plan given to the library is inconsistent.
+    #[error("invalid {what}: {reason}")]
+    Invalid { what: &'static str, reason: String },
+
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A TFLite runtime call failed; `message` holds what TFLite reported.
+    #[error("TFLite {call} failed: {message}")]
+    Runtime { call: &'static str, message: String },
+
+    /// A buffer's size does not match the tensor it is copied to or from.
+    #[error("tensor `{tensor}`: expected {expected} bytes, got {actual}")]
+    TensorSize {
+        tensor: String,
+        expected: usize,
+        actual: usize,
+    },
+
+    /// No tensor with this name among the inputs or outputs.
+    #[error("no {kind} tensor named `{name}`")]
+    UnknownTensor { kind: &'static str, name: String },
+
+    /// A tensor index out of range.
+    #[error("{kind} tensor index {index} out of range ({count} tensors)")]
+    TensorIndex {
+        kind: &'static str,
+        index: usize,
+        count: usize,
+    },
+}
+
+impl Error {
+    pub(crate) fn malformed(what: impl Into<String>, offset: usize) -> Self {
+        Error::Malformed {
+            what: what.into(),
+            offset,
+        }
+    }
+
+    pub(crate) fn unsupported(feature: impl Into<String>) -> Self {
+        Error::Unsupported {
+            feature: feature.into(),
+        }
+    }
+
+    pub(crate) fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
+        Error::Invalid {
+            what,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Result with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

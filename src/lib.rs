@@ -1,0 +1,12 @@
+//! # multitpu
+//!
+//! Split TensorFlow Lite models into segments that each fit one Coral Edge TPU, and run the
+//! segments as a pipeline over several devices.
+//!
+//! Data flows one way: bytes → [`model`] → graph → plan → segment models → pipeline stages.
+#![deny(unsafe_code)]
+
+mod error;
+pub mod model;
+
+pub use error::{Error, Result};

@@ -1,0 +1,221 @@
+//! TFLite models as plain data: read from bytes, written back, built from scratch.
+//!
+//! [`Model`] is the in-memory form of one `.tflite` file with a single subgraph.
+//! It borrows constant data and names from the file bytes where it can (`Cow`), so reading
+//! a model copies no weights; builders and segment extraction produce owned values.
+//!
+//! Tensor and operator indices are the positions in [`Model::tensors`] and
+//! [`Model::operators`]; operators are in execution order, as in the file.
+
+use std::borrow::Cow;
+
+pub mod options;
+
+/// One TFLite model with a single subgraph.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model<'a> {
+    /// Schema version from the file (3 for every current file).
+    pub version: u32,
+    /// Free-form description (the converter writes e.g. "MLIR Converted.").
+    pub description: Option<Cow<'a, str>>,
+    /// Name of the subgraph, if any.
+    pub subgraph_name: Option<Cow<'a, str>>,
+    /// All tensors of the subgraph.
+    pub tensors: Vec<Tensor<'a>>,
+    /// Operators in execution order.
+    pub operators: Vec<Operator<'a>>,
+    /// Indices of the subgraph's input tensors, in signature order.
+    pub inputs: Vec<usize>,
+    /// Indices of the subgraph's output tensors, in signature order.
+    pub outputs: Vec<usize>,
+    /// Named metadata blobs (`Model.metadata`), e.g. `min_runtime_version`.
+    pub metadata: Vec<Metadata<'a>>,
+}
+
+/// A named metadata blob of the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metadata<'a> {
+    pub name: Cow<'a, str>,
+    pub data: Cow<'a, [u8]>,
+}
+
+/// Element type of a tensor, numbered as in the file format's `TensorType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ElementType {
+    F32,
+    F16,
+    I32,
+    U8,
+    I64,
+    String,
+    Bool,
+    I16,
+    Complex64,
+    I8,
+    F64,
+    Complex128,
+    U64,
+    Resource,
+    Variant,
+    U32,
+    U16,
+    I4,
+}
+
+impl ElementType {
+    /// The type for a file-format `TensorType` code, if the code is known.
+    pub fn from_code(code: i8) -> Option<Self> {
+        use ElementType::*;
+        Some(match code {
+            0 => F32,
+            1 => F16,
+            2 => I32,
+            3 => U8,
+            4 => I64,
+            5 => String,
+            6 => Bool,
+            7 => I16,
+            8 => Complex64,
+            9 => I8,
+            10 => F64,
+            11 => Complex128,
+            12 => U64,
+            13 => Resource,
+            14 => Variant,
+            15 => U32,
+            16 => U16,
+            17 => I4,
+            _ => return None,
+        })
+    }
+
+    /// The file-format `TensorType` code.
+    pub fn code(self) -> i8 {
+        use ElementType::*;
+        match self {
+            F32 => 0,
+            F16 => 1,
+            I32 => 2,
+            U8 => 3,
+            I64 => 4,
+            String => 5,
+            Bool => 6,
+            I16 => 7,
+            Complex64 => 8,
+            I8 => 9,
+            F64 => 10,
+            Complex128 => 11,
+            U64 => 12,
+            Resource => 13,
+            Variant => 14,
+            U32 => 15,
+            U16 => 16,
+            I4 => 17,
+        }
+    }
+
+    /// Bytes per element, or `None` for types without a fixed size (string, resource,
+    /// variant, and int4, which packs two elements per byte).
+    pub fn size(self) -> Option<usize> {
+        use ElementType::*;
+        match self {
+            Bool | U8 | I8 => Some(1),
+            F16 | I16 | U16 => Some(2),
+            F32 | I32 | U32 => Some(4),
+            F64 | I64 | U64 | Complex64 => Some(8),
+            Complex128 => Some(16),
+            String | Resource | Variant | I4 => None,
+        }
+    }
+}
+
+/// Affine quantization of a tensor: `real = scale * (q - zero_point)`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Quantization {
+    pub min: Vec<f32>,
+    pub max: Vec<f32>,
+    pub scale: Vec<f32>,
+    pub zero_point: Vec<i64>,
+    /// Axis of per-channel scales (0 when per-tensor).
+    pub quantized_dimension: i32,
+}
+
+/// One tensor of the subgraph.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor<'a> {
+    pub name: Cow<'a, str>,
+    pub element_type: ElementType,
+    pub shape: Vec<i32>,
+    /// Shape with -1 for unknown dimensions, when the file gives one.
+    pub shape_signature: Option<Vec<i32>>,
+    pub quantization: Option<Quantization>,
+    /// Constant contents, for parameters (weights, biases, shapes); `None` for activations.
+    pub data: Option<Cow<'a, [u8]>>,
+    /// A variable tensor (e.g. LSTM state): mutable, kept between invocations.
+    pub is_variable: bool,
+    /// `has_rank` from newer converters: true for scalars with a known rank of 0.
+    pub has_rank: bool,
+}
+
+impl Tensor<'_> {
+    /// Whether the tensor holds constant data (a parameter).
+    pub fn is_constant(&self) -> bool {
+        self.data.is_some()
+    }
+
+    /// Number of elements from the static shape (1 for a scalar); `None` if a dimension is
+    /// negative or the product overflows.
+    pub fn num_elements(&self) -> Option<usize> {
+        self.shape.iter().try_fold(1usize, |acc, &d| {
+            usize::try_from(d).ok().and_then(|d| acc.checked_mul(d))
+        })
+    }
+
+    /// Bytes the tensor occupies: its data length if constant, else elements × element size.
+    pub fn byte_size(&self) -> Option<usize> {
+        match &self.data {
+            Some(data) => Some(data.len()),
+            None => self.num_elements()?.checked_mul(self.element_type.size()?),
+        }
+    }
+}
+
+/// What an operator computes: a builtin code or a custom op name, and the op version.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OpCode<'a> {
+    /// Builtin operator code, already resolved with the 127 rule
+    /// (`max(builtin_code, deprecated_builtin_code)`); `CUSTOM` (32) for custom ops.
+    pub builtin: i32,
+    /// Name of a custom op (`builtin == 32`).
+    pub custom: Option<Cow<'a, str>>,
+    pub version: i32,
+}
+
+/// The `BuiltinOperator` code of custom ops.
+pub const BUILTIN_CUSTOM: i32 = 32;
+
+/// One operator, in execution order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Operator<'a> {
+    pub opcode: OpCode<'a>,
+    /// Input tensor indices; `None` marks an optional input that is absent (-1 in the file).
+    pub inputs: Vec<Option<usize>>,
+    pub outputs: Vec<usize>,
+    /// Tensor indices of intermediates (used by quantized LSTMs).
+    pub intermediates: Vec<usize>,
+    /// Builtin options, decoded field by field (see [`options`]).
+    pub builtin_options: Option<options::BuiltinOptions>,
+    /// Opaque options of custom ops (a FlexBuffer for `edgetpu-custom-op`).
+    pub custom_options: Option<Cow<'a, [u8]>>,
+    /// `custom_options_format` (0 = FlexBuffers).
+    pub custom_options_format: i8,
+    pub mutating_variable_inputs: Vec<bool>,
+}
+
+impl Operator<'_> {
+    /// Input tensor indices that are present, in order.
+    pub fn present_inputs(&self) -> impl Iterator<Item = usize> + '_ {
+        self.inputs.iter().flatten().copied()
+    }
+}
