@@ -9,7 +9,11 @@
 
 use std::borrow::Cow;
 
+pub mod edgetpu;
+mod graph;
 pub mod options;
+
+pub use graph::Graph;
 
 /// One TFLite model with a single subgraph.
 #[derive(Debug, Clone, PartialEq)]

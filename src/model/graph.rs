@@ -1,0 +1,163 @@
+//! The dataflow view of a model: who produces and who consumes each tensor.
+
+use super::Model;
+use crate::{Error, Result};
+
+/// Producers and consumers of every tensor of a [`Model`], checked for consistency.
+///
+/// Building a graph checks what segment extraction relies on: every index is in range,
+/// every tensor has at most one producer, and every operator reads only tensors that are
+/// constants, variables, model inputs, or produced by an earlier operator (execution order).
+#[derive(Debug, Clone)]
+pub struct Graph<'m, 'a> {
+    model: &'m Model<'a>,
+    producer: Vec<Option<usize>>,
+    consumers: Vec<Vec<usize>>,
+    /// For each tensor, the last operator that reads it (`None` if no operator does).
+    last_reader: Vec<Option<usize>>,
+}
+
+impl<'m, 'a> Graph<'m, 'a> {
+    /// Builds the view, or says which operator or tensor breaks it.
+    pub fn new(model: &'m Model<'a>) -> Result<Self> {
+        let tensor_count = model.tensors.len();
+        let in_range = |t: usize, what: String| {
+            if t < tensor_count {
+                Ok(())
+            } else {
+                Err(Error::invalid(
+                    "model",
+                    format!("{what} refers to tensor {t}, but there are {tensor_count} tensors"),
+                ))
+            }
+        };
+        for (i, &t) in model.inputs.iter().enumerate() {
+            in_range(t, format!("model input {i}"))?;
+        }
+        for (i, &t) in model.outputs.iter().enumerate() {
+            in_range(t, format!("model output {i}"))?;
+        }
+
+        let mut producer = vec![None; tensor_count];
+        let mut consumers = vec![Vec::new(); tensor_count];
+        let mut last_reader = vec![None; tensor_count];
+        let mut available: Vec<bool> = model
+            .tensors
+            .iter()
+            .map(|t| t.is_constant() || t.is_variable)
+            .collect();
+        for &t in &model.inputs {
+            available[t] = true;
+        }
+
+        for (op_index, op) in model.operators.iter().enumerate() {
+            for (slot, t) in op.present_inputs().enumerate() {
+                in_range(t, format!("operator {op_index} input {slot}"))?;
+                if !available[t] {
+                    return Err(Error::invalid(
+                        "model",
+                        format!(
+                            "operator {op_index} reads tensor {t} (`{}`) before any operator produces it",
+                            model.tensors[t].name
+                        ),
+                    ));
+                }
+                if consumers[t].last() != Some(&op_index) {
+                    consumers[t].push(op_index);
+                }
+                last_reader[t] = Some(op_index);
+            }
+            for &t in op.intermediates.iter() {
+                in_range(t, format!("operator {op_index} intermediate"))?;
+            }
+            for (slot, &t) in op.outputs.iter().enumerate() {
+                in_range(t, format!("operator {op_index} output {slot}"))?;
+                if let Some(first) = producer[t] {
+                    return Err(Error::invalid(
+                        "model",
+                        format!(
+                            "tensor {t} (`{}`) is written by operators {first} and {op_index}",
+                            model.tensors[t].name
+                        ),
+                    ));
+                }
+                producer[t] = Some(op_index);
+                available[t] = true;
+            }
+        }
+        for &t in &model.outputs {
+            if !available[t] {
+                return Err(Error::invalid(
+                    "model",
+                    format!(
+                        "model output `{}` is never produced",
+                        model.tensors[t].name
+                    ),
+                ));
+            }
+        }
+        Ok(Graph {
+            model,
+            producer,
+            consumers,
+            last_reader,
+        })
+    }
+
+    /// The model this graph describes.
+    pub fn model(&self) -> &'m Model<'a> {
+        self.model
+    }
+
+    /// Number of operators.
+    pub fn op_count(&self) -> usize {
+        self.model.operators.len()
+    }
+
+    /// The operator that writes tensor `t`, if any.
+    pub fn producer(&self, t: usize) -> Option<usize> {
+        self.producer.get(t).copied().flatten()
+    }
+
+    /// The operators that read tensor `t`, ascending, each once.
+    pub fn consumers(&self, t: usize) -> &[usize] {
+        self.consumers.get(t).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether tensor `t` is produced at run time from the model inputs (not a constant or
+    /// a variable): the tensors that travel between segments.
+    pub fn is_activation(&self, t: usize) -> bool {
+        let tensor = &self.model.tensors[t];
+        !tensor.is_constant() && !tensor.is_variable
+    }
+
+    /// The activations that cross the cut before operator `cut` (`0 < cut < op_count`):
+    /// produced before it (or model inputs) and read at or after it. Ascending indices.
+    ///
+    /// A skip connection crosses every cut between its producer and its last reader, so it
+    /// appears at each of those boundaries.
+    pub fn crossing(&self, cut: usize) -> Vec<usize> {
+        (0..self.model.tensors.len())
+            .filter(|&t| self.is_activation(t))
+            .filter(|&t| match self.producer[t] {
+                Some(p) => p < cut,
+                None => self.model.inputs.contains(&t),
+            })
+            .filter(|&t| self.last_reader[t].is_some_and(|r| r >= cut))
+            .collect()
+    }
+
+    /// Whether tensors of variables (stateful ops such as LSTMs) are touched by operators on
+    /// both sides of `cut`: such a cut would split state across two interpreters.
+    pub fn cut_splits_state(&self, cut: usize) -> bool {
+        self.model
+            .tensors
+            .iter()
+            .enumerate()
+            .filter(|(_, tensor)| tensor.is_variable)
+            .any(|(t, _)| {
+                let readers = &self.consumers[t];
+                readers.first().is_some_and(|&f| f < cut) && readers.last().is_some_and(|&l| l >= cut)
+            })
+    }
+}

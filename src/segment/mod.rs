@@ -1,0 +1,304 @@
+//! Choosing where to cut a model, and cutting it.
+//!
+//! A [`Segmenter`] turns a [`Graph`] and a segment count into a [`Plan`]: contiguous ranges of
+//! operators in execution order. The plan writes each range as a standalone `.tflite`
+//! (see [`extract`]), named as Coral's tools name pipeline segments.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use crate::model::{Graph, Model};
+use crate::{Error, Result};
+
+mod extract;
+mod uniform;
+
+pub use extract::extract;
+pub use uniform::UniformByParams;
+
+/// A strategy that chooses the cut points of a model.
+pub trait Segmenter {
+    /// Short name shown in reports (e.g. `uniform`).
+    fn name(&self) -> &str;
+
+    /// Splits the graph into exactly `segments` contiguous, non-empty ranges of operators.
+    fn plan(&self, graph: &Graph<'_, '_>, segments: usize) -> Result<Plan>;
+}
+
+/// One segment of a plan: a range of operators and what it exchanges with the others.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    /// Operators of the segment, in execution order.
+    pub ops: Range<usize>,
+    /// Activations the segment reads from the model inputs or earlier segments (tensor
+    /// indices of the source model).
+    pub inputs: Vec<usize>,
+    /// Activations the segment produces for later segments or the model's outputs.
+    pub outputs: Vec<usize>,
+    /// Bytes of constant parameters the segment's operators read, each tensor counted once.
+    pub param_bytes: u64,
+}
+
+/// The ordered segments of a model, as chosen by a [`Segmenter`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Name of the strategy that made the plan.
+    pub strategy: String,
+    /// The segments, covering every operator once, in order.
+    pub segments: Vec<Segment>,
+}
+
+impl Plan {
+    /// Makes the plan whose segments start at operator 0 and at each of `cuts` (ascending).
+    ///
+    /// Fails if a cut is out of order or out of range, or if it would split the state of a
+    /// stateful operator (variable tensors) over two segments.
+    pub fn from_cuts(strategy: &str, graph: &Graph<'_, '_>, cuts: &[usize]) -> Result<Plan> {
+        let op_count = graph.op_count();
+        if op_count == 0 {
+            return Err(Error::invalid("plan", "the model has no operators"));
+        }
+        let mut starts = Vec::with_capacity(cuts.len() + 1);
+        starts.push(0);
+        for &cut in cuts {
+            let previous = *starts.last().unwrap_or(&0);
+            if cut <= previous || cut >= op_count {
+                return Err(Error::invalid(
+                    "plan",
+                    format!("cut before operator {cut} is not in {}..{op_count}", previous + 1),
+                ));
+            }
+            if !is_valid_cut(graph, cut) {
+                return Err(Error::invalid(
+                    "plan",
+                    format!("cut before operator {cut} would split a stateful operator's variables"),
+                ));
+            }
+            starts.push(cut);
+        }
+        let segments = starts
+            .iter()
+            .zip(starts.iter().skip(1).chain(std::iter::once(&op_count)))
+            .map(|(&start, &end)| {
+                let ops = start..end;
+                let (inputs, outputs) = extract::interface(graph, &ops);
+                Segment {
+                    param_bytes: param_bytes(graph.model(), &ops),
+                    ops,
+                    inputs,
+                    outputs,
+                }
+            })
+            .collect();
+        Ok(Plan {
+            strategy: strategy.to_string(),
+            segments,
+        })
+    }
+
+    /// Cuts every segment out of the graph's model as a standalone model.
+    pub fn extract<'a>(&self, graph: &Graph<'_, 'a>) -> Result<Vec<Model<'a>>> {
+        self.segments
+            .iter()
+            .map(|segment| extract(graph, segment.ops.clone()))
+            .collect()
+    }
+
+    /// Writes the segments as `<stem>_segment_<i>_of_<n>.tflite` into `dir` and returns the
+    /// paths, in segment order.
+    pub fn write(&self, graph: &Graph<'_, '_>, dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
+        let n = self.segments.len();
+        let io_error = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        self.extract(graph)?
+            .iter()
+            .enumerate()
+            .map(|(i, segment)| {
+                let path = dir.join(segment_file_name(stem, i, n));
+                std::fs::write(&path, segment.to_bytes()?).map_err(io_error(&path))?;
+                Ok(path)
+            })
+            .collect()
+    }
+}
+
+/// Coral's name for segment `index` of `count`: `<stem>_segment_<index>_of_<count>.tflite`.
+pub fn segment_file_name(stem: &str, index: usize, count: usize) -> String {
+    format!("{stem}_segment_{index}_of_{count}.tflite")
+}
+
+/// Whether the graph may be cut before operator `cut`.
+pub fn is_valid_cut(graph: &Graph<'_, '_>, cut: usize) -> bool {
+    cut > 0 && cut < graph.op_count() && !graph.cut_splits_state(cut)
+}
+
+/// Bytes of the constant tensors read by operators in `ops`, each tensor counted once.
+pub fn param_bytes(model: &Model<'_>, ops: &Range<usize>) -> u64 {
+    let mut seen = std::collections::BTreeSet::new();
+    model.operators[ops.clone()]
+        .iter()
+        .flat_map(|op| op.present_inputs())
+        .filter(|&t| model.tensors[t].is_constant() && seen.insert(t))
+        .map(|t| model.tensors[t].byte_size().unwrap_or(0) as u64)
+        .sum()
+}
+
+/// Checks that a model can be segmented at all: at least `segments` operators, and not a
+/// model compiled for the Edge TPU (its one custom op cannot be split).
+pub(crate) fn check_segmentable(graph: &Graph<'_, '_>, segments: usize) -> Result<()> {
+    if segments == 0 {
+        return Err(Error::invalid("plan", "the number of segments must be at least 1"));
+    }
+    if crate::model::edgetpu::is_compiled(graph.model()) {
+        return Err(Error::unsupported(
+            "a model compiled for the Edge TPU cannot be split: split the uncompiled model, then compile each segment",
+        ));
+    }
+    let valid_cuts = (1..graph.op_count()).filter(|&c| is_valid_cut(graph, c)).count();
+    if segments > valid_cuts + 1 {
+        return Err(Error::invalid(
+            "plan",
+            format!(
+                "{segments} segments asked, but the model has only {} places to cut ({} operators)",
+                valid_cuts,
+                graph.op_count()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ElementType, OpCode, Operator, Tensor};
+    use std::borrow::Cow;
+
+    fn tensor(name: &str, data: Option<Vec<u8>>) -> Tensor<'static> {
+        Tensor {
+            name: Cow::Owned(name.to_string()),
+            element_type: ElementType::U8,
+            shape: vec![data.as_ref().map_or(4, Vec::len) as i32],
+            shape_signature: None,
+            quantization: None,
+            data: data.map(Cow::Owned),
+            is_variable: false,
+            has_rank: false,
+        }
+    }
+
+    fn op(inputs: &[usize], outputs: &[usize]) -> Operator<'static> {
+        Operator {
+            opcode: OpCode {
+                builtin: 0,
+                custom: None,
+                version: 1,
+            },
+            inputs: inputs.iter().map(|&t| Some(t)).collect(),
+            outputs: outputs.to_vec(),
+            intermediates: Vec::new(),
+            builtin_options: None,
+            custom_options: None,
+            custom_options_format: 0,
+            mutating_variable_inputs: Vec::new(),
+        }
+    }
+
+    /// `x0 -> op0 -> x1 -> ... -> x{n}`; op i also reads constant `w{i}` of `weight_bytes[i]`
+    /// bytes; with `skip`, the last operator also reads `x1`.
+    fn chain(weight_bytes: &[usize], skip: bool) -> Model<'static> {
+        let n = weight_bytes.len();
+        let mut tensors: Vec<_> = (0..=n).map(|i| tensor(&format!("x{i}"), None)).collect();
+        let mut operators = Vec::new();
+        for (i, &bytes) in weight_bytes.iter().enumerate() {
+            tensors.push(tensor(&format!("w{i}"), Some(vec![i as u8; bytes])));
+            let weight = tensors.len() - 1;
+            let mut inputs = vec![i, weight];
+            if skip && i == n - 1 && n > 2 {
+                inputs.push(1);
+            }
+            operators.push(op(&inputs, &[i + 1]));
+        }
+        Model {
+            version: 3,
+            description: None,
+            subgraph_name: None,
+            tensors,
+            operators,
+            inputs: vec![0],
+            outputs: vec![n],
+            metadata: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn uniform_balances_parameter_bytes() {
+        let model = chain(&[10, 10, 10, 10, 10, 10], false);
+        let graph = Graph::new(&model).unwrap();
+        let plan = UniformByParams.plan(&graph, 3).unwrap();
+        let ranges: Vec<_> = plan.segments.iter().map(|s| s.ops.clone()).collect();
+        assert_eq!(ranges, vec![0..2, 2..4, 4..6]);
+        assert!(plan.segments.iter().all(|s| s.param_bytes == 20));
+    }
+
+    #[test]
+    fn uniform_gives_every_segment_an_operator() {
+        let model = chain(&[100, 1, 1, 1], false);
+        let graph = Graph::new(&model).unwrap();
+        for n in 1..=4 {
+            let plan = UniformByParams.plan(&graph, n).unwrap();
+            assert_eq!(plan.segments.len(), n);
+            assert!(plan.segments.iter().all(|s| !s.ops.is_empty()));
+            assert_eq!(plan.segments.last().unwrap().ops.end, 4);
+        }
+        assert!(UniformByParams.plan(&graph, 5).is_err());
+        assert!(UniformByParams.plan(&graph, 0).is_err());
+    }
+
+    #[test]
+    fn skip_connection_is_an_input_of_the_reader_and_an_output_of_the_producer() {
+        let model = chain(&[1, 1, 1, 1], true);
+        let graph = Graph::new(&model).unwrap();
+        let plan = Plan::from_cuts("test", &graph, &[1, 2, 3]).unwrap();
+        // x1 is produced by op 0 and read by ops 1 and 3.
+        assert_eq!(plan.segments[0].outputs, vec![1]);
+        assert_eq!(plan.segments[1].inputs, vec![1]);
+        assert_eq!(plan.segments[3].inputs, vec![1, 3]);
+        assert_eq!(graph.crossing(2), vec![1, 2]);
+        assert_eq!(graph.crossing(3), vec![1, 3]);
+    }
+
+    #[test]
+    fn extracted_segment_is_renumbered_and_keeps_names() {
+        let model = chain(&[3, 5, 7], true);
+        let graph = Graph::new(&model).unwrap();
+        let segment = extract(&graph, 1..3).unwrap();
+        let names: Vec<_> = segment.tensors.iter().map(|t| t.name.as_ref()).collect();
+        assert_eq!(names, vec!["x1", "x2", "x3", "w1", "w2"]);
+        assert_eq!(segment.inputs, vec![0]);
+        assert_eq!(segment.outputs, vec![2]);
+        assert_eq!(segment.operators[1].inputs, vec![Some(1), Some(4), Some(0)]);
+        assert!(Graph::new(&segment).is_ok());
+    }
+
+    #[test]
+    fn bad_cuts_are_refused() {
+        let model = chain(&[1, 1, 1], false);
+        let graph = Graph::new(&model).unwrap();
+        assert!(Plan::from_cuts("t", &graph, &[0]).is_err());
+        assert!(Plan::from_cuts("t", &graph, &[2, 1]).is_err());
+        assert!(Plan::from_cuts("t", &graph, &[3]).is_err());
+        assert!(extract(&graph, 2..2).is_err());
+        assert!(extract(&graph, 0..4).is_err());
+    }
+
+    #[test]
+    fn graph_rejects_reading_before_writing() {
+        let mut model = chain(&[1, 1], false);
+        model.operators.swap(0, 1);
+        assert!(matches!(Graph::new(&model), Err(Error::Invalid { .. })));
+    }
+}
