@@ -1,0 +1,185 @@
+//! Checking that chained segments compute exactly what the whole model computes.
+//!
+//! [`SegmentChain`] runs segment models one after another on the TFLite CPU runtime, passing
+//! tensors by name (as Coral's pipeline does), so a tensor that skips segments still reaches
+//! the one that reads it. [`verify_chain`] feeds the same random inputs to the whole model
+//! and to the chain and compares every model output byte for byte.
+
+use std::sync::Arc;
+
+use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime, TensorInfo};
+use crate::model::ElementType;
+use crate::{Error, Result};
+
+/// Named tensors travelling between segments.
+pub type NamedTensors = Vec<(String, Vec<u8>)>;
+
+/// Segment models run in sequence on CPU interpreters, joined by tensor name.
+pub struct SegmentChain {
+    interpreters: Vec<Interpreter>,
+}
+
+impl SegmentChain {
+    /// Loads every segment (serialized `.tflite` bytes, in order) into its own interpreter.
+    pub fn new(
+        runtime: &Runtime,
+        segments: impl IntoIterator<Item = Vec<u8>>,
+        options: &InterpreterOptions,
+    ) -> Result<Self> {
+        let interpreters = segments
+            .into_iter()
+            .map(|bytes| Interpreter::new(runtime, Arc::<[u8]>::from(bytes), options))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SegmentChain { interpreters })
+    }
+
+    /// The interpreters, in segment order.
+    pub fn interpreters(&self) -> &[Interpreter] {
+        &self.interpreters
+    }
+
+    /// Runs the chain: `inputs` are the model inputs by name; returns every tensor any
+    /// segment produced, by name, in the order they were produced.
+    pub fn run(&mut self, inputs: &[(String, Vec<u8>)]) -> Result<NamedTensors> {
+        let mut available: NamedTensors = inputs.to_vec();
+        let mut produced = NamedTensors::new();
+        for (index, interpreter) in self.interpreters.iter_mut().enumerate() {
+            for slot in 0..interpreter.inputs().len() {
+                let name = &interpreter.inputs()[slot].name;
+                let data = available
+                    .iter()
+                    .rev()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, d)| d)
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "segment chain",
+                            format!("segment {index} reads `{name}`, which nothing before it produces"),
+                        )
+                    })?;
+                interpreter.set_input(slot, data)?;
+            }
+            interpreter.invoke()?;
+            for slot in 0..interpreter.outputs().len() {
+                let name = interpreter.outputs()[slot].name.clone();
+                let data = interpreter.output(slot)?.to_vec();
+                available.push((name.clone(), data.clone()));
+                produced.push((name, data));
+            }
+        }
+        Ok(produced)
+    }
+}
+
+/// The outcome of [`verify_chain`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Trials whose every model output was byte-identical.
+    pub identical: usize,
+    /// Trials run.
+    pub trials: usize,
+    /// The first difference seen: trial, output name, first differing byte.
+    pub first_difference: Option<String>,
+}
+
+/// Runs `trials` random inputs (seeded) through the whole model and through the chained
+/// segments, comparing every model output byte for byte.
+pub fn verify_chain(
+    runtime: &Runtime,
+    whole_model: &[u8],
+    segments: Vec<Vec<u8>>,
+    trials: usize,
+    seed: u64,
+) -> Result<VerifyReport> {
+    let options = InterpreterOptions::default();
+    let mut whole = Interpreter::new(runtime, Arc::<[u8]>::from(whole_model), &options)?;
+    let mut chain = SegmentChain::new(runtime, segments, &options)?;
+    let mut rng = SplitMix64(seed);
+    let mut report = VerifyReport {
+        identical: 0,
+        trials,
+        first_difference: None,
+    };
+    for trial in 0..trials {
+        let inputs: NamedTensors = whole
+            .inputs()
+            .iter()
+            .map(|info| (info.name.clone(), random_tensor(info, &mut rng)))
+            .collect();
+        for (slot, (_, data)) in inputs.iter().enumerate() {
+            whole.set_input(slot, data)?;
+        }
+        whole.invoke()?;
+        let produced = chain.run(&inputs)?;
+        let mut difference = None;
+        for (slot, info) in whole.outputs().iter().enumerate() {
+            let expected = whole.output(slot)?;
+            let actual = produced.iter().rev().find(|(n, _)| *n == info.name);
+            difference = match actual {
+                None => Some(format!("trial {trial}: the segments never produce `{}`", info.name)),
+                Some((_, actual)) if actual.len() != expected.len() => Some(format!(
+                    "trial {trial}: `{}` has {} bytes from the segments, {} from the whole model",
+                    info.name,
+                    actual.len(),
+                    expected.len()
+                )),
+                Some((_, actual)) => actual
+                    .iter()
+                    .zip(expected)
+                    .position(|(a, e)| a != e)
+                    .map(|at| format!("trial {trial}: `{}` differs at byte {at}", info.name)),
+            };
+            if difference.is_some() {
+                break;
+            }
+        }
+        match difference {
+            None => report.identical += 1,
+            Some(d) => {
+                report.first_difference.get_or_insert(d);
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Random contents for a tensor, valid for its type: any bit pattern for integer types,
+/// values in [-1, 1) for floats, 0 or 1 for booleans.
+pub fn random_tensor(info: &TensorInfo, rng: &mut SplitMix64) -> Vec<u8> {
+    let mut data = vec![0u8; info.byte_size];
+    match info.element_type {
+        ElementType::F32 => {
+            for chunk in data.chunks_exact_mut(4) {
+                chunk.copy_from_slice(&(rng.unit() as f32).to_le_bytes());
+            }
+        }
+        ElementType::F64 => {
+            for chunk in data.chunks_exact_mut(8) {
+                chunk.copy_from_slice(&rng.unit().to_le_bytes());
+            }
+        }
+        ElementType::Bool => data.iter_mut().for_each(|b| *b = (rng.next() & 1) as u8),
+        _ => data.iter_mut().for_each(|b| *b = rng.next() as u8),
+    }
+    data
+}
+
+/// A small seeded generator (SplitMix64): reproducible inputs without a dependency.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A value uniform in [-1, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+    }
+}
