@@ -1,5 +1,6 @@
-//! Builtin operator codes of TFLite's `schema.fbs` (schema version 3): the names of every
-//! `enum BuiltinOperator` value, and which options table each operator takes.
+//! Builtin operator codes of TFLite's `schema.fbs` (schema version 3, up to
+//! `STABLEHLO_CASE = 209`): the names of every `enum BuiltinOperator` value, and which options
+//! table each operator takes.
 
 use crate::model::options::{self, OptionsUnion};
 
@@ -54,12 +55,12 @@ pub const PLACEHOLDER_FOR_GREATER_OP_CODES: i32 = 127;
 /// `BuiltinOperator.CALL_ONCE`.
 pub const CALL_ONCE: i32 = 129;
 
-/// `BuiltinOperator.TEMP_STREAMING_CONV_2D`, the one code outside `0..=205`.
+/// `BuiltinOperator.TEMP_STREAMING_CONV_2D`, the one code outside `0..=209`.
 const TEMP_STREAMING_CONV_2D: i32 = 225;
 
-/// Names of codes `0..=205`, in code order (transcribed from `enum BuiltinOperator`).
+/// Names of codes `0..=209`, in code order (transcribed from `enum BuiltinOperator`).
 #[rustfmt::skip]
-static NAMES: [&str; 206] = [
+static NAMES: [&str; 210] = [
     "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D",
     "DEPTHWISE_CONV_2D", "DEPTH_TO_SPACE", "DEQUANTIZE", "EMBEDDING_LOOKUP",
     "FLOOR", "FULLY_CONNECTED", "HASHTABLE_LOOKUP", "L2_NORMALIZATION",
@@ -111,7 +112,8 @@ static NAMES: [&str; 206] = [
     "STABLEHLO_CONVERT", "STABLEHLO_DYNAMIC_SLICE", "STABLEHLO_DYNAMIC_UPDATE_SLICE", "STABLEHLO_PAD",
     "STABLEHLO_IOTA", "STABLEHLO_DOT_GENERAL", "STABLEHLO_REDUCE_WINDOW", "STABLEHLO_SORT",
     "STABLEHLO_WHILE", "STABLEHLO_GATHER", "STABLEHLO_TRANSPOSE", "DILATE",
-    "STABLEHLO_RNG_BIT_GENERATOR", "REDUCE_WINDOW",
+    "STABLEHLO_RNG_BIT_GENERATOR", "REDUCE_WINDOW", "STABLEHLO_COMPOSITE", "STABLEHLO_SHIFT_LEFT",
+    "STABLEHLO_CBRT", "STABLEHLO_CASE",
 ];
 
 /// The schema name of a builtin operator code, e.g. `FULLY_CONNECTED` for 9.
@@ -143,6 +145,10 @@ pub fn builtin_op_code(name: &str) -> Option<i32> {
 /// `MAXIMUM`/`MINIMUM` `MaximumMinimumOptions`, `CONV_3D_TRANSPOSE` `Conv3DOptions`, the random
 /// ops `RandomOptions`, `L2_NORMALIZATION` `L2NormOptions`, `UNIDIRECTIONAL_SEQUENCE_RNN`
 /// `SequenceRNNOptions`.
+///
+/// Converters may leave options out altogether (seen: `QUANTIZE` and some `RESHAPE` ops
+/// without a table); the runtime then uses the schema defaults, so writing the empty table or
+/// none is equivalent.
 pub fn default_options_for(code: i32) -> Option<(OptionsUnion, u8)> {
     options::by_name(options_table_for(code)?)
 }
@@ -308,6 +314,9 @@ fn options_table_for(code: i32) -> Option<&'static str> {
         203 => Some("DilateOptions"),                    // DILATE
         204 => Some("StablehloRngBitGeneratorOptions"),  // STABLEHLO_RNG_BIT_GENERATOR
         205 => Some("ReduceWindowOptions"),              // REDUCE_WINDOW
+        206 => Some("StableHLOCompositeOptions"),        // STABLEHLO_COMPOSITE
+        207 => Some("StablehloShiftLeftOptions"),        // STABLEHLO_SHIFT_LEFT
+        209 => Some("StablehloCaseOptions"),             // STABLEHLO_CASE
         _ => None,
     }
 }
@@ -330,7 +339,9 @@ mod tests {
         assert_eq!(builtin_op_name(162), Some("STABLEHLO_LOGISTIC"));
         assert_eq!(builtin_op_name(204), Some("STABLEHLO_RNG_BIT_GENERATOR"));
         assert_eq!(builtin_op_name(205), Some("REDUCE_WINDOW"));
-        assert_eq!(builtin_op_name(206), None);
+        assert_eq!(builtin_op_name(206), Some("STABLEHLO_COMPOSITE"));
+        assert_eq!(builtin_op_name(209), Some("STABLEHLO_CASE"));
+        assert_eq!(builtin_op_name(210), None);
         assert_eq!(builtin_op_name(224), None);
         assert_eq!(builtin_op_name(225), Some("TEMP_STREAMING_CONV_2D"));
         assert_eq!(builtin_op_name(-1), None);
@@ -338,7 +349,7 @@ mod tests {
 
     #[test]
     fn codes_of_names_round_trip() {
-        for code in (0..=205).chain([225]) {
+        for code in (0..=209).chain([225]) {
             let name = builtin_op_name(code).unwrap();
             assert_eq!(builtin_op_code(name), Some(code), "{name}");
         }
@@ -429,7 +440,7 @@ mod tests {
         // Every member of both unions is named by at least one operator.
         for union in [OptionsUnion::Builtin, OptionsUnion::Builtin2] {
             for l in union.members() {
-                let found = (0..=205).any(|code| options_table_for(code) == Some(l.name));
+                let found = (0..=209).any(|code| options_table_for(code) == Some(l.name));
                 assert!(found, "{}", l.name);
             }
         }
@@ -437,7 +448,7 @@ mod tests {
 
     #[test]
     fn paired_tables_exist() {
-        for code in 0..=205 {
+        for code in 0..=209 {
             if let Some(name) = options_table_for(code) {
                 assert!(options::by_name(name).is_some(), "{name}");
             }

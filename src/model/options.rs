@@ -334,9 +334,9 @@ mod tests {
     #[test]
     fn union_sizes_match_schema() {
         // `union BuiltinOptions` ends with RightShiftOptions = 126;
-        // `union BuiltinOptions2` ends with ReduceWindowOptions = 20.
+        // `union BuiltinOptions2` ends with StablehloCaseOptions = 23.
         assert_eq!(BUILTIN_OPTIONS.len(), 126);
-        assert_eq!(BUILTIN_OPTIONS_2.len(), 20);
+        assert_eq!(BUILTIN_OPTIONS_2.len(), 23);
         assert_eq!(
             layout(OptionsUnion::Builtin, 126).map(|l| l.name),
             Some("RightShiftOptions")
@@ -347,7 +347,11 @@ mod tests {
         );
         assert!(layout(OptionsUnion::Builtin, 0).is_none());
         assert!(layout(OptionsUnion::Builtin, 127).is_none());
-        assert!(layout(OptionsUnion::Builtin2, 21).is_none());
+        assert_eq!(
+            layout(OptionsUnion::Builtin2, 23).map(|l| l.name),
+            Some("StablehloCaseOptions")
+        );
+        assert!(layout(OptionsUnion::Builtin2, 24).is_none());
     }
 
     #[test]
@@ -445,6 +449,17 @@ mod tests {
         assert_eq!(rng.fields, &[("algorithm", FieldType::I8)]);
         let window = layout(OptionsUnion::Builtin2, 20).unwrap();
         assert_eq!(window.fields, &[("reduce_function", FieldType::I32)]);
+
+        let composite = layout(OptionsUnion::Builtin2, 21).unwrap();
+        assert_eq!(composite.name, "StableHLOCompositeOptions");
+        assert_eq!(
+            composite.fields[2],
+            ("composite_attributes", FieldType::VecU8)
+        );
+        assert_eq!(
+            composite.fields[3],
+            ("composite_attributes_format", FieldType::I8)
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The option tables of TFLite's `schema.fbs` (schema version 3), transcribed as data:
+//! The option tables of TFLite's `schema.fbs` (schema version 3, the revision whose last
+//! operator is `STABLEHLO_CASE = 209`), transcribed as data:
 //! [`BUILTIN_OPTIONS`] from `union BuiltinOptions` and [`BUILTIN_OPTIONS_2`] from
 //! `union BuiltinOptions2`, each in declaration order (union tag = index + 1).
 //!
@@ -158,7 +159,7 @@ pub static BUILTIN_OPTIONS: [OptionsLayout; 126] = [
 
 /// Members of `union BuiltinOptions2`: tag `k` is `BUILTIN_OPTIONS_2[k - 1]`.
 #[rustfmt::skip]
-pub static BUILTIN_OPTIONS_2: [OptionsLayout; 20] = [
+pub static BUILTIN_OPTIONS_2: [OptionsLayout; 23] = [
     t("StablehloConcatenateOptions", &[("dimension", I64)], &[]),
     t("StablehloBroadcastInDimOptions", &[("broadcast_dimensions", VecI64)], &[]),
     t("StablehloSliceOptions", &[("start_indices", VecI64), ("limit_indices", VecI64), ("strides", VecI64)], &[]),
@@ -180,4 +181,7 @@ pub static BUILTIN_OPTIONS_2: [OptionsLayout; 20] = [
     t("StablehloRngBitGeneratorOptions", &[("algorithm", I8)], &[]),
     // deprecated member
     t("ReduceWindowOptions", &[("reduce_function", I32)], &[]),
+    t("StableHLOCompositeOptions", &[("name", String), ("decomposition_subgraph_index", I32), ("composite_attributes", VecU8), ("composite_attributes_format", I8), ("version", I32)], &[]),
+    t("StablehloShiftLeftOptions", &[], &[]),
+    t("StablehloCaseOptions", &[("branch_subgraph_indices", VecI32)], &[]),
 ];
