@@ -11,6 +11,7 @@ use std::borrow::Cow;
 
 pub mod edgetpu;
 mod graph;
+pub mod ops;
 pub mod options;
 
 pub use graph::Graph;
