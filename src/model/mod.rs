@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 
+pub mod figures;
 pub mod options;
 
 /// One TFLite model with a single subgraph.
