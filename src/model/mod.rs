@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 
 pub mod edgetpu;
+pub mod figures;
 mod graph;
 pub mod ops;
 pub mod options;
