@@ -9,7 +9,9 @@
 
 use std::borrow::Cow;
 
+pub mod builder;
 pub mod options;
+pub mod paper;
 
 /// One TFLite model with a single subgraph.
 #[derive(Debug, Clone, PartialEq)]
