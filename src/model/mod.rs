@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 
 pub mod builder;
+pub mod ops;
 pub mod options;
 pub mod paper;
 
