@@ -9,7 +9,11 @@
 
 use std::borrow::Cow;
 
+mod fbwrite;
+mod flatbuf;
 pub mod options;
+mod reader;
+mod writer;
 
 /// One TFLite model with a single subgraph.
 #[derive(Debug, Clone, PartialEq)]

@@ -78,3 +78,117 @@ pub struct BuiltinOptions {
     /// Present fields, ascending by field id.
     pub fields: Vec<(u16, FieldValue)>,
 }
+
+/// The layout of options table `kind` (1-based union tag) of `union`, if known.
+pub fn layout(union: OptionsUnion, kind: u8) -> Option<&'static OptionsLayout> {
+    use FieldType::*;
+    static CONV_2D: OptionsLayout = OptionsLayout {
+        name: "Conv2DOptions",
+        fields: &[
+            ("padding", I8),
+            ("stride_w", I32),
+            ("stride_h", I32),
+            ("fused_activation_function", I8),
+            ("dilation_w_factor", I32),
+            ("dilation_h_factor", I32),
+            ("quantized_bias_type", I8),
+        ],
+    };
+    static DEPTHWISE: OptionsLayout = OptionsLayout {
+        name: "DepthwiseConv2DOptions",
+        fields: &[
+            ("padding", I8),
+            ("stride_w", I32),
+            ("stride_h", I32),
+            ("depth_multiplier", I32),
+            ("fused_activation_function", I8),
+            ("dilation_w_factor", I32),
+            ("dilation_h_factor", I32),
+        ],
+    };
+    static POOL: OptionsLayout = OptionsLayout {
+        name: "Pool2DOptions",
+        fields: &[
+            ("padding", I8),
+            ("stride_w", I32),
+            ("stride_h", I32),
+            ("filter_width", I32),
+            ("filter_height", I32),
+            ("fused_activation_function", I8),
+        ],
+    };
+    static FC: OptionsLayout = OptionsLayout {
+        name: "FullyConnectedOptions",
+        fields: &[
+            ("fused_activation_function", I8),
+            ("weights_format", I8),
+            ("keep_num_dims", Bool),
+            ("asymmetric_quantize_inputs", Bool),
+            ("quantized_bias_type", I8),
+        ],
+    };
+    static SOFTMAX: OptionsLayout = OptionsLayout {
+        name: "SoftmaxOptions",
+        fields: &[("beta", F32)],
+    };
+    static CONCAT: OptionsLayout = OptionsLayout {
+        name: "ConcatenationOptions",
+        fields: &[("axis", I32), ("fused_activation_function", I8)],
+    };
+    static ADD: OptionsLayout = OptionsLayout {
+        name: "AddOptions",
+        fields: &[("fused_activation_function", I8), ("pot_scale_int16", Bool)],
+    };
+    static RESHAPE: OptionsLayout = OptionsLayout {
+        name: "ReshapeOptions",
+        fields: &[("new_shape", VecI32)],
+    };
+    static RESIZE_BILINEAR: OptionsLayout = OptionsLayout {
+        name: "ResizeBilinearOptions",
+        fields: &[
+            ("new_height", I32),
+            ("new_width", I32),
+            ("align_corners", Bool),
+            ("half_pixel_centers", Bool),
+        ],
+    };
+    static REDUCER: OptionsLayout = OptionsLayout {
+        name: "ReducerOptions",
+        fields: &[("keep_dims", Bool)],
+    };
+    static DEQUANTIZE: OptionsLayout = OptionsLayout {
+        name: "DequantizeOptions",
+        fields: &[],
+    };
+    static SEQ_LSTM: OptionsLayout = OptionsLayout {
+        name: "UnidirectionalSequenceLSTMOptions",
+        fields: &[
+            ("fused_activation_function", I8),
+            ("cell_clip", F32),
+            ("proj_clip", F32),
+            ("time_major", Bool),
+            ("asymmetric_quantize_inputs", Bool),
+            ("diagonal_recurrent_tensors", Bool),
+        ],
+    };
+    static ARG_MAX: OptionsLayout = OptionsLayout {
+        name: "ArgMaxOptions",
+        fields: &[("output_type", I8)],
+    };
+    match (union, kind) {
+        (OptionsUnion::Builtin, 40) => Some(&ARG_MAX),
+        (OptionsUnion::Builtin, 15) => Some(&RESIZE_BILINEAR),
+        (OptionsUnion::Builtin, 27) => Some(&REDUCER),
+        (OptionsUnion::Builtin, 38) => Some(&DEQUANTIZE),
+        (OptionsUnion::Builtin, 71) => Some(&SEQ_LSTM),
+        (OptionsUnion::Builtin, 1) => Some(&CONV_2D),
+        (OptionsUnion::Builtin, 2) => Some(&DEPTHWISE),
+        (OptionsUnion::Builtin, 5) => Some(&POOL),
+        (OptionsUnion::Builtin, 8) => Some(&FC),
+        (OptionsUnion::Builtin, 9) => Some(&SOFTMAX),
+        (OptionsUnion::Builtin, 10) => Some(&CONCAT),
+        (OptionsUnion::Builtin, 11) => Some(&ADD),
+        (OptionsUnion::Builtin, 17) => Some(&RESHAPE),
+        _ => None,
+    }
+}
