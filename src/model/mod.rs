@@ -10,9 +10,13 @@
 use std::borrow::Cow;
 
 pub mod builder;
+mod fbwrite;
+mod flatbuf;
 pub mod ops;
 pub mod options;
 pub mod paper;
+mod reader;
+mod writer;
 
 /// One TFLite model with a single subgraph.
 #[derive(Debug, Clone, PartialEq)]
