@@ -9,8 +9,15 @@
 
 use std::borrow::Cow;
 
+pub mod builder;
+mod fbwrite;
 pub mod figures;
+mod flatbuf;
+pub mod ops;
 pub mod options;
+pub mod paper;
+mod reader;
+mod writer;
 
 /// One TFLite model with a single subgraph.
 #[derive(Debug, Clone, PartialEq)]

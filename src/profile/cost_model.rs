@@ -391,14 +391,15 @@ impl EdgeTpuCostModel {
         }
     }
 
-    /// Whether every parameter is usable: rates positive and finite, overhead and read
-    /// counts finite and not negative. Returns the name of the first bad parameter.
+    /// Whether every parameter is usable: rates positive (an infinite rate makes that part
+    /// free), overhead and read counts finite and not negative. Returns what is wrong with
+    /// the first bad parameter.
     pub fn check(&self) -> Result<(), String> {
         let rate = |name: &str, v: f64| {
-            if v.is_finite() && v > 0.0 {
+            if v > 0.0 {
                 Ok(())
             } else {
-                Err(format!("{name} = {v} must be positive and finite"))
+                Err(format!("{name} = {v} must be positive"))
             }
         };
         let amount = |name: &str, v: f64| {
@@ -481,7 +482,7 @@ impl EdgeTpuCostModel {
 mod tests {
     use super::*;
     use crate::model::figures::tests::{model, operator, tensor};
-    use crate::model::{ElementType, Quantization};
+    use crate::model::{ElementType, Quantization, ops};
 
     fn op(kind: OpKind, macs: u64, params: &[u64]) -> OpWorkload {
         OpWorkload {
@@ -660,10 +661,10 @@ mod tests {
                 tensor("out", F32, &[1, 64], false), // 6
             ],
             vec![
-                operator(114, &[Some(0)], &[1]),
-                operator(9, &[Some(1), Some(2), Some(3)], &[4]),
-                operator(9, &[Some(4), Some(2), None], &[5]),
-                operator(6, &[Some(5)], &[6]),
+                operator(ops::QUANTIZE, &[Some(0)], &[1]),
+                operator(ops::FULLY_CONNECTED, &[Some(1), Some(2), Some(3)], &[4]),
+                operator(ops::FULLY_CONNECTED, &[Some(4), Some(2), None], &[5]),
+                operator(ops::DEQUANTIZE, &[Some(5)], &[6]),
             ],
             &[0],
             &[6],
