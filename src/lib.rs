@@ -8,6 +8,7 @@
 
 mod error;
 pub mod model;
+pub mod profile;
 pub mod segment;
 
 pub use error::{Error, Result};

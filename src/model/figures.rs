@@ -16,29 +16,24 @@
 
 use crate::model::{Model, Operator};
 
-/// `BuiltinOperator` codes used here (numbering of the TFLite schema).
+/// `BuiltinOperator` codes: the named ones of [`crate::model::ops`], plus the other
+/// element-wise ops.
 mod code {
-    pub const ADD: i32 = 0;
-    pub const CONV_2D: i32 = 3;
-    pub const DEPTHWISE_CONV_2D: i32 = 4;
-    pub const DEQUANTIZE: i32 = 6;
+    pub use crate::model::ops::{
+        ADD, CONV_2D, DEPTHWISE_CONV_2D, DEQUANTIZE, FULLY_CONNECTED, LOGISTIC, MUL, QUANTIZE,
+        TANH, TRANSPOSE_CONV,
+    };
     pub const FLOOR: i32 = 8;
-    pub const FULLY_CONNECTED: i32 = 9;
-    pub const LOGISTIC: i32 = 14;
-    pub const MUL: i32 = 18;
     pub const RELU: i32 = 19;
     pub const RELU_N1_TO_1: i32 = 20;
     pub const RELU6: i32 = 21;
-    pub const TANH: i32 = 28;
     pub const SUB: i32 = 41;
     pub const DIV: i32 = 42;
     pub const PRELU: i32 = 54;
     pub const MAXIMUM: i32 = 55;
     pub const MINIMUM: i32 = 57;
-    pub const TRANSPOSE_CONV: i32 = 67;
     pub const LEAKY_RELU: i32 = 98;
     pub const ABS: i32 = 101;
-    pub const QUANTIZE: i32 = 114;
     pub const HARD_SWISH: i32 = 117;
 }
 

@@ -1,0 +1,458 @@
+//! Encoding a [`Model`] as `.tflite` bytes (schema version 3, identifier `TFL3`).
+//!
+//! Layout of the output: the model table, its operator codes, the one subgraph (tensors,
+//! then operators), the description, then the buffers (constant data, 16-byte aligned)
+//! and the metadata entries. Buffer 0 is the empty sentinel; every constant tensor gets
+//! its own buffer, except tensors borrowing the very same bytes, which share one; every
+//! metadata blob gets its own buffer. The output is a pure function of the model.
+
+use std::collections::HashMap;
+
+use super::fbwrite::{self, Child, Value};
+use super::options::{self, BuiltinOptions, FieldType, FieldValue, OptionsUnion};
+use super::reader::{IDENTIFIER, ids};
+use super::{BUILTIN_CUSTOM, Model, OpCode, Operator, Quantization, Tensor};
+use crate::error::{Error, Result};
+
+/// Alignment of constant data in the file (the schema's `force_align: 16`).
+const DATA_ALIGN: usize = 16;
+
+/// The type a field value has in an options layout.
+fn value_type(v: &FieldValue) -> FieldType {
+    match v {
+        FieldValue::Bool(_) => FieldType::Bool,
+        FieldValue::I8(_) => FieldType::I8,
+        FieldValue::U8(_) => FieldType::U8,
+        FieldValue::I16(_) => FieldType::I16,
+        FieldValue::U16(_) => FieldType::U16,
+        FieldValue::I32(_) => FieldType::I32,
+        FieldValue::U32(_) => FieldType::U32,
+        FieldValue::I64(_) => FieldType::I64,
+        FieldValue::U64(_) => FieldType::U64,
+        FieldValue::F32(_) => FieldType::F32,
+        FieldValue::F64(_) => FieldType::F64,
+        FieldValue::String(_) => FieldType::String,
+        FieldValue::VecI32(_) => FieldType::VecI32,
+        FieldValue::VecI64(_) => FieldType::VecI64,
+        FieldValue::VecU32(_) => FieldType::VecU32,
+        FieldValue::VecF32(_) => FieldType::VecF32,
+        FieldValue::VecU8(_) => FieldType::VecU8,
+        FieldValue::VecBool(_) => FieldType::VecBool,
+    }
+}
+
+fn invalid(reason: String) -> Error {
+    Error::invalid("model", reason)
+}
+
+fn check_index(index: usize, count: usize, what: impl FnOnce() -> String) -> Result<()> {
+    if index < count {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "{}: tensor index {index} out of range ({count} tensors)",
+            what()
+        )))
+    }
+}
+
+fn validate_options(opts: &BuiltinOptions, what: &str) -> Result<()> {
+    let layout = options::layout(opts.union, opts.kind).ok_or_else(|| {
+        invalid(format!(
+            "{what}: options type {} of {:?} unknown",
+            opts.kind, opts.union
+        ))
+    })?;
+    let mut previous: Option<u16> = None;
+    for (id, value) in &opts.fields {
+        if previous.is_some_and(|p| p >= *id) {
+            return Err(invalid(format!(
+                "{what}: {} field ids not strictly ascending at {id}",
+                layout.name
+            )));
+        }
+        previous = Some(*id);
+        let Some(&(name, ty)) = layout.fields.get(usize::from(*id)) else {
+            return Err(invalid(format!(
+                "{what}: {} has no field id {id}",
+                layout.name
+            )));
+        };
+        if value_type(value) != ty {
+            return Err(invalid(format!(
+                "{what}: {}.{name} is {ty:?}, got {:?}",
+                layout.name,
+                value_type(value)
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn validate_quantization(q: &Quantization, tensor: &Tensor<'_>, what: &str) -> Result<()> {
+    if q.min.len() != q.max.len() {
+        return Err(invalid(format!(
+            "{what}: {} min values but {} max values",
+            q.min.len(),
+            q.max.len()
+        )));
+    }
+    if !q.scale.is_empty() && !q.zero_point.is_empty() && q.scale.len() != q.zero_point.len() {
+        return Err(invalid(format!(
+            "{what}: {} scales but {} zero points",
+            q.scale.len(),
+            q.zero_point.len()
+        )));
+    }
+    if q.quantized_dimension < 0 {
+        return Err(invalid(format!(
+            "{what}: negative quantized_dimension {}",
+            q.quantized_dimension
+        )));
+    }
+    if q.scale.len() > 1 {
+        let dim = usize::try_from(q.quantized_dimension)
+            .ok()
+            .and_then(|d| tensor.shape.get(d));
+        if dim.and_then(|&d| usize::try_from(d).ok()) != Some(q.scale.len()) {
+            return Err(invalid(format!(
+                "{what}: {} per-channel scales do not match dimension {} of shape {:?}",
+                q.scale.len(),
+                q.quantized_dimension,
+                tensor.shape
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Model<'_> {
+    /// Checks that the model can be written: tensor indices in range, options matching
+    /// their layouts, quantization vectors consistent, custom ops named.
+    fn validate(&self) -> Result<()> {
+        let count = self.tensors.len();
+        for &i in &self.inputs {
+            check_index(i, count, || "subgraph inputs".into())?;
+        }
+        for &i in &self.outputs {
+            check_index(i, count, || "subgraph outputs".into())?;
+        }
+        for (t, tensor) in self.tensors.iter().enumerate() {
+            if let Some(q) = &tensor.quantization {
+                validate_quantization(q, tensor, &format!("tensor {t} `{}`", tensor.name))?;
+            }
+        }
+        for (o, op) in self.operators.iter().enumerate() {
+            let what = || format!("operator {o}");
+            for &i in op.inputs.iter().flatten() {
+                check_index(i, count, || format!("{} inputs", what()))?;
+            }
+            for &i in &op.outputs {
+                check_index(i, count, || format!("{} outputs", what()))?;
+            }
+            for &i in &op.intermediates {
+                check_index(i, count, || format!("{} intermediates", what()))?;
+            }
+            if !op.mutating_variable_inputs.is_empty()
+                && op.mutating_variable_inputs.len() != op.inputs.len()
+            {
+                return Err(invalid(format!(
+                    "{}: {} mutating_variable_inputs flags for {} inputs",
+                    what(),
+                    op.mutating_variable_inputs.len(),
+                    op.inputs.len()
+                )));
+            }
+            if op.opcode.builtin < 0 {
+                return Err(invalid(format!(
+                    "{}: negative builtin code {}",
+                    what(),
+                    op.opcode.builtin
+                )));
+            }
+            if op.opcode.builtin == BUILTIN_CUSTOM && op.opcode.custom.is_none() {
+                return Err(invalid(format!("{}: custom op without a name", what())));
+            }
+            if let Some(opts) = &op.builtin_options {
+                validate_options(opts, &what())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes the model as a `.tflite` file.
+    ///
+    /// The model is validated first ([`Error::Invalid`] on bad indices, options that do
+    /// not match their layout, inconsistent quantization). A constant tensor with empty
+    /// data is written without a buffer, so it reads back with `data == None`. Files over
+    /// 2 GiB are refused with [`Error::Unsupported`]. The same model always gives the
+    /// same bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        self.validate()?;
+
+        // Operator codes in first-use order.
+        let mut codes: Vec<&OpCode<'_>> = Vec::new();
+        let mut code_index: HashMap<&OpCode<'_>, u32> = HashMap::new();
+        let mut op_codes = Vec::with_capacity(self.operators.len());
+        for op in &self.operators {
+            let next = u32::try_from(codes.len())
+                .map_err(|_| invalid("too many operator codes".into()))?;
+            let i = *code_index.entry(&op.opcode).or_insert_with(|| {
+                codes.push(&op.opcode);
+                next
+            });
+            op_codes.push(i);
+        }
+
+        // Buffers: the empty sentinel, constant data, then metadata blobs.
+        let mut buffers: Vec<&[u8]> = vec![&[]];
+        let mut shared: HashMap<(usize, usize), u32> = HashMap::new();
+        let mut tensor_buffers = Vec::with_capacity(self.tensors.len());
+        for tensor in &self.tensors {
+            let b = match tensor.data.as_deref() {
+                Some(data) if !data.is_empty() => {
+                    let next = u32::try_from(buffers.len())
+                        .map_err(|_| invalid("too many buffers".into()))?;
+                    *shared
+                        .entry((data.as_ptr() as usize, data.len()))
+                        .or_insert_with(|| {
+                            buffers.push(data);
+                            next
+                        })
+                }
+                _ => 0,
+            };
+            tensor_buffers.push(b);
+        }
+        let mut metadata_buffers = Vec::with_capacity(self.metadata.len());
+        for m in &self.metadata {
+            metadata_buffers.push(
+                u32::try_from(buffers.len()).map_err(|_| invalid("too many buffers".into()))?,
+            );
+            buffers.push(&m.data);
+        }
+
+        let root: Child<'_> = Box::new(|b| {
+            use ids::model as f;
+            let mut fields = vec![
+                (f::VERSION, Value::scalar(self.version)),
+                (
+                    f::OPERATOR_CODES,
+                    Value::children(codes.iter().map(|&c| opcode(c)).collect()),
+                ),
+                (
+                    f::SUBGRAPHS,
+                    Value::children(vec![Box::new(|b| {
+                        self.write_subgraph(b, &tensor_buffers, &op_codes)
+                    })]),
+                ),
+                (
+                    f::BUFFERS,
+                    Value::children(buffers.iter().map(|&data| buffer(data)).collect()),
+                ),
+            ];
+            if let Some(d) = &self.description {
+                fields.push((f::DESCRIPTION, Value::string(d)));
+            }
+            if !self.metadata.is_empty() {
+                let entries = self
+                    .metadata
+                    .iter()
+                    .zip(&metadata_buffers)
+                    .map(|(m, &buf)| -> Child<'_> {
+                        Box::new(move |b| {
+                            b.table(vec![
+                                (ids::metadata::NAME, Value::string(&m.name)),
+                                (ids::metadata::BUFFER, Value::scalar(buf)),
+                            ])
+                        })
+                    })
+                    .collect();
+                fields.push((f::METADATA, Value::children(entries)));
+            }
+            b.table(fields)
+        });
+        fbwrite::build(IDENTIFIER, root)
+    }
+
+    fn write_subgraph(
+        &self,
+        b: &mut fbwrite::Builder,
+        tensor_buffers: &[u32],
+        op_codes: &[u32],
+    ) -> Result<usize> {
+        use ids::subgraph as f;
+        let tensors = self
+            .tensors
+            .iter()
+            .zip(tensor_buffers)
+            .map(|(t, &buf)| -> Child<'_> { Box::new(move |b| write_tensor(b, t, buf)) })
+            .collect();
+        let operators = self
+            .operators
+            .iter()
+            .zip(op_codes)
+            .map(|(op, &code)| -> Child<'_> { Box::new(move |b| write_operator(b, op, code)) })
+            .collect();
+        let mut fields = vec![
+            (f::TENSORS, Value::children(tensors)),
+            (f::INPUTS, Value::scalars(indices(&self.inputs)?)),
+            (f::OUTPUTS, Value::scalars(indices(&self.outputs)?)),
+            (f::OPERATORS, Value::children(operators)),
+        ];
+        if let Some(name) = &self.subgraph_name {
+            fields.push((f::NAME, Value::string(name)));
+        }
+        b.table(fields)
+    }
+}
+
+/// Tensor indices as the file's int32.
+fn indices(v: &[usize]) -> Result<Vec<i32>> {
+    v.iter()
+        .map(|&i| i32::try_from(i).map_err(|_| invalid(format!("tensor index {i} too large"))))
+        .collect()
+}
+
+fn opcode<'c>(c: &'c OpCode<'_>) -> Child<'c> {
+    Box::new(move |b| {
+        use ids::opcode as f;
+        // The 127 rule: codes above 126 live only in `builtin_code`.
+        let deprecated = i8::try_from(c.builtin.min(127)).unwrap_or(127);
+        let mut fields = vec![
+            (f::DEPRECATED_BUILTIN_CODE, Value::scalar(deprecated)),
+            (f::VERSION, Value::scalar(c.version)),
+            (f::BUILTIN_CODE, Value::scalar(c.builtin)),
+        ];
+        if let Some(name) = &c.custom {
+            fields.push((f::CUSTOM_CODE, Value::string(name)));
+        }
+        b.table(fields)
+    })
+}
+
+fn buffer(data: &[u8]) -> Child<'_> {
+    Box::new(move |b| {
+        if data.is_empty() {
+            b.table(Vec::new())
+        } else {
+            b.table(vec![(ids::buffer::DATA, Value::bytes(data, DATA_ALIGN))])
+        }
+    })
+}
+
+fn write_tensor(b: &mut fbwrite::Builder, t: &Tensor<'_>, buffer: u32) -> Result<usize> {
+    use ids::tensor as f;
+    let mut fields = vec![
+        (f::SHAPE, Value::scalars(&t.shape[..])),
+        (f::TYPE, Value::scalar(t.element_type.code())),
+        (f::BUFFER, Value::scalar(buffer)),
+        (f::NAME, Value::string(&t.name)),
+    ];
+    if let Some(q) = &t.quantization {
+        fields.push((f::QUANTIZATION, Value::child(move |b| write_quantization(b, q))));
+    }
+    if t.is_variable {
+        fields.push((f::IS_VARIABLE, Value::boolean(true)));
+    }
+    if let Some(sig) = &t.shape_signature {
+        fields.push((f::SHAPE_SIGNATURE, Value::scalars(&sig[..])));
+    }
+    if t.has_rank {
+        fields.push((f::HAS_RANK, Value::boolean(true)));
+    }
+    b.table(fields)
+}
+
+fn write_quantization(b: &mut fbwrite::Builder, q: &Quantization) -> Result<usize> {
+    use ids::quantization as f;
+    let mut fields = Vec::new();
+    if !q.min.is_empty() {
+        fields.push((f::MIN, Value::scalars(&q.min[..])));
+    }
+    if !q.max.is_empty() {
+        fields.push((f::MAX, Value::scalars(&q.max[..])));
+    }
+    if !q.scale.is_empty() {
+        fields.push((f::SCALE, Value::scalars(&q.scale[..])));
+    }
+    if !q.zero_point.is_empty() {
+        fields.push((f::ZERO_POINT, Value::scalars(&q.zero_point[..])));
+    }
+    if q.quantized_dimension != 0 {
+        fields.push((f::QUANTIZED_DIMENSION, Value::scalar(q.quantized_dimension)));
+    }
+    b.table(fields)
+}
+
+fn write_operator(b: &mut fbwrite::Builder, op: &Operator<'_>, code: u32) -> Result<usize> {
+    use ids::operator as f;
+    let inputs = op
+        .inputs
+        .iter()
+        .map(|i| match i {
+            Some(i) => i32::try_from(*i).map_err(|_| invalid(format!("tensor index {i} too large"))),
+            None => Ok(-1),
+        })
+        .collect::<Result<Vec<i32>>>()?;
+    let mut fields = vec![
+        (f::OPCODE_INDEX, Value::scalar(code)),
+        (f::INPUTS, Value::scalars(inputs)),
+        (f::OUTPUTS, Value::scalars(indices(&op.outputs)?)),
+    ];
+    if let Some(opts) = &op.builtin_options {
+        let (type_id, value_id) = match opts.union {
+            OptionsUnion::Builtin => (f::BUILTIN_OPTIONS_TYPE, f::BUILTIN_OPTIONS),
+            OptionsUnion::Builtin2 => (f::BUILTIN_OPTIONS_2_TYPE, f::BUILTIN_OPTIONS_2),
+        };
+        fields.push((type_id, Value::scalar(opts.kind)));
+        fields.push((value_id, Value::child(move |b| write_options(b, opts))));
+    }
+    if let Some(custom) = &op.custom_options {
+        fields.push((f::CUSTOM_OPTIONS, Value::bytes(custom, DATA_ALIGN)));
+    }
+    if op.custom_options_format != 0 {
+        fields.push((f::CUSTOM_OPTIONS_FORMAT, Value::scalar(op.custom_options_format)));
+    }
+    if !op.mutating_variable_inputs.is_empty() {
+        let flags: Vec<u8> = op.mutating_variable_inputs.iter().map(|&m| u8::from(m)).collect();
+        fields.push((f::MUTATING_VARIABLE_INPUTS, Value::scalars(flags)));
+    }
+    if !op.intermediates.is_empty() {
+        fields.push((f::INTERMEDIATES, Value::scalars(indices(&op.intermediates)?)));
+    }
+    b.table(fields)
+}
+
+fn write_options(b: &mut fbwrite::Builder, opts: &BuiltinOptions) -> Result<usize> {
+    let fields = opts
+        .fields
+        .iter()
+        .map(|(id, value)| {
+            let v = match value {
+                FieldValue::Bool(x) => Value::boolean(*x),
+                FieldValue::I8(x) => Value::scalar(*x),
+                FieldValue::U8(x) => Value::scalar(*x),
+                FieldValue::I16(x) => Value::scalar(*x),
+                FieldValue::U16(x) => Value::scalar(*x),
+                FieldValue::I32(x) => Value::scalar(*x),
+                FieldValue::U32(x) => Value::scalar(*x),
+                FieldValue::I64(x) => Value::scalar(*x),
+                FieldValue::U64(x) => Value::scalar(*x),
+                FieldValue::F32(x) => Value::scalar(*x),
+                FieldValue::F64(x) => Value::scalar(*x),
+                FieldValue::String(s) => Value::string(s),
+                FieldValue::VecI32(v) => Value::scalars(&v[..]),
+                FieldValue::VecI64(v) => Value::scalars(&v[..]),
+                FieldValue::VecU32(v) => Value::scalars(&v[..]),
+                FieldValue::VecF32(v) => Value::scalars(&v[..]),
+                FieldValue::VecU8(v) => Value::scalars(&v[..]),
+                FieldValue::VecBool(v) => {
+                    Value::scalars(v.iter().map(|&x| u8::from(x)).collect::<Vec<u8>>())
+                }
+            };
+            (*id, v)
+        })
+        .collect();
+    b.table(fields)
+}
