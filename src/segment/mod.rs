@@ -7,14 +7,21 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use crate::model::figures::op_figures;
 use crate::model::{Graph, Model};
+use crate::profile::Profiler;
 use crate::{Error, Result};
 
 mod extract;
+mod libcoral;
+mod profiled;
+mod search;
 mod uniform;
 
 pub use extract::extract;
-pub use uniform::UniformByParams;
+pub use libcoral::LibcoralSearch;
+pub use profiled::{Floors, LatencyFloor, NoFloor, Profiled};
+pub use uniform::{UniformByOps, UniformByParams};
 
 /// A strategy that chooses the cut points of a model.
 pub trait Segmenter {
@@ -37,6 +44,11 @@ pub struct Segment {
     pub outputs: Vec<usize>,
     /// Bytes of constant parameters the segment's operators read, each tensor counted once.
     pub param_bytes: u64,
+    /// Multiply-accumulates of one inference of the segment (sum of the operators' figures).
+    pub macs: u64,
+    /// Predicted or measured seconds of one inference of the segment on one device, when a
+    /// profiler was asked (see [`Plan::with_predictions`]).
+    pub predicted_latency_s: Option<f64>,
 }
 
 /// The ordered segments of a model, as chosen by a [`Segmenter`].
@@ -46,6 +58,9 @@ pub struct Plan {
     pub strategy: String,
     /// The segments, covering every operator once, in order.
     pub segments: Vec<Segment>,
+    /// How many distinct operator ranges the strategy had profiled to choose the cuts
+    /// (0 for strategies that profile nothing).
+    pub candidates_profiled: usize,
 }
 
 impl Plan {
@@ -84,6 +99,11 @@ impl Plan {
                 let (inputs, outputs) = extract::interface(graph, &ops);
                 Segment {
                     param_bytes: param_bytes(graph.model(), &ops),
+                    macs: ops
+                        .clone()
+                        .map(|op| op_figures(graph.model(), op).macs)
+                        .fold(0u64, u64::saturating_add),
+                    predicted_latency_s: None,
                     ops,
                     inputs,
                     outputs,
@@ -93,7 +113,42 @@ impl Plan {
         Ok(Plan {
             strategy: strategy.to_string(),
             segments,
+            candidates_profiled: 0,
         })
+    }
+
+    /// The cut points of the plan: the first operator of every segment but the first.
+    pub fn cuts(&self) -> Vec<usize> {
+        self.segments.iter().skip(1).map(|s| s.ops.start).collect()
+    }
+
+    /// The largest predicted segment latency: the pipeline's steady-state period. `None`
+    /// unless every segment has a prediction.
+    pub fn bottleneck_s(&self) -> Option<f64> {
+        self.segments
+            .iter()
+            .map(|s| s.predicted_latency_s)
+            .try_fold(0.0f64, |max, latency| latency.map(|l| max.max(l)))
+    }
+
+    /// The sum of the predicted segment latencies, added in segment order: the latency of one
+    /// input through the whole pipeline. `None` unless every segment has a prediction.
+    pub fn total_latency_s(&self) -> Option<f64> {
+        self.segments
+            .iter()
+            .map(|s| s.predicted_latency_s)
+            .try_fold(0.0f64, |sum, latency| latency.map(|l| sum + l))
+    }
+
+    /// Fills [`Segment::predicted_latency_s`] of every segment from `profiler` (any plan,
+    /// whatever strategy made it). Leaves [`Plan::candidates_profiled`] alone: these
+    /// profiles describe the result, they did not choose it.
+    pub fn with_predictions(&mut self, model: &Model<'_>, profiler: &dyn Profiler) -> Result<()> {
+        for segment in &mut self.segments {
+            let profile = profiler.profile(model, segment.ops.clone())?;
+            segment.predicted_latency_s = Some(profile.latency_s);
+        }
+        Ok(())
     }
 
     /// Cuts every segment out of the graph's model as a standalone model.

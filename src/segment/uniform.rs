@@ -1,4 +1,5 @@
-//! The Edge TPU compiler's default split: equal parameter bytes per segment.
+//! Uniform splits that profile nothing: equal parameter bytes per segment (the Edge TPU
+//! compiler's default) or equal operator counts (the paper's default for fc models).
 
 use super::{Plan, Segmenter, check_segmentable, is_valid_cut, param_bytes};
 use crate::Result;
@@ -47,6 +48,46 @@ impl Segmenter for UniformByParams {
                 filled = 0;
             }
             filled += bytes;
+        }
+        Plan::from_cuts(self.name(), graph, &cuts)
+    }
+}
+
+/// Splits a model into segments of (nearly) equal operator counts, the paper's default for
+/// fully connected models.
+///
+/// Cut `i` of `N - 1` goes to the valid cut point nearest to `i · ops / N` (the lower one on a
+/// tie), among those that keep the cuts ascending and leave a valid cut point for each cut
+/// still to come. With no stateful operators every point is valid and segment sizes differ
+/// by at most one. Deterministic; every segment gets at least one operator.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UniformByOps;
+
+impl Segmenter for UniformByOps {
+    fn name(&self) -> &str {
+        "uniform-ops"
+    }
+
+    fn plan(&self, graph: &Graph<'_, '_>, segments: usize) -> Result<Plan> {
+        check_segmentable(graph, segments)?;
+        let op_count = graph.op_count();
+        let valid: Vec<usize> = (1..op_count).filter(|&c| is_valid_cut(graph, c)).collect();
+        let mut cuts = Vec::with_capacity(segments - 1);
+        let mut lowest = 0;
+        for i in 1..segments {
+            // Indices into `valid` this cut may take: after the previous cut, and early
+            // enough that each of the `segments - 1 - i` later cuts still has a place.
+            let highest = valid.len() - (segments - i);
+            let ideal = (i * op_count) as u128;
+            let distance = |c: usize| ((c * segments) as u128).abs_diff(ideal);
+            let mut best = lowest;
+            for index in lowest..=highest {
+                if distance(valid[index]) < distance(valid[best]) {
+                    best = index;
+                }
+            }
+            cuts.push(valid[best]);
+            lowest = best + 1;
         }
         Plan::from_cuts(self.name(), graph, &cuts)
     }

@@ -1,0 +1,558 @@
+//! The profiled segmenter: the plan whose slowest segment is fastest, exactly, asking the
+//! profiler as little as it can.
+//!
+//! # Problem
+//!
+//! Points `0 = p_0 < p_1 < … < p_m = K` are the places the model may be cut (operator 0,
+//! the valid cuts, the operator count). A plan of `N` segments is a path `0 → … → m` of `N`
+//! steps; segment `a → b` costs `L(a, b)`, the profiler's latency of operators
+//! `p_a..p_b`. We want the path that minimises the bottleneck `max L`, and among those the
+//! one with the smallest total `Σ L` (summed in segment order). `L` is arbitrary: it need not
+//! grow with the segment (extending a segment can shrink the tensor it hands on), so no
+//! greedy or bisection over lengths is safe.
+//!
+//! # Search
+//!
+//! Every candidate has a cheap *floor* `F(a, b) ≤ L(a, b)` ([`Floors`], from a
+//! [`LatencyFloor`]); part of it, `G(a, b) ≤ F(a, b)`, never decreases when the segment grows.
+//! The search keeps an *estimate* `E(a, b)`: `L(a, b)` once profiled, `F(a, b)` before.
+//! Since `E ≤ L` everywhere, an optimum under `E` is never worse than the optimum under `L`.
+//!
+//! 1. Bottleneck. Repeat: find by dynamic programming the path with the smallest bottleneck
+//!    under `E`, using only segments with `G(a, b) ≤ U`, where `U` is the bottleneck of the
+//!    best fully profiled path seen (∞ at first). If every segment on it is profiled, its
+//!    bottleneck `B*` is optimal; otherwise profile its unprofiled segments and repeat.
+//! 2. Total. Repeat the same with sums instead of maxima, over the segments with `G ≤ B*`,
+//!    `E ≤ B*`: the shortest path under `E`. When all its segments are profiled it is the
+//!    plan.
+//!
+//! # Why it is exact
+//!
+//! *Pruning is sound.* A segment with `G(a, b) > U` has `L(a, b) > U ≥ B*`, so it is on no
+//! optimal path; a segment with `E(a, b) > B*` has `L(a, b) > B*` likewise.
+//! *The answer is optimal.* Maxima and (rounded) sums are monotone in each term, so any
+//! path's value under `E` is at most its value under `L`. When the path chosen under `E`
+//! is fully profiled, its value under `E` is its true value, and it is no larger than the
+//! value under `E` of every other allowed path, hence no larger than their true values.
+//! Phase 1 gives the least bottleneck; phase 2 the least total among the paths that reach
+//! it, which is the lexicographic optimum. Ties keep the path the dynamic program meets
+//! first (smallest earlier cut), so the result is deterministic.
+//! *It ends.* Every round that does not stop profiles at least one new segment.
+//!
+//! # Cost
+//!
+//! The number of distinct segments profiled is reported as [`Plan::candidates_profiled`].
+//! With tight floors (the cost model's own, [`EdgeTpuCostModel`] as [`LatencyFloor`]) most
+//! segments are settled by their floor and a plan costs a few profiles per segment. With
+//! no floor ([`NoFloor`]) the search is still exact but may profile every candidate of the
+//! window — all `O(m²)` in the worst case, which no exact method avoids when nothing bounds
+//! an unprofiled segment's latency. Planning time is `O(N · W)` per round, `W` the
+//! candidates left after pruning.
+
+use std::ops::Range;
+
+use super::search::Candidates;
+use super::{Plan, Segmenter, check_segmentable};
+use crate::model::figures::op_figures;
+use crate::model::Graph;
+use crate::profile::{CachedProfiler, DeviceLayout, EdgeTpuCostModel, Profiler};
+use crate::{Error, Result};
+
+/// Relative amount taken off every floor, so that rounding in the floor's arithmetic
+/// (prefix-sum differences) can never lift it above the profiler's own figure.
+const ROUNDING_MARGIN: f64 = 1e-9;
+
+/// Cheap lower bounds on a profiler's segment latencies, for the ranges of one graph.
+///
+/// The floor of a range is
+/// `fixed + Σ per-op + overflow + io`, where
+/// - `fixed` is paid once per segment (e.g. the invoke overhead),
+/// - `per-op` is a non-negative figure of each operator (e.g. its compute time),
+/// - `overflow` is `max(0, Σ per-op bytes − budget) · seconds per byte` (e.g. parameters
+///   that cannot all be cached on chip and must be streamed),
+/// - `io` is the bytes of the activations the range reads from before it or hands on to
+///   later operators (or the model's outputs), times seconds per byte.
+///
+/// The first three terms never decrease as a range grows ([`Floors::growing_floor_s`]); the
+/// io term may, which is why it is kept apart.
+#[derive(Debug, Clone)]
+pub struct Floors {
+    fixed_s: f64,
+    prefix_s: Vec<f64>,
+    overflow: Option<Overflow>,
+    io: Option<Io>,
+}
+
+#[derive(Debug, Clone)]
+struct Overflow {
+    budget_bytes: u64,
+    prefix_bytes: Vec<u64>,
+    s_per_byte: f64,
+}
+
+/// Where activations live, to price the io term of any range quickly.
+#[derive(Debug, Clone)]
+struct Io {
+    s_per_byte: f64,
+    /// Activations: producer (`None` for model inputs), readers ascending, bytes.
+    activations: Vec<(Option<usize>, Vec<usize>, u64)>,
+    /// `live_in[a]`: activations produced before operator `a` (or model inputs) and read at
+    /// or after it.
+    live_in: Vec<Vec<usize>>,
+    /// `live_out[b]`: activations produced before operator `b` and read at or after it or
+    /// that are model outputs.
+    live_out: Vec<Vec<usize>>,
+}
+
+fn check_seconds(what: &str, value: f64) -> Result<()> {
+    if value.is_finite() && value >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "latency floor",
+            format!("{what} must be a finite, non-negative number, not {value}"),
+        ))
+    }
+}
+
+impl Floors {
+    /// No information: every floor is 0.
+    pub fn zero(graph: &Graph<'_, '_>) -> Floors {
+        Floors {
+            fixed_s: 0.0,
+            prefix_s: vec![0.0; graph.op_count() + 1],
+            overflow: None,
+            io: None,
+        }
+    }
+
+    /// Floors of `fixed_s` per segment, `per_op_s[i]` for operator `i`, and `io_s_per_byte`
+    /// per byte of activations in or out of the segment.
+    pub fn new(graph: &Graph<'_, '_>, fixed_s: f64, per_op_s: &[f64], io_s_per_byte: f64) -> Result<Floors> {
+        check_seconds("the fixed floor", fixed_s)?;
+        check_seconds("the io floor per byte", io_s_per_byte)?;
+        if per_op_s.len() != graph.op_count() {
+            return Err(Error::invalid(
+                "latency floor",
+                format!("{} per-operator floors for {} operators", per_op_s.len(), graph.op_count()),
+            ));
+        }
+        let mut prefix_s = Vec::with_capacity(per_op_s.len() + 1);
+        prefix_s.push(0.0);
+        for (op, &s) in per_op_s.iter().enumerate() {
+            check_seconds(&format!("the floor of operator {op}"), s)?;
+            prefix_s.push(prefix_s[op] + s);
+        }
+        let io = (io_s_per_byte > 0.0).then(|| Io::new(graph, io_s_per_byte));
+        Ok(Floors {
+            fixed_s,
+            prefix_s,
+            overflow: None,
+            io,
+        })
+    }
+
+    /// Adds the overflow term: `max(0, Σ per_op_bytes − budget_bytes) · s_per_byte`.
+    pub fn with_overflow(mut self, budget_bytes: u64, per_op_bytes: &[u64], s_per_byte: f64) -> Result<Floors> {
+        check_seconds("the overflow floor per byte", s_per_byte)?;
+        if per_op_bytes.len() + 1 != self.prefix_s.len() {
+            return Err(Error::invalid(
+                "latency floor",
+                format!(
+                    "{} per-operator byte counts for {} operators",
+                    per_op_bytes.len(),
+                    self.prefix_s.len() - 1
+                ),
+            ));
+        }
+        let mut prefix_bytes = Vec::with_capacity(per_op_bytes.len() + 1);
+        prefix_bytes.push(0u64);
+        for (op, &bytes) in per_op_bytes.iter().enumerate() {
+            prefix_bytes.push(prefix_bytes[op].saturating_add(bytes));
+        }
+        self.overflow = Some(Overflow {
+            budget_bytes,
+            prefix_bytes,
+            s_per_byte,
+        });
+        Ok(self)
+    }
+
+    /// Number of operators these floors describe.
+    pub fn op_count(&self) -> usize {
+        self.prefix_s.len() - 1
+    }
+
+    /// The part of the floor of `ops` that never decreases as the range grows.
+    /// Out-of-range operators are ignored.
+    pub fn growing_floor_s(&self, ops: Range<usize>) -> f64 {
+        let end = ops.end.min(self.op_count());
+        let start = ops.start.min(end);
+        let mut floor = self.fixed_s + (self.prefix_s[end] - self.prefix_s[start]).max(0.0);
+        if let Some(overflow) = &self.overflow {
+            let bytes = overflow.prefix_bytes[end] - overflow.prefix_bytes[start];
+            floor += bytes.saturating_sub(overflow.budget_bytes) as f64 * overflow.s_per_byte;
+        }
+        floor * (1.0 - ROUNDING_MARGIN)
+    }
+
+    /// The whole floor of `ops`: the growing part plus the io term.
+    pub fn floor_s(&self, ops: Range<usize>) -> f64 {
+        let io = self.io.as_ref().map_or(0.0, |io| io.floor_s(&ops));
+        self.growing_floor_s(ops) + io * (1.0 - ROUNDING_MARGIN)
+    }
+}
+
+impl Io {
+    fn new(graph: &Graph<'_, '_>, s_per_byte: f64) -> Io {
+        let model = graph.model();
+        let op_count = graph.op_count();
+        let mut activations = Vec::new();
+        let mut live_in = vec![Vec::new(); op_count + 1];
+        let mut live_out = vec![Vec::new(); op_count + 1];
+        for t in 0..model.tensors.len() {
+            if !graph.is_activation(t) {
+                continue;
+            }
+            let producer = graph.producer(t);
+            let readers = graph.consumers(t).to_vec();
+            let is_output = model.outputs.contains(&t);
+            if producer.is_none() && !model.inputs.contains(&t) {
+                continue;
+            }
+            let bytes = model.tensors[t].byte_size().map_or(0, |b| b as u64);
+            let index = activations.len();
+            let born = producer.map_or(0, |p| p + 1);
+            if let Some(&last_reader) = readers.last() {
+                for list in &mut live_in[born..=last_reader.min(op_count)] {
+                    list.push(index);
+                }
+            }
+            if producer.is_some() {
+                let last_needed = if is_output {
+                    op_count
+                } else {
+                    readers.last().copied().unwrap_or(0)
+                };
+                if born <= last_needed {
+                    for list in &mut live_out[born..=last_needed.min(op_count)] {
+                        list.push(index);
+                    }
+                }
+            }
+            activations.push((producer, readers, bytes));
+        }
+        Io {
+            s_per_byte,
+            activations,
+            live_in,
+            live_out,
+        }
+    }
+
+    fn floor_s(&self, ops: &Range<usize>) -> f64 {
+        let (start, end) = (ops.start, ops.end);
+        if start >= end || end >= self.live_in.len() {
+            return 0.0;
+        }
+        let mut bytes = 0u64;
+        for &i in &self.live_in[start] {
+            let (_, readers, size) = &self.activations[i];
+            let first_inside = readers.partition_point(|&r| r < start);
+            if readers.get(first_inside).is_some_and(|&r| r < end) {
+                bytes = bytes.saturating_add(*size);
+            }
+        }
+        for &i in &self.live_out[end] {
+            let (producer, _, size) = &self.activations[i];
+            if producer.is_some_and(|p| p >= start) {
+                bytes = bytes.saturating_add(*size);
+            }
+        }
+        bytes as f64 * self.s_per_byte
+    }
+}
+
+/// Something that can bound a profiler's latencies from below, cheaply.
+///
+/// The contract, on which [`Profiled`]'s exactness rests: for every operator range `r` of
+/// the graph, `floors.floor_s(r)` is at most the latency the profiler reports for `r`.
+pub trait LatencyFloor {
+    /// The floors for the ranges of `graph`.
+    fn floors(&self, graph: &Graph<'_, '_>) -> Result<Floors>;
+}
+
+/// No floor at all (every bound 0): always sound, prunes nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoFloor;
+
+impl LatencyFloor for NoFloor {
+    fn floors(&self, graph: &Graph<'_, '_>) -> Result<Floors> {
+        Ok(Floors::zero(graph))
+    }
+}
+
+impl<T: LatencyFloor + ?Sized> LatencyFloor for &T {
+    fn floors(&self, graph: &Graph<'_, '_>) -> Result<Floors> {
+        (**self).floors(graph)
+    }
+}
+
+impl<P: LatencyFloor + Profiler> LatencyFloor for CachedProfiler<P> {
+    fn floors(&self, graph: &Graph<'_, '_>) -> Result<Floors> {
+        self.inner().floors(graph)
+    }
+}
+
+/// The cost model's own floor: invoke overhead, compute time, streaming of parameter
+/// tensors too large to cache, streaming forced by the on-chip budget, and the transfer of
+/// activations.
+///
+/// Sound for the cost model's predictions: each parameter tensor is priced at its first
+/// reader in the whole model, with that reader's layout and stream read count, and only
+/// when that reader is in the range (then it is also the first reader in the range, which
+/// is where the cost model prices it). Tensors no larger than the largest cacheable one
+/// count towards the budget; whatever exceeds it is streamed at least once at the smallest
+/// read count of any kind. Activations are the non-constant, non-variable tensors; the
+/// cost model also counts variables, so the floor is lower, never higher.
+impl LatencyFloor for EdgeTpuCostModel {
+    fn floors(&self, graph: &Graph<'_, '_>) -> Result<Floors> {
+        self.check()
+            .map_err(|reason| Error::invalid("cost model", reason))?;
+        let model = graph.model();
+        let op_count = graph.op_count();
+        let mut per_op_s = vec![0.0; op_count];
+        let mut cacheable = vec![0u64; op_count];
+        let mut first_reader_seen = vec![false; model.tensors.len()];
+        for (op, per_op) in per_op_s.iter_mut().enumerate() {
+            let figures = op_figures(model, op);
+            if figures.macs > 0 {
+                *per_op += figures.macs as f64 / self.macs_per_s.get(figures.kind);
+            }
+            for &t in &figures.param_tensors {
+                if std::mem::replace(&mut first_reader_seen[t], true) {
+                    continue;
+                }
+                let position = model.operators[op].inputs.iter().position(|&i| i == Some(t));
+                let (Some(position), Some(tensor)) = (position, model.tensors.get(t)) else {
+                    continue;
+                };
+                let bytes = DeviceLayout::EDGE_TPU.param_bytes(figures.kind, position, tensor);
+                if bytes > self.max_cached_tensor_bytes {
+                    *per_op += bytes as f64 * self.stream_reads.get(figures.kind) / self.stream_bytes_per_s;
+                } else {
+                    cacheable[op] = cacheable[op].saturating_add(bytes);
+                }
+            }
+        }
+        let min_reads = self
+            .stream_reads
+            .iter()
+            .map(|(_, reads)| reads)
+            .fold(f64::INFINITY, f64::min)
+            .max(0.0);
+        Floors::new(graph, self.invoke_overhead_s, &per_op_s, 1.0 / self.io_bytes_per_s)?.with_overflow(
+            self.on_chip_budget_bytes,
+            &cacheable,
+            min_reads / self.stream_bytes_per_s,
+        )
+    }
+}
+
+/// The exact min-bottleneck segmenter over a [`Profiler`]'s figures (see the module docs
+/// for the search and why it is exact).
+///
+/// `F` bounds the profiler's latencies from below to prune candidates without profiling
+/// them; the default, [`NoFloor`], prunes nothing. The floor must hold for this profiler
+/// ([`LatencyFloor`]'s contract), or the result may not be optimal.
+#[derive(Debug, Clone)]
+pub struct Profiled<P, F = NoFloor> {
+    profiler: P,
+    floor: F,
+}
+
+impl<P: Profiler> Profiled<P> {
+    /// The segmenter over `profiler`, with no floor.
+    pub fn new(profiler: P) -> Self {
+        Profiled {
+            profiler,
+            floor: NoFloor,
+        }
+    }
+}
+
+impl Profiled<EdgeTpuCostModel, EdgeTpuCostModel> {
+    /// The segmenter over the cost model, pruned by the cost model's own floor.
+    pub fn cost_model(cost_model: EdgeTpuCostModel) -> Self {
+        Profiled {
+            floor: cost_model.clone(),
+            profiler: cost_model,
+        }
+    }
+}
+
+impl<P: Profiler, F: LatencyFloor> Profiled<P, F> {
+    /// The same segmenter with `floor` as the source of lower bounds.
+    pub fn with_floor<G: LatencyFloor>(self, floor: G) -> Profiled<P, G> {
+        Profiled {
+            profiler: self.profiler,
+            floor,
+        }
+    }
+
+    /// The profiler the segmenter asks.
+    pub fn profiler(&self) -> &P {
+        &self.profiler
+    }
+}
+
+impl<P: Profiler, F: LatencyFloor> Segmenter for Profiled<P, F> {
+    fn name(&self) -> &str {
+        "profiled"
+    }
+
+    fn plan(&self, graph: &Graph<'_, '_>, segments: usize) -> Result<Plan> {
+        check_segmentable(graph, segments)?;
+        let floors = self.floor.floors(graph)?;
+        if floors.op_count() != graph.op_count() {
+            return Err(Error::invalid(
+                "latency floor",
+                format!(
+                    "floors for {} operators, but the graph has {}",
+                    floors.op_count(),
+                    graph.op_count()
+                ),
+            ));
+        }
+        let mut candidates = Candidates::new(graph, &self.profiler);
+        let search = Lazy {
+            floors: &floors,
+            segments,
+        };
+        let ends = search.optimum(&mut candidates)?;
+        candidates.plan(self.name(), graph, &ends)
+    }
+}
+
+/// What a round of dynamic programming minimises.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Objective {
+    /// The largest segment estimate, over segments with growing floor ≤ the bound.
+    Bottleneck { upper: f64 },
+    /// The sum of segment estimates, over segments whose estimate and growing floor are
+    /// both ≤ the optimal bottleneck.
+    Total { bottleneck: f64 },
+}
+
+struct Lazy<'f> {
+    floors: &'f Floors,
+    segments: usize,
+}
+
+impl Lazy<'_> {
+    /// The segment ends (points) of the optimal plan.
+    fn optimum(&self, candidates: &mut Candidates<'_, '_>) -> Result<Vec<usize>> {
+        let mut upper = f64::INFINITY;
+        let bottleneck = loop {
+            let (value, ends) = self.best_path(candidates, Objective::Bottleneck { upper })?;
+            if self.profile_path(candidates, &ends)? == 0 {
+                break value;
+            }
+            let start = std::iter::once(0).chain(ends.iter().copied());
+            let profiled_bottleneck = start
+                .zip(ends.iter().copied())
+                .map(|(a, b)| candidates.known(a, b).unwrap_or(f64::INFINITY))
+                .fold(0.0, f64::max);
+            upper = upper.min(profiled_bottleneck);
+        };
+        loop {
+            let (_, ends) = self.best_path(candidates, Objective::Total { bottleneck })?;
+            if self.profile_path(candidates, &ends)? == 0 {
+                return Ok(ends);
+            }
+        }
+    }
+
+    /// Profiles the segments of the path not profiled yet; returns how many there were.
+    fn profile_path(&self, candidates: &mut Candidates<'_, '_>, ends: &[usize]) -> Result<usize> {
+        let mut new = 0;
+        let mut start = 0;
+        for &end in ends {
+            if candidates.known(start, end).is_none() {
+                candidates.latency(start, end)?;
+                new += 1;
+            }
+            start = end;
+        }
+        Ok(new)
+    }
+
+    /// The best path under the current estimates: its value and its segment ends.
+    fn best_path(&self, candidates: &Candidates<'_, '_>, objective: Objective) -> Result<(f64, Vec<usize>)> {
+        let n = self.segments;
+        let m = candidates.last();
+        let width = m + 1;
+        // value[k * width + p]: best value of k segments ending at point p.
+        let mut value = vec![f64::INFINITY; (n + 1) * width];
+        let mut parent = vec![usize::MAX; (n + 1) * width];
+        value[0] = 0.0;
+        for k in 1..=n {
+            // Point p can end segment k only if k ≤ p and the n − k later segments fit.
+            let last_end = m - (n - k);
+            for a in (k - 1)..last_end {
+                let before = value[(k - 1) * width + a];
+                if before == f64::INFINITY {
+                    continue;
+                }
+                let mut known = candidates.known_from(a).peekable();
+                for b in a + 1..=last_end {
+                    let ops = candidates.ops(a, b);
+                    let growing = self.floors.growing_floor_s(ops.clone());
+                    let limit = match objective {
+                        Objective::Bottleneck { upper } => upper,
+                        Objective::Total { bottleneck } => bottleneck,
+                    };
+                    if growing > limit {
+                        break;
+                    }
+                    while known.peek().is_some_and(|&(end, _)| end < b) {
+                        known.next();
+                    }
+                    let estimate = match known.peek() {
+                        Some(&(end, latency)) if end == b => latency,
+                        _ => self.floors.floor_s(ops),
+                    };
+                    let candidate = match objective {
+                        Objective::Bottleneck { .. } => before.max(estimate),
+                        Objective::Total { bottleneck } => {
+                            if estimate > bottleneck {
+                                continue;
+                            }
+                            before + estimate
+                        }
+                    };
+                    let slot = k * width + b;
+                    if candidate < value[slot] {
+                        value[slot] = candidate;
+                        parent[slot] = a;
+                    }
+                }
+            }
+        }
+        let best = value[n * width + m];
+        if best == f64::INFINITY {
+            return Err(Error::invalid(
+                "profiled plan",
+                format!("no plan of {n} segments within the bounds (the floors do not hold for this profiler)"),
+            ));
+        }
+        let mut ends = vec![m];
+        let mut p = m;
+        for k in (1..n).rev() {
+            p = parent[(k + 1) * width + p];
+            ends.push(p);
+        }
+        ends.reverse();
+        Ok((best, ends))
+    }
+}
