@@ -369,6 +369,7 @@ impl LatencyFloor for EdgeTpuCostModel {
 pub struct Profiled<P, F = NoFloor> {
     profiler: P,
     floor: F,
+    tolerance: f64,
 }
 
 impl<P: Profiler> Profiled<P> {
@@ -377,6 +378,7 @@ impl<P: Profiler> Profiled<P> {
         Profiled {
             profiler,
             floor: NoFloor,
+            tolerance: 0.0,
         }
     }
 }
@@ -387,6 +389,7 @@ impl Profiled<EdgeTpuCostModel, EdgeTpuCostModel> {
         Profiled {
             floor: cost_model.clone(),
             profiler: cost_model,
+            tolerance: 0.0,
         }
     }
 }
@@ -397,7 +400,25 @@ impl<P: Profiler, F: LatencyFloor> Profiled<P, F> {
         Profiled {
             profiler: self.profiler,
             floor,
+            tolerance: self.tolerance,
         }
+    }
+
+    /// Accepts a plan once no unprofiled alternative can beat it by more than the relative
+    /// `tolerance` (0, the default, is exact). The plan's bottleneck is then at most
+    /// `(1 + tolerance)` times the optimum, and its total at most `(1 + tolerance)` times the
+    /// least total among the plans whose bottleneck is no larger than the plan's.
+    /// Measured latencies are noisy far above 1e-6; a tolerance that small saves profiling
+    /// candidates whose latency ties with the best one's.
+    pub fn with_tolerance(mut self, tolerance: f64) -> Result<Self> {
+        if !(tolerance.is_finite() && (0.0..1.0).contains(&tolerance)) {
+            return Err(Error::invalid(
+                "profiled segmenter",
+                format!("the tolerance must be in [0, 1), not {tolerance}"),
+            ));
+        }
+        self.tolerance = tolerance;
+        Ok(self)
     }
 
     /// The profiler the segmenter asks.
@@ -428,6 +449,7 @@ impl<P: Profiler, F: LatencyFloor> Segmenter for Profiled<P, F> {
         let search = Lazy {
             floors: &floors,
             segments,
+            tolerance: self.tolerance,
         };
         let ends = search.optimum(&mut candidates)?;
         candidates.plan(self.name(), graph, &ends)
@@ -447,44 +469,72 @@ enum Objective {
 struct Lazy<'f> {
     floors: &'f Floors,
     segments: usize,
+    tolerance: f64,
+}
+
+/// The true value of a profiled path under `objective`: its bottleneck, or its total (in
+/// segment order); infinite for a total if a segment is above the bottleneck bound.
+fn path_value(candidates: &Candidates<'_, '_>, ends: &[usize], objective: Objective) -> Result<f64> {
+    let mut value = 0.0f64;
+    let mut start = 0;
+    for &end in ends {
+        let latency = candidates
+            .known(start, end)
+            .ok_or_else(|| Error::invalid("profiled plan", "a segment of the path was not profiled"))?;
+        value = match objective {
+            Objective::Bottleneck { .. } => value.max(latency),
+            Objective::Total { bottleneck } if latency > bottleneck => f64::INFINITY,
+            Objective::Total { .. } => value + latency,
+        };
+        start = end;
+    }
+    Ok(value)
 }
 
 impl Lazy<'_> {
     /// The segment ends (points) of the optimal plan.
     fn optimum(&self, candidates: &mut Candidates<'_, '_>) -> Result<Vec<usize>> {
-        let mut upper = f64::INFINITY;
+        let slack = 1.0 + self.tolerance;
+        // The best fully profiled path so far: its bottleneck and its ends.
+        let mut incumbent: Option<(f64, Vec<usize>)> = None;
         let bottleneck = loop {
-            let (value, ends) = self.best_path(candidates, Objective::Bottleneck { upper })?;
-            if self.profile_path(candidates, &ends)? == 0 {
-                break value;
+            let upper = incumbent.as_ref().map_or(f64::INFINITY, |(value, _)| *value);
+            let (estimate, ends) = self.best_path(candidates, Objective::Bottleneck { upper })?;
+            if let Some((value, incumbent_ends)) = &incumbent {
+                if *value <= estimate * slack {
+                    break (*value, incumbent_ends.clone());
+                }
             }
-            let start = std::iter::once(0).chain(ends.iter().copied());
-            let profiled_bottleneck = start
-                .zip(ends.iter().copied())
-                .map(|(a, b)| candidates.known(a, b).unwrap_or(f64::INFINITY))
-                .fold(0.0, f64::max);
-            upper = upper.min(profiled_bottleneck);
+            self.profile_path(candidates, &ends)?;
+            let value = path_value(candidates, &ends, Objective::Bottleneck { upper })?;
+            if value < upper {
+                incumbent = Some((value, ends));
+            }
         };
+        let (bound, ends) = bottleneck;
+        let objective = Objective::Total { bottleneck: bound };
+        let mut incumbent = (path_value(candidates, &ends, objective)?, ends);
         loop {
-            let (_, ends) = self.best_path(candidates, Objective::Total { bottleneck })?;
-            if self.profile_path(candidates, &ends)? == 0 {
-                return Ok(ends);
+            let (estimate, ends) = self.best_path(candidates, objective)?;
+            if incumbent.0 <= estimate * slack {
+                return Ok(incumbent.1);
+            }
+            self.profile_path(candidates, &ends)?;
+            let value = path_value(candidates, &ends, objective)?;
+            if value < incumbent.0 {
+                incumbent = (value, ends);
             }
         }
     }
 
-    /// Profiles the segments of the path not profiled yet; returns how many there were.
-    fn profile_path(&self, candidates: &mut Candidates<'_, '_>, ends: &[usize]) -> Result<usize> {
-        let mut new = 0;
+    /// Profiles the segments of the path not profiled yet.
+    fn profile_path(&self, candidates: &mut Candidates<'_, '_>, ends: &[usize]) -> Result<()> {
         let mut start = 0;
         for &end in ends {
-            if candidates.known(start, end).is_none() {
-                candidates.latency(start, end)?;
-                new += 1;
-            }
+            candidates.latency(start, end)?;
             start = end;
         }
-        Ok(new)
+        Ok(())
     }
 
     /// The best path under the current estimates: its value and its segment ends.
@@ -492,10 +542,19 @@ impl Lazy<'_> {
         let n = self.segments;
         let m = candidates.last();
         let width = m + 1;
-        // value[k * width + p]: best value of k segments ending at point p.
+        // (value, sum)[k * width + p]: best value of k segments ending at point p, and the
+        // sum of its estimates. For the bottleneck, equal values are decided by the sum: a
+        // heuristic (it picks which path to examine, not the answer), so that the path
+        // phase 1 settles on is often phase 2's answer already.
         let mut value = vec![f64::INFINITY; (n + 1) * width];
+        let mut sum = vec![f64::INFINITY; (n + 1) * width];
         let mut parent = vec![usize::MAX; (n + 1) * width];
         value[0] = 0.0;
+        sum[0] = 0.0;
+        let limit = match objective {
+            Objective::Bottleneck { upper } => upper,
+            Objective::Total { bottleneck } => bottleneck,
+        };
         for k in 1..=n {
             // Point p can end segment k only if k ≤ p and the n − k later segments fit.
             let last_end = m - (n - k);
@@ -504,15 +563,11 @@ impl Lazy<'_> {
                 if before == f64::INFINITY {
                     continue;
                 }
+                let before_sum = sum[(k - 1) * width + a];
                 let mut known = candidates.known_from(a).peekable();
                 for b in a + 1..=last_end {
                     let ops = candidates.ops(a, b);
-                    let growing = self.floors.growing_floor_s(ops.clone());
-                    let limit = match objective {
-                        Objective::Bottleneck { upper } => upper,
-                        Objective::Total { bottleneck } => bottleneck,
-                    };
-                    if growing > limit {
+                    if self.floors.growing_floor_s(ops.clone()) > limit {
                         break;
                     }
                     while known.peek().is_some_and(|&(end, _)| end < b) {
@@ -522,18 +577,20 @@ impl Lazy<'_> {
                         Some(&(end, latency)) if end == b => latency,
                         _ => self.floors.floor_s(ops),
                     };
+                    let candidate_sum = before_sum + estimate;
                     let candidate = match objective {
                         Objective::Bottleneck { .. } => before.max(estimate),
                         Objective::Total { bottleneck } => {
                             if estimate > bottleneck {
                                 continue;
                             }
-                            before + estimate
+                            candidate_sum
                         }
                     };
                     let slot = k * width + b;
-                    if candidate < value[slot] {
+                    if candidate < value[slot] || (candidate == value[slot] && candidate_sum < sum[slot]) {
                         value[slot] = candidate;
+                        sum[slot] = candidate_sum;
                         parent[slot] = a;
                     }
                 }

@@ -1,0 +1,451 @@
+//! Segmentation strategies on random graphs and on real models: plans are well formed, the
+//! profiled plan is the exact optimum (checked by brute force on small graphs, with a
+//! deliberately non-monotone test profiler), and it beats the uniform splits and the
+//! libcoral-style search while profiling fewer candidates.
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::ops::Range;
+use std::path::PathBuf;
+
+use multitpu::model::{ElementType, Graph, Model, OpCode, Operator, Tensor, paper};
+use multitpu::profile::{CachedProfiler, EdgeTpuCostModel, Profiler, SegmentProfile};
+use multitpu::segment::{
+    Floors, LatencyFloor, LibcoralSearch, Plan, Profiled, Segmenter, UniformByOps, UniformByParams,
+};
+use multitpu::{Error, Result};
+use proptest::prelude::*;
+
+/// Description of a random graph: for each operator, the earlier activations it reads
+/// (indices into "model input, then each operator's output"), its weight bytes, and
+/// whether it touches the shared variable.
+#[derive(Debug, Clone)]
+struct Shape {
+    reads: Vec<Vec<usize>>,
+    weights: Vec<usize>,
+    stateful: Vec<bool>,
+}
+
+fn tensor(name: String, bytes: usize, data: bool) -> Tensor<'static> {
+    Tensor {
+        name: Cow::Owned(name),
+        element_type: ElementType::U8,
+        shape: vec![bytes as i32],
+        shape_signature: None,
+        quantization: None,
+        data: data.then(|| Cow::Owned(vec![1u8; bytes])),
+        is_variable: false,
+        has_rank: false,
+    }
+}
+
+fn build(shape: &Shape) -> Model<'static> {
+    let n = shape.reads.len();
+    // Tensor i (0..=n) is the activation written by op i - 1 (0 = model input).
+    let mut tensors: Vec<_> = (0..=n).map(|i| tensor(format!("x{i}"), 4 + i % 3, false)).collect();
+    let mut state = tensor("state".to_string(), 4, false);
+    state.is_variable = true;
+    tensors.push(state);
+    let state_index = n + 1;
+    let mut read_somewhere = vec![false; n + 1];
+    let mut operators = Vec::new();
+    for i in 0..n {
+        let mut inputs: Vec<Option<usize>> = shape.reads[i].iter().map(|&r| Some(r % (i + 1))).collect();
+        inputs.dedup();
+        for t in inputs.iter().flatten() {
+            read_somewhere[*t] = true;
+        }
+        if shape.weights[i] > 0 {
+            tensors.push(tensor(format!("w{i}"), shape.weights[i], true));
+            inputs.push(Some(tensors.len() - 1));
+        }
+        if shape.stateful[i] {
+            inputs.push(Some(state_index));
+        }
+        operators.push(Operator {
+            opcode: OpCode {
+                builtin: 0,
+                custom: None,
+                version: 1,
+            },
+            inputs,
+            outputs: vec![i + 1],
+            intermediates: Vec::new(),
+            builtin_options: None,
+            custom_options: None,
+            custom_options_format: 0,
+            mutating_variable_inputs: Vec::new(),
+        });
+    }
+    let outputs: Vec<usize> = (1..=n).filter(|&t| !read_somewhere[t] || t == n).collect();
+    Model {
+        version: 3,
+        description: None,
+        subgraph_name: None,
+        tensors,
+        operators,
+        inputs: vec![0],
+        outputs,
+        metadata: Vec::new(),
+    }
+}
+
+/// Chains (each op reads the previous output) or branching graphs (any earlier tensor).
+fn shape(max_ops: usize, branching: bool) -> impl Strategy<Value = Shape> {
+    (2..=max_ops).prop_flat_map(move |n| {
+        let reads = if branching {
+            prop::collection::vec(prop::collection::vec(0usize..64, 1..=2), n).boxed()
+        } else {
+            Just((0..n).map(|i| vec![i]).collect::<Vec<_>>()).boxed()
+        };
+        (
+            reads,
+            prop::collection::vec(prop_oneof![Just(0usize), 1usize..40], n),
+            prop::collection::vec(prop::bool::weighted(0.15), n),
+        )
+            .prop_map(|(reads, weights, stateful)| Shape {
+                reads,
+                weights,
+                stateful,
+            })
+    })
+}
+
+/// A test profiler whose latency is far from monotone in the segment length: a per-op
+/// cost, a cost for the boundary the segment ends at (its output transfer, which can be
+/// large at one cut and small at the next) and a per-range jitter. Every value is a
+/// multiple of 1/8, so sums are exact and ties are common.
+#[derive(Debug, Clone, Copy)]
+struct Bumpy {
+    seed: u64,
+}
+
+impl Bumpy {
+    const FIXED: f64 = 1.0;
+
+    fn hash(&self, x: u64) -> u64 {
+        let mut h = x.wrapping_add(self.seed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h ^= h >> 29;
+        h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        h ^ (h >> 32)
+    }
+
+    fn op_cost(&self, op: usize) -> f64 {
+        (self.hash(op as u64) % 8) as f64 / 8.0
+    }
+}
+
+impl Profiler for Bumpy {
+    fn profile(&self, model: &Model, ops: Range<usize>) -> Result<SegmentProfile> {
+        if ops.start >= ops.end || ops.end > model.operators.len() {
+            return Err(Error::Invalid {
+                what: "segment range",
+                reason: format!("{ops:?}"),
+            });
+        }
+        let work: f64 = ops.clone().map(|op| self.op_cost(op)).sum();
+        let boundary = (self.hash(1000 + ops.end as u64) % 32) as f64 / 8.0;
+        let jitter = (self.hash((ops.start * 1000 + ops.end) as u64) % 4) as f64 / 8.0;
+        Ok(SegmentProfile {
+            latency_s: Self::FIXED + work + boundary + jitter,
+            on_chip_bytes: 0,
+            off_chip_bytes: 0,
+        })
+    }
+}
+
+/// A sound floor for [`Bumpy`]: the fixed cost and the per-op costs.
+impl LatencyFloor for Bumpy {
+    fn floors(&self, graph: &Graph<'_, '_>) -> Result<Floors> {
+        let per_op: Vec<f64> = (0..graph.op_count()).map(|op| self.op_cost(op)).collect();
+        Floors::new(graph, Self::FIXED, &per_op, 0.0)
+    }
+}
+
+fn valid_cuts(graph: &Graph<'_, '_>) -> Vec<usize> {
+    (1..graph.op_count())
+        .filter(|&c| multitpu::segment::is_valid_cut(graph, c))
+        .collect()
+}
+
+/// (bottleneck, total in segment order) of the segments starting at 0 and each cut.
+fn objective(profiler: &dyn Profiler, model: &Model, cuts: &[usize]) -> (f64, f64) {
+    let mut bounds = vec![0];
+    bounds.extend_from_slice(cuts);
+    bounds.push(model.operators.len());
+    let mut worst = 0.0f64;
+    let mut total = 0.0;
+    for w in bounds.windows(2) {
+        let latency = profiler.profile(model, w[0]..w[1]).expect("valid range").latency_s;
+        worst = worst.max(latency);
+        total += latency;
+    }
+    (worst, total)
+}
+
+/// The lexicographic optimum over every set of `segments - 1` valid cuts.
+fn brute_force(profiler: &dyn Profiler, model: &Model, valid: &[usize], segments: usize) -> (f64, f64) {
+    fn walk(
+        profiler: &dyn Profiler,
+        model: &Model,
+        valid: &[usize],
+        left: usize,
+        chosen: &mut Vec<usize>,
+        best: &mut Option<(f64, f64)>,
+    ) {
+        if left == 0 {
+            let value = objective(profiler, model, chosen);
+            if best.is_none_or(|b| value.0 < b.0 || (value.0 == b.0 && value.1 < b.1)) {
+                *best = Some(value);
+            }
+            return;
+        }
+        for (i, &cut) in valid.iter().enumerate() {
+            chosen.push(cut);
+            walk(profiler, model, &valid[i + 1..], left - 1, chosen, best);
+            chosen.pop();
+        }
+    }
+    let mut best = None;
+    walk(profiler, model, valid, segments - 1, &mut Vec::new(), &mut best);
+    best.expect("enough valid cuts")
+}
+
+/// Every operator in exactly one segment, in order, at valid cuts; every segment input
+/// produced by an earlier segment or a model input; every model output produced.
+fn check_well_formed(graph: &Graph<'_, '_>, plan: &Plan, segments: usize) {
+    let model = graph.model();
+    assert_eq!(plan.segments.len(), segments);
+    let mut next = 0;
+    let mut available: BTreeSet<usize> = model.inputs.iter().copied().collect();
+    let mut produced = BTreeSet::new();
+    for segment in &plan.segments {
+        assert_eq!(segment.ops.start, next, "segments are contiguous and in order");
+        assert!(segment.ops.end > segment.ops.start, "no empty segment");
+        if segment.ops.start > 0 {
+            assert!(multitpu::segment::is_valid_cut(graph, segment.ops.start));
+        }
+        for &t in &segment.inputs {
+            assert!(available.contains(&t), "input {t} of {:?} comes from nowhere", segment.ops);
+        }
+        for op in segment.ops.clone() {
+            produced.extend(model.operators[op].outputs.iter().copied());
+        }
+        available.extend(segment.outputs.iter().copied());
+        next = segment.ops.end;
+    }
+    assert_eq!(next, model.operators.len());
+    for t in &model.outputs {
+        assert!(produced.contains(t), "model output {t} is never produced");
+        assert!(
+            plan.segments.iter().any(|s| s.outputs.contains(t)),
+            "model output {t} is no segment's output"
+        );
+    }
+}
+
+fn check_small(shape: &Shape, segments: usize, seed: u64) -> std::result::Result<(), TestCaseError> {
+    let model = build(shape);
+    let graph = Graph::new(&model).expect("a well-formed graph");
+    let valid = valid_cuts(&graph);
+    prop_assume!(valid.len() + 1 >= segments);
+    let bumpy = Bumpy { seed };
+
+    let uniform = UniformByParams.plan(&graph, segments).expect("uniform plan");
+    let by_ops = UniformByOps.plan(&graph, segments).expect("uniform-ops plan");
+    let exact = Profiled::new(bumpy).plan(&graph, segments).expect("profiled plan");
+    let floored = Profiled::new(bumpy).with_floor(bumpy).plan(&graph, segments).expect("profiled plan");
+    let libcoral = LibcoralSearch::new(bumpy).plan(&graph, segments).expect("libcoral plan");
+    for plan in [&uniform, &by_ops, &exact, &floored, &libcoral] {
+        check_well_formed(&graph, plan, segments);
+    }
+
+    let best = brute_force(&bumpy, &model, &valid, segments);
+    for plan in [&exact, &floored] {
+        let value = (plan.bottleneck_s().expect("predicted"), plan.total_latency_s().expect("predicted"));
+        prop_assert_eq!(value, best, "profiled plan {:?} is not the optimum", plan.cuts());
+        prop_assert_eq!(value, objective(&bumpy, &model, &plan.cuts()));
+        prop_assert!(plan.candidates_profiled >= segments);
+    }
+    prop_assert!(floored.candidates_profiled <= exact.candidates_profiled.max(floored.candidates_profiled));
+    let libcoral_value = libcoral.bottleneck_s().expect("predicted");
+    prop_assert!(best.0 <= libcoral_value);
+    for mut plan in [uniform, by_ops] {
+        plan.with_predictions(&model, &bumpy).expect("predictions");
+        prop_assert!(best.0 <= plan.bottleneck_s().expect("predicted"));
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn profiled_is_the_brute_force_optimum_on_chains(
+        shape in shape(10, false), segments in 1usize..=4, seed in any::<u64>()
+    ) {
+        check_small(&shape, segments, seed)?;
+    }
+
+    #[test]
+    fn profiled_is_the_brute_force_optimum_on_branching_graphs(
+        shape in shape(10, true), segments in 1usize..=4, seed in any::<u64>()
+    ) {
+        check_small(&shape, segments, seed)?;
+    }
+
+    #[test]
+    fn plans_of_larger_graphs_are_well_formed(
+        shape in shape(60, true), segments in 1usize..=8, seed in any::<u64>()
+    ) {
+        let model = build(&shape);
+        let graph = Graph::new(&model).expect("a well-formed graph");
+        prop_assume!(valid_cuts(&graph).len() + 1 >= segments);
+        let bumpy = Bumpy { seed };
+        let profiled = Profiled::new(bumpy).with_floor(bumpy).plan(&graph, segments).expect("profiled");
+        let libcoral = LibcoralSearch::new(bumpy).plan(&graph, segments).expect("libcoral");
+        for plan in [
+            UniformByParams.plan(&graph, segments).expect("uniform"),
+            UniformByOps.plan(&graph, segments).expect("uniform-ops"),
+            profiled.clone(),
+            libcoral.clone(),
+        ] {
+            check_well_formed(&graph, &plan, segments);
+        }
+        prop_assert!(profiled.bottleneck_s() <= libcoral.bottleneck_s());
+    }
+}
+
+#[test]
+fn uniform_by_ops_splits_operator_counts_evenly() {
+    let shape = Shape {
+        reads: (0..10).map(|i| vec![i]).collect(),
+        weights: vec![1; 10],
+        stateful: vec![false; 10],
+    };
+    let model = build(&shape);
+    let graph = Graph::new(&model).expect("graph");
+    let plan = UniformByOps.plan(&graph, 3).expect("plan");
+    assert_eq!(plan.cuts(), vec![3, 7]);
+    let plan = UniformByOps.plan(&graph, 4).expect("plan");
+    assert_eq!(plan.cuts(), vec![2, 5, 7]);
+    assert_eq!(UniformByOps.plan(&graph, 10).expect("plan").cuts(), (1..10).collect::<Vec<_>>());
+    assert!(UniformByOps.plan(&graph, 11).is_err());
+}
+
+#[test]
+fn uniform_by_ops_steps_around_stateful_operators() {
+    // Ops 2..=5 share the variable: no cut at 3, 4 or 5.
+    let shape = Shape {
+        reads: (0..8).map(|i| vec![i]).collect(),
+        weights: vec![1; 8],
+        stateful: (0..8).map(|i| (2..=5).contains(&i)).collect(),
+    };
+    let model = build(&shape);
+    let graph = Graph::new(&model).expect("graph");
+    assert_eq!(valid_cuts(&graph), vec![1, 2, 6, 7]);
+    assert_eq!(UniformByOps.plan(&graph, 2).expect("plan").cuts(), vec![2]);
+    assert_eq!(UniformByOps.plan(&graph, 5).expect("plan").cuts(), vec![1, 2, 6, 7]);
+}
+
+/// The value of `var`, or `None` after a loud skip notice; a failure when `CI` is set.
+fn require_env(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ => {
+            assert!(std::env::var_os("CI").is_none(), "{var} must be set when CI is set");
+            eprintln!("SKIPPED: {var} is not set");
+            None
+        }
+    }
+}
+
+/// Compares the strategies on one model with the cost model; returns (ours, libcoral's)
+/// candidate counts.
+fn compare(name: &str, model: &Model, segments: usize) -> (usize, usize) {
+    let graph = Graph::new(model).expect("graph");
+    let cost_model = EdgeTpuCostModel::usb_default();
+    let profiled = Profiled::cost_model(cost_model.clone())
+        .with_tolerance(1e-6)
+        .expect("tolerance")
+        .plan(&graph, segments)
+        .expect("profiled");
+    let search = LibcoralSearch::new(CachedProfiler::new(cost_model.clone()));
+    let libcoral = search.plan(&graph, segments).expect("libcoral");
+    check_well_formed(&graph, &profiled, segments);
+    check_well_formed(&graph, &libcoral, segments);
+    assert_eq!(libcoral.candidates_profiled, search.profiler().calls());
+    let ours = profiled.bottleneck_s().expect("predicted");
+    assert!(ours <= libcoral.bottleneck_s().expect("predicted"), "{name}: libcoral found a better plan");
+    for mut uniform in [
+        UniformByParams.plan(&graph, segments).expect("uniform"),
+        UniformByOps.plan(&graph, segments).expect("uniform-ops"),
+    ] {
+        uniform.with_predictions(model, &cost_model).expect("predictions");
+        assert!(ours <= uniform.bottleneck_s().expect("predicted"), "{name}: {} is better", uniform.strategy);
+    }
+    eprintln!(
+        "{name} N={segments}: profiled {:.3} ms with {} candidates, libcoral {:.3} ms with {}",
+        ours * 1e3,
+        profiled.candidates_profiled,
+        libcoral.bottleneck_s().unwrap_or(f64::NAN) * 1e3,
+        libcoral.candidates_profiled
+    );
+    (profiled.candidates_profiled, libcoral.candidates_profiled)
+}
+
+#[test]
+fn profiled_beats_uniform_and_libcoral_on_paper_models() {
+    let mut ours = 0;
+    let mut theirs = 0;
+    for hidden in [100, 1000, 1580, 2000, 3000] {
+        let model = paper::fc(hidden).expect("fc model");
+        for segments in 2..=4 {
+            let (o, t) = compare(&format!("fc({hidden})"), &model, segments);
+            ours += o;
+            theirs += t;
+        }
+    }
+    for filters in [32, 128, 384, 742] {
+        let model = paper::conv(filters).expect("conv model");
+        for segments in 2..=4 {
+            let (o, t) = compare(&format!("conv({filters})"), &model, segments);
+            ours += o;
+            theirs += t;
+        }
+    }
+    eprintln!("paper models: profiled {ours} candidates, libcoral {theirs}");
+    assert!(ours < theirs, "profiled asked for {ours} candidates, libcoral for {theirs}");
+}
+
+#[test]
+fn profiled_beats_uniform_and_libcoral_on_real_models() {
+    let Some(dir) = require_env("MULTITPU_TEST_MODELS") else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let mut ours = 0;
+    let mut theirs = 0;
+    for name in [
+        "MNISTnet_uint8_quant.tflite",
+        "MNISTnet_v2_uint8_quant.tflite",
+        "mobilenet_v1_0.25_128_quant.tflite",
+        "mobilenet_v2_1.0_224_quant.tflite",
+        "tf2_mobilenet_v2_1.0_224_ptq.tflite",
+        "deeplabv3_mnv2_dm05_pascal_quant.tflite",
+        "keras_lstm_mnist_ptq.tflite",
+    ] {
+        let path = dir.join(name);
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let model = Model::from_bytes(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let graph = Graph::new(&model).expect("graph");
+        let places = valid_cuts(&graph).len() + 1;
+        for segments in [2, 3, 4, 8].into_iter().filter(|&n| n <= places) {
+            let (o, t) = compare(name, &model, segments);
+            ours += o;
+            theirs += t;
+        }
+    }
+    eprintln!("real models: profiled {ours} candidates, libcoral {theirs}");
+    assert!(ours < theirs, "profiled asked for {ours} candidates, libcoral for {theirs}");
+}
