@@ -237,10 +237,8 @@ impl FitReport {
     }
 }
 
-/// Grid step of the placement search, in bytes.
-const GRID_STEP: u64 = 2048;
-/// Placement search range, in bytes.
-const GRID_RANGE: (u64, u64) = (512 * 1024, 16 * 1024 * 1024);
+/// Range searched for the on-chip budget, in bytes.
+const BUDGET_RANGE: (u64, u64) = (512 * 1024, 16 * 1024 * 1024);
 
 /// Fits the cost model to `points`. Parameters the data cannot determine (a rate of an op
 /// kind without points, the PCIe link, …) keep their values from `start`; `Depthwise` and
@@ -332,71 +330,109 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
-/// Summed absolute error of predicted off-chip MiB.
-fn off_chip_error(model: &EdgeTpuCostModel, data: &[(&CalibrationPoint, &SegmentWorkload)]) -> f64 {
-    data.iter()
-        .map(|(p, w)| {
-            let off = model.predict(w).off_chip_bytes as f64 / MIB;
-            (off - p.off_chip_mib).abs()
-        })
-        .sum()
-}
-
-/// Grid value in the middle of the longest run of grid values with the least error.
-fn best_on_grid(error: impl Fn(u64) -> f64) -> u64 {
-    let grid: Vec<u64> = (GRID_RANGE.0 / GRID_STEP..=GRID_RANGE.1 / GRID_STEP)
-        .map(|k| k * GRID_STEP)
+/// The absolute off-chip error (MiB) of one workload as a step function of the budget,
+/// for a fixed per-tensor `limit`: `(b, error)` pairs, each error holding from its `b` up
+/// to the next pair's `b` (the last one for every larger budget).
+///
+/// First fit only changes when the budget reaches `used_before + size` of a tensor that is
+/// not yet placed; until then every placed tensor stays placed. So the sweep jumps from one
+/// such point to the next.
+fn error_steps(w: &SegmentWorkload, measured_mib: f64, limit: u64) -> Vec<(u64, f64)> {
+    let sizes: Vec<u64> = w
+        .ops
+        .iter()
+        .flat_map(|op| op.param_tensor_bytes.iter().copied())
         .collect();
-    let errors: Vec<f64> = grid.iter().map(|&v| error(v)).collect();
-    let least = errors.iter().copied().fold(f64::INFINITY, f64::min);
-    let mut best = (0usize, 0usize);
-    let mut run_start = None;
-    for (i, &e) in errors.iter().enumerate() {
-        let minimal = e <= least + 1e-9;
-        match (minimal, run_start) {
-            (true, None) => run_start = Some(i),
-            (false, Some(s)) => {
-                if i - s > best.1 - best.0 {
-                    best = (s, i);
-                }
-                run_start = None;
+    let total = sizes.iter().fold(0u64, |acc, &s| acc.saturating_add(s));
+    let mut steps = Vec::new();
+    let mut budget = 0u64;
+    loop {
+        let mut used = 0u64;
+        let mut next = u64::MAX;
+        for &size in sizes.iter().filter(|&&s| s <= limit) {
+            let end = used.saturating_add(size);
+            if end <= budget {
+                used = end;
+            } else {
+                next = next.min(end);
             }
-            _ => {}
         }
-    }
-    if let Some(s) = run_start {
-        if errors.len() - s > best.1 - best.0 {
-            best = (s, errors.len());
+        let off_mib = total.saturating_sub(used) as f64 / MIB;
+        steps.push((budget, (off_mib - measured_mib).abs()));
+        if next == u64::MAX {
+            return steps;
         }
+        budget = next;
     }
-    grid[(best.0 + best.1.saturating_sub(1)) / 2]
 }
 
-/// Coordinate search of the on-chip budget and the per-tensor limit.
-fn fit_placement(model: &mut EdgeTpuCostModel, data: &[(&CalibrationPoint, &SegmentWorkload)]) {
-    model.max_cached_tensor_bytes = u64::MAX;
-    for _ in 0..4 {
-        let before = (model.on_chip_budget_bytes, model.max_cached_tensor_bytes);
-        let budget = best_on_grid(|b| {
-            let trial = EdgeTpuCostModel {
-                on_chip_budget_bytes: b,
-                ..model.clone()
-            };
-            off_chip_error(&trial, data)
-        });
-        model.on_chip_budget_bytes = budget;
-        let limit = best_on_grid(|t| {
-            let trial = EdgeTpuCostModel {
-                max_cached_tensor_bytes: t,
-                ..model.clone()
-            };
-            off_chip_error(&trial, data)
-        });
-        // A limit at or above the budget changes nothing: leave the budget as the only bound.
-        model.max_cached_tensor_bytes = if limit >= budget { u64::MAX } else { limit };
-        if before == (model.on_chip_budget_bytes, model.max_cached_tensor_bytes) {
-            break;
+/// For a fixed per-tensor `limit`: the budget in the middle of the widest budget interval
+/// (within [`BUDGET_RANGE`]) with the least summed off-chip error, and that error.
+fn best_budget(data: &[(&CalibrationPoint, &SegmentWorkload)], limit: u64) -> (u64, f64) {
+    let mut events: Vec<(u64, f64)> = Vec::new();
+    for (p, w) in data {
+        let mut previous = 0.0;
+        for (b, error) in error_steps(w, p.off_chip_mib, limit) {
+            events.push((b, error - previous));
+            previous = error;
         }
+    }
+    events.sort_by_key(|&(b, _)| b);
+    let (lo, hi) = BUDGET_RANGE;
+    let mut best: Option<(f64, u64, u64)> = None; // (error, from, to)
+    let mut error = 0.0;
+    let mut i = 0;
+    while i < events.len() {
+        let b = events[i].0;
+        while i < events.len() && events[i].0 == b {
+            error += events[i].1;
+            i += 1;
+        }
+        let end = events.get(i).map_or(u64::MAX, |e| e.0);
+        let (from, to) = (b.max(lo), end.min(hi));
+        if from >= to {
+            continue;
+        }
+        let better = match best {
+            None => true,
+            Some((e, f, t)) => error < e - 1e-9 || (error <= e + 1e-9 && to - from > t - f),
+        };
+        if better {
+            best = Some((error, from, to));
+        }
+    }
+    match best {
+        Some((error, from, to)) => (from + (to - from) / 2, error),
+        None => (hi, f64::INFINITY),
+    }
+}
+
+/// Joint search of the per-tensor limit and the on-chip budget minimising the summed
+/// absolute off-chip error. Only the order of the limit among the tensor sizes matters, so
+/// each gap between two distinct sizes is tried once (the limit goes in its middle); with
+/// equal errors the larger limit wins, and the largest means no limit at all.
+fn fit_placement(model: &mut EdgeTpuCostModel, data: &[(&CalibrationPoint, &SegmentWorkload)]) {
+    let mut sizes: Vec<u64> = data
+        .iter()
+        .flat_map(|(_, w)| w.ops.iter().flat_map(|op| op.param_tensor_bytes.iter().copied()))
+        .filter(|&s| s > 0)
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let mut best: Option<(f64, u64, u64)> = None; // (error, budget, limit)
+    for (j, &size) in sizes.iter().enumerate().rev() {
+        let limit = match sizes.get(j + 1) {
+            Some(&above) => size + (above - size) / 2,
+            None => u64::MAX,
+        };
+        let (budget, error) = best_budget(data, limit);
+        if best.is_none_or(|(e, _, _)| error < e - 1e-9) {
+            best = Some((error, budget, limit));
+        }
+    }
+    if let Some((_, budget, limit)) = best {
+        model.on_chip_budget_bytes = budget;
+        model.max_cached_tensor_bytes = limit;
     }
 }
 
