@@ -350,7 +350,10 @@ fn write_tensor(b: &mut fbwrite::Builder, t: &Tensor<'_>, buffer: u32) -> Result
         (f::NAME, Value::string(&t.name)),
     ];
     if let Some(q) = &t.quantization {
-        fields.push((f::QUANTIZATION, Value::child(move |b| write_quantization(b, q))));
+        fields.push((
+            f::QUANTIZATION,
+            Value::child(move |b| write_quantization(b, q)),
+        ));
     }
     if t.is_variable {
         fields.push((f::IS_VARIABLE, Value::boolean(true)));
@@ -391,7 +394,9 @@ fn write_operator(b: &mut fbwrite::Builder, op: &Operator<'_>, code: u32) -> Res
         .inputs
         .iter()
         .map(|i| match i {
-            Some(i) => i32::try_from(*i).map_err(|_| invalid(format!("tensor index {i} too large"))),
+            Some(i) => {
+                i32::try_from(*i).map_err(|_| invalid(format!("tensor index {i} too large")))
+            }
             None => Ok(-1),
         })
         .collect::<Result<Vec<i32>>>()?;
@@ -412,14 +417,24 @@ fn write_operator(b: &mut fbwrite::Builder, op: &Operator<'_>, code: u32) -> Res
         fields.push((f::CUSTOM_OPTIONS, Value::bytes(custom, DATA_ALIGN)));
     }
     if op.custom_options_format != 0 {
-        fields.push((f::CUSTOM_OPTIONS_FORMAT, Value::scalar(op.custom_options_format)));
+        fields.push((
+            f::CUSTOM_OPTIONS_FORMAT,
+            Value::scalar(op.custom_options_format),
+        ));
     }
     if !op.mutating_variable_inputs.is_empty() {
-        let flags: Vec<u8> = op.mutating_variable_inputs.iter().map(|&m| u8::from(m)).collect();
+        let flags: Vec<u8> = op
+            .mutating_variable_inputs
+            .iter()
+            .map(|&m| u8::from(m))
+            .collect();
         fields.push((f::MUTATING_VARIABLE_INPUTS, Value::scalars(flags)));
     }
     if !op.intermediates.is_empty() {
-        fields.push((f::INTERMEDIATES, Value::scalars(indices(&op.intermediates)?)));
+        fields.push((
+            f::INTERMEDIATES,
+            Value::scalars(indices(&op.intermediates)?),
+        ));
     }
     b.table(fields)
 }
