@@ -18,6 +18,7 @@
 //! Everything is deterministic: the same data gives the same figures.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -259,8 +260,8 @@ pub fn fit(points: &[CalibrationPoint], start: &EdgeTpuCostModel) -> Result<FitR
     let mut workloads = Vec::with_capacity(points.len());
     for p in points {
         let key = (p.family, p.size);
-        if !built.contains_key(&key) {
-            built.insert(key, p.family.workload(p.size)?);
+        if let Entry::Vacant(slot) = built.entry(key) {
+            slot.insert(p.family.workload(p.size)?);
         }
         workloads.push(key);
     }
@@ -595,15 +596,15 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
         if p.abs() < 1e-12 {
             continue;
         }
-        for row in 0..n {
-            if row != col {
-                let f = a[row][col] / p;
-                if f != 0.0 {
-                    for k in col..n {
-                        a[row][k] -= f * a[col][k];
-                    }
-                    b[row] -= f * b[col];
+        let pivot_row = a[col].clone();
+        let pivot_b = b[col];
+        for (row, (r, rb)) in a.iter_mut().zip(b.iter_mut()).enumerate() {
+            let f = r[col] / p;
+            if row != col && f != 0.0 {
+                for (x, y) in r[col..].iter_mut().zip(&pivot_row[col..]) {
+                    *x -= f * y;
                 }
+                *rb -= f * pivot_b;
             }
         }
     }
