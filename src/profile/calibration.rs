@@ -535,8 +535,16 @@ fn fit_times(model: &mut EdgeTpuCostModel, data: &[(&CalibrationPoint, &SegmentW
     model.macs_per_s.conv2d = conv_rate;
     model.macs_per_s.depthwise_conv2d = conv_rate;
     model.macs_per_s.transpose_conv = conv_rate;
-    if has_data(STREAM) && coefficients[STREAM] > 0.0 {
-        model.stream_bytes_per_s = 1.0 / coefficients[STREAM];
+    if has_data(STREAM) {
+        if coefficients[STREAM] > 0.0 {
+            model.stream_bytes_per_s = 1.0 / coefficients[STREAM];
+        } else {
+            // Streaming dense weights came out free: say so through their read count and
+            // keep the start model's bandwidth for the convolutions' figure below.
+            model.stream_reads.fully_connected = 0.0;
+            model.stream_reads.elementwise = 0.0;
+            model.stream_reads.other = 0.0;
+        }
     }
     if has_data(CONV_STREAM) {
         let reads = coefficients[CONV_STREAM].max(0.0) * model.stream_bytes_per_s;

@@ -629,6 +629,40 @@ mod tests {
         assert!(bad.check().unwrap_err().contains("TransposeConv"));
     }
 
+    proptest::proptest! {
+        /// First fit: cached bytes stay within the budget, every cached tensor within the
+        /// limit, every streamed tensor was too big for the limit or for what was left, and
+        /// nothing is lost.
+        #[test]
+        fn placement_is_first_fit(
+            sizes in proptest::collection::vec(
+                proptest::collection::vec(0u64..5_000, 0..4), 0..12),
+            budget in 0u64..20_000,
+            limit in 0u64..6_000,
+        ) {
+            let cm = small_model(budget, limit);
+            let w = workload(sizes.iter().map(|s| op(OpKind::Conv2d, 1, s)).collect());
+            let placement = cm.placement(&w);
+            let mut used = 0u64;
+            for (op_sizes, cached) in sizes.iter().zip(&placement) {
+                proptest::prop_assert_eq!(op_sizes.len(), cached.len());
+                for (&size, &on) in op_sizes.iter().zip(cached) {
+                    if on {
+                        proptest::prop_assert!(size <= limit);
+                        used += size;
+                    } else {
+                        proptest::prop_assert!(size > limit || used + size > budget);
+                    }
+                }
+            }
+            proptest::prop_assert!(used <= budget);
+            let p = cm.predict(&w);
+            proptest::prop_assert_eq!(p.on_chip_bytes, used);
+            proptest::prop_assert_eq!(p.on_chip_bytes + p.off_chip_bytes, w.param_bytes());
+            proptest::prop_assert!(p.latency_s >= p.compute_s + p.stream_s + p.transfer_s);
+        }
+    }
+
     fn per_channel(mut t: Tensor<'static>, channels: usize) -> Tensor<'static> {
         t.quantization = Some(Quantization {
             scale: vec![0.1; channels],
