@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::model::options::FieldType;
+
 /// Everything that can go wrong in multitpu, naming what failed and where.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -48,6 +50,23 @@ pub enum Error {
         kind: &'static str,
         index: usize,
         count: usize,
+    },
+
+    /// No builtin options table with this name or union tag in the schema.
+    #[error("unknown builtin options table {table}")]
+    UnknownOptionsTable { table: String },
+
+    /// A builtin options table has no field of this name.
+    #[error("options table `{table}` has no field `{field}`")]
+    UnknownOptionsField { table: &'static str, field: String },
+
+    /// A value's type differs from the type of its options field in the schema.
+    #[error("options table `{table}`, field `{field}`: expected {expected:?}, got {actual:?}")]
+    OptionsFieldType {
+        table: &'static str,
+        field: &'static str,
+        expected: FieldType,
+        actual: FieldType,
     },
 }
 

@@ -11,6 +11,7 @@ use std::borrow::Cow;
 
 mod fbwrite;
 mod flatbuf;
+pub mod ops;
 pub mod options;
 mod reader;
 mod writer;

@@ -597,6 +597,13 @@ impl<'a> Reader<'a> {
             FieldType::VecU32 => FieldValue::VecU32(t.scalars(id, b, p)?.unwrap_or_default()),
             FieldType::VecF32 => FieldValue::VecF32(t.scalars(id, b, p)?.unwrap_or_default()),
             FieldType::VecU8 => FieldValue::VecU8(t.scalars(id, b, p)?.unwrap_or_default()),
+            FieldType::VecBool => FieldValue::VecBool(
+                t.scalars::<u8>(id, b, p)?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|x| x != 0)
+                    .collect(),
+            ),
         })
     }
 }
