@@ -9,37 +9,13 @@
 use std::collections::HashMap;
 
 use super::fbwrite::{self, Child, Value};
-use super::options::{self, BuiltinOptions, FieldType, FieldValue, OptionsUnion};
+use super::options::{self, BuiltinOptions, FieldValue, OptionsUnion};
 use super::reader::{IDENTIFIER, ids};
 use super::{BUILTIN_CUSTOM, Model, OpCode, Operator, Quantization, Tensor};
 use crate::error::{Error, Result};
 
 /// Alignment of constant data in the file (the schema's `force_align: 16`).
 const DATA_ALIGN: usize = 16;
-
-/// The type a field value has in an options layout.
-fn value_type(v: &FieldValue) -> FieldType {
-    match v {
-        FieldValue::Bool(_) => FieldType::Bool,
-        FieldValue::I8(_) => FieldType::I8,
-        FieldValue::U8(_) => FieldType::U8,
-        FieldValue::I16(_) => FieldType::I16,
-        FieldValue::U16(_) => FieldType::U16,
-        FieldValue::I32(_) => FieldType::I32,
-        FieldValue::U32(_) => FieldType::U32,
-        FieldValue::I64(_) => FieldType::I64,
-        FieldValue::U64(_) => FieldType::U64,
-        FieldValue::F32(_) => FieldType::F32,
-        FieldValue::F64(_) => FieldType::F64,
-        FieldValue::String(_) => FieldType::String,
-        FieldValue::VecI32(_) => FieldType::VecI32,
-        FieldValue::VecI64(_) => FieldType::VecI64,
-        FieldValue::VecU32(_) => FieldType::VecU32,
-        FieldValue::VecF32(_) => FieldType::VecF32,
-        FieldValue::VecU8(_) => FieldType::VecU8,
-        FieldValue::VecBool(_) => FieldType::VecBool,
-    }
-}
 
 fn invalid(reason: String) -> Error {
     Error::invalid("model", reason)
@@ -78,11 +54,11 @@ fn validate_options(opts: &BuiltinOptions, what: &str) -> Result<()> {
                 layout.name
             )));
         };
-        if value_type(value) != ty {
+        if value.field_type() != ty {
             return Err(invalid(format!(
                 "{what}: {}.{name} is {ty:?}, got {:?}",
                 layout.name,
-                value_type(value)
+                value.field_type()
             )));
         }
     }
