@@ -105,9 +105,7 @@ impl Padding {
     fn output_size(self, input: usize, kernel: usize, stride: usize) -> Option<usize> {
         match self {
             Padding::Same => Some(input.div_ceil(stride)),
-            Padding::Valid => input
-                .checked_sub(kernel)
-                .map(|rest| rest / stride + 1),
+            Padding::Valid => input.checked_sub(kernel).map(|rest| rest / stride + 1),
         }
     }
 }
@@ -209,7 +207,9 @@ pub fn range_quantization(min: f32, max: f32, element_type: ElementType) -> Resu
         max = min + 1e-9;
     }
     let scale = (max - min) / (qmax - qmin) as f64;
-    let zero_point = (qmin as f64 - min / scale).round().clamp(qmin as f64, qmax as f64) as i64;
+    let zero_point = (qmin as f64 - min / scale)
+        .round()
+        .clamp(qmin as f64, qmax as f64) as i64;
     Ok(per_tensor(scale as f32, zero_point))
 }
 
@@ -403,7 +403,10 @@ impl ModelBuilder {
         if self.outputs.contains(&tensor) {
             return Err(Error::invalid(
                 "builder output",
-                format!("tensor `{}` is already an output", self.tensors[tensor].name),
+                format!(
+                    "tensor `{}` is already an output",
+                    self.tensors[tensor].name
+                ),
             ));
         }
         self.outputs.push(tensor);
@@ -420,9 +423,9 @@ impl ModelBuilder {
     ) -> Result<TensorId> {
         let ty = self.activation_type(x, "FULLY_CONNECTED")?;
         let shape = self.shape(x);
-        let depth = *shape.last().ok_or_else(|| {
-            Error::invalid("FULLY_CONNECTED", "input is a scalar".to_owned())
-        })?;
+        let depth = *shape
+            .last()
+            .ok_or_else(|| Error::invalid("FULLY_CONNECTED", "input is a scalar".to_owned()))?;
         let elements = shape.iter().product::<usize>();
         if depth == 0 || units == 0 {
             return Err(Error::invalid(
@@ -706,9 +709,7 @@ impl ModelBuilder {
         let quantization = self.tensors[x].quantization.clone();
         let new_shape_i32 = dims(&new_shape)?;
         let out = self.push_tensor(layer, ty, new_shape, quantization, None, self.rms[x])?;
-        let options = Options::new(table::RESHAPE)
-            .ints(0, new_shape_i32)
-            .finish();
+        let options = Options::new(table::RESHAPE).ints(0, new_shape_i32).finish();
         self.push_op(
             code::RESHAPE,
             1,
@@ -1000,9 +1001,11 @@ impl ModelBuilder {
                 let data: Vec<u8> = (0..count)
                     .map(|_| (self.rng.int_in(-127, 127) as i8) as u8)
                     .collect();
-                let mean_square =
-                    limits.iter().map(|&l| f64::from(l).powi(2) / 3.0).sum::<f64>()
-                        / limits.len() as f64;
+                let mean_square = limits
+                    .iter()
+                    .map(|&l| f64::from(l).powi(2) / 3.0)
+                    .sum::<f64>()
+                    / limits.len() as f64;
                 let quantization = Quantization {
                     scale: scales.clone(),
                     zero_point: vec![0; scales.len()],
@@ -1067,7 +1070,8 @@ impl ModelBuilder {
                     let real = self.rng.uniform(-magnitude, magnitude);
                     let q = (f64::from(real) / f64::from(scale))
                         .round()
-                        .clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32;
+                        .clamp(f64::from(i32::MIN), f64::from(i32::MAX))
+                        as i32;
                     data.extend_from_slice(&q.to_le_bytes());
                 }
                 let quantization = Quantization {
@@ -1088,7 +1092,14 @@ impl ModelBuilder {
                 let data = (0..channels)
                     .flat_map(|_| self.rng.uniform(-magnitude, magnitude).to_le_bytes())
                     .collect();
-                self.push_tensor(name, ElementType::F32, vec![channels], None, Some(data), 0.0)
+                self.push_tensor(
+                    name,
+                    ElementType::F32,
+                    vec![channels],
+                    None,
+                    Some(data),
+                    0.0,
+                )
             }
         }
     }
@@ -1166,7 +1177,14 @@ impl ModelBuilder {
         let [oh, ow] = out_spatial(op, [h, w], filter, stride, padding)?;
         let layer = self.layer(base);
         let quantization = self.tensors[x].quantization.clone();
-        let out = self.push_tensor(layer, ty, vec![n, oh, ow, c], quantization, None, self.rms[x])?;
+        let out = self.push_tensor(
+            layer,
+            ty,
+            vec![n, oh, ow, c],
+            quantization,
+            None,
+            self.rms[x],
+        )?;
         let options = Options::new(table::POOL_2D)
             .enum8(0, padding.code())
             .int(1, dim32(stride[1])?, 0)
@@ -1202,7 +1220,8 @@ fn dims(shape: &[usize]) -> Result<Vec<i32>> {
 }
 
 fn dim32(d: usize) -> Result<i32> {
-    i32::try_from(d).map_err(|_| Error::invalid("builder shape", format!("dimension {d} too large")))
+    i32::try_from(d)
+        .map_err(|_| Error::invalid("builder shape", format!("dimension {d} too large")))
 }
 
 /// Spatial output size of a convolution or pool, checking kernel and strides.
@@ -1226,7 +1245,9 @@ fn out_spatial(
             .ok_or_else(|| {
                 Error::invalid(
                     op,
-                    format!("kernel {kernel:?} does not fit input {input:?} with {padding:?} padding"),
+                    format!(
+                        "kernel {kernel:?} does not fit input {input:?} with {padding:?} padding"
+                    ),
                 )
             })
     };
@@ -1264,10 +1285,8 @@ fn resolve_shape(shape: &[i32], elements: usize) -> Result<Vec<usize>> {
 
 /// Errors unless `q` has exactly one scale and zero point with a positive finite scale.
 fn check_per_tensor(q: &Quantization, tensor: &str) -> Result<()> {
-    let ok = q.scale.len() == 1
-        && q.zero_point.len() == 1
-        && q.scale[0].is_finite()
-        && q.scale[0] > 0.0;
+    let ok =
+        q.scale.len() == 1 && q.zero_point.len() == 1 && q.scale[0].is_finite() && q.scale[0] > 0.0;
     if ok {
         Ok(())
     } else {
@@ -1284,10 +1303,7 @@ fn real_range(q: Option<&Quantization>, ty: ElementType) -> (f32, f32) {
         (Some(q), Some((qmin, qmax))) => {
             let scale = q.scale.first().copied().unwrap_or(1.0);
             let zero = q.zero_point.first().copied().unwrap_or(0);
-            (
-                scale * (qmin - zero) as f32,
-                scale * (qmax - zero) as f32,
-            )
+            (scale * (qmin - zero) as f32, scale * (qmax - zero) as f32)
         }
         _ => (-1.0, 1.0),
     }
@@ -1398,7 +1414,10 @@ mod tests {
         assert_eq!(wq.scale.len(), 4);
         assert_eq!(wq.quantized_dimension, 0);
         let bias = m.operators[1].inputs[2].unwrap();
-        assert_eq!(m.tensors[bias].quantization.as_ref().unwrap().scale.len(), 4);
+        assert_eq!(
+            m.tensors[bias].quantization.as_ref().unwrap().scale.len(),
+            4
+        );
         assert_eq!(m.operators[1].opcode.version, 3);
         let opts = m.operators[1].builtin_options.as_ref().unwrap();
         assert_eq!(
@@ -1454,7 +1473,10 @@ mod tests {
         b.output(y).unwrap();
         let m = b.build().unwrap();
         assert_eq!(m.operators.len(), 3);
-        assert_eq!(m.operators[1].builtin_options.as_ref().unwrap().fields, vec![]);
+        assert_eq!(
+            m.operators[1].builtin_options.as_ref().unwrap().fields,
+            vec![]
+        );
         assert_eq!(m.operators[2].opcode.builtin, code::TANH);
         assert_eq!(m.operators[2].opcode.version, 2);
         assert_eq!(m.tensors[y].name, "dense/Tanh");
@@ -1495,7 +1517,13 @@ mod tests {
         }
         // Every op's inputs come before it (execution order).
         let mut ready: HashSet<usize> = m.inputs.iter().copied().collect();
-        ready.extend(m.tensors.iter().enumerate().filter(|(_, t)| t.is_constant()).map(|(i, _)| i));
+        ready.extend(
+            m.tensors
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.is_constant())
+                .map(|(i, _)| i),
+        );
         for op in &m.operators {
             assert!(op.present_inputs().all(|i| ready.contains(&i)));
             ready.extend(op.outputs.iter().copied());
@@ -1547,8 +1575,14 @@ mod tests {
                 .is_err()
         );
         let x = int8_input(&mut b, &[1, 4]);
-        assert!(b.input("x", ElementType::F32, &[1], None).is_err(), "duplicate name");
-        assert!(b.conv2d(x, 2, [3, 3], [1, 1], Padding::Same, Activation::None).is_err());
+        assert!(
+            b.input("x", ElementType::F32, &[1], None).is_err(),
+            "duplicate name"
+        );
+        assert!(
+            b.conv2d(x, 2, [3, 3], [1, 1], Padding::Same, Activation::None)
+                .is_err()
+        );
         assert!(b.fully_connected(x, 0, Activation::None).is_err());
         let f = b.input("f", ElementType::F32, &[1, 4], None).unwrap();
         assert!(b.add(x, f, Activation::None).is_err(), "type mismatch");
@@ -1561,7 +1595,10 @@ mod tests {
         assert!(b.dequantize(f).is_err());
         assert!(b.quantize(x, ElementType::F32, per_tensor(1.0, 0)).is_err());
         let flat = b.quantize(f, ElementType::I8, per_tensor(0.1, 0)).unwrap();
-        assert!(b.max_pool_2d(flat, [2, 2], [1, 1], Padding::Same).is_err(), "not NHWC");
+        assert!(
+            b.max_pool_2d(flat, [2, 2], [1, 1], Padding::Same).is_err(),
+            "not NHWC"
+        );
         b.output(y).unwrap();
         assert!(b.output(y).is_err(), "output twice");
         assert!(ModelBuilder::new(0).build().is_err());
