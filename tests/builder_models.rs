@@ -338,3 +338,85 @@ fn same_seed_gives_identical_bytes() {
         paper::conv(8).expect("conv").to_bytes().expect("bytes")
     );
 }
+
+/// Quantized activations use their range: few values pinned at the top of the range, many
+/// distinct values, and (before a ReLU) few pinned at the bottom.
+#[test]
+fn activations_do_not_saturate() {
+    let Some(runtime) = common::tflite_runtime() else {
+        return;
+    };
+    for ty in [ElementType::I8, ElementType::U8] {
+        for conv in [false, true] {
+            let mut b = ModelBuilder::new(41);
+            let shape: &[usize] = if conv { &[1, 32, 32, 3] } else { &[1, 64] };
+            let x = b
+                .input("input", ElementType::F32, shape, None)
+                .expect("input");
+            let q = range_quantization(-1.0, 1.0, ty).expect("range");
+            let mut h = b.quantize(x, ty, q).expect("quantize");
+            // (tensor, whether a ReLU zeroes about half of it)
+            let mut probes = Vec::new();
+            for _ in 0..5 {
+                if conv {
+                    h = b
+                        .conv2d(h, 32, [3, 3], [1, 1], Padding::Same, Activation::Relu)
+                        .expect("conv");
+                    probes.push((h, true));
+                } else {
+                    let pre = b.fully_connected(h, 300, Activation::None).expect("dense");
+                    h = b.tanh(pre).expect("tanh");
+                    probes.push((pre, false));
+                    probes.push((h, false));
+                }
+            }
+            for &(t, _) in &probes {
+                b.output(t).expect("output");
+            }
+            let model = b.build().expect("build");
+            let bytes = model.to_bytes().expect("to_bytes");
+            let mut interpreter = Interpreter::new(&runtime, bytes, &InterpreterOptions::default())
+                .expect("interpreter");
+            let size = interpreter.inputs()[0].byte_size;
+            let input = random_input(&mut SplitMix64::new(5), ElementType::F32, size);
+            interpreter.set_input(0, &input).expect("set_input");
+            interpreter.invoke().expect("invoke");
+            for (i, &(t, relu)) in probes.iter().enumerate() {
+                let name = &model.tensors[t].name;
+                let values: Vec<i32> = interpreter
+                    .output(i)
+                    .expect("output")
+                    .iter()
+                    .map(|&v| {
+                        if ty == ElementType::I8 {
+                            i32::from(v as i8)
+                        } else {
+                            i32::from(v)
+                        }
+                    })
+                    .collect();
+                let (lo, hi) = if ty == ElementType::I8 {
+                    (-128, 127)
+                } else {
+                    (0, 255)
+                };
+                let share = |q: i32| {
+                    values.iter().filter(|&&v| v == q).count() as f64 / values.len() as f64
+                };
+                let distinct = values
+                    .iter()
+                    .collect::<std::collections::HashSet<_>>()
+                    .len();
+                let what = format!("{ty:?} `{name}`");
+                assert!(share(hi) < 0.05, "{what}: {:.3} at the top", share(hi));
+                let bottom_limit = if relu { 0.9 } else { 0.05 };
+                assert!(
+                    share(lo) < bottom_limit,
+                    "{what}: {:.3} at the bottom",
+                    share(lo)
+                );
+                assert!(distinct >= 64, "{what}: only {distinct} distinct values");
+            }
+        }
+    }
+}

@@ -974,11 +974,15 @@ impl ModelBuilder {
                 (data, Some(quantization), scales, mean_square)
             }
             ElementType::U8 => {
-                let scale = 2.0 * limit / 255.0;
+                // An asymmetric zero point, but values spread evenly around it so the real
+                // weights have mean 0 (a biased mean would push every output one way).
                 let zero_point = self.rng.int_in(118, 138);
-                let data = self.rng.bytes(count);
-                let mean_square = f64::from(scale).powi(2)
-                    * (255.0 * 257.0 / 12.0 + (127.5 - zero_point as f64).powi(2));
+                let reach = zero_point.min(255 - zero_point);
+                let scale = limit / reach as f32;
+                let data = (0..count)
+                    .map(|_| self.rng.int_in(zero_point - reach, zero_point + reach) as u8)
+                    .collect();
+                let mean_square = f64::from(scale).powi(2) * (reach * (reach + 1)) as f64 / 3.0;
                 (
                     data,
                     Some(per_tensor(scale, zero_point)),
