@@ -55,6 +55,9 @@ use crate::model::options::{BuiltinOptions, FieldValue};
 use crate::model::{ElementType, Model, OpCode, Operator, Quantization, Tensor};
 use crate::{Error, Result};
 
+/// Largest constant tensor a `.tflite` file can hold (flatbuffer offsets are 32-bit signed).
+const MAX_CONSTANT_BYTES: usize = i32::MAX as usize;
+
 /// Index of a tensor in the model being built (its position in [`Model::tensors`]).
 pub type TensorId = usize;
 
@@ -480,7 +483,12 @@ impl ModelBuilder {
         let ty = self.activation_type(x, "DEPTHWISE_CONV_2D")?;
         let [n, h, w, c] = self.nhwc(x, "DEPTHWISE_CONV_2D")?;
         let [oh, ow] = out_spatial("DEPTHWISE_CONV_2D", [h, w], kernel, stride, padding)?;
-        let channels = c.checked_mul(multiplier).unwrap_or(0);
+        let channels = c.checked_mul(multiplier).ok_or_else(|| {
+            Error::invalid(
+                "DEPTHWISE_CONV_2D",
+                format!("{c} channels × multiplier {multiplier} overflows"),
+            )
+        })?;
         if channels == 0 {
             return Err(Error::invalid(
                 "DEPTHWISE_CONV_2D",
@@ -938,7 +946,16 @@ impl ModelBuilder {
         let count = shape
             .iter()
             .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-            .ok_or_else(|| Error::invalid("layer", format!("`{layer}` weights too large")))?;
+            .filter(|&n| {
+                n.checked_mul(ty.size().unwrap_or(1))
+                    .is_some_and(|b| b <= MAX_CONSTANT_BYTES)
+            })
+            .ok_or_else(|| {
+                Error::invalid(
+                    "layer",
+                    format!("`{layer}` weights {shape:?} exceed the file format's 2 GiB"),
+                )
+            })?;
         let channels = shape[channel_dim];
         // Uniform in [-limit, limit] has mean square limit² / 3 = 3 / fan_in.
         let limit = (3.0 / fan_in as f64).sqrt() as f32;
@@ -1547,6 +1564,10 @@ mod tests {
                 .is_err()
         );
         assert!(b.fully_connected(x, 0, Activation::None).is_err());
+        assert!(
+            b.fully_connected(x, 1 << 30, Activation::None).is_err(),
+            "weights over 2 GiB"
+        );
         let f = b.input("f", ElementType::F32, &[1, 4], None).unwrap();
         assert!(b.add(x, f, Activation::None).is_err(), "type mismatch");
         assert!(b.concatenation(&[], 0).is_err());
