@@ -11,9 +11,12 @@ use multitpu::Error;
 use multitpu::model::Model;
 use proptest::prelude::*;
 
-/// `(file name, bytes)` of every model, sorted by name; `None` when not configured.
-fn models() -> Option<&'static [(String, Vec<u8>)]> {
-    static MODELS: OnceLock<Option<Vec<(String, Vec<u8>)>>> = OnceLock::new();
+/// `(file name, bytes)` of one model file.
+type NamedFile = (String, Vec<u8>);
+
+/// Every model, sorted by name; `None` when not configured.
+fn models() -> Option<&'static [NamedFile]> {
+    static MODELS: OnceLock<Option<Vec<NamedFile>>> = OnceLock::new();
     MODELS
         .get_or_init(|| {
             let Some(dir) = std::env::var_os("MULTITPU_TEST_MODELS") else {
@@ -49,7 +52,11 @@ fn models() -> Option<&'static [(String, Vec<u8>)]> {
 
 fn model(name: &str) -> Option<&'static [u8]> {
     let found = models()?.iter().find(|(n, _)| n == name);
-    Some(&found.unwrap_or_else(|| panic!("test model {name} missing")).1)
+    Some(
+        &found
+            .unwrap_or_else(|| panic!("test model {name} missing"))
+            .1,
+    )
 }
 
 #[test]
@@ -57,7 +64,9 @@ fn every_model_round_trips() {
     let Some(models) = models() else { return };
     for (name, bytes) in models {
         let m = Model::from_bytes(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let written = m.to_bytes().unwrap_or_else(|e| panic!("{name}: write: {e}"));
+        let written = m
+            .to_bytes()
+            .unwrap_or_else(|e| panic!("{name}: write: {e}"));
         assert_eq!(&written[4..8], b"TFL3", "{name}");
         let again = Model::from_bytes(&written).unwrap_or_else(|e| panic!("{name}: re-read: {e}"));
         assert_eq!(m, again, "{name}: read → write → read differs");
@@ -66,7 +75,11 @@ fn every_model_round_trips() {
             again.to_bytes().expect("write again"),
             "{name}: write is not a fixed point"
         );
-        assert_eq!(written, m.to_bytes().expect("write"), "{name}: not deterministic");
+        assert_eq!(
+            written,
+            m.to_bytes().expect("write"),
+            "{name}: not deterministic"
+        );
         // Detached from the file bytes, the model is the same and writes the same bytes.
         let owned = m.clone().into_owned();
         assert_eq!(owned, m, "{name}");
@@ -88,7 +101,11 @@ fn written_constant_data_is_16_byte_aligned() {
             .iter()
             .filter_map(|t| t.data.as_deref())
             .chain(m.metadata.iter().map(|md| &*md.data))
-            .chain(m.operators.iter().filter_map(|o| o.custom_options.as_deref()))
+            .chain(
+                m.operators
+                    .iter()
+                    .filter_map(|o| o.custom_options.as_deref()),
+            )
             .filter(|d| !d.is_empty());
         for data in blobs {
             assert_eq!((data.as_ptr() as usize - base) % 16, 0, "{name}");
@@ -124,7 +141,10 @@ fn compiled_models_keep_the_edgetpu_program() {
         .find(|o| o.opcode.custom.as_deref() == Some("edgetpu-custom-op"))
         .expect("compiled model holds an edgetpu-custom-op");
     let options = op.custom_options.as_deref().expect("custom options");
-    assert!(options.windows(4).any(|w| w == b"DWN1"), "device program present");
+    assert!(
+        options.windows(4).any(|w| w == b"DWN1"),
+        "device program present"
+    );
     let again = Model::from_bytes(&m.to_bytes().expect("write"))
         .expect("re-read")
         .into_owned();
@@ -195,7 +215,9 @@ fn truncated_writer_output_is_rejected() {
     let Some(bytes) = model("MNISTnet_v2_uint8_quant.tflite") else {
         return;
     };
-    let written = Model::from_bytes(bytes).and_then(|m| m.to_bytes()).expect("write");
+    let written = Model::from_bytes(bytes)
+        .and_then(|m| m.to_bytes())
+        .expect("write");
     // Our writer leaves no trailing padding: every proper prefix misses referenced bytes.
     for cut in 0..written.len() {
         assert!(Model::from_bytes(&written[..cut]).is_err(), "prefix {cut}");

@@ -238,7 +238,11 @@ impl Model<'_> {
             description: self.description.map(own),
             subgraph_name: self.subgraph_name.map(own),
             tensors: self.tensors.into_iter().map(Tensor::into_owned).collect(),
-            operators: self.operators.into_iter().map(Operator::into_owned).collect(),
+            operators: self
+                .operators
+                .into_iter()
+                .map(Operator::into_owned)
+                .collect(),
             inputs: self.inputs,
             outputs: self.outputs,
             metadata: self

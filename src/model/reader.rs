@@ -189,9 +189,18 @@ impl<'a> Reader<'a> {
         };
 
         let sg_path = path.field("subgraphs");
-        let subgraphs = required(root.vector(f::SUBGRAPHS, 4, &sg_path)?, &sg_path, root.offset())?;
+        let subgraphs = required(
+            root.vector(f::SUBGRAPHS, 4, &sg_path)?,
+            &sg_path,
+            root.offset(),
+        )?;
         match subgraphs.len() {
-            0 => return Err(Error::malformed(format!("{sg_path}: no subgraph"), root.offset())),
+            0 => {
+                return Err(Error::malformed(
+                    format!("{sg_path}: no subgraph"),
+                    root.offset(),
+                ));
+            }
             1 => {}
             n => {
                 return Err(Error::unsupported(format!(
@@ -219,14 +228,16 @@ impl<'a> Reader<'a> {
         let mb_path = path.field("metadata_buffer");
         if let Some(list) = root.scalars::<i32>(f::METADATA_BUFFER, &self.budget, &mb_path)? {
             for &b in &list {
-                index(i64::from(b), buffers.len(), "buffer", &mb_path, root.offset())?;
+                index(
+                    i64::from(b),
+                    buffers.len(),
+                    "buffer",
+                    &mb_path,
+                    root.offset(),
+                )?;
             }
         }
-        let _ = root.vector(
-            f::SIGNATURE_DEFS,
-            4,
-            &path.field("signature_defs"),
-        )?;
+        let _ = root.vector(f::SIGNATURE_DEFS, 4, &path.field("signature_defs"))?;
 
         let mut model = self.subgraph(&subgraph, &codes, &buffers, &sg0)?;
         model.version = version;
@@ -286,7 +297,13 @@ impl<'a> Reader<'a> {
             .string(f::NAME, &self.budget, &path.field("name"))?
             .unwrap_or("");
         let b = t.scalar::<u32>(f::BUFFER, 0, &path.field("buffer"))?;
-        let b = index(i64::from(b), buffers.len(), "buffer", &path.field("buffer"), t.offset())?;
+        let b = index(
+            i64::from(b),
+            buffers.len(),
+            "buffer",
+            &path.field("buffer"),
+            t.offset(),
+        )?;
         Ok(Metadata {
             name: Cow::Borrowed(name),
             data: Cow::Borrowed(buffers[b]),
@@ -296,8 +313,11 @@ impl<'a> Reader<'a> {
     fn opcode(&self, t: &Table<'a>, path: &Path<'_>) -> Result<OpCode<'a>> {
         use ids::opcode as f;
         reject_unknown(t, f::COUNT, path)?;
-        let deprecated =
-            t.scalar::<i8>(f::DEPRECATED_BUILTIN_CODE, 0, &path.field("deprecated_builtin_code"))?;
+        let deprecated = t.scalar::<i8>(
+            f::DEPRECATED_BUILTIN_CODE,
+            0,
+            &path.field("deprecated_builtin_code"),
+        )?;
         let code = t.scalar::<i32>(f::BUILTIN_CODE, 0, &path.field("builtin_code"))?;
         let custom = t
             .string(f::CUSTOM_CODE, &self.budget, &path.field("custom_code"))?
@@ -360,7 +380,9 @@ impl<'a> Reader<'a> {
 
     /// A vector of tensor indices (no -1 allowed), empty when absent.
     fn indices(&self, t: &Table<'a>, id: u16, count: usize, path: &Path<'_>) -> Result<Vec<usize>> {
-        let raw = t.scalars::<i32>(id, &self.budget, path)?.unwrap_or_default();
+        let raw = t
+            .scalars::<i32>(id, &self.budget, path)?
+            .unwrap_or_default();
         raw.into_iter()
             .map(|i| index(i64::from(i), count, "tensor", path, t.offset()))
             .collect()
@@ -380,16 +402,17 @@ impl<'a> Reader<'a> {
             .unwrap_or_default();
         let type_path = path.field("type");
         let code = t.scalar::<i8>(f::TYPE, 0, &type_path)?;
-        let element_type = ElementType::from_code(code).ok_or_else(|| {
-            Error::unsupported(format!("{type_path}: tensor type code {code}"))
-        })?;
+        let element_type = ElementType::from_code(code)
+            .ok_or_else(|| Error::unsupported(format!("{type_path}: tensor type code {code}")))?;
         let b_path = path.field("buffer");
         let b = t.scalar::<u32>(f::BUFFER, 0, &b_path)?;
         let data = if b == 0 {
             None
         } else {
             let b = index(i64::from(b), buffers.len(), "buffer", &b_path, t.offset())?;
-            Some(buffers[b]).filter(|d| !d.is_empty()).map(Cow::Borrowed)
+            Some(buffers[b])
+                .filter(|d| !d.is_empty())
+                .map(Cow::Borrowed)
         };
         let name = t
             .string(f::NAME, &self.budget, &path.field("name"))?
@@ -400,8 +423,11 @@ impl<'a> Reader<'a> {
             None => None,
         };
         let is_variable = t.boolean(f::IS_VARIABLE, false, &path.field("is_variable"))?;
-        let shape_signature =
-            t.scalars::<i32>(f::SHAPE_SIGNATURE, &self.budget, &path.field("shape_signature"))?;
+        let shape_signature = t.scalars::<i32>(
+            f::SHAPE_SIGNATURE,
+            &self.budget,
+            &path.field("shape_signature"),
+        )?;
         let has_rank = t.boolean(f::HAS_RANK, false, &path.field("has_rank"))?;
         Ok(Tensor {
             name: Cow::Borrowed(name),
@@ -427,9 +453,15 @@ impl<'a> Reader<'a> {
         }
         let b = &self.budget;
         Ok(Quantization {
-            min: t.scalars(f::MIN, b, &path.field("min"))?.unwrap_or_default(),
-            max: t.scalars(f::MAX, b, &path.field("max"))?.unwrap_or_default(),
-            scale: t.scalars(f::SCALE, b, &path.field("scale"))?.unwrap_or_default(),
+            min: t
+                .scalars(f::MIN, b, &path.field("min"))?
+                .unwrap_or_default(),
+            max: t
+                .scalars(f::MAX, b, &path.field("max"))?
+                .unwrap_or_default(),
+            scale: t
+                .scalars(f::SCALE, b, &path.field("scale"))?
+                .unwrap_or_default(),
             zero_point: t
                 .scalars(f::ZERO_POINT, b, &path.field("zero_point"))?
                 .unwrap_or_default(),
@@ -452,8 +484,14 @@ impl<'a> Reader<'a> {
         reject_unknown(t, f::COUNT, path)?;
         let oi_path = path.field("opcode_index");
         let oi = t.scalar::<u32>(f::OPCODE_INDEX, 0, &oi_path)?;
-        let opcode = codes[index(i64::from(oi), codes.len(), "operator code", &oi_path, t.offset())?]
-            .clone();
+        let opcode = codes[index(
+            i64::from(oi),
+            codes.len(),
+            "operator code",
+            &oi_path,
+            t.offset(),
+        )?]
+        .clone();
 
         let in_path = path.field("inputs");
         let inputs = t
@@ -466,7 +504,8 @@ impl<'a> Reader<'a> {
             })
             .collect::<Result<Vec<_>>>()?;
         let outputs = self.indices(t, f::OUTPUTS, count, &path.field("outputs"))?;
-        let intermediates = self.indices(t, f::INTERMEDIATES, count, &path.field("intermediates"))?;
+        let intermediates =
+            self.indices(t, f::INTERMEDIATES, count, &path.field("intermediates"))?;
 
         let opts1 = t.union(
             f::BUILTIN_OPTIONS_TYPE,
@@ -499,15 +538,23 @@ impl<'a> Reader<'a> {
             (None, None) => None,
         };
 
-        let large_offset =
-            t.scalar::<u64>(f::LARGE_CUSTOM_OPTIONS_OFFSET, 0, &path.field("large_custom_options_offset"))?;
+        let large_offset = t.scalar::<u64>(
+            f::LARGE_CUSTOM_OPTIONS_OFFSET,
+            0,
+            &path.field("large_custom_options_offset"),
+        )?;
         let custom_options = if large_offset > 1 {
             let size = t.scalar::<u64>(
                 f::LARGE_CUSTOM_OPTIONS_SIZE,
                 0,
                 &path.field("large_custom_options_size"),
             )?;
-            Some(self.external(large_offset, size, &path.field("large_custom_options"), t.offset())?)
+            Some(self.external(
+                large_offset,
+                size,
+                &path.field("large_custom_options"),
+                t.offset(),
+            )?)
         } else {
             t.bytes(f::CUSTOM_OPTIONS, &path.field("custom_options"))?
         };
@@ -573,7 +620,13 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn field_value(&self, t: &Table<'a>, id: u16, ty: FieldType, p: &Path<'_>) -> Result<FieldValue> {
+    fn field_value(
+        &self,
+        t: &Table<'a>,
+        id: u16,
+        ty: FieldType,
+        p: &Path<'_>,
+    ) -> Result<FieldValue> {
         let b = &self.budget;
         // `id` is present, so the defaults below are never used.
         Ok(match ty {
@@ -640,7 +693,10 @@ mod tests {
             ];
             if details {
                 f.push((ids::quantization::DETAILS_TYPE, Value::scalar(1u8)));
-                f.push((ids::quantization::DETAILS, Value::child(|b| b.table(vec![]))));
+                f.push((
+                    ids::quantization::DETAILS,
+                    Value::child(|b| b.table(vec![])),
+                ));
             }
             b.table(f)
         })
@@ -670,7 +726,10 @@ mod tests {
                     (ids::tensor::TYPE, Value::scalar(3i8)),
                     (ids::tensor::BUFFER, Value::scalar(buffer)),
                     (ids::tensor::NAME, Value::string(name)),
-                    (ids::tensor::QUANTIZATION, Value::child(quant(extra && quant_details))),
+                    (
+                        ids::tensor::QUANTIZATION,
+                        Value::child(quant(extra && quant_details)),
+                    ),
                 ];
                 if extra && sparsity {
                     f.push((ids::tensor::SPARSITY, Value::child(|b| b.table(vec![]))));
@@ -706,8 +765,14 @@ mod tests {
                     ));
                 }
                 if let Some((offset, size)) = large_custom {
-                    op.push((ids::operator::LARGE_CUSTOM_OPTIONS_OFFSET, Value::scalar(offset)));
-                    op.push((ids::operator::LARGE_CUSTOM_OPTIONS_SIZE, Value::scalar(size)));
+                    op.push((
+                        ids::operator::LARGE_CUSTOM_OPTIONS_OFFSET,
+                        Value::scalar(offset),
+                    ));
+                    op.push((
+                        ids::operator::LARGE_CUSTOM_OPTIONS_SIZE,
+                        Value::scalar(size),
+                    ));
                 }
                 b.table(vec![
                     (
@@ -749,7 +814,10 @@ mod tests {
                     ids::model::OPERATOR_CODES,
                     Value::children(vec![Box::new(move |b| {
                         b.table(vec![
-                            (ids::opcode::DEPRECATED_BUILTIN_CODE, Value::scalar(deprecated_code)),
+                            (
+                                ids::opcode::DEPRECATED_BUILTIN_CODE,
+                                Value::scalar(deprecated_code),
+                            ),
                             (ids::opcode::BUILTIN_CODE, Value::scalar(builtin_code)),
                         ])
                     })]),
@@ -802,7 +870,10 @@ mod tests {
         assert!(m.tensors[0].data.is_none());
         assert_eq!(m.tensors[1].element_type, ElementType::U8);
         let q = m.tensors[1].quantization.as_ref().expect("quantized");
-        assert_eq!((q.scale.clone(), q.zero_point.clone()), (vec![0.5], vec![3]));
+        assert_eq!(
+            (q.scale.clone(), q.zero_point.clone()),
+            (vec![0.5], vec![3])
+        );
         assert_eq!(m.operators[0].inputs, vec![Some(0), Some(1), None]);
         assert_eq!(m.operators[0].opcode.builtin, 3);
         assert_eq!(m.operators[0].opcode.version, 1);
@@ -965,7 +1036,10 @@ mod tests {
         bytes.extend_from_slice(&[5, 6, 7]);
         let m = Model::from_bytes(&bytes).expect("read");
         assert_eq!(m.tensors[1].data.as_deref(), Some(&[5u8, 6, 7][..]));
-        assert_eq!(m.operators[0].custom_options.as_deref(), Some(&[6u8, 7][..]));
+        assert_eq!(
+            m.operators[0].custom_options.as_deref(),
+            Some(&[6u8, 7][..])
+        );
         // Past the end of the file.
         bytes.truncate(bytes.len() - 1);
         assert!(matches!(
