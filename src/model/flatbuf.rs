@@ -405,6 +405,9 @@ impl<'a> Vector<'a> {
 
     /// Element `i` of a vector of tables.
     pub(super) fn table(&self, i: usize, path: &Path<'_>) -> Result<Table<'a>> {
+        if i >= self.len {
+            return Err(malformed(path, "vector index out of range", self.start));
+        }
         let at = self.elem(i);
         let target = follow(self.buf, at, path)?;
         Table::at(self.buf, target, path)

@@ -97,7 +97,8 @@ pub(super) mod ids {
     }
 }
 
-/// Size in bytes of every decoded value type, charged to the budget per table.
+/// Budget charged per decoded tensor, operator, op code or metadata entry: an upper bound
+/// of their in-memory size (checked by a test).
 const TABLE_COST: usize = 256;
 
 impl<'a> Model<'a> {
@@ -108,6 +109,10 @@ impl<'a> Model<'a> {
     /// valid files using a feature [`Model`] does not represent: several subgraphs
     /// (control flow), sparse or variant tensors, custom quantization, unknown options
     /// tables or fields, or fields newer than this reader.
+    ///
+    /// Signature defs and the deprecated `metadata_buffer` list are checked but dropped,
+    /// and bytes after the flatbuffer that nothing references (e.g. a zip of label files
+    /// appended to the model) are ignored, so writing the model back loses them.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Model<'a>> {
         let path = Path::root("model");
         if bytes.len() < 8 {
@@ -854,6 +859,15 @@ mod tests {
             }
             other => panic!("expected Malformed({needle}), got {other:?}"),
         }
+    }
+
+    #[test]
+    fn table_cost_bounds_the_decoded_sizes() {
+        use std::mem::size_of;
+        assert!(size_of::<Tensor<'_>>() <= TABLE_COST);
+        assert!(size_of::<Operator<'_>>() <= TABLE_COST);
+        assert!(size_of::<OpCode<'_>>() <= TABLE_COST);
+        assert!(size_of::<Metadata<'_>>() <= TABLE_COST);
     }
 
     #[test]

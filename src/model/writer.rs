@@ -106,6 +106,12 @@ impl Model<'_> {
     /// Checks that the model can be written: tensor indices in range, options matching
     /// their layouts, quantization vectors consistent, custom ops named.
     fn validate(&self) -> Result<()> {
+        if self.version != 3 {
+            return Err(invalid(format!(
+                "schema version {} (only 3 can be written)",
+                self.version
+            )));
+        }
         let count = self.tensors.len();
         for &i in &self.inputs {
             check_index(i, count, || "subgraph inputs".into())?;
@@ -162,7 +168,8 @@ impl Model<'_> {
     /// not match their layout, inconsistent quantization). A constant tensor with empty
     /// data is written without a buffer, so it reads back with `data == None`. Files over
     /// 2 GiB are refused with [`Error::Unsupported`]. The same model always gives the
-    /// same bytes.
+    /// same bytes. Nothing outside the model is written: bytes a source file carried
+    /// after its flatbuffer (e.g. a zip of label files) and its signature defs are gone.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         self.validate()?;
 
@@ -702,6 +709,13 @@ mod tests {
             .expect("q")
             .quantized_dimension = -1;
         assert!(invalid_reason(&m).contains("negative quantized_dimension"));
+    }
+
+    #[test]
+    fn rejects_other_schema_versions() {
+        let mut m = sample();
+        m.version = 2;
+        assert!(invalid_reason(&m).contains("schema version 2"));
     }
 
     #[test]
