@@ -145,7 +145,11 @@ fn follow(buf: &[u8], offset: usize, path: &Path<'_>) -> Result<usize> {
         .and_then(|rel| offset.checked_add(rel))
         .ok_or_else(|| malformed(path, "offset overflows", offset))?;
     if target >= buf.len() {
-        return Err(malformed(path, "offset points past the end of the file", offset));
+        return Err(malformed(
+            path,
+            "offset points past the end of the file",
+            offset,
+        ));
     }
     Ok(target)
 }
@@ -182,10 +186,18 @@ impl<'a> Table<'a> {
             .checked_add(vtable_len)
             .is_none_or(|end| end > buf.len())
         {
-            return Err(malformed(path, "vtable runs past the end of the file", vtable));
+            return Err(malformed(
+                path,
+                "vtable runs past the end of the file",
+                vtable,
+            ));
         }
         let object_len = usize::from(read::<u16>(buf, vtable + 2, path)?);
-        if object_len < 4 || pos.checked_add(object_len).is_none_or(|end| end > buf.len()) {
+        if object_len < 4
+            || pos
+                .checked_add(object_len)
+                .is_none_or(|end| end > buf.len())
+        {
             return Err(malformed(path, "table runs past the end of the file", pos));
         }
         Ok(Table {
@@ -393,6 +405,9 @@ impl<'a> Vector<'a> {
 
     /// Element `i` of a vector of tables.
     pub(super) fn table(&self, i: usize, path: &Path<'_>) -> Result<Table<'a>> {
+        if i >= self.len {
+            return Err(malformed(path, "vector index out of range", self.start));
+        }
         let at = self.elem(i);
         let target = follow(self.buf, at, path)?;
         Table::at(self.buf, target, path)

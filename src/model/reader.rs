@@ -97,7 +97,8 @@ pub(super) mod ids {
     }
 }
 
-/// Size in bytes of every decoded value type, charged to the budget per table.
+/// Budget charged per decoded tensor, operator, op code or metadata entry: an upper bound
+/// of their in-memory size (checked by a test).
 const TABLE_COST: usize = 256;
 
 impl<'a> Model<'a> {
@@ -108,6 +109,10 @@ impl<'a> Model<'a> {
     /// valid files using a feature [`Model`] does not represent: several subgraphs
     /// (control flow), sparse or variant tensors, custom quantization, unknown options
     /// tables or fields, or fields newer than this reader.
+    ///
+    /// Signature defs and the deprecated `metadata_buffer` list are checked but dropped,
+    /// and bytes after the flatbuffer that nothing references (e.g. a zip of label files
+    /// appended to the model) are ignored, so writing the model back loses them.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Model<'a>> {
         let path = Path::root("model");
         if bytes.len() < 8 {
@@ -127,13 +132,17 @@ impl<'a> Model<'a> {
     }
 }
 
+/// Decoding state. Lists grow as their elements are decoded and charged to the budget,
+/// never reserved from a length read from the file.
 struct Reader<'a> {
     bytes: &'a [u8],
     budget: Budget,
 }
 
-/// Rejects fields with ids `>= known` that are present in `table`.
-fn reject_unknown(table: &Table<'_>, known: u16, path: &Path<'_>) -> Result<()> {
+/// Rejects fields with ids `>= known` that are present in `table`. The scan of the
+/// vtable is charged to `budget`: a forged vtable may have 32765 slots.
+fn reject_unknown(table: &Table<'_>, known: u16, budget: &Budget, path: &Path<'_>) -> Result<()> {
+    budget.charge(table.slots(), path, table.offset())?;
     match table.first_present_from(known) {
         Some(id) => Err(Error::unsupported(format!(
             "{path}: field id {id} (newer schema than this reader)"
@@ -166,7 +175,7 @@ impl<'a> Reader<'a> {
     fn model(&self, path: &Path<'_>) -> Result<Model<'a>> {
         use ids::model as f;
         let root = Table::root(self.bytes, path)?;
-        reject_unknown(&root, f::COUNT, path)?;
+        reject_unknown(&root, f::COUNT, &self.budget, path)?;
         let version = root.scalar::<u32>(f::VERSION, 0, &path.field("version"))?;
         if version != 3 {
             return Err(Error::unsupported(format!("schema version {version}")));
@@ -177,7 +186,7 @@ impl<'a> Reader<'a> {
         let codes_path = path.field("operator_codes");
         let codes = match root.vector(f::OPERATOR_CODES, 4, &codes_path)? {
             Some(v) => {
-                let mut codes = Vec::with_capacity(v.len());
+                let mut codes = Vec::new();
                 for i in 0..v.len() {
                     let p = codes_path.index(i);
                     self.budget.charge(TABLE_COST, &p, root.offset())?;
@@ -189,9 +198,18 @@ impl<'a> Reader<'a> {
         };
 
         let sg_path = path.field("subgraphs");
-        let subgraphs = required(root.vector(f::SUBGRAPHS, 4, &sg_path)?, &sg_path, root.offset())?;
+        let subgraphs = required(
+            root.vector(f::SUBGRAPHS, 4, &sg_path)?,
+            &sg_path,
+            root.offset(),
+        )?;
         match subgraphs.len() {
-            0 => return Err(Error::malformed(format!("{sg_path}: no subgraph"), root.offset())),
+            0 => {
+                return Err(Error::malformed(
+                    format!("{sg_path}: no subgraph"),
+                    root.offset(),
+                ));
+            }
             1 => {}
             n => {
                 return Err(Error::unsupported(format!(
@@ -219,14 +237,16 @@ impl<'a> Reader<'a> {
         let mb_path = path.field("metadata_buffer");
         if let Some(list) = root.scalars::<i32>(f::METADATA_BUFFER, &self.budget, &mb_path)? {
             for &b in &list {
-                index(i64::from(b), buffers.len(), "buffer", &mb_path, root.offset())?;
+                index(
+                    i64::from(b),
+                    buffers.len(),
+                    "buffer",
+                    &mb_path,
+                    root.offset(),
+                )?;
             }
         }
-        let _ = root.vector(
-            f::SIGNATURE_DEFS,
-            4,
-            &path.field("signature_defs"),
-        )?;
+        let _ = root.vector(f::SIGNATURE_DEFS, 4, &path.field("signature_defs"))?;
 
         let mut model = self.subgraph(&subgraph, &codes, &buffers, &sg0)?;
         model.version = version;
@@ -240,12 +260,12 @@ impl<'a> Reader<'a> {
         let Some(v) = root.vector(ids::model::BUFFERS, 4, path)? else {
             return Ok(Vec::new());
         };
-        let mut out = Vec::with_capacity(v.len());
+        let mut out = Vec::new();
         for i in 0..v.len() {
             let p = path.index(i);
             self.budget.charge(16, &p, root.offset())?;
             let t = v.table(i, &p)?;
-            reject_unknown(&t, f::COUNT, &p)?;
+            reject_unknown(&t, f::COUNT, &self.budget, &p)?;
             let offset = t.scalar::<u64>(f::OFFSET, 0, &p.field("offset"))?;
             let size = t.scalar::<u64>(f::SIZE, 0, &p.field("size"))?;
             let data = if offset > 1 {
@@ -281,12 +301,18 @@ impl<'a> Reader<'a> {
         path: &Path<'_>,
     ) -> Result<Metadata<'a>> {
         use ids::metadata as f;
-        reject_unknown(t, f::COUNT, path)?;
+        reject_unknown(t, f::COUNT, &self.budget, path)?;
         let name = t
             .string(f::NAME, &self.budget, &path.field("name"))?
             .unwrap_or("");
         let b = t.scalar::<u32>(f::BUFFER, 0, &path.field("buffer"))?;
-        let b = index(i64::from(b), buffers.len(), "buffer", &path.field("buffer"), t.offset())?;
+        let b = index(
+            i64::from(b),
+            buffers.len(),
+            "buffer",
+            &path.field("buffer"),
+            t.offset(),
+        )?;
         Ok(Metadata {
             name: Cow::Borrowed(name),
             data: Cow::Borrowed(buffers[b]),
@@ -295,9 +321,12 @@ impl<'a> Reader<'a> {
 
     fn opcode(&self, t: &Table<'a>, path: &Path<'_>) -> Result<OpCode<'a>> {
         use ids::opcode as f;
-        reject_unknown(t, f::COUNT, path)?;
-        let deprecated =
-            t.scalar::<i8>(f::DEPRECATED_BUILTIN_CODE, 0, &path.field("deprecated_builtin_code"))?;
+        reject_unknown(t, f::COUNT, &self.budget, path)?;
+        let deprecated = t.scalar::<i8>(
+            f::DEPRECATED_BUILTIN_CODE,
+            0,
+            &path.field("deprecated_builtin_code"),
+        )?;
         let code = t.scalar::<i32>(f::BUILTIN_CODE, 0, &path.field("builtin_code"))?;
         let custom = t
             .string(f::CUSTOM_CODE, &self.budget, &path.field("custom_code"))?
@@ -318,11 +347,10 @@ impl<'a> Reader<'a> {
         path: &Path<'_>,
     ) -> Result<Model<'a>> {
         use ids::subgraph as f;
-        reject_unknown(t, f::COUNT, path)?;
+        reject_unknown(t, f::COUNT, &self.budget, path)?;
         let t_path = path.field("tensors");
         let mut tensors = Vec::new();
         if let Some(v) = t.vector(f::TENSORS, 4, &t_path)? {
-            tensors.reserve(v.len());
             for i in 0..v.len() {
                 let p = t_path.index(i);
                 self.budget.charge(TABLE_COST, &p, t.offset())?;
@@ -336,7 +364,6 @@ impl<'a> Reader<'a> {
         let o_path = path.field("operators");
         let mut operators = Vec::new();
         if let Some(v) = t.vector(f::OPERATORS, 4, &o_path)? {
-            operators.reserve(v.len());
             for i in 0..v.len() {
                 let p = o_path.index(i);
                 self.budget.charge(TABLE_COST, &p, t.offset())?;
@@ -360,7 +387,9 @@ impl<'a> Reader<'a> {
 
     /// A vector of tensor indices (no -1 allowed), empty when absent.
     fn indices(&self, t: &Table<'a>, id: u16, count: usize, path: &Path<'_>) -> Result<Vec<usize>> {
-        let raw = t.scalars::<i32>(id, &self.budget, path)?.unwrap_or_default();
+        let raw = t
+            .scalars::<i32>(id, &self.budget, path)?
+            .unwrap_or_default();
         raw.into_iter()
             .map(|i| index(i64::from(i), count, "tensor", path, t.offset()))
             .collect()
@@ -368,7 +397,7 @@ impl<'a> Reader<'a> {
 
     fn tensor(&self, t: &Table<'a>, buffers: &Buffers<'a>, path: &Path<'_>) -> Result<Tensor<'a>> {
         use ids::tensor as f;
-        reject_unknown(t, f::COUNT, path)?;
+        reject_unknown(t, f::COUNT, &self.budget, path)?;
         if t.has(f::SPARSITY) {
             return Err(Error::unsupported(format!("{path}: sparse tensor")));
         }
@@ -380,16 +409,17 @@ impl<'a> Reader<'a> {
             .unwrap_or_default();
         let type_path = path.field("type");
         let code = t.scalar::<i8>(f::TYPE, 0, &type_path)?;
-        let element_type = ElementType::from_code(code).ok_or_else(|| {
-            Error::unsupported(format!("{type_path}: tensor type code {code}"))
-        })?;
+        let element_type = ElementType::from_code(code)
+            .ok_or_else(|| Error::unsupported(format!("{type_path}: tensor type code {code}")))?;
         let b_path = path.field("buffer");
         let b = t.scalar::<u32>(f::BUFFER, 0, &b_path)?;
         let data = if b == 0 {
             None
         } else {
             let b = index(i64::from(b), buffers.len(), "buffer", &b_path, t.offset())?;
-            Some(buffers[b]).filter(|d| !d.is_empty()).map(Cow::Borrowed)
+            Some(buffers[b])
+                .filter(|d| !d.is_empty())
+                .map(Cow::Borrowed)
         };
         let name = t
             .string(f::NAME, &self.budget, &path.field("name"))?
@@ -400,8 +430,11 @@ impl<'a> Reader<'a> {
             None => None,
         };
         let is_variable = t.boolean(f::IS_VARIABLE, false, &path.field("is_variable"))?;
-        let shape_signature =
-            t.scalars::<i32>(f::SHAPE_SIGNATURE, &self.budget, &path.field("shape_signature"))?;
+        let shape_signature = t.scalars::<i32>(
+            f::SHAPE_SIGNATURE,
+            &self.budget,
+            &path.field("shape_signature"),
+        )?;
         let has_rank = t.boolean(f::HAS_RANK, false, &path.field("has_rank"))?;
         Ok(Tensor {
             name: Cow::Borrowed(name),
@@ -417,7 +450,7 @@ impl<'a> Reader<'a> {
 
     fn quantization(&self, t: &Table<'a>, path: &Path<'_>) -> Result<Quantization> {
         use ids::quantization as f;
-        reject_unknown(t, f::COUNT, path)?;
+        reject_unknown(t, f::COUNT, &self.budget, path)?;
         if t.scalar::<u8>(f::DETAILS_TYPE, 0, &path.field("details_type"))? != 0
             || t.has(f::DETAILS)
         {
@@ -427,9 +460,15 @@ impl<'a> Reader<'a> {
         }
         let b = &self.budget;
         Ok(Quantization {
-            min: t.scalars(f::MIN, b, &path.field("min"))?.unwrap_or_default(),
-            max: t.scalars(f::MAX, b, &path.field("max"))?.unwrap_or_default(),
-            scale: t.scalars(f::SCALE, b, &path.field("scale"))?.unwrap_or_default(),
+            min: t
+                .scalars(f::MIN, b, &path.field("min"))?
+                .unwrap_or_default(),
+            max: t
+                .scalars(f::MAX, b, &path.field("max"))?
+                .unwrap_or_default(),
+            scale: t
+                .scalars(f::SCALE, b, &path.field("scale"))?
+                .unwrap_or_default(),
             zero_point: t
                 .scalars(f::ZERO_POINT, b, &path.field("zero_point"))?
                 .unwrap_or_default(),
@@ -449,11 +488,17 @@ impl<'a> Reader<'a> {
         path: &Path<'_>,
     ) -> Result<Operator<'a>> {
         use ids::operator as f;
-        reject_unknown(t, f::COUNT, path)?;
+        reject_unknown(t, f::COUNT, &self.budget, path)?;
         let oi_path = path.field("opcode_index");
         let oi = t.scalar::<u32>(f::OPCODE_INDEX, 0, &oi_path)?;
-        let opcode = codes[index(i64::from(oi), codes.len(), "operator code", &oi_path, t.offset())?]
-            .clone();
+        let opcode = codes[index(
+            i64::from(oi),
+            codes.len(),
+            "operator code",
+            &oi_path,
+            t.offset(),
+        )?]
+        .clone();
 
         let in_path = path.field("inputs");
         let inputs = t
@@ -466,7 +511,8 @@ impl<'a> Reader<'a> {
             })
             .collect::<Result<Vec<_>>>()?;
         let outputs = self.indices(t, f::OUTPUTS, count, &path.field("outputs"))?;
-        let intermediates = self.indices(t, f::INTERMEDIATES, count, &path.field("intermediates"))?;
+        let intermediates =
+            self.indices(t, f::INTERMEDIATES, count, &path.field("intermediates"))?;
 
         let opts1 = t.union(
             f::BUILTIN_OPTIONS_TYPE,
@@ -499,15 +545,23 @@ impl<'a> Reader<'a> {
             (None, None) => None,
         };
 
-        let large_offset =
-            t.scalar::<u64>(f::LARGE_CUSTOM_OPTIONS_OFFSET, 0, &path.field("large_custom_options_offset"))?;
+        let large_offset = t.scalar::<u64>(
+            f::LARGE_CUSTOM_OPTIONS_OFFSET,
+            0,
+            &path.field("large_custom_options_offset"),
+        )?;
         let custom_options = if large_offset > 1 {
             let size = t.scalar::<u64>(
                 f::LARGE_CUSTOM_OPTIONS_SIZE,
                 0,
                 &path.field("large_custom_options_size"),
             )?;
-            Some(self.external(large_offset, size, &path.field("large_custom_options"), t.offset())?)
+            Some(self.external(
+                large_offset,
+                size,
+                &path.field("large_custom_options"),
+                t.offset(),
+            )?)
         } else {
             t.bytes(f::CUSTOM_OPTIONS, &path.field("custom_options"))?
         };
@@ -550,6 +604,7 @@ impl<'a> Reader<'a> {
         })?;
         let mut fields = Vec::new();
         if let Some(t) = table {
+            self.budget.charge(t.slots(), path, t.offset())?;
             for slot in 0..t.slots() {
                 let Ok(id) = u16::try_from(slot) else { break };
                 if !t.has(id) {
@@ -573,7 +628,13 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn field_value(&self, t: &Table<'a>, id: u16, ty: FieldType, p: &Path<'_>) -> Result<FieldValue> {
+    fn field_value(
+        &self,
+        t: &Table<'a>,
+        id: u16,
+        ty: FieldType,
+        p: &Path<'_>,
+    ) -> Result<FieldValue> {
         let b = &self.budget;
         // `id` is present, so the defaults below are never used.
         Ok(match ty {
@@ -640,7 +701,10 @@ mod tests {
             ];
             if details {
                 f.push((ids::quantization::DETAILS_TYPE, Value::scalar(1u8)));
-                f.push((ids::quantization::DETAILS, Value::child(|b| b.table(vec![]))));
+                f.push((
+                    ids::quantization::DETAILS,
+                    Value::child(|b| b.table(vec![])),
+                ));
             }
             b.table(f)
         })
@@ -670,7 +734,10 @@ mod tests {
                     (ids::tensor::TYPE, Value::scalar(3i8)),
                     (ids::tensor::BUFFER, Value::scalar(buffer)),
                     (ids::tensor::NAME, Value::string(name)),
-                    (ids::tensor::QUANTIZATION, Value::child(quant(extra && quant_details))),
+                    (
+                        ids::tensor::QUANTIZATION,
+                        Value::child(quant(extra && quant_details)),
+                    ),
                 ];
                 if extra && sparsity {
                     f.push((ids::tensor::SPARSITY, Value::child(|b| b.table(vec![]))));
@@ -706,8 +773,14 @@ mod tests {
                     ));
                 }
                 if let Some((offset, size)) = large_custom {
-                    op.push((ids::operator::LARGE_CUSTOM_OPTIONS_OFFSET, Value::scalar(offset)));
-                    op.push((ids::operator::LARGE_CUSTOM_OPTIONS_SIZE, Value::scalar(size)));
+                    op.push((
+                        ids::operator::LARGE_CUSTOM_OPTIONS_OFFSET,
+                        Value::scalar(offset),
+                    ));
+                    op.push((
+                        ids::operator::LARGE_CUSTOM_OPTIONS_SIZE,
+                        Value::scalar(size),
+                    ));
                 }
                 b.table(vec![
                     (
@@ -749,7 +822,10 @@ mod tests {
                     ids::model::OPERATOR_CODES,
                     Value::children(vec![Box::new(move |b| {
                         b.table(vec![
-                            (ids::opcode::DEPRECATED_BUILTIN_CODE, Value::scalar(deprecated_code)),
+                            (
+                                ids::opcode::DEPRECATED_BUILTIN_CODE,
+                                Value::scalar(deprecated_code),
+                            ),
                             (ids::opcode::BUILTIN_CODE, Value::scalar(builtin_code)),
                         ])
                     })]),
@@ -789,6 +865,15 @@ mod tests {
     }
 
     #[test]
+    fn table_cost_bounds_the_decoded_sizes() {
+        use std::mem::size_of;
+        assert!(size_of::<Tensor<'_>>() <= TABLE_COST);
+        assert!(size_of::<Operator<'_>>() <= TABLE_COST);
+        assert!(size_of::<OpCode<'_>>() <= TABLE_COST);
+        assert!(size_of::<Metadata<'_>>() <= TABLE_COST);
+    }
+
+    #[test]
     fn reads_a_minimal_model() {
         let bytes = build(Raw {
             builtin_code: 3,
@@ -802,7 +887,10 @@ mod tests {
         assert!(m.tensors[0].data.is_none());
         assert_eq!(m.tensors[1].element_type, ElementType::U8);
         let q = m.tensors[1].quantization.as_ref().expect("quantized");
-        assert_eq!((q.scale.clone(), q.zero_point.clone()), (vec![0.5], vec![3]));
+        assert_eq!(
+            (q.scale.clone(), q.zero_point.clone()),
+            (vec![0.5], vec![3])
+        );
         assert_eq!(m.operators[0].inputs, vec![Some(0), Some(1), None]);
         assert_eq!(m.operators[0].opcode.builtin, 3);
         assert_eq!(m.operators[0].opcode.version, 1);
@@ -965,7 +1053,10 @@ mod tests {
         bytes.extend_from_slice(&[5, 6, 7]);
         let m = Model::from_bytes(&bytes).expect("read");
         assert_eq!(m.tensors[1].data.as_deref(), Some(&[5u8, 6, 7][..]));
-        assert_eq!(m.operators[0].custom_options.as_deref(), Some(&[6u8, 7][..]));
+        assert_eq!(
+            m.operators[0].custom_options.as_deref(),
+            Some(&[6u8, 7][..])
+        );
         // Past the end of the file.
         bytes.truncate(bytes.len() - 1);
         assert!(matches!(
@@ -974,10 +1065,9 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn shared_subtables_cannot_amplify_memory() {
-        // Forge: every element of the tensors vector points at one tensor whose shape has
-        // 4096 dimensions. Decoding it naively would allocate 20000 * 16 KiB.
+    /// Forges a file whose tensors vector holds `n` offsets to one tensor with a shape of
+    /// `dims` dimensions and a vtable of `slots` field slots.
+    fn forge_shared_tensors(n: usize, dims: usize, slots: usize) -> Vec<u8> {
         let mut bytes = build(Raw::default());
         let path = Path::root("model");
         let root = Table::root(&bytes, &path).expect("root");
@@ -988,29 +1078,54 @@ mod tests {
             .table(0, &path)
             .expect("subgraph");
         let field = sg.field(ids::subgraph::TENSORS).expect("tensors field");
-        let (n, dims) = (20_000usize, 4096usize);
         bytes.resize(bytes.len().div_ceil(4) * 4, 0);
         let vec_pos = bytes.len();
-        let tensor_pos = vec_pos + 4 + 4 * n + 8; // after the vector and a 6-byte vtable
+        let vtable_len = (4 + 2 * slots).div_ceil(4) * 4;
+        let tensor_pos = vec_pos + 4 + 4 * n + vtable_len;
         bytes.extend_from_slice(&(n as u32).to_le_bytes());
         for i in 0..n {
             let at = vec_pos + 4 + 4 * i;
             bytes.extend_from_slice(&((tensor_pos - at) as u32).to_le_bytes());
         }
         let vtable_pos = bytes.len();
-        for half in [6u16, 8, 4, 0] {
-            bytes.extend_from_slice(&half.to_le_bytes());
-        }
-        assert_eq!(bytes.len(), tensor_pos);
+        bytes.extend_from_slice(&((4 + 2 * slots) as u16).to_le_bytes());
+        bytes.extend_from_slice(&8u16.to_le_bytes()); // object: soffset + shape offset
+        bytes.extend_from_slice(&4u16.to_le_bytes()); // shape at +4
+        bytes.resize(tensor_pos, 0);
         bytes.extend_from_slice(&((tensor_pos - vtable_pos) as i32).to_le_bytes());
         bytes.extend_from_slice(&4u32.to_le_bytes()); // shape -> right after this field
         bytes.extend_from_slice(&(dims as u32).to_le_bytes());
         bytes.extend(std::iter::repeat_n(1i32.to_le_bytes(), dims).flatten());
         let rel = (vec_pos - field) as u32;
         bytes[field..field + 4].copy_from_slice(&rel.to_le_bytes());
-        match Model::from_bytes(&bytes) {
+        bytes
+    }
+
+    fn assert_budget_runs_out(bytes: &[u8]) {
+        match Model::from_bytes(bytes) {
             Err(Error::Malformed { what, .. }) => assert!(what.contains("budget"), "{what}"),
             other => panic!("expected the budget to run out, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn shared_subtables_cannot_amplify_memory() {
+        // Decoding naively would allocate 2000 shapes of 16 KiB (the per-table charge alone would not stop it).
+        assert_budget_runs_out(&forge_shared_tensors(2_000, 4096, 1));
+    }
+
+    #[test]
+    fn huge_shared_vtables_cannot_amplify_time() {
+        // Decoding naively would scan 2000 vtables of 32765 slots (the per-table charge alone would not stop it).
+        assert_budget_runs_out(&forge_shared_tensors(2_000, 1, 32_765));
+    }
+
+    #[test]
+    fn forged_tensor_decodes_when_not_shared_much() {
+        // The forging helper itself makes a valid file: few shared tensors read fine.
+        let bytes = forge_shared_tensors(3, 2, 1);
+        let m = Model::from_bytes(&bytes).expect("read");
+        assert_eq!(m.tensors.len(), 3);
+        assert_eq!(m.tensors[2].shape, vec![1, 1]);
     }
 }
