@@ -172,7 +172,11 @@ impl ErrorSink {
 
 /// TFLite's error reporter: formats the message with libc's `vsnprintf` and appends it to
 /// the interpreter's [`ErrorSink`]. Never unwinds (a panic here would abort).
-unsafe extern "C" fn report_error(user_data: *mut c_void, format: *const c_char, args: *mut c_void) {
+unsafe extern "C" fn report_error(
+    user_data: *mut c_void,
+    format: *const c_char,
+    args: *mut c_void,
+) {
     if user_data.is_null() || format.is_null() {
         return;
     }
@@ -281,7 +285,11 @@ impl Interpreter {
             .ok_or_else(|| {
                 Error::invalid(
                     "interpreter options",
-                    format!("threads must be in 1..={}, got {}", i32::MAX, options.threads),
+                    format!(
+                        "threads must be in 1..={}, got {}",
+                        i32::MAX,
+                        options.threads
+                    ),
                 )
             })?;
         if bytes.is_empty() {
@@ -309,7 +317,10 @@ impl Interpreter {
 
         // SAFETY: creates a fresh options object, freed by its matching destructor.
         let opts = unsafe {
-            Owned::new((api.interpreter_options_create)(), api.interpreter_options_delete)
+            Owned::new(
+                (api.interpreter_options_create)(),
+                api.interpreter_options_delete,
+            )
         }
         .ok_or_else(|| Error::Runtime {
             call: "TfLiteInterpreterOptionsCreate",
@@ -559,7 +570,9 @@ unsafe fn tensor_info(api: &TfLiteApi, tensor: *const TfLiteTensor) -> Result<Te
         String::new()
     } else {
         // SAFETY: see above.
-        unsafe { CStr::from_ptr(name_ptr) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(name_ptr) }
+            .to_string_lossy()
+            .into_owned()
     };
     // SAFETY: see above.
     let raw_type = unsafe { (api.tensor_type)(tensor) };
@@ -700,7 +713,9 @@ mod tests {
         assert_eq!(element_type(TfLiteType::NO_TYPE), None);
         assert_eq!(element_type(TfLiteType(99)), None);
         // Every known C code maps to a distinct element type.
-        let mapped: Vec<_> = (1..=18).filter_map(|c| element_type(TfLiteType(c))).collect();
+        let mapped: Vec<_> = (1..=18)
+            .filter_map(|c| element_type(TfLiteType(c)))
+            .collect();
         assert_eq!(mapped.len(), 18);
         for (i, a) in mapped.iter().enumerate() {
             assert!(!mapped[i + 1..].contains(a), "{a:?} mapped twice");
