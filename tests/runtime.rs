@@ -73,6 +73,19 @@ fn runtime_reports_version_2_9() {
     );
     let clone = runtime.clone();
     assert_eq!(clone.version(), runtime.version());
+    // The process-wide instance loads from the same environment variable.
+    let shared = Runtime::load().expect("Runtime::load with MULTITPU_TFLITE_LIB set");
+    assert_eq!(shared.version(), runtime.version());
+}
+
+#[test]
+fn outputs_read_before_the_first_invoke_are_zeroed() {
+    let Some((runtime, bytes)) = common::runtime_and_model(MNIST) else {
+        return;
+    };
+    let interpreter =
+        Interpreter::new(&runtime, bytes, &InterpreterOptions::default()).expect("interpreter");
+    assert_eq!(interpreter.output(0).expect("output"), &[0u8; 10]);
 }
 
 #[test]

@@ -385,7 +385,33 @@ impl Interpreter {
         this.check(status, "TfLiteInterpreterAllocateTensors")?;
         this.inputs = this.read_infos(Side::Input)?;
         this.outputs = this.read_infos(Side::Output)?;
+        this.zero_io_buffers()?;
         Ok(this)
+    }
+
+    /// Zeroes the input and output buffers once after allocation. TFLite's arena memory
+    /// starts uninitialised, and [`output`](Self::output) hands out `&[u8]` over it, which
+    /// must never expose uninitialised bytes, even before the first invoke.
+    fn zero_io_buffers(&mut self) -> Result<()> {
+        let api = &*self.runtime.api;
+        for (side, infos) in [(Side::Input, &self.inputs), (Side::Output, &self.outputs)] {
+            for (index, info) in infos.iter().enumerate() {
+                if info.element_type.size().is_none() {
+                    // Strings and other dynamic tensors get their buffers at invoke time.
+                    continue;
+                }
+                let tensor = self.raw_tensor(side, index)?;
+                // SAFETY: `tensor` is a live tensor of our allocated interpreter.
+                let (data, size) =
+                    unsafe { ((api.tensor_data)(tensor), (api.tensor_byte_size)(tensor)) };
+                if !data.is_null() {
+                    // SAFETY: TFLite allocated `size` writable bytes at `data` for this
+                    // tensor, and no borrow of them exists (`&mut self`).
+                    unsafe { std::ptr::write_bytes(data.cast::<u8>(), 0, size) };
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The input tensors, in the model's input order.
@@ -452,8 +478,8 @@ impl Interpreter {
                 ),
             });
         }
-        // SAFETY: TFLite's tensor buffer holds `size` initialised bytes (allocated at
-        // creation, written by invoke or zero-initialised arena memory). It stays valid and
+        // SAFETY: TFLite's tensor buffer holds `size` initialised bytes (zeroed after
+        // allocation by `zero_io_buffers`, then written only by TFLite). It stays valid and
         // unmodified while `&self` is borrowed: only `&mut self` methods invoke, copy inputs
         // or reallocate.
         Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>().cast_const(), size) })
@@ -504,10 +530,11 @@ impl Interpreter {
     /// The TFLite tensor for `index` on `side`; `index` must be below TFLite's count.
     fn raw_tensor(&self, side: Side, index: usize) -> Result<*const TfLiteTensor> {
         let api = &*self.runtime.api;
+        // Counts come from TFLite as `i32`, so an index below one always fits.
         let raw_index = i32::try_from(index).map_err(|_| Error::TensorIndex {
             kind: side.kind(),
             index,
-            count: usize::MAX,
+            count: i32::MAX as usize,
         })?;
         // SAFETY: the interpreter is live and `raw_index` is below the tensor count (the
         // callers check it against the count TFLite reported).
