@@ -590,8 +590,8 @@ impl Interpreter {
 ///
 /// `tensor` must be a live tensor of an interpreter created with `api`.
 unsafe fn tensor_info(api: &TfLiteApi, tensor: *const TfLiteTensor) -> Result<TensorInfo> {
-    // SAFETY (whole function): `tensor` is live by the caller's contract; the name, when
-    // non-NULL, is a NUL-terminated string owned by the tensor.
+    // SAFETY: `tensor` is live by the caller's contract (this holds for every block below);
+    // the name, when non-NULL, is a NUL-terminated string owned by the tensor.
     let name_ptr = unsafe { (api.tensor_name)(tensor) };
     let name = if name_ptr.is_null() {
         String::new()
