@@ -127,9 +127,10 @@ impl FromStr for DeviceSelector {
         };
         let index = match index {
             None => None,
-            Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
-                Some(n.parse::<usize>().map_err(|_| bad("the device index is too large"))?)
-            }
+            Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => Some(
+                n.parse::<usize>()
+                    .map_err(|_| bad("the device index is too large"))?,
+            ),
             Some(_) => return Err(bad("the part after `:` must be a device index (0, 1, ...)")),
         };
         Ok(Self { kind, index })
@@ -204,7 +205,9 @@ impl EdgeTpuRuntime {
                 } else {
                     // SAFETY: a NUL-terminated string owned by the list, read before the
                     // list is freed.
-                    unsafe { CStr::from_ptr(d.path) }.to_string_lossy().into_owned()
+                    unsafe { CStr::from_ptr(d.path) }
+                        .to_string_lossy()
+                        .into_owned()
                 };
                 Ok(DeviceInfo { kind, path })
             })
@@ -217,10 +220,17 @@ impl EdgeTpuRuntime {
     /// Creates a delegate bound to `device`, with libedgetpu options such as
     /// `("Performance", "Max")`, `("Usb.AlwaysDfu", "True")` or
     /// `("Usb.MaxBulkInQueueLength", "32")`.
-    pub fn create_delegate(&self, device: &DeviceInfo, options: &[(&str, &str)]) -> Result<Delegate> {
+    pub fn create_delegate(
+        &self,
+        device: &DeviceInfo,
+        options: &[(&str, &str)],
+    ) -> Result<Delegate> {
         let c = |what: &str, s: &str| {
             CString::new(s).map_err(|_| {
-                Error::invalid("Edge TPU delegate", format!("{what} `{s}` contains a NUL byte"))
+                Error::invalid(
+                    "Edge TPU delegate",
+                    format!("{what} `{s}` contains a NUL byte"),
+                )
             })
         };
         // Always a non-NULL path: with options, libedgetpu aborts on a NULL path.
@@ -347,7 +357,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_device_strings() {
-        for s in ["tpu", "usb:", ":", "usb:-1", "usb:x", "pci:1:2", "USB", " usb", "usb:+1"] {
+        for s in [
+            "tpu", "usb:", ":", "usb:-1", "usb:x", "pci:1:2", "USB", " usb", "usb:+1",
+        ] {
             let err = s.parse::<DeviceSelector>().expect_err(s);
             assert!(
                 matches!(&err, Error::DeviceSelector { input, .. } if input == s),
@@ -367,7 +379,10 @@ mod tests {
             dev(DeviceKind::Usb, "/sys/bus/usb/devices/2-1"),
             dev(DeviceKind::Usb, "/sys/bus/usb/devices/2-2"),
         ];
-        let pick = |s: &str| s.parse::<DeviceSelector>().and_then(|sel| sel.select(&devices).cloned());
+        let pick = |s: &str| {
+            s.parse::<DeviceSelector>()
+                .and_then(|sel| sel.select(&devices).cloned())
+        };
         assert_eq!(pick("").ok(), Some(devices[0].clone()));
         assert_eq!(pick(":2").ok(), Some(devices[2].clone()));
         assert_eq!(pick("usb").ok(), Some(devices[1].clone()));
@@ -378,7 +393,9 @@ mod tests {
             matches!(&err, Error::NoDevice { selector, available: 1 } if selector == "pci:1"),
             "{err:?}"
         );
-        let err = DeviceSelector::default().select(&[]).expect_err("no devices");
+        let err = DeviceSelector::default()
+            .select(&[])
+            .expect_err("no devices");
         assert!(matches!(err, Error::NoDevice { available: 0, .. }));
     }
 

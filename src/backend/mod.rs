@@ -23,6 +23,8 @@ pub mod tflite;
 use std::ptr::NonNull;
 
 pub use edgetpu::{Delegate, DeviceInfo, DeviceKind, DeviceSelector, EdgeTpuRuntime};
+/// Why a native library did not load (the payload of [`Error::Library`](crate::Error::Library)).
+pub use libedgetpu_sys::{LibraryKind, LoadError};
 pub use tflite::{Interpreter, InterpreterOptions, Runtime, TensorInfo};
 
 /// An owned C object freed with its destructor on drop.

@@ -172,7 +172,11 @@ impl ErrorSink {
 
 /// TFLite's error reporter: formats the message with libc's `vsnprintf` and appends it to
 /// the interpreter's [`ErrorSink`]. Never unwinds (a panic here would abort).
-unsafe extern "C" fn report_error(user_data: *mut c_void, format: *const c_char, args: *mut c_void) {
+unsafe extern "C" fn report_error(
+    user_data: *mut c_void,
+    format: *const c_char,
+    args: *mut c_void,
+) {
     if user_data.is_null() || format.is_null() {
         return;
     }
@@ -281,7 +285,11 @@ impl Interpreter {
             .ok_or_else(|| {
                 Error::invalid(
                     "interpreter options",
-                    format!("threads must be in 1..={}, got {}", i32::MAX, options.threads),
+                    format!(
+                        "threads must be in 1..={}, got {}",
+                        i32::MAX,
+                        options.threads
+                    ),
                 )
             })?;
         if bytes.is_empty() {
@@ -309,7 +317,10 @@ impl Interpreter {
 
         // SAFETY: creates a fresh options object, freed by its matching destructor.
         let opts = unsafe {
-            Owned::new((api.interpreter_options_create)(), api.interpreter_options_delete)
+            Owned::new(
+                (api.interpreter_options_create)(),
+                api.interpreter_options_delete,
+            )
         }
         .ok_or_else(|| Error::Runtime {
             call: "TfLiteInterpreterOptionsCreate",
@@ -374,7 +385,33 @@ impl Interpreter {
         this.check(status, "TfLiteInterpreterAllocateTensors")?;
         this.inputs = this.read_infos(Side::Input)?;
         this.outputs = this.read_infos(Side::Output)?;
+        this.zero_io_buffers()?;
         Ok(this)
+    }
+
+    /// Zeroes the input and output buffers once after allocation. TFLite's arena memory
+    /// starts uninitialised, and [`output`](Self::output) hands out `&[u8]` over it, which
+    /// must never expose uninitialised bytes, even before the first invoke.
+    fn zero_io_buffers(&mut self) -> Result<()> {
+        let api = &*self.runtime.api;
+        for (side, infos) in [(Side::Input, &self.inputs), (Side::Output, &self.outputs)] {
+            for (index, info) in infos.iter().enumerate() {
+                if info.element_type.size().is_none() {
+                    // Strings and other dynamic tensors get their buffers at invoke time.
+                    continue;
+                }
+                let tensor = self.raw_tensor(side, index)?;
+                // SAFETY: `tensor` is a live tensor of our allocated interpreter.
+                let (data, size) =
+                    unsafe { ((api.tensor_data)(tensor), (api.tensor_byte_size)(tensor)) };
+                if !data.is_null() {
+                    // SAFETY: TFLite allocated `size` writable bytes at `data` for this
+                    // tensor, and no borrow of them exists (`&mut self`).
+                    unsafe { std::ptr::write_bytes(data.cast::<u8>(), 0, size) };
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The input tensors, in the model's input order.
@@ -441,8 +478,8 @@ impl Interpreter {
                 ),
             });
         }
-        // SAFETY: TFLite's tensor buffer holds `size` initialised bytes (allocated at
-        // creation, written by invoke or zero-initialised arena memory). It stays valid and
+        // SAFETY: TFLite's tensor buffer holds `size` initialised bytes (zeroed after
+        // allocation by `zero_io_buffers`, then written only by TFLite). It stays valid and
         // unmodified while `&self` is borrowed: only `&mut self` methods invoke, copy inputs
         // or reallocate.
         Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>().cast_const(), size) })
@@ -493,10 +530,11 @@ impl Interpreter {
     /// The TFLite tensor for `index` on `side`; `index` must be below TFLite's count.
     fn raw_tensor(&self, side: Side, index: usize) -> Result<*const TfLiteTensor> {
         let api = &*self.runtime.api;
+        // Counts come from TFLite as `i32`, so an index below one always fits.
         let raw_index = i32::try_from(index).map_err(|_| Error::TensorIndex {
             kind: side.kind(),
             index,
-            count: usize::MAX,
+            count: i32::MAX as usize,
         })?;
         // SAFETY: the interpreter is live and `raw_index` is below the tensor count (the
         // callers check it against the count TFLite reported).
@@ -552,14 +590,16 @@ impl Interpreter {
 ///
 /// `tensor` must be a live tensor of an interpreter created with `api`.
 unsafe fn tensor_info(api: &TfLiteApi, tensor: *const TfLiteTensor) -> Result<TensorInfo> {
-    // SAFETY (whole function): `tensor` is live by the caller's contract; the name, when
-    // non-NULL, is a NUL-terminated string owned by the tensor.
+    // SAFETY: `tensor` is live by the caller's contract (this holds for every block below);
+    // the name, when non-NULL, is a NUL-terminated string owned by the tensor.
     let name_ptr = unsafe { (api.tensor_name)(tensor) };
     let name = if name_ptr.is_null() {
         String::new()
     } else {
         // SAFETY: see above.
-        unsafe { CStr::from_ptr(name_ptr) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(name_ptr) }
+            .to_string_lossy()
+            .into_owned()
     };
     // SAFETY: see above.
     let raw_type = unsafe { (api.tensor_type)(tensor) };
@@ -700,7 +740,9 @@ mod tests {
         assert_eq!(element_type(TfLiteType::NO_TYPE), None);
         assert_eq!(element_type(TfLiteType(99)), None);
         // Every known C code maps to a distinct element type.
-        let mapped: Vec<_> = (1..=18).filter_map(|c| element_type(TfLiteType(c))).collect();
+        let mapped: Vec<_> = (1..=18)
+            .filter_map(|c| element_type(TfLiteType(c)))
+            .collect();
         assert_eq!(mapped.len(), 18);
         for (i, a) in mapped.iter().enumerate() {
             assert!(!mapped[i + 1..].contains(a), "{a:?} mapped twice");

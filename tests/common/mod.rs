@@ -41,8 +41,15 @@ pub fn tflite_runtime() -> Option<Runtime> {
 
 /// The directory of the real test models from `MULTITPU_TEST_MODELS`.
 pub fn test_models_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(require_env(TEST_MODELS_ENV, "directory of the test models")?);
-    assert!(dir.is_dir(), "{TEST_MODELS_ENV}={} is not a directory", dir.display());
+    let dir = PathBuf::from(require_env(
+        TEST_MODELS_ENV,
+        "directory of the test models",
+    )?);
+    assert!(
+        dir.is_dir(),
+        "{TEST_MODELS_ENV}={} is not a directory",
+        dir.display()
+    );
     Some(dir)
 }
 
