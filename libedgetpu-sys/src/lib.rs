@@ -12,6 +12,7 @@
 //! All function pointers are only valid while the API struct that holds them (and so the
 //! loaded library) is alive. Calling them is `unsafe`: the caller upholds the C API's
 //! contracts, documented on each type below.
+#![warn(missing_docs)]
 
 mod edgetpu;
 mod error;
