@@ -135,7 +135,9 @@ impl EdgeTpuApi {
             String::new()
         } else {
             // SAFETY: non-NULL, NUL-terminated, static for the library's lifetime.
-            unsafe { CStr::from_ptr(raw) }.to_string_lossy().into_owned()
+            unsafe { CStr::from_ptr(raw) }
+                .to_string_lossy()
+                .into_owned()
         };
         Ok(Self {
             list_devices: sym!("edgetpu_list_devices"),
@@ -189,6 +191,9 @@ mod tests {
             std::mem::size_of::<EdgeTpuOption>(),
             2 * std::mem::size_of::<usize>()
         );
-        assert_eq!(std::mem::size_of::<EdgeTpuDeviceType>(), std::mem::size_of::<c_int>());
+        assert_eq!(
+            std::mem::size_of::<EdgeTpuDeviceType>(),
+            std::mem::size_of::<c_int>()
+        );
     }
 }

@@ -12,6 +12,7 @@
 //! All function pointers are only valid while the API struct that holds them (and so the
 //! loaded library) is alive. Calling them is `unsafe`: the caller upholds the C API's
 //! contracts, documented on each type below.
+#![warn(missing_docs)]
 
 mod edgetpu;
 mod error;
@@ -41,6 +42,5 @@ unsafe extern "C" {
     /// C's `vsnprintf`: formats `fmt` with the variadic arguments in `ap` into `buf`
     /// (at most `size` bytes, NUL-terminated). Returns the length the full output would
     /// have, or a negative value on an encoding error. `ap` is consumed.
-    pub fn vsnprintf(buf: *mut c_char, size: usize, fmt: *const c_char, ap: *mut c_void)
-    -> c_int;
+    pub fn vsnprintf(buf: *mut c_char, size: usize, fmt: *const c_char, ap: *mut c_void) -> c_int;
 }

@@ -58,7 +58,11 @@ mod tests {
 
     #[test]
     fn explicit_path_wins() {
-        let p = resolve_path(Some(Path::new("/a/b.so")), "MULTITPU_SYS_TEST_UNSET_VAR", "c.so");
+        let p = resolve_path(
+            Some(Path::new("/a/b.so")),
+            "MULTITPU_SYS_TEST_UNSET_VAR",
+            "c.so",
+        );
         assert_eq!(p, PathBuf::from("/a/b.so"));
     }
 
@@ -70,8 +74,11 @@ mod tests {
 
     #[test]
     fn missing_file_is_open_error_with_path() {
-        let err = open(LibraryKind::EdgeTpu, Path::new("/nonexistent/dir/libedgetpu.so.1"))
-            .expect_err("a missing file cannot load");
+        let err = open(
+            LibraryKind::EdgeTpu,
+            Path::new("/nonexistent/dir/libedgetpu.so.1"),
+        )
+        .expect_err("a missing file cannot load");
         match &err {
             LoadError::Open { library, path, .. } => {
                 assert_eq!(*library, LibraryKind::EdgeTpu);

@@ -232,10 +232,8 @@ pub struct TfLiteApi {
         unsafe extern "C" fn(options: *mut TfLiteInterpreterOptions, num_threads: i32),
     /// `void TfLiteInterpreterOptionsAddDelegate(TfLiteInterpreterOptions*, TfLiteDelegate*)`:
     /// the delegate must outlive every interpreter created with these options.
-    pub interpreter_options_add_delegate: unsafe extern "C" fn(
-        options: *mut TfLiteInterpreterOptions,
-        delegate: *mut TfLiteDelegate,
-    ),
+    pub interpreter_options_add_delegate:
+        unsafe extern "C" fn(options: *mut TfLiteInterpreterOptions, delegate: *mut TfLiteDelegate),
     /// `void TfLiteInterpreterOptionsSetErrorReporter(TfLiteInterpreterOptions*,
     /// reporter, void* user_data)`: `user_data` must outlive the interpreters.
     pub interpreter_options_set_error_reporter: unsafe extern "C" fn(
@@ -256,8 +254,10 @@ pub struct TfLiteApi {
     pub interpreter_get_input_tensor_count:
         unsafe extern "C" fn(interpreter: *const TfLiteInterpreter) -> i32,
     /// `TfLiteTensor* TfLiteInterpreterGetInputTensor(const TfLiteInterpreter*, int32_t)`.
-    pub interpreter_get_input_tensor:
-        unsafe extern "C" fn(interpreter: *const TfLiteInterpreter, index: i32) -> *mut TfLiteTensor,
+    pub interpreter_get_input_tensor: unsafe extern "C" fn(
+        interpreter: *const TfLiteInterpreter,
+        index: i32,
+    ) -> *mut TfLiteTensor,
     /// `TfLiteStatus TfLiteInterpreterResizeInputTensor(TfLiteInterpreter*, int32_t index,
     /// const int* dims, int32_t dims_size)`: call AllocateTensors afterwards.
     pub interpreter_resize_input_tensor: unsafe extern "C" fn(
@@ -270,7 +270,8 @@ pub struct TfLiteApi {
     pub interpreter_allocate_tensors:
         unsafe extern "C" fn(interpreter: *mut TfLiteInterpreter) -> TfLiteStatus,
     /// `TfLiteStatus TfLiteInterpreterInvoke(TfLiteInterpreter*)`.
-    pub interpreter_invoke: unsafe extern "C" fn(interpreter: *mut TfLiteInterpreter) -> TfLiteStatus,
+    pub interpreter_invoke:
+        unsafe extern "C" fn(interpreter: *mut TfLiteInterpreter) -> TfLiteStatus,
     /// `int32_t TfLiteInterpreterGetOutputTensorCount(const TfLiteInterpreter*)`.
     pub interpreter_get_output_tensor_count:
         unsafe extern "C" fn(interpreter: *const TfLiteInterpreter) -> i32,
@@ -365,7 +366,9 @@ impl TfLiteApi {
             String::new()
         } else {
             // SAFETY: non-NULL, NUL-terminated, static for the library's lifetime.
-            unsafe { CStr::from_ptr(raw) }.to_string_lossy().into_owned()
+            unsafe { CStr::from_ptr(raw) }
+                .to_string_lossy()
+                .into_owned()
         };
         if version.split('.').next() != Some("2") {
             return Err(LoadError::BadVersion {
@@ -457,7 +460,9 @@ mod tests {
                     std::env::var_os("CI").is_none(),
                     "{TFLITE_LIB_ENV} must be set when CI is set"
                 );
-                eprintln!("SKIPPED: {TFLITE_LIB_ENV} is not set; cannot load the real TFLite library");
+                eprintln!(
+                    "SKIPPED: {TFLITE_LIB_ENV} is not set; cannot load the real TFLite library"
+                );
                 None
             }
         }
@@ -468,7 +473,11 @@ mod tests {
         let bad = Path::new("/definitely/not/here/libtensorflowlite_c.so");
         let err = TfLiteApi::load(Some(bad)).expect_err("no library at that path");
         match &err {
-            LoadError::Open { library, path, error } => {
+            LoadError::Open {
+                library,
+                path,
+                error,
+            } => {
                 assert_eq!(*library, LibraryKind::TfLite);
                 assert_eq!(path, bad);
                 assert!(!error.is_empty());
@@ -476,7 +485,10 @@ mod tests {
             other => panic!("expected LoadError::Open, got {other:?}"),
         }
         let msg = err.to_string();
-        assert!(msg.contains("/definitely/not/here/libtensorflowlite_c.so"), "{msg}");
+        assert!(
+            msg.contains("/definitely/not/here/libtensorflowlite_c.so"),
+            "{msg}"
+        );
         assert!(msg.contains(TFLITE_LIB_ENV), "{msg}");
     }
 
@@ -494,7 +506,13 @@ mod tests {
         }
         let err = TfLiteApi::load(Some(Path::new(libc))).expect_err("libc is not TFLite");
         assert!(
-            matches!(err, LoadError::MissingSymbol { symbol: "TfLiteVersion", .. }),
+            matches!(
+                err,
+                LoadError::MissingSymbol {
+                    symbol: "TfLiteVersion",
+                    ..
+                }
+            ),
             "{err:?}"
         );
     }
@@ -505,7 +523,11 @@ mod tests {
             return;
         };
         let api = TfLiteApi::load(Some(&path)).expect("MULTITPU_TFLITE_LIB must load");
-        assert!(api.version().starts_with("2.9."), "version {}", api.version());
+        assert!(
+            api.version().starts_with("2.9."),
+            "version {}",
+            api.version()
+        );
         assert!(api.xnnpack_options_layout_matches());
         assert_eq!(api.path(), path);
         let shared = TfLiteApi::shared().expect("the shared instance loads from the env var");
@@ -518,7 +540,9 @@ mod tests {
             return;
         };
         let api = TfLiteApi::load(Some(&path)).expect("MULTITPU_TFLITE_LIB must load");
-        let fns = api.xnnpack.expect("the 2.9 C library exports the XNNPack delegate");
+        let fns = api
+            .xnnpack
+            .expect("the 2.9 C library exports the XNNPack delegate");
         assert_eq!(std::mem::size_of::<TfLiteXNNPackDelegateOptions>(), 8);
         // SAFETY: no arguments; the struct layout matches 2.9 (checked above).
         let opts = unsafe { (fns.options_default)() };

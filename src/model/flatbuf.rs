@@ -145,7 +145,11 @@ fn follow(buf: &[u8], offset: usize, path: &Path<'_>) -> Result<usize> {
         .and_then(|rel| offset.checked_add(rel))
         .ok_or_else(|| malformed(path, "offset overflows", offset))?;
     if target >= buf.len() {
-        return Err(malformed(path, "offset points past the end of the file", offset));
+        return Err(malformed(
+            path,
+            "offset points past the end of the file",
+            offset,
+        ));
     }
     Ok(target)
 }
@@ -182,10 +186,18 @@ impl<'a> Table<'a> {
             .checked_add(vtable_len)
             .is_none_or(|end| end > buf.len())
         {
-            return Err(malformed(path, "vtable runs past the end of the file", vtable));
+            return Err(malformed(
+                path,
+                "vtable runs past the end of the file",
+                vtable,
+            ));
         }
         let object_len = usize::from(read::<u16>(buf, vtable + 2, path)?);
-        if object_len < 4 || pos.checked_add(object_len).is_none_or(|end| end > buf.len()) {
+        if object_len < 4
+            || pos
+                .checked_add(object_len)
+                .is_none_or(|end| end > buf.len())
+        {
             return Err(malformed(path, "table runs past the end of the file", pos));
         }
         Ok(Table {
@@ -393,6 +405,9 @@ impl<'a> Vector<'a> {
 
     /// Element `i` of a vector of tables.
     pub(super) fn table(&self, i: usize, path: &Path<'_>) -> Result<Table<'a>> {
+        if i >= self.len {
+            return Err(malformed(path, "vector index out of range", self.start));
+        }
         let at = self.elem(i);
         let target = follow(self.buf, at, path)?;
         Table::at(self.buf, target, path)
@@ -406,17 +421,17 @@ mod tests {
     /// A root table with one vtable and fields: u32 at id 0, string at id 1.
     fn sample() -> Vec<u8> {
         let mut b = Vec::new();
-        b.extend_from_slice(&12u32.to_le_bytes()); // root -> 12
+        b.extend_from_slice(&16u32.to_le_bytes()); // root -> 16
         b.extend_from_slice(b"TFL3");
-        // vtable at 4: size 8, object 12, field0 at 4, field1 at 8
+        // vtable at 8: size 8, object 12, field0 at 4, field1 at 8
         b.extend_from_slice(&8u16.to_le_bytes());
         b.extend_from_slice(&12u16.to_le_bytes());
         b.extend_from_slice(&4u16.to_le_bytes());
         b.extend_from_slice(&8u16.to_le_bytes());
-        // table at 12: soffset = 12 - 4 = 8
+        // table at 16: soffset = 16 - 8 = 8
         b.extend_from_slice(&8i32.to_le_bytes());
         b.extend_from_slice(&7u32.to_le_bytes());
-        // field1 at 20 -> string at 24
+        // field1 at 24 -> string at 28
         b.extend_from_slice(&4u32.to_le_bytes());
         b.extend_from_slice(&2u32.to_le_bytes());
         b.extend_from_slice(b"hi\0\0");
@@ -439,20 +454,20 @@ mod tests {
     #[test]
     fn forged_vector_length_is_rejected() {
         let mut buf = sample();
-        buf[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
+        buf[28..32].copy_from_slice(&u32::MAX.to_le_bytes());
         let path = Path::root("t");
         let budget = Budget::for_input(buf.len());
         let t = Table::root(&buf, &path).expect("root");
         let err = t.string(1, &budget, &path).expect_err("must fail");
-        assert!(matches!(err, Error::Malformed { offset: 24, .. }), "{err}");
+        assert!(matches!(err, Error::Malformed { offset: 28, .. }), "{err}");
     }
 
     #[test]
     fn bad_vtable_offset_is_rejected() {
         let mut buf = sample();
-        buf[12..16].copy_from_slice(&i32::MIN.to_le_bytes());
+        buf[16..20].copy_from_slice(&i32::MIN.to_le_bytes());
         assert!(Table::root(&buf, &Path::root("t")).is_err());
-        buf[12..16].copy_from_slice(&(-1000i32).to_le_bytes());
+        buf[16..20].copy_from_slice(&(-1000i32).to_le_bytes());
         assert!(Table::root(&buf, &Path::root("t")).is_err());
     }
 

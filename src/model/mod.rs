@@ -6,6 +6,41 @@
 //!
 //! Tensor and operator indices are the positions in [`Model::tensors`] and
 //! [`Model::operators`]; operators are in execution order, as in the file.
+//!
+//! [`Model::from_bytes`] reads a file (schema version 3, identifier `TFL3`) with a
+//! bounds-checked reader that never panics and rejects what `Model` cannot represent;
+//! [`Model::to_bytes`] writes one back, deterministically, with constant data aligned to
+//! 16 bytes. Reading what was written gives an equal model:
+//!
+//! ```
+//! use std::borrow::Cow;
+//! use multitpu::model::{ElementType, Model, Tensor};
+//!
+//! let tensor = |name: &'static str| Tensor {
+//!     name: Cow::Borrowed(name),
+//!     element_type: ElementType::F32,
+//!     shape: vec![1, 4],
+//!     shape_signature: None,
+//!     quantization: None,
+//!     data: None,
+//!     is_variable: false,
+//!     has_rank: true,
+//! };
+//! let model = Model {
+//!     version: 3,
+//!     description: Some(Cow::Borrowed("identity")),
+//!     subgraph_name: None,
+//!     tensors: vec![tensor("x")],
+//!     operators: Vec::new(),
+//!     inputs: vec![0],
+//!     outputs: vec![0],
+//!     metadata: Vec::new(),
+//! };
+//! let bytes = model.to_bytes()?;
+//! assert_eq!(&bytes[4..8], b"TFL3");
+//! assert_eq!(Model::from_bytes(&bytes)?, model);
+//! # Ok::<(), multitpu::Error>(())
+//! ```
 
 use std::borrow::Cow;
 
@@ -229,5 +264,80 @@ impl Operator<'_> {
     /// Input tensor indices that are present, in order.
     pub fn present_inputs(&self) -> impl Iterator<Item = usize> + '_ {
         self.inputs.iter().flatten().copied()
+    }
+}
+
+fn own<T: ToOwned + ?Sized>(c: Cow<'_, T>) -> Cow<'static, T> {
+    Cow::Owned(c.into_owned())
+}
+
+impl Model<'_> {
+    /// Copies every borrowed name and constant into owned storage, detaching the model
+    /// from the file bytes it was read from.
+    pub fn into_owned(self) -> Model<'static> {
+        Model {
+            version: self.version,
+            description: self.description.map(own),
+            subgraph_name: self.subgraph_name.map(own),
+            tensors: self.tensors.into_iter().map(Tensor::into_owned).collect(),
+            operators: self
+                .operators
+                .into_iter()
+                .map(Operator::into_owned)
+                .collect(),
+            inputs: self.inputs,
+            outputs: self.outputs,
+            metadata: self
+                .metadata
+                .into_iter()
+                .map(|m| Metadata {
+                    name: own(m.name),
+                    data: own(m.data),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Tensor<'_> {
+    /// The same tensor with owned name and data.
+    pub fn into_owned(self) -> Tensor<'static> {
+        Tensor {
+            name: own(self.name),
+            element_type: self.element_type,
+            shape: self.shape,
+            shape_signature: self.shape_signature,
+            quantization: self.quantization,
+            data: self.data.map(own),
+            is_variable: self.is_variable,
+            has_rank: self.has_rank,
+        }
+    }
+}
+
+impl OpCode<'_> {
+    /// The same op code with an owned custom name.
+    pub fn into_owned(self) -> OpCode<'static> {
+        OpCode {
+            builtin: self.builtin,
+            custom: self.custom.map(own),
+            version: self.version,
+        }
+    }
+}
+
+impl Operator<'_> {
+    /// The same operator with owned op code and custom options.
+    pub fn into_owned(self) -> Operator<'static> {
+        Operator {
+            opcode: self.opcode.into_owned(),
+            inputs: self.inputs,
+            outputs: self.outputs,
+            intermediates: self.intermediates,
+            builtin_options: self.builtin_options,
+            custom_options: self.custom_options.map(own),
+            custom_options_format: self.custom_options_format,
+            mutating_variable_inputs: self.mutating_variable_inputs,
+        }
     }
 }

@@ -97,7 +97,8 @@ pub(super) mod ids {
     }
 }
 
-/// Size in bytes of every decoded value type, charged to the budget per table.
+/// Budget charged per decoded tensor, operator, op code or metadata entry: an upper bound
+/// of their in-memory size (checked by a test).
 const TABLE_COST: usize = 256;
 
 impl<'a> Model<'a> {
@@ -108,6 +109,10 @@ impl<'a> Model<'a> {
     /// valid files using a feature [`Model`] does not represent: several subgraphs
     /// (control flow), sparse or variant tensors, custom quantization, unknown options
     /// tables or fields, or fields newer than this reader.
+    ///
+    /// Signature defs and the deprecated `metadata_buffer` list are checked but dropped,
+    /// and bytes after the flatbuffer that nothing references (e.g. a zip of label files
+    /// appended to the model) are ignored, so writing the model back loses them.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Model<'a>> {
         let path = Path::root("model");
         if bytes.len() < 8 {
@@ -127,13 +132,17 @@ impl<'a> Model<'a> {
     }
 }
 
+/// Decoding state. Lists grow as their elements are decoded and charged to the budget,
+/// never reserved from a length read from the file.
 struct Reader<'a> {
     bytes: &'a [u8],
     budget: Budget,
 }
 
-/// Rejects fields with ids `>= known` that are present in `table`.
-fn reject_unknown(table: &Table<'_>, known: u16, path: &Path<'_>) -> Result<()> {
+/// Rejects fields with ids `>= known` that are present in `table`. The scan of the
+/// vtable is charged to `budget`: a forged vtable may have 32765 slots.
+fn reject_unknown(table: &Table<'_>, known: u16, budget: &Budget, path: &Path<'_>) -> Result<()> {
+    budget.charge(table.slots(), path, table.offset())?;
     match table.first_present_from(known) {
         Some(id) => Err(Error::unsupported(format!(
             "{path}: field id {id} (newer schema than this reader)"
@@ -166,7 +175,7 @@ impl<'a> Reader<'a> {
     fn model(&self, path: &Path<'_>) -> Result<Model<'a>> {
         use ids::model as f;
         let root = Table::root(self.bytes, path)?;
-        reject_unknown(&root, f::COUNT, path)?;
+        reject_unknown(&root, f::COUNT, &self.budget, path)?;
         let version = root.scalar::<u32>(f::VERSION, 0, &path.field("version"))?;
         if version != 3 {
             return Err(Error::unsupported(format!("schema version {version}")));
@@ -177,7 +186,7 @@ impl<'a> Reader<'a> {
         let codes_path = path.field("operator_codes");
         let codes = match root.vector(f::OPERATOR_CODES, 4, &codes_path)? {
             Some(v) => {
-                let mut codes = Vec::with_capacity(v.len());
+                let mut codes = Vec::new();
                 for i in 0..v.len() {
                     let p = codes_path.index(i);
                     self.budget.charge(TABLE_COST, &p, root.offset())?;
@@ -189,9 +198,18 @@ impl<'a> Reader<'a> {
         };
 
         let sg_path = path.field("subgraphs");
-        let subgraphs = required(root.vector(f::SUBGRAPHS, 4, &sg_path)?, &sg_path, root.offset())?;
+        let subgraphs = required(
+            root.vector(f::SUBGRAPHS, 4, &sg_path)?,
+            &sg_path,
+            root.offset(),
+        )?;
         match subgraphs.len() {
-            0 => return Err(Error::malformed(format!("{sg_path}: no subgraph"), root.offset())),
+            0 => {
+                return Err(Error::malformed(
+                    format!("{sg_path}: no subgraph"),
+                    root.offset(),
+                ));
+            }
             1 => {}
             n => {
                 return Err(Error::unsupported(format!(
@@ -219,14 +237,16 @@ impl<'a> Reader<'a> {
         let mb_path = path.field("metadata_buffer");
         if let Some(list) = root.scalars::<i32>(f::METADATA_BUFFER, &self.budget, &mb_path)? {
             for &b in &list {
-                index(i64::from(b), buffers.len(), "buffer", &mb_path, root.offset())?;
+                index(
+                    i64::from(b),
+                    buffers.len(),
+                    "buffer",
+                    &mb_path,
+                    root.offset(),
+                )?;
             }
         }
-        let _ = root.vector(
-            f::SIGNATURE_DEFS,
-            4,
-            &path.field("signature_defs"),
-        )?;
+        let _ = root.vector(f::SIGNATURE_DEFS, 4, &path.field("signature_defs"))?;
 
         let mut model = self.subgraph(&subgraph, &codes, &buffers, &sg0)?;
         model.version = version;
@@ -240,12 +260,12 @@ impl<'a> Reader<'a> {
         let Some(v) = root.vector(ids::model::BUFFERS, 4, path)? else {
             return Ok(Vec::new());
         };
-        let mut out = Vec::with_capacity(v.len());
+        let mut out = Vec::new();
         for i in 0..v.len() {
             let p = path.index(i);
             self.budget.charge(16, &p, root.offset())?;
             let t = v.table(i, &p)?;
-            reject_unknown(&t, f::COUNT, &p)?;
+            reject_unknown(&t, f::COUNT, &self.budget, &p)?;
             let offset = t.scalar::<u64>(f::OFFSET, 0, &p.field("offset"))?;
             let size = t.scalar::<u64>(f::SIZE, 0, &p.field("size"))?;
             let data = if offset > 1 {
@@ -281,12 +301,18 @@ impl<'a> Reader<'a> {
         path: &Path<'_>,
     ) -> Result<Metadata<'a>> {
         use ids::metadata as f;
-        reject_unknown(t, f::COUNT, path)?;
+        reject_unknown(t, f::COUNT, &self.budget, path)?;
         let name = t
             .string(f::NAME, &self.budget, &path.field("name"))?
             .unwrap_or("");
         let b = t.scalar::<u32>(f::BUFFER, 0, &path.field("buffer"))?;
-        let b = index(i64::from(b), buffers.len(), "buffer", &path.field("buffer"), t.offset())?;
+        let b = index(
+            i64::from(b),
+            buffers.len(),
+            "buffer",
+            &path.field("buffer"),
+            t.offset(),
+        )?;
         Ok(Metadata {
             name: Cow::Borrowed(name),
             data: Cow::Borrowed(buffers[b]),
@@ -295,9 +321,12 @@ impl<'a> Reader<'a> {
 
     fn opcode(&self, t: &Table<'a>, path: &Path<'_>) -> Result<OpCode<'a>> {
         use ids::opcode as f;
-        reject_unknown(t, f::COUNT, path)?;
-        let deprecated =
-            t.scalar::<i8>(f::DEPRECATED_BUILTIN_CODE, 0, &path.field("deprecated_builtin_code"))?;
+        reject_unknown(t, f::COUNT, &self.budget, path)?;
+        let deprecated = t.scalar::<i8>(
+            f::DEPRECATED_BUILTIN_CODE,
+            0,
+            &path.field("deprecated_builtin_code"),
+        )?;
         let code = t.scalar::<i32>(f::BUILTIN_CODE, 0, &path.field("builtin_code"))?;
         let custom = t
             .string(f::CUSTOM_CODE, &self.budget, &path.field("custom_code"))?
@@ -318,11 +347,10 @@ impl<'a> Reader<'a> {
         path: &Path<'_>,
     ) -> Result<Model<'a>> {
         use ids::subgraph as f;
-        reject_unknown(t, f::COUNT, path)?;
+        reject_unknown(t, f::COUNT, &self.budget, path)?;
         let t_path = path.field("tensors");
         let mut tensors = Vec::new();
         if let Some(v) = t.vector(f::TENSORS, 4, &t_path)? {
-            tensors.reserve(v.len());
             for i in 0..v.len() {
                 let p = t_path.index(i);
                 self.budget.charge(TABLE_COST, &p, t.offset())?;
@@ -336,7 +364,6 @@ impl<'a> Reader<'a> {
         let o_path = path.field("operators");
         let mut operators = Vec::new();
         if let Some(v) = t.vector(f::OPERATORS, 4, &o_path)? {
-            operators.reserve(v.len());
             for i in 0..v.len() {
                 let p = o_path.index(i);
                 self.budget.charge(TABLE_COST, &p, t.offset())?;
@@ -360,7 +387,9 @@ impl<'a> Reader<'a> {
 
     /// A vector of tensor indices (no -1 allowed), empty when absent.
     fn indices(&self, t: &Table<'a>, id: u16, count: usize, path: &Path<'_>) -> Result<Vec<usize>> {
-        let raw = t.scalars::<i32>(id, &self.budget, path)?.unwrap_or_default();
+        let raw = t
+            .scalars::<i32>(id, &self.budget, path)?
+            .unwrap_or_default();
         raw.into_iter()
             .map(|i| index(i64::from(i), count, "tensor", path, t.offset()))
             .collect()
@@ -368,7 +397,7 @@ impl<'a> Reader<'a> {
 
     fn tensor(&self, t: &Table<'a>, buffers: &Buffers<'a>, path: &Path<'_>) -> Result<Tensor<'a>> {
         use ids::tensor as f;
-        reject_unknown(t, f::COUNT, path)?;
+        reject_unknown(t, f::COUNT, &self.budget, path)?;
         if t.has(f::SPARSITY) {
             return Err(Error::unsupported(format!("{path}: sparse tensor")));
         }
@@ -380,16 +409,17 @@ impl<'a> Reader<'a> {
             .unwrap_or_default();
         let type_path = path.field("type");
         let code = t.scalar::<i8>(f::TYPE, 0, &type_path)?;
-        let element_type = ElementType::from_code(code).ok_or_else(|| {
-            Error::unsupported(format!("{type_path}: tensor type code {code}"))
-        })?;
+        let element_type = ElementType::from_code(code)
+            .ok_or_else(|| Error::unsupported(format!("{type_path}: tensor type code {code}")))?;
         let b_path = path.field("buffer");
         let b = t.scalar::<u32>(f::BUFFER, 0, &b_path)?;
         let data = if b == 0 {
             None
         } else {
             let b = index(i64::from(b), buffers.len(), "buffer", &b_path, t.offset())?;
-            Some(buffers[b]).filter(|d| !d.is_empty()).map(Cow::Borrowed)
+            Some(buffers[b])
+                .filter(|d| !d.is_empty())
+                .map(Cow::Borrowed)
         };
         let name = t
             .string(f::NAME, &self.budget, &path.field("name"))?
@@ -400,8 +430,11 @@ impl<'a> Reader<'a> {
             None => None,
         };
         let is_variable = t.boolean(f::IS_VARIABLE, false, &path.field("is_variable"))?;
-        let shape_signature =
-            t.scalars::<i32>(f::SHAPE_SIGNATURE, &self.budget, &path.field("shape_signature"))?;
+        let shape_signature = t.scalars::<i32>(
+            f::SHAPE_SIGNATURE,
+            &self.budget,
+            &path.field("shape_signature"),
+        )?;
         let has_rank = t.boolean(f::HAS_RANK, false, &path.field("has_rank"))?;
         Ok(Tensor {
             name: Cow::Borrowed(name),
@@ -417,7 +450,7 @@ impl<'a> Reader<'a> {
 
     fn quantization(&self, t: &Table<'a>, path: &Path<'_>) -> Result<Quantization> {
         use ids::quantization as f;
-        reject_unknown(t, f::COUNT, path)?;
+        reject_unknown(t, f::COUNT, &self.budget, path)?;
         if t.scalar::<u8>(f::DETAILS_TYPE, 0, &path.field("details_type"))? != 0
             || t.has(f::DETAILS)
         {
@@ -427,9 +460,15 @@ impl<'a> Reader<'a> {
         }
         let b = &self.budget;
         Ok(Quantization {
-            min: t.scalars(f::MIN, b, &path.field("min"))?.unwrap_or_default(),
-            max: t.scalars(f::MAX, b, &path.field("max"))?.unwrap_or_default(),
-            scale: t.scalars(f::SCALE, b, &path.field("scale"))?.unwrap_or_default(),
+            min: t
+                .scalars(f::MIN, b, &path.field("min"))?
+                .unwrap_or_default(),
+            max: t
+                .scalars(f::MAX, b, &path.field("max"))?
+                .unwrap_or_default(),
+            scale: t
+                .scalars(f::SCALE, b, &path.field("scale"))?
+                .unwrap_or_default(),
             zero_point: t
                 .scalars(f::ZERO_POINT, b, &path.field("zero_point"))?
                 .unwrap_or_default(),
@@ -449,11 +488,17 @@ impl<'a> Reader<'a> {
         path: &Path<'_>,
     ) -> Result<Operator<'a>> {
         use ids::operator as f;
-        reject_unknown(t, f::COUNT, path)?;
+        reject_unknown(t, f::COUNT, &self.budget, path)?;
         let oi_path = path.field("opcode_index");
         let oi = t.scalar::<u32>(f::OPCODE_INDEX, 0, &oi_path)?;
-        let opcode = codes[index(i64::from(oi), codes.len(), "operator code", &oi_path, t.offset())?]
-            .clone();
+        let opcode = codes[index(
+            i64::from(oi),
+            codes.len(),
+            "operator code",
+            &oi_path,
+            t.offset(),
+        )?]
+        .clone();
 
         let in_path = path.field("inputs");
         let inputs = t
@@ -466,7 +511,8 @@ impl<'a> Reader<'a> {
             })
             .collect::<Result<Vec<_>>>()?;
         let outputs = self.indices(t, f::OUTPUTS, count, &path.field("outputs"))?;
-        let intermediates = self.indices(t, f::INTERMEDIATES, count, &path.field("intermediates"))?;
+        let intermediates =
+            self.indices(t, f::INTERMEDIATES, count, &path.field("intermediates"))?;
 
         let opts1 = t.union(
             f::BUILTIN_OPTIONS_TYPE,
@@ -499,15 +545,23 @@ impl<'a> Reader<'a> {
             (None, None) => None,
         };
 
-        let large_offset =
-            t.scalar::<u64>(f::LARGE_CUSTOM_OPTIONS_OFFSET, 0, &path.field("large_custom_options_offset"))?;
+        let large_offset = t.scalar::<u64>(
+            f::LARGE_CUSTOM_OPTIONS_OFFSET,
+            0,
+            &path.field("large_custom_options_offset"),
+        )?;
         let custom_options = if large_offset > 1 {
             let size = t.scalar::<u64>(
                 f::LARGE_CUSTOM_OPTIONS_SIZE,
                 0,
                 &path.field("large_custom_options_size"),
             )?;
-            Some(self.external(large_offset, size, &path.field("large_custom_options"), t.offset())?)
+            Some(self.external(
+                large_offset,
+                size,
+                &path.field("large_custom_options"),
+                t.offset(),
+            )?)
         } else {
             t.bytes(f::CUSTOM_OPTIONS, &path.field("custom_options"))?
         };
@@ -550,6 +604,7 @@ impl<'a> Reader<'a> {
         })?;
         let mut fields = Vec::new();
         if let Some(t) = table {
+            self.budget.charge(t.slots(), path, t.offset())?;
             for slot in 0..t.slots() {
                 let Ok(id) = u16::try_from(slot) else { break };
                 if !t.has(id) {
@@ -573,7 +628,13 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn field_value(&self, t: &Table<'a>, id: u16, ty: FieldType, p: &Path<'_>) -> Result<FieldValue> {
+    fn field_value(
+        &self,
+        t: &Table<'a>,
+        id: u16,
+        ty: FieldType,
+        p: &Path<'_>,
+    ) -> Result<FieldValue> {
         let b = &self.budget;
         // `id` is present, so the defaults below are never used.
         Ok(match ty {
@@ -597,10 +658,474 @@ impl<'a> Reader<'a> {
             FieldType::VecU32 => FieldValue::VecU32(t.scalars(id, b, p)?.unwrap_or_default()),
             FieldType::VecF32 => FieldValue::VecF32(t.scalars(id, b, p)?.unwrap_or_default()),
             FieldType::VecU8 => FieldValue::VecU8(t.scalars(id, b, p)?.unwrap_or_default()),
-            FieldType::VecBool => {
-                let bytes: Vec<u8> = t.scalars(id, b, p)?.unwrap_or_default();
-                FieldValue::VecBool(bytes.into_iter().map(|x| x != 0).collect())
-            }
+            FieldType::VecBool => FieldValue::VecBool(
+                t.scalars::<u8>(id, b, p)?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|x| x != 0)
+                    .collect(),
+            ),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fbwrite::{self, Child, Value};
+    use super::*;
+
+    /// Variations of a minimal hand-built file.
+    #[derive(Default)]
+    struct Raw {
+        version: Option<u32>,
+        subgraphs: Option<usize>,
+        deprecated_code: i8,
+        builtin_code: i32,
+        tensor_buffer: Option<u32>,
+        external: Option<(u64, u64)>,
+        sparsity: bool,
+        quant_details: bool,
+        unknown_tensor_field: bool,
+        options: Option<(u8, Vec<(u16, Value<'static>)>)>,
+        options2: Option<u8>,
+        large_custom: Option<(u64, u64)>,
+        input: Option<i32>,
+        metadata_buffer: Option<u32>,
+    }
+
+    fn quant(details: bool) -> Child<'static> {
+        Box::new(move |b| {
+            let mut f = vec![
+                (ids::quantization::SCALE, Value::scalars(vec![0.5f32])),
+                (ids::quantization::ZERO_POINT, Value::scalars(vec![3i64])),
+            ];
+            if details {
+                f.push((ids::quantization::DETAILS_TYPE, Value::scalar(1u8)));
+                f.push((
+                    ids::quantization::DETAILS,
+                    Value::child(|b| b.table(vec![])),
+                ));
+            }
+            b.table(f)
+        })
+    }
+
+    fn build(raw: Raw) -> Vec<u8> {
+        let Raw {
+            version,
+            subgraphs,
+            deprecated_code,
+            builtin_code,
+            tensor_buffer,
+            external,
+            sparsity,
+            quant_details,
+            unknown_tensor_field,
+            options,
+            options2,
+            large_custom,
+            input,
+            metadata_buffer,
+        } = raw;
+        let tensor = move |name: &'static str, buffer: u32, extra: bool| -> Child<'static> {
+            Box::new(move |b| {
+                let mut f = vec![
+                    (ids::tensor::SHAPE, Value::scalars(vec![1i32, 4])),
+                    (ids::tensor::TYPE, Value::scalar(3i8)),
+                    (ids::tensor::BUFFER, Value::scalar(buffer)),
+                    (ids::tensor::NAME, Value::string(name)),
+                    (
+                        ids::tensor::QUANTIZATION,
+                        Value::child(quant(extra && quant_details)),
+                    ),
+                ];
+                if extra && sparsity {
+                    f.push((ids::tensor::SPARSITY, Value::child(|b| b.table(vec![]))));
+                }
+                if extra && unknown_tensor_field {
+                    f.push((ids::tensor::COUNT, Value::scalar(1u8)));
+                }
+                b.table(f)
+            })
+        };
+        let subgraph = move || -> Child<'static> {
+            Box::new(move |b| {
+                let mut op = vec![
+                    (ids::operator::OPCODE_INDEX, Value::scalar(0u32)),
+                    (
+                        ids::operator::INPUTS,
+                        Value::scalars(vec![input.unwrap_or(0), 1, -1]),
+                    ),
+                    (ids::operator::OUTPUTS, Value::scalars(vec![2i32])),
+                ];
+                if let Some((kind, fields)) = options {
+                    op.push((ids::operator::BUILTIN_OPTIONS_TYPE, Value::scalar(kind)));
+                    op.push((
+                        ids::operator::BUILTIN_OPTIONS,
+                        Value::child(move |b| b.table(fields)),
+                    ));
+                }
+                if let Some(kind) = options2 {
+                    op.push((ids::operator::BUILTIN_OPTIONS_2_TYPE, Value::scalar(kind)));
+                    op.push((
+                        ids::operator::BUILTIN_OPTIONS_2,
+                        Value::child(|b| b.table(vec![])),
+                    ));
+                }
+                if let Some((offset, size)) = large_custom {
+                    op.push((
+                        ids::operator::LARGE_CUSTOM_OPTIONS_OFFSET,
+                        Value::scalar(offset),
+                    ));
+                    op.push((
+                        ids::operator::LARGE_CUSTOM_OPTIONS_SIZE,
+                        Value::scalar(size),
+                    ));
+                }
+                b.table(vec![
+                    (
+                        ids::subgraph::TENSORS,
+                        Value::children(vec![
+                            tensor("in", 0, false),
+                            tensor("w", tensor_buffer.unwrap_or(1), true),
+                            tensor("out", 0, false),
+                        ]),
+                    ),
+                    (ids::subgraph::INPUTS, Value::scalars(vec![0i32])),
+                    (ids::subgraph::OUTPUTS, Value::scalars(vec![2i32])),
+                    (
+                        ids::subgraph::OPERATORS,
+                        Value::children(vec![Box::new(move |b| b.table(op))]),
+                    ),
+                ])
+            })
+        };
+        let root: Child<'static> = Box::new(move |b| {
+            let mut sgs: Vec<Child<'static>> = vec![subgraph()];
+            for _ in 1..subgraphs.unwrap_or(1) {
+                sgs.push(Box::new(|b| b.table(vec![])));
+            }
+            let weights: Child<'static> = match external {
+                Some((offset, size)) => Box::new(move |b| {
+                    b.table(vec![
+                        (ids::buffer::OFFSET, Value::scalar(offset)),
+                        (ids::buffer::SIZE, Value::scalar(size)),
+                    ])
+                }),
+                None => Box::new(|b| {
+                    b.table(vec![(ids::buffer::DATA, Value::bytes(&[9, 8, 7, 6], 16))])
+                }),
+            };
+            let mut fields = vec![
+                (ids::model::VERSION, Value::scalar(version.unwrap_or(3))),
+                (
+                    ids::model::OPERATOR_CODES,
+                    Value::children(vec![Box::new(move |b| {
+                        b.table(vec![
+                            (
+                                ids::opcode::DEPRECATED_BUILTIN_CODE,
+                                Value::scalar(deprecated_code),
+                            ),
+                            (ids::opcode::BUILTIN_CODE, Value::scalar(builtin_code)),
+                        ])
+                    })]),
+                ),
+                (ids::model::SUBGRAPHS, Value::children(sgs)),
+                (
+                    ids::model::BUFFERS,
+                    Value::children(vec![Box::new(|b| b.table(vec![])), weights]),
+                ),
+            ];
+            if let Some(mb) = metadata_buffer {
+                fields.push((ids::model::METADATA_BUFFER, Value::scalars(vec![mb as i32])));
+            }
+            b.table(fields)
+        });
+        fbwrite::build(IDENTIFIER, root).expect("build raw model")
+    }
+
+    fn unsupported(raw: Raw, needle: &str) {
+        let bytes = build(raw);
+        match Model::from_bytes(&bytes) {
+            Err(Error::Unsupported { feature }) => {
+                assert!(feature.contains(needle), "`{feature}` lacks `{needle}`")
+            }
+            other => panic!("expected Unsupported({needle}), got {other:?}"),
+        }
+    }
+
+    fn malformed(raw: Raw, needle: &str) {
+        let bytes = build(raw);
+        match Model::from_bytes(&bytes) {
+            Err(Error::Malformed { what, .. }) => {
+                assert!(what.contains(needle), "`{what}` lacks `{needle}`")
+            }
+            other => panic!("expected Malformed({needle}), got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn table_cost_bounds_the_decoded_sizes() {
+        use std::mem::size_of;
+        assert!(size_of::<Tensor<'_>>() <= TABLE_COST);
+        assert!(size_of::<Operator<'_>>() <= TABLE_COST);
+        assert!(size_of::<OpCode<'_>>() <= TABLE_COST);
+        assert!(size_of::<Metadata<'_>>() <= TABLE_COST);
+    }
+
+    #[test]
+    fn reads_a_minimal_model() {
+        let bytes = build(Raw {
+            builtin_code: 3,
+            deprecated_code: 3,
+            ..Raw::default()
+        });
+        let m = Model::from_bytes(&bytes).expect("read");
+        assert_eq!(m.version, 3);
+        assert_eq!(m.tensors.len(), 3);
+        assert_eq!(m.tensors[1].data.as_deref(), Some(&[9u8, 8, 7, 6][..]));
+        assert!(m.tensors[0].data.is_none());
+        assert_eq!(m.tensors[1].element_type, ElementType::U8);
+        let q = m.tensors[1].quantization.as_ref().expect("quantized");
+        assert_eq!(
+            (q.scale.clone(), q.zero_point.clone()),
+            (vec![0.5], vec![3])
+        );
+        assert_eq!(m.operators[0].inputs, vec![Some(0), Some(1), None]);
+        assert_eq!(m.operators[0].opcode.builtin, 3);
+        assert_eq!(m.operators[0].opcode.version, 1);
+        assert_eq!((m.inputs.clone(), m.outputs.clone()), (vec![0], vec![2]));
+    }
+
+    #[test]
+    fn builtin_code_follows_the_127_rule() {
+        for (deprecated, builtin, expect) in [(127, 150, 150), (3, 0, 3), (9, 9, 9)] {
+            let bytes = build(Raw {
+                deprecated_code: deprecated,
+                builtin_code: builtin,
+                ..Raw::default()
+            });
+            let m = Model::from_bytes(&bytes).expect("read");
+            assert_eq!(m.operators[0].opcode.builtin, expect);
+        }
+    }
+
+    #[test]
+    fn rejects_wrong_identifier_and_short_files() {
+        let mut bytes = build(Raw::default());
+        bytes[4..8].copy_from_slice(b"TFL2");
+        assert!(matches!(
+            Model::from_bytes(&bytes),
+            Err(Error::Malformed { offset: 4, .. })
+        ));
+        assert!(Model::from_bytes(&bytes[..5]).is_err());
+        assert!(Model::from_bytes(&[]).is_err());
+    }
+
+    #[test]
+    fn rejects_unsupported_features() {
+        unsupported(
+            Raw {
+                subgraphs: Some(2),
+                ..Raw::default()
+            },
+            "control flow",
+        );
+        unsupported(
+            Raw {
+                sparsity: true,
+                ..Raw::default()
+            },
+            "sparse",
+        );
+        unsupported(
+            Raw {
+                quant_details: true,
+                ..Raw::default()
+            },
+            "custom quantization",
+        );
+        unsupported(
+            Raw {
+                unknown_tensor_field: true,
+                ..Raw::default()
+            },
+            "tensors[1]: field id 10",
+        );
+        unsupported(
+            Raw {
+                version: Some(2),
+                ..Raw::default()
+            },
+            "schema version 2",
+        );
+        unsupported(
+            Raw {
+                options: Some((250, Vec::new())),
+                ..Raw::default()
+            },
+            "options type 250",
+        );
+        unsupported(
+            Raw {
+                options2: Some(250),
+                ..Raw::default()
+            },
+            "options type 250 of Builtin2",
+        );
+    }
+
+    #[test]
+    fn unknown_options_field_names_the_table() {
+        // Conv2DOptions (kind 1) has 7 fields in every schema revision we know of;
+        // field id 40 is beyond any layout.
+        unsupported(
+            Raw {
+                options: Some((1, vec![(40, Value::scalar(1u8))])),
+                ..Raw::default()
+            },
+            "Conv2DOptions field id 40",
+        );
+    }
+
+    #[test]
+    fn decodes_options_fields_present_in_the_file() {
+        let bytes = build(Raw {
+            options: Some((
+                17,
+                vec![(0, Value::scalars(vec![1i32, -1]))], // ReshapeOptions.new_shape
+            )),
+            ..Raw::default()
+        });
+        let m = Model::from_bytes(&bytes).expect("read");
+        let opts = m.operators[0].builtin_options.as_ref().expect("options");
+        assert_eq!(opts.union, OptionsUnion::Builtin);
+        assert_eq!(opts.kind, 17);
+        assert_eq!(opts.fields, vec![(0, FieldValue::VecI32(vec![1, -1]))]);
+    }
+
+    #[test]
+    fn rejects_bad_indices() {
+        malformed(
+            Raw {
+                tensor_buffer: Some(7),
+                ..Raw::default()
+            },
+            "tensors[1].buffer: buffer index 7 out of range",
+        );
+        malformed(
+            Raw {
+                input: Some(3),
+                ..Raw::default()
+            },
+            "operators[0].inputs: tensor index 3",
+        );
+        malformed(
+            Raw {
+                input: Some(-2),
+                ..Raw::default()
+            },
+            "tensor index -2",
+        );
+        malformed(
+            Raw {
+                metadata_buffer: Some(5),
+                ..Raw::default()
+            },
+            "metadata_buffer",
+        );
+    }
+
+    #[test]
+    fn reads_data_stored_after_the_flatbuffer() {
+        let probe = build(Raw {
+            external: Some((2, 3)),
+            large_custom: Some((2, 2)),
+            ..Raw::default()
+        });
+        let offset = probe.len() as u64;
+        let mut bytes = build(Raw {
+            external: Some((offset, 3)),
+            large_custom: Some((offset + 1, 2)),
+            ..Raw::default()
+        });
+        assert_eq!(bytes.len() as u64, offset);
+        bytes.extend_from_slice(&[5, 6, 7]);
+        let m = Model::from_bytes(&bytes).expect("read");
+        assert_eq!(m.tensors[1].data.as_deref(), Some(&[5u8, 6, 7][..]));
+        assert_eq!(
+            m.operators[0].custom_options.as_deref(),
+            Some(&[6u8, 7][..])
+        );
+        // Past the end of the file.
+        bytes.truncate(bytes.len() - 1);
+        assert!(matches!(
+            Model::from_bytes(&bytes),
+            Err(Error::Malformed { .. })
+        ));
+    }
+
+    /// Forges a file whose tensors vector holds `n` offsets to one tensor with a shape of
+    /// `dims` dimensions and a vtable of `slots` field slots.
+    fn forge_shared_tensors(n: usize, dims: usize, slots: usize) -> Vec<u8> {
+        let mut bytes = build(Raw::default());
+        let path = Path::root("model");
+        let root = Table::root(&bytes, &path).expect("root");
+        let sg = root
+            .vector(ids::model::SUBGRAPHS, 4, &path)
+            .expect("vec")
+            .expect("present")
+            .table(0, &path)
+            .expect("subgraph");
+        let field = sg.field(ids::subgraph::TENSORS).expect("tensors field");
+        bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+        let vec_pos = bytes.len();
+        let vtable_len = (4 + 2 * slots).div_ceil(4) * 4;
+        let tensor_pos = vec_pos + 4 + 4 * n + vtable_len;
+        bytes.extend_from_slice(&(n as u32).to_le_bytes());
+        for i in 0..n {
+            let at = vec_pos + 4 + 4 * i;
+            bytes.extend_from_slice(&((tensor_pos - at) as u32).to_le_bytes());
+        }
+        let vtable_pos = bytes.len();
+        bytes.extend_from_slice(&((4 + 2 * slots) as u16).to_le_bytes());
+        bytes.extend_from_slice(&8u16.to_le_bytes()); // object: soffset + shape offset
+        bytes.extend_from_slice(&4u16.to_le_bytes()); // shape at +4
+        bytes.resize(tensor_pos, 0);
+        bytes.extend_from_slice(&((tensor_pos - vtable_pos) as i32).to_le_bytes());
+        bytes.extend_from_slice(&4u32.to_le_bytes()); // shape -> right after this field
+        bytes.extend_from_slice(&(dims as u32).to_le_bytes());
+        bytes.extend(std::iter::repeat_n(1i32.to_le_bytes(), dims).flatten());
+        let rel = (vec_pos - field) as u32;
+        bytes[field..field + 4].copy_from_slice(&rel.to_le_bytes());
+        bytes
+    }
+
+    fn assert_budget_runs_out(bytes: &[u8]) {
+        match Model::from_bytes(bytes) {
+            Err(Error::Malformed { what, .. }) => assert!(what.contains("budget"), "{what}"),
+            other => panic!("expected the budget to run out, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn shared_subtables_cannot_amplify_memory() {
+        // Decoding naively would allocate 2000 shapes of 16 KiB (the per-table charge alone would not stop it).
+        assert_budget_runs_out(&forge_shared_tensors(2_000, 4096, 1));
+    }
+
+    #[test]
+    fn huge_shared_vtables_cannot_amplify_time() {
+        // Decoding naively would scan 2000 vtables of 32765 slots (the per-table charge alone would not stop it).
+        assert_budget_runs_out(&forge_shared_tensors(2_000, 1, 32_765));
+    }
+
+    #[test]
+    fn forged_tensor_decodes_when_not_shared_much() {
+        // The forging helper itself makes a valid file: few shared tensors read fine.
+        let bytes = forge_shared_tensors(3, 2, 1);
+        let m = Model::from_bytes(&bytes).expect("read");
+        assert_eq!(m.tensors.len(), 3);
+        assert_eq!(m.tensors[2].shape, vec![1, 1]);
     }
 }

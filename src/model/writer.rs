@@ -9,37 +9,13 @@
 use std::collections::HashMap;
 
 use super::fbwrite::{self, Child, Value};
-use super::options::{self, BuiltinOptions, FieldType, FieldValue, OptionsUnion};
+use super::options::{self, BuiltinOptions, FieldValue, OptionsUnion};
 use super::reader::{IDENTIFIER, ids};
 use super::{BUILTIN_CUSTOM, Model, OpCode, Operator, Quantization, Tensor};
 use crate::error::{Error, Result};
 
 /// Alignment of constant data in the file (the schema's `force_align: 16`).
 const DATA_ALIGN: usize = 16;
-
-/// The type a field value has in an options layout.
-fn value_type(v: &FieldValue) -> FieldType {
-    match v {
-        FieldValue::Bool(_) => FieldType::Bool,
-        FieldValue::I8(_) => FieldType::I8,
-        FieldValue::U8(_) => FieldType::U8,
-        FieldValue::I16(_) => FieldType::I16,
-        FieldValue::U16(_) => FieldType::U16,
-        FieldValue::I32(_) => FieldType::I32,
-        FieldValue::U32(_) => FieldType::U32,
-        FieldValue::I64(_) => FieldType::I64,
-        FieldValue::U64(_) => FieldType::U64,
-        FieldValue::F32(_) => FieldType::F32,
-        FieldValue::F64(_) => FieldType::F64,
-        FieldValue::String(_) => FieldType::String,
-        FieldValue::VecI32(_) => FieldType::VecI32,
-        FieldValue::VecI64(_) => FieldType::VecI64,
-        FieldValue::VecU32(_) => FieldType::VecU32,
-        FieldValue::VecF32(_) => FieldType::VecF32,
-        FieldValue::VecU8(_) => FieldType::VecU8,
-        FieldValue::VecBool(_) => FieldType::VecBool,
-    }
-}
 
 fn invalid(reason: String) -> Error {
     Error::invalid("model", reason)
@@ -78,11 +54,11 @@ fn validate_options(opts: &BuiltinOptions, what: &str) -> Result<()> {
                 layout.name
             )));
         };
-        if value_type(value) != ty {
+        if value.field_type() != ty {
             return Err(invalid(format!(
                 "{what}: {}.{name} is {ty:?}, got {:?}",
                 layout.name,
-                value_type(value)
+                value.field_type()
             )));
         }
     }
@@ -130,6 +106,12 @@ impl Model<'_> {
     /// Checks that the model can be written: tensor indices in range, options matching
     /// their layouts, quantization vectors consistent, custom ops named.
     fn validate(&self) -> Result<()> {
+        if self.version != 3 {
+            return Err(invalid(format!(
+                "schema version {} (only 3 can be written)",
+                self.version
+            )));
+        }
         let count = self.tensors.len();
         for &i in &self.inputs {
             check_index(i, count, || "subgraph inputs".into())?;
@@ -186,7 +168,8 @@ impl Model<'_> {
     /// not match their layout, inconsistent quantization). A constant tensor with empty
     /// data is written without a buffer, so it reads back with `data == None`. Files over
     /// 2 GiB are refused with [`Error::Unsupported`]. The same model always gives the
-    /// same bytes.
+    /// same bytes. Nothing outside the model is written: bytes a source file carried
+    /// after its flatbuffer (e.g. a zip of label files) and its signature defs are gone.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         self.validate()?;
 
@@ -350,7 +333,10 @@ fn write_tensor(b: &mut fbwrite::Builder, t: &Tensor<'_>, buffer: u32) -> Result
         (f::NAME, Value::string(&t.name)),
     ];
     if let Some(q) = &t.quantization {
-        fields.push((f::QUANTIZATION, Value::child(move |b| write_quantization(b, q))));
+        fields.push((
+            f::QUANTIZATION,
+            Value::child(move |b| write_quantization(b, q)),
+        ));
     }
     if t.is_variable {
         fields.push((f::IS_VARIABLE, Value::boolean(true)));
@@ -391,7 +377,9 @@ fn write_operator(b: &mut fbwrite::Builder, op: &Operator<'_>, code: u32) -> Res
         .inputs
         .iter()
         .map(|i| match i {
-            Some(i) => i32::try_from(*i).map_err(|_| invalid(format!("tensor index {i} too large"))),
+            Some(i) => {
+                i32::try_from(*i).map_err(|_| invalid(format!("tensor index {i} too large")))
+            }
             None => Ok(-1),
         })
         .collect::<Result<Vec<i32>>>()?;
@@ -412,14 +400,24 @@ fn write_operator(b: &mut fbwrite::Builder, op: &Operator<'_>, code: u32) -> Res
         fields.push((f::CUSTOM_OPTIONS, Value::bytes(custom, DATA_ALIGN)));
     }
     if op.custom_options_format != 0 {
-        fields.push((f::CUSTOM_OPTIONS_FORMAT, Value::scalar(op.custom_options_format)));
+        fields.push((
+            f::CUSTOM_OPTIONS_FORMAT,
+            Value::scalar(op.custom_options_format),
+        ));
     }
     if !op.mutating_variable_inputs.is_empty() {
-        let flags: Vec<u8> = op.mutating_variable_inputs.iter().map(|&m| u8::from(m)).collect();
+        let flags: Vec<u8> = op
+            .mutating_variable_inputs
+            .iter()
+            .map(|&m| u8::from(m))
+            .collect();
         fields.push((f::MUTATING_VARIABLE_INPUTS, Value::scalars(flags)));
     }
     if !op.intermediates.is_empty() {
-        fields.push((f::INTERMEDIATES, Value::scalars(indices(&op.intermediates)?)));
+        fields.push((
+            f::INTERMEDIATES,
+            Value::scalars(indices(&op.intermediates)?),
+        ));
     }
     b.table(fields)
 }
@@ -455,4 +453,292 @@ fn write_options(b: &mut fbwrite::Builder, opts: &BuiltinOptions) -> Result<usiz
         })
         .collect();
     b.table(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::super::flatbuf::{Budget, Path, Table};
+    use super::super::{ElementType, Metadata};
+    use super::*;
+
+    const WEIGHTS: [u8; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
+
+    fn tensor(name: &'static str, data: Option<&'static [u8]>) -> Tensor<'static> {
+        Tensor {
+            name: Cow::Borrowed(name),
+            element_type: ElementType::I8,
+            shape: vec![2, 4],
+            shape_signature: Some(vec![-1, 4]),
+            quantization: Some(Quantization {
+                scale: vec![0.5, 0.25],
+                zero_point: vec![0, 0],
+                ..Quantization::default()
+            }),
+            data: data.map(Cow::Borrowed),
+            is_variable: false,
+            has_rank: true,
+        }
+    }
+
+    fn op(
+        builtin: i32,
+        custom: Option<&'static str>,
+        inputs: Vec<Option<usize>>,
+    ) -> Operator<'static> {
+        Operator {
+            opcode: OpCode {
+                builtin,
+                custom: custom.map(Cow::Borrowed),
+                version: 2,
+            },
+            inputs,
+            outputs: vec![2],
+            intermediates: Vec::new(),
+            builtin_options: None,
+            custom_options: None,
+            custom_options_format: 0,
+            mutating_variable_inputs: Vec::new(),
+        }
+    }
+
+    /// Three tensors (input, shared weights, output) and three operators, two sharing
+    /// an op code, one with a code above 127.
+    fn sample() -> Model<'static> {
+        let mut conv = op(3, None, vec![Some(0), Some(1), None]);
+        conv.builtin_options = Some(
+            BuiltinOptions::by_name("Conv2DOptions")
+                .and_then(|o| o.with("stride_w", FieldValue::I32(2)))
+                .and_then(|o| o.with("padding", FieldValue::I8(1)))
+                .expect("options"),
+        );
+        conv.mutating_variable_inputs = vec![false, true, false];
+        let mut custom = op(BUILTIN_CUSTOM, Some("my-op"), vec![Some(0)]);
+        custom.custom_options = Some(Cow::Borrowed(&[0xAA, 0xBB]));
+        custom.intermediates = vec![1];
+        let mut big = op(150, None, vec![Some(2)]);
+        big.builtin_options = Some(
+            BuiltinOptions::by_name("StablehloConcatenateOptions")
+                .and_then(|o| o.with("dimension", FieldValue::I64(-1)))
+                .expect("options 2"),
+        );
+        Model {
+            version: 3,
+            description: Some(Cow::Borrowed("test model")),
+            subgraph_name: Some(Cow::Borrowed("main")),
+            tensors: vec![
+                tensor("in", None),
+                tensor("w", Some(&WEIGHTS)),
+                tensor("out", None),
+            ],
+            operators: vec![conv, custom.clone(), big, op(3, None, vec![Some(0)])],
+            inputs: vec![0],
+            outputs: vec![2],
+            metadata: vec![Metadata {
+                name: Cow::Borrowed("min_runtime_version"),
+                data: Cow::Borrowed(b"1.5.0"),
+            }],
+        }
+    }
+
+    fn invalid_reason(m: &Model<'_>) -> String {
+        match m.to_bytes() {
+            Err(Error::Invalid { reason, .. }) => reason,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn hand_built_model_round_trips() {
+        let m = sample();
+        let bytes = m.to_bytes().expect("write");
+        let back = Model::from_bytes(&bytes).expect("read");
+        assert_eq!(back, m);
+        assert_eq!(bytes, back.to_bytes().expect("write again"));
+    }
+
+    #[test]
+    fn operator_codes_are_deduplicated_in_first_use_order() {
+        let bytes = sample().to_bytes().expect("write");
+        let p = Path::root("model");
+        let budget = Budget::for_input(bytes.len());
+        let root = Table::root(&bytes, &p).expect("root");
+        let codes = root
+            .vector(ids::model::OPERATOR_CODES, 4, &p)
+            .expect("codes")
+            .expect("present");
+        assert_eq!(codes.len(), 3);
+        let code = |i: usize| {
+            let t = codes.table(i, &p).expect("code");
+            (
+                t.scalar::<i8>(ids::opcode::DEPRECATED_BUILTIN_CODE, 0, &p)
+                    .expect("dep"),
+                t.scalar::<i32>(ids::opcode::BUILTIN_CODE, 0, &p)
+                    .expect("code"),
+                t.string(ids::opcode::CUSTOM_CODE, &budget, &p)
+                    .expect("custom"),
+            )
+        };
+        assert_eq!(code(0), (3, 3, None));
+        assert_eq!(code(1), (32, 32, Some("my-op")));
+        assert_eq!(code(2), (127, 150, None));
+    }
+
+    #[test]
+    fn options_of_the_second_union_use_their_own_fields() {
+        let bytes = sample().to_bytes().expect("write");
+        let p = Path::root("model");
+        let root = Table::root(&bytes, &p).expect("root");
+        let sg = root
+            .vector(ids::model::SUBGRAPHS, 4, &p)
+            .and_then(|v| v.expect("subgraphs").table(0, &p))
+            .expect("subgraph");
+        let ops = sg
+            .vector(ids::subgraph::OPERATORS, 4, &p)
+            .expect("ops")
+            .expect("present");
+        let conv = ops.table(0, &p).expect("conv");
+        assert!(
+            conv.has(ids::operator::BUILTIN_OPTIONS_TYPE)
+                && conv.has(ids::operator::BUILTIN_OPTIONS)
+        );
+        assert!(!conv.has(ids::operator::BUILTIN_OPTIONS_2));
+        let big = ops.table(2, &p).expect("op 2");
+        assert!(!big.has(ids::operator::BUILTIN_OPTIONS_TYPE));
+        assert_eq!(
+            big.scalar::<u8>(ids::operator::BUILTIN_OPTIONS_2_TYPE, 0, &p)
+                .expect("type"),
+            1
+        );
+        assert!(big.has(ids::operator::BUILTIN_OPTIONS_2));
+    }
+
+    #[test]
+    fn buffers_hold_the_sentinel_shared_constants_and_metadata() {
+        let mut m = sample();
+        // A second tensor borrowing the very same bytes shares their buffer.
+        m.tensors.push(tensor("w2", Some(&WEIGHTS)));
+        let bytes = m.to_bytes().expect("write");
+        let p = Path::root("model");
+        let root = Table::root(&bytes, &p).expect("root");
+        let buffers = root
+            .vector(ids::model::BUFFERS, 4, &p)
+            .expect("buffers")
+            .expect("present");
+        assert_eq!(buffers.len(), 3, "sentinel, weights, metadata");
+        let sentinel = buffers.table(0, &p).expect("buffer 0");
+        assert!(!sentinel.has(ids::buffer::DATA));
+        let back = Model::from_bytes(&bytes).expect("read");
+        assert_eq!(back.tensors[3].data, back.tensors[1].data);
+        assert_eq!(back.metadata, m.metadata);
+    }
+
+    #[test]
+    fn empty_constant_data_reads_back_as_none() {
+        let mut m = sample();
+        m.tensors[1].data = Some(Cow::Borrowed(&[]));
+        let back_bytes = m.to_bytes().expect("write");
+        let back = Model::from_bytes(&back_bytes).expect("read");
+        assert_eq!(back.tensors[1].data, None);
+    }
+
+    #[test]
+    fn rejects_out_of_range_tensor_indices() {
+        let mut m = sample();
+        m.inputs = vec![3];
+        assert!(invalid_reason(&m).contains("subgraph inputs: tensor index 3"));
+        let mut m = sample();
+        m.outputs = vec![9];
+        assert!(invalid_reason(&m).contains("subgraph outputs"));
+        let mut m = sample();
+        m.operators[0].inputs[2] = Some(5);
+        assert!(invalid_reason(&m).contains("operator 0 inputs"));
+        let mut m = sample();
+        m.operators[1].outputs = vec![3];
+        assert!(invalid_reason(&m).contains("operator 1 outputs"));
+        let mut m = sample();
+        m.operators[1].intermediates = vec![4];
+        assert!(invalid_reason(&m).contains("operator 1 intermediates"));
+    }
+
+    #[test]
+    fn rejects_options_not_matching_their_layout() {
+        let mut m = sample();
+        let opts = m.operators[0].builtin_options.as_mut().expect("options");
+        opts.fields[0].1 = FieldValue::F32(1.0);
+        assert!(invalid_reason(&m).contains("Conv2DOptions.padding is I8"));
+
+        let mut m = sample();
+        let opts = m.operators[0].builtin_options.as_mut().expect("options");
+        opts.fields.push((200, FieldValue::I8(0)));
+        assert!(invalid_reason(&m).contains("no field id 200"));
+
+        let mut m = sample();
+        let opts = m.operators[0].builtin_options.as_mut().expect("options");
+        opts.fields.reverse();
+        assert!(invalid_reason(&m).contains("not strictly ascending"));
+
+        let mut m = sample();
+        m.operators[0].builtin_options = Some(BuiltinOptions::new(OptionsUnion::Builtin, 0));
+        assert!(invalid_reason(&m).contains("options type 0"));
+    }
+
+    #[test]
+    fn rejects_inconsistent_quantization() {
+        let mut m = sample();
+        m.tensors[0].quantization.as_mut().expect("q").zero_point = vec![0];
+        assert!(invalid_reason(&m).contains("2 scales but 1 zero points"));
+
+        let mut m = sample();
+        m.tensors[0].quantization.as_mut().expect("q").min = vec![0.0];
+        assert!(invalid_reason(&m).contains("min values"));
+
+        let mut m = sample();
+        m.tensors[0]
+            .quantization
+            .as_mut()
+            .expect("q")
+            .quantized_dimension = 1;
+        assert!(invalid_reason(&m).contains("per-channel scales"));
+
+        let mut m = sample();
+        m.tensors[0]
+            .quantization
+            .as_mut()
+            .expect("q")
+            .quantized_dimension = -1;
+        assert!(invalid_reason(&m).contains("negative quantized_dimension"));
+    }
+
+    #[test]
+    fn rejects_other_schema_versions() {
+        let mut m = sample();
+        m.version = 2;
+        assert!(invalid_reason(&m).contains("schema version 2"));
+    }
+
+    #[test]
+    fn rejects_bad_operators() {
+        let mut m = sample();
+        m.operators[1].opcode.custom = None;
+        assert!(invalid_reason(&m).contains("custom op without a name"));
+        let mut m = sample();
+        m.operators[0].mutating_variable_inputs = vec![true];
+        assert!(invalid_reason(&m).contains("mutating_variable_inputs"));
+        let mut m = sample();
+        m.operators[0].opcode.builtin = -4;
+        assert!(invalid_reason(&m).contains("negative builtin code"));
+    }
+
+    #[test]
+    fn constant_data_is_16_byte_aligned() {
+        let m = sample();
+        let bytes = m.to_bytes().expect("write");
+        let back = Model::from_bytes(&bytes).expect("read");
+        let data = back.tensors[1].data.as_deref().expect("weights");
+        assert_eq!((data.as_ptr() as usize - bytes.as_ptr() as usize) % 16, 0);
+        let custom = back.operators[1].custom_options.as_deref().expect("custom");
+        assert_eq!((custom.as_ptr() as usize - bytes.as_ptr() as usize) % 16, 0);
+    }
 }

@@ -18,6 +18,7 @@
 //! Everything is deterministic: the same data gives the same figures.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -119,13 +120,19 @@ pub fn parse_csv(text: &str, family: Family, path: &Path) -> Result<Vec<Calibrat
             continue;
         }
         let integer = |column: usize| {
-            fields[column]
-                .parse::<u64>()
-                .map_err(|e| error(line_no, format!("column {}: `{}`: {e}", column + 1, fields[column])))
+            fields[column].parse::<u64>().map_err(|e| {
+                error(
+                    line_no,
+                    format!("column {}: `{}`: {e}", column + 1, fields[column]),
+                )
+            })
         };
         let number = |column: usize, positive: bool| {
             let value = fields[column].parse::<f64>().map_err(|e| {
-                error(line_no, format!("column {}: `{}`: {e}", column + 1, fields[column]))
+                error(
+                    line_no,
+                    format!("column {}: `{}`: {e}", column + 1, fields[column]),
+                )
             })?;
             let ok = value.is_finite() && if positive { value > 0.0 } else { value >= 0.0 };
             if ok {
@@ -137,8 +144,8 @@ pub fn parse_csv(text: &str, family: Family, path: &Path) -> Result<Vec<Calibrat
                 ))
             }
         };
-        let size = usize::try_from(integer(0)?)
-            .map_err(|e| error(line_no, format!("column 1: {e}")))?;
+        let size =
+            usize::try_from(integer(0)?).map_err(|e| error(line_no, format!("column 1: {e}")))?;
         if size == 0 {
             return Err(error(line_no, "column 1: size 0".to_owned()));
         }
@@ -237,10 +244,8 @@ impl FitReport {
     }
 }
 
-/// Grid step of the placement search, in bytes.
-const GRID_STEP: u64 = 2048;
-/// Placement search range, in bytes.
-const GRID_RANGE: (u64, u64) = (512 * 1024, 16 * 1024 * 1024);
+/// Range searched for the on-chip budget, in bytes.
+const BUDGET_RANGE: (u64, u64) = (512 * 1024, 16 * 1024 * 1024);
 
 /// Fits the cost model to `points`. Parameters the data cannot determine (a rate of an op
 /// kind without points, the PCIe link, …) keep their values from `start`; `Depthwise` and
@@ -255,8 +260,8 @@ pub fn fit(points: &[CalibrationPoint], start: &EdgeTpuCostModel) -> Result<FitR
     let mut workloads = Vec::with_capacity(points.len());
     for p in points {
         let key = (p.family, p.size);
-        if !built.contains_key(&key) {
-            built.insert(key, p.family.workload(p.size)?);
+        if let Entry::Vacant(slot) = built.entry(key) {
+            slot.insert(p.family.workload(p.size)?);
         }
         workloads.push(key);
     }
@@ -332,71 +337,113 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
-/// Summed absolute error of predicted off-chip MiB.
-fn off_chip_error(model: &EdgeTpuCostModel, data: &[(&CalibrationPoint, &SegmentWorkload)]) -> f64 {
-    data.iter()
-        .map(|(p, w)| {
-            let off = model.predict(w).off_chip_bytes as f64 / MIB;
-            (off - p.off_chip_mib).abs()
-        })
-        .sum()
-}
-
-/// Grid value in the middle of the longest run of grid values with the least error.
-fn best_on_grid(error: impl Fn(u64) -> f64) -> u64 {
-    let grid: Vec<u64> = (GRID_RANGE.0 / GRID_STEP..=GRID_RANGE.1 / GRID_STEP)
-        .map(|k| k * GRID_STEP)
+/// The absolute off-chip error (MiB) of one workload as a step function of the budget,
+/// for a fixed per-tensor `limit`: `(b, error)` pairs, each error holding from its `b` up
+/// to the next pair's `b` (the last one for every larger budget).
+///
+/// First fit only changes when the budget reaches `used_before + size` of a tensor that is
+/// not yet placed; until then every placed tensor stays placed. So the sweep jumps from one
+/// such point to the next.
+fn error_steps(w: &SegmentWorkload, measured_mib: f64, limit: u64) -> Vec<(u64, f64)> {
+    let sizes: Vec<u64> = w
+        .ops
+        .iter()
+        .flat_map(|op| op.param_tensor_bytes.iter().copied())
         .collect();
-    let errors: Vec<f64> = grid.iter().map(|&v| error(v)).collect();
-    let least = errors.iter().copied().fold(f64::INFINITY, f64::min);
-    let mut best = (0usize, 0usize);
-    let mut run_start = None;
-    for (i, &e) in errors.iter().enumerate() {
-        let minimal = e <= least + 1e-9;
-        match (minimal, run_start) {
-            (true, None) => run_start = Some(i),
-            (false, Some(s)) => {
-                if i - s > best.1 - best.0 {
-                    best = (s, i);
-                }
-                run_start = None;
+    let total = sizes.iter().fold(0u64, |acc, &s| acc.saturating_add(s));
+    let mut steps = Vec::new();
+    let mut budget = 0u64;
+    loop {
+        let mut used = 0u64;
+        let mut next = u64::MAX;
+        for &size in sizes.iter().filter(|&&s| s <= limit) {
+            let end = used.saturating_add(size);
+            if end <= budget {
+                used = end;
+            } else {
+                next = next.min(end);
             }
-            _ => {}
         }
-    }
-    if let Some(s) = run_start {
-        if errors.len() - s > best.1 - best.0 {
-            best = (s, errors.len());
+        let off_mib = total.saturating_sub(used) as f64 / MIB;
+        steps.push((budget, (off_mib - measured_mib).abs()));
+        if next == u64::MAX {
+            return steps;
         }
+        budget = next;
     }
-    grid[(best.0 + best.1.saturating_sub(1)) / 2]
 }
 
-/// Coordinate search of the on-chip budget and the per-tensor limit.
-fn fit_placement(model: &mut EdgeTpuCostModel, data: &[(&CalibrationPoint, &SegmentWorkload)]) {
-    model.max_cached_tensor_bytes = u64::MAX;
-    for _ in 0..4 {
-        let before = (model.on_chip_budget_bytes, model.max_cached_tensor_bytes);
-        let budget = best_on_grid(|b| {
-            let trial = EdgeTpuCostModel {
-                on_chip_budget_bytes: b,
-                ..model.clone()
-            };
-            off_chip_error(&trial, data)
-        });
-        model.on_chip_budget_bytes = budget;
-        let limit = best_on_grid(|t| {
-            let trial = EdgeTpuCostModel {
-                max_cached_tensor_bytes: t,
-                ..model.clone()
-            };
-            off_chip_error(&trial, data)
-        });
-        // A limit at or above the budget changes nothing: leave the budget as the only bound.
-        model.max_cached_tensor_bytes = if limit >= budget { u64::MAX } else { limit };
-        if before == (model.on_chip_budget_bytes, model.max_cached_tensor_bytes) {
-            break;
+/// For a fixed per-tensor `limit`: the budget in the middle of the widest budget interval
+/// (within [`BUDGET_RANGE`]) with the least summed off-chip error, and that error.
+fn best_budget(data: &[(&CalibrationPoint, &SegmentWorkload)], limit: u64) -> (u64, f64) {
+    let mut events: Vec<(u64, f64)> = Vec::new();
+    for (p, w) in data {
+        let mut previous = 0.0;
+        for (b, error) in error_steps(w, p.off_chip_mib, limit) {
+            events.push((b, error - previous));
+            previous = error;
         }
+    }
+    events.sort_by_key(|&(b, _)| b);
+    let (lo, hi) = BUDGET_RANGE;
+    let mut best: Option<(f64, u64, u64)> = None; // (error, from, to)
+    let mut error = 0.0;
+    let mut i = 0;
+    while i < events.len() {
+        let b = events[i].0;
+        while i < events.len() && events[i].0 == b {
+            error += events[i].1;
+            i += 1;
+        }
+        let end = events.get(i).map_or(u64::MAX, |e| e.0);
+        let (from, to) = (b.max(lo), end.min(hi));
+        if from >= to {
+            continue;
+        }
+        let better = match best {
+            None => true,
+            Some((e, f, t)) => error < e - 1e-9 || (error <= e + 1e-9 && to - from > t - f),
+        };
+        if better {
+            best = Some((error, from, to));
+        }
+    }
+    match best {
+        Some((error, from, to)) => (from + (to - from) / 2, error),
+        None => (hi, f64::INFINITY),
+    }
+}
+
+/// Joint search of the per-tensor limit and the on-chip budget minimising the summed
+/// absolute off-chip error. Only the order of the limit among the tensor sizes matters, so
+/// each gap between two distinct sizes is tried once (the limit goes in its middle); with
+/// equal errors the larger limit wins, and the largest means no limit at all.
+fn fit_placement(model: &mut EdgeTpuCostModel, data: &[(&CalibrationPoint, &SegmentWorkload)]) {
+    let mut sizes: Vec<u64> = data
+        .iter()
+        .flat_map(|(_, w)| {
+            w.ops
+                .iter()
+                .flat_map(|op| op.param_tensor_bytes.iter().copied())
+        })
+        .filter(|&s| s > 0)
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let mut best: Option<(f64, u64, u64)> = None; // (error, budget, limit)
+    for (j, &size) in sizes.iter().enumerate().rev() {
+        let limit = match sizes.get(j + 1) {
+            Some(&above) => size + (above - size) / 2,
+            None => u64::MAX,
+        };
+        let (budget, error) = best_budget(data, limit);
+        if best.is_none_or(|(e, _, _)| error < e - 1e-9) {
+            best = Some((error, budget, limit));
+        }
+    }
+    if let Some((_, budget, limit)) = best {
+        model.on_chip_budget_bytes = budget;
+        model.max_cached_tensor_bytes = limit;
     }
 }
 
@@ -488,8 +535,16 @@ fn fit_times(model: &mut EdgeTpuCostModel, data: &[(&CalibrationPoint, &SegmentW
     model.macs_per_s.conv2d = conv_rate;
     model.macs_per_s.depthwise_conv2d = conv_rate;
     model.macs_per_s.transpose_conv = conv_rate;
-    if has_data(STREAM) && coefficients[STREAM] > 0.0 {
-        model.stream_bytes_per_s = 1.0 / coefficients[STREAM];
+    if has_data(STREAM) {
+        if coefficients[STREAM] > 0.0 {
+            model.stream_bytes_per_s = 1.0 / coefficients[STREAM];
+        } else {
+            // Streaming dense weights came out free: say so through their read count and
+            // keep the start model's bandwidth for the convolutions' figure below.
+            model.stream_reads.fully_connected = 0.0;
+            model.stream_reads.elementwise = 0.0;
+            model.stream_reads.other = 0.0;
+        }
     }
     if has_data(CONV_STREAM) {
         let reads = coefficients[CONV_STREAM].max(0.0) * model.stream_bytes_per_s;
@@ -549,15 +604,15 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
         if p.abs() < 1e-12 {
             continue;
         }
-        for row in 0..n {
-            if row != col {
-                let f = a[row][col] / p;
-                if f != 0.0 {
-                    for k in col..n {
-                        a[row][k] -= f * a[col][k];
-                    }
-                    b[row] -= f * b[col];
+        let pivot_row = a[col].clone();
+        let pivot_b = b[col];
+        for (row, (r, rb)) in a.iter_mut().zip(b.iter_mut()).enumerate() {
+            let f = r[col] / p;
+            if row != col && f != 0.0 {
+                for (x, y) in r[col..].iter_mut().zip(&pivot_row[col..]) {
+                    *x -= f * y;
                 }
+                *rb -= f * pivot_b;
             }
         }
     }
@@ -618,7 +673,10 @@ mod tests {
     #[test]
     fn family_from_file_name() {
         assert_eq!(Family::from_file_name("fc_single.csv"), Some(Family::Fc));
-        assert_eq!(Family::from_file_name("conv_single.csv"), Some(Family::Conv));
+        assert_eq!(
+            Family::from_file_name("conv_single.csv"),
+            Some(Family::Conv)
+        );
         assert_eq!(Family::from_file_name("mobilenet.csv"), None);
     }
 
@@ -630,7 +688,10 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("temp dir");
         assert!(matches!(load_dir(&dir), Err(Error::Calibration { .. })));
         std::fs::write(dir.join("other.csv"), FC_CSV).expect("write");
-        assert!(matches!(load_dir(&dir), Err(Error::Calibration { line: 0, .. })));
+        assert!(matches!(
+            load_dir(&dir),
+            Err(Error::Calibration { line: 0, .. })
+        ));
         std::fs::remove_file(dir.join("other.csv")).expect("remove");
         std::fs::write(dir.join("fc_a.csv"), FC_CSV).expect("write");
         assert_eq!(load_dir(&dir).expect("valid").len(), 2);
