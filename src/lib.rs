@@ -10,5 +10,6 @@ pub mod backend;
 mod error;
 pub mod model;
 pub mod segment;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -10,9 +10,13 @@
 use std::borrow::Cow;
 
 pub mod edgetpu;
+mod fbwrite;
+mod flatbuf;
 mod graph;
 pub mod ops;
 pub mod options;
+mod reader;
+mod writer;
 
 pub use graph::Graph;
 
@@ -222,5 +226,80 @@ impl Operator<'_> {
     /// Input tensor indices that are present, in order.
     pub fn present_inputs(&self) -> impl Iterator<Item = usize> + '_ {
         self.inputs.iter().flatten().copied()
+    }
+}
+
+fn own<T: ToOwned + ?Sized>(c: Cow<'_, T>) -> Cow<'static, T> {
+    Cow::Owned(c.into_owned())
+}
+
+impl Model<'_> {
+    /// Copies every borrowed name and constant into owned storage, detaching the model
+    /// from the file bytes it was read from.
+    pub fn into_owned(self) -> Model<'static> {
+        Model {
+            version: self.version,
+            description: self.description.map(own),
+            subgraph_name: self.subgraph_name.map(own),
+            tensors: self.tensors.into_iter().map(Tensor::into_owned).collect(),
+            operators: self
+                .operators
+                .into_iter()
+                .map(Operator::into_owned)
+                .collect(),
+            inputs: self.inputs,
+            outputs: self.outputs,
+            metadata: self
+                .metadata
+                .into_iter()
+                .map(|m| Metadata {
+                    name: own(m.name),
+                    data: own(m.data),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Tensor<'_> {
+    /// The same tensor with owned name and data.
+    pub fn into_owned(self) -> Tensor<'static> {
+        Tensor {
+            name: own(self.name),
+            element_type: self.element_type,
+            shape: self.shape,
+            shape_signature: self.shape_signature,
+            quantization: self.quantization,
+            data: self.data.map(own),
+            is_variable: self.is_variable,
+            has_rank: self.has_rank,
+        }
+    }
+}
+
+impl OpCode<'_> {
+    /// The same op code with an owned custom name.
+    pub fn into_owned(self) -> OpCode<'static> {
+        OpCode {
+            builtin: self.builtin,
+            custom: self.custom.map(own),
+            version: self.version,
+        }
+    }
+}
+
+impl Operator<'_> {
+    /// The same operator with owned op code and custom options.
+    pub fn into_owned(self) -> Operator<'static> {
+        Operator {
+            opcode: self.opcode.into_owned(),
+            inputs: self.inputs,
+            outputs: self.outputs,
+            intermediates: self.intermediates,
+            builtin_options: self.builtin_options,
+            custom_options: self.custom_options.map(own),
+            custom_options_format: self.custom_options_format,
+            mutating_variable_inputs: self.mutating_variable_inputs,
+        }
     }
 }
