@@ -82,6 +82,14 @@ pub enum Error {
         expected: FieldType,
         actual: FieldType,
     },
+
+    /// A calibration file is malformed; `line` is 1-based (0 for the file as a whole).
+    #[error("calibration data {path}, line {line}: {reason}")]
+    Calibration {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
 }
 
 impl Error {

@@ -9,12 +9,15 @@
 
 use std::borrow::Cow;
 
+pub mod builder;
 pub mod edgetpu;
 mod fbwrite;
+pub mod figures;
 mod flatbuf;
 mod graph;
 pub mod ops;
 pub mod options;
+pub mod paper;
 mod reader;
 mod writer;
 

@@ -1,0 +1,742 @@
+//! Fitting the [`EdgeTpuCostModel`] to real single-device measurements.
+//!
+//! The measurements (`/work/shared/calibration` in this project, see its README) are CSV
+//! files, one per model family, with columns: size knob (hidden neurons N or filters F),
+//! MACs, on-chip MiB, off-chip MiB, milliseconds per inference. The file name says the
+//! family: `fc_*.csv` or `conv_*.csv`.
+//!
+//! [`fit`] rebuilds each measured model with [`crate::model::paper`], turns it into a
+//! [`SegmentWorkload`] exactly as a segment of a real model would be, and fits:
+//!
+//! 1. the placement parameters (on-chip budget and largest cached tensor), by coordinate
+//!    search on a grid of 2 KiB steps minimising the summed absolute error of predicted
+//!    off-chip MiB; within the best run of grid values the middle is taken;
+//! 2. the time parameters, by least squares on the relative time error (the latency is
+//!    linear in the inverse rates once the placement is known), keeping every coefficient
+//!    non-negative.
+//!
+//! Everything is deterministic: the same data gives the same figures.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::model::figures::OpKind;
+use crate::model::paper;
+use crate::profile::cost_model::{EdgeTpuCostModel, MIB, SegmentWorkload};
+use crate::{Error, Result};
+
+/// A family of the paper's synthetic models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    /// Dense layers: 64 inputs → 4 × Dense(N, tanh) → Dense(10).
+    Fc,
+    /// Convolutions: 64×64×3 → 5 × Conv2D(F, 3×3, same, ReLU).
+    Conv,
+}
+
+impl Family {
+    /// Short name, as in the calibration file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Fc => "fc",
+            Family::Conv => "conv",
+        }
+    }
+
+    /// The family of a calibration file, from its name's prefix (`fc_` or `conv_`).
+    pub fn from_file_name(name: &str) -> Option<Self> {
+        if name.starts_with("fc_") {
+            Some(Family::Fc)
+        } else if name.starts_with("conv_") {
+            Some(Family::Conv)
+        } else {
+            None
+        }
+    }
+
+    /// The workload of the whole model of this family with size knob `size`, built as a
+    /// real model by [`crate::model::paper`].
+    pub fn workload(self, size: usize) -> Result<SegmentWorkload> {
+        let model = match self {
+            Family::Fc => paper::fc(size)?,
+            Family::Conv => paper::conv(size)?,
+        };
+        Ok(SegmentWorkload::from_model(
+            &model,
+            0..model.operators.len(),
+        ))
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One measured model: a row of a calibration file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CalibrationPoint {
+    pub family: Family,
+    /// Hidden neurons N (fc) or filters F (conv).
+    pub size: usize,
+    /// MACs as the experiment counted them.
+    pub macs: u64,
+    /// MiB of parameters the compiler cached on chip.
+    pub on_chip_mib: f64,
+    /// MiB of parameters the compiler left in host memory.
+    pub off_chip_mib: f64,
+    /// Mean milliseconds of one inference.
+    pub latency_ms: f64,
+}
+
+/// Parses the text of one calibration file (`path` only names it in errors). The first
+/// non-blank line is the header; every other non-blank line is a point.
+pub fn parse_csv(text: &str, family: Family, path: &Path) -> Result<Vec<CalibrationPoint>> {
+    let error = |line: usize, reason: String| Error::Calibration {
+        path: path.to_path_buf(),
+        line,
+        reason,
+    };
+    let mut points = Vec::new();
+    let mut header_seen = false;
+    for (index, line) in text.lines().enumerate() {
+        let line_no = index + 1;
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        if fields.len() != 5 {
+            return Err(error(
+                line_no,
+                format!("expected 5 comma-separated columns, found {}", fields.len()),
+            ));
+        }
+        if !header_seen {
+            header_seen = true;
+            continue;
+        }
+        let integer = |column: usize| {
+            fields[column]
+                .parse::<u64>()
+                .map_err(|e| error(line_no, format!("column {}: `{}`: {e}", column + 1, fields[column])))
+        };
+        let number = |column: usize, positive: bool| {
+            let value = fields[column].parse::<f64>().map_err(|e| {
+                error(line_no, format!("column {}: `{}`: {e}", column + 1, fields[column]))
+            })?;
+            let ok = value.is_finite() && if positive { value > 0.0 } else { value >= 0.0 };
+            if ok {
+                Ok(value)
+            } else {
+                Err(error(
+                    line_no,
+                    format!("column {}: {value} out of range", column + 1),
+                ))
+            }
+        };
+        let size = usize::try_from(integer(0)?)
+            .map_err(|e| error(line_no, format!("column 1: {e}")))?;
+        if size == 0 {
+            return Err(error(line_no, "column 1: size 0".to_owned()));
+        }
+        points.push(CalibrationPoint {
+            family,
+            size,
+            macs: integer(1)?,
+            on_chip_mib: number(2, false)?,
+            off_chip_mib: number(3, false)?,
+            latency_ms: number(4, true)?,
+        });
+    }
+    if !header_seen {
+        return Err(error(0, "empty file".to_owned()));
+    }
+    Ok(points)
+}
+
+/// Reads every `*.csv` of `dir` (in file-name order); each name must start with `fc_` or
+/// `conv_`. Errors if there is none.
+pub fn load_dir(dir: &Path) -> Result<Vec<CalibrationPoint>> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .map(|entry| entry.map(|e| e.path()).map_err(io(dir)))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::Calibration {
+            path: dir.to_path_buf(),
+            line: 0,
+            reason: "no .csv files".to_owned(),
+        });
+    }
+    let mut points = Vec::new();
+    for path in files {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let family = name
+            .as_deref()
+            .and_then(Family::from_file_name)
+            .ok_or_else(|| Error::Calibration {
+                path: path.clone(),
+                line: 0,
+                reason: "file name must start with `fc_` or `conv_`".to_owned(),
+            })?;
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        points.extend(parse_csv(&text, family, &path)?);
+    }
+    Ok(points)
+}
+
+/// Measured against predicted, for one calibration point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitRow {
+    pub family: Family,
+    pub size: usize,
+    pub measured_ms: f64,
+    pub predicted_ms: f64,
+    pub measured_on_chip_mib: f64,
+    pub predicted_on_chip_mib: f64,
+    pub measured_off_chip_mib: f64,
+    pub predicted_off_chip_mib: f64,
+}
+
+/// Absolute errors of one family's points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FamilyErrors {
+    pub family: Family,
+    pub points: usize,
+    pub median_ms: f64,
+    pub worst_ms: f64,
+    pub median_off_chip_mib: f64,
+    pub worst_off_chip_mib: f64,
+}
+
+/// The outcome of [`fit`]: the fitted model and how well it matches each point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitReport {
+    pub model: EdgeTpuCostModel,
+    /// One row per point, in input order.
+    pub rows: Vec<FitRow>,
+    /// One entry per family present, fc first.
+    pub families: Vec<FamilyErrors>,
+}
+
+impl FitReport {
+    /// The errors of `family`, if it had points.
+    pub fn family(&self, family: Family) -> Option<&FamilyErrors> {
+        self.families.iter().find(|f| f.family == family)
+    }
+}
+
+/// Range searched for the on-chip budget, in bytes.
+const BUDGET_RANGE: (u64, u64) = (512 * 1024, 16 * 1024 * 1024);
+
+/// Fits the cost model to `points`. Parameters the data cannot determine (a rate of an op
+/// kind without points, the PCIe link, …) keep their values from `start`; `Depthwise` and
+/// `TransposeConv` take the fitted `Conv2d` figures.
+///
+/// Errors if `points` is empty or a paper model cannot be built.
+pub fn fit(points: &[CalibrationPoint], start: &EdgeTpuCostModel) -> Result<FitReport> {
+    if points.is_empty() {
+        return Err(Error::invalid("calibration points", "none given"));
+    }
+    let mut built: HashMap<(Family, usize), SegmentWorkload> = HashMap::new();
+    let mut workloads = Vec::with_capacity(points.len());
+    for p in points {
+        let key = (p.family, p.size);
+        if !built.contains_key(&key) {
+            built.insert(key, p.family.workload(p.size)?);
+        }
+        workloads.push(key);
+    }
+    let data: Vec<(&CalibrationPoint, &SegmentWorkload)> = points
+        .iter()
+        .zip(&workloads)
+        .filter_map(|(p, key)| Some((p, built.get(key)?)))
+        .collect();
+
+    let mut model = start.clone();
+    fit_placement(&mut model, &data);
+    fit_times(&mut model, &data);
+
+    let rows: Vec<FitRow> = data
+        .iter()
+        .map(|(p, w)| {
+            let prediction = model.predict(w);
+            FitRow {
+                family: p.family,
+                size: p.size,
+                measured_ms: p.latency_ms,
+                predicted_ms: prediction.latency_s * 1e3,
+                measured_on_chip_mib: p.on_chip_mib,
+                predicted_on_chip_mib: prediction.on_chip_bytes as f64 / MIB,
+                measured_off_chip_mib: p.off_chip_mib,
+                predicted_off_chip_mib: prediction.off_chip_bytes as f64 / MIB,
+            }
+        })
+        .collect();
+    let families = [Family::Fc, Family::Conv]
+        .into_iter()
+        .filter_map(|family| family_errors(family, &rows))
+        .collect();
+    Ok(FitReport {
+        model,
+        rows,
+        families,
+    })
+}
+
+fn family_errors(family: Family, rows: &[FitRow]) -> Option<FamilyErrors> {
+    let mine: Vec<&FitRow> = rows.iter().filter(|r| r.family == family).collect();
+    if mine.is_empty() {
+        return None;
+    }
+    let ms: Vec<f64> = mine
+        .iter()
+        .map(|r| (r.predicted_ms - r.measured_ms).abs())
+        .collect();
+    let off: Vec<f64> = mine
+        .iter()
+        .map(|r| (r.predicted_off_chip_mib - r.measured_off_chip_mib).abs())
+        .collect();
+    Some(FamilyErrors {
+        family,
+        points: mine.len(),
+        median_ms: median(&ms),
+        worst_ms: ms.iter().copied().fold(0.0, f64::max),
+        median_off_chip_mib: median(&off),
+        worst_off_chip_mib: off.iter().copied().fold(0.0, f64::max),
+    })
+}
+
+/// Median of a non-empty slice (mean of the two middle values for an even count).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => sorted[n / 2],
+        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// The absolute off-chip error (MiB) of one workload as a step function of the budget,
+/// for a fixed per-tensor `limit`: `(b, error)` pairs, each error holding from its `b` up
+/// to the next pair's `b` (the last one for every larger budget).
+///
+/// First fit only changes when the budget reaches `used_before + size` of a tensor that is
+/// not yet placed; until then every placed tensor stays placed. So the sweep jumps from one
+/// such point to the next.
+fn error_steps(w: &SegmentWorkload, measured_mib: f64, limit: u64) -> Vec<(u64, f64)> {
+    let sizes: Vec<u64> = w
+        .ops
+        .iter()
+        .flat_map(|op| op.param_tensor_bytes.iter().copied())
+        .collect();
+    let total = sizes.iter().fold(0u64, |acc, &s| acc.saturating_add(s));
+    let mut steps = Vec::new();
+    let mut budget = 0u64;
+    loop {
+        let mut used = 0u64;
+        let mut next = u64::MAX;
+        for &size in sizes.iter().filter(|&&s| s <= limit) {
+            let end = used.saturating_add(size);
+            if end <= budget {
+                used = end;
+            } else {
+                next = next.min(end);
+            }
+        }
+        let off_mib = total.saturating_sub(used) as f64 / MIB;
+        steps.push((budget, (off_mib - measured_mib).abs()));
+        if next == u64::MAX {
+            return steps;
+        }
+        budget = next;
+    }
+}
+
+/// For a fixed per-tensor `limit`: the budget in the middle of the widest budget interval
+/// (within [`BUDGET_RANGE`]) with the least summed off-chip error, and that error.
+fn best_budget(data: &[(&CalibrationPoint, &SegmentWorkload)], limit: u64) -> (u64, f64) {
+    let mut events: Vec<(u64, f64)> = Vec::new();
+    for (p, w) in data {
+        let mut previous = 0.0;
+        for (b, error) in error_steps(w, p.off_chip_mib, limit) {
+            events.push((b, error - previous));
+            previous = error;
+        }
+    }
+    events.sort_by_key(|&(b, _)| b);
+    let (lo, hi) = BUDGET_RANGE;
+    let mut best: Option<(f64, u64, u64)> = None; // (error, from, to)
+    let mut error = 0.0;
+    let mut i = 0;
+    while i < events.len() {
+        let b = events[i].0;
+        while i < events.len() && events[i].0 == b {
+            error += events[i].1;
+            i += 1;
+        }
+        let end = events.get(i).map_or(u64::MAX, |e| e.0);
+        let (from, to) = (b.max(lo), end.min(hi));
+        if from >= to {
+            continue;
+        }
+        let better = match best {
+            None => true,
+            Some((e, f, t)) => error < e - 1e-9 || (error <= e + 1e-9 && to - from > t - f),
+        };
+        if better {
+            best = Some((error, from, to));
+        }
+    }
+    match best {
+        Some((error, from, to)) => (from + (to - from) / 2, error),
+        None => (hi, f64::INFINITY),
+    }
+}
+
+/// Joint search of the per-tensor limit and the on-chip budget minimising the summed
+/// absolute off-chip error. Only the order of the limit among the tensor sizes matters, so
+/// each gap between two distinct sizes is tried once (the limit goes in its middle); with
+/// equal errors the larger limit wins, and the largest means no limit at all.
+fn fit_placement(model: &mut EdgeTpuCostModel, data: &[(&CalibrationPoint, &SegmentWorkload)]) {
+    let mut sizes: Vec<u64> = data
+        .iter()
+        .flat_map(|(_, w)| w.ops.iter().flat_map(|op| op.param_tensor_bytes.iter().copied()))
+        .filter(|&s| s > 0)
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let mut best: Option<(f64, u64, u64)> = None; // (error, budget, limit)
+    for (j, &size) in sizes.iter().enumerate().rev() {
+        let limit = match sizes.get(j + 1) {
+            Some(&above) => size + (above - size) / 2,
+            None => u64::MAX,
+        };
+        let (budget, error) = best_budget(data, limit);
+        if best.is_none_or(|(e, _, _)| error < e - 1e-9) {
+            best = Some((error, budget, limit));
+        }
+    }
+    if let Some((_, budget, limit)) = best {
+        model.on_chip_budget_bytes = budget;
+        model.max_cached_tensor_bytes = limit;
+    }
+}
+
+/// Columns of the time fit: latency = Σ coefficient · feature.
+const OVERHEAD: usize = 0;
+const FC_MACS: usize = 1;
+const CONV_MACS: usize = 2;
+const STREAM: usize = 3;
+const CONV_STREAM: usize = 4;
+const IO: usize = 5;
+const COLUMNS: usize = 6;
+
+fn conv_like(kind: OpKind) -> bool {
+    matches!(
+        kind,
+        OpKind::Conv2d | OpKind::DepthwiseConv2d | OpKind::TransposeConv
+    )
+}
+
+/// The features of one workload under `model`'s placement.
+fn features(model: &EdgeTpuCostModel, w: &SegmentWorkload) -> [f64; COLUMNS] {
+    let mut x = [0.0; COLUMNS];
+    x[OVERHEAD] = 1.0;
+    x[IO] = w.input_bytes.saturating_add(w.output_bytes) as f64;
+    for (op, cached) in w.ops.iter().zip(model.placement(w)) {
+        let off: f64 = op
+            .param_tensor_bytes
+            .iter()
+            .zip(&cached)
+            .filter(|(_, on)| !**on)
+            .map(|(&b, _)| b as f64)
+            .sum();
+        if conv_like(op.kind) {
+            x[CONV_MACS] += op.macs as f64;
+            x[CONV_STREAM] += off;
+        } else {
+            if op.kind == OpKind::FullyConnected {
+                x[FC_MACS] += op.macs as f64;
+            }
+            // Dense layers read streamed weights once; other kinds keep the start model's count.
+            let reads = if op.kind == OpKind::FullyConnected {
+                1.0
+            } else {
+                model.stream_reads.get(op.kind)
+            };
+            x[STREAM] += off * reads;
+        }
+    }
+    x
+}
+
+/// Non-negative least squares on the relative time error, then the coefficients mapped
+/// back to the model's rates.
+fn fit_times(model: &mut EdgeTpuCostModel, data: &[(&CalibrationPoint, &SegmentWorkload)]) {
+    let rows: Vec<([f64; COLUMNS], f64)> = data
+        .iter()
+        .map(|(p, w)| (features(model, w), p.latency_ms * 1e-3))
+        .collect();
+    // Columns with no data keep the start model's value.
+    let mut active: Vec<bool> = (0..COLUMNS)
+        .map(|c| rows.iter().any(|(x, _)| x[c] != 0.0))
+        .collect();
+    let coefficients = loop {
+        let solution = weighted_least_squares(&rows, &active);
+        let most_negative = (0..COLUMNS)
+            .filter(|&c| active[c] && solution[c] < 0.0)
+            .min_by(|&a, &b| solution[a].total_cmp(&solution[b]));
+        match most_negative {
+            Some(c) => active[c] = false,
+            None => break solution,
+        }
+    };
+    let has_data = |c: usize| rows.iter().any(|(x, _)| x[c] != 0.0);
+    let rate = |c: usize, old: f64| {
+        if !has_data(c) {
+            old
+        } else if coefficients[c] > 0.0 {
+            1.0 / coefficients[c]
+        } else {
+            f64::INFINITY
+        }
+    };
+    if has_data(OVERHEAD) {
+        model.invoke_overhead_s = coefficients[OVERHEAD].max(0.0);
+    }
+    let fc_rate = rate(FC_MACS, model.macs_per_s.fully_connected);
+    let conv_rate = rate(CONV_MACS, model.macs_per_s.conv2d);
+    model.macs_per_s.fully_connected = fc_rate;
+    model.macs_per_s.conv2d = conv_rate;
+    model.macs_per_s.depthwise_conv2d = conv_rate;
+    model.macs_per_s.transpose_conv = conv_rate;
+    if has_data(STREAM) && coefficients[STREAM] > 0.0 {
+        model.stream_bytes_per_s = 1.0 / coefficients[STREAM];
+    }
+    if has_data(CONV_STREAM) {
+        let reads = coefficients[CONV_STREAM].max(0.0) * model.stream_bytes_per_s;
+        model.stream_reads.conv2d = reads;
+        model.stream_reads.depthwise_conv2d = reads;
+        model.stream_reads.transpose_conv = reads;
+    }
+    model.io_bytes_per_s = rate(IO, model.io_bytes_per_s);
+}
+
+/// Minimises Σ ((x·a − t) / t)² over the active columns; inactive coefficients are 0.
+/// Columns are scaled to unit size first so that seconds and MACs mix well.
+fn weighted_least_squares(rows: &[([f64; COLUMNS], f64)], active: &[bool]) -> [f64; COLUMNS] {
+    let columns: Vec<usize> = (0..COLUMNS).filter(|&c| active[c]).collect();
+    let n = columns.len();
+    let scale: Vec<f64> = columns
+        .iter()
+        .map(|&c| {
+            let m = rows.iter().map(|(x, _)| x[c].abs()).fold(0.0, f64::max);
+            if m > 0.0 { m } else { 1.0 }
+        })
+        .collect();
+    // Normal equations A a = b with rows x/t and targets 1.
+    let mut a = vec![vec![0.0; n]; n];
+    let mut b = vec![0.0; n];
+    for (x, t) in rows {
+        let z: Vec<f64> = columns
+            .iter()
+            .zip(&scale)
+            .map(|(&c, s)| x[c] / s / t)
+            .collect();
+        for i in 0..n {
+            b[i] += z[i];
+            for j in 0..n {
+                a[i][j] += z[i] * z[j];
+            }
+        }
+    }
+    let solved = solve(a, b);
+    let mut out = [0.0; COLUMNS];
+    for ((&c, s), v) in columns.iter().zip(&scale).zip(solved) {
+        out[c] = v / s;
+    }
+    out
+}
+
+/// Gaussian elimination with partial pivoting; a singular direction gets 0.
+fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
+    let n = b.len();
+    for col in 0..n {
+        let pivot = (col..n)
+            .max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))
+            .unwrap_or(col);
+        a.swap(col, pivot);
+        b.swap(col, pivot);
+        let p = a[col][col];
+        if p.abs() < 1e-12 {
+            continue;
+        }
+        for row in 0..n {
+            if row != col {
+                let f = a[row][col] / p;
+                if f != 0.0 {
+                    for k in col..n {
+                        a[row][k] -= f * a[col][k];
+                    }
+                    b[row] -= f * b[col];
+                }
+            }
+        }
+    }
+    (0..n)
+        .map(|i| {
+            if a[i][i].abs() < 1e-12 {
+                0.0
+            } else {
+                b[i] / a[i][i]
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FC_CSV: &str = "Hidden neurons,# MACs,On chip mem used,Off chip mem used,Inference time
+100,37400,0.050537109375,0.0,0.11334754526615143
+
+1620,7993080,5.34,2.57,7.423567585647106
+";
+
+    #[test]
+    fn parses_a_calibration_file() {
+        let points = parse_csv(FC_CSV, Family::Fc, Path::new("fc_test.csv")).expect("valid");
+        assert_eq!(points.len(), 2);
+        assert_eq!(points[1].size, 1620);
+        assert_eq!(points[1].macs, 7_993_080);
+        assert_eq!(points[1].on_chip_mib, 5.34);
+        assert_eq!(points[1].off_chip_mib, 2.57);
+        assert!((points[1].latency_ms - 7.4236).abs() < 1e-4);
+    }
+
+    #[test]
+    fn malformed_lines_name_file_and_line() {
+        let cases = [
+            ("a,b,c,d,e\n1,2,3\n", 2),
+            ("a,b,c,d,e\n1,2,x,0,1\n", 2),
+            ("a,b,c,d,e\n1,2,0,0,1\n1,2,0,-1,1\n", 3),
+            ("a,b,c,d,e\n1,2,0,0,0\n", 2),
+            ("a,b,c,d,e\n0,2,0,0,1\n", 2),
+            ("a,b,c,d,e\n1,2,0,0,inf\n", 2),
+            ("", 0),
+        ];
+        for (text, line) in cases {
+            match parse_csv(text, Family::Conv, Path::new("conv_x.csv")) {
+                Err(Error::Calibration { path, line: l, .. }) => {
+                    assert_eq!(path, Path::new("conv_x.csv"));
+                    assert_eq!(l, line, "{text:?}");
+                }
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn family_from_file_name() {
+        assert_eq!(Family::from_file_name("fc_single.csv"), Some(Family::Fc));
+        assert_eq!(Family::from_file_name("conv_single.csv"), Some(Family::Conv));
+        assert_eq!(Family::from_file_name("mobilenet.csv"), None);
+    }
+
+    #[test]
+    fn load_dir_errors() {
+        let missing = Path::new("/nonexistent/multitpu-calibration");
+        assert!(matches!(load_dir(missing), Err(Error::Io { .. })));
+        let dir = std::env::temp_dir().join(format!("multitpu-cal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        assert!(matches!(load_dir(&dir), Err(Error::Calibration { .. })));
+        std::fs::write(dir.join("other.csv"), FC_CSV).expect("write");
+        assert!(matches!(load_dir(&dir), Err(Error::Calibration { line: 0, .. })));
+        std::fs::remove_file(dir.join("other.csv")).expect("remove");
+        std::fs::write(dir.join("fc_a.csv"), FC_CSV).expect("write");
+        assert_eq!(load_dir(&dir).expect("valid").len(), 2);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn fit_needs_points() {
+        assert!(fit(&[], &EdgeTpuCostModel::usb_default()).is_err());
+    }
+
+    /// Points made by a known model are fitted back to (nearly) the same model.
+    #[test]
+    fn fit_recovers_a_known_model() {
+        let truth = EdgeTpuCostModel {
+            on_chip_budget_bytes: 7 * 1024 * 1024,
+            max_cached_tensor_bytes: 5 * 1024 * 1024,
+            stream_bytes_per_s: 300e6,
+            io_bytes_per_s: 500e6,
+            invoke_overhead_s: 0.2e-3,
+            ..EdgeTpuCostModel::usb_default()
+        };
+        let mut truth = truth;
+        truth.macs_per_s.fully_connected = 50e9;
+        truth.macs_per_s.conv2d = 1e12;
+        truth.stream_reads.conv2d = 2.5;
+        let sizes = [
+            (Family::Fc, 200),
+            (Family::Fc, 1200),
+            (Family::Fc, 1700),
+            (Family::Fc, 2100),
+            (Family::Fc, 2400),
+            (Family::Conv, 64),
+            (Family::Conv, 200),
+            (Family::Conv, 400),
+            (Family::Conv, 480),
+            (Family::Conv, 560),
+        ];
+        let points: Vec<CalibrationPoint> = sizes
+            .iter()
+            .map(|&(family, size)| {
+                let p = truth.predict(&family.workload(size).expect("builds"));
+                CalibrationPoint {
+                    family,
+                    size,
+                    macs: 0,
+                    on_chip_mib: p.on_chip_bytes as f64 / MIB,
+                    off_chip_mib: p.off_chip_bytes as f64 / MIB,
+                    latency_ms: p.latency_s * 1e3,
+                }
+            })
+            .collect();
+        let report = fit(&points, &EdgeTpuCostModel::usb_default()).expect("fits");
+        for f in &report.families {
+            assert!(f.worst_off_chip_mib < 1e-9, "{f:?}");
+            assert!(f.worst_ms < 1e-6, "{f:?}");
+        }
+        let m = &report.model;
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * b.abs();
+        assert!(close(m.stream_bytes_per_s, 300e6), "{m:?}");
+        assert!(close(m.macs_per_s.fully_connected, 50e9), "{m:?}");
+        assert!(close(m.macs_per_s.conv2d, 1e12), "{m:?}");
+        assert!(close(m.stream_reads.conv2d, 2.5), "{m:?}");
+        assert!(close(m.io_bytes_per_s, 500e6), "{m:?}");
+        assert!(close(m.invoke_overhead_s, 0.2e-3), "{m:?}");
+    }
+}

@@ -1,0 +1,699 @@
+//! An analytic cost model of one Coral Edge TPU, fitted to real single-device measurements.
+//!
+//! The model predicts the latency of one inference of a segment (a run of operators) and how
+//! many of its parameter bytes the Edge TPU compiler would cache on chip:
+//!
+//! ```text
+//! latency = invoke_overhead
+//!         + Σ_ops   macs(op) / macs_per_s[kind(op)]                          (compute)
+//!         + Σ_off   bytes(t) · stream_reads[kind(op reading t)] / stream_bw  (stream)
+//!         + (input_bytes + output_bytes) / io_bw                             (transfer)
+//! ```
+//!
+//! where `Σ_off` runs over the parameter tensors the placement rule leaves in host memory.
+//!
+//! **Placement** ([`EdgeTpuCostModel::placement`]): the compiler caches parameters a whole
+//! tensor at a time, in execution order. A tensor is cached if it is no larger than
+//! [`max_cached_tensor_bytes`](EdgeTpuCostModel::max_cached_tensor_bytes) and fits in what is
+//! left of [`on_chip_budget_bytes`](EdgeTpuCostModel::on_chip_budget_bytes); otherwise it stays
+//! off chip and the walk goes on, so a later, smaller tensor can still be cached (first fit).
+//! This reproduces the calibration data: at fc N=2020 layers 1, 2 and 5 are cached and layers
+//! 3 and 4 streamed; at fc N=2700 every 7.09 MiB hidden layer is streamed although a single
+//! one would fit the budget, which is what the per-tensor limit captures.
+//!
+//! **Device bytes** ([`DeviceLayout`]): the compiler reports parameter sizes in its own layout,
+//! not the TFLite file's. Weights of convolutions and dense layers are padded: output channels
+//! to a multiple of 64, input depth to a multiple of 4, plus 8 bytes per (padded) output
+//! channel when the weights are quantized per channel. Bias tensors are not reported. With
+//! this rule the compiler's on+off totals of all 141 calibration models are matched to within
+//! 0.02 MiB except one (fc N=2000, 0.1 MiB).
+//!
+//! See `docs/cost-model.md` for the fit and its errors.
+
+use std::collections::HashSet;
+use std::ops::Range;
+
+use crate::model::figures::{OpKind, op_figures};
+use crate::model::{Model, Tensor};
+
+/// One mebibyte, the unit of the compiler's reports.
+pub const MIB: f64 = 1024.0 * 1024.0;
+
+/// How the Edge TPU is attached to the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Link {
+    /// USB 3 (the Coral USB Accelerator).
+    Usb3,
+    /// PCIe Gen2 x1 (M.2 / mini-PCIe Coral modules).
+    Pcie,
+}
+
+impl Link {
+    /// Nominal payload rate of the link in bytes/s: both USB 3 (5 Gb/s) and PCIe Gen2 x1
+    /// (5 GT/s) use 8b/10b coding, so 500 MB/s. Measured rates are lower; see
+    /// [`EdgeTpuCostModel::stream_bytes_per_s`].
+    pub fn nominal_bytes_per_s(self) -> f64 {
+        match self {
+            Link::Usb3 | Link::Pcie => 500e6,
+        }
+    }
+}
+
+/// One value per [`OpKind`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PerKind<T> {
+    pub conv2d: T,
+    pub depthwise_conv2d: T,
+    pub fully_connected: T,
+    pub transpose_conv: T,
+    pub elementwise: T,
+    pub other: T,
+}
+
+impl<T: Copy> PerKind<T> {
+    /// The same value for every kind.
+    pub fn splat(value: T) -> Self {
+        PerKind {
+            conv2d: value,
+            depthwise_conv2d: value,
+            fully_connected: value,
+            transpose_conv: value,
+            elementwise: value,
+            other: value,
+        }
+    }
+
+    /// The value for `kind`.
+    pub fn get(&self, kind: OpKind) -> T {
+        match kind {
+            OpKind::Conv2d => self.conv2d,
+            OpKind::DepthwiseConv2d => self.depthwise_conv2d,
+            OpKind::FullyConnected => self.fully_connected,
+            OpKind::TransposeConv => self.transpose_conv,
+            OpKind::Elementwise => self.elementwise,
+            OpKind::Other => self.other,
+        }
+    }
+
+    /// Every value, with its kind.
+    pub fn iter(&self) -> impl Iterator<Item = (OpKind, T)> + '_ {
+        [
+            OpKind::Conv2d,
+            OpKind::DepthwiseConv2d,
+            OpKind::FullyConnected,
+            OpKind::TransposeConv,
+            OpKind::Elementwise,
+            OpKind::Other,
+        ]
+        .into_iter()
+        .map(|kind| (kind, self.get(kind)))
+    }
+}
+
+/// How the Edge TPU compiler lays out parameters, i.e. how many bytes of its parameter
+/// budget a TFLite parameter tensor takes.
+///
+/// For the weights of `CONV_2D`, `TRANSPOSE_CONV` (`[out_c, k_h, k_w, in_c]`),
+/// `FULLY_CONNECTED` (`[units, in]`) and `DEPTHWISE_CONV_2D` (`[1, k_h, k_w, c]`):
+///
+/// ```text
+/// bytes = ceil(out_c, channel_align) · (k_h · k_w · ceil(in_c, depth_align) + q)
+/// ```
+///
+/// with `q = per_channel_quant_bytes` if the weights have more than one quantization scale,
+/// else 0 (depthwise: no input depth factor). Bias tensors of those ops and the constant
+/// output shape of `TRANSPOSE_CONV` take 0 bytes. Any other constant tensor (or weights of
+/// an unexpected rank) takes its plain byte size.
+///
+/// The conv and dense rules reproduce the compiler's reports of the calibration models
+/// exactly; the depthwise rule is the same idea, not checked against compiler output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceLayout {
+    /// Output channels are padded to a multiple of this.
+    pub channel_align: u64,
+    /// Input depth is padded to a multiple of this.
+    pub depth_align: u64,
+    /// Extra bytes per padded output channel for per-channel quantized weights.
+    pub per_channel_quant_bytes: u64,
+}
+
+impl DeviceLayout {
+    /// The layout of the `edgetpu_compiler` that produced the calibration data.
+    pub const EDGE_TPU: DeviceLayout = DeviceLayout {
+        channel_align: 64,
+        depth_align: 4,
+        per_channel_quant_bytes: 8,
+    };
+
+    /// Device bytes of input `position` (a constant tensor `tensor`) of an op of `kind`.
+    pub fn param_bytes(&self, kind: OpKind, position: usize, tensor: &Tensor) -> u64 {
+        let plain = tensor.byte_size().map_or(0, |b| b as u64);
+        let dims: Option<Vec<u64>> = tensor
+            .shape
+            .iter()
+            .map(|&d| u64::try_from(d).ok())
+            .collect();
+        let Some(dims) = dims else { return plain };
+        let per_channel = tensor
+            .quantization
+            .as_ref()
+            .is_some_and(|q| q.scale.len() > 1);
+        let q = if per_channel {
+            self.per_channel_quant_bytes
+        } else {
+            0
+        };
+        match (kind, position, dims.as_slice()) {
+            (OpKind::Conv2d | OpKind::TransposeConv, 1, &[out_c, k_h, k_w, in_c]) => {
+                let inner = k_h
+                    .saturating_mul(k_w)
+                    .saturating_mul(round_up(in_c, self.depth_align));
+                round_up(out_c, self.channel_align).saturating_mul(inner.saturating_add(q))
+            }
+            (OpKind::FullyConnected, 1, &[units, inputs]) => {
+                let inner = round_up(inputs, self.depth_align);
+                round_up(units, self.channel_align).saturating_mul(inner.saturating_add(q))
+            }
+            (OpKind::DepthwiseConv2d, 1, &[_, k_h, k_w, c]) => round_up(c, self.channel_align)
+                .saturating_mul(k_h.saturating_mul(k_w).saturating_add(q)),
+            (OpKind::Conv2d | OpKind::FullyConnected | OpKind::DepthwiseConv2d, 2, _)
+            | (OpKind::TransposeConv, 0 | 3, _) => 0,
+            _ => plain,
+        }
+    }
+}
+
+impl Default for DeviceLayout {
+    fn default() -> Self {
+        DeviceLayout::EDGE_TPU
+    }
+}
+
+/// `x` rounded up to a multiple of `align` (unchanged when `align` is 0), saturating.
+fn round_up(x: u64, align: u64) -> u64 {
+    if align == 0 {
+        return x;
+    }
+    x.div_ceil(align).saturating_mul(align)
+}
+
+/// The work of one operator, as the cost model sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpWorkload {
+    pub kind: OpKind,
+    pub macs: u64,
+    /// Device bytes ([`DeviceLayout`]) of the parameter tensors this op is the first in the
+    /// segment to read, in input order.
+    pub param_tensor_bytes: Vec<u64>,
+}
+
+/// The work of one segment: its operators in execution order and its host transfers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SegmentWorkload {
+    pub ops: Vec<OpWorkload>,
+    /// Bytes of the non-constant tensors the segment reads but does not produce.
+    pub input_bytes: u64,
+    /// Bytes of the tensors the segment produces that a later operator reads or that are
+    /// model outputs.
+    pub output_bytes: u64,
+}
+
+impl SegmentWorkload {
+    /// The workload of operators `ops` of `model`, with the Edge TPU compiler's layout.
+    /// A range beyond the model is clamped to it (an empty range gives an empty workload).
+    pub fn from_model(model: &Model, ops: Range<usize>) -> Self {
+        Self::from_model_with_layout(model, ops, &DeviceLayout::EDGE_TPU)
+    }
+
+    /// [`from_model`](Self::from_model) with another parameter layout.
+    pub fn from_model_with_layout(model: &Model, ops: Range<usize>, layout: &DeviceLayout) -> Self {
+        let end = ops.end.min(model.operators.len());
+        let start = ops.start.min(end);
+        let mut params_seen = HashSet::new();
+        let mut produced = HashSet::new();
+        let mut inputs_seen = HashSet::new();
+        let mut workload = SegmentWorkload::default();
+        let tensor_bytes = |t: usize| {
+            model
+                .tensors
+                .get(t)
+                .and_then(Tensor::byte_size)
+                .map_or(0, |b| b as u64)
+        };
+        for (index, operator) in model.operators[start..end].iter().enumerate() {
+            let figures = op_figures(model, start + index);
+            let mut param_tensor_bytes = Vec::new();
+            for &t in &figures.param_tensors {
+                if !params_seen.insert(t) {
+                    continue;
+                }
+                let position = operator.inputs.iter().position(|&i| i == Some(t));
+                if let (Some(position), Some(tensor)) = (position, model.tensors.get(t)) {
+                    param_tensor_bytes.push(layout.param_bytes(figures.kind, position, tensor));
+                }
+            }
+            for t in operator.present_inputs() {
+                let constant = model.tensors.get(t).is_some_and(Tensor::is_constant);
+                if !constant && !produced.contains(&t) && inputs_seen.insert(t) {
+                    workload.input_bytes = workload.input_bytes.saturating_add(tensor_bytes(t));
+                }
+            }
+            produced.extend(operator.outputs.iter().copied());
+            workload.ops.push(OpWorkload {
+                kind: figures.kind,
+                macs: figures.macs,
+                param_tensor_bytes,
+            });
+        }
+        let read_later: HashSet<usize> = model.operators[end..]
+            .iter()
+            .flat_map(|op| op.present_inputs())
+            .collect();
+        let mut outputs: Vec<usize> = produced
+            .into_iter()
+            .filter(|t| read_later.contains(t) || model.outputs.contains(t))
+            .collect();
+        outputs.sort_unstable();
+        workload.output_bytes = outputs
+            .into_iter()
+            .fold(0u64, |acc, t| acc.saturating_add(tensor_bytes(t)));
+        workload
+    }
+
+    /// Total device bytes of the segment's parameters.
+    pub fn param_bytes(&self) -> u64 {
+        self.ops
+            .iter()
+            .flat_map(|op| &op.param_tensor_bytes)
+            .fold(0u64, |acc, &b| acc.saturating_add(b))
+    }
+
+    /// Total multiply-accumulates of the segment.
+    pub fn macs(&self) -> u64 {
+        self.ops
+            .iter()
+            .fold(0u64, |acc, op| acc.saturating_add(op.macs))
+    }
+}
+
+/// What the cost model predicts for one segment on one Edge TPU.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prediction {
+    /// Seconds of one inference: overhead + compute + stream + transfer.
+    pub latency_s: f64,
+    /// Parameter bytes cached in the device's SRAM.
+    pub on_chip_bytes: u64,
+    /// Parameter bytes left in host memory and streamed on every inference.
+    pub off_chip_bytes: u64,
+    /// Seconds of multiply-accumulates.
+    pub compute_s: f64,
+    /// Seconds of streaming off-chip parameters.
+    pub stream_s: f64,
+    /// Seconds of moving the segment's inputs and outputs over the link.
+    pub transfer_s: f64,
+}
+
+/// The Edge TPU cost model. Every parameter is public so that it can be re-fitted to
+/// another host with `examples/calibrate.rs` and [`crate::profile::calibration::fit`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgeTpuCostModel {
+    /// How the device is attached (informative; the rates below carry its effect).
+    pub link: Link,
+    /// Bytes of SRAM available for caching parameters. The compiler's own figure varies with
+    /// the model because executable and activations share the SRAM (~8 MiB in all).
+    pub on_chip_budget_bytes: u64,
+    /// Largest parameter tensor the compiler caches; a bigger one is always streamed.
+    pub max_cached_tensor_bytes: u64,
+    /// Effective rate (bytes/s) at which off-chip parameters are streamed to the device.
+    pub stream_bytes_per_s: f64,
+    /// How many times per inference a streamed parameter tensor is read, by the kind of the
+    /// op that reads it (dense layers read each weight once; convolutions re-read streamed
+    /// weights for tiles of their activations).
+    pub stream_reads: PerKind<f64>,
+    /// Effective rate (bytes/s) at which segment inputs and outputs cross the link,
+    /// including the host's handling of them.
+    pub io_bytes_per_s: f64,
+    /// Fixed seconds of one invoke.
+    pub invoke_overhead_s: f64,
+    /// Multiply-accumulates per second by op kind. Ops without MACs cost nothing beyond
+    /// the fixed overhead.
+    pub macs_per_s: PerKind<f64>,
+}
+
+/// Fitted figures, reproduced by `cargo run --release --example calibrate` on the
+/// single-device calibration data (USB 3 host). See `docs/cost-model.md`.
+mod fitted {
+    /// On-chip budget: 7.7734 MiB (feasible range of the data: 7.735–7.805 MiB).
+    pub const ON_CHIP_BUDGET_BYTES: u64 = 8_151_040;
+    /// Largest cached tensor: 6.9414 MiB (feasible range: 6.793–7.086 MiB).
+    pub const MAX_CACHED_TENSOR_BYTES: u64 = 7_278_592;
+    pub const STREAM_BYTES_PER_S: f64 = 386.0e6;
+    pub const CONV_STREAM_READS: f64 = 3.0;
+    pub const IO_BYTES_PER_S: f64 = 444.0e6;
+    pub const INVOKE_OVERHEAD_S: f64 = 0.12e-3;
+    pub const CONV_MACS_PER_S: f64 = 1.16e12;
+    pub const FC_MACS_PER_S: f64 = 63.0e9;
+}
+
+impl EdgeTpuCostModel {
+    /// The model fitted to the USB 3 calibration data (`examples/calibrate.rs`).
+    ///
+    /// Depthwise and transpose convolutions were not measured: they take the fitted
+    /// `CONV_2D` figures.
+    pub fn usb_default() -> Self {
+        let conv_like = |conv: f64, fc: f64| PerKind {
+            conv2d: conv,
+            depthwise_conv2d: conv,
+            fully_connected: fc,
+            transpose_conv: conv,
+            elementwise: 1.0,
+            other: 1.0,
+        };
+        EdgeTpuCostModel {
+            link: Link::Usb3,
+            on_chip_budget_bytes: fitted::ON_CHIP_BUDGET_BYTES,
+            max_cached_tensor_bytes: fitted::MAX_CACHED_TENSOR_BYTES,
+            stream_bytes_per_s: fitted::STREAM_BYTES_PER_S,
+            stream_reads: conv_like(fitted::CONV_STREAM_READS, 1.0),
+            io_bytes_per_s: fitted::IO_BYTES_PER_S,
+            invoke_overhead_s: fitted::INVOKE_OVERHEAD_S,
+            macs_per_s: conv_like(fitted::CONV_MACS_PER_S, fitted::FC_MACS_PER_S),
+        }
+    }
+
+    /// A PCIe model. There are no PCIe measurements: PCIe Gen2 x1 has the same nominal
+    /// rate as USB 3 ([`Link::nominal_bytes_per_s`]), so this is [`usb_default`]
+    /// (Self::usb_default) with `link` set to [`Link::Pcie`]. Re-fit it on a PCIe host.
+    pub fn pcie_default() -> Self {
+        EdgeTpuCostModel {
+            link: Link::Pcie,
+            ..Self::usb_default()
+        }
+    }
+
+    /// Whether every parameter is usable: rates positive (an infinite rate makes that part
+    /// free), overhead and read counts finite and not negative. Returns what is wrong with
+    /// the first bad parameter.
+    pub fn check(&self) -> Result<(), String> {
+        let rate = |name: &str, v: f64| {
+            if v > 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{name} = {v} must be positive"))
+            }
+        };
+        let amount = |name: &str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{name} = {v} must be finite and not negative"))
+            }
+        };
+        rate("stream_bytes_per_s", self.stream_bytes_per_s)?;
+        rate("io_bytes_per_s", self.io_bytes_per_s)?;
+        amount("invoke_overhead_s", self.invoke_overhead_s)?;
+        for (kind, v) in self.macs_per_s.iter() {
+            rate(&format!("macs_per_s[{kind:?}]"), v)?;
+        }
+        for (kind, v) in self.stream_reads.iter() {
+            amount(&format!("stream_reads[{kind:?}]"), v)?;
+        }
+        Ok(())
+    }
+
+    /// Where each parameter tensor goes: `result[i][j]` is true if tensor `j` of op `i`
+    /// is cached on chip (see the module docs for the rule).
+    pub fn placement(&self, workload: &SegmentWorkload) -> Vec<Vec<bool>> {
+        let mut used = 0u64;
+        workload
+            .ops
+            .iter()
+            .map(|op| {
+                op.param_tensor_bytes
+                    .iter()
+                    .map(|&bytes| {
+                        let fits = bytes <= self.max_cached_tensor_bytes
+                            && used.saturating_add(bytes) <= self.on_chip_budget_bytes;
+                        if fits {
+                            used = used.saturating_add(bytes);
+                        }
+                        fits
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Predicted latency and parameter placement of one inference of `workload`.
+    pub fn predict(&self, workload: &SegmentWorkload) -> Prediction {
+        let placement = self.placement(workload);
+        let mut on_chip_bytes = 0u64;
+        let mut off_chip_bytes = 0u64;
+        let mut compute_s = 0.0;
+        let mut streamed_reads = 0.0;
+        for (op, cached) in workload.ops.iter().zip(&placement) {
+            if op.macs > 0 {
+                compute_s += op.macs as f64 / self.macs_per_s.get(op.kind);
+            }
+            for (&bytes, &on_chip) in op.param_tensor_bytes.iter().zip(cached) {
+                if on_chip {
+                    on_chip_bytes = on_chip_bytes.saturating_add(bytes);
+                } else {
+                    off_chip_bytes = off_chip_bytes.saturating_add(bytes);
+                    streamed_reads += bytes as f64 * self.stream_reads.get(op.kind);
+                }
+            }
+        }
+        let stream_s = streamed_reads / self.stream_bytes_per_s;
+        let io_bytes = workload.input_bytes.saturating_add(workload.output_bytes);
+        let transfer_s = io_bytes as f64 / self.io_bytes_per_s;
+        Prediction {
+            latency_s: self.invoke_overhead_s + compute_s + stream_s + transfer_s,
+            on_chip_bytes,
+            off_chip_bytes,
+            compute_s,
+            stream_s,
+            transfer_s,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::figures::tests::{model, operator, tensor};
+    use crate::model::{ElementType, Quantization, ops};
+
+    fn op(kind: OpKind, macs: u64, params: &[u64]) -> OpWorkload {
+        OpWorkload {
+            kind,
+            macs,
+            param_tensor_bytes: params.to_vec(),
+        }
+    }
+
+    fn workload(ops: Vec<OpWorkload>) -> SegmentWorkload {
+        SegmentWorkload {
+            ops,
+            input_bytes: 0,
+            output_bytes: 0,
+        }
+    }
+
+    fn small_model(budget: u64, max_tensor: u64) -> EdgeTpuCostModel {
+        EdgeTpuCostModel {
+            on_chip_budget_bytes: budget,
+            max_cached_tensor_bytes: max_tensor,
+            ..EdgeTpuCostModel::usb_default()
+        }
+    }
+
+    #[test]
+    fn tensor_that_does_not_fit_goes_off_chip_and_later_ones_are_still_placed() {
+        let cm = small_model(100, 100);
+        let w = workload(vec![
+            op(OpKind::FullyConnected, 0, &[40]),
+            op(OpKind::FullyConnected, 0, &[50]),
+            op(OpKind::FullyConnected, 0, &[50]),
+            op(OpKind::FullyConnected, 0, &[10]),
+        ]);
+        assert_eq!(
+            cm.placement(&w),
+            vec![vec![true], vec![true], vec![false], vec![true]]
+        );
+        let p = cm.predict(&w);
+        assert_eq!((p.on_chip_bytes, p.off_chip_bytes), (100, 50));
+    }
+
+    #[test]
+    fn placement_follows_execution_order() {
+        let cm = small_model(100, 100);
+        let big_first = workload(vec![
+            op(OpKind::Conv2d, 0, &[90]),
+            op(OpKind::Conv2d, 0, &[20, 5]),
+        ]);
+        assert_eq!(cm.placement(&big_first), vec![vec![true], vec![false, true]]);
+        let small_first = workload(vec![
+            op(OpKind::Conv2d, 0, &[20, 5]),
+            op(OpKind::Conv2d, 0, &[90]),
+        ]);
+        assert_eq!(cm.placement(&small_first), vec![vec![true, true], vec![false]]);
+    }
+
+    #[test]
+    fn tensor_above_the_per_tensor_limit_is_streamed_even_with_room() {
+        let cm = small_model(100, 60);
+        let w = workload(vec![op(OpKind::FullyConnected, 0, &[70, 30])]);
+        assert_eq!(cm.placement(&w), vec![vec![false, true]]);
+    }
+
+    #[test]
+    fn latency_grows_with_off_chip_bytes() {
+        let cm = small_model(1000, 1000);
+        let mut last = None;
+        for extra in [0u64, 1, 500, 1000, 5000, 50_000, 1 << 30] {
+            let w = workload(vec![
+                op(OpKind::FullyConnected, 1000, &[900]),
+                op(OpKind::FullyConnected, 1000, &[200 + extra]),
+            ]);
+            let p = cm.predict(&w);
+            if let Some((last_latency, last_off)) = last {
+                assert!(p.off_chip_bytes > last_off);
+                assert!(p.latency_s > last_latency, "{extra}: {p:?}");
+            }
+            last = Some((p.latency_s, p.off_chip_bytes));
+        }
+    }
+
+    #[test]
+    fn prediction_adds_its_parts() {
+        let cm = EdgeTpuCostModel {
+            on_chip_budget_bytes: 10,
+            max_cached_tensor_bytes: 10,
+            stream_bytes_per_s: 100.0,
+            stream_reads: PerKind {
+                conv2d: 2.0,
+                ..PerKind::splat(1.0)
+            },
+            io_bytes_per_s: 1000.0,
+            invoke_overhead_s: 0.5,
+            macs_per_s: PerKind {
+                fully_connected: 10.0,
+                ..PerKind::splat(100.0)
+            },
+            link: Link::Usb3,
+        };
+        let w = SegmentWorkload {
+            ops: vec![
+                op(OpKind::FullyConnected, 20, &[10]),
+                op(OpKind::Conv2d, 300, &[50]),
+                op(OpKind::Elementwise, 0, &[]),
+            ],
+            input_bytes: 400,
+            output_bytes: 600,
+        };
+        let p = cm.predict(&w);
+        assert_eq!((p.on_chip_bytes, p.off_chip_bytes), (10, 50));
+        assert!((p.compute_s - (2.0 + 3.0)).abs() < 1e-12);
+        assert!((p.stream_s - 1.0).abs() < 1e-12);
+        assert!((p.transfer_s - 1.0).abs() < 1e-12);
+        assert!((p.latency_s - 7.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn check_rejects_bad_rates() {
+        assert_eq!(EdgeTpuCostModel::usb_default().check(), Ok(()));
+        assert_eq!(EdgeTpuCostModel::pcie_default().check(), Ok(()));
+        let bad = EdgeTpuCostModel {
+            stream_bytes_per_s: 0.0,
+            ..EdgeTpuCostModel::usb_default()
+        };
+        assert!(bad.check().is_err());
+        let mut bad = EdgeTpuCostModel::usb_default();
+        bad.macs_per_s.transpose_conv = f64::NAN;
+        assert!(bad.check().unwrap_err().contains("TransposeConv"));
+    }
+
+    fn per_channel(mut t: Tensor<'static>, channels: usize) -> Tensor<'static> {
+        t.quantization = Some(Quantization {
+            scale: vec![0.1; channels],
+            zero_point: vec![0; channels],
+            ..Quantization::default()
+        });
+        t
+    }
+
+    #[test]
+    fn device_layout_pads_like_the_compiler() {
+        use ElementType::{I8, I32};
+        let layout = DeviceLayout::EDGE_TPU;
+        // fc N=100, hidden layer: 100 units padded to 128, 100 inputs
+        let w = tensor("w", I8, &[100, 100], true);
+        assert_eq!(layout.param_bytes(OpKind::FullyConnected, 1, &w), 128 * 100);
+        // fc N=250: inputs padded to 252
+        let w = tensor("w", I8, &[250, 250], true);
+        assert_eq!(layout.param_bytes(OpKind::FullyConnected, 1, &w), 256 * 252);
+        // conv F=42, per channel: (9 · 44 + 8) bytes per padded output channel
+        let w = per_channel(tensor("w", I8, &[42, 3, 3, 42], true), 42);
+        assert_eq!(layout.param_bytes(OpKind::Conv2d, 1, &w), 64 * (9 * 44 + 8));
+        // bias: not counted
+        let b = tensor("b", I32, &[42], true);
+        assert_eq!(layout.param_bytes(OpKind::Conv2d, 2, &b), 0);
+        // other constants: plain size
+        let c = tensor("c", I8, &[7, 3], true);
+        assert_eq!(layout.param_bytes(OpKind::Elementwise, 1, &c), 21);
+        // odd shapes: plain size, no panic
+        let odd = tensor("odd", I8, &[3, -1], false);
+        assert_eq!(layout.param_bytes(OpKind::FullyConnected, 1, &odd), 0);
+    }
+
+    /// x → quantize → fc(w0,b0) → fc(w1) (reads w0 again) → out, plus a side branch.
+    fn chain() -> Model<'static> {
+        use ElementType::{F32, I8, I32};
+        model(
+            vec![
+                tensor("x", F32, &[1, 64], false),   // 0
+                tensor("q", I8, &[1, 64], false),    // 1
+                tensor("w0", I8, &[64, 64], true),   // 2
+                tensor("b0", I32, &[64], true),      // 3
+                tensor("h", I8, &[1, 64], false),    // 4
+                tensor("y", I8, &[1, 64], false),    // 5
+                tensor("out", F32, &[1, 64], false), // 6
+            ],
+            vec![
+                operator(ops::QUANTIZE, &[Some(0)], &[1]),
+                operator(ops::FULLY_CONNECTED, &[Some(1), Some(2), Some(3)], &[4]),
+                operator(ops::FULLY_CONNECTED, &[Some(4), Some(2), None], &[5]),
+                operator(ops::DEQUANTIZE, &[Some(5)], &[6]),
+            ],
+            &[0],
+            &[6],
+        )
+    }
+
+    #[test]
+    fn workload_from_model_counts_shared_parameters_once() {
+        let m = chain();
+        let w = SegmentWorkload::from_model(&m, 1..3);
+        assert_eq!(w.ops.len(), 2);
+        assert_eq!(w.ops[0].param_tensor_bytes, vec![64 * 64, 0]);
+        assert!(w.ops[1].param_tensor_bytes.is_empty());
+        assert_eq!(w.macs(), 2 * 64 * 64);
+        assert_eq!(w.input_bytes, 64, "q");
+        assert_eq!(w.output_bytes, 64, "y, read by the dequantize");
+    }
+
+    #[test]
+    fn workload_io_bytes() {
+        let m = chain();
+        let all = SegmentWorkload::from_model(&m, 0..4);
+        assert_eq!((all.input_bytes, all.output_bytes), (256, 256));
+        let head = SegmentWorkload::from_model(&m, 0..2);
+        assert_eq!((head.input_bytes, head.output_bytes), (256, 64));
+        let empty = SegmentWorkload::from_model(&m, 2..2);
+        assert_eq!(empty, SegmentWorkload::default());
+        let clamped = SegmentWorkload::from_model(&m, 3..99);
+        assert_eq!(clamped.ops.len(), 1);
+        assert_eq!(SegmentWorkload::from_model(&m, 7..9), SegmentWorkload::default());
+    }
+}
