@@ -7,6 +7,7 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use crate::model::figures::op_figures;
 use crate::model::{Graph, Model};
 use crate::{Error, Result};
 
@@ -37,6 +38,8 @@ pub struct Segment {
     pub outputs: Vec<usize>,
     /// Bytes of constant parameters the segment's operators read, each tensor counted once.
     pub param_bytes: u64,
+    /// Multiply-accumulates of one inference of the segment.
+    pub macs: u64,
 }
 
 /// The ordered segments of a model, as chosen by a [`Segmenter`].
@@ -84,6 +87,7 @@ impl Plan {
                 let (inputs, outputs) = extract::interface(graph, &ops);
                 Segment {
                     param_bytes: param_bytes(graph.model(), &ops),
+                    macs: ops.clone().map(|op| op_figures(graph.model(), op).macs).sum(),
                     ops,
                     inputs,
                     outputs,
@@ -138,10 +142,9 @@ pub fn is_valid_cut(graph: &Graph<'_, '_>, cut: usize) -> bool {
 /// Bytes of the constant tensors read by operators in `ops`, each tensor counted once.
 pub fn param_bytes(model: &Model<'_>, ops: &Range<usize>) -> u64 {
     let mut seen = std::collections::BTreeSet::new();
-    model.operators[ops.clone()]
-        .iter()
-        .flat_map(|op| op.present_inputs())
-        .filter(|&t| model.tensors[t].is_constant() && seen.insert(t))
+    ops.clone()
+        .flat_map(|op| op_figures(model, op).param_tensors)
+        .filter(|&t| seen.insert(t))
         .map(|t| model.tensors[t].byte_size().unwrap_or(0) as u64)
         .sum()
 }
