@@ -25,8 +25,7 @@ fn models() -> Option<&'static [NamedFile]> {
                     "MULTITPU_TEST_MODELS must be set in CI"
                 );
                 eprintln!(
-                    "\n*** SKIPPED: set MULTITPU_TEST_MODELS to the models directory \
-                     to run the real-model format tests ***\n"
+                    "SKIPPED: MULTITPU_TEST_MODELS is not set (directory of the test models)"
                 );
                 return None;
             };

@@ -151,8 +151,8 @@ impl Builder {
         Ok(())
     }
 
-    /// Field layout of a table starting at `start`: (vtable bytes, field offsets in the
-    /// order of `fields`, object length). `fields` are sorted by id.
+    /// Field layout of a table starting at `start`: the vtable bytes (which hold the
+    /// object length) and the field offsets in the order of `fields`, sorted by id.
     fn layout(fields: &[(u16, Value<'_>)], start: usize) -> Result<(Vec<u8>, Vec<usize>)> {
         // Place large fields first to keep padding small; ties keep id order.
         let mut order: Vec<usize> = (0..fields.len()).collect();

@@ -6,6 +6,41 @@
 //!
 //! Tensor and operator indices are the positions in [`Model::tensors`] and
 //! [`Model::operators`]; operators are in execution order, as in the file.
+//!
+//! [`Model::from_bytes`] reads a file (schema version 3, identifier `TFL3`) with a
+//! bounds-checked reader that never panics and rejects what `Model` cannot represent;
+//! [`Model::to_bytes`] writes one back, deterministically, with constant data aligned to
+//! 16 bytes. Reading what was written gives an equal model:
+//!
+//! ```
+//! use std::borrow::Cow;
+//! use multitpu::model::{ElementType, Model, Tensor};
+//!
+//! let tensor = |name: &'static str| Tensor {
+//!     name: Cow::Borrowed(name),
+//!     element_type: ElementType::F32,
+//!     shape: vec![1, 4],
+//!     shape_signature: None,
+//!     quantization: None,
+//!     data: None,
+//!     is_variable: false,
+//!     has_rank: true,
+//! };
+//! let model = Model {
+//!     version: 3,
+//!     description: Some(Cow::Borrowed("identity")),
+//!     subgraph_name: None,
+//!     tensors: vec![tensor("x")],
+//!     operators: Vec::new(),
+//!     inputs: vec![0],
+//!     outputs: vec![0],
+//!     metadata: Vec::new(),
+//! };
+//! let bytes = model.to_bytes()?;
+//! assert_eq!(&bytes[4..8], b"TFL3");
+//! assert_eq!(Model::from_bytes(&bytes)?, model);
+//! # Ok::<(), multitpu::Error>(())
+//! ```
 
 use std::borrow::Cow;
 

@@ -132,13 +132,17 @@ impl<'a> Model<'a> {
     }
 }
 
+/// Decoding state. Lists grow as their elements are decoded and charged to the budget,
+/// never reserved from a length read from the file.
 struct Reader<'a> {
     bytes: &'a [u8],
     budget: Budget,
 }
 
-/// Rejects fields with ids `>= known` that are present in `table`.
-fn reject_unknown(table: &Table<'_>, known: u16, path: &Path<'_>) -> Result<()> {
+/// Rejects fields with ids `>= known` that are present in `table`. The scan of the
+/// vtable is charged to `budget`: a forged vtable may have 32765 slots.
+fn reject_unknown(table: &Table<'_>, known: u16, budget: &Budget, path: &Path<'_>) -> Result<()> {
+    budget.charge(table.slots(), path, table.offset())?;
     match table.first_present_from(known) {
         Some(id) => Err(Error::unsupported(format!(
             "{path}: field id {id} (newer schema than this reader)"
@@ -171,7 +175,7 @@ impl<'a> Reader<'a> {
     fn model(&self, path: &Path<'_>) -> Result<Model<'a>> {
         use ids::model as f;
         let root = Table::root(self.bytes, path)?;
-        reject_unknown(&root, f::COUNT, path)?;
+        reject_unknown(&root, f::COUNT, &self.budget, path)?;
         let version = root.scalar::<u32>(f::VERSION, 0, &path.field("version"))?;
         if version != 3 {
             return Err(Error::unsupported(format!("schema version {version}")));
@@ -182,7 +186,7 @@ impl<'a> Reader<'a> {
         let codes_path = path.field("operator_codes");
         let codes = match root.vector(f::OPERATOR_CODES, 4, &codes_path)? {
             Some(v) => {
-                let mut codes = Vec::with_capacity(v.len());
+                let mut codes = Vec::new();
                 for i in 0..v.len() {
                     let p = codes_path.index(i);
                     self.budget.charge(TABLE_COST, &p, root.offset())?;
@@ -256,12 +260,12 @@ impl<'a> Reader<'a> {
         let Some(v) = root.vector(ids::model::BUFFERS, 4, path)? else {
             return Ok(Vec::new());
         };
-        let mut out = Vec::with_capacity(v.len());
+        let mut out = Vec::new();
         for i in 0..v.len() {
             let p = path.index(i);
             self.budget.charge(16, &p, root.offset())?;
             let t = v.table(i, &p)?;
-            reject_unknown(&t, f::COUNT, &p)?;
+            reject_unknown(&t, f::COUNT, &self.budget, &p)?;
             let offset = t.scalar::<u64>(f::OFFSET, 0, &p.field("offset"))?;
             let size = t.scalar::<u64>(f::SIZE, 0, &p.field("size"))?;
             let data = if offset > 1 {
@@ -297,7 +301,7 @@ impl<'a> Reader<'a> {
         path: &Path<'_>,
     ) -> Result<Metadata<'a>> {
         use ids::metadata as f;
-        reject_unknown(t, f::COUNT, path)?;
+        reject_unknown(t, f::COUNT, &self.budget, path)?;
         let name = t
             .string(f::NAME, &self.budget, &path.field("name"))?
             .unwrap_or("");
@@ -317,7 +321,7 @@ impl<'a> Reader<'a> {
 
     fn opcode(&self, t: &Table<'a>, path: &Path<'_>) -> Result<OpCode<'a>> {
         use ids::opcode as f;
-        reject_unknown(t, f::COUNT, path)?;
+        reject_unknown(t, f::COUNT, &self.budget, path)?;
         let deprecated = t.scalar::<i8>(
             f::DEPRECATED_BUILTIN_CODE,
             0,
@@ -343,11 +347,10 @@ impl<'a> Reader<'a> {
         path: &Path<'_>,
     ) -> Result<Model<'a>> {
         use ids::subgraph as f;
-        reject_unknown(t, f::COUNT, path)?;
+        reject_unknown(t, f::COUNT, &self.budget, path)?;
         let t_path = path.field("tensors");
         let mut tensors = Vec::new();
         if let Some(v) = t.vector(f::TENSORS, 4, &t_path)? {
-            tensors.reserve(v.len());
             for i in 0..v.len() {
                 let p = t_path.index(i);
                 self.budget.charge(TABLE_COST, &p, t.offset())?;
@@ -361,7 +364,6 @@ impl<'a> Reader<'a> {
         let o_path = path.field("operators");
         let mut operators = Vec::new();
         if let Some(v) = t.vector(f::OPERATORS, 4, &o_path)? {
-            operators.reserve(v.len());
             for i in 0..v.len() {
                 let p = o_path.index(i);
                 self.budget.charge(TABLE_COST, &p, t.offset())?;
@@ -395,7 +397,7 @@ impl<'a> Reader<'a> {
 
     fn tensor(&self, t: &Table<'a>, buffers: &Buffers<'a>, path: &Path<'_>) -> Result<Tensor<'a>> {
         use ids::tensor as f;
-        reject_unknown(t, f::COUNT, path)?;
+        reject_unknown(t, f::COUNT, &self.budget, path)?;
         if t.has(f::SPARSITY) {
             return Err(Error::unsupported(format!("{path}: sparse tensor")));
         }
@@ -448,7 +450,7 @@ impl<'a> Reader<'a> {
 
     fn quantization(&self, t: &Table<'a>, path: &Path<'_>) -> Result<Quantization> {
         use ids::quantization as f;
-        reject_unknown(t, f::COUNT, path)?;
+        reject_unknown(t, f::COUNT, &self.budget, path)?;
         if t.scalar::<u8>(f::DETAILS_TYPE, 0, &path.field("details_type"))? != 0
             || t.has(f::DETAILS)
         {
@@ -486,7 +488,7 @@ impl<'a> Reader<'a> {
         path: &Path<'_>,
     ) -> Result<Operator<'a>> {
         use ids::operator as f;
-        reject_unknown(t, f::COUNT, path)?;
+        reject_unknown(t, f::COUNT, &self.budget, path)?;
         let oi_path = path.field("opcode_index");
         let oi = t.scalar::<u32>(f::OPCODE_INDEX, 0, &oi_path)?;
         let opcode = codes[index(
@@ -602,6 +604,7 @@ impl<'a> Reader<'a> {
         })?;
         let mut fields = Vec::new();
         if let Some(t) = table {
+            self.budget.charge(t.slots(), path, t.offset())?;
             for slot in 0..t.slots() {
                 let Ok(id) = u16::try_from(slot) else { break };
                 if !t.has(id) {
@@ -1062,10 +1065,9 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn shared_subtables_cannot_amplify_memory() {
-        // Forge: every element of the tensors vector points at one tensor whose shape has
-        // 4096 dimensions. Decoding it naively would allocate 20000 * 16 KiB.
+    /// Forges a file whose tensors vector holds `n` offsets to one tensor with a shape of
+    /// `dims` dimensions and a vtable of `slots` field slots.
+    fn forge_shared_tensors(n: usize, dims: usize, slots: usize) -> Vec<u8> {
         let mut bytes = build(Raw::default());
         let path = Path::root("model");
         let root = Table::root(&bytes, &path).expect("root");
@@ -1076,29 +1078,54 @@ mod tests {
             .table(0, &path)
             .expect("subgraph");
         let field = sg.field(ids::subgraph::TENSORS).expect("tensors field");
-        let (n, dims) = (20_000usize, 4096usize);
         bytes.resize(bytes.len().div_ceil(4) * 4, 0);
         let vec_pos = bytes.len();
-        let tensor_pos = vec_pos + 4 + 4 * n + 8; // after the vector and a 6-byte vtable
+        let vtable_len = (4 + 2 * slots).div_ceil(4) * 4;
+        let tensor_pos = vec_pos + 4 + 4 * n + vtable_len;
         bytes.extend_from_slice(&(n as u32).to_le_bytes());
         for i in 0..n {
             let at = vec_pos + 4 + 4 * i;
             bytes.extend_from_slice(&((tensor_pos - at) as u32).to_le_bytes());
         }
         let vtable_pos = bytes.len();
-        for half in [6u16, 8, 4, 0] {
-            bytes.extend_from_slice(&half.to_le_bytes());
-        }
-        assert_eq!(bytes.len(), tensor_pos);
+        bytes.extend_from_slice(&((4 + 2 * slots) as u16).to_le_bytes());
+        bytes.extend_from_slice(&8u16.to_le_bytes()); // object: soffset + shape offset
+        bytes.extend_from_slice(&4u16.to_le_bytes()); // shape at +4
+        bytes.resize(tensor_pos, 0);
         bytes.extend_from_slice(&((tensor_pos - vtable_pos) as i32).to_le_bytes());
         bytes.extend_from_slice(&4u32.to_le_bytes()); // shape -> right after this field
         bytes.extend_from_slice(&(dims as u32).to_le_bytes());
         bytes.extend(std::iter::repeat_n(1i32.to_le_bytes(), dims).flatten());
         let rel = (vec_pos - field) as u32;
         bytes[field..field + 4].copy_from_slice(&rel.to_le_bytes());
-        match Model::from_bytes(&bytes) {
+        bytes
+    }
+
+    fn assert_budget_runs_out(bytes: &[u8]) {
+        match Model::from_bytes(bytes) {
             Err(Error::Malformed { what, .. }) => assert!(what.contains("budget"), "{what}"),
             other => panic!("expected the budget to run out, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn shared_subtables_cannot_amplify_memory() {
+        // Decoding naively would allocate 2000 shapes of 16 KiB (the per-table charge alone would not stop it).
+        assert_budget_runs_out(&forge_shared_tensors(2_000, 4096, 1));
+    }
+
+    #[test]
+    fn huge_shared_vtables_cannot_amplify_time() {
+        // Decoding naively would scan 2000 vtables of 32765 slots (the per-table charge alone would not stop it).
+        assert_budget_runs_out(&forge_shared_tensors(2_000, 1, 32_765));
+    }
+
+    #[test]
+    fn forged_tensor_decodes_when_not_shared_much() {
+        // The forging helper itself makes a valid file: few shared tensors read fine.
+        let bytes = forge_shared_tensors(3, 2, 1);
+        let m = Model::from_bytes(&bytes).expect("read");
+        assert_eq!(m.tensors.len(), 3);
+        assert_eq!(m.tensors[2].shape, vec![1, 1]);
     }
 }
