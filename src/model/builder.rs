@@ -27,8 +27,8 @@
 //! The element type of an op's input decides how its parameters are made:
 //! - [`ElementType::I8`], as the TF2 converter does: symmetric int8 weights with zero point 0,
 //!   per-channel for convolutions (unless [`ModelBuilder::weight_quantization`] says
-//!   per-tensor) and per-tensor for fully connected layers (the TFLite 2.9 int8
-//!   `FULLY_CONNECTED` kernel has no per-channel weights); asymmetric int8 activations.
+//!   per-tensor) and per-tensor for fully connected layers, as converters of the TFLite 2.x
+//!   era quantized dense layers; asymmetric int8 activations.
 //! - [`ElementType::U8`], as the TF1 converter does: asymmetric per-tensor uint8 weights and
 //!   activations.
 //! - [`ElementType::F32`]: float weights and biases, no quantization.
@@ -50,9 +50,13 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use crate::model::options::{BuiltinOptions, FieldValue, OptionsUnion};
+use crate::model::ops;
+use crate::model::options::{BuiltinOptions, FieldValue};
 use crate::model::{ElementType, Model, OpCode, Operator, Quantization, Tensor};
 use crate::{Error, Result};
+
+/// Largest constant tensor a `.tflite` file can hold (flatbuffer offsets are 32-bit signed).
+const MAX_CONSTANT_BYTES: usize = i32::MAX as usize;
 
 /// Index of a tensor in the model being built (its position in [`Model::tensors`]).
 pub type TensorId = usize;
@@ -105,9 +109,7 @@ impl Padding {
     fn output_size(self, input: usize, kernel: usize, stride: usize) -> Option<usize> {
         match self {
             Padding::Same => Some(input.div_ceil(stride)),
-            Padding::Valid => input
-                .checked_sub(kernel)
-                .map(|rest| rest / stride + 1),
+            Padding::Valid => input.checked_sub(kernel).map(|rest| rest / stride + 1),
         }
     }
 }
@@ -209,7 +211,9 @@ pub fn range_quantization(min: f32, max: f32, element_type: ElementType) -> Resu
         max = min + 1e-9;
     }
     let scale = (max - min) / (qmax - qmin) as f64;
-    let zero_point = (qmin as f64 - min / scale).round().clamp(qmin as f64, qmax as f64) as i64;
+    let zero_point = (qmin as f64 - min / scale)
+        .round()
+        .clamp(qmin as f64, qmax as f64) as i64;
     Ok(per_tensor(scale as f32, zero_point))
 }
 
@@ -222,83 +226,31 @@ fn integer_range(element_type: ElementType) -> Option<(i64, i64)> {
     }
 }
 
-/// Builtin operator codes used here (`BuiltinOperator` in the schema).
-mod code {
-    pub const ADD: i32 = 0;
-    pub const AVERAGE_POOL_2D: i32 = 1;
-    pub const CONCATENATION: i32 = 2;
-    pub const CONV_2D: i32 = 3;
-    pub const DEPTHWISE_CONV_2D: i32 = 4;
-    pub const DEQUANTIZE: i32 = 6;
-    pub const FULLY_CONNECTED: i32 = 9;
-    pub const MAX_POOL_2D: i32 = 17;
-    pub const RESHAPE: i32 = 22;
-    pub const SOFTMAX: i32 = 25;
-    pub const TANH: i32 = 28;
-    pub const QUANTIZE: i32 = 114;
-}
-
-/// Options tables used here: their `BuiltinOptions` union tags and field ids.
-mod table {
-    pub const CONV_2D: u8 = 1;
-    pub const DEPTHWISE_CONV_2D: u8 = 2;
-    pub const POOL_2D: u8 = 5;
-    pub const FULLY_CONNECTED: u8 = 8;
-    pub const SOFTMAX: u8 = 9;
-    pub const CONCATENATION: u8 = 10;
-    pub const ADD: u8 = 11;
-    pub const RESHAPE: u8 = 17;
-}
-
-/// Options of one op; fields equal to the schema default are left out, as the converter does.
-struct Options {
-    kind: u8,
-    fields: Vec<(u16, FieldValue)>,
-}
+/// Options of one op, set by field name and checked against the schema layout; fields
+/// equal to their schema default are left out, as the converter does.
+struct Options(BuiltinOptions);
 
 impl Options {
-    fn new(kind: u8) -> Self {
-        Options {
-            kind,
-            fields: Vec::new(),
+    /// Empty options of the table named `table` (e.g. `"Conv2DOptions"`).
+    fn table(table: &str) -> Result<Self> {
+        BuiltinOptions::by_name(table).map(Options)
+    }
+
+    /// Sets `field` unless `value` is its schema default.
+    fn set(self, field: &str, value: FieldValue) -> Result<Self> {
+        if self.0.value(field).as_ref() == Some(&value) {
+            Ok(self)
+        } else {
+            self.0.with(field, value).map(Options)
         }
     }
 
-    /// Sets an int8 enum field, omitted when it equals the default 0.
-    fn enum8(mut self, id: u16, value: i8) -> Self {
-        if value != 0 {
-            self.fields.push((id, FieldValue::I8(value)));
-        }
-        self
+    fn enum8(self, field: &str, value: i8) -> Result<Self> {
+        self.set(field, FieldValue::I8(value))
     }
 
-    /// Sets an int32 field, omitted when it equals `default`.
-    fn int(mut self, id: u16, value: i32, default: i32) -> Self {
-        if value != default {
-            self.fields.push((id, FieldValue::I32(value)));
-        }
-        self
-    }
-
-    fn float(mut self, id: u16, value: f32) -> Self {
-        if value != 0.0 {
-            self.fields.push((id, FieldValue::F32(value)));
-        }
-        self
-    }
-
-    fn ints(mut self, id: u16, values: Vec<i32>) -> Self {
-        self.fields.push((id, FieldValue::VecI32(values)));
-        self
-    }
-
-    fn finish(mut self) -> BuiltinOptions {
-        self.fields.sort_by_key(|(id, _)| *id);
-        BuiltinOptions {
-            union: OptionsUnion::Builtin,
-            kind: self.kind,
-            fields: self.fields,
-        }
+    fn int(self, field: &str, value: usize) -> Result<Self> {
+        self.set(field, FieldValue::I32(dim32(value)?))
     }
 }
 
@@ -403,7 +355,10 @@ impl ModelBuilder {
         if self.outputs.contains(&tensor) {
             return Err(Error::invalid(
                 "builder output",
-                format!("tensor `{}` is already an output", self.tensors[tensor].name),
+                format!(
+                    "tensor `{}` is already an output",
+                    self.tensors[tensor].name
+                ),
             ));
         }
         self.outputs.push(tensor);
@@ -420,9 +375,9 @@ impl ModelBuilder {
     ) -> Result<TensorId> {
         let ty = self.activation_type(x, "FULLY_CONNECTED")?;
         let shape = self.shape(x);
-        let depth = *shape.last().ok_or_else(|| {
-            Error::invalid("FULLY_CONNECTED", "input is a scalar".to_owned())
-        })?;
+        let depth = *shape
+            .last()
+            .ok_or_else(|| Error::invalid("FULLY_CONNECTED", "input is a scalar".to_owned()))?;
         let elements = shape.iter().product::<usize>();
         if depth == 0 || units == 0 {
             return Err(Error::invalid(
@@ -441,15 +396,15 @@ impl ModelBuilder {
         )?;
         let bias = self.bias(&layer, x, &weights, units)?;
         let out_shape = vec![elements / depth, units];
-        let options = Options::new(table::FULLY_CONNECTED)
-            .enum8(0, activation.fused_code())
-            .finish();
+        let options = Options::table("FullyConnectedOptions")?
+            .enum8("fused_activation_function", activation.fused_code())?
+            .0;
         let version = if ty == ElementType::I8 { 4 } else { 1 };
         let gain = (depth as f64 * weights.mean_square).sqrt() as f32;
         self.emit_with_activation(Layer {
             name: layer,
             base: "MatMul",
-            opcode: code::FULLY_CONNECTED,
+            opcode: ops::FULLY_CONNECTED,
             version,
             inputs: vec![Some(x), Some(weights.tensor), Some(bias)],
             options,
@@ -492,18 +447,18 @@ impl ModelBuilder {
             mode,
         )?;
         let bias = self.bias(&layer, x, &weights, filters)?;
-        let options = Options::new(table::CONV_2D)
-            .enum8(0, padding.code())
-            .int(1, dim32(stride[1])?, 0)
-            .int(2, dim32(stride[0])?, 0)
-            .enum8(3, activation.fused_code())
-            .finish();
+        let options = Options::table("Conv2DOptions")?
+            .enum8("padding", padding.code())?
+            .int("stride_w", stride[1])?
+            .int("stride_h", stride[0])?
+            .enum8("fused_activation_function", activation.fused_code())?
+            .0;
         let version = if ty == ElementType::I8 { 3 } else { 1 };
         let gain = (fan_in as f64 * weights.mean_square).sqrt() as f32;
         self.emit_with_activation(Layer {
             name: layer,
             base: "Conv2D",
-            opcode: code::CONV_2D,
+            opcode: ops::CONV_2D,
             version,
             inputs: vec![Some(x), Some(weights.tensor), Some(bias)],
             options,
@@ -528,7 +483,12 @@ impl ModelBuilder {
         let ty = self.activation_type(x, "DEPTHWISE_CONV_2D")?;
         let [n, h, w, c] = self.nhwc(x, "DEPTHWISE_CONV_2D")?;
         let [oh, ow] = out_spatial("DEPTHWISE_CONV_2D", [h, w], kernel, stride, padding)?;
-        let channels = c.checked_mul(multiplier).unwrap_or(0);
+        let channels = c.checked_mul(multiplier).ok_or_else(|| {
+            Error::invalid(
+                "DEPTHWISE_CONV_2D",
+                format!("{c} channels × multiplier {multiplier} overflows"),
+            )
+        })?;
         if channels == 0 {
             return Err(Error::invalid(
                 "DEPTHWISE_CONV_2D",
@@ -547,19 +507,19 @@ impl ModelBuilder {
             mode,
         )?;
         let bias = self.bias(&layer, x, &weights, channels)?;
-        let options = Options::new(table::DEPTHWISE_CONV_2D)
-            .enum8(0, padding.code())
-            .int(1, dim32(stride[1])?, 0)
-            .int(2, dim32(stride[0])?, 0)
-            .int(3, dim32(multiplier)?, 0)
-            .enum8(4, activation.fused_code())
-            .finish();
+        let options = Options::table("DepthwiseConv2DOptions")?
+            .enum8("padding", padding.code())?
+            .int("stride_w", stride[1])?
+            .int("stride_h", stride[0])?
+            .int("depth_multiplier", multiplier)?
+            .enum8("fused_activation_function", activation.fused_code())?
+            .0;
         let version = if ty == ElementType::I8 { 3 } else { 1 };
         let gain = (fan_in as f64 * weights.mean_square).sqrt() as f32;
         self.emit_with_activation(Layer {
             name: layer,
             base: "depthwise",
-            opcode: code::DEPTHWISE_CONV_2D,
+            opcode: ops::DEPTHWISE_CONV_2D,
             version,
             inputs: vec![Some(x), Some(weights.tensor), Some(bias)],
             options,
@@ -587,16 +547,16 @@ impl ModelBuilder {
             ));
         }
         let layer = self.layer("add");
-        let options = Options::new(table::ADD)
-            .enum8(0, activation.fused_code())
-            .finish();
+        let options = Options::table("AddOptions")?
+            .enum8("fused_activation_function", activation.fused_code())?
+            .0;
         let version = if ty == ElementType::I8 { 2 } else { 1 };
         let rms = self.rms[a].hypot(self.rms[b]);
         let shape = self.shape(a);
         self.emit_with_activation(Layer {
             name: layer,
             base: "Add",
-            opcode: code::ADD,
+            opcode: ops::ADD,
             version,
             inputs: vec![Some(a), Some(b)],
             options,
@@ -670,16 +630,18 @@ impl ModelBuilder {
                 let shape = self.shape(t);
                 let requantized =
                     self.push_tensor(name, ty, shape, quantization.clone(), None, self.rms[t])?;
-                self.push_op(code::QUANTIZE, 1, vec![Some(t)], requantized, None);
+                self.push_op(ops::QUANTIZE, 1, vec![Some(t)], requantized, None);
                 op_inputs.push(Some(requantized));
             } else {
                 op_inputs.push(Some(t));
             }
         }
         let out = self.push_tensor(layer.clone(), ty, out_shape, quantization, None, rms)?;
-        let options = Options::new(table::CONCATENATION).int(0, axis, 0).finish();
+        let options = Options::table("ConcatenationOptions")?
+            .set("axis", FieldValue::I32(axis))?
+            .0;
         let version = if ty == ElementType::I8 { 2 } else { 1 };
-        self.push_op(code::CONCATENATION, version, op_inputs, out, Some(options));
+        self.push_op(ops::CONCATENATION, version, op_inputs, out, Some(options));
         Ok(out)
     }
 
@@ -706,11 +668,11 @@ impl ModelBuilder {
         let quantization = self.tensors[x].quantization.clone();
         let new_shape_i32 = dims(&new_shape)?;
         let out = self.push_tensor(layer, ty, new_shape, quantization, None, self.rms[x])?;
-        let options = Options::new(table::RESHAPE)
-            .ints(0, new_shape_i32)
-            .finish();
+        let options = Options::table("ReshapeOptions")?
+            .set("new_shape", FieldValue::VecI32(new_shape_i32))?
+            .0;
         self.push_op(
-            code::RESHAPE,
+            ops::RESHAPE,
             1,
             vec![Some(x), Some(shape_tensor)],
             out,
@@ -743,7 +705,7 @@ impl ModelBuilder {
         };
         let shape = self.shape(x);
         let out = self.push_tensor(layer, element_type, shape, Some(quantization), None, rms)?;
-        self.push_op(code::QUANTIZE, 1, vec![Some(x)], out, None);
+        self.push_op(ops::QUANTIZE, 1, vec![Some(x)], out, None);
         Ok(out)
     }
 
@@ -760,7 +722,7 @@ impl ModelBuilder {
         let shape = self.shape(x);
         let out = self.push_tensor(layer, ElementType::F32, shape, None, None, self.rms[x])?;
         let version = if ty == ElementType::I8 { 2 } else { 1 };
-        self.push_op(code::DEQUANTIZE, version, vec![Some(x)], out, None);
+        self.push_op(ops::DEQUANTIZE, version, vec![Some(x)], out, None);
         Ok(out)
     }
 
@@ -772,7 +734,7 @@ impl ModelBuilder {
         stride: [usize; 2],
         padding: Padding,
     ) -> Result<TensorId> {
-        self.pool(x, filter, stride, padding, code::AVERAGE_POOL_2D)
+        self.pool(x, filter, stride, padding, ops::AVERAGE_POOL_2D)
     }
 
     /// `MAX_POOL_2D` with a `[height, width]` window over an NHWC input.
@@ -783,7 +745,7 @@ impl ModelBuilder {
         stride: [usize; 2],
         padding: Padding,
     ) -> Result<TensorId> {
-        self.pool(x, filter, stride, padding, code::MAX_POOL_2D)
+        self.pool(x, filter, stride, padding, ops::MAX_POOL_2D)
     }
 
     /// `SOFTMAX` over the last dimension with the given `beta`.
@@ -800,9 +762,11 @@ impl ModelBuilder {
         };
         let rms = 1.0 / depth as f32;
         let out = self.push_tensor(layer, ty, shape, quantization, None, rms)?;
-        let options = Options::new(table::SOFTMAX).float(0, beta).finish();
+        let options = Options::table("SoftmaxOptions")?
+            .set("beta", FieldValue::F32(beta))?
+            .0;
         let version = if ty == ElementType::I8 { 2 } else { 1 };
-        self.push_op(code::SOFTMAX, version, vec![Some(x)], out, Some(options));
+        self.push_op(ops::SOFTMAX, version, vec![Some(x)], out, Some(options));
         Ok(out)
     }
 
@@ -982,7 +946,16 @@ impl ModelBuilder {
         let count = shape
             .iter()
             .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-            .ok_or_else(|| Error::invalid("layer", format!("`{layer}` weights too large")))?;
+            .filter(|&n| {
+                n.checked_mul(ty.size().unwrap_or(1))
+                    .is_some_and(|b| b <= MAX_CONSTANT_BYTES)
+            })
+            .ok_or_else(|| {
+                Error::invalid(
+                    "layer",
+                    format!("`{layer}` weights {shape:?} exceed the file format's 2 GiB"),
+                )
+            })?;
         let channels = shape[channel_dim];
         // Uniform in [-limit, limit] has mean square limit² / 3 = 3 / fan_in.
         let limit = (3.0 / fan_in as f64).sqrt() as f32;
@@ -1000,9 +973,11 @@ impl ModelBuilder {
                 let data: Vec<u8> = (0..count)
                     .map(|_| (self.rng.int_in(-127, 127) as i8) as u8)
                     .collect();
-                let mean_square =
-                    limits.iter().map(|&l| f64::from(l).powi(2) / 3.0).sum::<f64>()
-                        / limits.len() as f64;
+                let mean_square = limits
+                    .iter()
+                    .map(|&l| f64::from(l).powi(2) / 3.0)
+                    .sum::<f64>()
+                    / limits.len() as f64;
                 let quantization = Quantization {
                     scale: scales.clone(),
                     zero_point: vec![0; scales.len()],
@@ -1016,11 +991,15 @@ impl ModelBuilder {
                 (data, Some(quantization), scales, mean_square)
             }
             ElementType::U8 => {
-                let scale = 2.0 * limit / 255.0;
+                // An asymmetric zero point, but values spread evenly around it so the real
+                // weights have mean 0 (a biased mean would push every output one way).
                 let zero_point = self.rng.int_in(118, 138);
-                let data = self.rng.bytes(count);
-                let mean_square = f64::from(scale).powi(2)
-                    * (255.0 * 257.0 / 12.0 + (127.5 - zero_point as f64).powi(2));
+                let reach = zero_point.min(255 - zero_point);
+                let scale = limit / reach as f32;
+                let data = (0..count)
+                    .map(|_| self.rng.int_in(zero_point - reach, zero_point + reach) as u8)
+                    .collect();
+                let mean_square = f64::from(scale).powi(2) * (reach * (reach + 1)) as f64 / 3.0;
                 (
                     data,
                     Some(per_tensor(scale, zero_point)),
@@ -1067,7 +1046,8 @@ impl ModelBuilder {
                     let real = self.rng.uniform(-magnitude, magnitude);
                     let q = (f64::from(real) / f64::from(scale))
                         .round()
-                        .clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32;
+                        .clamp(f64::from(i32::MIN), f64::from(i32::MAX))
+                        as i32;
                     data.extend_from_slice(&q.to_le_bytes());
                 }
                 let quantization = Quantization {
@@ -1088,7 +1068,14 @@ impl ModelBuilder {
                 let data = (0..channels)
                     .flat_map(|_| self.rng.uniform(-magnitude, magnitude).to_le_bytes())
                     .collect();
-                self.push_tensor(name, ElementType::F32, vec![channels], None, Some(data), 0.0)
+                self.push_tensor(
+                    name,
+                    ElementType::F32,
+                    vec![channels],
+                    None,
+                    Some(data),
+                    0.0,
+                )
             }
         }
     }
@@ -1144,7 +1131,7 @@ impl ModelBuilder {
         let shape = self.shape(x);
         let out = self.push_tensor(format!("{layer}/Tanh"), ty, shape, quantization, None, rms)?;
         let version = if ty == ElementType::I8 { 2 } else { 1 };
-        self.push_op(code::TANH, version, vec![Some(x)], out, None);
+        self.push_op(ops::TANH, version, vec![Some(x)], out, None);
         Ok(out)
     }
 
@@ -1156,7 +1143,7 @@ impl ModelBuilder {
         padding: Padding,
         opcode: i32,
     ) -> Result<TensorId> {
-        let (op, base) = if opcode == code::MAX_POOL_2D {
+        let (op, base) = if opcode == ops::MAX_POOL_2D {
             ("MAX_POOL_2D", "max_pooling2d")
         } else {
             ("AVERAGE_POOL_2D", "average_pooling2d")
@@ -1166,14 +1153,21 @@ impl ModelBuilder {
         let [oh, ow] = out_spatial(op, [h, w], filter, stride, padding)?;
         let layer = self.layer(base);
         let quantization = self.tensors[x].quantization.clone();
-        let out = self.push_tensor(layer, ty, vec![n, oh, ow, c], quantization, None, self.rms[x])?;
-        let options = Options::new(table::POOL_2D)
-            .enum8(0, padding.code())
-            .int(1, dim32(stride[1])?, 0)
-            .int(2, dim32(stride[0])?, 0)
-            .int(3, dim32(filter[1])?, 0)
-            .int(4, dim32(filter[0])?, 0)
-            .finish();
+        let out = self.push_tensor(
+            layer,
+            ty,
+            vec![n, oh, ow, c],
+            quantization,
+            None,
+            self.rms[x],
+        )?;
+        let options = Options::table("Pool2DOptions")?
+            .enum8("padding", padding.code())?
+            .int("stride_w", stride[1])?
+            .int("stride_h", stride[0])?
+            .int("filter_width", filter[1])?
+            .int("filter_height", filter[0])?
+            .0;
         let version = if ty == ElementType::I8 { 2 } else { 1 };
         self.push_op(opcode, version, vec![Some(x)], out, Some(options));
         Ok(out)
@@ -1202,7 +1196,8 @@ fn dims(shape: &[usize]) -> Result<Vec<i32>> {
 }
 
 fn dim32(d: usize) -> Result<i32> {
-    i32::try_from(d).map_err(|_| Error::invalid("builder shape", format!("dimension {d} too large")))
+    i32::try_from(d)
+        .map_err(|_| Error::invalid("builder shape", format!("dimension {d} too large")))
 }
 
 /// Spatial output size of a convolution or pool, checking kernel and strides.
@@ -1226,7 +1221,9 @@ fn out_spatial(
             .ok_or_else(|| {
                 Error::invalid(
                     op,
-                    format!("kernel {kernel:?} does not fit input {input:?} with {padding:?} padding"),
+                    format!(
+                        "kernel {kernel:?} does not fit input {input:?} with {padding:?} padding"
+                    ),
                 )
             })
     };
@@ -1264,10 +1261,8 @@ fn resolve_shape(shape: &[i32], elements: usize) -> Result<Vec<usize>> {
 
 /// Errors unless `q` has exactly one scale and zero point with a positive finite scale.
 fn check_per_tensor(q: &Quantization, tensor: &str) -> Result<()> {
-    let ok = q.scale.len() == 1
-        && q.zero_point.len() == 1
-        && q.scale[0].is_finite()
-        && q.scale[0] > 0.0;
+    let ok =
+        q.scale.len() == 1 && q.zero_point.len() == 1 && q.scale[0].is_finite() && q.scale[0] > 0.0;
     if ok {
         Ok(())
     } else {
@@ -1284,10 +1279,7 @@ fn real_range(q: Option<&Quantization>, ty: ElementType) -> (f32, f32) {
         (Some(q), Some((qmin, qmax))) => {
             let scale = q.scale.first().copied().unwrap_or(1.0);
             let zero = q.zero_point.first().copied().unwrap_or(0);
-            (
-                scale * (qmin - zero) as f32,
-                scale * (qmax - zero) as f32,
-            )
+            (scale * (qmin - zero) as f32, scale * (qmax - zero) as f32)
         }
         _ => (-1.0, 1.0),
     }
@@ -1354,7 +1346,7 @@ mod tests {
         b.output(y).unwrap();
         let m = b.build().unwrap();
         let op = &m.operators[1];
-        assert_eq!(op.opcode.builtin, code::FULLY_CONNECTED);
+        assert_eq!(op.opcode.builtin, ops::FULLY_CONNECTED);
         assert_eq!(op.opcode.version, 4);
         let [i, w, bias] = [0, 1, 2].map(|k| op.inputs[k].unwrap());
         assert_eq!(i, x);
@@ -1375,8 +1367,12 @@ mod tests {
         let yq = m.tensors[y].quantization.as_ref().unwrap();
         assert_eq!(yq.zero_point, vec![-128], "relu output range starts at 0");
         let opts = op.builtin_options.as_ref().unwrap();
-        assert_eq!(opts.kind, table::FULLY_CONNECTED);
+        assert_eq!(opts.layout().unwrap().name, "FullyConnectedOptions");
         assert_eq!(opts.fields, vec![(0, FieldValue::I8(1))]);
+        assert_eq!(
+            opts.get("fused_activation_function"),
+            Some(&FieldValue::I8(1))
+        );
     }
 
     #[test]
@@ -1398,7 +1394,10 @@ mod tests {
         assert_eq!(wq.scale.len(), 4);
         assert_eq!(wq.quantized_dimension, 0);
         let bias = m.operators[1].inputs[2].unwrap();
-        assert_eq!(m.tensors[bias].quantization.as_ref().unwrap().scale.len(), 4);
+        assert_eq!(
+            m.tensors[bias].quantization.as_ref().unwrap().scale.len(),
+            4
+        );
         assert_eq!(m.operators[1].opcode.version, 3);
         let opts = m.operators[1].builtin_options.as_ref().unwrap();
         assert_eq!(
@@ -1454,8 +1453,11 @@ mod tests {
         b.output(y).unwrap();
         let m = b.build().unwrap();
         assert_eq!(m.operators.len(), 3);
-        assert_eq!(m.operators[1].builtin_options.as_ref().unwrap().fields, vec![]);
-        assert_eq!(m.operators[2].opcode.builtin, code::TANH);
+        assert_eq!(
+            m.operators[1].builtin_options.as_ref().unwrap().fields,
+            vec![]
+        );
+        assert_eq!(m.operators[2].opcode.builtin, ops::TANH);
         assert_eq!(m.operators[2].opcode.version, 2);
         assert_eq!(m.tensors[y].name, "dense/Tanh");
         assert_eq!(m.tensors[y].quantization, Some(per_tensor(1.0 / 128.0, 0)));
@@ -1488,14 +1490,20 @@ mod tests {
         let concat = m
             .operators
             .iter()
-            .find(|op| op.opcode.builtin == code::CONCATENATION)
+            .find(|op| op.opcode.builtin == ops::CONCATENATION)
             .unwrap();
         for input in concat.present_inputs() {
             assert_eq!(m.tensors[input].quantization, m.tensors[c].quantization);
         }
         // Every op's inputs come before it (execution order).
         let mut ready: HashSet<usize> = m.inputs.iter().copied().collect();
-        ready.extend(m.tensors.iter().enumerate().filter(|(_, t)| t.is_constant()).map(|(i, _)| i));
+        ready.extend(
+            m.tensors
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.is_constant())
+                .map(|(i, _)| i),
+        );
         for op in &m.operators {
             assert!(op.present_inputs().all(|i| ready.contains(&i)));
             ready.extend(op.outputs.iter().copied());
@@ -1547,9 +1555,19 @@ mod tests {
                 .is_err()
         );
         let x = int8_input(&mut b, &[1, 4]);
-        assert!(b.input("x", ElementType::F32, &[1], None).is_err(), "duplicate name");
-        assert!(b.conv2d(x, 2, [3, 3], [1, 1], Padding::Same, Activation::None).is_err());
+        assert!(
+            b.input("x", ElementType::F32, &[1], None).is_err(),
+            "duplicate name"
+        );
+        assert!(
+            b.conv2d(x, 2, [3, 3], [1, 1], Padding::Same, Activation::None)
+                .is_err()
+        );
         assert!(b.fully_connected(x, 0, Activation::None).is_err());
+        assert!(
+            b.fully_connected(x, 1 << 30, Activation::None).is_err(),
+            "weights over 2 GiB"
+        );
         let f = b.input("f", ElementType::F32, &[1, 4], None).unwrap();
         assert!(b.add(x, f, Activation::None).is_err(), "type mismatch");
         assert!(b.concatenation(&[], 0).is_err());
@@ -1561,7 +1579,10 @@ mod tests {
         assert!(b.dequantize(f).is_err());
         assert!(b.quantize(x, ElementType::F32, per_tensor(1.0, 0)).is_err());
         let flat = b.quantize(f, ElementType::I8, per_tensor(0.1, 0)).unwrap();
-        assert!(b.max_pool_2d(flat, [2, 2], [1, 1], Padding::Same).is_err(), "not NHWC");
+        assert!(
+            b.max_pool_2d(flat, [2, 2], [1, 1], Padding::Same).is_err(),
+            "not NHWC"
+        );
         b.output(y).unwrap();
         assert!(b.output(y).is_err(), "output twice");
         assert!(ModelBuilder::new(0).build().is_err());
