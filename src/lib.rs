@@ -11,5 +11,6 @@ mod error;
 pub mod model;
 pub mod profile;
 pub mod segment;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -27,8 +27,8 @@
 //! The element type of an op's input decides how its parameters are made:
 //! - [`ElementType::I8`], as the TF2 converter does: symmetric int8 weights with zero point 0,
 //!   per-channel for convolutions (unless [`ModelBuilder::weight_quantization`] says
-//!   per-tensor) and per-tensor for fully connected layers (the TFLite 2.9 int8
-//!   `FULLY_CONNECTED` kernel has no per-channel weights); asymmetric int8 activations.
+//!   per-tensor) and per-tensor for fully connected layers, as converters of the TFLite 2.x
+//!   era quantized dense layers; asymmetric int8 activations.
 //! - [`ElementType::U8`], as the TF1 converter does: asymmetric per-tensor uint8 weights and
 //!   activations.
 //! - [`ElementType::F32`]: float weights and biases, no quantization.

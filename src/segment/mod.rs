@@ -193,10 +193,9 @@ pub fn is_valid_cut(graph: &Graph<'_, '_>, cut: usize) -> bool {
 /// Bytes of the constant tensors read by operators in `ops`, each tensor counted once.
 pub fn param_bytes(model: &Model<'_>, ops: &Range<usize>) -> u64 {
     let mut seen = std::collections::BTreeSet::new();
-    model.operators[ops.clone()]
-        .iter()
-        .flat_map(|op| op.present_inputs())
-        .filter(|&t| model.tensors[t].is_constant() && seen.insert(t))
+    ops.clone()
+        .flat_map(|op| op_figures(model, op).param_tensors)
+        .filter(|&t| seen.insert(t))
         .map(|t| model.tensors[t].byte_size().unwrap_or(0) as u64)
         .sum()
 }
