@@ -1,12 +1,20 @@
 //! Cut a `.tflite` model into pipeline segments and check them.
 //!
 //! ```text
-//! cargo run --release --example segment -- MODEL --segments N [--strategy uniform]
+//! cargo run --release --example segment -- MODEL --segments N
+//!     [--strategy uniform|uniform-ops|profiled|libcoral] [--profiler model] [--link usb|pcie]
 //!     [--out DIR] [--verify K]
 //! ```
 //!
-//! Prints one row per segment (operator range, parameter bytes, MACs, input and output
-//! tensors), writes `<stem>_segment_<i>_of_<n>.tflite` into DIR (default: next to the
+//! Strategies: `uniform` (equal parameter bytes, as `edgetpu_compiler --num_segments`),
+//! `uniform-ops` (equal operator counts), `profiled` (the exact min-bottleneck plan under the
+//! profiler's figures) and `libcoral` (a re-implementation of libcoral's profiling search,
+//! for comparison). The profiler is the Edge TPU cost model (`model`, the only one so far) of
+//! a USB device, or of a PCIe one with `--link pcie`.
+//!
+//! Prints one row per segment (operator range, parameter bytes, MACs, predicted latency,
+//! input and output tensors), then
+//! `plan: strategy=<name> segments=<n> bottleneck_ms=<float> candidates=<count>`, writes `<stem>_segment_<i>_of_<n>.tflite` into DIR (default: next to the
 //! model), and with `--verify K` runs K random inputs through the whole model and through the
 //! chained segments on the TFLite CPU runtime, comparing every output byte for byte. The last
 //! line is then `verify: <k>/<K> identical`; the exit status is non-zero on any difference.
@@ -17,24 +25,30 @@ use std::process::ExitCode;
 
 use multitpu::backend::tflite::Runtime;
 use multitpu::model::{Graph, Model};
-use multitpu::segment::{Plan, Segmenter, UniformByParams};
+use multitpu::profile::{CachedProfiler, EdgeTpuCostModel};
+use multitpu::segment::{LibcoralSearch, Plan, Profiled, Segmenter, UniformByOps, UniformByParams};
 use multitpu::verify::verify_chain;
 
 struct Args {
     model: PathBuf,
     segments: usize,
     strategy: String,
+    profiler: String,
+    link: String,
     out: Option<PathBuf>,
     verify: usize,
 }
 
-const USAGE: &str = "usage: segment MODEL --segments N [--strategy uniform] [--out DIR] [--verify K]";
+const USAGE: &str = "usage: segment MODEL --segments N [--strategy uniform|uniform-ops|profiled|libcoral] \
+                     [--profiler model] [--link usb|pcie] [--out DIR] [--verify K]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let mut model = None;
     let mut segments = None;
     let mut strategy = "uniform".to_string();
+    let mut profiler = "model".to_string();
+    let mut link = "usb".to_string();
     let mut out = None;
     let mut verify = 0;
     while let Some(arg) = args.next() {
@@ -44,6 +58,8 @@ fn parse_args() -> Result<Args, String> {
                 segments = Some(value("--segments")?.parse().map_err(|e| format!("--segments: {e}"))?)
             }
             "--strategy" => strategy = value("--strategy")?,
+            "--profiler" => profiler = value("--profiler")?,
+            "--link" => link = value("--link")?,
             "--out" => out = Some(PathBuf::from(value("--out")?)),
             "--verify" => verify = value("--verify")?.parse().map_err(|e| format!("--verify: {e}"))?,
             "-h" | "--help" => return Err(USAGE.to_string()),
@@ -56,15 +72,34 @@ fn parse_args() -> Result<Args, String> {
         model: model.ok_or(USAGE)?,
         segments: segments.ok_or(format!("--segments is required\n{USAGE}"))?,
         strategy,
+        profiler,
+        link,
         out,
         verify,
     })
 }
 
-fn segmenter(name: &str) -> Result<Box<dyn Segmenter>, String> {
+/// The profiler's cost model: `model` on a USB or PCIe link.
+fn cost_model(profiler: &str, link: &str) -> Result<EdgeTpuCostModel, String> {
+    if profiler != "model" {
+        return Err(format!("unknown profiler `{profiler}` (known: model)"));
+    }
+    match link {
+        "usb" => Ok(EdgeTpuCostModel::usb_default()),
+        "pcie" => Ok(EdgeTpuCostModel::pcie_default()),
+        other => Err(format!("unknown link `{other}` (known: usb, pcie)")),
+    }
+}
+
+fn segmenter(name: &str, cost_model: &EdgeTpuCostModel) -> Result<Box<dyn Segmenter>, String> {
     match name {
         "uniform" => Ok(Box::new(UniformByParams)),
-        other => Err(format!("unknown strategy `{other}` (known: uniform)")),
+        "uniform-ops" => Ok(Box::new(UniformByOps)),
+        "profiled" => Ok(Box::new(Profiled::cost_model(cost_model.clone()))),
+        "libcoral" => Ok(Box::new(LibcoralSearch::new(CachedProfiler::new(cost_model.clone())))),
+        other => Err(format!(
+            "unknown strategy `{other}` (known: uniform, uniform-ops, profiled, libcoral)"
+        )),
     }
 }
 
@@ -77,27 +112,42 @@ fn print_plan(model: &Model<'_>, plan: &Plan) {
             .join(", ")
     };
     println!(
-        "{:>3}  {:>11}  {:>12}  {:>14}  inputs -> outputs",
-        "seg", "ops", "param bytes", "MACs"
+        "{:>3}  {:>11}  {:>12}  {:>14}  {:>12}  inputs -> outputs",
+        "seg", "ops", "param bytes", "MACs", "predicted ms"
     );
     for (i, segment) in plan.segments.iter().enumerate() {
+        let predicted = segment
+            .predicted_latency_s
+            .map_or_else(|| "-".to_string(), |s| format!("{:.3}", s * 1e3));
         println!(
-            "{:>3}  {:>11}  {:>12}  {:>14}  [{}] -> [{}]",
+            "{:>3}  {:>11}  {:>12}  {:>14}  {:>12}  [{}] -> [{}]",
             i,
             format!("{}..{}", segment.ops.start, segment.ops.end),
             segment.param_bytes,
             segment.macs,
+            predicted,
             names(&segment.inputs),
             names(&segment.outputs)
         );
     }
+    println!(
+        "plan: strategy={} segments={} bottleneck_ms={:.6} candidates={}",
+        plan.strategy,
+        plan.segments.len(),
+        plan.bottleneck_s().map_or(f64::NAN, |s| s * 1e3),
+        plan.candidates_profiled
+    );
 }
 
 fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
     let bytes = std::fs::read(&args.model).map_err(|e| format!("{}: {e}", args.model.display()))?;
     let model = Model::from_bytes(&bytes)?;
     let graph = Graph::new(&model)?;
-    let plan = segmenter(&args.strategy)?.plan(&graph, args.segments)?;
+    let cost_model = cost_model(&args.profiler, &args.link)?;
+    let mut plan = segmenter(&args.strategy, &cost_model)?.plan(&graph, args.segments)?;
+    if plan.bottleneck_s().is_none() {
+        plan.with_predictions(&model, &cost_model)?;
+    }
     print_plan(&model, &plan);
 
     let out_dir = match &args.out {

@@ -3,10 +3,11 @@
 //! deliberately non-monotone test profiler), and it beats the uniform splits and the
 //! libcoral-style search while profiling fewer candidates.
 
+mod common;
+
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::ops::Range;
-use std::path::PathBuf;
 
 use multitpu::model::{ElementType, Graph, Model, OpCode, Operator, Tensor, paper};
 use multitpu::profile::{CachedProfiler, EdgeTpuCostModel, Profiler, SegmentProfile};
@@ -348,18 +349,6 @@ fn uniform_by_ops_steps_around_stateful_operators() {
     assert_eq!(UniformByOps.plan(&graph, 5).expect("plan").cuts(), vec![1, 2, 6, 7]);
 }
 
-/// The value of `var`, or `None` after a loud skip notice; a failure when `CI` is set.
-fn require_env(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(value) if !value.is_empty() => Some(value),
-        _ => {
-            assert!(std::env::var_os("CI").is_none(), "{var} must be set when CI is set");
-            eprintln!("SKIPPED: {var} is not set");
-            None
-        }
-    }
-}
-
 /// Compares the strategies on one model with the cost model; returns (ours, libcoral's)
 /// candidate counts.
 fn compare(name: &str, model: &Model, segments: usize) -> (usize, usize) {
@@ -420,10 +409,9 @@ fn profiled_beats_uniform_and_libcoral_on_paper_models() {
 
 #[test]
 fn profiled_beats_uniform_and_libcoral_on_real_models() {
-    let Some(dir) = require_env("MULTITPU_TEST_MODELS") else {
+    let Some(dir) = common::test_models_dir() else {
         return;
     };
-    let dir = PathBuf::from(dir);
     let mut ours = 0;
     let mut theirs = 0;
     for name in [
