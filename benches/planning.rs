@@ -1,0 +1,94 @@
+//! How long planning takes, and how many candidates each search profiles.
+//!
+//! How to read it: the graph is a synthetic 500-operator residual network (quantize, 166
+//! blocks of 1×1 convolution, 3×3 depthwise convolution and a residual add, with wider
+//! layers every few blocks, dequantize), planned into 2, 4 and 8 segments with the Edge TPU
+//! cost model (USB) as profiler. Criterion times one whole `plan` call per strategy:
+//! `profiled` is the exact search pruned by the cost model's own floor, `profiled-tol` the same
+//! with a relative tolerance of 1e-6, `libcoral` the re-implementation of libcoral's
+//! bisection search. The target is well under a second per plan. Before timing, the bench
+//! prints one line per segment count with the bottleneck each search reaches and the number
+//! of distinct candidates it profiled: on hardware each candidate is a compile and a timed
+//! run, so that count, not the time here, is what planning costs there.
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use multitpu::model::builder::{Activation, ModelBuilder, Padding, range_quantization};
+use multitpu::model::{ElementType, Graph, Model};
+use multitpu::profile::EdgeTpuCostModel;
+use multitpu::segment::{LibcoralSearch, Profiled, Segmenter};
+
+/// The synthetic residual network (500 operators).
+fn residual_network() -> Model<'static> {
+    let build = || -> multitpu::Result<Model<'static>> {
+        let mut b = ModelBuilder::new(0x500);
+        let x = b.input("input", ElementType::F32, &[1, 32, 32, 3], None)?;
+        let quantization = range_quantization(-1.0, 1.0, ElementType::I8)?;
+        let q = b.quantize(x, ElementType::I8, quantization)?;
+        let mut h = b.conv2d(q, 64, [3, 3], [1, 1], Padding::Same, Activation::Relu)?;
+        for block in 0..166 {
+            let width = if block % 7 == 3 { 512 } else { 64 };
+            let expand = b.conv2d(h, width, [1, 1], [1, 1], Padding::Same, Activation::Relu)?;
+            let mixed = b.depthwise_conv2d(expand, 1, [3, 3], [1, 1], Padding::Same, Activation::Relu)?;
+            let project = if width == 64 {
+                mixed
+            } else {
+                b.conv2d(mixed, 64, [1, 1], [1, 1], Padding::Same, Activation::None)?
+            };
+            h = b.add(h, project, Activation::None)?;
+        }
+        let out = b.dequantize(h)?;
+        b.output(out)?;
+        b.build()
+    };
+    match build() {
+        Ok(model) => model,
+        Err(e) => panic!("the bench model does not build: {e}"),
+    }
+}
+
+fn planning(c: &mut Criterion) {
+    let model = residual_network();
+    let graph = match Graph::new(&model) {
+        Ok(graph) => graph,
+        Err(e) => panic!("the bench model is not a valid graph: {e}"),
+    };
+    let cost_model = EdgeTpuCostModel::usb_default();
+    let exact = Profiled::cost_model(cost_model.clone());
+    let tolerant = match Profiled::cost_model(cost_model.clone()).with_tolerance(1e-6) {
+        Ok(segmenter) => segmenter,
+        Err(e) => panic!("{e}"),
+    };
+    let libcoral = LibcoralSearch::new(cost_model);
+    let strategies: [(&str, &dyn Segmenter); 3] =
+        [("profiled", &exact), ("profiled-tol", &tolerant), ("libcoral", &libcoral)];
+
+    println!("planning a {}-operator graph with the USB cost model", graph.op_count());
+    for segments in [2, 4, 8] {
+        let mut line = format!("N={segments}:");
+        for (name, strategy) in strategies {
+            match strategy.plan(&graph, segments) {
+                Ok(plan) => line.push_str(&format!(
+                    "  {name} bottleneck {:.3} ms, {} candidates;",
+                    plan.bottleneck_s().unwrap_or(f64::NAN) * 1e3,
+                    plan.candidates_profiled
+                )),
+                Err(e) => panic!("{name} failed for {segments} segments: {e}"),
+            }
+        }
+        println!("{line}");
+    }
+
+    let mut group = c.benchmark_group("plan_500_ops");
+    group.sample_size(10);
+    for segments in [2, 4, 8] {
+        for (name, strategy) in strategies {
+            group.bench_with_input(BenchmarkId::new(name, segments), &segments, |bench, &n| {
+                bench.iter(|| strategy.plan(&graph, n))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, planning);
+criterion_main!(benches);
