@@ -55,15 +55,25 @@ fn parse_args() -> Result<Args, String> {
         let mut value = |flag: &str| args.next().ok_or(format!("{flag} needs a value"));
         match arg.as_str() {
             "--segments" => {
-                segments = Some(value("--segments")?.parse().map_err(|e| format!("--segments: {e}"))?)
+                segments = Some(
+                    value("--segments")?
+                        .parse()
+                        .map_err(|e| format!("--segments: {e}"))?,
+                )
             }
             "--strategy" => strategy = value("--strategy")?,
             "--profiler" => profiler = value("--profiler")?,
             "--link" => link = value("--link")?,
             "--out" => out = Some(PathBuf::from(value("--out")?)),
-            "--verify" => verify = value("--verify")?.parse().map_err(|e| format!("--verify: {e}"))?,
+            "--verify" => {
+                verify = value("--verify")?
+                    .parse()
+                    .map_err(|e| format!("--verify: {e}"))?
+            }
             "-h" | "--help" => return Err(USAGE.to_string()),
-            flag if flag.starts_with("--") => return Err(format!("unknown option {flag}\n{USAGE}")),
+            flag if flag.starts_with("--") => {
+                return Err(format!("unknown option {flag}\n{USAGE}"));
+            }
             path if model.is_none() => model = Some(PathBuf::from(path)),
             extra => return Err(format!("unexpected argument {extra}\n{USAGE}")),
         }
@@ -96,7 +106,9 @@ fn segmenter(name: &str, cost_model: &EdgeTpuCostModel) -> Result<Box<dyn Segmen
         "uniform" => Ok(Box::new(UniformByParams)),
         "uniform-ops" => Ok(Box::new(UniformByOps)),
         "profiled" => Ok(Box::new(Profiled::cost_model(cost_model.clone()))),
-        "libcoral" => Ok(Box::new(LibcoralSearch::new(CachedProfiler::new(cost_model.clone())))),
+        "libcoral" => Ok(Box::new(LibcoralSearch::new(CachedProfiler::new(
+            cost_model.clone(),
+        )))),
         other => Err(format!(
             "unknown strategy `{other}` (known: uniform, uniform-ops, profiled, libcoral)"
         )),
@@ -152,7 +164,10 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
 
     let out_dir = match &args.out {
         Some(dir) => dir.clone(),
-        None => args.model.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        None => args
+            .model
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
     };
     let stem = args
         .model

@@ -54,7 +54,9 @@ impl SegmentChain {
                     .ok_or_else(|| {
                         Error::invalid(
                             "segment chain",
-                            format!("segment {index} reads `{name}`, which nothing before it produces"),
+                            format!(
+                                "segment {index} reads `{name}`, which nothing before it produces"
+                            ),
                         )
                     })?;
                 interpreter.set_input(slot, data)?;
@@ -116,7 +118,10 @@ pub fn verify_chain(
             let expected = whole.output(slot)?;
             let actual = produced.iter().rev().find(|(n, _)| *n == info.name);
             difference = match actual {
-                None => Some(format!("trial {trial}: the segments never produce `{}`", info.name)),
+                None => Some(format!(
+                    "trial {trial}: the segments never produce `{}`",
+                    info.name
+                )),
                 Some((_, actual)) if actual.len() != expected.len() => Some(format!(
                     "trial {trial}: `{}` has {} bytes from the segments, {} from the whole model",
                     info.name,

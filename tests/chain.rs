@@ -24,7 +24,9 @@ fn check_model(name: &str) {
     let graph = Graph::new(&model).expect("graph is consistent");
     for segments in 2..=4 {
         let plans = [
-            UniformByParams.plan(&graph, segments).expect("uniform plan"),
+            UniformByParams
+                .plan(&graph, segments)
+                .expect("uniform plan"),
             evenly_spaced(&graph, segments),
         ];
         for plan in plans {

@@ -145,7 +145,11 @@ struct Search {
 
 impl Search {
     /// The segment ends (points) of the greedy depth-first search for target `target`.
-    fn partition(&self, candidates: &mut Candidates<'_, '_>, target: f64) -> Result<Option<Vec<usize>>> {
+    fn partition(
+        &self,
+        candidates: &mut Candidates<'_, '_>,
+        target: f64,
+    ) -> Result<Option<Vec<usize>>> {
         let mut failed = HashSet::new();
         let mut ends = Vec::with_capacity(self.segments);
         if self.place(candidates, target, 0, 0, &mut ends, &mut failed)? {

@@ -53,14 +53,16 @@ use std::ops::Range;
 
 use super::search::Candidates;
 use super::{Plan, Segmenter, check_segmentable};
-use crate::model::figures::op_figures;
 use crate::model::Graph;
+use crate::model::figures::op_figures;
 use crate::profile::{CachedProfiler, DeviceLayout, EdgeTpuCostModel, Profiler};
 use crate::{Error, Result};
 
-/// Relative amount taken off every floor, so that rounding in the floor's arithmetic
-/// (prefix-sum differences) can never lift it above the profiler's own figure.
-const ROUNDING_MARGIN: f64 = 1e-9;
+/// Relative amount taken off a floor per operator of the model (plus a few), so that
+/// rounding can never lift it above the profiler's own figure: the floor's range sums are
+/// compensated (a few rounding errors each), while a profiler that adds up its operators
+/// one by one may round once per operator.
+const ROUNDING_PER_OP: f64 = 4.0 * f64::EPSILON;
 
 /// Cheap lower bounds on a profiler's segment latencies, for the ranges of one graph.
 ///
@@ -78,9 +80,12 @@ const ROUNDING_MARGIN: f64 = 1e-9;
 #[derive(Debug, Clone)]
 pub struct Floors {
     fixed_s: f64,
-    prefix_s: Vec<f64>,
+    /// Compensated prefix sums of the per-operator floors: `(high, low)` parts.
+    prefix_s: Vec<(f64, f64)>,
     overflow: Option<Overflow>,
     io: Option<Io>,
+    /// `1 −` the relative rounding margin (see [`ROUNDING_PER_OP`]).
+    keep: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -120,28 +125,40 @@ impl Floors {
     pub fn zero(graph: &Graph<'_, '_>) -> Floors {
         Floors {
             fixed_s: 0.0,
-            prefix_s: vec![0.0; graph.op_count() + 1],
+            prefix_s: vec![(0.0, 0.0); graph.op_count() + 1],
             overflow: None,
             io: None,
+            keep: keep(graph.op_count()),
         }
     }
 
     /// Floors of `fixed_s` per segment, `per_op_s[i]` for operator `i`, and `io_s_per_byte`
     /// per byte of activations in or out of the segment.
-    pub fn new(graph: &Graph<'_, '_>, fixed_s: f64, per_op_s: &[f64], io_s_per_byte: f64) -> Result<Floors> {
+    pub fn new(
+        graph: &Graph<'_, '_>,
+        fixed_s: f64,
+        per_op_s: &[f64],
+        io_s_per_byte: f64,
+    ) -> Result<Floors> {
         check_seconds("the fixed floor", fixed_s)?;
         check_seconds("the io floor per byte", io_s_per_byte)?;
         if per_op_s.len() != graph.op_count() {
             return Err(Error::invalid(
                 "latency floor",
-                format!("{} per-operator floors for {} operators", per_op_s.len(), graph.op_count()),
+                format!(
+                    "{} per-operator floors for {} operators",
+                    per_op_s.len(),
+                    graph.op_count()
+                ),
             ));
         }
         let mut prefix_s = Vec::with_capacity(per_op_s.len() + 1);
-        prefix_s.push(0.0);
+        prefix_s.push((0.0, 0.0));
         for (op, &s) in per_op_s.iter().enumerate() {
             check_seconds(&format!("the floor of operator {op}"), s)?;
-            prefix_s.push(prefix_s[op] + s);
+            let (high, low) = prefix_s[op];
+            let (sum, error) = two_sum(high, s);
+            prefix_s.push((sum, low + error));
         }
         let io = (io_s_per_byte > 0.0).then(|| Io::new(graph, io_s_per_byte));
         Ok(Floors {
@@ -149,11 +166,17 @@ impl Floors {
             prefix_s,
             overflow: None,
             io,
+            keep: keep(graph.op_count()),
         })
     }
 
     /// Adds the overflow term: `max(0, Σ per_op_bytes − budget_bytes) · s_per_byte`.
-    pub fn with_overflow(mut self, budget_bytes: u64, per_op_bytes: &[u64], s_per_byte: f64) -> Result<Floors> {
+    pub fn with_overflow(
+        mut self,
+        budget_bytes: u64,
+        per_op_bytes: &[u64],
+        s_per_byte: f64,
+    ) -> Result<Floors> {
         check_seconds("the overflow floor per byte", s_per_byte)?;
         if per_op_bytes.len() + 1 != self.prefix_s.len() {
             return Err(Error::invalid(
@@ -186,21 +209,42 @@ impl Floors {
     /// The part of the floor of `ops` that never decreases as the range grows.
     /// Out-of-range operators are ignored.
     pub fn growing_floor_s(&self, ops: Range<usize>) -> f64 {
-        let end = ops.end.min(self.op_count());
-        let start = ops.start.min(end);
-        let mut floor = self.fixed_s + (self.prefix_s[end] - self.prefix_s[start]).max(0.0);
-        if let Some(overflow) = &self.overflow {
-            let bytes = overflow.prefix_bytes[end] - overflow.prefix_bytes[start];
-            floor += bytes.saturating_sub(overflow.budget_bytes) as f64 * overflow.s_per_byte;
-        }
-        floor * (1.0 - ROUNDING_MARGIN)
+        self.growing_exact(&ops) * self.keep
     }
 
     /// The whole floor of `ops`: the growing part plus the io term.
     pub fn floor_s(&self, ops: Range<usize>) -> f64 {
         let io = self.io.as_ref().map_or(0.0, |io| io.floor_s(&ops));
-        self.growing_floor_s(ops) + io * (1.0 - ROUNDING_MARGIN)
+        (self.growing_exact(&ops) + io) * self.keep
     }
+
+    /// The growing part before the rounding margin.
+    fn growing_exact(&self, ops: &Range<usize>) -> f64 {
+        let end = ops.end.min(self.op_count());
+        let start = ops.start.min(end);
+        let (high_end, low_end) = self.prefix_s[end];
+        let (high_start, low_start) = self.prefix_s[start];
+        let per_op = ((high_end - high_start) + (low_end - low_start)).max(0.0);
+        let mut floor = self.fixed_s + per_op;
+        if let Some(overflow) = &self.overflow {
+            let bytes = overflow.prefix_bytes[end] - overflow.prefix_bytes[start];
+            floor += bytes.saturating_sub(overflow.budget_bytes) as f64 * overflow.s_per_byte;
+        }
+        floor
+    }
+}
+
+/// `a + b` and its rounding error (Knuth's two-sum).
+fn two_sum(a: f64, b: f64) -> (f64, f64) {
+    let sum = a + b;
+    let b_part = sum - a;
+    let a_part = sum - b_part;
+    (sum, (a - a_part) + (b - b_part))
+}
+
+/// The share of a floor kept after the rounding margin, for a model of `op_count` ops.
+fn keep(op_count: usize) -> f64 {
+    (1.0 - ROUNDING_PER_OP * (op_count as f64 + 16.0)).max(0.0)
 }
 
 impl Io {
@@ -333,13 +377,17 @@ impl LatencyFloor for EdgeTpuCostModel {
                 if std::mem::replace(&mut first_reader_seen[t], true) {
                     continue;
                 }
-                let position = model.operators[op].inputs.iter().position(|&i| i == Some(t));
+                let position = model.operators[op]
+                    .inputs
+                    .iter()
+                    .position(|&i| i == Some(t));
                 let (Some(position), Some(tensor)) = (position, model.tensors.get(t)) else {
                     continue;
                 };
                 let bytes = DeviceLayout::EDGE_TPU.param_bytes(figures.kind, position, tensor);
                 if bytes > self.max_cached_tensor_bytes {
-                    *per_op += bytes as f64 * self.stream_reads.get(figures.kind) / self.stream_bytes_per_s;
+                    *per_op += bytes as f64 * self.stream_reads.get(figures.kind)
+                        / self.stream_bytes_per_s;
                 } else {
                     cacheable[op] = cacheable[op].saturating_add(bytes);
                 }
@@ -351,7 +399,13 @@ impl LatencyFloor for EdgeTpuCostModel {
             .map(|(_, reads)| reads)
             .fold(f64::INFINITY, f64::min)
             .max(0.0);
-        Floors::new(graph, self.invoke_overhead_s, &per_op_s, 1.0 / self.io_bytes_per_s)?.with_overflow(
+        Floors::new(
+            graph,
+            self.invoke_overhead_s,
+            &per_op_s,
+            1.0 / self.io_bytes_per_s,
+        )?
+        .with_overflow(
             self.on_chip_budget_bytes,
             &cacheable,
             min_reads / self.stream_bytes_per_s,
@@ -378,7 +432,7 @@ impl<P: Profiler> Profiled<P> {
         Profiled {
             profiler,
             floor: NoFloor,
-            tolerance: 0.0,
+            tolerance: DEFAULT_TOLERANCE,
         }
     }
 }
@@ -389,7 +443,7 @@ impl Profiled<EdgeTpuCostModel, EdgeTpuCostModel> {
         Profiled {
             floor: cost_model.clone(),
             profiler: cost_model,
-            tolerance: 0.0,
+            tolerance: DEFAULT_TOLERANCE,
         }
     }
 }
@@ -405,11 +459,14 @@ impl<P: Profiler, F: LatencyFloor> Profiled<P, F> {
     }
 
     /// Accepts a plan once no unprofiled alternative can beat it by more than the relative
-    /// `tolerance` (0, the default, is exact). The plan's bottleneck is then at most
+    /// `tolerance` (default [`DEFAULT_TOLERANCE`]). The plan's bottleneck is then at most
     /// `(1 + tolerance)` times the optimum, and its total at most `(1 + tolerance)` times the
     /// least total among the plans whose bottleneck is no larger than the plan's.
-    /// Measured latencies are noisy far above 1e-6; a tolerance that small saves profiling
-    /// candidates whose latency ties with the best one's.
+    ///
+    /// 0 is exact to the last bit, at a price: a tie between the best plan and an
+    /// unprofiled one can only be settled by profiling it, since a floor must stay a hair
+    /// below the figure it bounds to be safe from rounding; models of repeated identical
+    /// blocks have many such ties (the planning bench shows thousands of extra candidates).
     pub fn with_tolerance(mut self, tolerance: f64) -> Result<Self> {
         if !(tolerance.is_finite() && (0.0..1.0).contains(&tolerance)) {
             return Err(Error::invalid(
@@ -456,6 +513,11 @@ impl<P: Profiler, F: LatencyFloor> Segmenter for Profiled<P, F> {
     }
 }
 
+/// Relative differences the search does not profile to settle by default: one part in a
+/// billion (a picosecond per millisecond), far below what a measurement resolves and below
+/// which two figures of a cost model differ only by how its sums were rounded.
+pub const DEFAULT_TOLERANCE: f64 = 1e-9;
+
 /// What a round of dynamic programming minimises.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Objective {
@@ -474,13 +536,17 @@ struct Lazy<'f> {
 
 /// The true value of a profiled path under `objective`: its bottleneck, or its total (in
 /// segment order); infinite for a total if a segment is above the bottleneck bound.
-fn path_value(candidates: &Candidates<'_, '_>, ends: &[usize], objective: Objective) -> Result<f64> {
+fn path_value(
+    candidates: &Candidates<'_, '_>,
+    ends: &[usize],
+    objective: Objective,
+) -> Result<f64> {
     let mut value = 0.0f64;
     let mut start = 0;
     for &end in ends {
-        let latency = candidates
-            .known(start, end)
-            .ok_or_else(|| Error::invalid("profiled plan", "a segment of the path was not profiled"))?;
+        let latency = candidates.known(start, end).ok_or_else(|| {
+            Error::invalid("profiled plan", "a segment of the path was not profiled")
+        })?;
         value = match objective {
             Objective::Bottleneck { .. } => value.max(latency),
             Objective::Total { bottleneck } if latency > bottleneck => f64::INFINITY,
@@ -498,7 +564,9 @@ impl Lazy<'_> {
         // The best fully profiled path so far: its bottleneck and its ends.
         let mut incumbent: Option<(f64, Vec<usize>)> = None;
         let bottleneck = loop {
-            let upper = incumbent.as_ref().map_or(f64::INFINITY, |(value, _)| *value);
+            let upper = incumbent
+                .as_ref()
+                .map_or(f64::INFINITY, |(value, _)| *value);
             let (estimate, ends) = self.best_path(candidates, Objective::Bottleneck { upper })?;
             if let Some((value, incumbent_ends)) = &incumbent {
                 if *value <= estimate * slack {
@@ -538,7 +606,11 @@ impl Lazy<'_> {
     }
 
     /// The best path under the current estimates: its value and its segment ends.
-    fn best_path(&self, candidates: &Candidates<'_, '_>, objective: Objective) -> Result<(f64, Vec<usize>)> {
+    fn best_path(
+        &self,
+        candidates: &Candidates<'_, '_>,
+        objective: Objective,
+    ) -> Result<(f64, Vec<usize>)> {
         let n = self.segments;
         let m = candidates.last();
         let width = m + 1;
@@ -588,7 +660,9 @@ impl Lazy<'_> {
                         }
                     };
                     let slot = k * width + b;
-                    if candidate < value[slot] || (candidate == value[slot] && candidate_sum < sum[slot]) {
+                    if candidate < value[slot]
+                        || (candidate == value[slot] && candidate_sum < sum[slot])
+                    {
                         value[slot] = candidate;
                         sum[slot] = candidate_sum;
                         parent[slot] = a;
@@ -600,7 +674,9 @@ impl Lazy<'_> {
         if best == f64::INFINITY {
             return Err(Error::invalid(
                 "profiled plan",
-                format!("no plan of {n} segments within the bounds (the floors do not hold for this profiler)"),
+                format!(
+                    "no plan of {n} segments within the bounds (the floors do not hold for this profiler)"
+                ),
             ));
         }
         let mut ends = vec![m];

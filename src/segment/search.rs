@@ -103,7 +103,12 @@ impl<'g, 'p> Candidates<'g, 'p> {
     /// The plan whose segments end at `ends` (points, ascending, the last one `last()`),
     /// with every segment's latency filled in (profiled now if need be) and the number of
     /// candidates profiled.
-    pub(crate) fn plan(&mut self, strategy: &str, graph: &Graph<'_, '_>, ends: &[usize]) -> Result<Plan> {
+    pub(crate) fn plan(
+        &mut self,
+        strategy: &str,
+        graph: &Graph<'_, '_>,
+        ends: &[usize],
+    ) -> Result<Plan> {
         let cuts: Vec<usize> = ends
             .iter()
             .take(ends.len().saturating_sub(1))
