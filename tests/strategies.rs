@@ -510,3 +510,164 @@ fn profiled_beats_uniform_and_libcoral_on_real_models() {
         "profiled asked for {ours} candidates, libcoral for {theirs}"
     );
 }
+
+/// The cost model's floor is below its prediction for every range (the soundness the
+/// profiled search's optimality rests on), and its growing part never decreases as a range
+/// grows.
+fn check_cost_model_floor(name: &str, model: &Model) {
+    let graph = Graph::new(model).expect("graph");
+    for cost_model in [
+        EdgeTpuCostModel::usb_default(),
+        EdgeTpuCostModel::pcie_default(),
+        tight_budget(),
+    ] {
+        let floors = cost_model.floors(&graph).expect("floors");
+        let k = graph.op_count();
+        for a in 0..k {
+            let mut growing = 0.0;
+            for b in a + 1..=k {
+                let latency = cost_model.profile(model, a..b).expect("profile").latency_s;
+                let floor = floors.floor_s(a..b);
+                assert!(
+                    floor <= latency,
+                    "{name} {a}..{b}: floor {floor} above latency {latency}"
+                );
+                let next = floors.growing_floor_s(a..b);
+                assert!(
+                    next >= growing && next <= floor,
+                    "{name} {a}..{b}: growing floor"
+                );
+                growing = next;
+            }
+        }
+    }
+}
+
+/// A cost model with a small on-chip budget, so that budget overflow shows in small models.
+fn tight_budget() -> EdgeTpuCostModel {
+    EdgeTpuCostModel {
+        on_chip_budget_bytes: 20_000,
+        max_cached_tensor_bytes: 12_000,
+        ..EdgeTpuCostModel::usb_default()
+    }
+}
+
+#[test]
+fn cost_model_floor_is_sound_on_paper_models() {
+    for hidden in [100, 1580, 3000] {
+        check_cost_model_floor("fc", &paper::fc(hidden).expect("fc"));
+    }
+    for filters in [32, 384] {
+        check_cost_model_floor("conv", &paper::conv(filters).expect("conv"));
+    }
+}
+
+#[test]
+fn cost_model_floor_is_sound_on_real_models() {
+    let Some(dir) = common::test_models_dir() else {
+        return;
+    };
+    for name in [
+        "MNISTnet_v2_uint8_quant.tflite",
+        "mobilenet_v1_0.25_128_quant.tflite",
+        "mobilenet_v2_1.0_224_quant.tflite",
+        "keras_lstm_mnist_ptq.tflite",
+    ] {
+        let path = dir.join(name);
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let model = Model::from_bytes(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        check_cost_model_floor(name, &model);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn cost_model_floor_is_sound_on_random_graphs(shape in shape(24, true)) {
+        check_cost_model_floor("random", &build(&shape));
+    }
+}
+
+#[test]
+fn libcoral_search_keeps_the_compiler_split_when_its_segments_are_close() {
+    let shape = Shape {
+        reads: (0..8).map(|i| vec![i]).collect(),
+        weights: vec![8; 8],
+        stateful: vec![false; 8],
+    };
+    let model = build(&shape);
+    let graph = Graph::new(&model).expect("graph");
+    // Latencies here are seconds of the order of 1–10: a threshold of 100 s stops at once.
+    let search = LibcoralSearch::new(Bumpy { seed: 7 })
+        .with_diff_threshold(100.0)
+        .expect("threshold");
+    let plan = search.plan(&graph, 3).expect("plan");
+    let uniform = UniformByParams.plan(&graph, 3).expect("uniform");
+    assert_eq!(plan.cuts(), uniform.cuts());
+    assert_eq!(plan.candidates_profiled, 3);
+    assert!(
+        LibcoralSearch::new(Bumpy { seed: 7 })
+            .with_diff_threshold(0.0)
+            .is_err()
+    );
+    assert!(
+        LibcoralSearch::new(Bumpy { seed: 7 })
+            .with_diff_threshold(f64::NAN)
+            .is_err()
+    );
+}
+
+/// A profiler where libcoral's greedy search (longest first segment that meets the target)
+/// misses the optimum: ops cost 1 each, plus 10 for a segment that ends right after op 2.
+struct Trap;
+
+impl Profiler for Trap {
+    fn profile(&self, model: &Model, ops: Range<usize>) -> Result<SegmentProfile> {
+        if ops.start >= ops.end || ops.end > model.operators.len() {
+            return Err(Error::Invalid {
+                what: "segment range",
+                reason: format!("{ops:?}"),
+            });
+        }
+        let trap = if ops.end == 3 { 10.0 } else { 0.0 };
+        Ok(SegmentProfile {
+            latency_s: ops.len() as f64 + trap,
+            on_chip_bytes: 0,
+            off_chip_bytes: 0,
+        })
+    }
+}
+
+#[test]
+fn profiled_finds_the_optimum_where_latency_is_not_monotone() {
+    let shape = Shape {
+        reads: (0..6).map(|i| vec![i]).collect(),
+        weights: vec![8; 6],
+        stateful: vec![false; 6],
+    };
+    let model = build(&shape);
+    let graph = Graph::new(&model).expect("graph");
+    let valid = valid_cuts(&graph);
+    for segments in 1..=4 {
+        let plan = Profiled::new(Trap).plan(&graph, segments).expect("plan");
+        let value = (
+            plan.bottleneck_s().expect("predicted"),
+            plan.total_latency_s().expect("predicted"),
+        );
+        assert_eq!(
+            value,
+            brute_force(&Trap, &model, &valid, segments),
+            "N={segments}"
+        );
+        assert!(!plan.cuts().contains(&3), "no segment may end after op 2");
+        let libcoral = LibcoralSearch::new(Trap)
+            .plan(&graph, segments)
+            .expect("plan");
+        assert!(plan.bottleneck_s() <= libcoral.bottleneck_s());
+    }
+    // Two segments: 3 + 3 would be best but the first segment ending at op 2 costs 13;
+    // the optimum is 2 + 4 or 4 + 2.
+    let plan = Profiled::new(Trap).plan(&graph, 2).expect("plan");
+    assert_eq!(plan.bottleneck_s(), Some(4.0));
+}

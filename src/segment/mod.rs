@@ -359,6 +359,67 @@ mod tests {
         assert!(extract(&graph, 0..4).is_err());
     }
 
+    /// Latency: one second per operator.
+    struct PerOp;
+
+    impl Profiler for PerOp {
+        fn profile(
+            &self,
+            _model: &Model,
+            ops: Range<usize>,
+        ) -> Result<crate::profile::SegmentProfile> {
+            Ok(crate::profile::SegmentProfile {
+                latency_s: ops.len() as f64,
+                on_chip_bytes: 0,
+                off_chip_bytes: 0,
+            })
+        }
+    }
+
+    #[test]
+    fn predictions_fill_every_segment_and_give_bottleneck_and_total() {
+        let model = chain(&[10, 20, 30, 40], false);
+        let graph = Graph::new(&model).unwrap();
+        let mut plan = Plan::from_cuts("test", &graph, &[1, 3]).unwrap();
+        assert_eq!(plan.cuts(), vec![1, 3]);
+        assert_eq!(plan.bottleneck_s(), None);
+        assert_eq!(plan.total_latency_s(), None);
+        plan.with_predictions(&model, &PerOp).unwrap();
+        let predicted: Vec<_> = plan
+            .segments
+            .iter()
+            .map(|s| s.predicted_latency_s)
+            .collect();
+        assert_eq!(predicted, vec![Some(1.0), Some(2.0), Some(1.0)]);
+        assert_eq!(plan.bottleneck_s(), Some(2.0));
+        assert_eq!(plan.total_latency_s(), Some(4.0));
+        assert_eq!(plan.candidates_profiled, 0);
+    }
+
+    #[test]
+    fn segment_macs_add_up_the_operators() {
+        use crate::model::figures::tests::{model as build, operator, tensor};
+        use crate::model::ops::FULLY_CONNECTED;
+        let tensors = vec![
+            tensor("x", ElementType::I8, &[1, 8], false),
+            tensor("w0", ElementType::I8, &[4, 8], true),
+            tensor("h", ElementType::I8, &[1, 4], false),
+            tensor("w1", ElementType::I8, &[2, 4], true),
+            tensor("y", ElementType::I8, &[1, 2], false),
+        ];
+        let operators = vec![
+            operator(FULLY_CONNECTED, &[Some(0), Some(1)], &[2]),
+            operator(FULLY_CONNECTED, &[Some(2), Some(3)], &[4]),
+        ];
+        let model = build(tensors, operators, &[0], &[4]);
+        let graph = Graph::new(&model).unwrap();
+        let whole = Plan::from_cuts("test", &graph, &[]).unwrap();
+        assert_eq!(whole.segments[0].macs, 32 + 8);
+        let split = Plan::from_cuts("test", &graph, &[1]).unwrap();
+        let macs: Vec<_> = split.segments.iter().map(|s| s.macs).collect();
+        assert_eq!(macs, vec![32, 8]);
+    }
+
     #[test]
     fn graph_rejects_reading_before_writing() {
         let mut model = chain(&[1, 1], false);

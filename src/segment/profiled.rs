@@ -689,3 +689,148 @@ impl Lazy<'_> {
         Ok((best, ends))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::figures::tests::{model, operator, tensor};
+    use crate::model::{ElementType, Model, ops};
+    use crate::profile::SegmentProfile;
+
+    /// `layers` dense layers of 32 units in a chain.
+    fn dense_chain(layers: usize) -> Model<'static> {
+        let mut tensors = vec![tensor("x", ElementType::I8, &[1, 32], false)];
+        let mut operators = Vec::new();
+        for i in 0..layers {
+            tensors.push(tensor(&format!("w{i}"), ElementType::I8, &[32, 32], true));
+            tensors.push(tensor(&format!("h{i}"), ElementType::I8, &[1, 32], false));
+            let input = if i == 0 { 0 } else { 2 * i };
+            operators.push(operator(
+                ops::FULLY_CONNECTED,
+                &[Some(input), Some(2 * i + 1)],
+                &[2 * i + 2],
+            ));
+        }
+        model(tensors, operators, &[0], &[2 * layers])
+    }
+
+    /// Latency: the number of operators, or `value` for ranges starting at 1.
+    struct Odd {
+        value: f64,
+    }
+
+    impl Profiler for Odd {
+        fn profile(&self, _model: &Model, ops: Range<usize>) -> Result<SegmentProfile> {
+            let latency_s = if ops.start == 1 {
+                self.value
+            } else {
+                ops.len() as f64
+            };
+            Ok(SegmentProfile {
+                latency_s,
+                on_chip_bytes: 0,
+                off_chip_bytes: 0,
+            })
+        }
+    }
+
+    #[test]
+    fn bad_floor_figures_are_refused() {
+        let m = dense_chain(3);
+        let graph = Graph::new(&m).expect("graph");
+        assert!(Floors::new(&graph, -1.0, &[0.0; 3], 0.0).is_err());
+        assert!(Floors::new(&graph, 0.0, &[0.0; 2], 0.0).is_err());
+        assert!(Floors::new(&graph, 0.0, &[0.0, f64::NAN, 0.0], 0.0).is_err());
+        assert!(Floors::new(&graph, 0.0, &[0.0; 3], f64::INFINITY).is_err());
+        let floors = Floors::new(&graph, 1.0, &[1.0, 2.0, 3.0], 0.0).expect("floors");
+        assert!(floors.clone().with_overflow(10, &[1, 2], 1.0).is_err());
+        assert!(floors.clone().with_overflow(10, &[1, 2, 3], -1.0).is_err());
+        let floors = floors.with_overflow(4, &[3, 3, 3], 0.5).expect("overflow");
+        // 1 + (2 + 3) + (6 − 4) · 0.5, minus the rounding margin.
+        let floor = floors.floor_s(1..3);
+        assert!(floor <= 7.0 && floor > 7.0 * (1.0 - 1e-12), "{floor}");
+        assert_eq!(floors.growing_floor_s(0..3), floors.floor_s(0..3));
+    }
+
+    #[test]
+    fn io_floor_counts_the_activations_crossing_the_range_edges() {
+        let m = dense_chain(3);
+        let graph = Graph::new(&m).expect("graph");
+        let floors = Floors::new(&graph, 0.0, &[0.0; 3], 1.0).expect("floors");
+        // Every segment reads 32 bytes and hands on 32 bytes (the last one as model output).
+        for range in [0..1, 0..3, 1..2, 2..3] {
+            let floor = floors.floor_s(range.clone());
+            assert!((floor - 64.0).abs() < 1e-9, "{range:?}: {floor}");
+            assert_eq!(floors.growing_floor_s(range), 0.0);
+        }
+    }
+
+    #[test]
+    fn non_finite_or_negative_latencies_are_errors() {
+        let m = dense_chain(4);
+        let graph = Graph::new(&m).expect("graph");
+        for value in [f64::NAN, f64::INFINITY, -1.0] {
+            let result = Profiled::new(Odd { value }).plan(&graph, 2);
+            assert!(
+                matches!(
+                    result,
+                    Err(Error::Invalid {
+                        what: "profile",
+                        ..
+                    })
+                ),
+                "{value}"
+            );
+        }
+        assert!(
+            Profiled::new(Odd { value: 1.0 })
+                .with_tolerance(1.0)
+                .is_err()
+        );
+        assert!(
+            Profiled::new(Odd { value: 1.0 })
+                .with_tolerance(-0.1)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_cheap_odd_segment_is_found() {
+        // Ranges from operator 1 cost 0.5 whatever their length: the best 2-segment plan
+        // is 0..1 + 1..4 (bottleneck 1), the best 3-segment one 0..1, 1..k, k..4.
+        let m = dense_chain(4);
+        let graph = Graph::new(&m).expect("graph");
+        let plan = Profiled::new(Odd { value: 0.5 })
+            .plan(&graph, 2)
+            .expect("plan");
+        assert_eq!(plan.cuts(), vec![1]);
+        assert_eq!(plan.bottleneck_s(), Some(1.0));
+        assert_eq!(plan.total_latency_s(), Some(1.5));
+        let plan = Profiled::new(Odd { value: 0.5 })
+            .plan(&graph, 3)
+            .expect("plan");
+        assert_eq!(plan.cuts(), vec![1, 3]);
+        assert_eq!(plan.total_latency_s(), Some(2.5));
+    }
+
+    #[test]
+    fn cost_model_plan_is_balanced_and_counts_its_candidates() {
+        let m = dense_chain(8);
+        let graph = Graph::new(&m).expect("graph");
+        let plan = Profiled::cost_model(EdgeTpuCostModel::usb_default())
+            .plan(&graph, 4)
+            .expect("plan");
+        assert_eq!(plan.strategy, "profiled");
+        assert_eq!(plan.segments.len(), 4);
+        assert!(plan.candidates_profiled >= 4);
+        assert!(
+            plan.segments
+                .iter()
+                .all(|s| s.predicted_latency_s.is_some())
+        );
+        let floors = EdgeTpuCostModel::usb_default()
+            .floors(&graph)
+            .expect("floors");
+        assert_eq!(floors.op_count(), 8);
+    }
+}
