@@ -17,27 +17,42 @@
 //! [`LatencyFloor`]); part of it, `G(a, b) ≤ F(a, b)`, never decreases when the segment grows.
 //! The search keeps an *estimate* `E(a, b)`: `L(a, b)` once profiled, `F(a, b)` before.
 //! Since `E ≤ L` everywhere, an optimum under `E` is never worse than the optimum under `L`.
+//! The *incumbent* is the best path whose segments have all been profiled.
 //!
 //! 1. Bottleneck. Repeat: find by dynamic programming the path with the smallest bottleneck
-//!    under `E`, using only segments with `G(a, b) ≤ U`, where `U` is the bottleneck of the
-//!    best fully profiled path seen (∞ at first). If every segment on it is profiled, its
-//!    bottleneck `B*` is optimal; otherwise profile its unprofiled segments and repeat.
-//! 2. Total. Repeat the same with sums instead of maxima, over the segments with `G ≤ B*`,
-//!    `E ≤ B*`: the shortest path under `E`. When all its segments are profiled it is the
+//!    under `E` (equal bottlenecks decided by the smaller sum, a heuristic that only picks
+//!    which path to look at), using only segments with `G(a, b) ≤ U`, `U` the incumbent's
+//!    bottleneck (∞ at first). If the incumbent's bottleneck is no larger than that path's
+//!    estimate, it is `B*`, the optimum; otherwise profile the path's unprofiled segments,
+//!    make it the incumbent if it is better, and repeat.
+//! 2. Total. The same with sums (in segment order) instead of maxima, over the segments with
+//!    `G ≤ B*` and `E ≤ B*`, starting from phase 1's incumbent. Its final incumbent is the
 //!    plan.
 //!
 //! # Why it is exact
 //!
 //! *Pruning is sound.* A segment with `G(a, b) > U` has `L(a, b) > U ≥ B*`, so it is on no
 //! optimal path; a segment with `E(a, b) > B*` has `L(a, b) > B*` likewise.
-//! *The answer is optimal.* Maxima and (rounded) sums are monotone in each term, so any
-//! path's value under `E` is at most its value under `L`. When the path chosen under `E`
-//! is fully profiled, its value under `E` is its true value, and it is no larger than the
-//! value under `E` of every other allowed path, hence no larger than their true values.
-//! Phase 1 gives the least bottleneck; phase 2 the least total among the paths that reach
-//! it, which is the lexicographic optimum. Ties keep the path the dynamic program meets
-//! first (smallest earlier cut), so the result is deterministic.
+//! *The answer is optimal.* Maxima and rounded sums are monotone in each term, so a path's
+//! value under `E` is at most its value under `L`. The dynamic program's value is the least
+//! value under `E` over all allowed paths, hence at most the optimum under `L`; an incumbent
+//! (a true value) no larger than it is therefore optimal. Phase 1 gives the least bottleneck,
+//! phase 2 the least total among the paths that reach it: the lexicographic optimum. Ties
+//! keep the path met first (smallest earlier cut), so the result is deterministic.
 //! *It ends.* Every round that does not stop profiles at least one new segment.
+//!
+//! # Tolerance and rounding
+//!
+//! A floor must stay a hair below the figure it bounds to be safe from rounding (its sums are
+//! compensated, then it is shaved by about 10⁻¹⁵ per operator of the model). So a plan that ties
+//! with the incumbent to the last bit looks a hair better until it is profiled, and models
+//! made of identical blocks have many such ties. By default the search therefore stops when
+//! the incumbent is within a relative [`DEFAULT_TOLERANCE`] (10⁻⁹) of the bound: the
+//! bottleneck is then at most `1 + 10⁻⁹` times the optimum, and the total likewise among
+//! plans with that bottleneck. Latencies that differ by less are equal for any purpose (a
+//! picosecond per millisecond); figures more than that apart, such as the test profilers'
+//! steps of 1/8, come out exactly as brute force finds them. [`Profiled::with_tolerance`]
+//! `(0.0)` is exact to the last bit and pays for it in profiles.
 //!
 //! # Cost
 //!
@@ -70,10 +85,13 @@ const ROUNDING_PER_OP: f64 = 4.0 * f64::EPSILON;
 /// `fixed + Σ per-op + overflow + io`, where
 /// - `fixed` is paid once per segment (e.g. the invoke overhead),
 /// - `per-op` is a non-negative figure of each operator (e.g. its compute time),
-/// - `overflow` is `max(0, Σ per-op bytes − budget) · seconds per byte` (e.g. parameters
-///   that cannot all be cached on chip and must be streamed),
-/// - `io` is the bytes of the activations the range reads from before it or hands on to
-///   later operators (or the model's outputs), times seconds per byte.
+/// - `overflow` prices the bytes by which the operators' parameters exceed a budget (e.g.
+///   parameters that cannot all be cached on chip and must be streamed) at the cheapest
+///   rates they could have: each operator's bytes carry a price per byte, and the excess is
+///   charged to the cheapest bytes of the range first,
+/// - `io` is the bytes of the non-constant tensors (activations, variables) the range reads
+///   from before it or hands on to later operators (or the model's outputs), times seconds
+///   per byte.
 ///
 /// The first three terms never decrease as a range grows ([`Floors::growing_floor_s`]); the
 /// io term may, which is why it is kept apart.
@@ -91,21 +109,23 @@ pub struct Floors {
 #[derive(Debug, Clone)]
 struct Overflow {
     budget_bytes: u64,
-    prefix_bytes: Vec<u64>,
-    s_per_byte: f64,
+    /// One class per distinct price, cheapest first: seconds per byte and prefix sums of
+    /// the operators' bytes at that price.
+    classes: Vec<(f64, Vec<u64>)>,
 }
 
 /// Where activations live, to price the io term of any range quickly.
 #[derive(Debug, Clone)]
 struct Io {
     s_per_byte: f64,
-    /// Activations: producer (`None` for model inputs), readers ascending, bytes.
+    /// Non-constant tensors: producer (`None` for model inputs and variables), readers
+    /// ascending, bytes.
     activations: Vec<(Option<usize>, Vec<usize>, u64)>,
-    /// `live_in[a]`: activations produced before operator `a` (or model inputs) and read at
-    /// or after it.
+    /// `live_in[a]`: those produced before operator `a` (or not produced) and read at or
+    /// after it.
     live_in: Vec<Vec<usize>>,
-    /// `live_out[b]`: activations produced before operator `b` and read at or after it or
-    /// that are model outputs.
+    /// `live_out[b]`: those produced before operator `b` and read at or after it or that
+    /// are model outputs.
     live_out: Vec<Vec<usize>>,
 }
 
@@ -170,33 +190,53 @@ impl Floors {
         })
     }
 
-    /// Adds the overflow term: `max(0, Σ per_op_bytes − budget_bytes) · s_per_byte`.
+    /// Adds the overflow term: operator `i` holds `per_op_bytes[i]` bytes priced at
+    /// `per_op_s_per_byte[i]` seconds each should they exceed `budget_bytes`; the floor
+    /// charges the excess of a range to its cheapest bytes.
     pub fn with_overflow(
         mut self,
         budget_bytes: u64,
         per_op_bytes: &[u64],
-        s_per_byte: f64,
+        per_op_s_per_byte: &[f64],
     ) -> Result<Floors> {
-        check_seconds("the overflow floor per byte", s_per_byte)?;
-        if per_op_bytes.len() + 1 != self.prefix_s.len() {
+        let op_count = self.op_count();
+        if per_op_bytes.len() != op_count || per_op_s_per_byte.len() != op_count {
             return Err(Error::invalid(
                 "latency floor",
                 format!(
-                    "{} per-operator byte counts for {} operators",
+                    "{} byte counts and {} prices for {op_count} operators",
                     per_op_bytes.len(),
-                    self.prefix_s.len() - 1
+                    per_op_s_per_byte.len()
                 ),
             ));
         }
-        let mut prefix_bytes = Vec::with_capacity(per_op_bytes.len() + 1);
-        prefix_bytes.push(0u64);
-        for (op, &bytes) in per_op_bytes.iter().enumerate() {
-            prefix_bytes.push(prefix_bytes[op].saturating_add(bytes));
+        let mut prices: Vec<f64> = Vec::new();
+        for (op, &price) in per_op_s_per_byte.iter().enumerate() {
+            check_seconds(&format!("the overflow price of operator {op}"), price)?;
+            if !prices.contains(&price) {
+                prices.push(price);
+            }
         }
+        prices.sort_by(f64::total_cmp);
+        let classes = prices
+            .into_iter()
+            .map(|price| {
+                let mut prefix = Vec::with_capacity(op_count + 1);
+                prefix.push(0u64);
+                for (op, &bytes) in per_op_bytes.iter().enumerate() {
+                    let here = if per_op_s_per_byte[op] == price {
+                        bytes
+                    } else {
+                        0
+                    };
+                    prefix.push(prefix[op].saturating_add(here));
+                }
+                (price, prefix)
+            })
+            .collect();
         self.overflow = Some(Overflow {
             budget_bytes,
-            prefix_bytes,
-            s_per_byte,
+            classes,
         });
         Ok(self)
     }
@@ -227,8 +267,20 @@ impl Floors {
         let per_op = ((high_end - high_start) + (low_end - low_start)).max(0.0);
         let mut floor = self.fixed_s + per_op;
         if let Some(overflow) = &self.overflow {
-            let bytes = overflow.prefix_bytes[end] - overflow.prefix_bytes[start];
-            floor += bytes.saturating_sub(overflow.budget_bytes) as f64 * overflow.s_per_byte;
+            let bytes = |prefix: &[u64]| prefix[end].saturating_sub(prefix[start]);
+            let total = overflow
+                .classes
+                .iter()
+                .fold(0u64, |sum, (_, prefix)| sum.saturating_add(bytes(prefix)));
+            let mut excess = total.saturating_sub(overflow.budget_bytes);
+            for (price, prefix) in &overflow.classes {
+                if excess == 0 {
+                    break;
+                }
+                let charged = excess.min(bytes(prefix));
+                floor += charged as f64 * price;
+                excess -= charged;
+            }
         }
         floor
     }
@@ -255,15 +307,12 @@ impl Io {
         let mut live_in = vec![Vec::new(); op_count + 1];
         let mut live_out = vec![Vec::new(); op_count + 1];
         for t in 0..model.tensors.len() {
-            if !graph.is_activation(t) {
+            if model.tensors[t].is_constant() {
                 continue;
             }
             let producer = graph.producer(t);
             let readers = graph.consumers(t).to_vec();
             let is_output = model.outputs.contains(&t);
-            if producer.is_none() && !model.inputs.contains(&t) {
-                continue;
-            }
             let bytes = model.tensors[t].byte_size().map_or(0, |b| b as u64);
             let index = activations.len();
             let born = producer.map_or(0, |p| p + 1);
@@ -356,9 +405,10 @@ impl<P: LatencyFloor + Profiler> LatencyFloor for CachedProfiler<P> {
 /// reader in the whole model, with that reader's layout and stream read count, and only
 /// when that reader is in the range (then it is also the first reader in the range, which
 /// is where the cost model prices it). Tensors no larger than the largest cacheable one
-/// count towards the budget; whatever exceeds it is streamed at least once at the smallest
-/// read count of any kind. Activations are the non-constant, non-variable tensors; the
-/// cost model also counts variables, so the floor is lower, never higher.
+/// count towards the budget, and whatever exceeds it is streamed at the read counts of the
+/// cheapest kinds in the range (the cost model caches first-fit in execution order, which
+/// may leave part of the budget unused: the floor assumes none is). Transfers count every
+/// non-constant tensor, as the cost model does.
 impl LatencyFloor for EdgeTpuCostModel {
     fn floors(&self, graph: &Graph<'_, '_>) -> Result<Floors> {
         self.check()
@@ -367,9 +417,11 @@ impl LatencyFloor for EdgeTpuCostModel {
         let op_count = graph.op_count();
         let mut per_op_s = vec![0.0; op_count];
         let mut cacheable = vec![0u64; op_count];
+        let mut price = vec![0.0; op_count];
         let mut first_reader_seen = vec![false; model.tensors.len()];
         for (op, per_op) in per_op_s.iter_mut().enumerate() {
             let figures = op_figures(model, op);
+            price[op] = self.stream_reads.get(figures.kind) / self.stream_bytes_per_s;
             if figures.macs > 0 {
                 *per_op += figures.macs as f64 / self.macs_per_s.get(figures.kind);
             }
@@ -393,23 +445,13 @@ impl LatencyFloor for EdgeTpuCostModel {
                 }
             }
         }
-        let min_reads = self
-            .stream_reads
-            .iter()
-            .map(|(_, reads)| reads)
-            .fold(f64::INFINITY, f64::min)
-            .max(0.0);
         Floors::new(
             graph,
             self.invoke_overhead_s,
             &per_op_s,
             1.0 / self.io_bytes_per_s,
         )?
-        .with_overflow(
-            self.on_chip_budget_bytes,
-            &cacheable,
-            min_reads / self.stream_bytes_per_s,
-        )
+        .with_overflow(self.on_chip_budget_bytes, &cacheable, &price)
     }
 }
 
@@ -743,12 +785,38 @@ mod tests {
         assert!(Floors::new(&graph, 0.0, &[0.0, f64::NAN, 0.0], 0.0).is_err());
         assert!(Floors::new(&graph, 0.0, &[0.0; 3], f64::INFINITY).is_err());
         let floors = Floors::new(&graph, 1.0, &[1.0, 2.0, 3.0], 0.0).expect("floors");
-        assert!(floors.clone().with_overflow(10, &[1, 2], 1.0).is_err());
-        assert!(floors.clone().with_overflow(10, &[1, 2, 3], -1.0).is_err());
-        let floors = floors.with_overflow(4, &[3, 3, 3], 0.5).expect("overflow");
-        // 1 + (2 + 3) + (6 − 4) · 0.5, minus the rounding margin.
-        let floor = floors.floor_s(1..3);
-        assert!(floor <= 7.0 && floor > 7.0 * (1.0 - 1e-12), "{floor}");
+        assert!(
+            floors
+                .clone()
+                .with_overflow(10, &[1, 2], &[1.0; 3])
+                .is_err()
+        );
+        assert!(
+            floors
+                .clone()
+                .with_overflow(10, &[1, 2, 3], &[1.0; 2])
+                .is_err()
+        );
+        assert!(
+            floors
+                .clone()
+                .with_overflow(10, &[1, 2, 3], &[1.0, -1.0, 1.0])
+                .is_err()
+        );
+        let floors = floors
+            .with_overflow(4, &[3, 3, 3], &[0.5, 2.0, 0.25])
+            .expect("overflow");
+        let close =
+            |floor: f64, expected: f64| floor <= expected && floor > expected * (1.0 - 1e-12);
+        // 1 + (2 + 3) + (6 − 4) bytes at the cheaper price 0.25.
+        assert!(close(floors.floor_s(1..3), 6.5), "{}", floors.floor_s(1..3));
+        // 1 + 6 + (9 − 4) bytes: 3 at 0.25, 2 at 0.5.
+        assert!(
+            close(floors.floor_s(0..3), 8.75),
+            "{}",
+            floors.floor_s(0..3)
+        );
+        assert!(close(floors.floor_s(0..1), 2.0));
         assert_eq!(floors.growing_floor_s(0..3), floors.floor_s(0..3));
     }
 
