@@ -455,8 +455,10 @@ impl LatencyFloor for EdgeTpuCostModel {
     }
 }
 
-/// The exact min-bottleneck segmenter over a [`Profiler`]'s figures (see the module docs
-/// for the search and why it is exact).
+/// The optimal min-bottleneck segmenter over a [`Profiler`]'s figures, ties broken by the
+/// least total latency: exact up to a relative [`DEFAULT_TOLERANCE`] by default, to the
+/// last bit with [`with_tolerance(0.0)`](Profiled::with_tolerance) (see the module docs for
+/// the search and why it is optimal).
 ///
 /// `F` bounds the profiler's latencies from below to prune candidates without profiling
 /// them; the default, [`NoFloor`], prunes nothing. The floor must hold for this profiler
@@ -556,8 +558,7 @@ impl<P: Profiler, F: LatencyFloor> Segmenter for Profiled<P, F> {
 }
 
 /// Relative differences the search does not profile to settle by default: one part in a
-/// billion (a picosecond per millisecond), far below what a measurement resolves and below
-/// which two figures of a cost model differ only by how its sums were rounded.
+/// billion (a picosecond per millisecond), far below what a measurement resolves.
 pub const DEFAULT_TOLERANCE: f64 = 1e-9;
 
 /// What a round of dynamic programming minimises.
