@@ -28,7 +28,8 @@ struct Args {
     verify: usize,
 }
 
-const USAGE: &str = "usage: segment MODEL --segments N [--strategy uniform] [--out DIR] [--verify K]";
+const USAGE: &str =
+    "usage: segment MODEL --segments N [--strategy uniform] [--out DIR] [--verify K]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
@@ -41,13 +42,23 @@ fn parse_args() -> Result<Args, String> {
         let mut value = |flag: &str| args.next().ok_or(format!("{flag} needs a value"));
         match arg.as_str() {
             "--segments" => {
-                segments = Some(value("--segments")?.parse().map_err(|e| format!("--segments: {e}"))?)
+                segments = Some(
+                    value("--segments")?
+                        .parse()
+                        .map_err(|e| format!("--segments: {e}"))?,
+                )
             }
             "--strategy" => strategy = value("--strategy")?,
             "--out" => out = Some(PathBuf::from(value("--out")?)),
-            "--verify" => verify = value("--verify")?.parse().map_err(|e| format!("--verify: {e}"))?,
+            "--verify" => {
+                verify = value("--verify")?
+                    .parse()
+                    .map_err(|e| format!("--verify: {e}"))?
+            }
             "-h" | "--help" => return Err(USAGE.to_string()),
-            flag if flag.starts_with("--") => return Err(format!("unknown option {flag}\n{USAGE}")),
+            flag if flag.starts_with("--") => {
+                return Err(format!("unknown option {flag}\n{USAGE}"));
+            }
             path if model.is_none() => model = Some(PathBuf::from(path)),
             extra => return Err(format!("unexpected argument {extra}\n{USAGE}")),
         }
@@ -102,7 +113,10 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
 
     let out_dir = match &args.out {
         Some(dir) => dir.clone(),
-        None => args.model.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        None => args
+            .model
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
     };
     let stem = args
         .model

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime, TensorInfo};
 use crate::model::ElementType;
+use crate::model::builder::SplitMix64;
 use crate::{Error, Result};
 
 /// Named tensors travelling between segments.
@@ -54,7 +55,9 @@ impl SegmentChain {
                     .ok_or_else(|| {
                         Error::invalid(
                             "segment chain",
-                            format!("segment {index} reads `{name}`, which nothing before it produces"),
+                            format!(
+                                "segment {index} reads `{name}`, which nothing before it produces"
+                            ),
                         )
                     })?;
                 interpreter.set_input(slot, data)?;
@@ -94,7 +97,7 @@ pub fn verify_chain(
     let options = InterpreterOptions::default();
     let mut whole = Interpreter::new(runtime, Arc::<[u8]>::from(whole_model), &options)?;
     let mut chain = SegmentChain::new(runtime, segments, &options)?;
-    let mut rng = SplitMix64(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut report = VerifyReport {
         identical: 0,
         trials,
@@ -116,7 +119,10 @@ pub fn verify_chain(
             let expected = whole.output(slot)?;
             let actual = produced.iter().rev().find(|(n, _)| *n == info.name);
             difference = match actual {
-                None => Some(format!("trial {trial}: the segments never produce `{}`", info.name)),
+                None => Some(format!(
+                    "trial {trial}: the segments never produce `{}`",
+                    info.name
+                )),
                 Some((_, actual)) if actual.len() != expected.len() => Some(format!(
                     "trial {trial}: `{}` has {} bytes from the segments, {} from the whole model",
                     info.name,
@@ -150,36 +156,18 @@ pub fn random_tensor(info: &TensorInfo, rng: &mut SplitMix64) -> Vec<u8> {
     match info.element_type {
         ElementType::F32 => {
             for chunk in data.chunks_exact_mut(4) {
-                chunk.copy_from_slice(&(rng.unit() as f32).to_le_bytes());
+                chunk.copy_from_slice(&rng.uniform(-1.0, 1.0).to_le_bytes());
             }
         }
         ElementType::F64 => {
             for chunk in data.chunks_exact_mut(8) {
-                chunk.copy_from_slice(&rng.unit().to_le_bytes());
+                chunk.copy_from_slice(&f64::from(rng.uniform(-1.0, 1.0)).to_le_bytes());
             }
         }
-        ElementType::Bool => data.iter_mut().for_each(|b| *b = (rng.next() & 1) as u8),
-        _ => data.iter_mut().for_each(|b| *b = rng.next() as u8),
+        ElementType::Bool => data
+            .iter_mut()
+            .for_each(|b| *b = (rng.next_u64() & 1) as u8),
+        _ => return rng.bytes(info.byte_size),
     }
     data
-}
-
-/// A small seeded generator (SplitMix64): reproducible inputs without a dependency.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    /// The next 64 random bits.
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A value uniform in [-1, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-    }
 }

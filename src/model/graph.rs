@@ -89,10 +89,7 @@ impl<'m, 'a> Graph<'m, 'a> {
             if !available[t] {
                 return Err(Error::invalid(
                     "model",
-                    format!(
-                        "model output `{}` is never produced",
-                        model.tensors[t].name
-                    ),
+                    format!("model output `{}` is never produced", model.tensors[t].name),
                 ));
             }
         }
@@ -157,7 +154,8 @@ impl<'m, 'a> Graph<'m, 'a> {
             .filter(|(_, tensor)| tensor.is_variable)
             .any(|(t, _)| {
                 let readers = &self.consumers[t];
-                readers.first().is_some_and(|&f| f < cut) && readers.last().is_some_and(|&l| l >= cut)
+                readers.first().is_some_and(|&f| f < cut)
+                    && readers.last().is_some_and(|&l| l >= cut)
             })
     }
 }

@@ -119,13 +119,19 @@ pub fn parse_csv(text: &str, family: Family, path: &Path) -> Result<Vec<Calibrat
             continue;
         }
         let integer = |column: usize| {
-            fields[column]
-                .parse::<u64>()
-                .map_err(|e| error(line_no, format!("column {}: `{}`: {e}", column + 1, fields[column])))
+            fields[column].parse::<u64>().map_err(|e| {
+                error(
+                    line_no,
+                    format!("column {}: `{}`: {e}", column + 1, fields[column]),
+                )
+            })
         };
         let number = |column: usize, positive: bool| {
             let value = fields[column].parse::<f64>().map_err(|e| {
-                error(line_no, format!("column {}: `{}`: {e}", column + 1, fields[column]))
+                error(
+                    line_no,
+                    format!("column {}: `{}`: {e}", column + 1, fields[column]),
+                )
             })?;
             let ok = value.is_finite() && if positive { value > 0.0 } else { value >= 0.0 };
             if ok {
@@ -137,8 +143,8 @@ pub fn parse_csv(text: &str, family: Family, path: &Path) -> Result<Vec<Calibrat
                 ))
             }
         };
-        let size = usize::try_from(integer(0)?)
-            .map_err(|e| error(line_no, format!("column 1: {e}")))?;
+        let size =
+            usize::try_from(integer(0)?).map_err(|e| error(line_no, format!("column 1: {e}")))?;
         if size == 0 {
             return Err(error(line_no, "column 1: size 0".to_owned()));
         }
@@ -414,7 +420,11 @@ fn best_budget(data: &[(&CalibrationPoint, &SegmentWorkload)], limit: u64) -> (u
 fn fit_placement(model: &mut EdgeTpuCostModel, data: &[(&CalibrationPoint, &SegmentWorkload)]) {
     let mut sizes: Vec<u64> = data
         .iter()
-        .flat_map(|(_, w)| w.ops.iter().flat_map(|op| op.param_tensor_bytes.iter().copied()))
+        .flat_map(|(_, w)| {
+            w.ops
+                .iter()
+                .flat_map(|op| op.param_tensor_bytes.iter().copied())
+        })
         .filter(|&s| s > 0)
         .collect();
     sizes.sort_unstable();
@@ -654,7 +664,10 @@ mod tests {
     #[test]
     fn family_from_file_name() {
         assert_eq!(Family::from_file_name("fc_single.csv"), Some(Family::Fc));
-        assert_eq!(Family::from_file_name("conv_single.csv"), Some(Family::Conv));
+        assert_eq!(
+            Family::from_file_name("conv_single.csv"),
+            Some(Family::Conv)
+        );
         assert_eq!(Family::from_file_name("mobilenet.csv"), None);
     }
 
@@ -666,7 +679,10 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("temp dir");
         assert!(matches!(load_dir(&dir), Err(Error::Calibration { .. })));
         std::fs::write(dir.join("other.csv"), FC_CSV).expect("write");
-        assert!(matches!(load_dir(&dir), Err(Error::Calibration { line: 0, .. })));
+        assert!(matches!(
+            load_dir(&dir),
+            Err(Error::Calibration { line: 0, .. })
+        ));
         std::fs::remove_file(dir.join("other.csv")).expect("remove");
         std::fs::write(dir.join("fc_a.csv"), FC_CSV).expect("write");
         assert_eq!(load_dir(&dir).expect("valid").len(), 2);

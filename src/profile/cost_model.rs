@@ -532,12 +532,18 @@ mod tests {
             op(OpKind::Conv2d, 0, &[90]),
             op(OpKind::Conv2d, 0, &[20, 5]),
         ]);
-        assert_eq!(cm.placement(&big_first), vec![vec![true], vec![false, true]]);
+        assert_eq!(
+            cm.placement(&big_first),
+            vec![vec![true], vec![false, true]]
+        );
         let small_first = workload(vec![
             op(OpKind::Conv2d, 0, &[20, 5]),
             op(OpKind::Conv2d, 0, &[90]),
         ]);
-        assert_eq!(cm.placement(&small_first), vec![vec![true, true], vec![false]]);
+        assert_eq!(
+            cm.placement(&small_first),
+            vec![vec![true, true], vec![false]]
+        );
     }
 
     #[test]
@@ -694,6 +700,9 @@ mod tests {
         assert_eq!(empty, SegmentWorkload::default());
         let clamped = SegmentWorkload::from_model(&m, 3..99);
         assert_eq!(clamped.ops.len(), 1);
-        assert_eq!(SegmentWorkload::from_model(&m, 7..9), SegmentWorkload::default());
+        assert_eq!(
+            SegmentWorkload::from_model(&m, 7..9),
+            SegmentWorkload::default()
+        );
     }
 }

@@ -129,8 +129,8 @@ impl<P: Profiler> Profiler for CachedProfiler<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ElementType, ops};
     use crate::model::figures::tests::{model, operator, tensor};
+    use crate::model::{ElementType, ops};
 
     /// Three dense layers of 64 units.
     fn three_layers() -> Model<'static> {
@@ -141,7 +141,11 @@ mod tests {
             tensors.push(tensor(&format!("w{i}"), I8, &[64, 64], true));
             tensors.push(tensor(&format!("h{i}"), I8, &[1, 64], false));
             let input = if i == 0 { 0 } else { 2 * i };
-            operators.push(operator(ops::FULLY_CONNECTED, &[Some(input), Some(2 * i + 1)], &[2 * i + 2]));
+            operators.push(operator(
+                ops::FULLY_CONNECTED,
+                &[Some(input), Some(2 * i + 1)],
+                &[2 * i + 2],
+            ));
         }
         model(tensors, operators, &[0], &[6])
     }

@@ -28,9 +28,7 @@ pub(crate) fn interface(graph: &Graph<'_, '_>, ops: &Range<usize>) -> (Vec<usize
     let needed_later: BTreeSet<usize> = produced
         .iter()
         .copied()
-        .filter(|&t| {
-            model.outputs.contains(&t) || graph.consumers(t).iter().any(|&c| c >= ops.end)
-        })
+        .filter(|&t| model.outputs.contains(&t) || graph.consumers(t).iter().any(|&c| c >= ops.end))
         .collect();
     (
         model_order_first(&model.inputs, &external),

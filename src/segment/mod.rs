@@ -68,13 +68,18 @@ impl Plan {
             if cut <= previous || cut >= op_count {
                 return Err(Error::invalid(
                     "plan",
-                    format!("cut before operator {cut} is not in {}..{op_count}", previous + 1),
+                    format!(
+                        "cut before operator {cut} is not in {}..{op_count}",
+                        previous + 1
+                    ),
                 ));
             }
             if !is_valid_cut(graph, cut) {
                 return Err(Error::invalid(
                     "plan",
-                    format!("cut before operator {cut} would split a stateful operator's variables"),
+                    format!(
+                        "cut before operator {cut} would split a stateful operator's variables"
+                    ),
                 ));
             }
             starts.push(cut);
@@ -87,7 +92,10 @@ impl Plan {
                 let (inputs, outputs) = extract::interface(graph, &ops);
                 Segment {
                     param_bytes: param_bytes(graph.model(), &ops),
-                    macs: ops.clone().map(|op| op_figures(graph.model(), op).macs).sum(),
+                    macs: ops
+                        .clone()
+                        .map(|op| op_figures(graph.model(), op).macs)
+                        .sum(),
                     ops,
                     inputs,
                     outputs,
@@ -153,14 +161,19 @@ pub fn param_bytes(model: &Model<'_>, ops: &Range<usize>) -> u64 {
 /// model compiled for the Edge TPU (its one custom op cannot be split).
 pub(crate) fn check_segmentable(graph: &Graph<'_, '_>, segments: usize) -> Result<()> {
     if segments == 0 {
-        return Err(Error::invalid("plan", "the number of segments must be at least 1"));
+        return Err(Error::invalid(
+            "plan",
+            "the number of segments must be at least 1",
+        ));
     }
     if crate::model::edgetpu::is_compiled(graph.model()) {
         return Err(Error::unsupported(
             "a model compiled for the Edge TPU cannot be split: split the uncompiled model, then compile each segment",
         ));
     }
-    let valid_cuts = (1..graph.op_count()).filter(|&c| is_valid_cut(graph, c)).count();
+    let valid_cuts = (1..graph.op_count())
+        .filter(|&c| is_valid_cut(graph, c))
+        .count();
     if segments > valid_cuts + 1 {
         return Err(Error::invalid(
             "plan",
