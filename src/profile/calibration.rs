@@ -8,9 +8,10 @@
 //! [`fit`] rebuilds each measured model with [`crate::model::paper`], turns it into a
 //! [`SegmentWorkload`] exactly as a segment of a real model would be, and fits:
 //!
-//! 1. the placement parameters (on-chip budget and largest cached tensor), by coordinate
-//!    search on a grid of 2 KiB steps minimising the summed absolute error of predicted
-//!    off-chip MiB; within the best run of grid values the middle is taken;
+//! 1. the placement parameters (on-chip budget and largest cached tensor), by an exact
+//!    search minimising the summed absolute error of predicted off-chip MiB: the error is a
+//!    step function of the budget, whose steps are enumerated for every class of per-tensor
+//!    limit; the middle of the best budget interval is taken;
 //! 2. the time parameters, by least squares on the relative time error (the latency is
 //!    linear in the inverse rates once the placement is known), keeping every coefficient
 //!    non-negative.
