@@ -8,9 +8,10 @@
 //! [`fit`] rebuilds each measured model with [`crate::model::paper`], turns it into a
 //! [`SegmentWorkload`] exactly as a segment of a real model would be, and fits:
 //!
-//! 1. the placement parameters (on-chip budget and largest cached tensor), by coordinate
-//!    search on a grid of 2 KiB steps minimising the summed absolute error of predicted
-//!    off-chip MiB; within the best run of grid values the middle is taken;
+//! 1. the placement parameters (on-chip budget and largest cached tensor), by an exact
+//!    search minimising the summed absolute error of predicted off-chip MiB: the error is a
+//!    step function of the budget, whose steps are enumerated for every class of per-tensor
+//!    limit; the middle of the best budget interval is taken;
 //! 2. the time parameters, by least squares on the relative time error (the latency is
 //!    linear in the inverse rates once the placement is known), keeping every coefficient
 //!    non-negative.
@@ -18,6 +19,7 @@
 //! Everything is deterministic: the same data gives the same figures.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -78,6 +80,7 @@ impl fmt::Display for Family {
 /// One measured model: a row of a calibration file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CalibrationPoint {
+    /// Which of the paper's models was measured.
     pub family: Family,
     /// Hidden neurons N (fc) or filters F (conv).
     pub size: usize,
@@ -205,30 +208,45 @@ pub fn load_dir(dir: &Path) -> Result<Vec<CalibrationPoint>> {
 /// Measured against predicted, for one calibration point.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FitRow {
+    /// The point's model family.
     pub family: Family,
+    /// The point's size knob (N or F).
     pub size: usize,
+    /// Measured milliseconds per inference.
     pub measured_ms: f64,
+    /// Predicted milliseconds per inference.
     pub predicted_ms: f64,
+    /// Parameters the compiler cached on chip, MiB.
     pub measured_on_chip_mib: f64,
+    /// Parameters the model places on chip, MiB.
     pub predicted_on_chip_mib: f64,
+    /// Parameters the compiler left off chip, MiB.
     pub measured_off_chip_mib: f64,
+    /// Parameters the model leaves off chip, MiB.
     pub predicted_off_chip_mib: f64,
 }
 
 /// Absolute errors of one family's points.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FamilyErrors {
+    /// The family.
     pub family: Family,
+    /// How many points it has.
     pub points: usize,
+    /// Median absolute latency error, ms.
     pub median_ms: f64,
+    /// Largest absolute latency error, ms.
     pub worst_ms: f64,
+    /// Median absolute error of off-chip parameters, MiB.
     pub median_off_chip_mib: f64,
+    /// Largest absolute error of off-chip parameters, MiB.
     pub worst_off_chip_mib: f64,
 }
 
 /// The outcome of [`fit`]: the fitted model and how well it matches each point.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FitReport {
+    /// The fitted model.
     pub model: EdgeTpuCostModel,
     /// One row per point, in input order.
     pub rows: Vec<FitRow>,
@@ -259,8 +277,8 @@ pub fn fit(points: &[CalibrationPoint], start: &EdgeTpuCostModel) -> Result<FitR
     let mut workloads = Vec::with_capacity(points.len());
     for p in points {
         let key = (p.family, p.size);
-        if !built.contains_key(&key) {
-            built.insert(key, p.family.workload(p.size)?);
+        if let Entry::Vacant(slot) = built.entry(key) {
+            slot.insert(p.family.workload(p.size)?);
         }
         workloads.push(key);
     }
@@ -534,8 +552,16 @@ fn fit_times(model: &mut EdgeTpuCostModel, data: &[(&CalibrationPoint, &SegmentW
     model.macs_per_s.conv2d = conv_rate;
     model.macs_per_s.depthwise_conv2d = conv_rate;
     model.macs_per_s.transpose_conv = conv_rate;
-    if has_data(STREAM) && coefficients[STREAM] > 0.0 {
-        model.stream_bytes_per_s = 1.0 / coefficients[STREAM];
+    if has_data(STREAM) {
+        if coefficients[STREAM] > 0.0 {
+            model.stream_bytes_per_s = 1.0 / coefficients[STREAM];
+        } else {
+            // Streaming dense weights came out free: say so through their read count and
+            // keep the start model's bandwidth for the convolutions' figure below.
+            model.stream_reads.fully_connected = 0.0;
+            model.stream_reads.elementwise = 0.0;
+            model.stream_reads.other = 0.0;
+        }
     }
     if has_data(CONV_STREAM) {
         let reads = coefficients[CONV_STREAM].max(0.0) * model.stream_bytes_per_s;
@@ -595,15 +621,15 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
         if p.abs() < 1e-12 {
             continue;
         }
-        for row in 0..n {
-            if row != col {
-                let f = a[row][col] / p;
-                if f != 0.0 {
-                    for k in col..n {
-                        a[row][k] -= f * a[col][k];
-                    }
-                    b[row] -= f * b[col];
+        let pivot_row = a[col].clone();
+        let pivot_b = b[col];
+        for (row, (r, rb)) in a.iter_mut().zip(b.iter_mut()).enumerate() {
+            let f = r[col] / p;
+            if row != col && f != 0.0 {
+                for (x, y) in r[col..].iter_mut().zip(&pivot_row[col..]) {
+                    *x -= f * y;
                 }
+                *rb -= f * pivot_b;
             }
         }
     }

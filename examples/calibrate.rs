@@ -1,0 +1,121 @@
+//! Fits the Edge TPU cost model to single-device measurements and shows how well it fits.
+//!
+//! ```text
+//! cargo run --release --example calibrate -- [CALIBRATION_DIR]
+//! ```
+//!
+//! `CALIBRATION_DIR` holds `fc_*.csv` / `conv_*.csv` files (default: `../shared/calibration`
+//! relative to the crate root). Prints the fitted parameters, then one row per measured
+//! model (measured vs predicted milliseconds and off-chip MiB), then per family the median
+//! and worst absolute errors. The figures baked into `EdgeTpuCostModel::usb_default()` come
+//! from this program run on the project's calibration data.
+
+use std::error::Error;
+use std::path::PathBuf;
+
+use multitpu::model::figures::OpKind;
+use multitpu::profile::EdgeTpuCostModel;
+use multitpu::profile::calibration::{fit, load_dir};
+use multitpu::profile::cost_model::MIB;
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let dir = std::env::args_os()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/calibration"));
+    let points = load_dir(&dir)?;
+    println!(
+        "calibration data: {} ({} points)",
+        dir.display(),
+        points.len()
+    );
+    let report = fit(&points, &EdgeTpuCostModel::usb_default())?;
+    let m = &report.model;
+
+    println!();
+    println!("fitted parameters");
+    println!(
+        "  on_chip_budget_bytes      {:>12}  ({:.4} MiB)",
+        m.on_chip_budget_bytes,
+        m.on_chip_budget_bytes as f64 / MIB
+    );
+    if m.max_cached_tensor_bytes == u64::MAX {
+        println!("  max_cached_tensor_bytes   no limit");
+    } else {
+        println!(
+            "  max_cached_tensor_bytes   {:>12}  ({:.4} MiB)",
+            m.max_cached_tensor_bytes,
+            m.max_cached_tensor_bytes as f64 / MIB
+        );
+    }
+    println!(
+        "  stream_bytes_per_s        {:>12.5e}  ({:.3} ms/MiB)",
+        m.stream_bytes_per_s,
+        MIB / m.stream_bytes_per_s * 1e3
+    );
+    println!(
+        "  stream_reads[Conv2d]      {:>12.5}",
+        m.stream_reads.get(OpKind::Conv2d)
+    );
+    println!("  io_bytes_per_s            {:>12.5e}", m.io_bytes_per_s);
+    println!(
+        "  invoke_overhead_s         {:>12.5e}  ({:.4} ms)",
+        m.invoke_overhead_s,
+        m.invoke_overhead_s * 1e3
+    );
+    for kind in [OpKind::FullyConnected, OpKind::Conv2d] {
+        println!(
+            "  macs_per_s[{:<14}] {:>12.5e}",
+            format!("{kind:?}"),
+            m.macs_per_s.get(kind)
+        );
+    }
+
+    println!();
+    println!(
+        "{:<5} {:>5}  {:>9} {:>9} {:>8}  {:>7} {:>7} {:>7}  {:>7} {:>7}",
+        "model",
+        "size",
+        "meas ms",
+        "pred ms",
+        "err ms",
+        "meas on",
+        "pred on",
+        "meas off",
+        "pred off",
+        "err off"
+    );
+    for r in &report.rows {
+        println!(
+            "{:<5} {:>5}  {:>9.3} {:>9.3} {:>+8.3}  {:>7.3} {:>7.3} {:>8.3} {:>8.3} {:>+7.3}",
+            r.family.name(),
+            r.size,
+            r.measured_ms,
+            r.predicted_ms,
+            r.predicted_ms - r.measured_ms,
+            r.measured_on_chip_mib,
+            r.predicted_on_chip_mib,
+            r.measured_off_chip_mib,
+            r.predicted_off_chip_mib,
+            r.predicted_off_chip_mib - r.measured_off_chip_mib,
+        );
+    }
+
+    println!();
+    println!(
+        "{:<6} {:>6}  {:>10} {:>10}  {:>14} {:>14}",
+        "family", "points", "median ms", "worst ms", "median off MiB", "worst off MiB"
+    );
+    for f in &report.families {
+        println!(
+            "{:<6} {:>6}  {:>10.3} {:>10.3}  {:>14.3} {:>14.3}",
+            f.family.name(),
+            f.points,
+            f.median_ms,
+            f.worst_ms,
+            f.median_off_chip_mib,
+            f.worst_off_chip_mib
+        );
+    }
+    Ok(())
+}
