@@ -8,5 +8,6 @@
 
 mod error;
 pub mod model;
+pub mod pipeline;
 
 pub use error::{Error, Result};
