@@ -219,7 +219,9 @@ fn start(builder: PipelineBuilder, layout: Arc<Layout>) -> Result<Pipeline> {
         .map(|l| l.len() * l[0].len() * l[0][0].0.capacity().unwrap_or(64))
         .sum();
     let pool_limit = queued + replicas.iter().sum::<usize>() + 8;
-    let (cancel_tx, cancel_rx) = crossbeam_channel::bounded::<()>(0);
+    // Never sent on, only disconnected. Not a zero-capacity channel: waiting on one of those
+    // in a `select!` allocates.
+    let (cancel_tx, cancel_rx) = crossbeam_channel::bounded::<()>(1);
     // Split each link into per-instance sender and receiver lists.
     let mut senders: Vec<Vec<Vec<Sender<Item>>>> = Vec::new();
     let mut receivers: Vec<Vec<Vec<Receiver<Item>>>> = Vec::new();
