@@ -106,6 +106,13 @@ fn main() {
         .unwrap();
     check("3 stages, 6 in flight", chain, 6, 3);
 
+    let unbounded_output = PipelineBuilder::new()
+        .stage(adder("0", "x", "a", SIZE, 1))
+        .stage(adder("1", "a", "y", SIZE, 1))
+        .build()
+        .unwrap();
+    check("default (unbounded) output queue", unbounded_output, 8, 2);
+
     // Replicas, a skip connection and a stage with several inputs and outputs.
     let wide = FnStage::boxed(
         "wide",

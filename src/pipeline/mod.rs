@@ -16,8 +16,8 @@
 //!   or the outputs of any earlier stage, so tensors can skip stages; on the per-item path
 //!   only slot indices are used.
 //! - An item travels as one frame holding a buffer for every tensor of the pipeline. Frames
-//!   are recycled when an [`Output`] is dropped, so steady-state operation allocates nothing
-//!   (with a bounded output queue).
+//!   are recycled when an [`Output`] is dropped, and queues never shrink, so steady-state
+//!   operation allocates nothing.
 //! - Caller mistakes (unknown, missing, duplicate or wrongly sized inputs) are returned as
 //!   errors by `push`. A stage error or panic stops the pipeline: the first one is reported
 //!   by `push`, `pop` and `close` as [`Error::StageFailed`], which lists every pushed item
@@ -25,6 +25,7 @@
 //!   waits for more than the stage runs in progress.
 
 mod layout;
+mod queue;
 mod shared;
 mod stage;
 mod stats;
@@ -34,11 +35,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, SendError, Sender, TrySendError, select};
 use parking_lot::Mutex;
 
 use crate::{Error, Result};
 use layout::Layout;
+use queue::{Queue, Receiver, SendError, Sender};
 use shared::{Failure, Frame, Item, Pool, Shared};
 use stats::Counters;
 use worker::Worker;
@@ -114,10 +115,10 @@ impl PipelineBuilder {
     /// Capacity of the queue of finished items (per instance of the last stage).
     ///
     /// `None` (the default) makes it unbounded: `push` then never waits for the caller to
-    /// `pop`, so one thread may push everything before popping, at the price of an occasional
-    /// allocation as the queue grows. With a bounded output queue the pipeline allocates
-    /// nothing per item in steady state, and the caller's own pace throttles it; but a caller
-    /// that pushes without ever popping then blocks once the pipeline is full.
+    /// `pop`, so one thread may push everything before popping; the queue and the frame pool
+    /// grow to the largest backlog. With a bounded output queue the caller's own pace
+    /// throttles the pipeline, but a caller that pushes without ever popping then blocks
+    /// once the pipeline is full.
     pub fn output_capacity(mut self, capacity: Option<usize>) -> Self {
         self.output_capacity = capacity;
         self
@@ -184,10 +185,7 @@ fn link(
     (0..senders)
         .map(|_| {
             (0..receivers)
-                .map(|_| match capacity {
-                    Some(capacity) => crossbeam_channel::bounded(capacity),
-                    None => crossbeam_channel::unbounded(),
-                })
+                .map(|_| queue::queue(capacity))
                 .collect()
         })
         .collect()
@@ -197,9 +195,8 @@ fn link(
 struct StageInfo {
     descriptions: Vec<String>,
     counters: Vec<Arc<Counters>>,
-    /// Clones of the stage's input receivers, only to observe queue depths. Stage threads
-    /// drain their inputs until disconnected, so these clones never strand an item.
-    queues: Vec<Receiver<Item>>,
+    /// The stage's input queues, to observe their depths.
+    queues: Vec<Arc<Queue<Item>>>,
 }
 
 fn start(builder: PipelineBuilder, layout: Arc<Layout>) -> Result<Pipeline> {
@@ -214,14 +211,22 @@ fn start(builder: PipelineBuilder, layout: Arc<Layout>) -> Result<Pipeline> {
     }
     links.push(link(replicas[last], 1, builder.output_capacity));
     // Upper bound of the frames in flight, so the pool keeps every frame it will need again.
+    let capacities = [builder.input_capacity]
+        .into_iter()
+        .chain(std::iter::repeat_n(builder.queue_capacity, last))
+        .chain([builder.output_capacity.unwrap_or(64)]);
     let queued: usize = links
         .iter()
-        .map(|l| l.len() * l[0].len() * l[0][0].0.capacity().unwrap_or(64))
+        .zip(capacities)
+        .map(|(l, capacity)| l.len() * l[0].len() * capacity)
         .sum();
     let pool_limit = queued + replicas.iter().sum::<usize>() + 8;
-    // Never sent on, only disconnected. Not a zero-capacity channel: waiting on one of those
-    // in a `select!` allocates.
-    let (cancel_tx, cancel_rx) = crossbeam_channel::bounded::<()>(1);
+    let all_queues: Vec<Arc<Queue<Item>>> = links
+        .iter()
+        .flatten()
+        .flatten()
+        .map(|(tx, _)| tx.queue())
+        .collect();
     // Split each link into per-instance sender and receiver lists.
     let mut senders: Vec<Vec<Vec<Sender<Item>>>> = Vec::new();
     let mut receivers: Vec<Vec<Vec<Receiver<Item>>>> = Vec::new();
@@ -242,7 +247,7 @@ fn start(builder: PipelineBuilder, layout: Arc<Layout>) -> Result<Pipeline> {
     let mut receivers = receivers.into_iter();
     let input_senders = senders.next().map(|mut s| s.remove(0)).unwrap_or_default();
     let pool = Pool::new(layout.slot_sizes.clone(), pool_limit);
-    let shared = Arc::new(Shared::new(input_senders, cancel_tx, pool));
+    let shared = Arc::new(Shared::new(input_senders, all_queues, pool));
     let mut threads = Vec::new();
     let mut stages = Vec::with_capacity(replicas.len());
     let mut spawn_error = None;
@@ -252,7 +257,7 @@ fn start(builder: PipelineBuilder, layout: Arc<Layout>) -> Result<Pipeline> {
         let mut info = StageInfo {
             descriptions: instances.iter().map(|s| s.describe()).collect(),
             counters: Vec::new(),
-            queues: stage_inputs.iter().flatten().cloned().collect(),
+            queues: stage_inputs.iter().flatten().map(Receiver::queue).collect(),
         };
         let count = instances.len();
         for (((instance, stage), inputs), outputs) in instances
@@ -274,7 +279,6 @@ fn start(builder: PipelineBuilder, layout: Arc<Layout>) -> Result<Pipeline> {
                 route: layout.stages[index].clone(),
                 shared: Arc::clone(&shared),
                 counters,
-                cancel: cancel_rx.clone(),
                 span: span.clone(),
             };
             let name = if count == 1 {
@@ -303,14 +307,13 @@ fn start(builder: PipelineBuilder, layout: Arc<Layout>) -> Result<Pipeline> {
     let pipeline = Pipeline {
         shared,
         layout,
+        output_queues: output_receivers.iter().map(Receiver::queue).collect(),
         output: Mutex::new(OutputState {
-            queues: output_receivers.clone(),
+            queues: output_receivers,
             next_seq: 0,
         }),
-        output_queues: output_receivers,
         threads: Mutex::new(threads),
         outcome: Mutex::new(None),
-        cancel: cancel_rx,
         stages,
         popped: AtomicU64::new(0),
         span,
@@ -352,12 +355,10 @@ pub struct Pipeline {
     shared: Arc<Shared>,
     layout: Arc<Layout>,
     output: Mutex<OutputState>,
-    /// Clones of the output receivers, only to observe the output queue depth.
-    output_queues: Vec<Receiver<Item>>,
+    /// The output queues, to observe their depth.
+    output_queues: Vec<Arc<Queue<Item>>>,
     threads: Mutex<Vec<StageThread>>,
     outcome: Mutex<Option<Outcome>>,
-    /// Becomes ready when the pipeline stops; wakes a `push` blocked on a full queue.
-    cancel: Receiver<()>,
     stages: Vec<StageInfo>,
     popped: AtomicU64,
     span: tracing::Span,
@@ -483,21 +484,19 @@ impl Pipeline {
             }
         }
         let item = Item { seq, frame };
-        let rejected = if block {
-            select! {
-                send(queue, item) -> sent => sent.err().map(|SendError(item)| item),
-                recv(self.cancel) -> _ => Some(item),
-            }
+        let sent = if block {
+            queue.send(item)
         } else {
-            match queue.try_send(item) {
-                Ok(()) => None,
-                Err(TrySendError::Full(item)) => {
-                    // Only stages take from this queue, so it was full a moment ago too.
-                    self.shared.pool.put(item.frame);
-                    return Ok(None);
-                }
-                Err(TrySendError::Disconnected(item)) => Some(item),
+            queue.try_send(item)
+        };
+        let rejected = match sent {
+            Ok(()) => None,
+            Err(SendError::Full(item)) => {
+                // Only stages take from this queue, so it was full a moment ago too.
+                self.shared.pool.put(item.frame);
+                return Ok(None);
             }
+            Err(SendError::Closed(item)) => Some(item),
         };
         match rejected {
             None => {
@@ -527,7 +526,7 @@ impl Pipeline {
         let received = state
             .queues
             .get((state.next_seq % next) as usize)
-            .and_then(|queue| queue.recv().ok());
+            .and_then(Receiver::recv);
         if let Some(item) = received {
             if !self.shared.is_stopping() {
                 debug_assert_eq!(item.seq, state.next_seq, "output out of order");
@@ -607,7 +606,7 @@ impl Pipeline {
         }
         let state = self.output.lock();
         for queue in &state.queues {
-            for item in queue.try_iter() {
+            while let Some(item) = queue.try_recv() {
                 self.shared.lose(item);
             }
         }
@@ -632,7 +631,7 @@ impl Pipeline {
             .enumerate()
             .map(|(index, info)| {
                 let counters: Vec<&Counters> = info.counters.iter().map(Arc::as_ref).collect();
-                let depth = info.queues.iter().map(Receiver::len).sum();
+                let depth = info.queues.iter().map(|q| q.len()).sum();
                 StageStats::collect(index, info.descriptions.clone(), &counters, depth)
             })
             .collect();
@@ -640,7 +639,7 @@ impl Pipeline {
             stages,
             pushed: self.shared.pushed.load(Ordering::Acquire),
             popped: self.popped.load(Ordering::Relaxed),
-            output_queue_depth: self.output_queues.iter().map(Receiver::len).sum(),
+            output_queue_depth: self.output_queues.iter().map(|q| q.len()).sum(),
         }
     }
 }
@@ -650,9 +649,7 @@ impl Drop for Pipeline {
     /// in progress is waited for, nothing else.
     fn drop(&mut self) {
         self.shared.stop(None);
-        // Without receivers, a last stage blocked on the output queue fails its send at once.
         self.output.get_mut().queues.clear();
-        self.output_queues.clear();
         for thread in self.threads.get_mut().drain(..) {
             if thread.handle.join().is_err() {
                 tracing::warn!(stage = thread.index, "stage thread panicked");

@@ -1,10 +1,12 @@
 //! State shared by the caller side and the stage threads: items, the frame pool, the first
 //! failure and the stop signal.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crossbeam_channel::Sender;
 use parking_lot::Mutex;
+
+use crate::pipeline::queue::{Queue, Sender};
 
 use crate::Error;
 
@@ -103,9 +105,8 @@ pub(crate) struct Shared {
     failure: Mutex<Option<Failure>>,
     /// Sequence numbers of items discarded after a failure.
     lost: Mutex<Vec<u64>>,
-    /// Dropped to stop: every blocking send also waits on this channel's receivers, which
-    /// become ready once the sender is gone.
-    cancel: Mutex<Option<Sender<()>>>,
+    /// Every queue of the pipeline, to stop them all.
+    queues: Vec<Arc<Queue<Item>>>,
     pub(crate) input: Mutex<InputState>,
     pub(crate) pool: Pool,
     /// Items accepted by push.
@@ -115,14 +116,14 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(
         senders: Vec<Sender<Item>>,
-        cancel: Sender<()>,
+        queues: Vec<Arc<Queue<Item>>>,
         pool: Pool,
     ) -> Self {
         Shared {
             stopping: AtomicBool::new(false),
             failure: Mutex::new(None),
             lost: Mutex::new(Vec::new()),
-            cancel: Mutex::new(Some(cancel)),
+            queues,
             input: Mutex::new(InputState {
                 senders,
                 next_seq: 0,
@@ -138,8 +139,8 @@ impl Shared {
     }
 
     /// Stops the pipeline: records `failure` if it is the first, makes every stage discard
-    /// from now on, wakes every blocked send and closes the input so the stages drain and
-    /// exit. Idempotent.
+    /// from now on, fails every send (waking the blocked ones) and closes the input so the
+    /// stages drain and exit. Idempotent.
     pub(crate) fn stop(&self, failure: Option<Failure>) {
         if let Some(failure) = failure {
             let mut first = self.failure.lock();
@@ -148,8 +149,10 @@ impl Shared {
             }
         }
         self.stopping.store(true, Ordering::Release);
-        drop(self.cancel.lock().take());
-        // A push blocked on a full queue holds this lock; the cancellation above wakes it.
+        for queue in &self.queues {
+            queue.stop();
+        }
+        // A push blocked on a full queue holds this lock; stopping the queues woke it.
         self.input.lock().senders.clear();
     }
 
@@ -195,9 +198,10 @@ mod tests {
 
     #[test]
     fn first_failure_wins_and_stop_closes_input() {
-        let (tx, rx) = crossbeam_channel::bounded::<Item>(1);
-        let (cancel_tx, cancel_rx) = crossbeam_channel::bounded::<()>(0);
-        let shared = Shared::new(vec![tx], cancel_tx, Pool::new(vec![1].into(), 4));
+        let (tx, rx) = crate::pipeline::queue::queue::<Item>(Some(1));
+        let (later_tx, _later_rx) = crate::pipeline::queue::queue::<Item>(Some(1));
+        let queues = vec![tx.queue(), later_tx.queue()];
+        let shared = Shared::new(vec![tx], queues, Pool::new(vec![1].into(), 4));
         let failure = |stage| Failure {
             stage,
             instance: 0,
@@ -209,8 +213,12 @@ mod tests {
         shared.stop(Some(failure(5)));
         assert!(shared.is_stopping());
         assert_eq!(shared.failure().map(|f| f.stage), Some(2));
-        assert!(rx.recv().is_err(), "input must be disconnected");
-        assert!(cancel_rx.recv().is_err(), "cancel must be disconnected");
+        assert!(rx.recv().is_none(), "input must be disconnected");
+        let item = Item {
+            seq: 0,
+            frame: Box::new([]),
+        };
+        assert!(later_tx.try_send(item).is_err(), "queues must refuse items");
         shared.lose(Item {
             seq: 7,
             frame: vec![vec![0u8].into_boxed_slice()].into(),

@@ -11,9 +11,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, SendError, Sender, select};
-
 use crate::pipeline::layout::StageRoute;
+use crate::pipeline::queue::{Receiver, SendError, Sender};
 use crate::pipeline::shared::{Failure, Frame, Item, Shared};
 use crate::pipeline::stage::Stage;
 use crate::pipeline::stats::Counters;
@@ -33,8 +32,6 @@ pub(crate) struct Worker {
     pub(crate) route: StageRoute,
     pub(crate) shared: Arc<Shared>,
     pub(crate) counters: Arc<Counters>,
-    /// Becomes ready when the pipeline stops.
-    pub(crate) cancel: Receiver<()>,
     pub(crate) span: tracing::Span,
 }
 
@@ -77,7 +74,7 @@ impl Worker {
         self.process();
         // Whatever is still queued for this instance will never run.
         for input in &self.inputs {
-            for item in input.iter() {
+            while let Some(item) = input.recv() {
                 self.shared.lose(item);
             }
         }
@@ -95,7 +92,7 @@ impl Worker {
         let mut next = self.instance as u64;
         loop {
             let waiting = Instant::now();
-            let Ok(mut item) = self.inputs[(next % upstream) as usize].recv() else {
+            let Some(mut item) = self.inputs[(next % upstream) as usize].recv() else {
                 return;
             };
             self.counters.add_wait_input(waiting.elapsed());
@@ -117,18 +114,10 @@ impl Worker {
             }
             let waiting = Instant::now();
             let output = &self.outputs[(item.seq % downstream) as usize];
-            select! {
-                send(output, item) -> sent => {
-                    if let Err(SendError(item)) = sent {
-                        // The consumer is gone: the pipeline is being dropped.
-                        self.shared.lose(item);
-                        return;
-                    }
-                }
-                recv(self.cancel) -> _ => {
-                    self.shared.lose(item);
-                    return;
-                }
+            if let Err(SendError::Closed(item) | SendError::Full(item)) = output.send(item) {
+                // The pipeline is stopping.
+                self.shared.lose(item);
+                return;
             }
             self.counters.add_wait_output(waiting.elapsed());
         }
