@@ -1,12 +1,12 @@
 //! The pipeline's contract, with trivial in-test stages.
 
-mod common;
+mod stages;
 
 use std::collections::HashSet;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{Fault, FnStage, adder, faulty, payload, seq_of};
+use stages::{Fault, FnStage, adder, faulty, payload, seq_of};
 use crossbeam_channel::{Receiver, Sender};
 use multitpu::Error;
 use multitpu::pipeline::{Pipeline, PipelineBuilder};

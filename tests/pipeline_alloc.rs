@@ -3,12 +3,12 @@
 //! Runs without the test harness (`harness = false`), so nothing but the pipeline and this
 //! thread allocates while counting; counts cover every thread of the process.
 
-mod common;
+mod stages;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use common::{FnStage, adder};
+use stages::{FnStage, adder};
 use multitpu::pipeline::{Pipeline, PipelineBuilder};
 
 struct Counting;

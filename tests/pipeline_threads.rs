@@ -1,11 +1,11 @@
 //! Building and dropping pipelines leaks no threads. Alone in its binary, so no other test's
 //! threads are counted.
 
-mod common;
+mod stages;
 
 use std::time::{Duration, Instant};
 
-use common::{adder, payload};
+use stages::{adder, payload};
 use multitpu::pipeline::PipelineBuilder;
 
 /// Names of this process's threads, from /proc (Linux).
