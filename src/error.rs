@@ -42,6 +42,20 @@ pub enum Error {
     #[error("no {kind} tensor named `{name}`")]
     UnknownTensor { kind: &'static str, name: String },
 
+    /// A native library (TFLite or libedgetpu) could not be loaded; the message says how
+    /// to fix it.
+    #[error(transparent)]
+    Library(#[from] libedgetpu_sys::LoadError),
+
+    /// An Edge TPU device string (`""`, `":N"`, `"usb"`, `"usb:N"`, `"pci"`, `"pci:N"`)
+    /// could not be parsed.
+    #[error("invalid Edge TPU device `{input}`: {reason}")]
+    DeviceSelector { input: String, reason: &'static str },
+
+    /// No Edge TPU matches a device selector.
+    #[error("no Edge TPU matches device `{selector}` ({available} matching device(s) found)")]
+    NoDevice { selector: String, available: usize },
+
     /// A tensor index out of range.
     #[error("{kind} tensor index {index} out of range ({count} tensors)")]
     TensorIndex {

@@ -6,6 +6,7 @@
 //! Data flows one way: bytes → [`model`] → graph → plan → segment models → pipeline stages.
 #![deny(unsafe_code)]
 
+pub mod backend;
 mod error;
 pub mod model;
 pub mod pipeline;

@@ -1,0 +1,91 @@
+//! Opening a shared library and resolving typed symbols, shared by both APIs.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use libloading::Library;
+
+use crate::error::{LibraryKind, LoadError};
+
+/// Where to look for a library: the explicit path if given, else the environment variable
+/// if set and non-empty, else the platform's default file name.
+pub(crate) fn resolve_path(explicit: Option<&Path>, env_var: &str, default: &str) -> PathBuf {
+    if let Some(path) = explicit {
+        return path.to_path_buf();
+    }
+    match std::env::var_os(env_var) {
+        Some(value) if !value.is_empty() => PathBuf::from(value),
+        _ => PathBuf::from(OsString::from(default)),
+    }
+}
+
+/// Opens the library at `path` (a bare file name goes through the loader's search path).
+pub(crate) fn open(library: LibraryKind, path: &Path) -> Result<Library, LoadError> {
+    // SAFETY: loading a library runs its initialisers. Both libraries this crate loads
+    // (TFLite's C library and libedgetpu) only register static data in their initialisers
+    // and have no preconditions on the loading thread. A different library at the same
+    // path is the user's explicit choice; its symbols are checked before use.
+    unsafe { Library::new(path) }.map_err(|e| LoadError::Open {
+        library,
+        path: path.to_path_buf(),
+        error: e.to_string(),
+    })
+}
+
+/// Resolves `symbol` as a value of type `T`, which must be the symbol's exact C function
+/// pointer type; the caller guarantees that, and keeps `lib` alive as long as the value.
+pub(crate) fn symbol<T: Copy>(
+    lib: &Library,
+    library: LibraryKind,
+    path: &Path,
+    symbol: &'static str,
+) -> Result<T, LoadError> {
+    // SAFETY: each call site names a symbol of the C API together with the function
+    // pointer type of its C prototype (see the struct field it fills); the copied pointer
+    // is stored next to the `Library` and never outlives it.
+    unsafe { lib.get::<T>(symbol.as_bytes()) }
+        .map(|s| *s)
+        .map_err(|_| LoadError::MissingSymbol {
+            library,
+            path: path.to_path_buf(),
+            symbol,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_path_wins() {
+        let p = resolve_path(
+            Some(Path::new("/a/b.so")),
+            "MULTITPU_SYS_TEST_UNSET_VAR",
+            "c.so",
+        );
+        assert_eq!(p, PathBuf::from("/a/b.so"));
+    }
+
+    #[test]
+    fn default_name_when_env_unset() {
+        let p = resolve_path(None, "MULTITPU_SYS_TEST_UNSET_VAR", "libdefault.so");
+        assert_eq!(p, PathBuf::from("libdefault.so"));
+    }
+
+    #[test]
+    fn missing_file_is_open_error_with_path() {
+        let err = open(
+            LibraryKind::EdgeTpu,
+            Path::new("/nonexistent/dir/libedgetpu.so.1"),
+        )
+        .expect_err("a missing file cannot load");
+        match &err {
+            LoadError::Open { library, path, .. } => {
+                assert_eq!(*library, LibraryKind::EdgeTpu);
+                assert_eq!(path, Path::new("/nonexistent/dir/libedgetpu.so.1"));
+            }
+            other => panic!("expected LoadError::Open, got {other:?}"),
+        }
+        assert!(err.to_string().contains("/nonexistent/dir/libedgetpu.so.1"));
+    }
+}

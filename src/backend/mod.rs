@@ -1,0 +1,63 @@
+//! Safe wrappers over the native runtimes: TensorFlow Lite's C library ([`tflite`]) and
+//! Coral's Edge TPU runtime ([`edgetpu`]).
+//!
+//! This is the one module of the crate allowed to use `unsafe` (every block carries a
+//! `// SAFETY:` comment); everything above it sees owned types with typed errors.
+//!
+//! Ownership follows the C API's lifetime rules:
+//!
+//! - a [`Runtime`] is an `Arc` of the loaded library, and every object created through it
+//!   holds a clone, so the library stays loaded while anything uses it;
+//! - an [`Interpreter`] owns its model bytes, model, options, delegates and error buffer,
+//!   and releases them in the order the C API requires (interpreter first, bytes last);
+//! - an Edge TPU [`Delegate`] moves into the interpreter that uses it, so it cannot be
+//!   freed while that interpreter lives.
+//!
+//! The libraries are loaded at run time (see `libedgetpu-sys`): set `MULTITPU_TFLITE_LIB`
+//! and `MULTITPU_EDGETPU_LIB` to their paths, or install them where the loader finds them.
+#![allow(unsafe_code)]
+
+pub mod edgetpu;
+pub mod tflite;
+
+use std::ptr::NonNull;
+
+pub use edgetpu::{Delegate, DeviceInfo, DeviceKind, DeviceSelector, EdgeTpuRuntime};
+/// Why a native library did not load (the payload of [`Error::Library`](crate::Error::Library)).
+pub use libedgetpu_sys::{LibraryKind, LoadError};
+pub use tflite::{Interpreter, InterpreterOptions, Runtime, TensorInfo};
+
+/// An owned C object freed with its destructor on drop.
+///
+/// The destructor is a function pointer into a loaded library: whoever holds an `Owned`
+/// keeps that library loaded for at least as long (the owning struct holds the library's
+/// `Arc` in a field dropped after this one).
+struct Owned<T> {
+    ptr: NonNull<T>,
+    delete: unsafe extern "C" fn(*mut T),
+}
+
+impl<T> Owned<T> {
+    /// Takes ownership of `ptr`, or returns `None` if it is NULL.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be NULL or a live object that nothing else frees, `delete` must be its
+    /// matching destructor, and the library providing `delete` must stay loaded until this
+    /// value is dropped.
+    unsafe fn new(ptr: *mut T, delete: unsafe extern "C" fn(*mut T)) -> Option<Self> {
+        NonNull::new(ptr).map(|ptr| Self { ptr, delete })
+    }
+
+    fn as_ptr(&self) -> *mut T {
+        self.ptr.as_ptr()
+    }
+}
+
+impl<T> Drop for Owned<T> {
+    fn drop(&mut self) {
+        // SAFETY: by the contract of `Owned::new`, `ptr` is live, owned only by us, freed
+        // exactly once here, and `delete` (its destructor) is still loaded.
+        unsafe { (self.delete)(self.ptr.as_ptr()) }
+    }
+}

@@ -1,0 +1,75 @@
+//! Shared set-up for integration tests: the real TFLite library and the real test models.
+//!
+//! Tests that need them skip loudly (`SKIPPED: ...` on stderr) when the environment
+//! variables are unset, except under CI (env `CI` set), where a missing variable fails the
+//! test so a misconfigured pipeline cannot pass by skipping everything.
+#![allow(dead_code)] // each test binary uses a different subset of these helpers
+
+use std::path::PathBuf;
+
+use multitpu::backend::Runtime;
+
+/// Env var with the path of the TFLite C library.
+pub const TFLITE_LIB_ENV: &str = "MULTITPU_TFLITE_LIB";
+/// Env var with the directory of the real test models (`shared/models`).
+pub const TEST_MODELS_ENV: &str = "MULTITPU_TEST_MODELS";
+
+/// The value of `var`, or `None` after printing a skip notice; panics under CI.
+pub fn require_env(var: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{var} must be set when CI is set ({what})"
+            );
+            eprintln!("SKIPPED: {var} is not set ({what})");
+            None
+        }
+    }
+}
+
+/// The TFLite runtime from `MULTITPU_TFLITE_LIB`; panics if the variable is set but the
+/// library does not load.
+pub fn tflite_runtime() -> Option<Runtime> {
+    let path = require_env(TFLITE_LIB_ENV, "path of libtensorflowlite_c.so")?;
+    match Runtime::from_path(&path) {
+        Ok(rt) => Some(rt),
+        Err(e) => panic!("{TFLITE_LIB_ENV}={path} does not load: {e}"),
+    }
+}
+
+/// The directory of the real test models from `MULTITPU_TEST_MODELS`.
+pub fn test_models_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(require_env(
+        TEST_MODELS_ENV,
+        "directory of the test models",
+    )?);
+    assert!(
+        dir.is_dir(),
+        "{TEST_MODELS_ENV}={} is not a directory",
+        dir.display()
+    );
+    Some(dir)
+}
+
+/// The bytes of test model `name`; panics if the file cannot be read.
+pub fn model_bytes(name: &str) -> Option<Vec<u8>> {
+    let path = test_models_dir()?.join(name);
+    match std::fs::read(&path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) => panic!("cannot read test model {}: {e}", path.display()),
+    }
+}
+
+/// Both the runtime and the bytes of model `name`, or `None` if either is unavailable.
+pub fn runtime_and_model(name: &str) -> Option<(Runtime, Vec<u8>)> {
+    let runtime = tflite_runtime()?;
+    let bytes = model_bytes(name)?;
+    Some((runtime, bytes))
+}
+
+/// Deterministic, non-constant input bytes of length `len`.
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| ((i * 31 + 7) % 251) as u8).collect()
+}
