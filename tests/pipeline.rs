@@ -6,10 +6,10 @@ use std::collections::HashSet;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use stages::{Fault, FnStage, adder, faulty, payload, seq_of};
 use crossbeam_channel::{Receiver, Sender};
 use multitpu::Error;
 use multitpu::pipeline::{Pipeline, PipelineBuilder};
+use stages::{Fault, FnStage, adder, faulty, payload, seq_of};
 
 const SIZE: usize = 16;
 
@@ -27,8 +27,16 @@ fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static)
 fn chain(stages: usize) -> PipelineBuilder {
     let mut builder = PipelineBuilder::new();
     for i in 0..stages {
-        let input = if i == 0 { "x".to_string() } else { format!("t{i}") };
-        let output = if i + 1 == stages { "y".to_string() } else { format!("t{}", i + 1) };
+        let input = if i == 0 {
+            "x".to_string()
+        } else {
+            format!("t{i}")
+        };
+        let output = if i + 1 == stages {
+            "y".to_string()
+        } else {
+            format!("t{}", i + 1)
+        };
         builder = builder.stage(adder(&format!("{i}"), &input, &output, SIZE, 1));
     }
     builder
@@ -95,7 +103,11 @@ fn push_rejects_bad_inputs_and_keeps_running() {
     ));
     assert!(matches!(
         pipeline.push(&[("a", &a), ("b", &a)]),
-        Err(Error::TensorSize { expected: 2, actual: 4, .. })
+        Err(Error::TensorSize {
+            expected: 2,
+            actual: 4,
+            ..
+        })
     ));
     assert!(matches!(
         pipeline.try_push(&[("b", &b)]),
@@ -115,14 +127,23 @@ fn push_after_close_and_close_twice() {
     pipeline.push(&[("x", &data)]).unwrap();
     pipeline.close().unwrap();
     pipeline.close().unwrap();
-    assert!(matches!(pipeline.push(&[("x", &data)]), Err(Error::PipelineClosed)));
-    assert!(matches!(pipeline.try_push(&[("x", &data)]), Err(Error::PipelineClosed)));
+    assert!(matches!(
+        pipeline.push(&[("x", &data)]),
+        Err(Error::PipelineClosed)
+    ));
+    assert!(matches!(
+        pipeline.try_push(&[("x", &data)]),
+        Err(Error::PipelineClosed)
+    ));
     // What was pushed before close still comes out.
     assert_eq!(pipeline.pop().unwrap().unwrap().seq(), 0);
     assert!(pipeline.pop().unwrap().is_none());
     assert!(pipeline.pop().unwrap().is_none());
     pipeline.close().unwrap();
-    assert!(matches!(pipeline.push(&[("x", &data)]), Err(Error::PipelineClosed)));
+    assert!(matches!(
+        pipeline.push(&[("x", &data)]),
+        Err(Error::PipelineClosed)
+    ));
 }
 
 /// A stage that reports each run on `started` and then waits for a token on `gate`.
@@ -237,7 +258,15 @@ fn check_accounting(n: u64, came_out: &[u64], lost: &[u64]) {
 #[test]
 fn stage_error_stops_cleanly_and_accounts_for_every_item() {
     let (came_out, error) = within("failing pipeline", || run_to_failure(100, 50, Fault::Error));
-    let Error::StageFailed { stage, stage_desc, message, panicked, lost, .. } = &error else {
+    let Error::StageFailed {
+        stage,
+        stage_desc,
+        message,
+        panicked,
+        lost,
+        ..
+    } = &error
+    else {
         panic!("unexpected error {error}");
     };
     assert_eq!(*stage, 1);
@@ -247,13 +276,26 @@ fn stage_error_stops_cleanly_and_accounts_for_every_item() {
     assert!(lost.contains(&50));
     assert!(came_out.iter().all(|&s| s < 50));
     check_accounting(100, &came_out, lost);
-    assert!(error.to_string().contains("stage 1 (test stage faulty) failed"));
+    assert!(
+        error
+            .to_string()
+            .contains("stage 1 (test stage faulty) failed")
+    );
 }
 
 #[test]
 fn stage_panic_stops_cleanly_and_accounts_for_every_item() {
-    let (came_out, error) = within("panicking pipeline", || run_to_failure(100, 50, Fault::Panic));
-    let Error::StageFailed { stage, message, panicked, lost, .. } = &error else {
+    let (came_out, error) = within("panicking pipeline", || {
+        run_to_failure(100, 50, Fault::Panic)
+    });
+    let Error::StageFailed {
+        stage,
+        message,
+        panicked,
+        lost,
+        ..
+    } = &error
+    else {
         panic!("unexpected error {error}");
     };
     assert_eq!(*stage, 1);
@@ -432,7 +474,10 @@ fn unconsumed_stage_outputs_are_pipeline_outputs() {
     pipeline.push(&[("x", &x)]).unwrap();
     let out = pipeline.pop().unwrap().unwrap();
     assert_eq!(out.get("side").unwrap(), [9]);
-    let all: Vec<(&str, usize)> = out.iter().map(|(s, d)| (s.name.as_str(), d.len())).collect();
+    let all: Vec<(&str, usize)> = out
+        .iter()
+        .map(|(s, d)| (s.name.as_str(), d.len()))
+        .collect();
     assert_eq!(all, [("side", 1), ("y", SIZE)]);
     drop(out);
     // Requested outputs, in the requested order.
@@ -469,7 +514,10 @@ fn replicated_stage_keeps_order() {
     let pipeline = PipelineBuilder::new()
         .stage(adder("0", "x", "a", SIZE, 1))
         .replicated_stage(instances)
-        .replicated_stage(vec![adder("2a", "b", "y", SIZE, 1), adder("2b", "b", "y", SIZE, 1)])
+        .replicated_stage(vec![
+            adder("2a", "b", "y", SIZE, 1),
+            adder("2b", "b", "y", SIZE, 1),
+        ])
         .build()
         .unwrap();
     let n = 90u64;
@@ -498,16 +546,28 @@ fn replicated_stage_keeps_order() {
 #[test]
 fn build_rejects_bad_configurations() {
     let mismatched = PipelineBuilder::new()
-        .replicated_stage(vec![adder("a", "x", "y", SIZE, 0), adder("b", "x", "y", SIZE + 1, 0)])
+        .replicated_stage(vec![
+            adder("a", "x", "y", SIZE, 0),
+            adder("b", "x", "y", SIZE + 1, 0),
+        ])
         .build();
     assert!(matches!(mismatched, Err(Error::Invalid { .. })));
-    assert!(matches!(PipelineBuilder::new().build(), Err(Error::Invalid { .. })));
+    assert!(matches!(
+        PipelineBuilder::new().build(),
+        Err(Error::Invalid { .. })
+    ));
     assert!(matches!(
         PipelineBuilder::new().replicated_stage(Vec::new()).build(),
         Err(Error::Invalid { .. })
     ));
-    assert!(matches!(chain(1).queue_capacity(0).build(), Err(Error::Invalid { .. })));
-    assert!(matches!(chain(1).output_capacity(Some(0)).build(), Err(Error::Invalid { .. })));
+    assert!(matches!(
+        chain(1).queue_capacity(0).build(),
+        Err(Error::Invalid { .. })
+    ));
+    assert!(matches!(
+        chain(1).output_capacity(Some(0)).build(),
+        Err(Error::Invalid { .. })
+    ));
     assert!(matches!(
         chain(2).outputs(["nope"]).build(),
         Err(Error::UnknownTensor { .. })

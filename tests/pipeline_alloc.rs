@@ -8,8 +8,8 @@ mod stages;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use stages::{FnStage, adder};
 use multitpu::pipeline::{Pipeline, PipelineBuilder};
+use stages::{FnStage, adder};
 
 struct Counting;
 
@@ -125,7 +125,10 @@ fn main() {
         }),
     );
     let replicated = PipelineBuilder::new()
-        .replicated_stage(vec![adder("0a", "x", "a", SIZE, 2), adder("0b", "x", "a", SIZE, 2)])
+        .replicated_stage(vec![
+            adder("0a", "x", "a", SIZE, 2),
+            adder("0b", "x", "a", SIZE, 2),
+        ])
         .stage(wide)
         .outputs(["y", "side"])
         .output_capacity(Some(2))

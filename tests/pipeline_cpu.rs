@@ -22,7 +22,11 @@ fn input(len: usize, i: usize) -> Vec<u8> {
 }
 
 /// What a plain interpreter computes for each input.
-fn reference(model: &Arc<[u8]>, runtime: &multitpu::backend::Runtime, inputs: &[Vec<u8>]) -> Vec<Vec<u8>> {
+fn reference(
+    model: &Arc<[u8]>,
+    runtime: &multitpu::backend::Runtime,
+    inputs: &[Vec<u8>],
+) -> Vec<Vec<u8>> {
     let mut interpreter =
         Interpreter::new(runtime, Arc::clone(model), &InterpreterOptions::default()).unwrap();
     inputs
@@ -51,7 +55,10 @@ fn cpu_stage_matches_a_plain_interpreter() {
     let size = pipeline.inputs()[0].byte_size;
     let inputs: Vec<Vec<u8>> = (0..8).map(|i| input(size, i)).collect();
     let expected = reference(&model, &runtime, &inputs);
-    assert!(expected.windows(2).any(|w| w[0] != w[1]), "inputs should give different outputs");
+    assert!(
+        expected.windows(2).any(|w| w[0] != w[1]),
+        "inputs should give different outputs"
+    );
     for data in &inputs {
         pipeline.push(&[(&name, data)]).unwrap();
     }
@@ -73,7 +80,9 @@ fn replicated_cpu_stage_keeps_order() {
     };
     let model: Arc<[u8]> = bytes.into();
     let backend = CpuBackend::new(runtime.clone(), 1, false);
-    let replicas = backend.prepare_replicas(Arc::clone(&model), &[0, 1]).unwrap();
+    let replicas = backend
+        .prepare_replicas(Arc::clone(&model), &[0, 1])
+        .unwrap();
     assert_eq!(replicas[1].describe(), "tflite-cpu #1 (1 thread)");
     let pipeline = PipelineBuilder::new()
         .replicated_stage(replicas)

@@ -5,8 +5,8 @@ mod stages;
 
 use std::time::{Duration, Instant};
 
-use stages::{adder, payload};
 use multitpu::pipeline::PipelineBuilder;
+use stages::{adder, payload};
 
 /// Names of this process's threads, from /proc (Linux).
 fn thread_names() -> Vec<String> {
@@ -36,7 +36,10 @@ fn two_hundred_pipelines_leak_no_threads() {
     for round in 0..200u64 {
         let pipeline = PipelineBuilder::new()
             .stage(adder("0", "x", "a", 16, 1))
-            .replicated_stage(vec![adder("1a", "a", "b", 16, 1), adder("1b", "a", "b", 16, 1)])
+            .replicated_stage(vec![
+                adder("1a", "a", "b", 16, 1),
+                adder("1b", "a", "b", 16, 1),
+            ])
             .stage(adder("2", "b", "y", 16, 1))
             .output_capacity(Some(1))
             .build()

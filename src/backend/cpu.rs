@@ -49,7 +49,11 @@ impl Backend for CpuBackend {
             self.name(),
             self.options.threads,
             if self.options.threads == 1 { "" } else { "s" },
-            if self.options.xnnpack { ", XNNPack" } else { "" },
+            if self.options.xnnpack {
+                ", XNNPack"
+            } else {
+                ""
+            },
         );
         Ok(Box::new(InterpreterStage::new(interpreter, description)))
     }

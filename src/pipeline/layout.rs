@@ -106,7 +106,10 @@ impl Layout {
         }
         let mut slot_sizes: Vec<usize> = Vec::new();
         for spec in &inputs {
-            slot_of.insert(spec.name.as_str(), (slot_sizes.len(), Origin::PipelineInput));
+            slot_of.insert(
+                spec.name.as_str(),
+                (slot_sizes.len(), Origin::PipelineInput),
+            );
             slot_sizes.push(spec.byte_size);
         }
         // Pass 2: give every stage output a slot and resolve every stage input.
@@ -117,7 +120,10 @@ impl Layout {
             let mut in_slots = Vec::with_capacity(ins.len());
             for spec in ins.iter() {
                 let &(slot, _) = slot_of.get(spec.name.as_str()).ok_or_else(|| {
-                    invalid(format!("stage {s} reads `{}`, which has no producer", spec.name))
+                    invalid(format!(
+                        "stage {s} reads `{}`, which has no producer",
+                        spec.name
+                    ))
                 })?;
                 let source = specs_of_slot[slot];
                 if source.byte_size != spec.byte_size {
@@ -161,9 +167,7 @@ impl Layout {
                     match slot_of.get(name.as_str()) {
                         Some(&(slot, Origin::Stage(_))) => {
                             if slots.contains(&slot) {
-                                return Err(invalid(format!(
-                                    "output `{name}` is requested twice"
-                                )));
+                                return Err(invalid(format!("output `{name}` is requested twice")));
                             }
                             slots.push(slot);
                         }

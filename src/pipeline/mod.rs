@@ -137,8 +137,7 @@ impl PipelineBuilder {
 
     /// Checks the stages, resolves the tensor routing and starts the stage threads.
     pub fn build(self) -> Result<Pipeline> {
-        if self.input_capacity == 0 || self.queue_capacity == 0 || self.output_capacity == Some(0)
-        {
+        if self.input_capacity == 0 || self.queue_capacity == 0 || self.output_capacity == Some(0) {
             return Err(Error::invalid(
                 "pipeline",
                 "queue capacities must be at least 1",
@@ -183,11 +182,7 @@ fn link(
     capacity: Option<usize>,
 ) -> Vec<Vec<(Sender<Item>, Receiver<Item>)>> {
     (0..senders)
-        .map(|_| {
-            (0..receivers)
-                .map(|_| queue::queue(capacity))
-                .collect()
-        })
+        .map(|_| (0..receivers).map(|_| queue::queue(capacity)).collect())
         .collect()
 }
 
@@ -298,12 +293,20 @@ fn start(builder: PipelineBuilder, layout: Arc<Layout>) -> Result<Pipeline> {
                     instance,
                     handle,
                 }),
-                Err(source) => spawn_error = Some(Error::Spawn { thread: name, source }),
+                Err(source) => {
+                    spawn_error = Some(Error::Spawn {
+                        thread: name,
+                        source,
+                    })
+                }
             }
         }
         stages.push(info);
     }
-    let output_receivers = receivers.next().and_then(|mut r| r.pop()).unwrap_or_default();
+    let output_receivers = receivers
+        .next()
+        .and_then(|mut r| r.pop())
+        .unwrap_or_default();
     let pipeline = Pipeline {
         shared,
         layout,

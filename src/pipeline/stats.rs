@@ -108,7 +108,8 @@ impl Counters {
     }
 
     pub(crate) fn add_wait_input(&self, elapsed: Duration) {
-        self.wait_input_ns.fetch_add(nanos(elapsed), Ordering::Relaxed);
+        self.wait_input_ns
+            .fetch_add(nanos(elapsed), Ordering::Relaxed);
     }
 
     pub(crate) fn add_wait_output(&self, elapsed: Duration) {
@@ -200,7 +201,10 @@ mod tests {
             assert!(b < BUCKETS);
             last = b;
             if b < BUCKETS - 1 {
-                assert!(bucket_low(b) <= ns && ns < bucket_low(b + 1), "ns {ns} bucket {b}");
+                assert!(
+                    bucket_low(b) <= ns && ns < bucket_low(b + 1),
+                    "ns {ns} bucket {b}"
+                );
             }
         }
         for b in 0..BUCKETS {

@@ -96,7 +96,11 @@ impl Worker {
                 return;
             };
             self.counters.add_wait_input(waiting.elapsed());
-            debug_assert_eq!(item.seq, next, "stage {} got an item out of order", self.index);
+            debug_assert_eq!(
+                item.seq, next,
+                "stage {} got an item out of order",
+                self.index
+            );
             if self.shared.is_stopping() {
                 self.shared.lose(item);
                 return;

@@ -25,8 +25,14 @@ impl FnStage {
     ) -> Box<dyn Stage> {
         Box::new(FnStage {
             name: name.to_string(),
-            inputs: inputs.iter().map(|&(n, s)| TensorSpec::bytes(n, s)).collect(),
-            outputs: outputs.iter().map(|&(n, s)| TensorSpec::bytes(n, s)).collect(),
+            inputs: inputs
+                .iter()
+                .map(|&(n, s)| TensorSpec::bytes(n, s))
+                .collect(),
+            outputs: outputs
+                .iter()
+                .map(|&(n, s)| TensorSpec::bytes(n, s))
+                .collect(),
             runs: 0,
             body,
         })
@@ -73,7 +79,14 @@ pub enum Fault {
 }
 
 /// Like [`adder`], but fails (or panics) on its run number `at`.
-pub fn faulty(name: &str, input: &str, output: &str, size: usize, at: u64, fault: Fault) -> Box<dyn Stage> {
+pub fn faulty(
+    name: &str,
+    input: &str,
+    output: &str,
+    size: usize,
+    at: u64,
+    fault: Fault,
+) -> Box<dyn Stage> {
     FnStage::boxed(
         name,
         &[(input, size)],
