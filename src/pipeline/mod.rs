@@ -766,3 +766,17 @@ impl Drop for Output {
         self.shared.pool.put(std::mem::take(&mut self.frame));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipeline_and_output_can_be_shared_across_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Pipeline>();
+        send_sync::<Output>();
+        fn send<T: Send>() {}
+        send::<PipelineBuilder>();
+    }
+}
