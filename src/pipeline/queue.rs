@@ -18,6 +18,10 @@ struct State<T> {
     sender_gone: bool,
     receiver_gone: bool,
     stopped: bool,
+    /// Threads blocked in `recv` and in `send`: notifying a condition variable costs a
+    /// system call even when nobody waits, so only waited-on ones are notified.
+    receivers_waiting: usize,
+    senders_waiting: usize,
 }
 
 /// The shared part of a queue.
@@ -45,6 +49,8 @@ pub(crate) fn queue<T>(capacity: Option<usize>) -> (Sender<T>, Receiver<T>) {
             sender_gone: false,
             receiver_gone: false,
             stopped: false,
+            receivers_waiting: 0,
+            senders_waiting: 0,
         }),
         not_empty: Condvar::new(),
         not_full: Condvar::new(),
@@ -71,6 +77,24 @@ impl<T> Queue<T> {
         self.not_full.notify_all();
     }
 
+    /// Releases the lock after a push, waking a blocked receiver if there is one.
+    fn wake_receiver(&self, state: MutexGuard<'_, State<T>>) {
+        let waiting = state.receivers_waiting > 0;
+        drop(state);
+        if waiting {
+            self.not_empty.notify_one();
+        }
+    }
+
+    /// Releases the lock after a pop, waking a blocked sender if there is one.
+    fn wake_sender(&self, state: MutexGuard<'_, State<T>>) {
+        let waiting = state.senders_waiting > 0;
+        drop(state);
+        if waiting {
+            self.not_full.notify_one();
+        }
+    }
+
     fn is_full(&self, state: &State<T>) -> bool {
         self.capacity.is_some_and(|c| state.items.len() >= c)
     }
@@ -89,15 +113,16 @@ impl<T> Sender<T> {
             }
             if !self.0.is_full(&state) {
                 state.items.push_back(item);
-                drop(state);
-                self.0.not_empty.notify_one();
+                self.0.wake_receiver(state);
                 return Ok(());
             }
+            state.senders_waiting += 1;
             state = self
                 .0
                 .not_full
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
+            state.senders_waiting -= 1;
         }
     }
 
@@ -111,8 +136,7 @@ impl<T> Sender<T> {
             return Err(SendError::Full(item));
         }
         state.items.push_back(item);
-        drop(state);
-        self.0.not_empty.notify_one();
+        self.0.wake_receiver(state);
         Ok(())
     }
 
@@ -143,26 +167,28 @@ impl<T> Receiver<T> {
         let mut state = self.0.lock();
         loop {
             if let Some(item) = state.items.pop_front() {
-                drop(state);
-                self.0.not_full.notify_one();
+                self.0.wake_sender(state);
                 return Some(item);
             }
             if state.sender_gone {
                 return None;
             }
+            state.receivers_waiting += 1;
             state = self
                 .0
                 .not_empty
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
+            state.receivers_waiting -= 1;
         }
     }
 
     /// The next item if one is queued.
     pub(crate) fn try_recv(&self) -> Option<T> {
-        let item = self.0.lock().items.pop_front();
+        let mut state = self.0.lock();
+        let item = state.items.pop_front();
         if item.is_some() {
-            self.0.not_full.notify_one();
+            self.0.wake_sender(state);
         }
         item
     }
