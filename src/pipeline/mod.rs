@@ -10,8 +10,9 @@
 //! - Stage `i` runs on thread `multitpu-stage-{i}` (`multitpu-stage-{i}.{j}` for instance `j`
 //!   of a replicated stage). Instances of a replicated stage take items round-robin, so items
 //!   still come out in input order.
-//! - Queues are bounded: capacity 1 between stages by default, configurable at the input and
-//!   the output. A full queue blocks the stage (or `push`) in front of it: backpressure.
+//! - The queues in front of and between stages are bounded (capacity 1 by default); a full
+//!   queue blocks the stage (or `push`) in front of it: backpressure. The output queue is
+//!   unbounded unless [`PipelineBuilder::output_capacity`] bounds it.
 //! - Tensors are joined by name when the pipeline is built. A stage reads the pipeline inputs
 //!   or the outputs of any earlier stage, so tensors can skip stages; on the per-item path
 //!   only slot indices are used.
@@ -23,6 +24,52 @@
 //!   by `push`, `pop` and `close` as [`Error::StageFailed`], which lists every pushed item
 //!   that did not come out. No call hangs after a failure, and dropping a pipeline never
 //!   waits for more than the stage runs in progress.
+//!
+//! # Example
+//!
+//! ```
+//! use multitpu::pipeline::{PipelineBuilder, Stage, TensorSpec};
+//!
+//! /// Doubles every byte.
+//! struct Double([TensorSpec; 1], [TensorSpec; 1]);
+//!
+//! impl Stage for Double {
+//!     fn inputs(&self) -> &[TensorSpec] {
+//!         &self.0
+//!     }
+//!     fn outputs(&self) -> &[TensorSpec] {
+//!         &self.1
+//!     }
+//!     fn run(&mut self, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> multitpu::Result<()> {
+//!         for (out, x) in outputs[0].iter_mut().zip(inputs[0]) {
+//!             *out = x.wrapping_mul(2);
+//!         }
+//!         Ok(())
+//!     }
+//!     fn describe(&self) -> String {
+//!         "double".into()
+//!     }
+//! }
+//!
+//! # fn main() -> multitpu::Result<()> {
+//! let stage = |from: &str, to: &str| -> Box<dyn Stage> {
+//!     Box::new(Double([TensorSpec::bytes(from, 4)], [TensorSpec::bytes(to, 4)]))
+//! };
+//! let pipeline = PipelineBuilder::new()
+//!     .stage(stage("x", "x2"))
+//!     .stage(stage("x2", "x4"))
+//!     .build()?;
+//! for i in 0..3u8 {
+//!     pipeline.push(&[("x", &[i; 4])])?;
+//! }
+//! pipeline.close()?;
+//! for output in &pipeline {
+//!     let output = output?;
+//!     assert_eq!(output.get("x4"), Some(&[4 * output.seq() as u8; 4][..]));
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 mod layout;
 mod queue;
@@ -547,7 +594,8 @@ impl Pipeline {
     }
 
     /// Ends the input: items already pushed still run and can be popped, then `pop`
-    /// returns `Ok(None)`. Closing twice is fine.
+    /// returns `Ok(None)`. Closing twice is fine. Does not wait for the items in flight,
+    /// only for a `push` blocked on another thread to get its item in.
     ///
     /// # Errors
     ///
