@@ -83,6 +83,26 @@ pub enum Error {
         actual: FieldType,
     },
 
+    /// An external program is not installed or not executable; `hint` says how to get it.
+    #[error("`{program}` not found: {hint}")]
+    ToolNotFound { program: String, hint: &'static str },
+
+    /// An external program ran and reported failure; `stderr` holds what it printed
+    /// (its standard output if stderr was empty).
+    #[error("`{}` failed ({status}): {stderr}", program.display())]
+    ToolFailed {
+        program: PathBuf,
+        status: String,
+        stderr: String,
+    },
+
+    /// An external program succeeded but its output lacks what was expected.
+    #[error("cannot read the output of `{program}`: {reason}")]
+    ToolOutput {
+        program: &'static str,
+        reason: String,
+    },
+
     /// A calibration file is malformed; `line` is 1-based (0 for the file as a whole).
     #[error("calibration data {path}, line {line}: {reason}")]
     Calibration {
