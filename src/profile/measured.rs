@@ -18,12 +18,13 @@
 use std::ops::Range;
 use std::time::Instant;
 
-use super::calibration::median;
+use super::calibration::{CalibrationPoint, Family, median};
 use super::compiler::EdgeTpuCompiler;
+use super::cost_model::{MIB, SegmentWorkload};
 use super::{Profiler, SegmentProfile, check_range};
 use crate::backend::{DeviceSelector, EdgeTpuRuntime, Interpreter, InterpreterOptions, Runtime};
 use crate::model::builder::SplitMix64;
-use crate::model::{Graph, Model};
+use crate::model::{Graph, Model, paper};
 use crate::segment::{extract, param_bytes};
 use crate::verify::random_tensor;
 use crate::{Error, Result};
@@ -156,6 +157,38 @@ impl Profiler for EdgeTpuProfiler {
             off_chip_bytes: compiled.report.off_chip_bytes,
         })
     }
+}
+
+/// Measures the whole paper model of `family` with size knob `size` (built by
+/// [`paper::fc`] or [`paper::conv`]) with `profiler`, as a point for
+/// [`calibration::fit`](super::calibration::fit).
+///
+/// With an [`EdgeTpuProfiler`], points for a range of sizes re-fit the
+/// [`EdgeTpuCostModel`](super::EdgeTpuCostModel) to the caller's host, link and device.
+/// The point's latency is the profiler's median (the shipped calibration files hold means).
+pub fn calibration_point(
+    profiler: &impl Profiler,
+    family: Family,
+    size: usize,
+) -> Result<CalibrationPoint> {
+    let model = match family {
+        Family::Fc => paper::fc(size)?,
+        Family::Conv => paper::conv(size)?,
+    };
+    let ops = 0..model.operators.len();
+    let profile = profiler.profile(&model, ops.clone())?;
+    Ok(CalibrationPoint {
+        family,
+        size,
+        macs: SegmentWorkload::from_model(&model, ops)
+            .ops
+            .iter()
+            .map(|op| op.macs)
+            .sum(),
+        on_chip_mib: profile.on_chip_bytes as f64 / MIB,
+        off_chip_mib: profile.off_chip_bytes as f64 / MIB,
+        latency_ms: profile.latency_s * 1e3,
+    })
 }
 
 fn check_runs(runs: usize) -> Result<()> {

@@ -28,7 +28,7 @@ pub use compiler::{CompiledSegment, CompilerReport, EdgeTpuCompiler};
 pub use cost_model::{
     DeviceLayout, EdgeTpuCostModel, Link, OpWorkload, PerKind, Prediction, SegmentWorkload,
 };
-pub use measured::{CpuProfiler, EdgeTpuProfiler};
+pub use measured::{CpuProfiler, EdgeTpuProfiler, calibration_point};
 
 /// The profile of one candidate segment.
 #[derive(Debug, Clone, Copy, PartialEq)]
