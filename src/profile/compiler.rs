@@ -440,6 +440,10 @@ Off-chip memory used for streaming uncached model parameters: 0.00B
 
         use super::*;
 
+        /// Held by each test from writing its script until it has run it: a script still
+        /// open for writing in a child forked by another test cannot be executed (ETXTBSY).
+        static SPAWN: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
         /// Writes an executable script with `body` and returns its directory (which holds
         /// it as `edgetpu_compiler`).
         fn script(body: &str) -> TempDir {
@@ -467,6 +471,7 @@ EOF
 
         #[test]
         fn compiles_through_the_program() {
+            let _spawn = SPAWN.lock();
             let dir = working(STREAMS);
             let compiler =
                 EdgeTpuCompiler::find_in(dir.path().as_os_str()).expect("found on the path");
@@ -478,6 +483,7 @@ EOF
 
         #[test]
         fn failure_returns_stderr() {
+            let _spawn = SPAWN.lock();
             let dir = script("echo 'Internal compiler error. Aborting!' >&2\nexit 1\n");
             let compiler =
                 EdgeTpuCompiler::at(dir.path().join(COMPILER_PROGRAM)).expect("executable");
@@ -491,6 +497,7 @@ EOF
 
         #[test]
         fn success_without_figures_is_a_typed_error() {
+            let _spawn = SPAWN.lock();
             let dir = working("Edge TPU Compiler version 16.0.384591198");
             let compiler =
                 EdgeTpuCompiler::at(dir.path().join(COMPILER_PROGRAM)).expect("executable");
@@ -502,6 +509,7 @@ EOF
 
         #[test]
         fn missing_output_file_is_an_io_error() {
+            let _spawn = SPAWN.lock();
             let dir = script(&format!("cat <<'EOF'\n{FITS}\nEOF\n"));
             let compiler =
                 EdgeTpuCompiler::at(dir.path().join(COMPILER_PROGRAM)).expect("executable");

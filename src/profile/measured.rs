@@ -91,6 +91,8 @@ impl Profiler for CpuProfiler {
 /// delegate on `device`, run it as [`CpuProfiler`] does (median of `runs` after `warmup`),
 /// and report the on-chip and off-chip parameter bytes the compiler printed. The device is
 /// opened for each candidate and released after it, so it must not be in use elsewhere.
+/// Operators the compiler leaves to the CPU are timed with the rest, as they would run in
+/// the pipeline. A compile that hangs is stopped by the compiler's own timeout (180 s).
 #[derive(Debug, Clone)]
 pub struct EdgeTpuProfiler {
     /// The compiler run on every candidate.
@@ -234,6 +236,13 @@ fn median_latency(interpreter: &mut Interpreter, warmup: usize, runs: usize) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn profilers_can_be_shared_across_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<CpuProfiler>();
+        shareable::<EdgeTpuProfiler>();
+    }
 
     #[test]
     fn zero_runs_is_an_error() {
