@@ -213,11 +213,11 @@ fn segment_bytes(model: &Model, ops: Range<usize>) -> Result<Vec<u8>> {
 /// timed invocations in seconds. `runs` must be at least 1 ([`check_runs`]).
 fn median_latency(interpreter: &mut Interpreter, warmup: usize, runs: usize) -> Result<f64> {
     let mut rng = SplitMix64::new(INPUT_SEED);
-    let inputs: Vec<Vec<u8>> = interpreter
+    let inputs = interpreter
         .inputs()
         .iter()
         .map(|info| random_tensor(info, &mut rng))
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     for (index, data) in inputs.iter().enumerate() {
         interpreter.set_input(index, data)?;
     }
