@@ -83,12 +83,85 @@ pub enum Error {
         actual: FieldType,
     },
 
+    /// An external program is not installed or not executable; `hint` says how to get it.
+    #[error("`{program}` not found: {hint}")]
+    ToolNotFound {
+        /// The program's name, or the path that was tried.
+        program: String,
+        /// How to install it or point to it.
+        hint: &'static str,
+    },
+
+    /// An external program ran and reported failure.
+    #[error("`{}` failed ({status}): {stderr}", program.display())]
+    ToolFailed {
+        /// The program that ran.
+        program: PathBuf,
+        /// How it ended (exit code or signal).
+        status: String,
+        /// What it printed on stderr (its stdout if stderr was empty).
+        stderr: String,
+    },
+
+    /// An external program succeeded but its output lacks what was expected.
+    #[error("cannot read the output of `{program}`: {reason}")]
+    ToolOutput {
+        /// The program's name.
+        program: &'static str,
+        /// What is missing or unreadable.
+        reason: String,
+    },
+
     /// A calibration file is malformed; `line` is 1-based (0 for the file as a whole).
     #[error("calibration data {path}, line {line}: {reason}")]
     Calibration {
         path: PathBuf,
         line: usize,
         reason: String,
+    },
+
+    /// A named tensor given twice, e.g. the same pipeline input twice in one `push`.
+    #[error("{kind} tensor `{name}` given twice")]
+    DuplicateTensor { kind: &'static str, name: String },
+
+    /// A required named tensor is missing, e.g. a pipeline input left out of a `push`.
+    #[error("{kind} tensor `{name}` is missing")]
+    MissingTensor { kind: &'static str, name: String },
+
+    /// `push` after `close`: the pipeline takes no more input.
+    #[error("the pipeline is closed to new input")]
+    PipelineClosed,
+
+    /// A pipeline stage failed or panicked; the pipeline stopped.
+    ///
+    /// Every item pushed before the failure either came out of `pop` before this error was
+    /// reported, or its sequence number is in `lost` (sorted, no duplicates).
+    #[error(
+        "pipeline stage {stage} ({stage_desc}) {}: {message}; {} item(s) lost",
+        if *.panicked { "panicked" } else { "failed" },
+        .lost.len()
+    )]
+    StageFailed {
+        /// Index of the stage in the pipeline.
+        stage: usize,
+        /// Which instance of a replicated stage (0 when not replicated).
+        instance: usize,
+        /// The stage's `describe()`: backend and device.
+        stage_desc: String,
+        /// What the backend reported, or the panic message.
+        message: String,
+        /// Whether the stage panicked rather than returned an error.
+        panicked: bool,
+        /// Sequence numbers of the pushed items that will never come out.
+        lost: Vec<u64>,
+    },
+
+    /// The operating system refused to start a thread.
+    #[error("cannot start thread `{thread}`: {source}")]
+    Spawn {
+        thread: String,
+        #[source]
+        source: std::io::Error,
     },
 }
 

@@ -3,6 +3,7 @@
 //! Needs `MULTITPU_CALIBRATION` = the calibration folder (`/work/shared/calibration`). Without
 //! it the tests are skipped with a message, except under CI (env `CI` set), where they fail.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use multitpu::model::paper;
@@ -16,7 +17,10 @@ fn calibration_dir() -> Option<PathBuf> {
             panic!("MULTITPU_CALIBRATION must be set under CI")
         }
         None => {
-            eprintln!(
+            // Written to the stream directly, not with `eprintln!`, so that the test
+            // harness's output capture does not hide the skip.
+            let _ = writeln!(
+                std::io::stderr(),
                 "SKIPPED: set MULTITPU_CALIBRATION to the calibration folder \
                  (/work/shared/calibration) to run the calibration tests"
             );

@@ -2,7 +2,7 @@
 //!
 //! `edgetpu_compiler` replaces the operators it maps to the device by one custom operator
 //! named `edgetpu-custom-op`. Its custom options are a FlexBuffer map whose entry `"4"` holds
-//! the device program (a blob starting with `DWN1`).
+//! the device program (string bytes starting with `DWN1`).
 
 use super::{BUILTIN_CUSTOM, Model};
 
@@ -46,6 +46,7 @@ pub fn is_compiled(model: &Model<'_>) -> bool {
 
 // FlexBuffer type codes used below.
 const FBX_MAP: u8 = 9;
+const FBX_STRING: u8 = 5;
 const FBX_BLOB: u8 = 25;
 
 /// Reads a little-endian unsigned integer of `width` bytes at `at`.
@@ -63,7 +64,8 @@ fn follow(bytes: &[u8], at: usize, width: usize) -> Option<usize> {
     at.checked_sub(read_uint(bytes, at, width)?)
 }
 
-/// The blob stored under `key` in a FlexBuffer whose root is a map, bounds-checked.
+/// The bytes of the string or blob stored under `key` in a FlexBuffer whose root is a map,
+/// bounds-checked.
 fn flexbuffer_map_blob<'b>(bytes: &'b [u8], key: &str) -> Option<&'b [u8]> {
     let len = bytes.len();
     let root_width = usize::from(*bytes.last()?);
@@ -90,8 +92,9 @@ fn flexbuffer_map_blob<'b>(bytes: &'b [u8], key: &str) -> Option<&'b [u8]> {
         if &bytes[name_at..name_end] != key.as_bytes() {
             continue;
         }
+        // The compiler stores the program as a string; a blob has the same layout.
         let packed = bytes[types + i];
-        if packed >> 2 != FBX_BLOB {
+        if !matches!(packed >> 2, FBX_STRING | FBX_BLOB) {
             return None;
         }
         let value_at = values + i * width;

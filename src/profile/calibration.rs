@@ -8,9 +8,10 @@
 //! [`fit`] rebuilds each measured model with [`crate::model::paper`], turns it into a
 //! [`SegmentWorkload`] exactly as a segment of a real model would be, and fits:
 //!
-//! 1. the placement parameters (on-chip budget and largest cached tensor), by coordinate
-//!    search on a grid of 2 KiB steps minimising the summed absolute error of predicted
-//!    off-chip MiB; within the best run of grid values the middle is taken;
+//! 1. the placement parameters (on-chip budget and largest cached tensor), by an exact
+//!    search minimising the summed absolute error of predicted off-chip MiB: the error is a
+//!    step function of the budget, whose steps are enumerated for every class of per-tensor
+//!    limit; the middle of the best budget interval is taken;
 //! 2. the time parameters, by least squares on the relative time error (the latency is
 //!    linear in the inverse rates once the placement is known), keeping every coefficient
 //!    non-negative.
@@ -79,6 +80,7 @@ impl fmt::Display for Family {
 /// One measured model: a row of a calibration file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CalibrationPoint {
+    /// Which of the paper's models was measured.
     pub family: Family,
     /// Hidden neurons N (fc) or filters F (conv).
     pub size: usize,
@@ -206,30 +208,45 @@ pub fn load_dir(dir: &Path) -> Result<Vec<CalibrationPoint>> {
 /// Measured against predicted, for one calibration point.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FitRow {
+    /// The point's model family.
     pub family: Family,
+    /// The point's size knob (N or F).
     pub size: usize,
+    /// Measured milliseconds per inference.
     pub measured_ms: f64,
+    /// Predicted milliseconds per inference.
     pub predicted_ms: f64,
+    /// Parameters the compiler cached on chip, MiB.
     pub measured_on_chip_mib: f64,
+    /// Parameters the model places on chip, MiB.
     pub predicted_on_chip_mib: f64,
+    /// Parameters the compiler left off chip, MiB.
     pub measured_off_chip_mib: f64,
+    /// Parameters the model leaves off chip, MiB.
     pub predicted_off_chip_mib: f64,
 }
 
 /// Absolute errors of one family's points.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FamilyErrors {
+    /// The family.
     pub family: Family,
+    /// How many points it has.
     pub points: usize,
+    /// Median absolute latency error, ms.
     pub median_ms: f64,
+    /// Largest absolute latency error, ms.
     pub worst_ms: f64,
+    /// Median absolute error of off-chip parameters, MiB.
     pub median_off_chip_mib: f64,
+    /// Largest absolute error of off-chip parameters, MiB.
     pub worst_off_chip_mib: f64,
 }
 
 /// The outcome of [`fit`]: the fitted model and how well it matches each point.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FitReport {
+    /// The fitted model.
     pub model: EdgeTpuCostModel,
     /// One row per point, in input order.
     pub rows: Vec<FitRow>,
@@ -326,7 +343,7 @@ fn family_errors(family: Family, rows: &[FitRow]) -> Option<FamilyErrors> {
 }
 
 /// Median of a non-empty slice (mean of the two middle values for an even count).
-fn median(values: &[f64]) -> f64 {
+pub(super) fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let n = sorted.len();

@@ -62,11 +62,17 @@ impl Link {
 /// One value per [`OpKind`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PerKind<T> {
+    /// [`OpKind::Conv2d`].
     pub conv2d: T,
+    /// [`OpKind::DepthwiseConv2d`].
     pub depthwise_conv2d: T,
+    /// [`OpKind::FullyConnected`].
     pub fully_connected: T,
+    /// [`OpKind::TransposeConv`].
     pub transpose_conv: T,
+    /// [`OpKind::Elementwise`].
     pub elementwise: T,
+    /// [`OpKind::Other`].
     pub other: T,
 }
 
@@ -200,7 +206,9 @@ fn round_up(x: u64, align: u64) -> u64 {
 /// The work of one operator, as the cost model sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpWorkload {
+    /// What kind of work the op does.
     pub kind: OpKind,
+    /// Multiply-accumulates of one inference.
     pub macs: u64,
     /// Device bytes ([`DeviceLayout`]) of the parameter tensors this op is the first in the
     /// segment to read, in input order.
@@ -210,6 +218,7 @@ pub struct OpWorkload {
 /// The work of one segment: its operators in execution order and its host transfers.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SegmentWorkload {
+    /// The segment's operators, in execution order.
     pub ops: Vec<OpWorkload>,
     /// Bytes of the non-constant tensors the segment reads but does not produce.
     pub input_bytes: u64,
@@ -391,8 +400,8 @@ impl EdgeTpuCostModel {
     }
 
     /// A PCIe model. There are no PCIe measurements: PCIe Gen2 x1 has the same nominal
-    /// rate as USB 3 ([`Link::nominal_bytes_per_s`]), so this is [`usb_default`]
-    /// (Self::usb_default) with `link` set to [`Link::Pcie`]. Re-fit it on a PCIe host.
+    /// rate as USB 3 ([`Link::nominal_bytes_per_s`]), so this is
+    /// [`usb_default`](Self::usb_default) with `link` set to [`Link::Pcie`]. Re-fit it on a PCIe host.
     pub fn pcie_default() -> Self {
         EdgeTpuCostModel {
             link: Link::Pcie,
