@@ -2,15 +2,17 @@
 //!
 //! ```text
 //! cargo run --release --example segment -- MODEL --segments N
-//!     [--strategy uniform|uniform-ops|profiled|libcoral] [--profiler model] [--link usb|pcie]
+//!     [--strategy uniform|uniform-ops|profiled|libcoral] [--profiler model|cpu] [--link usb|pcie]
 //!     [--out DIR] [--verify K]
 //! ```
 //!
 //! Strategies: `uniform` (equal parameter bytes, as `edgetpu_compiler --num_segments`),
 //! `uniform-ops` (equal operator counts), `profiled` (the exact min-bottleneck plan under the
 //! profiler's figures) and `libcoral` (a re-implementation of libcoral's profiling search,
-//! for comparison). The profiler is the Edge TPU cost model (`model`, the only one so far) of
-//! a USB device, or of a PCIe one with `--link pcie`.
+//! for comparison). Latencies come from the Edge TPU cost model (`--profiler model`, the
+//! default) of a USB device, or of a PCIe one with `--link pcie`; or from timed runs on
+//! TFLite's CPU kernels (`--profiler cpu`, median of 10 runs per candidate, needs the TFLite
+//! library; `profiled` then has no floor to prune with and may time many candidates).
 //!
 //! Prints one row per segment (operator range, parameter bytes, MACs, predicted latency,
 //! input and output tensors), then
@@ -25,7 +27,7 @@ use std::process::ExitCode;
 
 use multitpu::backend::tflite::Runtime;
 use multitpu::model::{Graph, Model};
-use multitpu::profile::{CachedProfiler, EdgeTpuCostModel};
+use multitpu::profile::{CpuProfiler, EdgeTpuCostModel, Profiler};
 use multitpu::segment::{LibcoralSearch, Plan, Profiled, Segmenter, UniformByOps, UniformByParams};
 use multitpu::verify::verify_chain;
 
@@ -40,7 +42,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: segment MODEL --segments N [--strategy uniform|uniform-ops|profiled|libcoral] \
-                     [--profiler model] [--link usb|pcie] [--out DIR] [--verify K]";
+                     [--profiler model|cpu] [--link usb|pcie] [--out DIR] [--verify K]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
@@ -89,27 +91,49 @@ fn parse_args() -> Result<Args, String> {
     })
 }
 
-/// The profiler's cost model: `model` on a USB or PCIe link.
-fn cost_model(profiler: &str, link: &str) -> Result<EdgeTpuCostModel, String> {
-    if profiler != "model" {
-        return Err(format!("unknown profiler `{profiler}` (known: model)"));
+/// Where segment latencies come from.
+enum Source {
+    /// The Edge TPU cost model.
+    Model(EdgeTpuCostModel),
+    /// Timed runs on TFLite's CPU kernels.
+    Cpu(CpuProfiler),
+}
+
+impl Source {
+    /// `model` (the cost model of a device on `link`) or `cpu`.
+    fn new(profiler: &str, link: &str) -> Result<Source, Box<dyn Error>> {
+        match (profiler, link) {
+            ("model", "usb") => Ok(Source::Model(EdgeTpuCostModel::usb_default())),
+            ("model", "pcie") => Ok(Source::Model(EdgeTpuCostModel::pcie_default())),
+            ("model", other) => Err(format!("unknown link `{other}` (known: usb, pcie)").into()),
+            ("cpu", _) => Ok(Source::Cpu(CpuProfiler::new(Runtime::load()?))),
+            (other, _) => Err(format!("unknown profiler `{other}` (known: model, cpu)").into()),
+        }
     }
-    match link {
-        "usb" => Ok(EdgeTpuCostModel::usb_default()),
-        "pcie" => Ok(EdgeTpuCostModel::pcie_default()),
-        other => Err(format!("unknown link `{other}` (known: usb, pcie)")),
+
+    fn profiler(&self) -> &dyn Profiler {
+        match self {
+            Source::Model(cost_model) => cost_model,
+            Source::Cpu(cpu) => cpu,
+        }
     }
 }
 
-fn segmenter(name: &str, cost_model: &EdgeTpuCostModel) -> Result<Box<dyn Segmenter>, String> {
-    match name {
-        "uniform" => Ok(Box::new(UniformByParams)),
-        "uniform-ops" => Ok(Box::new(UniformByOps)),
-        "profiled" => Ok(Box::new(Profiled::cost_model(cost_model.clone()))),
-        "libcoral" => Ok(Box::new(LibcoralSearch::new(CachedProfiler::new(
-            cost_model.clone(),
-        )))),
-        other => Err(format!(
+fn segmenter(name: &str, source: &Source) -> Result<Box<dyn Segmenter>, String> {
+    match (name, source) {
+        ("uniform", _) => Ok(Box::new(UniformByParams)),
+        ("uniform-ops", _) => Ok(Box::new(UniformByOps)),
+        // The cost model bounds its own figures from below, which prunes the search; no
+        // such floor is known for timed runs.
+        ("profiled", Source::Model(cost_model)) => {
+            Ok(Box::new(Profiled::cost_model(cost_model.clone())))
+        }
+        ("profiled", Source::Cpu(cpu)) => Ok(Box::new(Profiled::new(cpu.clone()))),
+        ("libcoral", Source::Model(cost_model)) => {
+            Ok(Box::new(LibcoralSearch::new(cost_model.clone())))
+        }
+        ("libcoral", Source::Cpu(cpu)) => Ok(Box::new(LibcoralSearch::new(cpu.clone()))),
+        (other, _) => Err(format!(
             "unknown strategy `{other}` (known: uniform, uniform-ops, profiled, libcoral)"
         )),
     }
@@ -155,10 +179,10 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
     let bytes = std::fs::read(&args.model).map_err(|e| format!("{}: {e}", args.model.display()))?;
     let model = Model::from_bytes(&bytes)?;
     let graph = Graph::new(&model)?;
-    let cost_model = cost_model(&args.profiler, &args.link)?;
-    let mut plan = segmenter(&args.strategy, &cost_model)?.plan(&graph, args.segments)?;
+    let source = Source::new(&args.profiler, &args.link)?;
+    let mut plan = segmenter(&args.strategy, &source)?.plan(&graph, args.segments)?;
     if plan.bottleneck_s().is_none() {
-        plan.with_predictions(&model, &cost_model)?;
+        plan.with_predictions(&model, source.profiler())?;
     }
     print_plan(&model, &plan);
 
