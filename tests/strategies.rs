@@ -671,3 +671,65 @@ fn profiled_finds_the_optimum_where_latency_is_not_monotone() {
     let plan = Profiled::new(Trap).plan(&graph, 2).expect("plan");
     assert_eq!(plan.bottleneck_s(), Some(4.0));
 }
+
+/// Latencies measured once per range and replayed, so that several searches and the brute
+/// force see the same (noisy, non-monotone) figures.
+#[derive(Clone)]
+struct Recorded(std::sync::Arc<std::collections::HashMap<Range<usize>, f64>>);
+
+impl Profiler for Recorded {
+    fn profile(&self, _model: &Model, ops: Range<usize>) -> Result<SegmentProfile> {
+        let latency_s = *self.0.get(&ops).ok_or_else(|| Error::Invalid {
+            what: "segment range",
+            reason: format!("{ops:?} was not measured"),
+        })?;
+        Ok(SegmentProfile {
+            latency_s,
+            on_chip_bytes: 0,
+            off_chip_bytes: 0,
+        })
+    }
+}
+
+#[test]
+fn profiled_is_optimal_on_cpu_measurements() {
+    let Some((runtime, bytes)) = common::runtime_and_model("MNISTnet_v2_uint8_quant.tflite") else {
+        return;
+    };
+    let model = Model::from_bytes(&bytes).expect("model");
+    let graph = Graph::new(&model).expect("graph");
+    let cpu = multitpu::profile::CpuProfiler {
+        runs: 3,
+        ..multitpu::profile::CpuProfiler::new(runtime)
+    };
+    let k = graph.op_count();
+    let mut measured = std::collections::HashMap::new();
+    for a in 0..k {
+        for b in a + 1..=k {
+            let latency = cpu.profile(&model, a..b).expect("measured").latency_s;
+            assert!(latency > 0.0, "{a}..{b}");
+            measured.insert(a..b, latency);
+        }
+    }
+    let recorded = Recorded(std::sync::Arc::new(measured));
+    let valid = valid_cuts(&graph);
+    for segments in 2..=4 {
+        let plan = Profiled::new(recorded.clone())
+            .plan(&graph, segments)
+            .expect("profiled");
+        check_well_formed(&graph, &plan, segments);
+        let value = (
+            plan.bottleneck_s().expect("predicted"),
+            plan.total_latency_s().expect("predicted"),
+        );
+        let best = brute_force(&recorded, &model, &valid, segments);
+        assert!(
+            value.0 <= best.0 * (1.0 + 1e-9),
+            "N={segments}: {value:?} against {best:?}"
+        );
+        let libcoral = LibcoralSearch::new(recorded.clone())
+            .plan(&graph, segments)
+            .expect("libcoral");
+        assert!(value.0 <= libcoral.bottleneck_s().expect("predicted"));
+    }
+}
