@@ -66,6 +66,7 @@ pub enum Error {
         count: usize,
     },
 
+<<<<<<< HEAD
     /// No builtin options table with this name or union tag in the schema.
     #[error("unknown builtin options table {table}")]
     UnknownOptionsTable { table: String },
@@ -89,6 +90,50 @@ pub enum Error {
         path: PathBuf,
         line: usize,
         reason: String,
+=======
+    /// A named tensor given twice, e.g. the same pipeline input twice in one `push`.
+    #[error("{kind} tensor `{name}` given twice")]
+    DuplicateTensor { kind: &'static str, name: String },
+
+    /// A required named tensor is missing, e.g. a pipeline input left out of a `push`.
+    #[error("{kind} tensor `{name}` is missing")]
+    MissingTensor { kind: &'static str, name: String },
+
+    /// `push` after `close`: the pipeline takes no more input.
+    #[error("the pipeline is closed to new input")]
+    PipelineClosed,
+
+    /// A pipeline stage failed or panicked; the pipeline stopped.
+    ///
+    /// Every item pushed before the failure either came out of `pop` before this error was
+    /// reported, or its sequence number is in `lost` (sorted, no duplicates).
+    #[error(
+        "pipeline stage {stage} ({stage_desc}) {}: {message}; {} item(s) lost",
+        if *.panicked { "panicked" } else { "failed" },
+        .lost.len()
+    )]
+    StageFailed {
+        /// Index of the stage in the pipeline.
+        stage: usize,
+        /// Which instance of a replicated stage (0 when not replicated).
+        instance: usize,
+        /// The stage's `describe()`: backend and device.
+        stage_desc: String,
+        /// What the backend reported, or the panic message.
+        message: String,
+        /// Whether the stage panicked rather than returned an error.
+        panicked: bool,
+        /// Sequence numbers of the pushed items that will never come out.
+        lost: Vec<u64>,
+    },
+
+    /// The operating system refused to start a thread.
+    #[error("cannot start thread `{thread}`: {source}")]
+    Spawn {
+        thread: String,
+        #[source]
+        source: std::io::Error,
+>>>>>>> pipeline
     },
 }
 

@@ -17,11 +17,13 @@
 //! and `MULTITPU_EDGETPU_LIB` to their paths, or install them where the loader finds them.
 #![allow(unsafe_code)]
 
+pub mod cpu;
 pub mod edgetpu;
 pub mod tflite;
 
 use std::ptr::NonNull;
 
+pub use cpu::{CpuBackend, InterpreterStage};
 pub use edgetpu::{Delegate, DeviceInfo, DeviceKind, DeviceSelector, EdgeTpuRuntime};
 /// Why a native library did not load (the payload of [`Error::Library`](crate::Error::Library)).
 pub use libedgetpu_sys::{LibraryKind, LoadError};

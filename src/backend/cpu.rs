@@ -1,0 +1,141 @@
+//! The TFLite CPU backend: every pipeline stage is a TFLite interpreter on the host CPU.
+//!
+//! [`InterpreterStage`] adapts any [`Interpreter`] to the pipeline's [`Stage`] trait, so an
+//! Edge TPU backend (an interpreter with an Edge TPU delegate) can reuse it.
+#![deny(unsafe_code)]
+
+use std::sync::Arc;
+
+use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime, TensorInfo};
+use crate::pipeline::{Backend, Stage, TensorSpec};
+use crate::{Error, Result};
+
+/// Runs segments with TFLite's CPU kernels.
+///
+/// "Devices" are independent interpreters: `device_index` only labels the stage, so a
+/// replicated stage on the CPU runs one interpreter per replica, each on its own thread.
+#[derive(Debug, Clone)]
+pub struct CpuBackend {
+    runtime: Runtime,
+    options: InterpreterOptions,
+}
+
+impl CpuBackend {
+    /// A backend over `runtime` whose interpreters use `threads` kernel threads each, and
+    /// the XNNPack delegate if `xnnpack`.
+    pub fn new(runtime: Runtime, threads: usize, xnnpack: bool) -> Self {
+        CpuBackend {
+            runtime,
+            options: InterpreterOptions { threads, xnnpack },
+        }
+    }
+
+    /// Kernel threads per interpreter.
+    pub fn threads(&self) -> usize {
+        self.options.threads
+    }
+
+    /// Whether interpreters use the XNNPack delegate.
+    pub fn xnnpack(&self) -> bool {
+        self.options.xnnpack
+    }
+}
+
+impl Backend for CpuBackend {
+    fn prepare(&self, segment_model: Arc<[u8]>, device_index: usize) -> Result<Box<dyn Stage>> {
+        let interpreter = Interpreter::new(&self.runtime, segment_model, &self.options)?;
+        let description = format!(
+            "{} #{device_index} ({} thread{}{})",
+            self.name(),
+            self.options.threads,
+            if self.options.threads == 1 { "" } else { "s" },
+            if self.options.xnnpack {
+                ", XNNPack"
+            } else {
+                ""
+            },
+        );
+        Ok(Box::new(InterpreterStage::new(interpreter, description)))
+    }
+
+    fn name(&self) -> String {
+        "tflite-cpu".to_string()
+    }
+}
+
+impl From<&TensorInfo> for TensorSpec {
+    fn from(info: &TensorInfo) -> Self {
+        TensorSpec {
+            name: info.name.clone(),
+            element_type: info.element_type,
+            shape: info.shape.clone(),
+            byte_size: info.byte_size,
+        }
+    }
+}
+
+/// A TFLite [`Interpreter`] as a pipeline [`Stage`]: copies the inputs in, invokes, copies
+/// the outputs out.
+#[derive(Debug)]
+pub struct InterpreterStage {
+    interpreter: Interpreter,
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+    description: String,
+}
+
+impl InterpreterStage {
+    /// Wraps `interpreter`; `description` (backend and device) names the stage in
+    /// statistics and errors.
+    pub fn new(interpreter: Interpreter, description: impl Into<String>) -> Self {
+        InterpreterStage {
+            inputs: interpreter.inputs().iter().map(TensorSpec::from).collect(),
+            outputs: interpreter.outputs().iter().map(TensorSpec::from).collect(),
+            interpreter,
+            description: description.into(),
+        }
+    }
+
+    /// The wrapped interpreter.
+    pub fn interpreter(&self) -> &Interpreter {
+        &self.interpreter
+    }
+}
+
+impl Stage for InterpreterStage {
+    fn inputs(&self) -> &[TensorSpec] {
+        &self.inputs
+    }
+
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
+
+    fn run(&mut self, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> Result<()> {
+        if inputs.len() != self.inputs.len() || outputs.len() != self.outputs.len() {
+            return Err(Error::invalid(
+                "stage run",
+                format!(
+                    "{} takes {} inputs and {} outputs, got {} and {}",
+                    self.description,
+                    self.inputs.len(),
+                    self.outputs.len(),
+                    inputs.len(),
+                    outputs.len()
+                ),
+            ));
+        }
+        for (index, data) in inputs.iter().enumerate() {
+            self.interpreter.set_input(index, data)?;
+        }
+        self.interpreter.invoke()?;
+        for (index, out) in outputs.iter_mut().enumerate() {
+            self.interpreter.copy_output(index, out)?;
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+}

@@ -1,0 +1,782 @@
+//! Run model segments as a pipeline: one thread per stage, bounded queues between them.
+//!
+//! A [`Pipeline`] is generic over [`Stage`]s, so it works the same with TFLite CPU
+//! interpreters, Edge TPU interpreters and simulated devices. Build one with
+//! [`PipelineBuilder`], feed it with [`Pipeline::push`] and collect results, in input order,
+//! with [`Pipeline::pop`] or by iterating over `&Pipeline`.
+//!
+//! # Design
+//!
+//! - Stage `i` runs on thread `multitpu-stage-{i}` (`multitpu-stage-{i}.{j}` for instance `j`
+//!   of a replicated stage). Instances of a replicated stage take items round-robin, so items
+//!   still come out in input order.
+//! - Queues are bounded: capacity 1 between stages by default, configurable at the input and
+//!   the output. A full queue blocks the stage (or `push`) in front of it: backpressure.
+//! - Tensors are joined by name when the pipeline is built. A stage reads the pipeline inputs
+//!   or the outputs of any earlier stage, so tensors can skip stages; on the per-item path
+//!   only slot indices are used.
+//! - An item travels as one frame holding a buffer for every tensor of the pipeline. Frames
+//!   are recycled when an [`Output`] is dropped, and queues never shrink, so steady-state
+//!   operation allocates nothing.
+//! - Caller mistakes (unknown, missing, duplicate or wrongly sized inputs) are returned as
+//!   errors by `push`. A stage error or panic stops the pipeline: the first one is reported
+//!   by `push`, `pop` and `close` as [`Error::StageFailed`], which lists every pushed item
+//!   that did not come out. No call hangs after a failure, and dropping a pipeline never
+//!   waits for more than the stage runs in progress.
+
+mod layout;
+mod queue;
+mod shared;
+mod stage;
+mod stats;
+mod worker;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+
+use parking_lot::Mutex;
+
+use crate::{Error, Result};
+use layout::Layout;
+use queue::{Queue, Receiver, SendError, Sender};
+use shared::{Failure, Frame, Item, Pool, Shared};
+use stats::Counters;
+use worker::Worker;
+
+pub use stage::{Backend, Stage, TensorSpec};
+pub use stats::{PipelineStats, StageStats};
+
+/// Default capacity of the queues between stages and in front of the first stage.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 1;
+
+/// Configures and starts a [`Pipeline`].
+///
+/// ```
+/// # use multitpu::pipeline::{PipelineBuilder, Stage};
+/// # fn stages() -> Vec<Box<dyn Stage>> { Vec::new() }
+/// let mut builder = PipelineBuilder::new().input_capacity(4).output_capacity(Some(4));
+/// for stage in stages() {
+///     builder = builder.stage(stage);
+/// }
+/// ```
+pub struct PipelineBuilder {
+    stages: Vec<Vec<Box<dyn Stage>>>,
+    input_capacity: usize,
+    queue_capacity: usize,
+    output_capacity: Option<usize>,
+    outputs: Option<Vec<String>>,
+}
+
+impl Default for PipelineBuilder {
+    fn default() -> Self {
+        PipelineBuilder::new()
+    }
+}
+
+impl PipelineBuilder {
+    /// A builder with no stages, queues of capacity [`DEFAULT_QUEUE_CAPACITY`] and an
+    /// unbounded output queue.
+    pub fn new() -> Self {
+        PipelineBuilder {
+            stages: Vec::new(),
+            input_capacity: DEFAULT_QUEUE_CAPACITY,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            output_capacity: None,
+            outputs: None,
+        }
+    }
+
+    /// Appends a stage run by one instance.
+    pub fn stage(mut self, stage: Box<dyn Stage>) -> Self {
+        self.stages.push(vec![stage]);
+        self
+    }
+
+    /// Appends a stage run by several instances (e.g. the same segment on several devices),
+    /// which take items in turn. All instances must have the same inputs and outputs.
+    pub fn replicated_stage(mut self, instances: Vec<Box<dyn Stage>>) -> Self {
+        self.stages.push(instances);
+        self
+    }
+
+    /// Capacity of the queue in front of the first stage (per instance of that stage).
+    pub fn input_capacity(mut self, capacity: usize) -> Self {
+        self.input_capacity = capacity;
+        self
+    }
+
+    /// Capacity of each queue between two stages (per pair of instances).
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity;
+        self
+    }
+
+    /// Capacity of the queue of finished items (per instance of the last stage).
+    ///
+    /// `None` (the default) makes it unbounded: `push` then never waits for the caller to
+    /// `pop`, so one thread may push everything before popping; the queue and the frame pool
+    /// grow to the largest backlog. With a bounded output queue the caller's own pace
+    /// throttles the pipeline, but a caller that pushes without ever popping then blocks
+    /// once the pipeline is full.
+    pub fn output_capacity(mut self, capacity: Option<usize>) -> Self {
+        self.output_capacity = capacity;
+        self
+    }
+
+    /// Names the pipeline outputs, in the order [`Output`] reports them. By default they
+    /// are the outputs of the last stage plus every stage output no later stage reads.
+    pub fn outputs<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.outputs = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Checks the stages, resolves the tensor routing and starts the stage threads.
+    pub fn build(self) -> Result<Pipeline> {
+        if self.input_capacity == 0 || self.queue_capacity == 0 || self.output_capacity == Some(0) {
+            return Err(Error::invalid(
+                "pipeline",
+                "queue capacities must be at least 1",
+            ));
+        }
+        for (index, instances) in self.stages.iter().enumerate() {
+            let Some(first) = instances.first() else {
+                return Err(Error::invalid(
+                    "pipeline",
+                    format!("stage {index} has no instances"),
+                ));
+            };
+            if let Some((j, _)) = instances.iter().enumerate().find(|(_, other)| {
+                other.inputs() != first.inputs() || other.outputs() != first.outputs()
+            }) {
+                return Err(Error::invalid(
+                    "pipeline",
+                    format!(
+                        "instance {j} of stage {index} ({}) has other tensors than instance 0 ({})",
+                        instances[j].describe(),
+                        first.describe()
+                    ),
+                ));
+            }
+        }
+        let specs: Vec<_> = self
+            .stages
+            .iter()
+            .map(|instances| (instances[0].inputs(), instances[0].outputs()))
+            .collect();
+        let layout = Arc::new(Layout::resolve(&specs, self.outputs.as_deref())?);
+        drop(specs);
+        start(self, layout)
+    }
+}
+
+/// Bounded channels from `senders` upstream instances to `receivers` downstream ones:
+/// `result[k][j]` connects upstream `k` to downstream `j`.
+fn link(
+    senders: usize,
+    receivers: usize,
+    capacity: Option<usize>,
+) -> Vec<Vec<(Sender<Item>, Receiver<Item>)>> {
+    (0..senders)
+        .map(|_| (0..receivers).map(|_| queue::queue(capacity)).collect())
+        .collect()
+}
+
+/// What the caller side keeps of one stage, for statistics.
+struct StageInfo {
+    descriptions: Vec<String>,
+    counters: Vec<Arc<Counters>>,
+    /// The stage's input queues, to observe their depths.
+    queues: Vec<Arc<Queue<Item>>>,
+}
+
+fn start(builder: PipelineBuilder, layout: Arc<Layout>) -> Result<Pipeline> {
+    let span = tracing::info_span!("pipeline", stages = builder.stages.len());
+    let replicas: Vec<usize> = builder.stages.iter().map(Vec::len).collect();
+    let last = replicas.len() - 1;
+    // Links: 0 is caller → stage 0, i is stage i-1 → stage i, last+1 is last stage → caller.
+    let mut links = Vec::with_capacity(replicas.len() + 1);
+    links.push(link(1, replicas[0], Some(builder.input_capacity)));
+    for pair in replicas.windows(2) {
+        links.push(link(pair[0], pair[1], Some(builder.queue_capacity)));
+    }
+    links.push(link(replicas[last], 1, builder.output_capacity));
+    // Upper bound of the frames in flight, so the pool keeps every frame it will need again.
+    let capacities = [builder.input_capacity]
+        .into_iter()
+        .chain(std::iter::repeat_n(builder.queue_capacity, last))
+        .chain([builder.output_capacity.unwrap_or(64)]);
+    let queued: usize = links
+        .iter()
+        .zip(capacities)
+        .map(|(l, capacity)| l.len() * l[0].len() * capacity)
+        .sum();
+    let pool_limit = queued + replicas.iter().sum::<usize>() + 8;
+    let all_queues: Vec<Arc<Queue<Item>>> = links
+        .iter()
+        .flatten()
+        .flatten()
+        .map(|(tx, _)| tx.queue())
+        .collect();
+    // Split each link into per-instance sender and receiver lists.
+    let mut senders: Vec<Vec<Vec<Sender<Item>>>> = Vec::new();
+    let mut receivers: Vec<Vec<Vec<Receiver<Item>>>> = Vec::new();
+    for l in links {
+        let (up, down) = (l.len(), l[0].len());
+        let mut s: Vec<Vec<Sender<Item>>> = (0..up).map(|_| Vec::with_capacity(down)).collect();
+        let mut r: Vec<Vec<Receiver<Item>>> = (0..down).map(|_| Vec::with_capacity(up)).collect();
+        for (k, row) in l.into_iter().enumerate() {
+            for (j, (tx, rx)) in row.into_iter().enumerate() {
+                s[k].push(tx);
+                r[j].push(rx);
+            }
+        }
+        senders.push(s);
+        receivers.push(r);
+    }
+    let mut senders = senders.into_iter();
+    let mut receivers = receivers.into_iter();
+    let input_senders = senders.next().map(|mut s| s.remove(0)).unwrap_or_default();
+    let pool = Pool::new(layout.slot_sizes.clone(), pool_limit);
+    let shared = Arc::new(Shared::new(input_senders, all_queues, pool));
+    let mut threads = Vec::new();
+    let mut stages = Vec::with_capacity(replicas.len());
+    let mut spawn_error = None;
+    for (index, instances) in builder.stages.into_iter().enumerate() {
+        let stage_inputs = receivers.next().unwrap_or_default();
+        let stage_outputs = senders.next().unwrap_or_default();
+        let mut info = StageInfo {
+            descriptions: instances.iter().map(|s| s.describe()).collect(),
+            counters: Vec::new(),
+            queues: stage_inputs.iter().flatten().map(Receiver::queue).collect(),
+        };
+        let count = instances.len();
+        for (((instance, stage), inputs), outputs) in instances
+            .into_iter()
+            .enumerate()
+            .zip(stage_inputs)
+            .zip(stage_outputs)
+        {
+            let counters = Arc::new(Counters::new());
+            info.counters.push(Arc::clone(&counters));
+            let worker = Worker {
+                stage_desc: info.descriptions[instance].clone(),
+                stage,
+                index,
+                instance,
+                replicas: count,
+                inputs,
+                outputs,
+                route: layout.stages[index].clone(),
+                shared: Arc::clone(&shared),
+                counters,
+                span: span.clone(),
+            };
+            let name = if count == 1 {
+                format!("multitpu-stage-{index}")
+            } else {
+                format!("multitpu-stage-{index}.{instance}")
+            };
+            if spawn_error.is_some() {
+                continue;
+            }
+            match std::thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || worker.run())
+            {
+                Ok(handle) => threads.push(StageThread {
+                    index,
+                    instance,
+                    handle,
+                }),
+                Err(source) => {
+                    spawn_error = Some(Error::Spawn {
+                        thread: name,
+                        source,
+                    })
+                }
+            }
+        }
+        stages.push(info);
+    }
+    let output_receivers = receivers
+        .next()
+        .and_then(|mut r| r.pop())
+        .unwrap_or_default();
+    let pipeline = Pipeline {
+        shared,
+        layout,
+        output_queues: output_receivers.iter().map(Receiver::queue).collect(),
+        output: Mutex::new(OutputState {
+            queues: output_receivers,
+            next_seq: 0,
+        }),
+        threads: Mutex::new(threads),
+        outcome: Mutex::new(None),
+        stages,
+        popped: AtomicU64::new(0),
+        span,
+    };
+    match spawn_error {
+        // Dropping the pipeline stops and joins the threads already started.
+        Some(error) => Err(error),
+        None => Ok(pipeline),
+    }
+}
+
+/// A started stage thread.
+struct StageThread {
+    index: usize,
+    instance: usize,
+    handle: JoinHandle<()>,
+}
+
+/// The caller's end of the last queue(s).
+struct OutputState {
+    /// One receiver per instance of the last stage.
+    queues: Vec<Receiver<Item>>,
+    /// Sequence number of the next item to pop.
+    next_seq: u64,
+}
+
+/// How the pipeline ended, once every stage thread is joined.
+#[derive(Clone)]
+enum Outcome {
+    Finished,
+    Failed { failure: Failure, lost: Vec<u64> },
+}
+
+/// Segments running as a pipeline of threads. See the [module documentation](self).
+///
+/// All methods take `&self`, so one thread can push while another pops (share the pipeline
+/// with `std::thread::scope` or an `Arc`).
+pub struct Pipeline {
+    shared: Arc<Shared>,
+    layout: Arc<Layout>,
+    output: Mutex<OutputState>,
+    /// The output queues, to observe their depth.
+    output_queues: Vec<Arc<Queue<Item>>>,
+    threads: Mutex<Vec<StageThread>>,
+    outcome: Mutex<Option<Outcome>>,
+    stages: Vec<StageInfo>,
+    popped: AtomicU64,
+    span: tracing::Span,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("stages", &self.stages.len())
+            .field("inputs", &self.layout.inputs)
+            .field("outputs", &self.layout.outputs)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a caller's input buffer goes.
+fn input_slot(layout: &Layout, name: &str) -> Option<usize> {
+    layout.inputs.iter().position(|spec| spec.name == name)
+}
+
+impl Pipeline {
+    /// The tensors `push` expects; input `i` of `push` may come in any order.
+    pub fn inputs(&self) -> &[TensorSpec] {
+        &self.layout.inputs
+    }
+
+    /// The tensors every [`Output`] holds, in this order.
+    pub fn outputs(&self) -> &[TensorSpec] {
+        &self.layout.outputs
+    }
+
+    /// Number of stages.
+    pub fn stage_count(&self) -> usize {
+        self.stages.len()
+    }
+
+    /// Checks named input buffers against the pipeline inputs.
+    fn check_inputs(&self, inputs: &[(&str, &[u8])]) -> Result<()> {
+        let specs = &self.layout.inputs;
+        for (i, &(name, data)) in inputs.iter().enumerate() {
+            let Some(slot) = input_slot(&self.layout, name) else {
+                return Err(Error::UnknownTensor {
+                    kind: "pipeline input",
+                    name: name.to_string(),
+                });
+            };
+            if inputs[..i].iter().any(|&(other, _)| other == name) {
+                return Err(Error::DuplicateTensor {
+                    kind: "pipeline input",
+                    name: name.to_string(),
+                });
+            }
+            if data.len() != specs[slot].byte_size {
+                return Err(Error::TensorSize {
+                    tensor: name.to_string(),
+                    expected: specs[slot].byte_size,
+                    actual: data.len(),
+                });
+            }
+        }
+        // Every name is known and unique, so equal counts mean nothing is missing.
+        if let Some(missing) = specs
+            .iter()
+            .find(|spec| !inputs.iter().any(|&(name, _)| name == spec.name))
+        {
+            return Err(Error::MissingTensor {
+                kind: "pipeline input",
+                name: missing.name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Pushes one item, waiting while the first queue is full. Returns its sequence number
+    /// (0 for the first item pushed, then 1, 2, ...).
+    ///
+    /// `inputs` names a buffer for every pipeline input, in any order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownTensor`], [`Error::MissingTensor`], [`Error::DuplicateTensor`] or
+    /// [`Error::TensorSize`] for bad inputs (the pipeline is unaffected);
+    /// [`Error::PipelineClosed`] after [`close`](Self::close); [`Error::StageFailed`] once a
+    /// stage has failed.
+    pub fn push(&self, inputs: &[(&str, &[u8])]) -> Result<u64> {
+        match self.push_item(inputs, true)? {
+            Some(seq) => Ok(seq),
+            None => Err(self.stopped_error()),
+        }
+    }
+
+    /// Pushes one item if the first queue has room; `Ok(None)` if it is full (the inputs are
+    /// not copied then). Errors as [`push`](Self::push).
+    pub fn try_push(&self, inputs: &[(&str, &[u8])]) -> Result<Option<u64>> {
+        self.push_item(inputs, false)
+    }
+
+    fn push_item(&self, inputs: &[(&str, &[u8])], block: bool) -> Result<Option<u64>> {
+        self.check_inputs(inputs)?;
+        let mut state = self.shared.input.lock();
+        if self.shared.is_stopping() {
+            drop(state);
+            return Err(self.stopped_error());
+        }
+        if state.closed {
+            return Err(Error::PipelineClosed);
+        }
+        let seq = state.next_seq;
+        let Some(queue) = state
+            .senders
+            .get((seq % state.senders.len().max(1) as u64) as usize)
+        else {
+            drop(state);
+            return Err(self.stopped_error());
+        };
+        if !block && queue.is_full() {
+            return Ok(None);
+        }
+        let mut frame: Frame = self.shared.pool.get();
+        for &(name, data) in inputs {
+            if let Some(slot) = input_slot(&self.layout, name) {
+                frame[slot].copy_from_slice(data);
+            }
+        }
+        let item = Item { seq, frame };
+        let sent = if block {
+            queue.send(item)
+        } else {
+            queue.try_send(item)
+        };
+        let rejected = match sent {
+            Ok(()) => None,
+            Err(SendError::Full(item)) => {
+                // Only stages take from this queue, so it was full a moment ago too.
+                self.shared.pool.put(item.frame);
+                return Ok(None);
+            }
+            Err(SendError::Closed(item)) => Some(item),
+        };
+        match rejected {
+            None => {
+                state.next_seq += 1;
+                self.shared.pushed.store(state.next_seq, Ordering::Release);
+                Ok(Some(seq))
+            }
+            Some(item) => {
+                // Never accepted, so not lost: the caller gets an error for it.
+                self.shared.pool.put(item.frame);
+                drop(state);
+                Err(self.stopped_error())
+            }
+        }
+    }
+
+    /// The next finished item, in input order; waits for it. `Ok(None)` once the pipeline
+    /// is closed and every item came out.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StageFailed`] once a stage has failed; every item that did not come out
+    /// before is listed in it as lost.
+    pub fn pop(&self) -> Result<Option<Output>> {
+        let mut state = self.output.lock();
+        let next = state.queues.len().max(1) as u64;
+        let received = state
+            .queues
+            .get((state.next_seq % next) as usize)
+            .and_then(Receiver::recv);
+        if let Some(item) = received {
+            if !self.shared.is_stopping() {
+                debug_assert_eq!(item.seq, state.next_seq, "output out of order");
+                state.next_seq += 1;
+                self.popped.fetch_add(1, Ordering::Relaxed);
+                return Ok(Some(Output {
+                    seq: item.seq,
+                    frame: item.frame,
+                    layout: Arc::clone(&self.layout),
+                    shared: Arc::clone(&self.shared),
+                }));
+            }
+            self.shared.lose(item);
+        }
+        drop(state);
+        match self.finish() {
+            Outcome::Finished => Ok(None),
+            Outcome::Failed { failure, lost } => Err(failure.to_error(&lost)),
+        }
+    }
+
+    /// Ends the input: items already pushed still run and can be popped, then `pop`
+    /// returns `Ok(None)`. Closing twice is fine.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StageFailed`] if a stage has failed.
+    pub fn close(&self) -> Result<()> {
+        {
+            let mut state = self.shared.input.lock();
+            if !self.shared.is_stopping() {
+                state.closed = true;
+                state.senders.clear();
+                return Ok(());
+            }
+        }
+        match self.finish() {
+            Outcome::Finished => Ok(()),
+            Outcome::Failed { failure, lost } => Err(failure.to_error(&lost)),
+        }
+    }
+
+    /// The error for a pipeline that no longer takes input.
+    fn stopped_error(&self) -> Error {
+        match self.finish() {
+            Outcome::Finished => Error::PipelineClosed,
+            Outcome::Failed { failure, lost } => failure.to_error(&lost),
+        }
+    }
+
+    /// Stops the pipeline, joins every stage thread and settles the outcome: after a failure,
+    /// the finished items not yet popped are lost too. Idempotent; must be called without
+    /// holding the input or output lock.
+    fn finish(&self) -> Outcome {
+        let mut outcome = self.outcome.lock();
+        if let Some(outcome) = outcome.as_ref() {
+            return outcome.clone();
+        }
+        // Normally every thread has ended already; after a failure they end promptly.
+        self.shared.stop(None);
+        let threads = std::mem::take(&mut *self.threads.lock());
+        for thread in threads {
+            if let Err(payload) = thread.handle.join() {
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                self.shared.stop(Some(Failure {
+                    stage: thread.index,
+                    instance: thread.instance,
+                    stage_desc: self.stages[thread.index].descriptions[thread.instance].clone(),
+                    message: format!("stage thread panicked outside the stage: {message}"),
+                    panicked: true,
+                }));
+            }
+        }
+        let state = self.output.lock();
+        for queue in &state.queues {
+            while let Some(item) = queue.try_recv() {
+                self.shared.lose(item);
+            }
+        }
+        drop(state);
+        let settled = match self.shared.failure() {
+            Some(failure) => Outcome::Failed {
+                failure,
+                lost: self.shared.lost(),
+            },
+            None => Outcome::Finished,
+        };
+        *outcome = Some(settled.clone());
+        tracing::debug!(parent: &self.span, failed = matches!(settled, Outcome::Failed { .. }), "pipeline finished");
+        settled
+    }
+
+    /// A snapshot of the per-stage counters and queue depths.
+    pub fn stats(&self) -> PipelineStats {
+        let stages = self
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(index, info)| {
+                let counters: Vec<&Counters> = info.counters.iter().map(Arc::as_ref).collect();
+                let depth = info.queues.iter().map(|q| q.len()).sum();
+                StageStats::collect(index, info.descriptions.clone(), &counters, depth)
+            })
+            .collect();
+        PipelineStats {
+            stages,
+            pushed: self.shared.pushed.load(Ordering::Acquire),
+            popped: self.popped.load(Ordering::Relaxed),
+            output_queue_depth: self.output_queues.iter().map(|q| q.len()).sum(),
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    /// Stops the stages and joins their threads. Items in flight are discarded; a stage run
+    /// in progress is waited for, nothing else.
+    fn drop(&mut self) {
+        self.shared.stop(None);
+        self.output.get_mut().queues.clear();
+        for thread in self.threads.get_mut().drain(..) {
+            if thread.handle.join().is_err() {
+                tracing::warn!(stage = thread.index, "stage thread panicked");
+            }
+        }
+    }
+}
+
+/// Iterates over finished items until the pipeline is closed and drained; a failure is
+/// yielded once, as the last element.
+pub struct Outputs<'a> {
+    pipeline: &'a Pipeline,
+    done: bool,
+}
+
+impl Iterator for Outputs<'_> {
+    type Item = Result<Output>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.pipeline.pop() {
+            Ok(Some(output)) => Some(Ok(output)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(error) => {
+                self.done = true;
+                Some(Err(error))
+            }
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Pipeline {
+    type Item = Result<Output>;
+    type IntoIter = Outputs<'a>;
+
+    fn into_iter(self) -> Outputs<'a> {
+        Outputs {
+            pipeline: self,
+            done: false,
+        }
+    }
+}
+
+/// The output tensors of one item. Dropping it returns its buffers to the pipeline.
+pub struct Output {
+    seq: u64,
+    frame: Frame,
+    layout: Arc<Layout>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Output")
+            .field("seq", &self.seq)
+            .field("tensors", &self.layout.outputs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Output {
+    /// Sequence number of the item, as returned by `push`.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Number of output tensors.
+    pub fn len(&self) -> usize {
+        self.layout.output_slots.len()
+    }
+
+    /// Whether there are no output tensors (never the case for a built pipeline).
+    pub fn is_empty(&self) -> bool {
+        self.layout.output_slots.is_empty()
+    }
+
+    /// The specs of the output tensors, in order.
+    pub fn specs(&self) -> &[TensorSpec] {
+        &self.layout.outputs
+    }
+
+    /// Data of output tensor `index` (in the order of [`Pipeline::outputs`]).
+    pub fn tensor(&self, index: usize) -> Option<&[u8]> {
+        let slot = *self.layout.output_slots.get(index)?;
+        self.frame.get(slot).map(|b| &**b)
+    }
+
+    /// Data of the output tensor called `name`.
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        let index = self.layout.outputs.iter().position(|s| s.name == name)?;
+        self.tensor(index)
+    }
+
+    /// Every output tensor with its spec, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&TensorSpec, &[u8])> {
+        self.layout
+            .outputs
+            .iter()
+            .zip(self.layout.output_slots.iter())
+            .map(|(spec, &slot)| (spec, &*self.frame[slot]))
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        self.shared.pool.put(std::mem::take(&mut self.frame));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipeline_and_output_can_be_shared_across_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Pipeline>();
+        send_sync::<Output>();
+        fn send<T: Send>() {}
+        send::<PipelineBuilder>();
+    }
+}

@@ -1,0 +1,268 @@
+//! The queue between two pipeline threads: one sender, one receiver, FIFO, bounded or not.
+//!
+//! A mutex-protected ring buffer with two condition variables. It exists instead of a channel
+//! crate for two reasons: it never allocates once its ring buffer has grown to its peak size
+//! (a channel's waiter lists grow lazily the first time threads block on it, which makes
+//! "no allocation per item" untestable), and [`Queue::stop`] wakes a blocked sender, which is
+//! how a stopping pipeline unblocks every thread without a second channel to select on.
+//!
+//! Shutdown is by disconnection, as with channels: dropping the [`Sender`] lets the receiver
+//! drain what is queued and then see the end; dropping the [`Receiver`] makes sends fail and
+//! hand the item back.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+struct State<T> {
+    items: VecDeque<T>,
+    sender_gone: bool,
+    receiver_gone: bool,
+    stopped: bool,
+    /// Threads blocked in `recv` and in `send`: notifying a condition variable costs a
+    /// system call even when nobody waits, so only waited-on ones are notified.
+    receivers_waiting: usize,
+    senders_waiting: usize,
+}
+
+/// The shared part of a queue.
+pub(crate) struct Queue<T> {
+    state: Mutex<State<T>>,
+    not_empty: Condvar,
+    not_full: Condvar,
+    capacity: Option<usize>,
+}
+
+/// Why a send did not happen; the item comes back.
+#[derive(Debug)]
+pub(crate) enum SendError<T> {
+    /// The queue is full (only from [`Sender::try_send`]).
+    Full(T),
+    /// The receiver is gone or the queue was stopped.
+    Closed(T),
+}
+
+/// A new queue with room for `capacity` items (`None`: unbounded).
+pub(crate) fn queue<T>(capacity: Option<usize>) -> (Sender<T>, Receiver<T>) {
+    let queue = Arc::new(Queue {
+        state: Mutex::new(State {
+            items: VecDeque::with_capacity(capacity.unwrap_or(16)),
+            sender_gone: false,
+            receiver_gone: false,
+            stopped: false,
+            receivers_waiting: 0,
+            senders_waiting: 0,
+        }),
+        not_empty: Condvar::new(),
+        not_full: Condvar::new(),
+        capacity,
+    });
+    (Sender(Arc::clone(&queue)), Receiver(queue))
+}
+
+impl<T> Queue<T> {
+    /// The state; a panic elsewhere cannot leave it inconsistent (no user code runs under the
+    /// lock), so a poisoned lock is used as is.
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Items queued right now.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().items.len()
+    }
+
+    /// Makes every current and future send fail with [`SendError::Closed`]; receiving goes on.
+    pub(crate) fn stop(&self) {
+        self.lock().stopped = true;
+        self.not_full.notify_all();
+    }
+
+    /// Releases the lock after a push, waking a blocked receiver if there is one.
+    fn wake_receiver(&self, state: MutexGuard<'_, State<T>>) {
+        let waiting = state.receivers_waiting > 0;
+        drop(state);
+        if waiting {
+            self.not_empty.notify_one();
+        }
+    }
+
+    /// Releases the lock after a pop, waking a blocked sender if there is one.
+    fn wake_sender(&self, state: MutexGuard<'_, State<T>>) {
+        let waiting = state.senders_waiting > 0;
+        drop(state);
+        if waiting {
+            self.not_full.notify_one();
+        }
+    }
+
+    fn is_full(&self, state: &State<T>) -> bool {
+        self.capacity.is_some_and(|c| state.items.len() >= c)
+    }
+}
+
+/// The sending end of a [`Queue`].
+pub(crate) struct Sender<T>(Arc<Queue<T>>);
+
+impl<T> Sender<T> {
+    /// Queues `item`, waiting while the queue is full.
+    pub(crate) fn send(&self, item: T) -> Result<(), SendError<T>> {
+        let mut state = self.0.lock();
+        loop {
+            if state.receiver_gone || state.stopped {
+                return Err(SendError::Closed(item));
+            }
+            if !self.0.is_full(&state) {
+                state.items.push_back(item);
+                self.0.wake_receiver(state);
+                return Ok(());
+            }
+            state.senders_waiting += 1;
+            state = self
+                .0
+                .not_full
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+            state.senders_waiting -= 1;
+        }
+    }
+
+    /// Queues `item` if there is room right now.
+    pub(crate) fn try_send(&self, item: T) -> Result<(), SendError<T>> {
+        let mut state = self.0.lock();
+        if state.receiver_gone || state.stopped {
+            return Err(SendError::Closed(item));
+        }
+        if self.0.is_full(&state) {
+            return Err(SendError::Full(item));
+        }
+        state.items.push_back(item);
+        self.0.wake_receiver(state);
+        Ok(())
+    }
+
+    /// Whether a send would wait right now.
+    pub(crate) fn is_full(&self) -> bool {
+        self.0.is_full(&self.0.lock())
+    }
+
+    /// The queue, for [`Queue::len`] and [`Queue::stop`].
+    pub(crate) fn queue(&self) -> Arc<Queue<T>> {
+        Arc::clone(&self.0)
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        self.0.lock().sender_gone = true;
+        self.0.not_empty.notify_all();
+    }
+}
+
+/// The receiving end of a [`Queue`].
+pub(crate) struct Receiver<T>(Arc<Queue<T>>);
+
+impl<T> Receiver<T> {
+    /// The next item, waiting for it; `None` once the sender is gone and the queue is empty.
+    pub(crate) fn recv(&self) -> Option<T> {
+        let mut state = self.0.lock();
+        loop {
+            if let Some(item) = state.items.pop_front() {
+                self.0.wake_sender(state);
+                return Some(item);
+            }
+            if state.sender_gone {
+                return None;
+            }
+            state.receivers_waiting += 1;
+            state = self
+                .0
+                .not_empty
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+            state.receivers_waiting -= 1;
+        }
+    }
+
+    /// The next item if one is queued.
+    pub(crate) fn try_recv(&self) -> Option<T> {
+        let mut state = self.0.lock();
+        let item = state.items.pop_front();
+        if item.is_some() {
+            self.0.wake_sender(state);
+        }
+        item
+    }
+
+    /// The queue, for [`Queue::len`] and [`Queue::stop`].
+    pub(crate) fn queue(&self) -> Arc<Queue<T>> {
+        Arc::clone(&self.0)
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        self.0.lock().receiver_gone = true;
+        self.0.not_full.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifo_with_capacity() {
+        let (tx, rx) = queue(Some(2));
+        tx.send(1).unwrap();
+        tx.try_send(2).unwrap();
+        assert!(tx.is_full());
+        assert!(matches!(tx.try_send(3), Err(SendError::Full(3))));
+        assert_eq!(rx.queue().len(), 2);
+        assert_eq!(rx.recv(), Some(1));
+        assert_eq!(rx.try_recv(), Some(2));
+        assert_eq!(rx.try_recv(), None);
+    }
+
+    #[test]
+    fn sender_drop_ends_after_drain() {
+        let (tx, rx) = queue(None);
+        for i in 0..100 {
+            tx.send(i).unwrap();
+        }
+        drop(tx);
+        assert_eq!(std::iter::from_fn(|| rx.recv()).count(), 100);
+        assert_eq!(rx.recv(), None);
+    }
+
+    #[test]
+    fn receiver_drop_and_stop_fail_sends() {
+        let (tx, rx) = queue(Some(1));
+        drop(rx);
+        assert!(matches!(tx.send(1), Err(SendError::Closed(1))));
+        let (tx, rx) = queue(Some(1));
+        tx.send(0).unwrap();
+        let q = tx.queue();
+        std::thread::scope(|s| {
+            let blocked = s.spawn(|| tx.send(1));
+            q.stop();
+            assert!(matches!(blocked.join().unwrap(), Err(SendError::Closed(1))));
+        });
+        // Receiving still works after stop.
+        assert_eq!(rx.recv(), Some(0));
+    }
+
+    #[test]
+    fn blocked_send_resumes_when_room() {
+        let (tx, rx) = queue(Some(1));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for i in 0..50 {
+                    tx.send(i).unwrap();
+                }
+            });
+            for i in 0..50 {
+                assert_eq!(rx.recv(), Some(i));
+            }
+        });
+    }
+}

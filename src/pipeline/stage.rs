@@ -1,0 +1,92 @@
+//! The seam between the pipeline and the runtimes that execute segments.
+//!
+//! A [`Backend`] turns the bytes of one segment model into a [`Stage`] bound to one device;
+//! the pipeline only ever talks to stages. TFLite CPU interpreters, Edge TPU interpreters and
+//! simulated devices all plug in here, so the pipeline behaves the same over each of them.
+
+use std::sync::Arc;
+
+use crate::Result;
+use crate::model::ElementType;
+
+/// Name, type and size of one tensor a [`Stage`] reads or writes.
+///
+/// The pipeline joins stages by tensor `name` (the way compiled Edge TPU segments are joined)
+/// and checks `byte_size` when it connects a producer to a consumer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TensorSpec {
+    /// Tensor name, unique among the pipeline's inputs and stage outputs.
+    pub name: String,
+    /// Element type.
+    pub element_type: ElementType,
+    /// Dimensions, outermost first.
+    pub shape: Vec<usize>,
+    /// Size of the tensor's data in bytes.
+    pub byte_size: usize,
+}
+
+impl TensorSpec {
+    /// A spec from its parts.
+    pub fn new(
+        name: impl Into<String>,
+        element_type: ElementType,
+        shape: Vec<usize>,
+        byte_size: usize,
+    ) -> Self {
+        TensorSpec {
+            name: name.into(),
+            element_type,
+            shape,
+            byte_size,
+        }
+    }
+
+    /// A one-dimensional `u8` tensor of `byte_size` bytes.
+    pub fn bytes(name: impl Into<String>, byte_size: usize) -> Self {
+        TensorSpec::new(name, ElementType::U8, vec![byte_size], byte_size)
+    }
+}
+
+/// One segment bound to one device, ready to run items.
+///
+/// A stage is owned by exactly one pipeline thread, hence `Send` but not `Sync`, and `run`
+/// takes `&mut self`: interpreters keep per-run state (their input and output tensors).
+pub trait Stage: Send {
+    /// The tensors `run` reads, in the order of its `inputs` argument.
+    fn inputs(&self) -> &[TensorSpec];
+
+    /// The tensors `run` writes, in the order of its `outputs` argument.
+    fn outputs(&self) -> &[TensorSpec];
+
+    /// Runs one item: `inputs[i]` holds `self.inputs()[i].byte_size` bytes, and
+    /// `outputs[j]` has room for exactly `self.outputs()[j].byte_size` bytes, all of which
+    /// the stage must write.
+    fn run(&mut self, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> Result<()>;
+
+    /// Backend and device, e.g. `"tflite-cpu (4 threads)"`, for statistics and errors.
+    fn describe(&self) -> String;
+}
+
+/// A runtime that turns segment models into [`Stage`]s.
+///
+/// A backend is shared by the threads that prepare stages, hence `Send + Sync`.
+pub trait Backend: Send + Sync {
+    /// Loads one segment model (a complete `.tflite` file) onto device `device_index` of this
+    /// backend. The stage keeps `segment_model` alive as long as it needs the bytes.
+    fn prepare(&self, segment_model: Arc<[u8]>, device_index: usize) -> Result<Box<dyn Stage>>;
+
+    /// Short name of the backend, e.g. `"tflite-cpu"`.
+    fn name(&self) -> String;
+
+    /// Loads the same segment once per device, for a replicated pipeline stage.
+    fn prepare_replicas(
+        &self,
+        segment_model: Arc<[u8]>,
+        devices: &[usize],
+    ) -> Result<Vec<Box<dyn Stage>>> {
+        devices
+            .iter()
+            .map(|&device| self.prepare(Arc::clone(&segment_model), device))
+            .collect()
+    }
+}

@@ -1,0 +1,196 @@
+//! The pipeline over real TFLite CPU interpreters (the TFLite 2.9 C library and real models).
+//!
+//! Needs `MULTITPU_TFLITE_LIB` and `MULTITPU_TEST_MODELS` (see `tests/common`).
+
+mod common;
+
+use std::sync::Arc;
+
+use multitpu::Error;
+use multitpu::backend::{CpuBackend, Interpreter, InterpreterOptions};
+use multitpu::pipeline::{Backend, PipelineBuilder, Stage, TensorSpec};
+
+const MNIST: &str = "MNISTnet_uint8_quant.tflite";
+const MOBILENET: &str = "mobilenet_v1_0.25_128_quant.tflite";
+const INVOKING_ERROR: &str = "model_invoking_error.tflite";
+
+/// Input `i` of a series: the test pattern rotated by `i`.
+fn input(len: usize, i: usize) -> Vec<u8> {
+    let mut data = common::pattern(len);
+    data.rotate_left(i * 13 % len.max(1));
+    data
+}
+
+/// What a plain interpreter computes for each input.
+fn reference(
+    model: &Arc<[u8]>,
+    runtime: &multitpu::backend::Runtime,
+    inputs: &[Vec<u8>],
+) -> Vec<Vec<u8>> {
+    let mut interpreter =
+        Interpreter::new(runtime, Arc::clone(model), &InterpreterOptions::default()).unwrap();
+    inputs
+        .iter()
+        .map(|data| {
+            interpreter.set_input(0, data).unwrap();
+            interpreter.invoke().unwrap();
+            interpreter.output(0).unwrap().to_vec()
+        })
+        .collect()
+}
+
+#[test]
+fn cpu_stage_matches_a_plain_interpreter() {
+    let Some((runtime, bytes)) = common::runtime_and_model(MNIST) else {
+        return;
+    };
+    let model: Arc<[u8]> = bytes.into();
+    let backend = CpuBackend::new(runtime.clone(), 1, false);
+    assert_eq!(backend.name(), "tflite-cpu");
+    let stage = backend.prepare(Arc::clone(&model), 0).unwrap();
+    assert_eq!(stage.describe(), "tflite-cpu #0 (1 thread)");
+    let pipeline = PipelineBuilder::new().stage(stage).build().unwrap();
+    assert_eq!(pipeline.inputs().len(), 1);
+    let name = pipeline.inputs()[0].name.clone();
+    let size = pipeline.inputs()[0].byte_size;
+    let inputs: Vec<Vec<u8>> = (0..8).map(|i| input(size, i)).collect();
+    let expected = reference(&model, &runtime, &inputs);
+    assert!(
+        expected.windows(2).any(|w| w[0] != w[1]),
+        "inputs should give different outputs"
+    );
+    for data in &inputs {
+        pipeline.push(&[(&name, data)]).unwrap();
+    }
+    pipeline.close().unwrap();
+    let outputs: Vec<Vec<u8>> = (&pipeline)
+        .into_iter()
+        .map(|o| o.unwrap().tensor(0).unwrap().to_vec())
+        .collect();
+    assert_eq!(outputs, expected);
+    let stats = pipeline.stats();
+    assert_eq!(stats.stages[0].invokes, 8);
+    assert_eq!(stats.stages[0].instances, ["tflite-cpu #0 (1 thread)"]);
+}
+
+#[test]
+fn replicated_cpu_stage_keeps_order() {
+    let Some((runtime, bytes)) = common::runtime_and_model(MOBILENET) else {
+        return;
+    };
+    let model: Arc<[u8]> = bytes.into();
+    let backend = CpuBackend::new(runtime.clone(), 1, false);
+    let replicas = backend
+        .prepare_replicas(Arc::clone(&model), &[0, 1])
+        .unwrap();
+    assert_eq!(replicas[1].describe(), "tflite-cpu #1 (1 thread)");
+    let pipeline = PipelineBuilder::new()
+        .replicated_stage(replicas)
+        .input_capacity(2)
+        .build()
+        .unwrap();
+    let spec: TensorSpec = pipeline.inputs()[0].clone();
+    let inputs: Vec<Vec<u8>> = (0..10).map(|i| input(spec.byte_size, i)).collect();
+    let expected = reference(&model, &runtime, &inputs);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for data in &inputs {
+                pipeline.push(&[(&spec.name, data)]).unwrap();
+            }
+            pipeline.close().unwrap();
+        });
+        for (i, output) in (&pipeline).into_iter().enumerate() {
+            let output = output.unwrap();
+            assert_eq!(output.seq(), i as u64);
+            assert_eq!(output.tensor(0).unwrap(), &expected[i][..], "item {i}");
+        }
+    });
+    assert_eq!(pipeline.stats().stages[0].invokes, 10);
+}
+
+/// A stage after the interpreter that reads its output by name and a pipeline input that
+/// skips the interpreter: returns the index of the top class and the first input byte.
+#[test]
+fn cpu_stage_in_a_mixed_pipeline_with_a_skip_connection() {
+    struct ArgMax {
+        inputs: Vec<TensorSpec>,
+        outputs: Vec<TensorSpec>,
+    }
+    impl Stage for ArgMax {
+        fn inputs(&self) -> &[TensorSpec] {
+            &self.inputs
+        }
+        fn outputs(&self) -> &[TensorSpec] {
+            &self.outputs
+        }
+        fn run(&mut self, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> multitpu::Result<()> {
+            let scores = inputs[0];
+            let best = (0..scores.len()).max_by_key(|&i| scores[i]).unwrap_or(0);
+            outputs[0][0] = best as u8;
+            outputs[0][1] = inputs[1][0];
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            "argmax".into()
+        }
+    }
+    let Some((runtime, bytes)) = common::runtime_and_model(MNIST) else {
+        return;
+    };
+    let model: Arc<[u8]> = bytes.into();
+    let stage = CpuBackend::new(runtime.clone(), 2, false)
+        .prepare(Arc::clone(&model), 0)
+        .unwrap();
+    let (input_spec, score_spec) = (stage.inputs()[0].clone(), stage.outputs()[0].clone());
+    let argmax = ArgMax {
+        inputs: vec![score_spec, input_spec.clone()],
+        outputs: vec![TensorSpec::bytes("class_and_first_byte", 2)],
+    };
+    let pipeline = PipelineBuilder::new()
+        .stage(stage)
+        .stage(Box::new(argmax))
+        .build()
+        .unwrap();
+    let inputs: Vec<Vec<u8>> = (0..4).map(|i| input(input_spec.byte_size, i)).collect();
+    let expected = reference(&model, &runtime, &inputs);
+    for (data, scores) in inputs.iter().zip(&expected) {
+        pipeline.push(&[(&input_spec.name, data)]).unwrap();
+        let out = pipeline.pop().unwrap().unwrap();
+        let best = (0..scores.len()).max_by_key(|&i| scores[i]).unwrap() as u8;
+        assert_eq!(out.get("class_and_first_byte").unwrap(), [best, data[0]]);
+    }
+}
+
+#[test]
+fn prepare_reports_the_runtime_error() {
+    let Some((runtime, bytes)) = common::runtime_and_model(INVOKING_ERROR) else {
+        return;
+    };
+    let err = CpuBackend::new(runtime, 1, false)
+        .prepare(bytes.into(), 0)
+        .err()
+        .expect("fake-op-double is not registered");
+    assert!(matches!(err, Error::Runtime { .. }), "{err:?}");
+}
+
+#[test]
+fn xnnpack_stage_runs() {
+    let Some((runtime, bytes)) = common::runtime_and_model(MNIST) else {
+        return;
+    };
+    let model: Arc<[u8]> = bytes.into();
+    let backend = CpuBackend::new(runtime.clone(), 2, true);
+    assert!(backend.xnnpack());
+    assert_eq!(backend.threads(), 2);
+    let stage = backend.prepare(Arc::clone(&model), 3).unwrap();
+    assert_eq!(stage.describe(), "tflite-cpu #3 (2 threads, XNNPack)");
+    let spec = stage.inputs()[0].clone();
+    let pipeline = PipelineBuilder::new().stage(stage).build().unwrap();
+    let data = input(spec.byte_size, 0);
+    pipeline.push(&[(&spec.name, &data)]).unwrap();
+    let out = pipeline.pop().unwrap().unwrap();
+    // Quantized kernels: XNNPack may round differently, so compare the top class only.
+    let expected = &reference(&model, &runtime, &[data])[0];
+    let top = |v: &[u8]| (0..v.len()).max_by_key(|&i| v[i]);
+    assert_eq!(top(out.tensor(0).unwrap()), top(expected));
+}
