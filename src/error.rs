@@ -66,7 +66,6 @@ pub enum Error {
         count: usize,
     },
 
-<<<<<<< HEAD
     /// No builtin options table with this name or union tag in the schema.
     #[error("unknown builtin options table {table}")]
     UnknownOptionsTable { table: String },
@@ -90,7 +89,8 @@ pub enum Error {
         path: PathBuf,
         line: usize,
         reason: String,
-=======
+    },
+
     /// A named tensor given twice, e.g. the same pipeline input twice in one `push`.
     #[error("{kind} tensor `{name}` given twice")]
     DuplicateTensor { kind: &'static str, name: String },
@@ -133,7 +133,6 @@ pub enum Error {
         thread: String,
         #[source]
         source: std::io::Error,
->>>>>>> pipeline
     },
 }
 
