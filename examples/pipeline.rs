@@ -171,21 +171,27 @@ fn print_plan(model: &Model<'_>, plan: &Plan, predictions: Option<&[f64]>) {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let predicted_header = if predictions.is_some() {
+        format!("  {:>22}", "predicted (simulated)")
+    } else {
+        String::new()
+    };
     println!(
-        "{:>3}  {:>9}  {:>11}  {:>13}  {:>22}  inputs -> outputs",
-        "seg", "ops", "param bytes", "MACs", "predicted (simulated)"
+        "{:>3}  {:>9}  {:>11}  {:>13}{predicted_header}  inputs -> outputs",
+        "seg", "ops", "param bytes", "MACs"
     );
     for (i, segment) in plan.segments.iter().enumerate() {
         let predicted = predictions
             .and_then(|p| p.get(i))
-            .map_or_else(|| "-".to_string(), |s| format!("{:.3} ms", s * 1e3));
+            .map_or_else(String::new, |s| {
+                format!("  {:>22}", format!("{:.3} ms", s * 1e3))
+            });
         println!(
-            "{:>3}  {:>9}  {:>11}  {:>13}  {:>22}  [{}] -> [{}]",
+            "{:>3}  {:>9}  {:>11}  {:>13}{predicted}  [{}] -> [{}]",
             i,
             format!("{}..{}", segment.ops.start, segment.ops.end),
             segment.param_bytes,
             segment.macs,
-            predicted,
             names(&segment.inputs),
             names(&segment.outputs)
         );
