@@ -91,7 +91,7 @@ fn bench(c: &mut Criterion) {
         if inputs.is_empty() {
             let mut rng = SplitMix64::new(7);
             inputs = (0..BATCH)
-                .map(|_| random_tensor(&interpreter.inputs()[0], &mut rng))
+                .map(|_| random_tensor(&interpreter.inputs()[0], &mut rng).expect("random input"))
                 .collect();
         }
         let label = if threads == 1 {

@@ -399,10 +399,10 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
             pipeline
                 .inputs()
                 .iter()
-                .map(|spec| (spec.name.clone(), random_tensor(&info(spec), &mut rng)))
-                .collect()
+                .map(|spec| Ok((spec.name.clone(), random_tensor(&info(spec), &mut rng)?)))
+                .collect::<Result<_, multitpu::Error>>()
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
 
     let start = Instant::now();
     for item in &inputs {

@@ -130,18 +130,28 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
     if args.verify == 0 {
         return Ok(true);
     }
-    let runtime = Runtime::load()?;
-    let segments = plan
-        .extract(&graph)?
-        .iter()
-        .map(Model::to_bytes)
-        .collect::<Result<Vec<_>, _>>()?;
-    let report = verify_chain(&runtime, &bytes, segments, args.verify, 0x5eed)?;
-    if let Some(difference) = &report.first_difference {
-        println!("first difference: {difference}");
-    }
-    println!("verify: {}/{} identical", report.identical, report.trials);
-    Ok(report.identical == report.trials)
+    let verified = Runtime::load().and_then(|runtime| {
+        let segments = plan
+            .extract(&graph)?
+            .iter()
+            .map(Model::to_bytes)
+            .collect::<Result<Vec<_>, _>>()?;
+        verify_chain(&runtime, &bytes, segments, args.verify, 0x5eed)
+    });
+    let identical = match verified {
+        Ok(report) => {
+            if let Some(difference) = &report.first_difference {
+                println!("first difference: {difference}");
+            }
+            report.identical
+        }
+        Err(error) => {
+            println!("verification failed: {error}");
+            0
+        }
+    };
+    println!("verify: {identical}/{} identical", args.verify);
+    Ok(identical == args.verify)
 }
 
 fn main() -> ExitCode {

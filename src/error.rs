@@ -95,6 +95,35 @@ pub enum Error {
         actual: FieldType,
     },
 
+    /// An external program is not installed or not executable; `hint` says how to get it.
+    #[error("`{program}` not found: {hint}")]
+    ToolNotFound {
+        /// The program's name, or the path that was tried.
+        program: String,
+        /// How to install it or point to it.
+        hint: &'static str,
+    },
+
+    /// An external program ran and reported failure.
+    #[error("`{}` failed ({status}): {stderr}", program.display())]
+    ToolFailed {
+        /// The program that ran.
+        program: PathBuf,
+        /// How it ended (exit code or signal).
+        status: String,
+        /// What it printed on stderr (its stdout if stderr was empty).
+        stderr: String,
+    },
+
+    /// An external program succeeded but its output lacks what was expected.
+    #[error("cannot read the output of `{program}`: {reason}")]
+    ToolOutput {
+        /// The program's name.
+        program: &'static str,
+        /// What is missing or unreadable.
+        reason: String,
+    },
+
     /// A calibration file is malformed; `line` is 1-based (0 for the file as a whole).
     #[error("calibration data {path}, line {line}: {reason}")]
     Calibration {

@@ -87,6 +87,9 @@ pub struct VerifyReport {
 
 /// Runs `trials` random inputs (seeded) through the whole model and through the chained
 /// segments, comparing every model output byte for byte.
+///
+/// Errors loading the models are returned; an error while running a trial is reported as
+/// that trial's difference and ends the check.
 pub fn verify_chain(
     runtime: &Runtime,
     whole_model: &[u8],
@@ -104,54 +107,67 @@ pub fn verify_chain(
         first_difference: None,
     };
     for trial in 0..trials {
-        let inputs: NamedTensors = whole
+        let inputs = whole
             .inputs()
             .iter()
-            .map(|info| (info.name.clone(), random_tensor(info, &mut rng)))
-            .collect();
-        for (slot, (_, data)) in inputs.iter().enumerate() {
-            whole.set_input(slot, data)?;
-        }
-        whole.invoke()?;
-        let produced = chain.run(&inputs)?;
-        let mut difference = None;
-        for (slot, info) in whole.outputs().iter().enumerate() {
-            let expected = whole.output(slot)?;
-            let actual = produced.iter().rev().find(|(n, _)| *n == info.name);
-            difference = match actual {
-                None => Some(format!(
-                    "trial {trial}: the segments never produce `{}`",
-                    info.name
-                )),
-                Some((_, actual)) if actual.len() != expected.len() => Some(format!(
-                    "trial {trial}: `{}` has {} bytes from the segments, {} from the whole model",
-                    info.name,
-                    actual.len(),
-                    expected.len()
-                )),
-                Some((_, actual)) => actual
-                    .iter()
-                    .zip(expected)
-                    .position(|(a, e)| a != e)
-                    .map(|at| format!("trial {trial}: `{}` differs at byte {at}", info.name)),
-            };
-            if difference.is_some() {
-                break;
+            .map(|info| Ok((info.name.clone(), random_tensor(info, &mut rng)?)))
+            .collect::<Result<NamedTensors>>()?;
+        // A run that fails ends the check: later trials would fail the same way.
+        match compare_once(&mut whole, &mut chain, &inputs) {
+            Ok(None) => report.identical += 1,
+            Ok(Some(difference)) => {
+                report
+                    .first_difference
+                    .get_or_insert(format!("trial {trial}: {difference}"));
             }
-        }
-        match difference {
-            None => report.identical += 1,
-            Some(d) => {
-                report.first_difference.get_or_insert(d);
+            Err(error) => {
+                report.first_difference = Some(format!("trial {trial}: {error}"));
+                break;
             }
         }
     }
     Ok(report)
 }
 
+/// Runs one input through the whole model and the chain; describes the first output that
+/// differs, if any.
+fn compare_once(
+    whole: &mut Interpreter,
+    chain: &mut SegmentChain,
+    inputs: &[(String, Vec<u8>)],
+) -> Result<Option<String>> {
+    for (slot, (_, data)) in inputs.iter().enumerate() {
+        whole.set_input(slot, data)?;
+    }
+    whole.invoke()?;
+    let produced = chain.run(inputs)?;
+    for (slot, info) in whole.outputs().iter().enumerate() {
+        let expected = whole.output(slot)?;
+        let difference = match produced.iter().rev().find(|(n, _)| *n == info.name) {
+            None => Some(format!("the segments never produce `{}`", info.name)),
+            Some((_, actual)) if actual.len() != expected.len() => Some(format!(
+                "`{}` has {} bytes from the segments, {} from the whole model",
+                info.name,
+                actual.len(),
+                expected.len()
+            )),
+            Some((_, actual)) => actual
+                .iter()
+                .zip(expected)
+                .position(|(a, e)| a != e)
+                .map(|at| format!("`{}` differs at byte {at}", info.name)),
+        };
+        if difference.is_some() {
+            return Ok(difference);
+        }
+    }
+    Ok(None)
+}
+
 /// Random contents for a tensor, valid for its type: any bit pattern for integer types,
-/// values in [-1, 1) for floats, 0 or 1 for booleans.
-pub fn random_tensor(info: &TensorInfo, rng: &mut SplitMix64) -> Vec<u8> {
+/// values in [-1, 1) for floats, 0 or 1 for booleans. Strings, resources and variants have
+/// no fixed layout to fill, so they are refused.
+pub fn random_tensor(info: &TensorInfo, rng: &mut SplitMix64) -> Result<Vec<u8>> {
     let mut data = vec![0u8; info.byte_size];
     match info.element_type {
         ElementType::F32 => {
@@ -167,7 +183,13 @@ pub fn random_tensor(info: &TensorInfo, rng: &mut SplitMix64) -> Vec<u8> {
         ElementType::Bool => data
             .iter_mut()
             .for_each(|b| *b = (rng.next_u64() & 1) as u8),
-        _ => return rng.bytes(info.byte_size),
+        ElementType::String | ElementType::Resource | ElementType::Variant => {
+            return Err(Error::unsupported(format!(
+                "random inputs for tensor `{}` of type {:?}",
+                info.name, info.element_type
+            )));
+        }
+        _ => return Ok(rng.bytes(info.byte_size)),
     }
-    data
+    Ok(data)
 }

@@ -6,10 +6,10 @@ use std::collections::HashSet;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
 use multitpu::Error;
 use multitpu::pipeline::{Pipeline, PipelineBuilder};
 use stages::{Fault, FnStage, adder, faulty, payload, seq_of};
+use std::sync::mpsc::{Receiver, Sender};
 
 const SIZE: usize = 16;
 
@@ -164,8 +164,8 @@ fn gated(started: Sender<u64>, gate: Receiver<()>) -> Box<dyn multitpu::pipeline
 
 #[test]
 fn queue_capacity_respected() {
-    let (started_tx, started) = crossbeam_channel::unbounded();
-    let (gate, gate_rx) = crossbeam_channel::unbounded();
+    let (started_tx, started) = mpsc::channel();
+    let (gate, gate_rx) = mpsc::channel();
     let pipeline = PipelineBuilder::new()
         .stage(gated(started_tx, gate_rx))
         .input_capacity(3)
@@ -208,8 +208,8 @@ fn queue_capacity_respected() {
 /// Pushes `n` items through adder → faulty → adder; stage 0 holds back until all are pushed,
 /// so every push succeeds. Returns the popped sequence numbers and the error.
 fn run_to_failure(n: u64, at: u64, fault: Fault) -> (Vec<u64>, Error) {
-    let (started_tx, _started) = crossbeam_channel::unbounded();
-    let (gate, gate_rx) = crossbeam_channel::unbounded::<()>();
+    let (started_tx, _started) = mpsc::channel();
+    let (gate, gate_rx) = mpsc::channel::<()>();
     let pipeline = PipelineBuilder::new()
         .stage(gated(started_tx, gate_rx))
         .stage(faulty("faulty", "y", "z", SIZE, at, fault))
@@ -349,8 +349,8 @@ fn failure_with_concurrent_producer_and_bounded_queues() {
 #[test]
 fn dropping_a_full_pipeline_returns_promptly() {
     within("drop", || {
-        let (started_tx, started) = crossbeam_channel::unbounded();
-        let (gate, gate_rx) = crossbeam_channel::unbounded::<()>();
+        let (started_tx, started) = mpsc::channel();
+        let (gate, gate_rx) = mpsc::channel::<()>();
         // The last stage holds item 0 until the gate closes; everything behind it fills up.
         let pipeline = PipelineBuilder::new()
             .stage(adder("0", "x", "t", SIZE, 0))

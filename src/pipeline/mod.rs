@@ -10,8 +10,9 @@
 //! - Stage `i` runs on thread `multitpu-stage-{i}` (`multitpu-stage-{i}.{j}` for instance `j`
 //!   of a replicated stage). Instances of a replicated stage take items round-robin, so items
 //!   still come out in input order.
-//! - Queues are bounded: capacity 1 between stages by default, configurable at the input and
-//!   the output. A full queue blocks the stage (or `push`) in front of it: backpressure.
+//! - The queues in front of and between stages are bounded (capacity 1 by default); a full
+//!   queue blocks the stage (or `push`) in front of it: backpressure. The output queue is
+//!   unbounded unless [`PipelineBuilder::output_capacity`] bounds it.
 //! - Tensors are joined by name when the pipeline is built. A stage reads the pipeline inputs
 //!   or the outputs of any earlier stage, so tensors can skip stages; on the per-item path
 //!   only slot indices are used.
@@ -23,6 +24,52 @@
 //!   by `push`, `pop` and `close` as [`Error::StageFailed`], which lists every pushed item
 //!   that did not come out. No call hangs after a failure, and dropping a pipeline never
 //!   waits for more than the stage runs in progress.
+//!
+//! # Example
+//!
+//! ```
+//! use multitpu::pipeline::{PipelineBuilder, Stage, TensorSpec};
+//!
+//! /// Doubles every byte.
+//! struct Double([TensorSpec; 1], [TensorSpec; 1]);
+//!
+//! impl Stage for Double {
+//!     fn inputs(&self) -> &[TensorSpec] {
+//!         &self.0
+//!     }
+//!     fn outputs(&self) -> &[TensorSpec] {
+//!         &self.1
+//!     }
+//!     fn run(&mut self, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> multitpu::Result<()> {
+//!         for (out, x) in outputs[0].iter_mut().zip(inputs[0]) {
+//!             *out = x.wrapping_mul(2);
+//!         }
+//!         Ok(())
+//!     }
+//!     fn describe(&self) -> String {
+//!         "double".into()
+//!     }
+//! }
+//!
+//! # fn main() -> multitpu::Result<()> {
+//! let stage = |from: &str, to: &str| -> Box<dyn Stage> {
+//!     Box::new(Double([TensorSpec::bytes(from, 4)], [TensorSpec::bytes(to, 4)]))
+//! };
+//! let pipeline = PipelineBuilder::new()
+//!     .stage(stage("x", "x2"))
+//!     .stage(stage("x2", "x4"))
+//!     .build()?;
+//! for i in 0..3u8 {
+//!     pipeline.push(&[("x", &[i; 4])])?;
+//! }
+//! pipeline.close()?;
+//! for output in &pipeline {
+//!     let output = output?;
+//!     assert_eq!(output.get("x4"), Some(&[4 * output.seq() as u8; 4][..]));
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 mod layout;
 mod queue;
@@ -174,16 +221,23 @@ impl PipelineBuilder {
     }
 }
 
-/// Bounded channels from `senders` upstream instances to `receivers` downstream ones:
-/// `result[k][j]` connects upstream `k` to downstream `j`.
-fn link(
-    senders: usize,
-    receivers: usize,
-    capacity: Option<usize>,
-) -> Vec<Vec<(Sender<Item>, Receiver<Item>)>> {
-    (0..senders)
-        .map(|_| (0..receivers).map(|_| queue::queue(capacity)).collect())
-        .collect()
+/// The two ends of a link.
+type Link = (Vec<Vec<Sender<Item>>>, Vec<Vec<Receiver<Item>>>);
+
+/// Queues from `up` upstream instances to `down` downstream ones: `senders[k][j]` and
+/// `receivers[j][k]` are the ends of the queue from upstream `k` to downstream `j`.
+fn link(up: usize, down: usize, capacity: Option<usize>) -> Link {
+    let mut senders: Vec<Vec<Sender<Item>>> = (0..up).map(|_| Vec::with_capacity(down)).collect();
+    let mut receivers: Vec<Vec<Receiver<Item>>> =
+        (0..down).map(|_| Vec::with_capacity(up)).collect();
+    for upstream in &mut senders {
+        for downstream in &mut receivers {
+            let (tx, rx) = queue::queue(capacity);
+            upstream.push(tx);
+            downstream.push(rx);
+        }
+    }
+    (senders, receivers)
 }
 
 /// What the caller side keeps of one stage, for statistics.
@@ -199,56 +253,44 @@ fn start(builder: PipelineBuilder, layout: Arc<Layout>) -> Result<Pipeline> {
     let replicas: Vec<usize> = builder.stages.iter().map(Vec::len).collect();
     let last = replicas.len() - 1;
     // Links: 0 is caller → stage 0, i is stage i-1 → stage i, last+1 is last stage → caller.
-    let mut links = Vec::with_capacity(replicas.len() + 1);
-    links.push(link(1, replicas[0], Some(builder.input_capacity)));
+    let mut shapes = vec![(1, replicas[0], Some(builder.input_capacity))];
     for pair in replicas.windows(2) {
-        links.push(link(pair[0], pair[1], Some(builder.queue_capacity)));
+        shapes.push((pair[0], pair[1], Some(builder.queue_capacity)));
     }
-    links.push(link(replicas[last], 1, builder.output_capacity));
-    // Upper bound of the frames in flight, so the pool keeps every frame it will need again.
-    let capacities = [builder.input_capacity]
+    shapes.push((replicas[last], 1, builder.output_capacity));
+    // Frames in flight are at most what the queues hold plus one per stage thread (an
+    // unbounded output queue counts as 64): the pool keeps that many for reuse.
+    let pool_limit = shapes
+        .iter()
+        .map(|&(up, down, capacity)| up * down * capacity.unwrap_or(64))
+        .sum::<usize>()
+        + replicas.iter().sum::<usize>()
+        + 8;
+    let (mut senders, mut receivers): (Vec<_>, Vec<_>) = shapes
         .into_iter()
-        .chain(std::iter::repeat_n(builder.queue_capacity, last))
-        .chain([builder.output_capacity.unwrap_or(64)]);
-    let queued: usize = links
-        .iter()
-        .zip(capacities)
-        .map(|(l, capacity)| l.len() * l[0].len() * capacity)
-        .sum();
-    let pool_limit = queued + replicas.iter().sum::<usize>() + 8;
-    let all_queues: Vec<Arc<Queue<Item>>> = links
+        .map(|(up, down, capacity)| link(up, down, capacity))
+        .unzip();
+    let all_queues: Vec<Arc<Queue<Item>>> = senders
         .iter()
         .flatten()
         .flatten()
-        .map(|(tx, _)| tx.queue())
+        .map(Sender::queue)
         .collect();
-    // Split each link into per-instance sender and receiver lists.
-    let mut senders: Vec<Vec<Vec<Sender<Item>>>> = Vec::new();
-    let mut receivers: Vec<Vec<Vec<Receiver<Item>>>> = Vec::new();
-    for l in links {
-        let (up, down) = (l.len(), l[0].len());
-        let mut s: Vec<Vec<Sender<Item>>> = (0..up).map(|_| Vec::with_capacity(down)).collect();
-        let mut r: Vec<Vec<Receiver<Item>>> = (0..down).map(|_| Vec::with_capacity(up)).collect();
-        for (k, row) in l.into_iter().enumerate() {
-            for (j, (tx, rx)) in row.into_iter().enumerate() {
-                s[k].push(tx);
-                r[j].push(rx);
-            }
-        }
-        senders.push(s);
-        receivers.push(r);
-    }
-    let mut senders = senders.into_iter();
-    let mut receivers = receivers.into_iter();
-    let input_senders = senders.next().map(|mut s| s.remove(0)).unwrap_or_default();
+    // From here on, each link's ends are handed out in order.
+    senders.reverse();
+    receivers.reverse();
+    let input_senders = senders
+        .pop()
+        .and_then(|caller| caller.into_iter().next())
+        .unwrap_or_default();
     let pool = Pool::new(layout.slot_sizes.clone(), pool_limit);
     let shared = Arc::new(Shared::new(input_senders, all_queues, pool));
     let mut threads = Vec::new();
     let mut stages = Vec::with_capacity(replicas.len());
     let mut spawn_error = None;
     for (index, instances) in builder.stages.into_iter().enumerate() {
-        let stage_inputs = receivers.next().unwrap_or_default();
-        let stage_outputs = senders.next().unwrap_or_default();
+        let stage_inputs = receivers.pop().unwrap_or_default();
+        let stage_outputs = senders.pop().unwrap_or_default();
         let mut info = StageInfo {
             descriptions: instances.iter().map(|s| s.describe()).collect(),
             counters: Vec::new(),
@@ -304,8 +346,8 @@ fn start(builder: PipelineBuilder, layout: Arc<Layout>) -> Result<Pipeline> {
         stages.push(info);
     }
     let output_receivers = receivers
-        .next()
-        .and_then(|mut r| r.pop())
+        .pop()
+        .and_then(|caller| caller.into_iter().next())
         .unwrap_or_default();
     let pipeline = Pipeline {
         shared,
@@ -552,7 +594,8 @@ impl Pipeline {
     }
 
     /// Ends the input: items already pushed still run and can be popped, then `pop`
-    /// returns `Ok(None)`. Closing twice is fine.
+    /// returns `Ok(None)`. Closing twice is fine. Does not wait for the items in flight,
+    /// only for a `push` blocked on another thread to get its item in.
     ///
     /// # Errors
     ///

@@ -63,7 +63,8 @@ pub trait Stage: Send {
     /// the stage must write.
     fn run(&mut self, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> Result<()>;
 
-    /// Backend and device, e.g. `"tflite-cpu (4 threads)"`, for statistics and errors.
+    /// Backend and device, e.g. `"tflite-cpu #0 (4 threads)"`, for statistics and errors.
+    /// The pipeline asks once, when it is built.
     fn describe(&self) -> String;
 }
 

@@ -5,9 +5,15 @@
 //! model fitted to real measurements ([`calibration`]); [`CachedProfiler`] wraps any profiler
 //! so that each candidate is profiled once, which matters when profiling means compiling and
 //! timing on a device.
+//!
+//! The measured profilers ([`measured`]) answer by running the candidate:
+//! [`CpuProfiler`] on TFLite's CPU kernels, [`EdgeTpuProfiler`] on a real Edge TPU after
+//! compiling the candidate with `edgetpu_compiler` ([`compiler`]).
 
 pub mod calibration;
+pub mod compiler;
 pub mod cost_model;
+pub mod measured;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -18,9 +24,11 @@ use parking_lot::Mutex;
 use crate::model::Model;
 use crate::{Error, Result};
 
+pub use compiler::{CompiledSegment, CompilerReport, EdgeTpuCompiler};
 pub use cost_model::{
     DeviceLayout, EdgeTpuCostModel, Link, OpWorkload, PerKind, Prediction, SegmentWorkload,
 };
+pub use measured::{CpuProfiler, EdgeTpuProfiler, calibration_point};
 
 /// The profile of one candidate segment.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -50,8 +50,10 @@ fn model_order_first(model_order: &[usize], set: &BTreeSet<usize>) -> Vec<usize>
 /// Writes operators `ops` of the graph's model as a model of their own.
 ///
 /// Tensors keep their names (segments are joined by name), constant data is shared with the
-/// source model, and tensors are renumbered in their original order. The segment's inputs and
-/// outputs are those of [`interface`].
+/// source model, and tensors are renumbered in their original order. The segment's inputs are
+/// the activations it reads from outside the range; its outputs are the ones it produces for
+/// later operators or the model's outputs (both model-ordered first, as in
+/// [`Segment`](super::Segment)).
 pub fn extract<'a>(graph: &Graph<'_, 'a>, ops: Range<usize>) -> Result<Model<'a>> {
     let model = graph.model();
     if ops.start >= ops.end || ops.end > model.operators.len() {

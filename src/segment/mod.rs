@@ -84,7 +84,7 @@ impl Plan {
             }
             starts.push(cut);
         }
-        let segments = starts
+        let segments: Vec<Segment> = starts
             .iter()
             .zip(starts.iter().skip(1).chain(std::iter::once(&op_count)))
             .map(|(&start, &end)| {
@@ -102,6 +102,9 @@ impl Plan {
                 }
             })
             .collect();
+        if segments.len() > 1 {
+            check_unique_names(graph.model(), &segments)?;
+        }
         Ok(Plan {
             strategy: strategy.to_string(),
             segments,
@@ -135,6 +138,29 @@ impl Plan {
             })
             .collect()
     }
+}
+
+/// Segments are joined by tensor name, so every tensor they exchange (and every model input
+/// and output) needs a name no other such tensor has.
+fn check_unique_names(model: &Model<'_>, segments: &[Segment]) -> Result<()> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let exchanged = segments
+        .iter()
+        .flat_map(|s| s.inputs.iter().chain(&s.outputs))
+        .chain(&model.inputs)
+        .chain(&model.outputs);
+    for &t in exchanged {
+        let name = model.tensors[t].name.as_ref();
+        match by_name.insert(name, t) {
+            Some(other) if other != t => {
+                return Err(Error::unsupported(format!(
+                    "tensors {other} and {t} are both named `{name}`, but segments are joined by tensor name"
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Coral's name for segment `index` of `count`: `<stem>_segment_<index>_of_<count>.tflite`.
@@ -309,6 +335,16 @@ mod tests {
         assert!(Plan::from_cuts("t", &graph, &[3]).is_err());
         assert!(extract(&graph, 2..2).is_err());
         assert!(extract(&graph, 0..4).is_err());
+    }
+
+    #[test]
+    fn exchanged_tensors_need_unique_names() {
+        let mut model = chain(&[1, 1, 1], false);
+        model.tensors[2].name = model.tensors[1].name.clone();
+        let graph = Graph::new(&model).unwrap();
+        assert!(Plan::from_cuts("t", &graph, &[]).is_ok());
+        let err = Plan::from_cuts("t", &graph, &[1, 2]).unwrap_err();
+        assert!(matches!(err, Error::Unsupported { .. }), "{err}");
     }
 
     #[test]

@@ -1,0 +1,205 @@
+//! The measured profilers against the real TFLite runtime and real models.
+//!
+//! No assertion here depends on how fast anything runs: latencies are only checked to be
+//! positive and finite. Edge TPU profiling needs a device and is `#[ignore]`d; what can be
+//! checked without one (a missing compiler or library gives a typed error) is not.
+
+mod common;
+
+use multitpu::Error;
+use multitpu::backend::{DeviceSelector, EdgeTpuRuntime};
+use multitpu::model::{Model, paper};
+use multitpu::profile::calibration::{Family, fit};
+use multitpu::profile::cost_model::MIB;
+use multitpu::profile::{
+    CachedProfiler, CpuProfiler, EdgeTpuCompiler, EdgeTpuCostModel, EdgeTpuProfiler, Profiler,
+    calibration_point,
+};
+use multitpu::segment::param_bytes;
+
+const MNIST: &str = "MNISTnet_uint8_quant.tflite";
+const MNIST_RESIDUAL: &str = "MNISTnet_v2_uint8_quant.tflite";
+const INVOKING_ERROR: &str = "model_invoking_error.tflite";
+
+/// A quick CPU profiler: few runs, enough to exercise warm-up and the median.
+fn quick(runtime: multitpu::backend::Runtime) -> CpuProfiler {
+    CpuProfiler {
+        warmup: 1,
+        runs: 3,
+        ..CpuProfiler::new(runtime)
+    }
+}
+
+#[test]
+fn cpu_profiles_every_range_of_real_models() {
+    for name in [MNIST, MNIST_RESIDUAL] {
+        let Some((runtime, bytes)) = common::runtime_and_model(name) else {
+            return;
+        };
+        let model = Model::from_bytes(&bytes).expect("valid model");
+        let profiler = quick(runtime);
+        let n = model.operators.len();
+        for start in 0..n {
+            for end in start + 1..=n {
+                let profile = profiler
+                    .profile(&model, start..end)
+                    .unwrap_or_else(|e| panic!("{name} {start}..{end}: {e}"));
+                assert!(
+                    profile.latency_s.is_finite() && profile.latency_s > 0.0,
+                    "{name} {start}..{end}: {profile:?}"
+                );
+                assert_eq!(profile.on_chip_bytes, param_bytes(&model, &(start..end)));
+                assert_eq!(profile.off_chip_bytes, 0);
+            }
+        }
+        let whole = profiler.profile(&model, 0..n).expect("whole model");
+        assert!(whole.on_chip_bytes > 0, "{name} has parameters");
+    }
+}
+
+#[test]
+fn cpu_profiler_errors_are_typed() {
+    let Some((runtime, bytes)) = common::runtime_and_model(MNIST) else {
+        return;
+    };
+    let model = Model::from_bytes(&bytes).expect("valid model");
+    let n = model.operators.len();
+    let profiler = quick(runtime.clone());
+    let reversed = std::ops::Range { start: 3, end: 2 };
+    for range in [0..0, reversed, 0..n + 1, n..n + 2] {
+        assert!(
+            matches!(
+                profiler.profile(&model, range.clone()),
+                Err(Error::Invalid { .. })
+            ),
+            "{range:?}"
+        );
+    }
+    let no_runs = CpuProfiler {
+        runs: 0,
+        ..CpuProfiler::new(runtime.clone())
+    };
+    assert!(matches!(
+        no_runs.profile(&model, 0..n),
+        Err(Error::Invalid { .. })
+    ));
+    let no_threads = CpuProfiler {
+        options: multitpu::backend::InterpreterOptions::default().with_threads(0),
+        ..CpuProfiler::new(runtime)
+    };
+    assert!(matches!(
+        no_threads.profile(&model, 0..n),
+        Err(Error::Invalid { .. })
+    ));
+}
+
+#[test]
+fn cpu_profiler_reports_runtime_failures() {
+    let Some((runtime, bytes)) = common::runtime_and_model(INVOKING_ERROR) else {
+        return;
+    };
+    let model = Model::from_bytes(&bytes).expect("valid model");
+    let n = model.operators.len();
+    let err = quick(runtime)
+        .profile(&model, 0..n)
+        .expect_err("the model has an unknown custom op");
+    assert!(matches!(err, Error::Runtime { .. }), "{err}");
+}
+
+#[test]
+fn cached_cpu_profiler_runs_each_range_once() {
+    let Some((runtime, bytes)) = common::runtime_and_model(MNIST) else {
+        return;
+    };
+    let model = Model::from_bytes(&bytes).expect("valid model");
+    let n = model.operators.len();
+    let cached = CachedProfiler::new(quick(runtime));
+    let first = cached.profile(&model, 0..n).expect("profiles");
+    let second = cached.profile(&model, 0..n).expect("profiles");
+    assert_eq!(first, second, "the second answer comes from the cache");
+    assert_eq!(cached.calls(), 1);
+    cached.profile(&model, 1..n).expect("profiles");
+    assert_eq!(cached.calls(), 2);
+    assert!(cached.profile(&model, 0..n + 1).is_err());
+    assert_eq!(cached.calls(), 3);
+}
+
+#[test]
+fn calibration_points_from_a_measured_profiler() {
+    let Some(runtime) = common::tflite_runtime() else {
+        return;
+    };
+    let profiler = quick(runtime);
+    let mut points = Vec::new();
+    for (family, size) in [(Family::Fc, 100), (Family::Fc, 300), (Family::Conv, 8)] {
+        let point = calibration_point(&profiler, family, size).expect("the paper model runs");
+        let model = match family {
+            Family::Fc => paper::fc(size),
+            Family::Conv => paper::conv(size),
+        }
+        .expect("builds");
+        let n = model.operators.len();
+        assert_eq!((point.family, point.size), (family, size));
+        assert_eq!(
+            point.on_chip_mib,
+            param_bytes(&model, &(0..n)) as f64 / MIB,
+            "{family} {size}"
+        );
+        assert_eq!(point.off_chip_mib, 0.0);
+        assert!(point.latency_ms.is_finite() && point.latency_ms > 0.0);
+        assert!(point.macs > 0);
+        points.push(point);
+    }
+    let report = fit(&points, &EdgeTpuCostModel::usb_default()).expect("fits");
+    assert_eq!(report.rows.len(), points.len());
+    assert!(report.model.check().is_ok());
+    assert!(matches!(
+        calibration_point(&profiler, Family::Fc, 0),
+        Err(Error::Invalid { .. })
+    ));
+}
+
+#[test]
+fn missing_compiler_and_library_are_typed_errors() {
+    let err = EdgeTpuCompiler::at("/nonexistent-multitpu/edgetpu_compiler").unwrap_err();
+    assert!(matches!(err, Error::ToolNotFound { .. }), "{err}");
+    let err = EdgeTpuRuntime::from_path("/nonexistent-multitpu/libedgetpu.so.1").unwrap_err();
+    assert!(matches!(err, Error::Library(_)), "{err}");
+
+    // `load` looks for the compiler first, then the libraries: whatever this machine
+    // lacks, the error names it.
+    match EdgeTpuProfiler::load(DeviceSelector::default()) {
+        Ok(profiler) => assert!(profiler.compiler.program().is_file()),
+        Err(Error::ToolNotFound { program, hint }) => {
+            assert!(EdgeTpuCompiler::find().is_err(), "{program}");
+            assert!(hint.contains("MULTITPU_EDGETPU_COMPILER"));
+        }
+        Err(Error::Library(e)) => {
+            assert!(EdgeTpuCompiler::find().is_ok(), "{e}");
+        }
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+#[test]
+#[ignore = "needs a Coral Edge TPU, libedgetpu and edgetpu_compiler"]
+fn edgetpu_profiles_real_segments() {
+    let Some(bytes) = common::model_bytes(MNIST) else {
+        return;
+    };
+    let model = Model::from_bytes(&bytes).expect("valid model");
+    let n = model.operators.len();
+    let profiler = CachedProfiler::new(
+        EdgeTpuProfiler::load(DeviceSelector::default()).expect("compiler, libraries, device"),
+    );
+    for range in [0..n, 0..n / 2, n / 2..n] {
+        let profile = profiler.profile(&model, range.clone()).expect("profiles");
+        assert!(profile.latency_s.is_finite() && profile.latency_s > 0.0);
+        assert!(
+            profile.on_chip_bytes + profile.off_chip_bytes > 0,
+            "{range:?}: {profile:?}"
+        );
+    }
+    profiler.profile(&model, 0..n).expect("cached");
+    assert_eq!(profiler.calls(), 3);
+}
