@@ -44,6 +44,33 @@ pub enum SimCompute {
 /// Stages that take the time a real Edge TPU would take, per [`EdgeTpuCostModel`].
 ///
 /// `device_index` only labels the stages: simulated devices are unlimited and independent.
+///
+/// ```
+/// use std::sync::Arc;
+/// use multitpu::backend::{SimCompute, SimulatedEdgeTpuBackend};
+/// use multitpu::model::{Graph, paper};
+/// use multitpu::pipeline::{Backend, PipelineBuilder};
+/// use multitpu::profile::EdgeTpuCostModel;
+/// use multitpu::segment::{Segmenter, UniformByParams};
+///
+/// # fn main() -> Result<(), multitpu::Error> {
+/// let model = paper::fc(1000)?;
+/// let graph = Graph::new(&model)?;
+/// let backend = SimulatedEdgeTpuBackend::new(EdgeTpuCostModel::usb_default(), SimCompute::Skip);
+/// let mut builder = PipelineBuilder::new();
+/// for (i, segment) in UniformByParams.plan(&graph, 2)?.extract(&graph)?.iter().enumerate() {
+///     let stage = backend.prepare(Arc::from(segment.to_bytes()?), i)?;
+///     assert!(stage.describe().starts_with("simulated Edge TPU (usb)"));
+///     builder = builder.stage(stage);
+/// }
+/// let pipeline = builder.build()?;
+/// let input = pipeline.inputs()[0].clone();
+/// pipeline.push(&[(&input.name, &vec![0; input.byte_size])])?;
+/// let output = pipeline.pop()?.expect("one item");
+/// assert!(output.tensor(0).expect("one output").iter().all(|&b| b == 0));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct SimulatedEdgeTpuBackend {
     /// The model that predicts each segment's latency; its `link` says USB or PCIe.
