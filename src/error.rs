@@ -58,6 +58,18 @@ pub enum Error {
     #[error("no Edge TPU matches device `{selector}` ({available} matching device(s) found)")]
     NoDevice { selector: String, available: usize },
 
+    /// Two pipeline stages asked for the same Edge TPU (`index` is the device index, or the
+    /// position of the selector, that asked second).
+    #[error("Edge TPU {device} is already taken by another stage (asked for as device {index})")]
+    DeviceTaken { device: String, index: usize },
+
+    /// A segment given to the Edge TPU backend holds no `edgetpu-custom-op`.
+    #[error(
+        "the segment for Edge TPU device {index} is not compiled for the Edge TPU \
+         (no edgetpu-custom-op); compile it with edgetpu_compiler first"
+    )]
+    NotCompiled { index: usize },
+
     /// A tensor index out of range.
     #[error("{kind} tensor index {index} out of range ({count} tensors)")]
     TensorIndex {

@@ -19,14 +19,18 @@
 
 pub mod cpu;
 pub mod edgetpu;
+pub mod edgetpu_backend;
+pub mod simulated;
 pub mod tflite;
 
 use std::ptr::NonNull;
 
 pub use cpu::{CpuBackend, InterpreterStage};
 pub use edgetpu::{Delegate, DeviceInfo, DeviceKind, DeviceSelector, EdgeTpuRuntime};
+pub use edgetpu_backend::{EdgeTpuBackend, Performance};
 /// Why a native library did not load (the payload of [`Error::Library`](crate::Error::Library)).
 pub use libedgetpu_sys::{LibraryKind, LoadError};
+pub use simulated::{SimCompute, SimulatedEdgeTpuBackend};
 pub use tflite::{Interpreter, InterpreterOptions, Runtime, TensorInfo};
 
 /// An owned C object freed with its destructor on drop.

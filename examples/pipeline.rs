@@ -1,0 +1,508 @@
+//! Cut a model into segments and run them as a pipeline, one stage per device.
+//!
+//! ```text
+//! cargo run --release --example pipeline -- MODEL --segments N [--strategy S]
+//!     [--backend cpu|sim-usb|sim-pcie|edgetpu] [--batch B] [--threads T]
+//!     [--compute skip|cpu] [--devices D0,D1,...] [--seed S]
+//! ```
+//!
+//! MODEL is a `.tflite` file, `fc:N` or `conv:F` (the paper's models, built in memory), or,
+//! for `--backend edgetpu`, a comma-separated list of segment files already compiled with
+//! `edgetpu_compiler` (used as they are, in order).
+//!
+//! Backends:
+//! - `cpu`: TFLite CPU interpreters, `--threads` kernel threads each (default 1). Every
+//!   output is checked against the whole model run on one interpreter.
+//! - `sim-usb`, `sim-pcie`: simulated Edge TPUs. Each stage lasts what the cost model
+//!   predicts for its segment on one device. `--compute skip` (default) zero-fills the
+//!   outputs; `--compute cpu` computes them on the CPU (and checks them), and a stage whose
+//!   CPU run is slower than the prediction takes the CPU's time. Every figure that comes
+//!   from the simulation is marked "simulated".
+//! - `edgetpu`: real Coral devices through libedgetpu; stage i on device i, or on the devices
+//!   named by `--devices` (Coral's names: `usb:0`, `pci:1`, `:2`, ...).
+//!
+//! Runs B seeded random inputs (default 50), prints per-stage statistics and the throughput.
+//! The last line is `pipeline: <B> items, <items/s> items/s, <identical|not checked>`
+//! (or `<k> of <B> differ`, with a non-zero exit status).
+
+use std::error::Error;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use multitpu::backend::{
+    CpuBackend, DeviceSelector, EdgeTpuBackend, EdgeTpuRuntime, Interpreter, InterpreterOptions,
+    Runtime, SimCompute, SimulatedEdgeTpuBackend, TensorInfo,
+};
+use multitpu::model::builder::SplitMix64;
+use multitpu::model::{Graph, Model, paper};
+use multitpu::pipeline::{Backend, Output, PipelineBuilder, PipelineStats, TensorSpec};
+use multitpu::profile::EdgeTpuCostModel;
+use multitpu::segment::{Plan, Segmenter, UniformByParams};
+use multitpu::verify::random_tensor;
+
+const USAGE: &str = "usage: pipeline MODEL --segments N [--strategy S] \
+    [--backend cpu|sim-usb|sim-pcie|edgetpu] [--batch B] [--threads T] [--compute skip|cpu] \
+    [--devices D0,D1,...] [--seed S]";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BackendKind {
+    Cpu,
+    SimUsb,
+    SimPcie,
+    EdgeTpu,
+}
+
+struct Args {
+    model: String,
+    segments: Option<usize>,
+    strategy: String,
+    backend: BackendKind,
+    batch: usize,
+    threads: usize,
+    compute_on_cpu: bool,
+    devices: Option<Vec<DeviceSelector>>,
+    seed: u64,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = std::env::args().skip(1);
+    let mut parsed = Args {
+        model: String::new(),
+        segments: None,
+        strategy: "uniform".to_string(),
+        backend: BackendKind::Cpu,
+        batch: 50,
+        threads: 1,
+        compute_on_cpu: false,
+        devices: None,
+        seed: 0x5eed,
+    };
+    let mut model = None;
+    fn number<T: std::str::FromStr>(flag: &str, value: String) -> Result<T, String>
+    where
+        T::Err: std::fmt::Display,
+    {
+        value.parse().map_err(|e| format!("{flag}: {e}"))
+    }
+    while let Some(arg) = args.next() {
+        let mut value = |flag: &str| args.next().ok_or(format!("{flag} needs a value"));
+        match arg.as_str() {
+            "--segments" => parsed.segments = Some(number("--segments", value("--segments")?)?),
+            "--strategy" => parsed.strategy = value("--strategy")?,
+            "--batch" => parsed.batch = number("--batch", value("--batch")?)?,
+            "--threads" => parsed.threads = number("--threads", value("--threads")?)?,
+            "--seed" => parsed.seed = number("--seed", value("--seed")?)?,
+            "--backend" => {
+                parsed.backend = match value("--backend")?.as_str() {
+                    "cpu" => BackendKind::Cpu,
+                    "sim-usb" => BackendKind::SimUsb,
+                    "sim-pcie" => BackendKind::SimPcie,
+                    "edgetpu" => BackendKind::EdgeTpu,
+                    other => {
+                        return Err(format!(
+                            "unknown backend `{other}` (known: cpu, sim-usb, sim-pcie, edgetpu)"
+                        ));
+                    }
+                }
+            }
+            "--compute" => {
+                parsed.compute_on_cpu = match value("--compute")?.as_str() {
+                    "skip" => false,
+                    "cpu" => true,
+                    other => return Err(format!("--compute: `{other}` is not skip or cpu")),
+                }
+            }
+            "--devices" => {
+                parsed.devices = Some(
+                    value("--devices")?
+                        .split(',')
+                        .map(|s| s.parse::<DeviceSelector>().map_err(|e| e.to_string()))
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+            "-h" | "--help" => return Err(USAGE.to_string()),
+            flag if flag.starts_with("--") => {
+                return Err(format!("unknown option {flag}\n{USAGE}"));
+            }
+            m if model.is_none() => model = Some(m.to_string()),
+            extra => return Err(format!("unexpected argument {extra}\n{USAGE}")),
+        }
+    }
+    parsed.model = model.ok_or(USAGE)?;
+    if parsed.batch == 0 {
+        return Err("--batch must be at least 1".to_string());
+    }
+    if parsed.threads == 0 {
+        return Err("--threads must be at least 1".to_string());
+    }
+    Ok(parsed)
+}
+
+/// The segmentation strategies, by the name `--strategy` takes: one line per strategy.
+fn segmenter(name: &str, _cost_model: &EdgeTpuCostModel) -> Result<Box<dyn Segmenter>, String> {
+    match name {
+        "uniform" => Ok(Box::new(UniformByParams)),
+        other => Err(format!("unknown strategy `{other}` (known: uniform)")),
+    }
+}
+
+/// The whole model's bytes: a file, or one of the paper's models built in memory.
+fn load_model(spec: &str) -> Result<Vec<u8>, Box<dyn Error>> {
+    let size = |s: &str| -> Result<usize, String> {
+        s.parse()
+            .map_err(|e| format!("model size in `{spec}`: {e}"))
+    };
+    let model = if let Some(n) = spec.strip_prefix("fc:") {
+        paper::fc(size(n)?)?
+    } else if let Some(f) = spec.strip_prefix("conv:") {
+        paper::conv(size(f)?)?
+    } else {
+        return Ok(std::fs::read(spec).map_err(|e| format!("{spec}: {e}"))?);
+    };
+    Ok(model.to_bytes()?)
+}
+
+fn print_plan(model: &Model<'_>, plan: &Plan, predictions: Option<&[f64]>) {
+    let names = |tensors: &[usize]| {
+        tensors
+            .iter()
+            .map(|&t| model.tensors[t].name.as_ref())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let predicted_header = if predictions.is_some() {
+        format!("  {:>22}", "predicted (simulated)")
+    } else {
+        String::new()
+    };
+    println!(
+        "{:>3}  {:>9}  {:>11}  {:>13}{predicted_header}  inputs -> outputs",
+        "seg", "ops", "param bytes", "MACs"
+    );
+    for (i, segment) in plan.segments.iter().enumerate() {
+        let predicted = predictions
+            .and_then(|p| p.get(i))
+            .map_or_else(String::new, |s| {
+                format!("  {:>22}", format!("{:.3} ms", s * 1e3))
+            });
+        println!(
+            "{:>3}  {:>9}  {:>11}  {:>13}{predicted}  [{}] -> [{}]",
+            i,
+            format!("{}..{}", segment.ops.start, segment.ops.end),
+            segment.param_bytes,
+            segment.macs,
+            names(&segment.inputs),
+            names(&segment.outputs)
+        );
+    }
+}
+
+/// Predicted seconds per inference of each segment on one simulated Edge TPU.
+fn predict_all(
+    cost_model: &EdgeTpuCostModel,
+    segments: &[Arc<[u8]>],
+) -> Result<Vec<f64>, Box<dyn Error>> {
+    let sim = SimulatedEdgeTpuBackend::new(cost_model.clone(), SimCompute::Skip);
+    Ok(segments
+        .iter()
+        .map(|p| sim.predict(p).map(|p| p.latency_s))
+        .collect::<Result<_, _>>()?)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1e3)
+}
+
+fn print_stats(stats: &PipelineStats, depths: &[usize], predictions: Option<&[f64]>) {
+    println!(
+        "{:>5}  {:>7}  {:>9}  {:>9}  {:>9}  {:>12}  {:>12}  {:>5}  device",
+        "stage", "invokes", "mean ms", "p50 ms", "p99 ms", "wait in ms", "wait out ms", "queue"
+    );
+    for (stage, depth) in stats.stages.iter().zip(depths) {
+        println!(
+            "{:>5}  {:>7}  {:>9}  {:>9}  {:>9}  {:>12}  {:>12}  {:>5}  {}",
+            stage.index,
+            stage.invokes,
+            ms(stage.latency_mean),
+            ms(stage.latency_p50),
+            ms(stage.latency_p99),
+            ms(stage.waiting_for_input),
+            ms(stage.waiting_for_room),
+            depth,
+            stage.instances.join(" | ")
+        );
+        let predicted = predictions.and_then(|p| p.get(stage.index));
+        if let Some(&predicted) = predicted {
+            // A simulated stage never runs faster than predicted; a much slower one was held
+            // up by the CPU (computing outputs, or too few cores for the stage threads).
+            if stage.latency_mean.as_secs_f64() > predicted * 1.5 + 1e-4 {
+                println!(
+                    "       stage {} took {} ms against {:.3} ms predicted (simulated): \
+                     limited by this machine's CPU, not by the simulated device",
+                    stage.index,
+                    ms(stage.latency_mean),
+                    predicted * 1e3
+                );
+            }
+        }
+    }
+    println!("queue = items waiting in front of the stage when the last input was pushed");
+}
+
+/// A `TensorInfo` for `random_tensor`, from a pipeline input spec.
+fn info(spec: &TensorSpec) -> TensorInfo {
+    TensorInfo {
+        name: spec.name.clone(),
+        element_type: spec.element_type,
+        shape: spec.shape.clone(),
+        byte_size: spec.byte_size,
+        quantization: None,
+    }
+}
+
+/// Runs every input through the whole model on one interpreter and compares each output
+/// with the pipeline's; returns how many items differ and the interpreter's items/s.
+fn check(
+    runtime: &Runtime,
+    whole: &[u8],
+    inputs: &[Vec<(String, Vec<u8>)>],
+    outputs: &[Output],
+    threads: usize,
+) -> Result<(usize, f64), Box<dyn Error>> {
+    let options = InterpreterOptions::default().with_threads(threads);
+    let mut interpreter = Interpreter::new(runtime, whole.to_vec(), &options)?;
+    let mut differ = 0;
+    let mut busy = Duration::ZERO;
+    for (item, output) in inputs.iter().zip(outputs) {
+        for (name, data) in item {
+            let index = interpreter.input_index(name)?;
+            interpreter.set_input(index, data)?;
+        }
+        let start = Instant::now();
+        interpreter.invoke()?;
+        busy += start.elapsed();
+        let mut same = true;
+        for (spec, data) in output.iter() {
+            let index = interpreter.output_index(&spec.name)?;
+            same &= interpreter.output(index)? == data;
+        }
+        if !same {
+            differ += 1;
+        }
+    }
+    Ok((differ, inputs.len() as f64 / busy.as_secs_f64()))
+}
+
+fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
+    let cost_model = match args.backend {
+        BackendKind::SimPcie => EdgeTpuCostModel::pcie_default(),
+        _ => EdgeTpuCostModel::usb_default(),
+    };
+    let simulated = matches!(args.backend, BackendKind::SimUsb | BackendKind::SimPcie);
+
+    // The whole model and its segments, or precompiled segment files.
+    let (whole, segments): (Option<Vec<u8>>, Vec<Arc<[u8]>>) = if args.model.contains(',') {
+        let files = args
+            .model
+            .split(',')
+            .map(|path| {
+                std::fs::read(path)
+                    .map(Arc::from)
+                    .map_err(|e| format!("{path}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if args.segments.is_some_and(|n| n != files.len()) {
+            return Err(format!("--segments differs from the {} files given", files.len()).into());
+        }
+        println!("{} segment files, used as given", files.len());
+        (None, files)
+    } else {
+        let segments = args
+            .segments
+            .ok_or(format!("--segments is required\n{USAGE}"))?;
+        let bytes = load_model(&args.model)?;
+        let model = Model::from_bytes(&bytes)?;
+        let graph = Graph::new(&model)?;
+        let plan = segmenter(&args.strategy, &cost_model)?.plan(&graph, segments)?;
+        let parts = plan
+            .extract(&graph)?
+            .iter()
+            .map(|m| m.to_bytes().map(Arc::from))
+            .collect::<Result<Vec<Arc<[u8]>>, _>>()?;
+        println!(
+            "{}: {} operators, {} segments ({} strategy)",
+            args.model,
+            model.operators.len(),
+            parts.len(),
+            plan.strategy
+        );
+        let predictions = if simulated {
+            Some(predict_all(&cost_model, &parts)?)
+        } else {
+            None
+        };
+        print_plan(&model, &plan, predictions.as_deref());
+        drop(graph);
+        drop(model);
+        (Some(bytes), parts)
+    };
+
+    // The backend.
+    let needs_runtime = match args.backend {
+        BackendKind::Cpu | BackendKind::EdgeTpu => true,
+        BackendKind::SimUsb | BackendKind::SimPcie => args.compute_on_cpu,
+    };
+    let runtime = needs_runtime.then(Runtime::load).transpose()?;
+    let computes = match args.backend {
+        BackendKind::Cpu => true,
+        BackendKind::SimUsb | BackendKind::SimPcie => args.compute_on_cpu,
+        BackendKind::EdgeTpu => false,
+    };
+    let backend: Box<dyn Backend> = match (args.backend, &runtime) {
+        (BackendKind::Cpu, Some(runtime)) => {
+            Box::new(CpuBackend::new(runtime.clone(), args.threads, false))
+        }
+        (BackendKind::SimUsb | BackendKind::SimPcie, runtime) => {
+            let compute = match (args.compute_on_cpu, runtime) {
+                (true, Some(runtime)) => SimCompute::Cpu {
+                    runtime: runtime.clone(),
+                    threads: args.threads,
+                },
+                _ => SimCompute::Skip,
+            };
+            Box::new(SimulatedEdgeTpuBackend::new(cost_model.clone(), compute))
+        }
+        (BackendKind::EdgeTpu, Some(runtime)) => {
+            let edgetpu = EdgeTpuRuntime::load()?;
+            Box::new(match &args.devices {
+                Some(selectors) => {
+                    EdgeTpuBackend::with_devices(runtime.clone(), edgetpu, selectors)?
+                }
+                None => EdgeTpuBackend::new(runtime.clone(), edgetpu)?,
+            })
+        }
+        (_, None) => return Err("the TFLite runtime did not load".into()),
+    };
+
+    // The pipeline: stage i on device i.
+    let mut builder = PipelineBuilder::new();
+    for (i, segment) in segments.iter().enumerate() {
+        builder = builder.stage(backend.prepare(Arc::clone(segment), i)?);
+    }
+    let pipeline = builder.build()?;
+
+    // Seeded random inputs.
+    let mut rng = SplitMix64::new(args.seed);
+    let inputs: Vec<Vec<(String, Vec<u8>)>> = (0..args.batch)
+        .map(|_| {
+            pipeline
+                .inputs()
+                .iter()
+                .map(|spec| Ok((spec.name.clone(), random_tensor(&info(spec), &mut rng)?)))
+                .collect::<Result<_, multitpu::Error>>()
+        })
+        .collect::<Result<_, _>>()?;
+
+    let start = Instant::now();
+    for item in &inputs {
+        let named: Vec<(&str, &[u8])> = item
+            .iter()
+            .map(|(name, data)| (name.as_str(), data.as_slice()))
+            .collect();
+        pipeline.push(&named)?;
+    }
+    let depths: Vec<usize> = pipeline
+        .stats()
+        .stages
+        .iter()
+        .map(|s| s.queue_depth)
+        .collect();
+    pipeline.close()?;
+    let outputs = (&pipeline)
+        .into_iter()
+        .collect::<Result<Vec<Output>, _>>()?;
+    let elapsed = start.elapsed();
+    let items_per_s = args.batch as f64 / elapsed.as_secs_f64();
+
+    let predictions = if simulated {
+        Some(predict_all(&cost_model, &segments)?)
+    } else {
+        None
+    };
+    print_stats(&pipeline.stats(), &depths, predictions.as_deref());
+    let marker = if simulated { " (simulated)" } else { "" };
+    println!(
+        "{} items in {} ms: {items_per_s:.1} items/s on the pipeline{marker}",
+        args.batch,
+        ms(elapsed)
+    );
+
+    if let (Some(predictions), Some(whole)) = (&predictions, &whole) {
+        let sim = SimulatedEdgeTpuBackend::new(cost_model.clone(), SimCompute::Skip);
+        let slowest = predictions.iter().copied().fold(0.0, f64::max);
+        let single = sim.predict(whole)?;
+        println!(
+            "bound (simulated): 1 / slowest predicted stage ({:.3} ms) = {:.1} items/s; \
+             measured/bound = {:.2}",
+            slowest * 1e3,
+            1.0 / slowest,
+            items_per_s * slowest
+        );
+        println!(
+            "whole model on one Edge TPU (simulated): {:.3} ms = {:.1} items/s \
+             ({:.2} MiB of parameters streamed per inference)",
+            single.latency_s * 1e3,
+            1.0 / single.latency_s,
+            single.off_chip_bytes as f64 / (1024.0 * 1024.0)
+        );
+        println!(
+            "speedup over one Edge TPU (simulated): bound {:.1}x, measured {:.1}x with {} devices",
+            single.latency_s / slowest,
+            items_per_s * single.latency_s,
+            segments.len()
+        );
+    }
+
+    let verdict = match (&whole, computes, &runtime) {
+        (Some(whole), true, Some(runtime)) => {
+            let (differ, single) = check(runtime, whole, &inputs, &outputs, args.threads)?;
+            if args.backend == BackendKind::Cpu {
+                println!(
+                    "whole model on one interpreter ({} thread{}): {single:.1} items/s",
+                    args.threads,
+                    if args.threads == 1 { "" } else { "s" }
+                );
+            }
+            if differ == 0 {
+                "identical".to_string()
+            } else {
+                format!("{differ} of {} differ", args.batch)
+            }
+        }
+        _ => "not checked".to_string(),
+    };
+    println!(
+        "pipeline: {} items, {items_per_s:.1} items/s, {verdict}",
+        args.batch
+    );
+    Ok(verdict == "identical" || verdict == "not checked")
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! The Edge TPU backend: every pipeline stage is a TFLite interpreter whose compiled segment
+//! runs on its own Coral Edge TPU.
+//!
+//! [`EdgeTpuBackend`] lists the attached devices once, when it is built, and pins stage `i`
+//! to device `i` of that list (or of the list of [`DeviceSelector`]s it was given). Each
+//! stage gets its own libedgetpu delegate, created for its device with the backend's options
+//! (such as [`Performance`]); the delegate moves into the stage's interpreter, which frees it
+//! after itself, so a delegate always outlives its interpreter.
+//!
+//! A device serves one stage at a time: preparing a second stage on a device that a live
+//! stage of the same backend holds fails with [`Error::DeviceTaken`], so a pipeline that
+//! would put two stages on one Edge TPU fails when it is built, not while it runs. The claim
+//! is released when the stage is dropped.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::backend::cpu::InterpreterStage;
+use crate::backend::edgetpu::{DeviceInfo, DeviceSelector, EdgeTpuRuntime};
+use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime};
+use crate::model::Model;
+use crate::model::edgetpu::is_compiled;
+use crate::pipeline::{Backend, Stage, TensorSpec};
+use crate::{Error, Result};
+
+/// libedgetpu's `Performance` option: the clock the Edge TPU runs at. `Max` needs the
+/// `libedgetpu1-max` build; with `libedgetpu1-std` the device runs at most at `High`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Performance {
+    /// Lowest clock.
+    Low,
+    /// Medium clock.
+    Medium,
+    /// High clock (the default of `libedgetpu1-std`).
+    High,
+    /// Maximum clock (500 MHz with `libedgetpu1-max`).
+    Max,
+}
+
+impl Performance {
+    /// The option value libedgetpu expects: `"Low"`, `"Medium"`, `"High"` or `"Max"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Performance::Low => "Low",
+            Performance::Medium => "Medium",
+            Performance::High => "High",
+            Performance::Max => "Max",
+        }
+    }
+}
+
+impl fmt::Display for Performance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Checks that `segment_model` is compiled for the Edge TPU (holds an `edgetpu-custom-op`);
+/// `index` is the device index the segment was meant for, named in the error.
+///
+/// An uncompiled segment would run entirely on the host CPU behind the delegate's back, so
+/// the backend refuses it with [`Error::NotCompiled`]. Malformed bytes give the reader's
+/// error.
+pub fn check_compiled(segment_model: &[u8], index: usize) -> Result<()> {
+    let model = Model::from_bytes(segment_model)?;
+    if is_compiled(&model) {
+        Ok(())
+    } else {
+        Err(Error::NotCompiled { index })
+    }
+}
+
+/// Resolves the devices stages are pinned to: every listed device in order when `selectors`
+/// is `None`, else the device each selector picks.
+///
+/// Errors with [`Error::NoDevice`] when nothing is attached or a selector matches nothing,
+/// and with [`Error::DeviceTaken`] when two selectors pick the same device.
+pub fn resolve_devices(
+    listed: &[DeviceInfo],
+    selectors: Option<&[DeviceSelector]>,
+) -> Result<Vec<DeviceInfo>> {
+    let Some(selectors) = selectors else {
+        if listed.is_empty() {
+            return Err(Error::NoDevice {
+                selector: String::new(),
+                available: 0,
+            });
+        }
+        return Ok(listed.to_vec());
+    };
+    let mut chosen: Vec<DeviceInfo> = Vec::with_capacity(selectors.len());
+    for (index, selector) in selectors.iter().enumerate() {
+        let device = selector.select(listed)?;
+        if chosen.contains(device) {
+            return Err(Error::DeviceTaken {
+                device: describe_device(device),
+                index,
+            });
+        }
+        chosen.push(device.clone());
+    }
+    Ok(chosen)
+}
+
+fn describe_device(device: &DeviceInfo) -> String {
+    format!("{} at `{}`", device.kind, device.path)
+}
+
+/// Which devices of a backend live stages hold, by position in the backend's device list.
+#[derive(Debug, Default)]
+struct Claims {
+    taken: Mutex<HashSet<usize>>,
+}
+
+impl Claims {
+    /// Claims device `index` until the returned guard is dropped.
+    fn claim(self: &Arc<Self>, index: usize, device: &DeviceInfo) -> Result<Claim> {
+        if !self.taken.lock().insert(index) {
+            return Err(Error::DeviceTaken {
+                device: describe_device(device),
+                index,
+            });
+        }
+        Ok(Claim {
+            claims: Arc::clone(self),
+            index,
+        })
+    }
+}
+
+/// A device held by one stage; released on drop.
+#[derive(Debug)]
+struct Claim {
+    claims: Arc<Claims>,
+    index: usize,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.claims.taken.lock().remove(&self.index);
+    }
+}
+
+/// Runs compiled segments on Coral Edge TPUs, one device per stage.
+pub struct EdgeTpuBackend {
+    tflite: Runtime,
+    edgetpu: EdgeTpuRuntime,
+    devices: Vec<DeviceInfo>,
+    options: Vec<(String, String)>,
+    interpreter_options: InterpreterOptions,
+    claims: Arc<Claims>,
+}
+
+impl fmt::Debug for EdgeTpuBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EdgeTpuBackend")
+            .field("devices", &self.devices)
+            .field("options", &self.options)
+            .field("interpreter_options", &self.interpreter_options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EdgeTpuBackend {
+    /// A backend over every attached Edge TPU, in libedgetpu's order: stage `i` runs on
+    /// device `i`. Errors with [`Error::NoDevice`] when none is attached.
+    pub fn new(tflite: Runtime, edgetpu: EdgeTpuRuntime) -> Result<Self> {
+        let devices = resolve_devices(&edgetpu.list_devices()?, None)?;
+        Ok(Self::with_resolved(tflite, edgetpu, devices))
+    }
+
+    /// A backend whose stage `i` runs on the device `selectors[i]` picks (Coral's device
+    /// strings: `""`, `":N"`, `"usb"`, `"usb:N"`, `"pci"`, `"pci:N"`). Errors with
+    /// [`Error::NoDevice`] when a selector matches nothing, and with [`Error::DeviceTaken`]
+    /// when two selectors pick the same device.
+    pub fn with_devices(
+        tflite: Runtime,
+        edgetpu: EdgeTpuRuntime,
+        selectors: &[DeviceSelector],
+    ) -> Result<Self> {
+        let devices = resolve_devices(&edgetpu.list_devices()?, Some(selectors))?;
+        Ok(Self::with_resolved(tflite, edgetpu, devices))
+    }
+
+    /// Loads both libraries the usual way ([`Runtime::load`], [`EdgeTpuRuntime::load`]) and
+    /// uses every attached device. A missing library gives [`Error::Library`].
+    pub fn load() -> Result<Self> {
+        Self::new(Runtime::load()?, EdgeTpuRuntime::load()?)
+    }
+
+    fn with_resolved(tflite: Runtime, edgetpu: EdgeTpuRuntime, devices: Vec<DeviceInfo>) -> Self {
+        EdgeTpuBackend {
+            tflite,
+            edgetpu,
+            devices,
+            options: Vec::new(),
+            interpreter_options: InterpreterOptions::default(),
+            claims: Arc::default(),
+        }
+    }
+
+    /// Adds a libedgetpu option given to every delegate, e.g. `("Usb.AlwaysDfu", "True")`.
+    /// A later value for the same name replaces the earlier one.
+    pub fn option(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let name = name.into();
+        self.options.retain(|(n, _)| *n != name);
+        self.options.push((name, value.into()));
+        self
+    }
+
+    /// Sets the `Performance` option (the device clock).
+    pub fn performance(self, performance: Performance) -> Self {
+        self.option("Performance", performance.as_str())
+    }
+
+    /// Options of the interpreters (threads for the operators left on the CPU).
+    pub fn interpreter_options(mut self, options: InterpreterOptions) -> Self {
+        self.interpreter_options = options;
+        self
+    }
+
+    /// The devices stages are pinned to: stage (device index) `i` runs on `devices()[i]`.
+    pub fn devices(&self) -> &[DeviceInfo] {
+        &self.devices
+    }
+}
+
+impl Backend for EdgeTpuBackend {
+    /// Loads a compiled segment onto device `device_index` of [`devices`](Self::devices).
+    ///
+    /// Errors: [`Error::NotCompiled`] for a segment without an `edgetpu-custom-op`,
+    /// [`Error::NoDevice`] for an index past the device list, [`Error::DeviceTaken`] when a
+    /// live stage of this backend holds the device, and [`Error::Runtime`] when libedgetpu
+    /// cannot open it (e.g. another process uses it) or TFLite cannot build the interpreter.
+    fn prepare(&self, segment_model: Arc<[u8]>, device_index: usize) -> Result<Box<dyn Stage>> {
+        check_compiled(&segment_model, device_index)?;
+        let device = self.devices.get(device_index).ok_or(Error::NoDevice {
+            selector: format!(":{device_index}"),
+            available: self.devices.len(),
+        })?;
+        let claim = self.claims.claim(device_index, device)?;
+        let options: Vec<(&str, &str)> = self
+            .options
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let delegate = self.edgetpu.create_delegate(device, &options)?;
+        let interpreter = Interpreter::with_edgetpu(
+            &self.tflite,
+            segment_model,
+            &self.interpreter_options,
+            delegate,
+        )?;
+        let description = format!(
+            "{} #{device_index} ({})",
+            self.name(),
+            describe_device(device)
+        );
+        Ok(Box::new(EdgeTpuStage {
+            inner: InterpreterStage::new(interpreter, description),
+            _claim: claim,
+        }))
+    }
+
+    fn name(&self) -> String {
+        "edgetpu".to_string()
+    }
+}
+
+/// One segment on one Edge TPU.
+struct EdgeTpuStage {
+    // Field order is the release order: the interpreter (and with it the delegate) goes
+    // first, then the device is released for another stage.
+    inner: InterpreterStage,
+    _claim: Claim,
+}
+
+impl Stage for EdgeTpuStage {
+    fn inputs(&self) -> &[TensorSpec] {
+        self.inner.inputs()
+    }
+
+    fn outputs(&self) -> &[TensorSpec] {
+        self.inner.outputs()
+    }
+
+    fn run(&mut self, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> Result<()> {
+        self.inner.run(inputs, outputs)
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::edgetpu::DeviceKind;
+
+    fn dev(kind: DeviceKind, path: &str) -> DeviceInfo {
+        DeviceInfo {
+            kind,
+            path: path.to_owned(),
+        }
+    }
+
+    fn selectors(list: &[&str]) -> Vec<DeviceSelector> {
+        list.iter().map(|s| s.parse().expect(s)).collect()
+    }
+
+    #[test]
+    fn all_devices_in_order_without_selectors() {
+        let listed = [dev(DeviceKind::Usb, "u0"), dev(DeviceKind::Pci, "p0")];
+        assert_eq!(resolve_devices(&listed, None).ok(), Some(listed.to_vec()));
+        let err = resolve_devices(&[], None).expect_err("nothing attached");
+        assert!(
+            matches!(err, Error::NoDevice { available: 0, .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn selectors_pick_devices_and_refuse_doubles() {
+        let listed = [
+            dev(DeviceKind::Usb, "u0"),
+            dev(DeviceKind::Pci, "p0"),
+            dev(DeviceKind::Usb, "u1"),
+        ];
+        let picked = resolve_devices(&listed, Some(&selectors(&["usb:1", "pci", ":0"])))
+            .expect("three distinct devices");
+        assert_eq!(
+            picked,
+            [listed[2].clone(), listed[1].clone(), listed[0].clone()]
+        );
+
+        // ":0" and "usb" are the same device.
+        let err = resolve_devices(&listed, Some(&selectors(&[":0", "usb"])))
+            .expect_err("one device twice");
+        match &err {
+            Error::DeviceTaken { device, index: 1 } => assert!(device.contains("u0"), "{err}"),
+            other => panic!("expected DeviceTaken, got {other:?}"),
+        }
+        let err = resolve_devices(&listed, Some(&selectors(&["pci:1"]))).expect_err("one PCIe");
+        assert!(
+            matches!(&err, Error::NoDevice { selector, available: 1 } if selector == "pci:1"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_claimed_device_is_refused_until_released() {
+        let claims = Arc::new(Claims::default());
+        let device = dev(DeviceKind::Usb, "u0");
+        let first = claims.claim(0, &device).expect("free");
+        let err = claims.claim(0, &device).expect_err("taken");
+        assert!(
+            matches!(err, Error::DeviceTaken { index: 0, .. }),
+            "{err:?}"
+        );
+        let other = claims.claim(1, &dev(DeviceKind::Usb, "u1"));
+        assert!(other.is_ok(), "another device is free");
+        drop(first);
+        assert!(claims.claim(0, &device).is_ok(), "released on drop");
+    }
+
+    #[test]
+    fn performance_option_values() {
+        let values: Vec<&str> = [
+            Performance::Low,
+            Performance::Medium,
+            Performance::High,
+            Performance::Max,
+        ]
+        .iter()
+        .map(|p| p.as_str())
+        .collect();
+        assert_eq!(values, ["Low", "Medium", "High", "Max"]);
+    }
+
+    #[test]
+    fn garbage_is_not_a_compiled_model() {
+        let err = check_compiled(b"not a model", 3).expect_err("garbage");
+        assert!(matches!(err, Error::Malformed { .. }), "{err:?}");
+    }
+}

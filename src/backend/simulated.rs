@@ -1,0 +1,449 @@
+//! A simulated Edge TPU backend: stages that take as long as the cost model predicts a real
+//! Edge TPU would, so a pipeline of N Edge TPUs can be studied on a machine without any.
+//!
+//! Each stage predicts, once when it is prepared, the latency of its whole segment on one
+//! Edge TPU ([`EdgeTpuCostModel::predict`] of [`SegmentWorkload::from_model`]). Every `run`
+//! then lasts that long: it computes (or skips) the outputs and then **waits** until the
+//! deadline `start + predicted`, without occupying a core (see [`wait_until`]).
+//!
+//! - [`SimCompute::Cpu`]: the outputs are computed for real by a TFLite CPU interpreter.
+//!   When the CPU is slower than the prediction, the run takes the CPU's time (there is
+//!   nothing left to wait for), and the pipeline's stage statistics show the longer latency.
+//! - [`SimCompute::Skip`]: nothing is computed; outputs are zero-filled with the right
+//!   shapes and sizes. Only the timing is simulated.
+//!
+//! Every stage's [`describe`](Stage::describe) starts with `simulated Edge TPU (usb)` (or
+//! `(pcie)`), so statistics and errors never pass a simulation off as a device.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::backend::cpu::InterpreterStage;
+use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime};
+use crate::model::Model;
+use crate::model::edgetpu::is_compiled;
+use crate::pipeline::{Backend, Stage, TensorSpec};
+use crate::profile::{EdgeTpuCostModel, Link, Prediction, SegmentWorkload};
+use crate::{Error, Result};
+
+/// How a simulated stage produces its outputs.
+#[derive(Debug, Clone)]
+pub enum SimCompute {
+    /// Computed by a TFLite CPU interpreter with `threads` kernel threads.
+    Cpu {
+        /// The TFLite runtime the interpreters run on.
+        runtime: Runtime,
+        /// Kernel threads per interpreter (at least 1).
+        threads: usize,
+    },
+    /// Not computed: outputs are zero-filled.
+    Skip,
+}
+
+/// Stages that take the time a real Edge TPU would take, per [`EdgeTpuCostModel`].
+///
+/// `device_index` only labels the stages: simulated devices are unlimited and independent.
+///
+/// ```
+/// use std::sync::Arc;
+/// use multitpu::backend::{SimCompute, SimulatedEdgeTpuBackend};
+/// use multitpu::model::{Graph, paper};
+/// use multitpu::pipeline::{Backend, PipelineBuilder};
+/// use multitpu::profile::EdgeTpuCostModel;
+/// use multitpu::segment::{Segmenter, UniformByParams};
+///
+/// # fn main() -> Result<(), multitpu::Error> {
+/// let model = paper::fc(1000)?;
+/// let graph = Graph::new(&model)?;
+/// let backend = SimulatedEdgeTpuBackend::new(EdgeTpuCostModel::usb_default(), SimCompute::Skip);
+/// let mut builder = PipelineBuilder::new();
+/// for (i, segment) in UniformByParams.plan(&graph, 2)?.extract(&graph)?.iter().enumerate() {
+///     let stage = backend.prepare(Arc::from(segment.to_bytes()?), i)?;
+///     assert!(stage.describe().starts_with("simulated Edge TPU (usb)"));
+///     builder = builder.stage(stage);
+/// }
+/// let pipeline = builder.build()?;
+/// let input = pipeline.inputs()[0].clone();
+/// pipeline.push(&[(&input.name, &vec![0; input.byte_size])])?;
+/// let output = pipeline.pop()?.expect("one item");
+/// assert!(output.tensor(0).expect("one output").iter().all(|&b| b == 0));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SimulatedEdgeTpuBackend {
+    /// The model that predicts each segment's latency; its `link` says USB or PCIe.
+    pub cost_model: EdgeTpuCostModel,
+    /// Whether outputs are computed on the CPU or skipped.
+    pub compute: SimCompute,
+}
+
+impl SimulatedEdgeTpuBackend {
+    /// A backend over `cost_model` (e.g. [`EdgeTpuCostModel::usb_default`]).
+    pub fn new(cost_model: EdgeTpuCostModel, compute: SimCompute) -> Self {
+        SimulatedEdgeTpuBackend {
+            cost_model,
+            compute,
+        }
+    }
+
+    /// What the cost model predicts for one inference of the whole model in
+    /// `segment_model` on one Edge TPU. Errors if the bytes are not a model, or if the model
+    /// is already compiled for the Edge TPU (its work is hidden in the compiled program).
+    pub fn predict(&self, segment_model: &[u8]) -> Result<Prediction> {
+        let model = Model::from_bytes(segment_model)?;
+        predict_uncompiled(&self.cost_model, &model)
+    }
+}
+
+/// Short name of a link in stage descriptions.
+fn link_name(link: Link) -> &'static str {
+    match link {
+        Link::Usb3 => "usb",
+        Link::Pcie => "pcie",
+    }
+}
+
+fn predict_uncompiled(cost_model: &EdgeTpuCostModel, model: &Model<'_>) -> Result<Prediction> {
+    if is_compiled(model) {
+        return Err(Error::unsupported(
+            "a model compiled for the Edge TPU cannot be simulated: give the segment before \
+             edgetpu_compiler",
+        ));
+    }
+    Ok(cost_model.predict(&SegmentWorkload::from_model(
+        model,
+        0..model.operators.len(),
+    )))
+}
+
+/// The input and output specs of a model, read from the file (for stages without an
+/// interpreter). Errors on tensors without a static size.
+fn model_specs(model: &Model<'_>) -> Result<(Vec<TensorSpec>, Vec<TensorSpec>)> {
+    let spec = |t: usize| -> Result<TensorSpec> {
+        let tensor = model
+            .tensors
+            .get(t)
+            .ok_or_else(|| Error::invalid("segment model", format!("no tensor {t}")))?;
+        let shape = tensor
+            .shape
+            .iter()
+            .map(|&d| usize::try_from(d))
+            .collect::<std::result::Result<Vec<usize>, _>>()
+            .map_err(|_| {
+                Error::unsupported(format!(
+                    "tensor `{}` has a dynamic shape {:?}",
+                    tensor.name, tensor.shape
+                ))
+            })?;
+        let byte_size = tensor.byte_size().ok_or_else(|| {
+            Error::unsupported(format!(
+                "tensor `{}` of type {:?} has no fixed byte size",
+                tensor.name, tensor.element_type
+            ))
+        })?;
+        Ok(TensorSpec::new(
+            tensor.name.as_ref(),
+            tensor.element_type,
+            shape,
+            byte_size,
+        ))
+    };
+    let inputs = model
+        .inputs
+        .iter()
+        .map(|&t| spec(t))
+        .collect::<Result<_>>()?;
+    let outputs = model
+        .outputs
+        .iter()
+        .map(|&t| spec(t))
+        .collect::<Result<_>>()?;
+    Ok((inputs, outputs))
+}
+
+impl Backend for SimulatedEdgeTpuBackend {
+    fn prepare(&self, segment_model: Arc<[u8]>, device_index: usize) -> Result<Box<dyn Stage>> {
+        let model = Model::from_bytes(&segment_model)?;
+        let prediction = predict_uncompiled(&self.cost_model, &model)?;
+        let predicted = Duration::try_from_secs_f64(prediction.latency_s).map_err(|_| {
+            Error::invalid(
+                "cost model",
+                format!(
+                    "predicted latency {} s is not a duration",
+                    prediction.latency_s
+                ),
+            )
+        })?;
+        let (specs, compute, how) = match &self.compute {
+            SimCompute::Cpu { runtime, threads } => {
+                let (inputs, outputs) = model_specs(&model)?;
+                drop(model);
+                let options = InterpreterOptions::default().with_threads(*threads);
+                let interpreter = Interpreter::new(runtime, segment_model, &options)?;
+                let stage = InterpreterStage::new(interpreter, "");
+                if stage.inputs() != inputs || stage.outputs() != outputs {
+                    return Err(Error::invalid(
+                        "segment model",
+                        "TFLite reports other input or output tensors than the file",
+                    ));
+                }
+                let how = format!(
+                    "outputs computed on the CPU, {threads} thread{}",
+                    if *threads == 1 { "" } else { "s" }
+                );
+                ((inputs, outputs), Some(stage), how)
+            }
+            SimCompute::Skip => (
+                model_specs(&model)?,
+                None,
+                "outputs skipped (zero-filled)".to_string(),
+            ),
+        };
+        let description = format!(
+            "simulated Edge TPU ({}) #{device_index}, predicted {:.3} ms, {how}",
+            link_name(self.cost_model.link),
+            predicted.as_secs_f64() * 1e3,
+        );
+        Ok(Box::new(SimulatedStage {
+            inputs: specs.0,
+            outputs: specs.1,
+            predicted,
+            compute,
+            description,
+        }))
+    }
+
+    fn name(&self) -> String {
+        format!("simulated-edgetpu-{}", link_name(self.cost_model.link))
+    }
+}
+
+/// One segment on one simulated Edge TPU.
+struct SimulatedStage {
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+    predicted: Duration,
+    compute: Option<InterpreterStage>,
+    description: String,
+}
+
+impl fmt::Debug for SimulatedStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimulatedStage")
+            .field("description", &self.description)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stage for SimulatedStage {
+    fn inputs(&self) -> &[TensorSpec] {
+        &self.inputs
+    }
+
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
+
+    fn run(&mut self, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> Result<()> {
+        let deadline = Instant::now() + self.predicted;
+        match &mut self.compute {
+            Some(stage) => stage.run(inputs, outputs)?,
+            None => {
+                if inputs.len() != self.inputs.len() || outputs.len() != self.outputs.len() {
+                    return Err(Error::invalid(
+                        "stage run",
+                        format!(
+                            "{} takes {} inputs and {} outputs, got {} and {}",
+                            self.description,
+                            self.inputs.len(),
+                            self.outputs.len(),
+                            inputs.len(),
+                            outputs.len()
+                        ),
+                    ));
+                }
+                for (spec, data) in self.inputs.iter().zip(inputs) {
+                    check_size(spec, data.len())?;
+                }
+                for (spec, out) in self.outputs.iter().zip(outputs.iter_mut()) {
+                    check_size(spec, out.len())?;
+                    out.fill(0);
+                }
+            }
+        }
+        wait_until(deadline);
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+}
+
+fn check_size(spec: &TensorSpec, actual: usize) -> Result<()> {
+    if actual == spec.byte_size {
+        Ok(())
+    } else {
+        Err(Error::TensorSize {
+            tensor: spec.name.clone(),
+            expected: spec.byte_size,
+            actual,
+        })
+    }
+}
+
+/// How long before a deadline [`wait_until`] stops sleeping and polls instead.
+///
+/// On Linux, with the thread's timer slack lowered to 1 ns, a sleep on this machine (a
+/// shared 2-core VM) overshoots by about 20 µs (p90 25 µs); with the default 50 µs slack,
+/// by 70–110 µs. The margin covers the typical overshoot, so most runs end within a few
+/// microseconds of the deadline while polling for at most this long.
+pub const SPIN_MARGIN: Duration = Duration::from_micros(50);
+
+/// Blocks the calling thread until `deadline`, precisely and mostly without using the CPU.
+///
+/// Sleeps until `SPIN_MARGIN` before the deadline, then polls the clock, yielding the core
+/// to any other runnable thread between polls. On Linux the thread's timer slack is first
+/// set to 1 ns (once per thread, `prctl(PR_SET_TIMERSLACK)`), so the kernel does not round
+/// the sleep up by its default 50 µs; this changes only the calling thread, which in a
+/// pipeline is the stage's own thread. Returns at once if the deadline has passed.
+pub fn wait_until(deadline: Instant) {
+    precise_timers();
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return;
+        }
+        let left = deadline - now;
+        if left > SPIN_MARGIN {
+            std::thread::sleep(left - SPIN_MARGIN);
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn precise_timers() {
+    use std::cell::Cell;
+    thread_local! {
+        static DONE: Cell<bool> = const { Cell::new(false) };
+    }
+    if !DONE.get() {
+        // SAFETY: PR_SET_TIMERSLACK takes one integer argument (the slack in ns) and only
+        // changes a scheduling attribute of the calling thread; no memory is passed. A
+        // failure (non-zero result) leaves the default slack, which is only less precise.
+        let _ = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
+        DONE.set(true);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn precise_timers() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::paper;
+
+    fn fc_bytes(hidden: usize) -> Arc<[u8]> {
+        let model = paper::fc(hidden).expect("paper model");
+        model.to_bytes().expect("serializes").into()
+    }
+
+    #[test]
+    fn waits_until_the_deadline() {
+        for micros in [0u64, 30, 200, 1500] {
+            let start = Instant::now();
+            let deadline = start + Duration::from_micros(micros);
+            wait_until(deadline);
+            assert!(Instant::now() >= deadline, "returned early for {micros} µs");
+        }
+        // A deadline in the past returns at once (and does not panic on the subtraction).
+        wait_until(Instant::now() - Duration::from_millis(1));
+    }
+
+    #[test]
+    fn skip_stage_zero_fills_with_the_model_shapes() {
+        let bytes = fc_bytes(100);
+        let backend =
+            SimulatedEdgeTpuBackend::new(EdgeTpuCostModel::usb_default(), SimCompute::Skip);
+        assert_eq!(backend.name(), "simulated-edgetpu-usb");
+        let mut stage = backend.prepare(Arc::clone(&bytes), 2).expect("prepares");
+        assert!(
+            stage.describe().starts_with("simulated Edge TPU (usb) #2"),
+            "{}",
+            stage.describe()
+        );
+        assert_eq!(stage.inputs().len(), 1);
+        assert_eq!(stage.inputs()[0].shape, [1, 64]);
+        assert_eq!(stage.inputs()[0].byte_size, 64 * 4);
+        assert_eq!(stage.outputs()[0].shape, [1, 10]);
+        assert_eq!(stage.outputs()[0].byte_size, 10 * 4);
+
+        let predicted = backend.predict(&bytes).expect("predicts").latency_s;
+        assert!(predicted > 0.0);
+        let input = vec![7u8; 256];
+        let mut output = vec![0xAAu8; 40];
+        let start = Instant::now();
+        stage
+            .run(&[&input], &mut [&mut output])
+            .expect("runs without computing");
+        assert!(
+            start.elapsed().as_secs_f64() >= predicted,
+            "a run lasts at least the prediction"
+        );
+        assert!(output.iter().all(|&b| b == 0), "zero-filled");
+    }
+
+    #[test]
+    fn skip_stage_checks_its_arguments() {
+        let backend =
+            SimulatedEdgeTpuBackend::new(EdgeTpuCostModel::pcie_default(), SimCompute::Skip);
+        let mut stage = backend.prepare(fc_bytes(16), 0).expect("prepares");
+        assert!(stage.describe().starts_with("simulated Edge TPU (pcie)"));
+        let mut output = vec![0u8; 40];
+        let err = stage
+            .run(&[&[0u8; 3]], &mut [&mut output])
+            .expect_err("short input");
+        assert!(
+            matches!(
+                &err,
+                Error::TensorSize {
+                    expected: 256,
+                    actual: 3,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = stage.run(&[], &mut [&mut output]).expect_err("no input");
+        assert!(matches!(err, Error::Invalid { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn prediction_grows_with_the_model() {
+        let backend =
+            SimulatedEdgeTpuBackend::new(EdgeTpuCostModel::usb_default(), SimCompute::Skip);
+        let small = backend.predict(&fc_bytes(100)).expect("small").latency_s;
+        let large = backend.predict(&fc_bytes(2000)).expect("large").latency_s;
+        assert!(
+            large > 2.0 * small,
+            "fc 2000 ({large} s) vs fc 100 ({small} s)"
+        );
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        let backend =
+            SimulatedEdgeTpuBackend::new(EdgeTpuCostModel::usb_default(), SimCompute::Skip);
+        let result = backend.prepare(Arc::from(&b"garbage"[..]), 0);
+        assert!(
+            matches!(result, Err(Error::Malformed { .. })),
+            "{:?}",
+            result.map(|stage| stage.describe())
+        );
+    }
+}

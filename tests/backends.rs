@@ -1,0 +1,308 @@
+//! The Edge TPU and simulated Edge TPU backends as pipeline stages, on the real TFLite 2.9
+//! runtime and real models.
+//!
+//! Needs `MULTITPU_TFLITE_LIB` and `MULTITPU_TEST_MODELS` (see `tests/common`). Tests that
+//! need Coral devices are ignored and say which devices they need.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+
+use multitpu::Error;
+use multitpu::backend::edgetpu_backend::check_compiled;
+use multitpu::backend::{
+    CpuBackend, DeviceSelector, EdgeTpuBackend, EdgeTpuRuntime, Interpreter, InterpreterOptions,
+    Performance, Runtime, SimCompute, SimulatedEdgeTpuBackend,
+};
+use multitpu::model::{Graph, Model, paper};
+use multitpu::pipeline::{Backend, PipelineBuilder};
+use multitpu::profile::EdgeTpuCostModel;
+use multitpu::segment::{Segmenter, UniformByParams};
+
+const MOBILENET: &str = "mobilenet_v1_0.25_128_quant.tflite";
+const MOBILENET_EDGETPU: &str = "mobilenet_v1_0.25_128_quant_edgetpu.tflite";
+const SSD_SEGMENTS: [&str; 2] = [
+    "ssd_mobilenet_v2_coco_quant_postprocess_segment_0_of_2_edgetpu.tflite",
+    "ssd_mobilenet_v2_coco_quant_postprocess_segment_1_of_2_edgetpu.tflite",
+];
+
+/// The segments of a paper fc model, serialized.
+fn fc_segments(hidden: usize, count: usize) -> (Arc<[u8]>, Vec<Arc<[u8]>>) {
+    let model = paper::fc(hidden).unwrap();
+    let whole: Arc<[u8]> = model.to_bytes().unwrap().into();
+    let graph = Graph::new(&model).unwrap();
+    let plan = UniformByParams.plan(&graph, count).unwrap();
+    let segments = plan
+        .extract(&graph)
+        .unwrap()
+        .iter()
+        .map(|m| Arc::from(m.to_bytes().unwrap()))
+        .collect();
+    (whole, segments)
+}
+
+/// What the whole model computes for `input` on one CPU interpreter.
+fn reference(runtime: &Runtime, whole: &Arc<[u8]>, input: &[u8]) -> Vec<u8> {
+    let mut interpreter =
+        Interpreter::new(runtime, Arc::clone(whole), &InterpreterOptions::default()).unwrap();
+    interpreter.set_input(0, input).unwrap();
+    interpreter.invoke().unwrap();
+    interpreter.output(0).unwrap().to_vec()
+}
+
+/// Float inputs in [-1, 1) for the paper's fc model, different for each `i`.
+fn fc_input(i: usize) -> Vec<u8> {
+    (0..64)
+        .flat_map(|k| {
+            let x = (((k * 37 + i * 11) % 200) as f32 / 100.0) - 1.0;
+            x.to_le_bytes()
+        })
+        .collect()
+}
+
+#[test]
+fn simulated_cpu_pipeline_matches_the_whole_model() {
+    let Some(runtime) = common::tflite_runtime() else {
+        return;
+    };
+    let (whole, segments) = fc_segments(300, 3);
+    let backend = SimulatedEdgeTpuBackend::new(
+        EdgeTpuCostModel::usb_default(),
+        SimCompute::Cpu {
+            runtime: runtime.clone(),
+            threads: 1,
+        },
+    );
+    let mut builder = PipelineBuilder::new();
+    for (i, segment) in segments.iter().enumerate() {
+        let stage = backend.prepare(Arc::clone(segment), i).unwrap();
+        assert!(
+            stage.describe().starts_with("simulated Edge TPU (usb)"),
+            "{}",
+            stage.describe()
+        );
+        builder = builder.stage(stage);
+    }
+    let pipeline = builder.build().unwrap();
+    let name = pipeline.inputs()[0].name.clone();
+    let inputs: Vec<Vec<u8>> = (0..6).map(fc_input).collect();
+    for input in &inputs {
+        pipeline.push(&[(&name, input)]).unwrap();
+    }
+    pipeline.close().unwrap();
+    let outputs: Vec<Vec<u8>> = (&pipeline)
+        .into_iter()
+        .map(|o| o.unwrap().tensor(0).unwrap().to_vec())
+        .collect();
+    let expected: Vec<Vec<u8>> = inputs
+        .iter()
+        .map(|input| reference(&runtime, &whole, input))
+        .collect();
+    assert!(expected.windows(2).any(|w| w[0] != w[1]), "outputs vary");
+    assert_eq!(outputs, expected);
+    let stats = pipeline.stats();
+    assert!(stats.stages.iter().all(|s| s.invokes == 6));
+    // Every stage lasts at least its prediction.
+    for (stage, segment) in stats.stages.iter().zip(&segments) {
+        let predicted = backend.predict(segment).unwrap().latency_s;
+        assert!(
+            stage.latency_mean.as_secs_f64() >= predicted,
+            "stage {}: mean {:?} < predicted {predicted} s",
+            stage.index,
+            stage.latency_mean
+        );
+    }
+}
+
+#[test]
+fn skipped_outputs_have_the_interpreters_shapes() {
+    let Some((runtime, bytes)) = common::runtime_and_model(MOBILENET) else {
+        return;
+    };
+    let bytes: Arc<[u8]> = bytes.into();
+    let skip = SimulatedEdgeTpuBackend::new(EdgeTpuCostModel::usb_default(), SimCompute::Skip)
+        .prepare(Arc::clone(&bytes), 0)
+        .unwrap();
+    let cpu = CpuBackend::new(runtime, 1, false)
+        .prepare(bytes, 0)
+        .unwrap();
+    assert_eq!(skip.inputs(), cpu.inputs());
+    assert_eq!(skip.outputs(), cpu.outputs());
+}
+
+#[test]
+fn simulation_refuses_compiled_models() {
+    let Some(bytes) = common::model_bytes(MOBILENET_EDGETPU) else {
+        return;
+    };
+    let backend = SimulatedEdgeTpuBackend::new(EdgeTpuCostModel::usb_default(), SimCompute::Skip);
+    let result = backend.prepare(bytes.into(), 0);
+    assert!(
+        matches!(&result, Err(Error::Unsupported { feature }) if feature.contains("compiled")),
+        "{:?}",
+        result.map(|s| s.describe())
+    );
+}
+
+#[test]
+fn edgetpu_backend_refuses_uncompiled_segments() {
+    let (Some(plain), Some(compiled)) = (
+        common::model_bytes(MOBILENET),
+        common::model_bytes(MOBILENET_EDGETPU),
+    ) else {
+        return;
+    };
+    let err = check_compiled(&plain, 2).expect_err("a CPU model");
+    assert!(matches!(err, Error::NotCompiled { index: 2 }), "{err:?}");
+    assert!(err.to_string().contains("edgetpu_compiler"), "{err}");
+    check_compiled(&compiled, 0).expect("compiled for the Edge TPU");
+    for name in SSD_SEGMENTS {
+        let bytes = common::model_bytes(name).unwrap();
+        check_compiled(&bytes, 0).expect(name);
+    }
+    // The paper's models, cut by multitpu, are not compiled either.
+    let (_, segments) = fc_segments(100, 2);
+    for (i, segment) in segments.iter().enumerate() {
+        let err = check_compiled(segment, i).expect_err("uncompiled segment");
+        assert!(matches!(err, Error::NotCompiled { index } if index == i));
+    }
+}
+
+/// Env var that makes `missing_library_child` act; set only by `missing_library_is_typed`.
+const CHILD_ENV: &str = "MULTITPU_TEST_MISSING_EDGETPU_CHILD";
+
+#[test]
+fn missing_library_is_typed() {
+    // `EdgeTpuBackend::load` reads `MULTITPU_EDGETPU_LIB` once per process, so the check runs
+    // in a child process of this test binary with the variable pointing nowhere.
+    let exe = std::env::current_exe().unwrap();
+    let output = Command::new(exe)
+        .args(["--exact", "missing_library_child", "--nocapture"])
+        .env(CHILD_ENV, "1")
+        .env("MULTITPU_EDGETPU_LIB", "/nonexistent/libedgetpu.so.1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "child failed:\n{stdout}");
+    assert!(
+        stdout.contains("CHILD: Library error"),
+        "child did not run the check:\n{stdout}"
+    );
+}
+
+#[test]
+fn missing_library_child() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return; // runs only as the child of `missing_library_is_typed`
+    }
+    let err = EdgeTpuBackend::load().expect_err("no libedgetpu at that path");
+    match &err {
+        Error::Library(_) => println!("CHILD: Library error: {err}"),
+        other => panic!("expected Error::Library, got {other:?}"),
+    }
+    assert!(err.to_string().contains("MULTITPU_EDGETPU_LIB"), "{err}");
+}
+
+fn edgetpu_backend() -> EdgeTpuBackend {
+    let runtime = common::tflite_runtime().expect("MULTITPU_TFLITE_LIB");
+    let edgetpu = EdgeTpuRuntime::load().expect("libedgetpu (MULTITPU_EDGETPU_LIB)");
+    EdgeTpuBackend::new(runtime, edgetpu)
+        .expect("at least one Edge TPU")
+        .performance(Performance::High)
+}
+
+#[test]
+#[ignore = "needs libedgetpu and one Coral Edge TPU (USB or PCIe)"]
+fn edgetpu_stage_runs_a_compiled_model_and_holds_its_device() {
+    let backend = edgetpu_backend();
+    let bytes: Arc<[u8]> = common::model_bytes(MOBILENET_EDGETPU).unwrap().into();
+    let mut stage = backend.prepare(Arc::clone(&bytes), 0).unwrap();
+    assert!(
+        stage.describe().starts_with("edgetpu #0"),
+        "{}",
+        stage.describe()
+    );
+    let input = common::pattern(stage.inputs()[0].byte_size);
+    let mut output = vec![0u8; stage.outputs()[0].byte_size];
+    stage.run(&[&input], &mut [&mut output]).unwrap();
+    assert!(output.iter().any(|&b| b != 0), "some class scores");
+    let err = backend
+        .prepare(Arc::clone(&bytes), 0)
+        .map(|s| s.describe())
+        .expect_err("device 0 is taken");
+    assert!(
+        matches!(err, Error::DeviceTaken { index: 0, .. }),
+        "{err:?}"
+    );
+    drop(stage);
+    backend.prepare(bytes, 0).expect("released with the stage");
+}
+
+#[test]
+#[ignore = "needs libedgetpu and two Coral Edge TPUs (USB or PCIe)"]
+fn edgetpu_pipeline_runs_compiled_segments_on_two_devices() {
+    let backend = edgetpu_backend();
+    assert!(backend.devices().len() >= 2, "two Edge TPUs");
+    let mut builder = PipelineBuilder::new();
+    for (i, name) in SSD_SEGMENTS.iter().enumerate() {
+        let bytes = common::model_bytes(name).unwrap();
+        builder = builder.stage(backend.prepare(bytes.into(), i).unwrap());
+    }
+    let pipeline = builder.build().unwrap();
+    let inputs: Vec<(String, Vec<u8>)> = pipeline
+        .inputs()
+        .iter()
+        .map(|spec| (spec.name.clone(), common::pattern(spec.byte_size)))
+        .collect();
+    for _ in 0..4 {
+        let named: Vec<(&str, &[u8])> = inputs
+            .iter()
+            .map(|(n, d)| (n.as_str(), d.as_slice()))
+            .collect();
+        pipeline.push(&named).unwrap();
+    }
+    pipeline.close().unwrap();
+    let outputs: Vec<_> = (&pipeline).into_iter().collect::<Result<_, _>>().unwrap();
+    assert_eq!(outputs.len(), 4);
+    assert!(
+        outputs.windows(2).all(|w| w[0].tensor(0) == w[1].tensor(0)),
+        "same input, same output"
+    );
+}
+
+#[test]
+#[ignore = "needs libedgetpu and two Coral USB Edge TPUs"]
+fn two_selectors_for_one_device_fail_at_build_time() {
+    let runtime = common::tflite_runtime().unwrap();
+    let edgetpu = EdgeTpuRuntime::load().unwrap();
+    let selectors: Vec<DeviceSelector> = ["usb:0", "usb:1"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    EdgeTpuBackend::with_devices(runtime.clone(), edgetpu.clone(), &selectors)
+        .expect("two USB devices");
+    let same: Vec<DeviceSelector> = ["usb:0", ":0"].iter().map(|s| s.parse().unwrap()).collect();
+    let err = EdgeTpuBackend::with_devices(runtime, edgetpu, &same).expect_err("one device twice");
+    assert!(
+        matches!(err, Error::DeviceTaken { index: 1, .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn model_helpers_build_valid_segments() {
+    // Guards the helpers above: the segments chain into the whole model's interface.
+    let (whole, segments) = fc_segments(64, 2);
+    let whole = Model::from_bytes(&whole).unwrap();
+    let first = Model::from_bytes(&segments[0]).unwrap();
+    let last = Model::from_bytes(&segments[1]).unwrap();
+    assert_eq!(
+        first.tensors[first.inputs[0]].name,
+        whole.tensors[whole.inputs[0]].name
+    );
+    assert_eq!(
+        last.tensors[last.outputs[0]].name,
+        whole.tensors[whole.outputs[0]].name
+    );
+}
