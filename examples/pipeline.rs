@@ -6,6 +6,9 @@
 //!     [--compute skip|cpu] [--devices D0,D1,...] [--seed S]
 //! ```
 //!
+//! Strategies: `profiled` (default), `uniform`, `uniform-ops`, `libcoral`; the profiling ones
+//! use the Edge TPU cost model of the chosen link.
+//!
 //! MODEL is a `.tflite` file, `fc:N` or `conv:F` (the paper's models, built in memory), or,
 //! for `--backend edgetpu`, a comma-separated list of segment files already compiled with
 //! `edgetpu_compiler` (used as they are, in order).
@@ -38,7 +41,7 @@ use multitpu::model::builder::SplitMix64;
 use multitpu::model::{Graph, Model, paper};
 use multitpu::pipeline::{Backend, Output, PipelineBuilder, PipelineStats, TensorSpec};
 use multitpu::profile::EdgeTpuCostModel;
-use multitpu::segment::{Plan, Segmenter, UniformByParams};
+use multitpu::segment;
 use multitpu::verify::random_tensor;
 
 const USAGE: &str = "usage: pipeline MODEL --segments N [--strategy S] \
@@ -70,7 +73,7 @@ fn parse_args() -> Result<Args, String> {
     let mut parsed = Args {
         model: String::new(),
         segments: None,
-        strategy: "uniform".to_string(),
+        strategy: "profiled".to_string(),
         backend: BackendKind::Cpu,
         batch: 50,
         threads: 1,
@@ -139,14 +142,6 @@ fn parse_args() -> Result<Args, String> {
     Ok(parsed)
 }
 
-/// The segmentation strategies, by the name `--strategy` takes: one line per strategy.
-fn segmenter(name: &str, _cost_model: &EdgeTpuCostModel) -> Result<Box<dyn Segmenter>, String> {
-    match name {
-        "uniform" => Ok(Box::new(UniformByParams)),
-        other => Err(format!("unknown strategy `{other}` (known: uniform)")),
-    }
-}
-
 /// The whole model's bytes: a file, or one of the paper's models built in memory.
 fn load_model(spec: &str) -> Result<Vec<u8>, Box<dyn Error>> {
     let size = |s: &str| -> Result<usize, String> {
@@ -161,41 +156,6 @@ fn load_model(spec: &str) -> Result<Vec<u8>, Box<dyn Error>> {
         return Ok(std::fs::read(spec).map_err(|e| format!("{spec}: {e}"))?);
     };
     Ok(model.to_bytes()?)
-}
-
-fn print_plan(model: &Model<'_>, plan: &Plan, predictions: Option<&[f64]>) {
-    let names = |tensors: &[usize]| {
-        tensors
-            .iter()
-            .map(|&t| model.tensors[t].name.as_ref())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let predicted_header = if predictions.is_some() {
-        format!("  {:>22}", "predicted (simulated)")
-    } else {
-        String::new()
-    };
-    println!(
-        "{:>3}  {:>9}  {:>11}  {:>13}{predicted_header}  inputs -> outputs",
-        "seg", "ops", "param bytes", "MACs"
-    );
-    for (i, segment) in plan.segments.iter().enumerate() {
-        let predicted = predictions
-            .and_then(|p| p.get(i))
-            .map_or_else(String::new, |s| {
-                format!("  {:>22}", format!("{:.3} ms", s * 1e3))
-            });
-        println!(
-            "{:>3}  {:>9}  {:>11}  {:>13}{predicted}  [{}] -> [{}]",
-            i,
-            format!("{}..{}", segment.ops.start, segment.ops.end),
-            segment.param_bytes,
-            segment.macs,
-            names(&segment.inputs),
-            names(&segment.outputs)
-        );
-    }
 }
 
 /// Predicted seconds per inference of each segment on one simulated Edge TPU.
@@ -324,7 +284,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         let bytes = load_model(&args.model)?;
         let model = Model::from_bytes(&bytes)?;
         let graph = Graph::new(&model)?;
-        let plan = segmenter(&args.strategy, &cost_model)?.plan(&graph, segments)?;
+        let mut plan = segment::strategy(&args.strategy, &cost_model)?.plan(&graph, segments)?;
         let parts = plan
             .extract(&graph)?
             .iter()
@@ -337,12 +297,10 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
             parts.len(),
             plan.strategy
         );
-        let predictions = if simulated {
-            Some(predict_all(&cost_model, &parts)?)
-        } else {
-            None
-        };
-        print_plan(&model, &plan, predictions.as_deref());
+        if simulated && plan.bottleneck_s().is_none() {
+            plan.with_predictions(&model, &cost_model)?;
+        }
+        print!("{}", plan.table(&model, "predicted (simulated)"));
         drop(graph);
         drop(model);
         (Some(bytes), parts)

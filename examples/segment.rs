@@ -28,7 +28,7 @@ use std::process::ExitCode;
 use multitpu::backend::tflite::Runtime;
 use multitpu::model::{Graph, Model};
 use multitpu::profile::{CpuProfiler, EdgeTpuCostModel, Profiler};
-use multitpu::segment::{LibcoralSearch, Plan, Profiled, Segmenter, UniformByOps, UniformByParams};
+use multitpu::segment::{self, LibcoralSearch, Profiled, Segmenter};
 use multitpu::verify::verify_chain;
 
 struct Args {
@@ -119,60 +119,14 @@ impl Source {
     }
 }
 
-fn segmenter(name: &str, source: &Source) -> Result<Box<dyn Segmenter>, String> {
+fn segmenter(name: &str, source: &Source) -> Result<Box<dyn Segmenter>, Box<dyn Error>> {
     match (name, source) {
-        ("uniform", _) => Ok(Box::new(UniformByParams)),
-        ("uniform-ops", _) => Ok(Box::new(UniformByOps)),
-        // The cost model bounds its own figures from below, which prunes the search; no
-        // such floor is known for timed runs.
-        ("profiled", Source::Model(cost_model)) => {
-            Ok(Box::new(Profiled::cost_model(cost_model.clone())))
-        }
+        (_, Source::Model(cost_model)) => Ok(segment::strategy(name, cost_model)?),
+        // Timed runs have no known lower bound to prune the profiled search with.
         ("profiled", Source::Cpu(cpu)) => Ok(Box::new(Profiled::new(cpu.clone()))),
-        ("libcoral", Source::Model(cost_model)) => {
-            Ok(Box::new(LibcoralSearch::new(cost_model.clone())))
-        }
         ("libcoral", Source::Cpu(cpu)) => Ok(Box::new(LibcoralSearch::new(cpu.clone()))),
-        (other, _) => Err(format!(
-            "unknown strategy `{other}` (known: uniform, uniform-ops, profiled, libcoral)"
-        )),
+        (_, Source::Cpu(_)) => Ok(segment::strategy(name, &EdgeTpuCostModel::usb_default())?),
     }
-}
-
-fn print_plan(model: &Model<'_>, plan: &Plan) {
-    let names = |tensors: &[usize]| {
-        tensors
-            .iter()
-            .map(|&t| model.tensors[t].name.as_ref())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    println!(
-        "{:>3}  {:>11}  {:>12}  {:>14}  {:>12}  inputs -> outputs",
-        "seg", "ops", "param bytes", "MACs", "predicted ms"
-    );
-    for (i, segment) in plan.segments.iter().enumerate() {
-        let predicted = segment
-            .predicted_latency_s
-            .map_or_else(|| "-".to_string(), |s| format!("{:.3}", s * 1e3));
-        println!(
-            "{:>3}  {:>11}  {:>12}  {:>14}  {:>12}  [{}] -> [{}]",
-            i,
-            format!("{}..{}", segment.ops.start, segment.ops.end),
-            segment.param_bytes,
-            segment.macs,
-            predicted,
-            names(&segment.inputs),
-            names(&segment.outputs)
-        );
-    }
-    println!(
-        "plan: strategy={} segments={} bottleneck_ms={:.6} candidates={}",
-        plan.strategy,
-        plan.segments.len(),
-        plan.bottleneck_s().map_or(f64::NAN, |s| s * 1e3),
-        plan.candidates_profiled
-    );
 }
 
 fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
@@ -184,7 +138,12 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
     if plan.bottleneck_s().is_none() {
         plan.with_predictions(&model, source.profiler())?;
     }
-    print_plan(&model, &plan);
+    let label = match source {
+        Source::Model(_) => "predicted (model)",
+        Source::Cpu(_) => "measured (cpu)",
+    };
+    print!("{}", plan.table(&model, label));
+    println!("{}", plan.summary_line());
 
     let out_dir = match &args.out {
         Some(dir) => dir.clone(),

@@ -15,12 +15,14 @@ use crate::{Error, Result};
 mod extract;
 mod libcoral;
 mod profiled;
+mod report;
 mod search;
 mod uniform;
 
 pub use extract::extract;
 pub use libcoral::LibcoralSearch;
 pub use profiled::{DEFAULT_TOLERANCE, Floors, LatencyFloor, NoFloor, Profiled};
+pub use report::{STRATEGY_NAMES, strategy};
 pub use uniform::{UniformByOps, UniformByParams};
 
 /// A strategy that chooses the cut points of a model.

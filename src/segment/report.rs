@@ -1,0 +1,98 @@
+//! Plans as text, and strategies by name, for tools and logs.
+
+use std::fmt::Write;
+
+use super::{LibcoralSearch, Plan, Profiled, Segmenter, UniformByOps, UniformByParams};
+use crate::model::Model;
+use crate::profile::cost_model::EdgeTpuCostModel;
+use crate::{Error, Result};
+
+/// Names accepted by [`strategy`].
+pub const STRATEGY_NAMES: &[&str] = &["uniform", "uniform-ops", "profiled", "libcoral"];
+
+/// The strategy called `name`; the profiling ones (`profiled`, `libcoral`) profile with
+/// `cost_model`.
+pub fn strategy(name: &str, cost_model: &EdgeTpuCostModel) -> Result<Box<dyn Segmenter>> {
+    Ok(match name {
+        "uniform" => Box::new(UniformByParams),
+        "uniform-ops" => Box::new(UniformByOps),
+        "profiled" => Box::new(Profiled::cost_model(cost_model.clone())),
+        "libcoral" => Box::new(LibcoralSearch::new(cost_model.clone())),
+        other => {
+            return Err(Error::invalid(
+                "strategy",
+                format!(
+                    "unknown strategy `{other}` (known: {})",
+                    STRATEGY_NAMES.join(", ")
+                ),
+            ));
+        }
+    })
+}
+
+impl Plan {
+    /// One row per segment: operator range, parameter bytes, MACs, predicted latency (when
+    /// the plan has predictions; `prediction_label` heads that column) and the tensors the
+    /// segment reads and writes, by name.
+    pub fn table(&self, model: &Model<'_>, prediction_label: &str) -> String {
+        let names = |tensors: &[usize]| {
+            tensors
+                .iter()
+                .map(|&t| model.tensors.get(t).map_or("?", |t| t.name.as_ref()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:>3}  {:>11}  {:>12}  {:>14}  {:>22}  inputs -> outputs",
+            "seg", "ops", "param bytes", "MACs", prediction_label
+        );
+        for (i, segment) in self.segments.iter().enumerate() {
+            let predicted = segment
+                .predicted_latency_s
+                .map_or_else(|| "-".to_string(), |s| format!("{:.3} ms", s * 1e3));
+            let _ = writeln!(
+                out,
+                "{:>3}  {:>11}  {:>12}  {:>14}  {:>22}  [{}] -> [{}]",
+                i,
+                format!("{}..{}", segment.ops.start, segment.ops.end),
+                segment.param_bytes,
+                segment.macs,
+                predicted,
+                names(&segment.inputs),
+                names(&segment.outputs)
+            );
+        }
+        out
+    }
+
+    /// `plan: strategy=<name> segments=<n> bottleneck_ms=<float> candidates=<count>`, the
+    /// one-line summary tools read (`nan` when the plan has no predictions).
+    pub fn summary_line(&self) -> String {
+        format!(
+            "plan: strategy={} segments={} bottleneck_ms={:.6} candidates={}",
+            self.strategy,
+            self.segments.len(),
+            self.bottleneck_s().map_or(f64::NAN, |s| s * 1e3),
+            self.candidates_profiled
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_strategy_name_resolves_and_others_are_refused() {
+        let cost_model = EdgeTpuCostModel::usb_default();
+        for name in STRATEGY_NAMES {
+            assert_eq!(strategy(name, &cost_model).unwrap().name(), *name);
+        }
+        assert!(matches!(
+            strategy("fastest", &cost_model),
+            Err(Error::Invalid { .. })
+        ));
+    }
+}
