@@ -1,6 +1,6 @@
 //! The cost model against the real single-device calibration data.
 //!
-//! Needs `MULTITPU_CALIBRATION` = the calibration folder (`/work/shared/calibration`). Without
+//! Needs `MULTITPU_CALIBRATION` = the calibration folder (`../shared/calibration`). Without
 //! it the tests are skipped with a message, except under CI (env `CI` set), where they fail.
 
 use std::io::Write;
@@ -22,7 +22,7 @@ fn calibration_dir() -> Option<PathBuf> {
             let _ = writeln!(
                 std::io::stderr(),
                 "SKIPPED: set MULTITPU_CALIBRATION to the calibration folder \
-                 (/work/shared/calibration) to run the calibration tests"
+                 (../shared/calibration) to run the calibration tests"
             );
             None
         }

@@ -1,6 +1,6 @@
 //! Fitting the [`EdgeTpuCostModel`] to real single-device measurements.
 //!
-//! The measurements (`/work/shared/calibration` in this project, see its README) are CSV
+//! The measurements (`../shared/calibration` in this project, see its README) are CSV
 //! files, one per model family, with columns: size knob (hidden neurons N or filters F),
 //! MACs, on-chip MiB, off-chip MiB, milliseconds per inference. The file name says the
 //! family: `fc_*.csv` or `conv_*.csv`.

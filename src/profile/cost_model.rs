@@ -350,7 +350,7 @@ pub struct EdgeTpuCostModel {
 }
 
 /// Fitted figures: the output of
-/// `cargo run --release --example calibrate -- /work/shared/calibration` (195 single-device
+/// `cargo run --release --example calibrate -- ../shared/calibration` (195 single-device
 /// measurements of the paper's fc and conv models over USB 3). See `docs/cost-model.md`.
 mod fitted {
     /// 7.7719 MiB: the middle of the budgets (about 7.735–7.805 MiB) that place the
