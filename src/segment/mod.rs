@@ -266,64 +266,32 @@ pub(crate) fn check_segmentable(graph: &Graph<'_, '_>, segments: usize) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ElementType, OpCode, Operator, Tensor};
-    use std::borrow::Cow;
-
-    fn tensor(name: &str, data: Option<Vec<u8>>) -> Tensor<'static> {
-        Tensor {
-            name: Cow::Owned(name.to_string()),
-            element_type: ElementType::U8,
-            shape: vec![data.as_ref().map_or(4, Vec::len) as i32],
-            shape_signature: None,
-            quantization: None,
-            data: data.map(Cow::Owned),
-            is_variable: false,
-            has_rank: false,
-        }
-    }
-
-    fn op(inputs: &[usize], outputs: &[usize]) -> Operator<'static> {
-        Operator {
-            opcode: OpCode {
-                builtin: 0,
-                custom: None,
-                version: 1,
-            },
-            inputs: inputs.iter().map(|&t| Some(t)).collect(),
-            outputs: outputs.to_vec(),
-            intermediates: Vec::new(),
-            builtin_options: None,
-            custom_options: None,
-            custom_options_format: 0,
-            mutating_variable_inputs: Vec::new(),
-        }
-    }
+    use crate::model::ElementType;
+    use crate::model::figures::tests::{model, operator, tensor};
 
     /// `x0 -> op0 -> x1 -> ... -> x{n}`; op i also reads constant `w{i}` of `weight_bytes[i]`
     /// bytes; with `skip`, the last operator also reads `x1`.
     fn chain(weight_bytes: &[usize], skip: bool) -> Model<'static> {
         let n = weight_bytes.len();
-        let mut tensors: Vec<_> = (0..=n).map(|i| tensor(&format!("x{i}"), None)).collect();
+        let mut tensors: Vec<_> = (0..=n)
+            .map(|i| tensor(&format!("x{i}"), ElementType::U8, &[4], false))
+            .collect();
         let mut operators = Vec::new();
         for (i, &bytes) in weight_bytes.iter().enumerate() {
-            tensors.push(tensor(&format!("w{i}"), Some(vec![i as u8; bytes])));
+            tensors.push(tensor(
+                &format!("w{i}"),
+                ElementType::U8,
+                &[bytes as i32],
+                true,
+            ));
             let weight = tensors.len() - 1;
-            let mut inputs = vec![i, weight];
+            let mut inputs = vec![Some(i), Some(weight)];
             if skip && i == n - 1 && n > 2 {
-                inputs.push(1);
+                inputs.push(Some(1));
             }
-            operators.push(op(&inputs, &[i + 1]));
+            operators.push(operator(0, &inputs, &[i + 1]));
         }
-        Model {
-            version: 3,
-            description: None,
-            subgraph_name: None,
-            tensors,
-            operators,
-            inputs: vec![0],
-            outputs: vec![n],
-            metadata: Vec::new(),
-        }
+        model(tensors, operators, &[0], &[n])
     }
 
     #[test]
