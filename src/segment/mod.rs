@@ -44,6 +44,12 @@ pub struct Segment {
     pub inputs: Vec<usize>,
     /// Activations the segment produces for later segments or the model's outputs.
     pub outputs: Vec<usize>,
+    /// Activations that cross the boundary in front of the segment (empty for the first):
+    /// produced before it and read by it or later. A skip connection is listed at every
+    /// boundary it crosses, even where the segment itself does not read it.
+    pub crossing: Vec<usize>,
+    /// Bytes of the `crossing` tensors: what a pipeline carries across that boundary.
+    pub crossing_bytes: u64,
     /// Bytes of constant parameters the segment's operators read, each tensor counted once.
     pub param_bytes: u64,
     /// Multiply-accumulates of one inference of the segment (sum of the operators' figures).
@@ -104,7 +110,18 @@ impl Plan {
             .map(|(&start, &end)| {
                 let ops = start..end;
                 let (inputs, outputs) = extract::interface(graph, &ops);
+                let crossing = if start == 0 {
+                    Vec::new()
+                } else {
+                    graph.crossing(start)
+                };
+                let model = graph.model();
                 Segment {
+                    crossing_bytes: crossing
+                        .iter()
+                        .map(|&t| model.tensors[t].byte_size().unwrap_or(0) as u64)
+                        .sum(),
+                    crossing,
                     param_bytes: param_bytes(graph.model(), &ops),
                     macs: ops
                         .clone()
@@ -327,8 +344,10 @@ mod tests {
         assert_eq!(plan.segments[0].outputs, vec![1]);
         assert_eq!(plan.segments[1].inputs, vec![1]);
         assert_eq!(plan.segments[3].inputs, vec![1, 3]);
-        assert_eq!(graph.crossing(2), vec![1, 2]);
-        assert_eq!(graph.crossing(3), vec![1, 3]);
+        assert_eq!(plan.segments[2].crossing, vec![1, 2]);
+        assert_eq!(plan.segments[3].crossing, vec![1, 3]);
+        assert_eq!(plan.segments[3].crossing_bytes, 8);
+        assert!(plan.segments[0].crossing.is_empty());
     }
 
     #[test]

@@ -31,9 +31,10 @@ pub fn strategy(name: &str, cost_model: &EdgeTpuCostModel) -> Result<Box<dyn Seg
 }
 
 impl Plan {
-    /// One row per segment: operator range, parameter bytes, MACs, predicted latency (when
-    /// the plan has predictions; `prediction_label` heads that column) and the tensors the
-    /// segment reads and writes, by name.
+    /// One row per segment: operator range, parameter bytes, MACs, bytes crossing the
+    /// boundary in front of it, predicted latency (when the plan has predictions;
+    /// `prediction_label` heads that column) and the tensors the segment reads and writes,
+    /// by name.
     pub fn table(&self, model: &Model<'_>, prediction_label: &str) -> String {
         let names = |tensors: &[usize]| {
             tensors
@@ -45,8 +46,8 @@ impl Plan {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:>3}  {:>11}  {:>12}  {:>14}  {:>22}  inputs -> outputs",
-            "seg", "ops", "param bytes", "MACs", prediction_label
+            "{:>3}  {:>11}  {:>12}  {:>14}  {:>10}  {:>22}  inputs -> outputs",
+            "seg", "ops", "param bytes", "MACs", "crossing B", prediction_label
         );
         for (i, segment) in self.segments.iter().enumerate() {
             let predicted = segment
@@ -54,11 +55,12 @@ impl Plan {
                 .map_or_else(|| "-".to_string(), |s| format!("{:.3} ms", s * 1e3));
             let _ = writeln!(
                 out,
-                "{:>3}  {:>11}  {:>12}  {:>14}  {:>22}  [{}] -> [{}]",
+                "{:>3}  {:>11}  {:>12}  {:>14}  {:>10}  {:>22}  [{}] -> [{}]",
                 i,
                 format!("{}..{}", segment.ops.start, segment.ops.end),
                 segment.param_bytes,
                 segment.macs,
+                segment.crossing_bytes,
                 predicted,
                 names(&segment.inputs),
                 names(&segment.outputs)
