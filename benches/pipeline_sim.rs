@@ -20,8 +20,9 @@
 //!   simulated stages.
 //!
 //! Before the pipeline runs, the bench measures `wait_until` alone (how far past its
-//! deadline a simulated stage's wait ends); after the direct runs it prints each stage's
-//! measured latency against its prediction, and how long it waited for input and for room.
+//! deadline a simulated stage's wait ends); after each direct run it prints each stage's
+//! mean latency over that run against its prediction, and how long it waited for input and
+//! for room per item (the slowest stage should wait for neither).
 //! Criterion's "thrpt" is items per second; every figure is simulated.
 
 use std::hint::black_box;
@@ -34,7 +35,7 @@ use criterion::{
 use multitpu::backend::simulated::wait_until;
 use multitpu::backend::{SimCompute, SimulatedEdgeTpuBackend};
 use multitpu::model::{Graph, paper};
-use multitpu::pipeline::{Backend, Pipeline, PipelineBuilder};
+use multitpu::pipeline::{Backend, Pipeline, PipelineBuilder, StageStats};
 use multitpu::profile::EdgeTpuCostModel;
 use multitpu::segment::{Segmenter, UniformByParams};
 
@@ -122,11 +123,13 @@ fn bench(c: &mut Criterion) {
     let sum: f64 = predicted.iter().sum();
     for batch in BATCHES {
         let rounds = (20_000 / batch).max(1);
+        let before = pipeline.stats();
         let start = Instant::now();
         for _ in 0..rounds {
             run_batch(&pipeline, &name, &input, batch);
         }
         let measured = (rounds * batch) as f64 / start.elapsed().as_secs_f64();
+        let after = pipeline.stats();
         let fill_bound = batch as f64 / (sum + (batch - 1) as f64 * slowest);
         println!(
             "simulated batch {batch}: measured {measured:.1} items/s; bound {:.1} items/s, \
@@ -136,18 +139,20 @@ fn bench(c: &mut Criterion) {
             measured * slowest,
             measured / fill_bound
         );
-    }
-    for (stage, predicted) in pipeline.stats().stages.iter().zip(&predicted) {
-        println!(
-            "simulated stage {}: predicted {:.1} µs, measured mean {:.1} µs, p99 {:.1} µs; \
-             waited {:.1} µs/item for input, {:.1} µs/item for room",
-            stage.index,
-            predicted * 1e6,
-            stage.latency_mean.as_secs_f64() * 1e6,
-            stage.latency_p99.as_secs_f64() * 1e6,
-            stage.waiting_for_input.as_secs_f64() * 1e6 / stage.invokes.max(1) as f64,
-            stage.waiting_for_room.as_secs_f64() * 1e6 / stage.invokes.max(1) as f64,
-        );
+        for ((old, new), predicted) in before.stages.iter().zip(&after.stages).zip(&predicted) {
+            let runs = (new.invokes - old.invokes).max(1) as f64;
+            let per_item = |old: Duration, new: Duration| (new - old).as_secs_f64() * 1e6 / runs;
+            let busy = |s: &StageStats| s.latency_mean * s.invokes as u32;
+            println!(
+                "  stage {}: predicted {:.1} µs, measured {:.1} µs; waited {:.1} µs/item for \
+                 input, {:.1} µs/item for room",
+                new.index,
+                predicted * 1e6,
+                per_item(busy(old), busy(new)),
+                per_item(old.waiting_for_input, new.waiting_for_input),
+                per_item(old.waiting_for_room, new.waiting_for_room),
+            );
+        }
     }
 
     let mut group = c.benchmark_group("pipeline_sim");
