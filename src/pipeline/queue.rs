@@ -6,11 +6,14 @@
 //! "no allocation per item" untestable), and [`Queue::stop`] wakes a blocked sender, which is
 //! how a stopping pipeline unblocks every thread without a second channel to select on.
 //!
-//! A thread about to block first polls the queue's length for a short while ([`SPIN`]):
-//! waking a blocked thread costs a system call on each side and, on a VM, often tens of
-//! microseconds before the woken thread runs, while a hand-off between two busy stages is
-//! usually a matter of microseconds. The poll is bounded, so with more threads than cores a
-//! poller wastes at most [`SPIN`] of a core before it blocks.
+//! A thread about to block first polls the queue's length for a while ([`SPIN`] busy, then
+//! yielding up to [`POLL`]): waking a blocked thread costs the waker a system call and, on a
+//! VM, often tens of microseconds before the woken thread runs, while a hand-off between two
+//! busy stages is usually a matter of microseconds. A polling thread is not "waiting", so the
+//! other side hands over without any system call; this matters most for the slowest stage,
+//! whose every hand-off is on the pipeline's critical path. The poll is bounded, and after
+//! the first few microseconds it yields the core before every look, so with more threads
+//! than cores the threads being waited for still get to run.
 //!
 //! Shutdown is by disconnection, as with channels: dropping the [`Sender`] lets the receiver
 //! drain what is queued and then see the end; dropping the [`Receiver`] makes sends fail and
@@ -21,11 +24,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-/// How long `send` and `recv` poll for room or an item before blocking. Measured on a
-/// shared 2-core VM with `benches/pipeline_overhead.rs` against no poll at all, 5 µs mostly
-/// helped (see docs/pipeline.md); longer polls (20 µs) made 4 stages slower, as pollers then
-/// take the cores that the threads they wait for need.
+/// How long `send` and `recv` busy-poll (`spin_loop`) for room or an item.
 pub(crate) const SPIN: Duration = Duration::from_micros(5);
+
+/// How long `send` and `recv` poll in all before blocking; after [`SPIN`], each poll first
+/// yields the core (`yield_now`), so a poller runs only when no other thread wants its core.
+///
+/// Measured on a shared 2-core VM (see docs/pipeline.md): a longer busy poll (20 µs) made 4
+/// stages slower, as busy pollers take the cores the threads they wait for need; yielding
+/// polls up to 200 µs cut the overhead 3–6× and let simulated stages that wait ~100 µs for
+/// room (a fast stage in front of a slow one) be handed their room without a wake-up.
+pub(crate) const POLL: Duration = Duration::from_micros(200);
 
 struct State<T> {
     items: VecDeque<T>,
@@ -95,12 +104,19 @@ impl<T> Queue<T> {
         self.not_full.notify_all();
     }
 
-    /// Polls, without the lock, until `ready` holds for the queue's length or [`SPIN`] has
-    /// passed.
+    /// Polls, without the lock, until `ready` holds for the queue's length or [`POLL`] has
+    /// passed: busy for [`SPIN`], then yielding the core between polls.
     fn spin(&self, ready: impl Fn(usize) -> bool) {
         let start = Instant::now();
-        while !ready(self.len.load(Ordering::Relaxed)) && start.elapsed() < SPIN {
-            std::hint::spin_loop();
+        while !ready(self.len.load(Ordering::Relaxed)) {
+            let polled = start.elapsed();
+            if polled < SPIN {
+                std::hint::spin_loop();
+            } else if polled < POLL {
+                std::thread::yield_now();
+            } else {
+                return;
+            }
         }
     }
 
@@ -302,10 +318,10 @@ mod tests {
         let (tx, rx) = queue(Some(1));
         std::thread::scope(|s| {
             let receiver = s.spawn(|| (rx.recv(), rx.recv()));
-            // Long past SPIN: the receiver has given up polling and blocks on the condvar.
-            std::thread::sleep(SPIN * 2000);
+            // Long past POLL: the receiver has given up polling and blocks on the condvar.
+            std::thread::sleep(POLL * 50);
             tx.send(7).unwrap();
-            std::thread::sleep(SPIN * 2000);
+            std::thread::sleep(POLL * 50);
             drop(tx);
             assert_eq!(receiver.join().unwrap(), (Some(7), None));
         });
