@@ -10,10 +10,12 @@
 //! yielding up to [`POLL`]): waking a blocked thread costs the waker a system call and, on a
 //! VM, often tens of microseconds before the woken thread runs, while a hand-off between two
 //! busy stages is usually a matter of microseconds. A polling thread is not "waiting", so the
-//! other side hands over without any system call; this matters most for the slowest stage,
-//! whose every hand-off is on the pipeline's critical path. The poll is bounded, and after
-//! the first few microseconds it yields the core before every look, so with more threads
-//! than cores the threads being waited for still get to run.
+//! other side hands over without any system call. The poll is bounded, and after the first
+//! few microseconds it yields the core before every look, so with more threads than cores
+//! the threads being waited for still get to run. It is also adaptive: a poll that loses
+//! its core to another process (CPU-bound competition, where a yield costs a whole time
+//! slice and a blocked thread would be woken sooner) turns polling off on that side for a
+//! while.
 //!
 //! Shutdown is by disconnection, as with channels: dropping the [`Sender`] lets the receiver
 //! drain what is queued and then see the end; dropping the [`Receiver`] makes sends fail and
@@ -32,8 +34,9 @@ pub(crate) const SPIN: Duration = Duration::from_micros(5);
 ///
 /// Measured on a shared 2-core VM (see docs/pipeline.md): a longer busy poll (20 µs) made 4
 /// stages slower, as busy pollers take the cores the threads they wait for need; yielding
-/// polls up to 200 µs cut the overhead 3–6× and let simulated stages that wait ~100 µs for
-/// room (a fast stage in front of a slow one) be handed their room without a wake-up.
+/// polls up to 200 µs cut the overhead per item 3–50× when the cores are not saturated by
+/// other processes. A 50 µs limit made simulated pipelines slower: a fast stage in front of
+/// a slow one waits ~100 µs for room, so it polled and then blocked anyway.
 pub(crate) const POLL: Duration = Duration::from_micros(200);
 
 /// A gap this long between two looks of a poll means the poller lost its core to another
