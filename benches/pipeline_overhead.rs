@@ -3,13 +3,15 @@
 //! How to read the numbers: every stage copies 1 KiB, which takes tens of nanoseconds, so
 //! nearly all the time measured is the pipeline's own work: copying the inputs in at `push`,
 //! handing the item from thread to thread through the queues (a wake-up of a blocked thread
-//! is the big cost, microseconds when a thread has to be woken), and returning the frame to
-//! the pool. `loop/N` runs the same N stages one after the other on the calling thread: the
+//! is the big cost, tens of microseconds on a VM; the queues poll up to 200 µs before
+//! blocking to avoid it), and returning the frame to the pool. `loop/N` runs the same N stages one after the other on the calling thread: the
 //! floor. For a pipeline of N stages, (time per item of `pipeline/N` − `loop/N`) / N is the
 //! overhead per item per stage. Real segments run for milliseconds on an Edge TPU, so an
 //! overhead of a few microseconds per stage is what to check for; a pipeline only pays for
 //! itself when stages take much longer than this. On a machine with fewer cores than stages
-//! the threads also compete for CPU, which inflates the pipeline figures.
+//! the threads also compete for CPU, which inflates the pipeline figures: on a shared 2-core
+//! machine, compare with a baseline run at the same time, never with figures from another
+//! day.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

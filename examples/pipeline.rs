@@ -407,6 +407,16 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
             1.0 / slowest,
             items_per_s * slowest
         );
+        // A batch pushed into an empty pipeline also fills and drains it: the first item
+        // crosses every stage, each later one follows one slowest stage behind.
+        let filled = args.batch as f64
+            / (predictions.iter().sum::<f64>() + (args.batch as f64 - 1.0).max(0.0) * slowest);
+        println!(
+            "bound with filling and draining {} items (simulated): {filled:.1} items/s; \
+             measured/that = {:.2}",
+            args.batch,
+            items_per_s / filled
+        );
         println!(
             "whole model on one Edge TPU (simulated): {:.3} ms = {:.1} items/s \
              ({:.2} MiB of parameters streamed per inference)",

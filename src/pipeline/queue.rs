@@ -6,12 +6,47 @@
 //! "no allocation per item" untestable), and [`Queue::stop`] wakes a blocked sender, which is
 //! how a stopping pipeline unblocks every thread without a second channel to select on.
 //!
+//! A thread about to block first polls the queue's length for a while ([`SPIN`] busy, then
+//! yielding up to [`POLL`]): waking a blocked thread costs the waker a system call and, on a
+//! VM, often tens of microseconds before the woken thread runs, while a hand-off between two
+//! busy stages is usually a matter of microseconds. A polling thread is not "waiting", so the
+//! other side hands over without any system call. The poll is bounded, and after the first
+//! few microseconds it yields the core before every look, so with more threads than cores
+//! the threads being waited for still get to run. It is also adaptive: a poll that loses
+//! its core to another process (CPU-bound competition, where a yield costs a whole time
+//! slice and a blocked thread would be woken sooner) turns polling off on that side for a
+//! while.
+//!
 //! Shutdown is by disconnection, as with channels: dropping the [`Sender`] lets the receiver
 //! drain what is queued and then see the end; dropping the [`Receiver`] makes sends fail and
 //! hand the item back.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How long `send` and `recv` busy-poll (`spin_loop`) for room or an item.
+pub(crate) const SPIN: Duration = Duration::from_micros(5);
+
+/// How long `send` and `recv` poll in all before blocking; after [`SPIN`], each poll first
+/// yields the core (`yield_now`), so a poller runs only when no other thread wants its core.
+///
+/// Measured on a shared 2-core VM (see docs/pipeline.md): a longer busy poll (20 µs) made 4
+/// stages slower, as busy pollers take the cores the threads they wait for need; yielding
+/// polls up to 200 µs cut the overhead per item 3–50× when the cores are not saturated by
+/// other processes. A 50 µs limit made simulated pipelines slower: a fast stage in front of
+/// a slow one waits ~100 µs for room, so it polled and then blocked anyway.
+pub(crate) const POLL: Duration = Duration::from_micros(200);
+
+/// A gap this long between two looks of a poll means the poller lost its core to another
+/// thread for a time slice.
+const PREEMPTED: Duration = Duration::from_micros(50);
+/// Waits without polling after a poll lost its core (about 1 ms lost against ~4 µs saved
+/// per poll when polls work).
+const SKIP_AFTER_PREEMPTION: u32 = 256;
+/// Waits without polling after a poll timed out.
+const SKIP_AFTER_TIMEOUT: u32 = 8;
 
 struct State<T> {
     items: VecDeque<T>,
@@ -27,6 +62,12 @@ struct State<T> {
 /// The shared part of a queue.
 pub(crate) struct Queue<T> {
     state: Mutex<State<T>>,
+    /// `state.items.len()`, written under the lock and read without it while polling; a
+    /// stale read only ends the poll early or late, every decision is taken under the lock.
+    len: AtomicUsize,
+    /// Per side (0: senders, 1: receivers), how many more times to block without polling:
+    /// set when a poll found the cores taken by other threads (see [`Queue::spin`]).
+    skip_polls: [AtomicU32; 2],
     not_empty: Condvar,
     not_full: Condvar,
     capacity: Option<usize>,
@@ -52,6 +93,8 @@ pub(crate) fn queue<T>(capacity: Option<usize>) -> (Sender<T>, Receiver<T>) {
             receivers_waiting: 0,
             senders_waiting: 0,
         }),
+        len: AtomicUsize::new(0),
+        skip_polls: [AtomicU32::new(0), AtomicU32::new(0)],
         not_empty: Condvar::new(),
         not_full: Condvar::new(),
         capacity,
@@ -77,8 +120,46 @@ impl<T> Queue<T> {
         self.not_full.notify_all();
     }
 
+    /// Polls, without the lock, until `ready` holds for the queue's length or [`POLL`] has
+    /// passed: busy for [`SPIN`], then yielding the core between polls.
+    ///
+    /// Adaptive: when other threads hold the cores (a yield or a busy look takes longer than
+    /// [`PREEMPTED`], i.e. this thread lost its core for a time slice), polling only delays
+    /// the hand-off, since a blocked thread is woken with priority and a yielding one is
+    /// not; that side of the queue then blocks at once for the next [`SKIP_AFTER_PREEMPTION`]
+    /// waits. A poll that times out skips the next [`SKIP_AFTER_TIMEOUT`] waits (the other
+    /// side is slow: no point in burning the CPU for it).
+    fn spin(&self, side: usize, ready: impl Fn(usize) -> bool) {
+        let skip = &self.skip_polls[side];
+        let left = skip.load(Ordering::Relaxed);
+        if left > 0 {
+            skip.store(left - 1, Ordering::Relaxed);
+            return;
+        }
+        let start = Instant::now();
+        let mut last = start;
+        while !ready(self.len.load(Ordering::Relaxed)) {
+            let now = Instant::now();
+            let (polled, step) = (now - start, now - last);
+            last = now;
+            if step > PREEMPTED {
+                skip.store(SKIP_AFTER_PREEMPTION, Ordering::Relaxed);
+                return;
+            }
+            if polled < SPIN {
+                std::hint::spin_loop();
+            } else if polled < POLL {
+                std::thread::yield_now();
+            } else {
+                skip.store(SKIP_AFTER_TIMEOUT, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+
     /// Releases the lock after a push, waking a blocked receiver if there is one.
     fn wake_receiver(&self, state: MutexGuard<'_, State<T>>) {
+        self.len.store(state.items.len(), Ordering::Relaxed);
         let waiting = state.receivers_waiting > 0;
         drop(state);
         if waiting {
@@ -88,6 +169,7 @@ impl<T> Queue<T> {
 
     /// Releases the lock after a pop, waking a blocked sender if there is one.
     fn wake_sender(&self, state: MutexGuard<'_, State<T>>) {
+        self.len.store(state.items.len(), Ordering::Relaxed);
         let waiting = state.senders_waiting > 0;
         drop(state);
         if waiting {
@@ -107,6 +189,7 @@ impl<T> Sender<T> {
     /// Queues `item`, waiting while the queue is full.
     pub(crate) fn send(&self, item: T) -> Result<(), SendError<T>> {
         let mut state = self.0.lock();
+        let mut spun = false;
         loop {
             if state.receiver_gone || state.stopped {
                 return Err(SendError::Closed(item));
@@ -115,6 +198,14 @@ impl<T> Sender<T> {
                 state.items.push_back(item);
                 self.0.wake_receiver(state);
                 return Ok(());
+            }
+            if !spun {
+                spun = true;
+                drop(state);
+                let capacity = self.0.capacity.unwrap_or(usize::MAX);
+                self.0.spin(0, |len| len < capacity);
+                state = self.0.lock();
+                continue;
             }
             state.senders_waiting += 1;
             state = self
@@ -165,6 +256,7 @@ impl<T> Receiver<T> {
     /// The next item, waiting for it; `None` once the sender is gone and the queue is empty.
     pub(crate) fn recv(&self) -> Option<T> {
         let mut state = self.0.lock();
+        let mut spun = false;
         loop {
             if let Some(item) = state.items.pop_front() {
                 self.0.wake_sender(state);
@@ -172,6 +264,13 @@ impl<T> Receiver<T> {
             }
             if state.sender_gone {
                 return None;
+            }
+            if !spun {
+                spun = true;
+                drop(state);
+                self.0.spin(1, |len| len > 0);
+                state = self.0.lock();
+                continue;
             }
             state.receivers_waiting += 1;
             state = self
@@ -249,6 +348,20 @@ mod tests {
         });
         // Receiving still works after stop.
         assert_eq!(rx.recv(), Some(0));
+    }
+
+    #[test]
+    fn recv_blocks_past_the_spin_until_sent_or_disconnected() {
+        let (tx, rx) = queue(Some(1));
+        std::thread::scope(|s| {
+            let receiver = s.spawn(|| (rx.recv(), rx.recv()));
+            // Long past POLL: the receiver has given up polling and blocks on the condvar.
+            std::thread::sleep(POLL * 50);
+            tx.send(7).unwrap();
+            std::thread::sleep(POLL * 50);
+            drop(tx);
+            assert_eq!(receiver.join().unwrap(), (Some(7), None));
+        });
     }
 
     #[test]
