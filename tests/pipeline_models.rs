@@ -113,37 +113,4 @@ fn run_pipeline(
     });
 }
 
-#[test]
-fn mnistnet() {
-    check_model("MNISTnet_uint8_quant.tflite");
-}
-
-#[test]
-fn mnistnet_v2_residual() {
-    check_model("MNISTnet_v2_uint8_quant.tflite");
-}
-
-#[test]
-fn mobilenet_v1() {
-    check_model("mobilenet_v1_0.25_128_quant.tflite");
-}
-
-#[test]
-fn mobilenet_v2_uint8() {
-    check_model("mobilenet_v2_1.0_224_quant.tflite");
-}
-
-#[test]
-fn mobilenet_v2_tf2_int8() {
-    check_model("tf2_mobilenet_v2_1.0_224_ptq.tflite");
-}
-
-#[test]
-fn deeplab_v3() {
-    check_model("deeplabv3_mnv2_dm05_pascal_quant.tflite");
-}
-
-#[test]
-fn keras_lstm() {
-    check_model("keras_lstm_mnist_ptq.tflite");
-}
+cpu_model_tests!(check_model);

@@ -7,17 +7,6 @@ use multitpu::Error;
 use multitpu::model::{Graph, Model, Tensor, edgetpu};
 use multitpu::segment::{Segmenter, UniformByParams};
 
-const CPU_MODELS: &[&str] = &[
-    "MNISTnet_uint8_quant.tflite",
-    "MNISTnet_v2_uint8_quant.tflite",
-    "mobilenet_v1_0.25_128_quant.tflite",
-    "mobilenet_v2_1.0_224_quant.tflite",
-    "tf2_mobilenet_v2_1.0_224_ptq.tflite",
-    "deeplabv3_mnv2_dm05_pascal_quant.tflite",
-    "keras_lstm_mnist_ptq.tflite",
-    "model_invoking_error.tflite",
-];
-
 const COMPILED_MODELS: &[&str] = &[
     "mobilenet_v1_0.25_128_quant_edgetpu.tflite",
     "ssd_mobilenet_v2_coco_quant_postprocess_segment_0_of_2_edgetpu.tflite",
@@ -26,7 +15,10 @@ const COMPILED_MODELS: &[&str] = &[
 
 #[test]
 fn segment_files_round_trip_to_the_original_range() {
-    for name in CPU_MODELS {
+    for name in common::CPU_MODELS
+        .iter()
+        .chain([&"model_invoking_error.tflite"])
+    {
         let Some(bytes) = common::model_bytes(name) else {
             return;
         };
@@ -103,7 +95,7 @@ fn compiled_models_are_recognised_and_not_split() {
             "{name}: {err}"
         );
     }
-    for name in CPU_MODELS {
+    for name in common::CPU_MODELS {
         let Some(bytes) = common::model_bytes(name) else {
             return;
         };

@@ -484,15 +484,7 @@ fn profiled_beats_uniform_and_libcoral_on_real_models() {
     };
     let mut ours = 0;
     let mut theirs = 0;
-    for name in [
-        "MNISTnet_uint8_quant.tflite",
-        "MNISTnet_v2_uint8_quant.tflite",
-        "mobilenet_v1_0.25_128_quant.tflite",
-        "mobilenet_v2_1.0_224_quant.tflite",
-        "tf2_mobilenet_v2_1.0_224_ptq.tflite",
-        "deeplabv3_mnv2_dm05_pascal_quant.tflite",
-        "keras_lstm_mnist_ptq.tflite",
-    ] {
+    for name in common::CPU_MODELS {
         let path = dir.join(name);
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let model = Model::from_bytes(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));

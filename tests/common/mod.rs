@@ -73,3 +73,50 @@ pub fn runtime_and_model(name: &str) -> Option<(Runtime, Vec<u8>)> {
 pub fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| ((i * 31 + 7) % 251) as u8).collect()
 }
+
+/// The models of `shared/models` that run on TFLite's CPU kernels.
+pub const CPU_MODELS: &[&str] = &[
+    "MNISTnet_uint8_quant.tflite",
+    "MNISTnet_v2_uint8_quant.tflite",
+    "mobilenet_v1_0.25_128_quant.tflite",
+    "mobilenet_v2_1.0_224_quant.tflite",
+    "tf2_mobilenet_v2_1.0_224_ptq.tflite",
+    "deeplabv3_mnv2_dm05_pascal_quant.tflite",
+    "keras_lstm_mnist_ptq.tflite",
+];
+
+/// One `#[test]` per model of [`CPU_MODELS`], each calling `$check(file name)`, so the
+/// models run in parallel and a failure names its model.
+#[macro_export]
+macro_rules! cpu_model_tests {
+    ($check:ident) => {
+        #[test]
+        fn mnistnet() {
+            $check($crate::common::CPU_MODELS[0]);
+        }
+        #[test]
+        fn mnistnet_v2_residual() {
+            $check($crate::common::CPU_MODELS[1]);
+        }
+        #[test]
+        fn mobilenet_v1() {
+            $check($crate::common::CPU_MODELS[2]);
+        }
+        #[test]
+        fn mobilenet_v2_uint8() {
+            $check($crate::common::CPU_MODELS[3]);
+        }
+        #[test]
+        fn mobilenet_v2_tf2_int8() {
+            $check($crate::common::CPU_MODELS[4]);
+        }
+        #[test]
+        fn deeplab_v3() {
+            $check($crate::common::CPU_MODELS[5]);
+        }
+        #[test]
+        fn keras_lstm() {
+            $check($crate::common::CPU_MODELS[6]);
+        }
+    };
+}
