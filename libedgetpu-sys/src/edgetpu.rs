@@ -1,6 +1,6 @@
 //! libedgetpu's C API (`edgetpu_c.h`), resolved from `libedgetpu.so.1` at run time.
 
-use std::ffi::{CStr, c_char, c_int};
+use std::ffi::{c_char, c_int};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -128,17 +128,7 @@ impl EdgeTpuApi {
             };
         }
         let version_fn: unsafe extern "C" fn() -> *const c_char = sym!("edgetpu_version");
-        // SAFETY: `edgetpu_version` takes no arguments and returns a static NUL-terminated
-        // string (NULL handled defensively).
-        let raw = unsafe { version_fn() };
-        let version = if raw.is_null() {
-            String::new()
-        } else {
-            // SAFETY: non-NULL, NUL-terminated, static for the library's lifetime.
-            unsafe { CStr::from_ptr(raw) }
-                .to_string_lossy()
-                .into_owned()
-        };
+        let version = loader::version_string(version_fn);
         Ok(Self {
             list_devices: sym!("edgetpu_list_devices"),
             free_devices: sym!("edgetpu_free_devices"),

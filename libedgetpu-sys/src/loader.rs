@@ -1,6 +1,6 @@
 //! Opening a shared library and resolving typed symbols, shared by both APIs.
 
-use std::ffi::OsString;
+use std::ffi::{CStr, OsString, c_char};
 use std::path::{Path, PathBuf};
 
 use libloading::Library;
@@ -88,4 +88,19 @@ mod tests {
         }
         assert!(err.to_string().contains("/nonexistent/dir/libedgetpu.so.1"));
     }
+}
+
+/// Calls a library's version function (`TfLiteVersion`, `edgetpu_version`) and copies the
+/// string it returns; a NULL result gives an empty string.
+pub(crate) fn version_string(version_fn: unsafe extern "C" fn() -> *const c_char) -> String {
+    // SAFETY: both version functions take no arguments and return a pointer to a static
+    // NUL-terminated string of the still-loaded library (or, handled here, NULL).
+    let raw = unsafe { version_fn() };
+    if raw.is_null() {
+        return String::new();
+    }
+    // SAFETY: non-NULL, NUL-terminated, static for the library's lifetime.
+    unsafe { CStr::from_ptr(raw) }
+        .to_string_lossy()
+        .into_owned()
 }

@@ -1,7 +1,7 @@
 //! The TensorFlow Lite C API (`tensorflow/lite/c/c_api.h`, 2.x) and the XNNPack delegate's
 //! C entry points, resolved from `libtensorflowlite_c` at run time.
 
-use std::ffi::{CStr, c_char, c_int, c_void};
+use std::ffi::{c_char, c_int, c_void};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -359,17 +359,7 @@ impl TfLiteApi {
             };
         }
         let version_fn: unsafe extern "C" fn() -> *const c_char = sym!("TfLiteVersion");
-        // SAFETY: `TfLiteVersion` takes no arguments and returns a pointer to a static
-        // NUL-terminated string (or, defensively handled, NULL).
-        let raw = unsafe { version_fn() };
-        let version = if raw.is_null() {
-            String::new()
-        } else {
-            // SAFETY: non-NULL, NUL-terminated, static for the library's lifetime.
-            unsafe { CStr::from_ptr(raw) }
-                .to_string_lossy()
-                .into_owned()
-        };
+        let version = loader::version_string(version_fn);
         if version.split('.').next() != Some("2") {
             return Err(LoadError::BadVersion {
                 library: kind,
