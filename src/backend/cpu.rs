@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
+use crate::Result;
 use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime, TensorInfo};
-use crate::pipeline::{Backend, Stage, TensorSpec};
-use crate::{Error, Result};
+use crate::pipeline::{Backend, Stage, TensorSpec, check_run_arity};
 
 /// Runs segments with TFLite's CPU kernels.
 ///
@@ -112,19 +112,12 @@ impl Stage for InterpreterStage {
     }
 
     fn run(&mut self, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> Result<()> {
-        if inputs.len() != self.inputs.len() || outputs.len() != self.outputs.len() {
-            return Err(Error::invalid(
-                "stage run",
-                format!(
-                    "{} takes {} inputs and {} outputs, got {} and {}",
-                    self.description,
-                    self.inputs.len(),
-                    self.outputs.len(),
-                    inputs.len(),
-                    outputs.len()
-                ),
-            ));
-        }
+        check_run_arity(
+            &self.description,
+            (&self.inputs, &self.outputs),
+            inputs.len(),
+            outputs.len(),
+        )?;
         for (index, data) in inputs.iter().enumerate() {
             self.interpreter.set_input(index, data)?;
         }

@@ -23,7 +23,7 @@ use crate::backend::cpu::InterpreterStage;
 use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime};
 use crate::model::Model;
 use crate::model::edgetpu::is_compiled;
-use crate::pipeline::{Backend, Stage, TensorSpec};
+use crate::pipeline::{Backend, Stage, TensorSpec, check_run_arity};
 use crate::profile::{EdgeTpuCostModel, Link, Prediction, SegmentWorkload};
 use crate::{Error, Result};
 
@@ -251,19 +251,12 @@ impl Stage for SimulatedStage {
         match &mut self.compute {
             Some(stage) => stage.run(inputs, outputs)?,
             None => {
-                if inputs.len() != self.inputs.len() || outputs.len() != self.outputs.len() {
-                    return Err(Error::invalid(
-                        "stage run",
-                        format!(
-                            "{} takes {} inputs and {} outputs, got {} and {}",
-                            self.description,
-                            self.inputs.len(),
-                            self.outputs.len(),
-                            inputs.len(),
-                            outputs.len()
-                        ),
-                    ));
-                }
+                check_run_arity(
+                    &self.description,
+                    (&self.inputs, &self.outputs),
+                    inputs.len(),
+                    outputs.len(),
+                )?;
                 for (spec, data) in self.inputs.iter().zip(inputs) {
                     check_size(spec, data.len())?;
                 }

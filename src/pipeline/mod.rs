@@ -91,6 +91,7 @@ use shared::{Failure, Frame, Item, Pool, Shared};
 use stats::Counters;
 use worker::Worker;
 
+pub(crate) use stage::check_run_arity;
 pub use stage::{Backend, Stage, TensorSpec};
 pub use stats::{PipelineStats, StageStats};
 

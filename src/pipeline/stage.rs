@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use crate::Result;
 use crate::model::ElementType;
+use crate::{Error, Result};
 
 /// Name, type and size of one tensor a [`Stage`] reads or writes.
 ///
@@ -90,4 +90,26 @@ pub trait Backend: Send + Sync {
             .map(|&device| self.prepare(Arc::clone(&segment_model), device))
             .collect()
     }
+}
+
+/// Checks that a stage's `run` got one buffer per input and per output; the error names the
+/// stage by `description`.
+pub(crate) fn check_run_arity(
+    description: &str,
+    specs: (&[TensorSpec], &[TensorSpec]),
+    inputs: usize,
+    outputs: usize,
+) -> Result<()> {
+    let (input_specs, output_specs) = specs;
+    if inputs == input_specs.len() && outputs == output_specs.len() {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "stage run",
+        format!(
+            "{description} takes {} inputs and {} outputs, got {inputs} and {outputs}",
+            input_specs.len(),
+            output_specs.len()
+        ),
+    ))
 }
