@@ -385,32 +385,22 @@ impl ModelBuilder {
                 format!("zero-sized layer ({depth} inputs, {units} units)"),
             ));
         }
-        let layer = self.layer("dense");
-        let weights = self.weights(
-            &layer,
-            ty,
-            vec![units, depth],
-            0,
-            depth,
-            WeightQuantization::PerTensor,
-        )?;
-        let bias = self.bias(&layer, x, &weights, units)?;
-        let out_shape = vec![elements / depth, units];
         let options = Options::table("FullyConnectedOptions")?
             .enum8("fused_activation_function", activation.fused_code())?
             .0;
-        let version = if ty == ElementType::I8 { 4 } else { 1 };
-        let gain = (depth as f64 * weights.mean_square).sqrt() as f32;
-        self.emit_with_activation(Layer {
-            name: layer,
+        self.emit_weighted(WeightedLayer {
+            x,
+            element_type: ty,
+            name: "dense",
             base: "MatMul",
             opcode: ops::FULLY_CONNECTED,
-            version,
-            inputs: vec![Some(x), Some(weights.tensor), Some(bias)],
+            int8_version: 4,
+            weight_shape: vec![units, depth],
+            channel_dim: 0,
+            fan_in: depth,
+            weight_quantization: WeightQuantization::PerTensor,
             options,
-            shape: out_shape,
-            element_type: ty,
-            rms: self.rms[x] * gain,
+            shape: vec![elements / depth, units],
             activation,
         })
     }
@@ -435,36 +425,25 @@ impl ModelBuilder {
                 format!("zero-sized layer ({c} input channels, {filters} filters)"),
             ));
         }
-        let layer = self.layer("conv2d");
-        let fan_in = kernel[0] * kernel[1] * c;
-        let mode = self.weight_quantization;
-        let weights = self.weights(
-            &layer,
-            ty,
-            vec![filters, kernel[0], kernel[1], c],
-            0,
-            fan_in,
-            mode,
-        )?;
-        let bias = self.bias(&layer, x, &weights, filters)?;
         let options = Options::table("Conv2DOptions")?
             .enum8("padding", padding.code())?
             .int("stride_w", stride[1])?
             .int("stride_h", stride[0])?
             .enum8("fused_activation_function", activation.fused_code())?
             .0;
-        let version = if ty == ElementType::I8 { 3 } else { 1 };
-        let gain = (fan_in as f64 * weights.mean_square).sqrt() as f32;
-        self.emit_with_activation(Layer {
-            name: layer,
+        self.emit_weighted(WeightedLayer {
+            x,
+            element_type: ty,
+            name: "conv2d",
             base: "Conv2D",
             opcode: ops::CONV_2D,
-            version,
-            inputs: vec![Some(x), Some(weights.tensor), Some(bias)],
+            int8_version: 3,
+            weight_shape: vec![filters, kernel[0], kernel[1], c],
+            channel_dim: 0,
+            fan_in: kernel[0] * kernel[1] * c,
+            weight_quantization: self.weight_quantization,
             options,
             shape: vec![n, oh, ow, filters],
-            element_type: ty,
-            rms: self.rms[x] * gain,
             activation,
         })
     }
@@ -495,18 +474,6 @@ impl ModelBuilder {
                 format!("zero-sized layer ({c} channels, multiplier {multiplier})"),
             ));
         }
-        let layer = self.layer("depthwise_conv2d");
-        let fan_in = kernel[0] * kernel[1];
-        let mode = self.weight_quantization;
-        let weights = self.weights(
-            &layer,
-            ty,
-            vec![1, kernel[0], kernel[1], channels],
-            3,
-            fan_in,
-            mode,
-        )?;
-        let bias = self.bias(&layer, x, &weights, channels)?;
         let options = Options::table("DepthwiseConv2DOptions")?
             .enum8("padding", padding.code())?
             .int("stride_w", stride[1])?
@@ -514,18 +481,19 @@ impl ModelBuilder {
             .int("depth_multiplier", multiplier)?
             .enum8("fused_activation_function", activation.fused_code())?
             .0;
-        let version = if ty == ElementType::I8 { 3 } else { 1 };
-        let gain = (fan_in as f64 * weights.mean_square).sqrt() as f32;
-        self.emit_with_activation(Layer {
-            name: layer,
+        self.emit_weighted(WeightedLayer {
+            x,
+            element_type: ty,
+            name: "depthwise_conv2d",
             base: "depthwise",
             opcode: ops::DEPTHWISE_CONV_2D,
-            version,
-            inputs: vec![Some(x), Some(weights.tensor), Some(bias)],
+            int8_version: 3,
+            weight_shape: vec![1, kernel[0], kernel[1], channels],
+            channel_dim: 3,
+            fan_in: kernel[0] * kernel[1],
+            weight_quantization: self.weight_quantization,
             options,
             shape: vec![n, oh, ow, channels],
-            element_type: ty,
-            rms: self.rms[x] * gain,
             activation,
         })
     }
@@ -1080,6 +1048,41 @@ impl ModelBuilder {
         }
     }
 
+    /// Adds a layer with seeded weights and an int32 bias (dense, convolution, depthwise),
+    /// then its activation.
+    fn emit_weighted(&mut self, layer: WeightedLayer) -> Result<TensorId> {
+        let x = layer.x;
+        let ty = layer.element_type;
+        let name = self.layer(layer.name);
+        let out_channels = layer.weight_shape[layer.channel_dim];
+        let weights = self.weights(
+            &name,
+            ty,
+            layer.weight_shape,
+            layer.channel_dim,
+            layer.fan_in,
+            layer.weight_quantization,
+        )?;
+        let bias = self.bias(&name, x, &weights, out_channels)?;
+        let gain = (layer.fan_in as f64 * weights.mean_square).sqrt() as f32;
+        self.emit_with_activation(Layer {
+            name,
+            base: layer.base,
+            opcode: layer.opcode,
+            version: if ty == ElementType::I8 {
+                layer.int8_version
+            } else {
+                1
+            },
+            inputs: vec![Some(x), Some(weights.tensor), Some(bias)],
+            options: layer.options,
+            shape: layer.shape,
+            element_type: ty,
+            rms: self.rms[x] * gain,
+            activation: layer.activation,
+        })
+    }
+
     /// Pushes an op's output (quantized from the estimated `rms` of its pre-activation values
     /// and the fused activation), the op, and a `TANH` op after it for [`Activation::Tanh`].
     fn emit_with_activation(&mut self, layer: Layer) -> Result<TensorId> {
@@ -1175,6 +1178,27 @@ impl ModelBuilder {
 }
 
 /// One op with weights or operands whose output is quantized from its activation.
+/// A layer with weights, as [`ModelBuilder::emit_weighted`] adds it.
+struct WeightedLayer {
+    x: TensorId,
+    /// Type of `x` and of the output (int8, uint8 or float32).
+    element_type: ElementType,
+    /// Layer name prefix (numbered on use, e.g. `dense` → `dense_1`).
+    name: &'static str,
+    base: &'static str,
+    opcode: i32,
+    /// Operator version for int8 kernels (uint8 and float use 1).
+    int8_version: i32,
+    weight_shape: Vec<usize>,
+    /// Axis of `weight_shape` holding the output channels (per-channel scales run along it).
+    channel_dim: usize,
+    fan_in: usize,
+    weight_quantization: WeightQuantization,
+    options: BuiltinOptions,
+    shape: Vec<usize>,
+    activation: Activation,
+}
+
 struct Layer {
     name: String,
     /// Output name suffix when no activation is fused (e.g. `MatMul`).
