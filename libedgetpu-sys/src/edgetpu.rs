@@ -113,11 +113,7 @@ impl EdgeTpuApi {
     /// The process-wide instance loaded from [`EDGETPU_LIB_ENV`] or the default name.
     /// Only a successful load is cached.
     pub fn shared() -> Result<Arc<Self>, LoadError> {
-        if let Some(api) = SHARED.get() {
-            return Ok(Arc::clone(api));
-        }
-        let api = Arc::new(Self::load(None)?);
-        Ok(Arc::clone(SHARED.get_or_init(|| api)))
+        loader::shared(&SHARED, || Self::load(None))
     }
 
     fn from_library(lib: Library, path: PathBuf) -> Result<Self, LoadError> {

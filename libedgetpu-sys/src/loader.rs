@@ -2,6 +2,7 @@
 
 use std::ffi::{CStr, OsString, c_char};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use libloading::Library;
 
@@ -103,4 +104,18 @@ pub(crate) fn version_string(version_fn: unsafe extern "C" fn() -> *const c_char
     unsafe { CStr::from_ptr(raw) }
         .to_string_lossy()
         .into_owned()
+}
+
+/// The process-wide instance in `cell`, loading it with `load` on first use. Only a
+/// successful load is cached, so a failed attempt can be retried after fixing the
+/// environment; if two threads race, either instance is equivalent and one is kept.
+pub(crate) fn shared<T>(
+    cell: &OnceLock<Arc<T>>,
+    load: impl FnOnce() -> Result<T, LoadError>,
+) -> Result<Arc<T>, LoadError> {
+    if let Some(api) = cell.get() {
+        return Ok(Arc::clone(api));
+    }
+    let api = Arc::new(load()?);
+    Ok(Arc::clone(cell.get_or_init(|| api)))
 }

@@ -343,12 +343,7 @@ impl TfLiteApi {
     /// Only a successful load is cached, so a failed attempt can be retried after fixing
     /// the environment.
     pub fn shared() -> Result<Arc<Self>, LoadError> {
-        if let Some(api) = SHARED.get() {
-            return Ok(Arc::clone(api));
-        }
-        let api = Arc::new(Self::load(None)?);
-        // A concurrent caller may have won the race; either instance is equivalent.
-        Ok(Arc::clone(SHARED.get_or_init(|| api)))
+        loader::shared(&SHARED, || Self::load(None))
     }
 
     fn from_library(lib: Library, path: PathBuf) -> Result<Self, LoadError> {
