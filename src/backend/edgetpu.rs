@@ -70,6 +70,16 @@ pub struct DeviceInfo {
     pub path: String,
 }
 
+impl DeviceInfo {
+    /// A device of `kind` at `path`, e.g. to resolve selectors against a known list.
+    pub fn new(kind: DeviceKind, path: impl Into<String>) -> Self {
+        DeviceInfo {
+            kind,
+            path: path.into(),
+        }
+    }
+}
+
 /// Which Edge TPU to use, parsed from Coral's device strings:
 ///
 /// | string    | meaning                       |
@@ -330,13 +340,6 @@ impl Drop for Delegate {
 mod tests {
     use super::*;
 
-    fn dev(kind: DeviceKind, path: &str) -> DeviceInfo {
-        DeviceInfo {
-            kind,
-            path: path.to_owned(),
-        }
-    }
-
     #[test]
     fn parses_coral_device_strings() {
         let cases = [
@@ -375,9 +378,9 @@ mod tests {
     #[test]
     fn selects_by_kind_and_position() {
         let devices = [
-            dev(DeviceKind::Pci, "/dev/apex_0"),
-            dev(DeviceKind::Usb, "/sys/bus/usb/devices/2-1"),
-            dev(DeviceKind::Usb, "/sys/bus/usb/devices/2-2"),
+            DeviceInfo::new(DeviceKind::Pci, "/dev/apex_0"),
+            DeviceInfo::new(DeviceKind::Usb, "/sys/bus/usb/devices/2-1"),
+            DeviceInfo::new(DeviceKind::Usb, "/sys/bus/usb/devices/2-2"),
         ];
         let pick = |s: &str| {
             s.parse::<DeviceSelector>()

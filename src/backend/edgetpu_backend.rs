@@ -301,20 +301,16 @@ mod tests {
     use super::*;
     use crate::backend::edgetpu::DeviceKind;
 
-    fn dev(kind: DeviceKind, path: &str) -> DeviceInfo {
-        DeviceInfo {
-            kind,
-            path: path.to_owned(),
-        }
-    }
-
     fn selectors(list: &[&str]) -> Vec<DeviceSelector> {
         list.iter().map(|s| s.parse().expect(s)).collect()
     }
 
     #[test]
     fn all_devices_in_order_without_selectors() {
-        let listed = [dev(DeviceKind::Usb, "u0"), dev(DeviceKind::Pci, "p0")];
+        let listed = [
+            DeviceInfo::new(DeviceKind::Usb, "u0"),
+            DeviceInfo::new(DeviceKind::Pci, "p0"),
+        ];
         assert_eq!(resolve_devices(&listed, None).ok(), Some(listed.to_vec()));
         let err = resolve_devices(&[], None).expect_err("nothing attached");
         assert!(
@@ -326,9 +322,9 @@ mod tests {
     #[test]
     fn selectors_pick_devices_and_refuse_doubles() {
         let listed = [
-            dev(DeviceKind::Usb, "u0"),
-            dev(DeviceKind::Pci, "p0"),
-            dev(DeviceKind::Usb, "u1"),
+            DeviceInfo::new(DeviceKind::Usb, "u0"),
+            DeviceInfo::new(DeviceKind::Pci, "p0"),
+            DeviceInfo::new(DeviceKind::Usb, "u1"),
         ];
         let picked = resolve_devices(&listed, Some(&selectors(&["usb:1", "pci", ":0"])))
             .expect("three distinct devices");
@@ -354,14 +350,14 @@ mod tests {
     #[test]
     fn a_claimed_device_is_refused_until_released() {
         let claims = Arc::new(Claims::default());
-        let device = dev(DeviceKind::Usb, "u0");
+        let device = DeviceInfo::new(DeviceKind::Usb, "u0");
         let first = claims.claim(0, &device).expect("free");
         let err = claims.claim(0, &device).expect_err("taken");
         assert!(
             matches!(err, Error::DeviceTaken { index: 0, .. }),
             "{err:?}"
         );
-        let other = claims.claim(1, &dev(DeviceKind::Usb, "u1"));
+        let other = claims.claim(1, &DeviceInfo::new(DeviceKind::Usb, "u1"));
         assert!(other.is_ok(), "another device is free");
         drop(first);
         assert!(claims.claim(0, &device).is_ok(), "released on drop");
