@@ -147,19 +147,9 @@ fn push_after_close_and_close_twice() {
 }
 
 /// A stage that reports each run on `started` and then waits for a token on `gate`.
+/// A stage from `x` to `y` that reports each run it starts and then waits for the gate.
 fn gated(started: Sender<u64>, gate: Receiver<()>) -> Box<dyn multitpu::pipeline::Stage> {
-    FnStage::boxed(
-        "gated",
-        &[("x", SIZE)],
-        &[("y", SIZE)],
-        Box::new(move |run, ins, outs| {
-            let _ = started.send(run);
-            // A closed gate lets everything through.
-            let _ = gate.recv();
-            outs[0].copy_from_slice(ins[0]);
-            Ok(())
-        }),
-    )
+    gated_named("x", "y", started, gate)
 }
 
 #[test]
@@ -390,6 +380,7 @@ fn gated_named(
         &[(output, SIZE)],
         Box::new(move |run, ins, outs| {
             let _ = started.send(run);
+            // A closed gate lets everything through.
             let _ = gate.recv();
             outs[0].copy_from_slice(ins[0]);
             Ok(())
