@@ -116,17 +116,15 @@ impl Plan {
                     graph.crossing(start)
                 };
                 let model = graph.model();
+                let (param_bytes, macs) = range_figures(model, &ops);
                 Segment {
                     crossing_bytes: crossing
                         .iter()
                         .map(|&t| model.tensors[t].byte_size().unwrap_or(0) as u64)
                         .sum(),
                     crossing,
-                    param_bytes: param_bytes(graph.model(), &ops),
-                    macs: ops
-                        .clone()
-                        .map(|op| op_figures(graph.model(), op).macs)
-                        .fold(0u64, u64::saturating_add),
+                    param_bytes,
+                    macs,
                     predicted_latency_s: None,
                     ops,
                     inputs,
@@ -242,12 +240,24 @@ pub fn is_valid_cut(graph: &Graph<'_, '_>, cut: usize) -> bool {
 
 /// Bytes of the constant tensors read by operators in `ops`, each tensor counted once.
 pub fn param_bytes(model: &Model<'_>, ops: &Range<usize>) -> u64 {
+    range_figures(model, ops).0
+}
+
+/// Parameter bytes (each constant tensor counted once) and MACs (saturating) of the
+/// operators in `ops`, from one pass over their figures.
+fn range_figures(model: &Model<'_>, ops: &Range<usize>) -> (u64, u64) {
     let mut seen = std::collections::BTreeSet::new();
-    ops.clone()
-        .flat_map(|op| op_figures(model, op).param_tensors)
-        .filter(|&t| seen.insert(t))
-        .map(|t| model.tensors[t].byte_size().unwrap_or(0) as u64)
-        .sum()
+    let (mut bytes, mut macs) = (0u64, 0u64);
+    for op in ops.clone() {
+        let figures = op_figures(model, op);
+        macs = macs.saturating_add(figures.macs);
+        for t in figures.param_tensors {
+            if seen.insert(t) {
+                bytes += model.tensors[t].byte_size().unwrap_or(0) as u64;
+            }
+        }
+    }
+    (bytes, macs)
 }
 
 /// Checks that a model can be segmented at all: at least `segments` operators, and not a
