@@ -264,62 +264,58 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
     // The whole model and its segments, or precompiled segment files.
     // Predictions are the simulated stages' own (from the segment files), computed once for
     // the plan table, the stage statistics and the bound.
-    let (whole, segments, predictions): (Option<Vec<u8>>, Vec<Arc<[u8]>>, Option<Vec<f64>>) =
-        if args.model.contains(',') {
-            let files = args
-                .model
-                .split(',')
-                .map(|path| {
-                    std::fs::read(path)
-                        .map(Arc::from)
-                        .map_err(|e| format!("{path}: {e}"))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            if args.segments.is_some_and(|n| n != files.len()) {
-                return Err(
-                    format!("--segments differs from the {} files given", files.len()).into(),
-                );
-            }
-            println!("{} segment files, used as given", files.len());
-            (None, files, None)
-        } else {
-            let segments = args
-                .segments
-                .ok_or(format!("--segments is required\n{USAGE}"))?;
-            let bytes = load_model(&args.model)?;
-            let model = Model::from_bytes(&bytes)?;
-            let graph = Graph::new(&model)?;
-            let mut plan =
-                segment::strategy(&args.strategy, &cost_model)?.plan(&graph, segments)?;
-            let parts = plan
-                .extract(&graph)?
-                .iter()
-                .map(|m| m.to_bytes().map(Arc::from))
-                .collect::<Result<Vec<Arc<[u8]>>, _>>()?;
-            println!(
-                "{}: {} operators, {} segments ({} strategy)",
-                args.model,
-                model.operators.len(),
-                parts.len(),
-                plan.strategy
-            );
-            let predictions = simulated
-                .then(|| predict_all(&cost_model, &parts))
-                .transpose()?;
-            let label = match &predictions {
-                Some(predicted) => {
-                    for (segment, &latency) in plan.segments.iter_mut().zip(predicted) {
-                        segment.predicted_latency_s = Some(latency);
-                    }
-                    "predicted (simulated)"
+    let (whole, segments, predictions) = if args.model.contains(',') {
+        let files = args
+            .model
+            .split(',')
+            .map(|path| {
+                std::fs::read(path)
+                    .map(Arc::from)
+                    .map_err(|e| format!("{path}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if args.segments.is_some_and(|n| n != files.len()) {
+            return Err(format!("--segments differs from the {} files given", files.len()).into());
+        }
+        println!("{} segment files, used as given", files.len());
+        (None, files, None)
+    } else {
+        let segments = args
+            .segments
+            .ok_or(format!("--segments is required\n{USAGE}"))?;
+        let bytes = load_model(&args.model)?;
+        let model = Model::from_bytes(&bytes)?;
+        let graph = Graph::new(&model)?;
+        let mut plan = segment::strategy(&args.strategy, &cost_model)?.plan(&graph, segments)?;
+        let parts = plan
+            .extract(&graph)?
+            .iter()
+            .map(|m| m.to_bytes().map(Arc::from))
+            .collect::<Result<Vec<Arc<[u8]>>, _>>()?;
+        println!(
+            "{}: {} operators, {} segments ({} strategy)",
+            args.model,
+            model.operators.len(),
+            parts.len(),
+            plan.strategy
+        );
+        let predictions = simulated
+            .then(|| predict_all(&cost_model, &parts))
+            .transpose()?;
+        let label = match &predictions {
+            Some(predicted) => {
+                for (segment, &latency) in plan.segments.iter_mut().zip(predicted) {
+                    segment.predicted_latency_s = Some(latency);
                 }
-                None => "Edge TPU model",
-            };
-            print!("{}", plan.table(&model, label));
-            drop(graph);
-            drop(model);
-            (Some(bytes), parts, predictions)
+                "predicted (simulated)"
+            }
+            None => "Edge TPU model",
         };
+        print!("{}", plan.table(&model, label));
+        drop(graph);
+        drop(model);
+        (Some(bytes), parts, predictions)
+    };
 
     // The backend.
     let needs_runtime = match args.backend {
