@@ -6,6 +6,14 @@
 //! then lasts that long: it computes (or skips) the outputs and then **waits** until the
 //! deadline `start + predicted`, without occupying a core (see [`wait_until`]).
 //!
+//! The operating system wakes a waiting thread a little after its deadline (a few µs, now
+//! and then tens), and a device that is late on every item would be slower than the one
+//! simulated. So a stage keeps count of how late its waits ended and makes up for it on the
+//! next runs, each ending at most a tenth of the prediction early
+//! ([`CATCH_UP_DIVISOR`]). Over a run of items, the stage therefore keeps the
+//! predicted pace instead of drifting behind it, while the first n runs never take less
+//! than n × predicted in all: only lateness already incurred is made up for.
+//!
 //! - [`SimCompute::Cpu`]: the outputs are computed for real by a TFLite CPU interpreter.
 //!   When the CPU is slower than the prediction, the run takes the CPU's time (there is
 //!   nothing left to wait for), and the pipeline's stage statistics show the longer latency.
@@ -209,7 +217,7 @@ impl Backend for SimulatedEdgeTpuBackend {
         Ok(Box::new(SimulatedStage {
             inputs: specs.0,
             outputs: specs.1,
-            predicted,
+            pace: Pace::new(predicted),
             compute,
             description,
         }))
@@ -220,11 +228,47 @@ impl Backend for SimulatedEdgeTpuBackend {
     }
 }
 
+/// A simulated run makes up for past lateness by ending at most `predicted /
+/// CATCH_UP_DIVISOR` before its own deadline.
+pub const CATCH_UP_DIVISOR: u32 = 10;
+
+/// The deadlines of a simulated device's runs: the prediction after each start, less
+/// some of the lateness of earlier runs.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    predicted: Duration,
+    /// How much later than their deadlines earlier runs ended, not yet made up for; at
+    /// most one prediction, so a long stall of the thread is not made up for by a burst of
+    /// short runs.
+    owed: Duration,
+}
+
+impl Pace {
+    fn new(predicted: Duration) -> Self {
+        Pace {
+            predicted,
+            owed: Duration::ZERO,
+        }
+    }
+
+    /// The deadline of a run starting at `start`.
+    fn deadline(&mut self, start: Instant) -> Instant {
+        let make_up = self.owed.min(self.predicted / CATCH_UP_DIVISOR);
+        self.owed -= make_up;
+        start + self.predicted - make_up
+    }
+
+    /// A run's wait ended `late` after its deadline.
+    fn ended_late(&mut self, late: Duration) {
+        self.owed = (self.owed + late).min(self.predicted);
+    }
+}
+
 /// One segment on one simulated Edge TPU.
 struct SimulatedStage {
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
-    predicted: Duration,
+    pace: Pace,
     compute: Option<InterpreterStage>,
     description: String,
 }
@@ -247,7 +291,7 @@ impl Stage for SimulatedStage {
     }
 
     fn run(&mut self, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> Result<()> {
-        let deadline = Instant::now() + self.predicted;
+        let deadline = self.pace.deadline(Instant::now());
         match &mut self.compute {
             Some(stage) => stage.run(inputs, outputs)?,
             None => {
@@ -266,7 +310,11 @@ impl Stage for SimulatedStage {
                 }
             }
         }
-        wait_until(deadline);
+        // Only an early finish waits: when computing took longer, the lateness is the
+        // CPU's, a slower stage than the device, and it is not made up for.
+        if Instant::now() < deadline {
+            self.pace.ended_late(wait_until(deadline));
+        }
         Ok(())
     }
 
@@ -302,12 +350,14 @@ pub const SPIN_MARGIN: Duration = Duration::from_micros(50);
 /// set to 1 ns (once per thread, `prctl(PR_SET_TIMERSLACK)`), so the kernel does not round
 /// the sleep up by its default 50 µs; this changes only the calling thread, which in a
 /// pipeline is the stage's own thread. Returns at once if the deadline has passed.
-pub fn wait_until(deadline: Instant) {
+///
+/// Returns how long after the deadline it returned.
+pub fn wait_until(deadline: Instant) -> Duration {
     precise_timers();
     loop {
         let now = Instant::now();
         if now >= deadline {
-            return;
+            return now - deadline;
         }
         let left = deadline - now;
         if left > SPIN_MARGIN {
@@ -351,11 +401,64 @@ mod tests {
         for micros in [0u64, 30, 200, 1500] {
             let start = Instant::now();
             let deadline = start + Duration::from_micros(micros);
-            wait_until(deadline);
-            assert!(Instant::now() >= deadline, "returned early for {micros} µs");
+            let late = wait_until(deadline);
+            let end = Instant::now();
+            assert!(end >= deadline, "returned early for {micros} µs");
+            assert!(
+                late <= end - deadline,
+                "lateness {late:?} measured at the return"
+            );
         }
         // A deadline in the past returns at once (and does not panic on the subtraction).
-        wait_until(Instant::now() - Duration::from_millis(1));
+        let late = wait_until(Instant::now() - Duration::from_millis(1));
+        assert!(late >= Duration::from_millis(1));
+    }
+
+    #[test]
+    fn pace_makes_up_for_lateness_a_tenth_at_a_time() {
+        let predicted = Duration::from_millis(1);
+        let start = Instant::now();
+        let mut pace = Pace::new(predicted);
+        assert_eq!(pace.deadline(start), start + predicted, "nothing owed yet");
+        pace.ended_late(Duration::from_micros(30));
+        assert_eq!(
+            pace.deadline(start),
+            start + predicted - Duration::from_micros(30)
+        );
+        assert_eq!(pace.deadline(start), start + predicted, "made up for");
+        // Long lateness is made up for a tenth of the prediction per run...
+        pace.ended_late(Duration::from_micros(250));
+        let deadlines: Vec<Duration> = (0..4).map(|_| pace.deadline(start) - start).collect();
+        assert_eq!(
+            deadlines,
+            [900, 900, 950, 1000].map(Duration::from_micros),
+            "100 + 100 + 50 µs"
+        );
+        // ... and at most one prediction of it is kept.
+        pace.ended_late(Duration::from_secs(1));
+        let made_up: Duration = (0..20)
+            .map(|_| start + predicted - pace.deadline(start))
+            .sum();
+        assert_eq!(made_up, predicted);
+    }
+
+    #[test]
+    fn runs_never_take_less_than_the_predictions_in_all() {
+        let bytes = fc_bytes(100);
+        let backend =
+            SimulatedEdgeTpuBackend::new(EdgeTpuCostModel::usb_default(), SimCompute::Skip);
+        let predicted =
+            Duration::from_secs_f64(backend.predict(&bytes).expect("predicts").latency_s);
+        let mut stage = backend.prepare(bytes, 0).expect("prepares");
+        let (input, mut output) = (vec![0u8; 256], vec![0u8; 40]);
+        let start = Instant::now();
+        for runs in 1..=50u32 {
+            let run_start = Instant::now();
+            stage.run(&[&input], &mut [&mut output]).expect("runs");
+            let end = Instant::now();
+            assert!(end - start >= predicted * runs, "{runs} runs");
+            assert!(end - run_start >= predicted - predicted / CATCH_UP_DIVISOR);
+        }
     }
 
     #[test]
