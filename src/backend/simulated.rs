@@ -31,6 +31,7 @@ use crate::backend::cpu::InterpreterStage;
 use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime};
 use crate::model::Model;
 use crate::model::edgetpu::is_compiled;
+use crate::pipeline::backoff::{Backoff, LOST_SLICE};
 use crate::pipeline::{Backend, Stage, TensorSpec, check_run_arity};
 use crate::profile::{EdgeTpuCostModel, Link, Prediction, SegmentWorkload};
 use crate::{Error, Result};
@@ -351,21 +352,45 @@ pub const SPIN_MARGIN: Duration = Duration::from_micros(50);
 /// the sleep up by its default 50 µs; this changes only the calling thread, which in a
 /// pipeline is the stage's own thread. Returns at once if the deadline has passed.
 ///
+/// Under CPU-bound competition a yield hands the core to another process for a whole time
+/// slice (milliseconds), while a sleeping thread is woken with priority: when a yield comes
+/// back [`LOST_SLICE`] late, the thread's next waits sleep all the way to the deadline, a
+/// few waits after a rare loss and hundreds when losses recur (the pipeline queues' rule,
+/// shared with them).
+///
 /// Returns how long after the deadline it returned.
 pub fn wait_until(deadline: Instant) -> Duration {
-    precise_timers();
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            return now - deadline;
-        }
-        let left = deadline - now;
-        if left > SPIN_MARGIN {
-            std::thread::sleep(left - SPIN_MARGIN);
-        } else {
-            std::thread::yield_now();
-        }
+    thread_local! {
+        static BACKOFF: Backoff = const { Backoff::new() };
     }
+    precise_timers();
+    BACKOFF.with(|backoff| {
+        let mut margin = if backoff.may_poll() {
+            SPIN_MARGIN
+        } else {
+            Duration::ZERO
+        };
+        let mut last_look: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            // Checked first: a yield that lost the core usually ends past the deadline.
+            if last_look.is_some_and(|last| now - last > LOST_SLICE) {
+                backoff.preempted();
+                margin = Duration::ZERO;
+            }
+            if now >= deadline {
+                return now - deadline;
+            }
+            let left = deadline - now;
+            if left > margin {
+                std::thread::sleep(left - margin);
+                last_look = None;
+            } else {
+                last_look = Some(now);
+                std::thread::yield_now();
+            }
+        }
+    })
 }
 
 #[cfg(target_os = "linux")]

@@ -71,6 +71,7 @@
 //! # }
 //! ```
 
+pub(crate) mod backoff;
 mod layout;
 mod queue;
 mod shared;

@@ -13,18 +13,19 @@
 //! other side hands over without any system call. The poll is bounded, and after the first
 //! few microseconds it yields the core before every look, so with more threads than cores
 //! the threads being waited for still get to run. It is also adaptive: a poll that loses
-//! its core to another process (CPU-bound competition, where a yield costs a whole time
-//! slice and a blocked thread would be woken sooner) turns polling off on that side for a
-//! while, unless it happened only once in a long while.
+//! its core to another process turns polling off on that side for a while
+//! ([`Backoff`]).
 //!
 //! Shutdown is by disconnection, as with channels: dropping the [`Sender`] lets the receiver
 //! drain what is queued and then see the end; dropping the [`Receiver`] makes sends fail and
 //! hand the item back.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+
+use crate::pipeline::backoff::{Backoff, LOST_SLICE, PREEMPTED};
 
 /// How long `send` and `recv` busy-poll (`spin_loop`) for room or an item.
 pub(crate) const SPIN: Duration = Duration::from_micros(5);
@@ -38,27 +39,6 @@ pub(crate) const SPIN: Duration = Duration::from_micros(5);
 /// other processes. A 50 µs limit made simulated pipelines slower: a fast stage in front of
 /// a slow one waits ~100 µs for room, so it polled and then blocked anyway.
 pub(crate) const POLL: Duration = Duration::from_micros(200);
-
-/// A gap this long between two looks of a poll means the poller lost its core to another
-/// thread for a time slice.
-const PREEMPTED: Duration = Duration::from_micros(50);
-/// Waits without polling after a poll lost its core when an earlier one did too, fewer than
-/// [`RECENT_POLLS`] polls before: CPU-bound competition, where each lost core costs about
-/// 1 ms against ~4 µs saved per poll that works.
-const SKIP_AFTER_PREEMPTION: u32 = 256;
-/// Waits without polling after a poll lost its core for the first time in a long while
-/// (another thread of the process or the host took it): polling soon resumes.
-///
-/// Measured on a shared 2-core VM (docs/pipeline.md): skipping 256 waits after every such
-/// rare loss made the first stage of a simulated pipeline block on most of its waits, so
-/// that every hand-off to it cost the stage it fed a system call.
-const SKIP_AFTER_RARE_PREEMPTION: u32 = 2;
-/// Two polls losing their core fewer than this many polls apart mean CPU-bound competition.
-/// With two CPU-bound processes on 2 cores, about 7 % of the polls of a 4-stage pipeline
-/// lost their core; on the same machine without them, 0.02 %.
-const RECENT_POLLS: u32 = 64;
-/// Waits without polling after a poll timed out.
-const SKIP_AFTER_TIMEOUT: u32 = 8;
 
 struct State<T> {
     items: VecDeque<T>,
@@ -77,11 +57,8 @@ pub(crate) struct Queue<T> {
     /// `state.items.len()`, written under the lock and read without it while polling; a
     /// stale read only ends the poll early or late, every decision is taken under the lock.
     len: AtomicUsize,
-    /// Per side (0: senders, 1: receivers), how many more times to block without polling:
-    /// set when a poll found the cores taken by other threads (see [`Queue::spin`]).
-    skip_polls: [AtomicU32; 2],
-    /// Per side, polls since the last one that lost its core (each side has one thread).
-    polls_since_preempted: [AtomicU32; 2],
+    /// Per side (0: the sender, 1: the receiver), when to poll before blocking.
+    backoff: [Backoff; 2],
     not_empty: Condvar,
     not_full: Condvar,
     capacity: Option<usize>,
@@ -108,8 +85,7 @@ pub(crate) fn queue<T>(capacity: Option<usize>) -> (Sender<T>, Receiver<T>) {
             senders_waiting: 0,
         }),
         len: AtomicUsize::new(0),
-        skip_polls: [AtomicU32::new(0), AtomicU32::new(0)],
-        polls_since_preempted: [AtomicU32::new(u32::MAX), AtomicU32::new(u32::MAX)],
+        backoff: [Backoff::new(), Backoff::new()],
         not_empty: Condvar::new(),
         not_full: Condvar::new(),
         capacity,
@@ -138,23 +114,15 @@ impl<T> Queue<T> {
     /// Polls, without the lock, until `ready` holds for the queue's length or [`POLL`] has
     /// passed: busy for [`SPIN`], then yielding the core between polls.
     ///
-    /// Adaptive: when other threads hold the cores (a yield or a busy look takes longer than
-    /// [`PREEMPTED`], i.e. this thread lost its core for a time slice), polling only delays
-    /// the hand-off, since a blocked thread is woken with priority and a yielding one is
-    /// not; that side of the queue then blocks at once for its next [`SKIP_AFTER_PREEMPTION`]
-    /// waits, or only [`SKIP_AFTER_RARE_PREEMPTION`] if no poll lost its core in the last
-    /// [`RECENT_POLLS`]. A poll that times out skips the next [`SKIP_AFTER_TIMEOUT`] waits (the other
-    /// side is slow: no point in burning the CPU for it).
+    /// Adaptive: a look that comes [`PREEMPTED`] after the previous one means this thread
+    /// lost its core for a time slice, and a poll that lasts [`POLL`] means the other side is
+    /// slow; either ends the poll, and that side's [`Backoff`] says for how many waits to
+    /// block without polling.
     fn spin(&self, side: usize, ready: impl Fn(usize) -> bool) {
-        let skip = &self.skip_polls[side];
-        let left = skip.load(Ordering::Relaxed);
-        if left > 0 {
-            skip.store(left - 1, Ordering::Relaxed);
+        let backoff = &self.backoff[side];
+        if !backoff.may_poll() {
             return;
         }
-        let since = &self.polls_since_preempted[side];
-        let polls = since.load(Ordering::Relaxed);
-        since.store(polls.saturating_add(1), Ordering::Relaxed);
         let start = Instant::now();
         let mut last = start;
         while !ready(self.len.load(Ordering::Relaxed)) {
@@ -162,13 +130,7 @@ impl<T> Queue<T> {
             let (polled, step) = (now - start, now - last);
             last = now;
             if step > PREEMPTED {
-                let skips = if polls < RECENT_POLLS {
-                    SKIP_AFTER_PREEMPTION
-                } else {
-                    SKIP_AFTER_RARE_PREEMPTION
-                };
-                skip.store(skips, Ordering::Relaxed);
-                since.store(0, Ordering::Relaxed);
+                backoff.preempted();
                 return;
             }
             if polled < SPIN {
@@ -176,9 +138,12 @@ impl<T> Queue<T> {
             } else if polled < POLL {
                 std::thread::yield_now();
             } else {
-                skip.store(SKIP_AFTER_TIMEOUT, Ordering::Relaxed);
+                backoff.timed_out();
                 return;
             }
+        }
+        if last.elapsed() > LOST_SLICE {
+            backoff.preempted();
         }
     }
 
