@@ -3,8 +3,9 @@
 //! How to read the numbers: the paper's fc model with N = 2640 (20.2 MiB of parameters,
 //! far more than one Edge TPU caches) is cut into 4 segments by parameter size, and each
 //! segment runs on a simulated USB Edge TPU that computes nothing (zero-filled outputs) but
-//! lasts exactly what the cost model predicts for that segment. A pipeline can at best
-//! finish one item per slowest stage, so the steady-state bound is 1 / T_slowest.
+//! lasts what the cost model predicts for that segment (on average: a wait that ends late
+//! is made up for on the next runs, never below 0.9 × the prediction). A pipeline can at
+//! best finish one item per slowest stage, so the steady-state bound is 1 / T_slowest.
 //!
 //! A batch of B items pushed into an empty pipeline also pays for filling and draining it:
 //! the first item comes out after the sum of all stage times, each later one T_slowest after
