@@ -58,8 +58,8 @@ pub enum Error {
     #[error("no Edge TPU matches device `{selector}` ({available} matching device(s) found)")]
     NoDevice { selector: String, available: usize },
 
-    /// Two pipeline stages asked for the same Edge TPU (`index` is the device index, or the
-    /// position of the selector, that asked second).
+    /// Two pipeline stages of this process asked for the same Edge TPU (`index` is the device
+    /// index, or the position of the selector, that asked second).
     #[error("Edge TPU {device} is already taken by another stage (asked for as device {index})")]
     DeviceTaken { device: String, index: usize },
 

@@ -7,12 +7,13 @@
 //! (such as [`Performance`]); the delegate moves into the stage's interpreter, which frees it
 //! after itself, so a delegate always outlives its interpreter.
 //!
-//! A device serves one stage at a time: preparing a second stage on a device that a live
-//! stage of the same backend holds fails with [`Error::DeviceTaken`], so a pipeline that
-//! would put two stages on one Edge TPU fails when it is built, not while it runs. The claim
-//! is released when the stage is dropped.
+//! A device serves one stage at a time: preparing a stage on a device that a live stage
+//! holds (of any backend or pipeline of this process) fails with [`Error::DeviceTaken`], so
+//! a pipeline that would put two stages on one Edge TPU fails when it is built, not while
+//! it runs. The claim is released when the stage is dropped. Another process holding the
+//! device is only seen by libedgetpu, whose error comes back as [`Error::Runtime`].
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -109,38 +110,27 @@ fn describe_device(device: &DeviceInfo) -> String {
     format!("{} at `{}`", device.kind, device.path)
 }
 
-/// Which devices of a backend live stages hold, by position in the backend's device list.
-#[derive(Debug, Default)]
-struct Claims {
-    taken: Mutex<HashSet<usize>>,
-}
+/// The devices live stages of this process hold, by kind and path.
+static CLAIMED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
-impl Claims {
-    /// Claims device `index` until the returned guard is dropped.
-    fn claim(self: &Arc<Self>, index: usize, device: &DeviceInfo) -> Result<Claim> {
-        if !self.taken.lock().insert(index) {
-            return Err(Error::DeviceTaken {
-                device: describe_device(device),
-                index,
-            });
-        }
-        Ok(Claim {
-            claims: Arc::clone(self),
-            index,
-        })
+/// Claims `device` (device index `index` of its backend) until the returned guard is dropped.
+fn claim(device: &DeviceInfo, index: usize) -> Result<Claim> {
+    let key = describe_device(device);
+    if !CLAIMED.lock().insert(key.clone()) {
+        return Err(Error::DeviceTaken { device: key, index });
     }
+    Ok(Claim { key })
 }
 
 /// A device held by one stage; released on drop.
 #[derive(Debug)]
 struct Claim {
-    claims: Arc<Claims>,
-    index: usize,
+    key: String,
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        self.claims.taken.lock().remove(&self.index);
+        CLAIMED.lock().remove(&self.key);
     }
 }
 
@@ -151,7 +141,6 @@ pub struct EdgeTpuBackend {
     devices: Vec<DeviceInfo>,
     options: Vec<(String, String)>,
     interpreter_options: InterpreterOptions,
-    claims: Arc<Claims>,
 }
 
 impl fmt::Debug for EdgeTpuBackend {
@@ -198,7 +187,6 @@ impl EdgeTpuBackend {
             devices,
             options: Vec::new(),
             interpreter_options: InterpreterOptions::default(),
-            claims: Arc::default(),
         }
     }
 
@@ -233,7 +221,7 @@ impl Backend for EdgeTpuBackend {
     ///
     /// Errors: [`Error::NotCompiled`] for a segment without an `edgetpu-custom-op`,
     /// [`Error::NoDevice`] for an index past the device list, [`Error::DeviceTaken`] when a
-    /// live stage of this backend holds the device, and [`Error::Runtime`] when libedgetpu
+    /// live stage of this process holds the device, and [`Error::Runtime`] when libedgetpu
     /// cannot open it (e.g. another process uses it) or TFLite cannot build the interpreter.
     fn prepare(&self, segment_model: Arc<[u8]>, device_index: usize) -> Result<Box<dyn Stage>> {
         check_compiled(&segment_model, device_index)?;
@@ -241,7 +229,7 @@ impl Backend for EdgeTpuBackend {
             selector: format!(":{device_index}"),
             available: self.devices.len(),
         })?;
-        let claim = self.claims.claim(device_index, device)?;
+        let claim = claim(device, device_index)?;
         let options: Vec<(&str, &str)> = self
             .options
             .iter()
@@ -349,18 +337,23 @@ mod tests {
 
     #[test]
     fn a_claimed_device_is_refused_until_released() {
-        let claims = Arc::new(Claims::default());
-        let device = DeviceInfo::new(DeviceKind::Usb, "u0");
-        let first = claims.claim(0, &device).expect("free");
-        let err = claims.claim(0, &device).expect_err("taken");
-        assert!(
-            matches!(err, Error::DeviceTaken { index: 0, .. }),
-            "{err:?}"
-        );
-        let other = claims.claim(1, &DeviceInfo::new(DeviceKind::Usb, "u1"));
+        // Paths of their own: claims are process-wide and tests run in parallel.
+        let device = DeviceInfo::new(DeviceKind::Usb, "/claims-test/u0");
+        let first = claim(&device, 0).expect("free");
+        // Asked for again, e.g. as device 3 of another backend.
+        let err = claim(&device, 3).expect_err("taken");
+        match &err {
+            Error::DeviceTaken { device, index: 3 } => {
+                assert!(device.contains("/claims-test/u0"), "{err}")
+            }
+            other => panic!("expected DeviceTaken, got {other:?}"),
+        }
+        let other = claim(&DeviceInfo::new(DeviceKind::Usb, "/claims-test/u1"), 1);
         assert!(other.is_ok(), "another device is free");
+        let same_path_other_kind = claim(&DeviceInfo::new(DeviceKind::Pci, "/claims-test/u0"), 2);
+        assert!(same_path_other_kind.is_ok(), "kind and path name a device");
         drop(first);
-        assert!(claims.claim(0, &device).is_ok(), "released on drop");
+        assert!(claim(&device, 0).is_ok(), "released on drop");
     }
 
     #[test]
