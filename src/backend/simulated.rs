@@ -354,7 +354,7 @@ pub const SPIN_MARGIN: Duration = Duration::from_micros(50);
 ///
 /// Under CPU-bound competition a yield hands the core to another process for a whole time
 /// slice (milliseconds), while a sleeping thread is woken with priority: when a yield comes
-/// back [`LOST_SLICE`] late, the thread's next waits sleep all the way to the deadline, a
+/// back more than 1 ms late, the thread's next waits sleep all the way to the deadline, a
 /// few waits after a rare loss and hundreds when losses recur (the pipeline queues' rule,
 /// shared with them).
 ///
