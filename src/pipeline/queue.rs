@@ -142,6 +142,8 @@ impl<T> Queue<T> {
                 return;
             }
         }
+        // The last yield found the queue ready, but may have lost the core for a whole slice
+        // on the way; a shorter loss that ends with the hand-off is not worth backing off.
         if last.elapsed() > LOST_SLICE {
             backoff.preempted();
         }
