@@ -9,9 +9,10 @@
 //! Strategies: `profiled` (default), `uniform`, `uniform-ops`, `libcoral`; the profiling ones
 //! use the Edge TPU cost model of the chosen link.
 //!
-//! MODEL is a `.tflite` file, `fc:N` or `conv:F` (the paper's models, built in memory), or,
-//! for `--backend edgetpu`, a comma-separated list of segment files already compiled with
-//! `edgetpu_compiler` (used as they are, in order).
+//! MODEL is a `.tflite` file, `fc:N` or `conv:F` (the paper's models, built in memory), or
+//! a comma-separated list of segment files, used as they are, in order. For
+//! `--backend edgetpu`, MODEL is always such a list (of one file or more) of segments
+//! already compiled with `edgetpu_compiler`.
 //!
 //! Backends:
 //! - `cpu`: TFLite CPU interpreters, `--threads` kernel threads each (default 1). Every
@@ -264,20 +265,28 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
     // The whole model and its segments, or precompiled segment files.
     // Predictions are the simulated stages' own (from the segment files), computed once for
     // the plan table, the stage statistics and the bound.
-    let (whole, segments, predictions) = if args.model.contains(',') {
+    let segment_files = args.model.contains(',') || matches!(args.backend, BackendKind::EdgeTpu);
+    let (whole, segments, predictions) = if segment_files {
         let files = args
             .model
             .split(',')
             .map(|path| {
-                std::fs::read(path)
-                    .map(Arc::from)
-                    .map_err(|e| format!("{path}: {e}"))
+                std::fs::read(path).map(Arc::from).map_err(|e| {
+                    let hint = if matches!(args.backend, BackendKind::EdgeTpu) {
+                        " (with --backend edgetpu, MODEL lists segment files compiled with \
+                         edgetpu_compiler)"
+                    } else {
+                        ""
+                    };
+                    format!("{path}: {e}{hint}")
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         if args.segments.is_some_and(|n| n != files.len()) {
             return Err(format!("--segments differs from the {} files given", files.len()).into());
         }
-        println!("{} segment files, used as given", files.len());
+        let plural = if files.len() == 1 { "" } else { "s" };
+        println!("{} segment file{plural}, used as given", files.len());
         (None, files, None)
     } else {
         let segments = args
