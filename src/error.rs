@@ -10,39 +10,67 @@ use crate::model::options::FieldType;
 pub enum Error {
     /// The model bytes are not a valid TFLite flatbuffer.
     #[error("malformed model: {what} (at byte {offset})")]
-    Malformed { what: String, offset: usize },
+    Malformed {
+        /// What is wrong, with the path of the field in the schema.
+        what: String,
+        /// Byte offset in the file where it was found.
+        offset: usize,
+    },
 
     /// The model is valid but uses a feature this crate does not handle.
     #[error("unsupported model feature: {feature}")]
-    Unsupported { feature: String },
+    Unsupported {
+        /// The feature, and what to do instead when there is a way.
+        feature: String,
+    },
 
     /// A model, graph or plan given to the library is inconsistent.
     #[error("invalid {what}: {reason}")]
-    Invalid { what: &'static str, reason: String },
+    Invalid {
+        /// What was inconsistent (a plan, a segment model, the cost model...).
+        what: &'static str,
+        /// How.
+        reason: String,
+    },
 
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
 
     /// A TFLite runtime call failed; `message` holds what TFLite reported.
     #[error("TFLite {call} failed: {message}")]
-    Runtime { call: &'static str, message: String },
+    Runtime {
+        /// The C API function, or the step that failed.
+        call: &'static str,
+        /// TFLite's (or libedgetpu's) own message.
+        message: String,
+    },
 
     /// A buffer's size does not match the tensor it is copied to or from.
     #[error("tensor `{tensor}`: expected {expected} bytes, got {actual}")]
     TensorSize {
+        /// The tensor's name.
         tensor: String,
+        /// Bytes the tensor holds.
         expected: usize,
+        /// Bytes given.
         actual: usize,
     },
 
     /// No tensor with this name among the inputs or outputs.
     #[error("no {kind} tensor named `{name}`")]
-    UnknownTensor { kind: &'static str, name: String },
+    UnknownTensor {
+        /// Which tensors were looked in, e.g. `input`, `output` or `pipeline input`.
+        kind: &'static str,
+        /// The name asked for.
+        name: String,
+    },
 
     /// A native library (TFLite or libedgetpu) could not be loaded; the message says how
     /// to fix it.
@@ -52,46 +80,79 @@ pub enum Error {
     /// An Edge TPU device string (`""`, `":N"`, `"usb"`, `"usb:N"`, `"pci"`, `"pci:N"`)
     /// could not be parsed.
     #[error("invalid Edge TPU device `{input}`: {reason}")]
-    DeviceSelector { input: String, reason: &'static str },
+    DeviceSelector {
+        /// The string given.
+        input: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 
     /// No Edge TPU matches a device selector.
     #[error("no Edge TPU matches device `{selector}` ({available} matching device(s) found)")]
-    NoDevice { selector: String, available: usize },
+    NoDevice {
+        /// The selector (`":N"` for a device index).
+        selector: String,
+        /// How many devices of the kind asked for are attached.
+        available: usize,
+    },
 
     /// Two pipeline stages of this process asked for the same Edge TPU (`index` is the device
     /// index, or the position of the selector, that asked second).
     #[error("Edge TPU {device} is already taken by another stage (asked for as device {index})")]
-    DeviceTaken { device: String, index: usize },
+    DeviceTaken {
+        /// The device's kind and path.
+        device: String,
+        /// The device index (or selector position) that asked second.
+        index: usize,
+    },
 
     /// A segment given to the Edge TPU backend holds no `edgetpu-custom-op`.
     #[error(
         "the segment for Edge TPU device {index} is not compiled for the Edge TPU \
          (no edgetpu-custom-op); compile it with edgetpu_compiler first"
     )]
-    NotCompiled { index: usize },
+    NotCompiled {
+        /// The device index the segment was given for.
+        index: usize,
+    },
 
     /// A tensor index out of range.
     #[error("{kind} tensor index {index} out of range ({count} tensors)")]
     TensorIndex {
+        /// Which tensors were looked in, e.g. `input`, `output` or `pipeline input`.
         kind: &'static str,
+        /// The index given.
         index: usize,
+        /// How many there are.
         count: usize,
     },
 
     /// No builtin options table with this name or union tag in the schema.
     #[error("unknown builtin options table {table}")]
-    UnknownOptionsTable { table: String },
+    UnknownOptionsTable {
+        /// The name or tag given.
+        table: String,
+    },
 
     /// A builtin options table has no field of this name.
     #[error("options table `{table}` has no field `{field}`")]
-    UnknownOptionsField { table: &'static str, field: String },
+    UnknownOptionsField {
+        /// The options table.
+        table: &'static str,
+        /// The field name given.
+        field: String,
+    },
 
     /// A value's type differs from the type of its options field in the schema.
     #[error("options table `{table}`, field `{field}`: expected {expected:?}, got {actual:?}")]
     OptionsFieldType {
+        /// The options table.
         table: &'static str,
+        /// The field.
         field: &'static str,
+        /// The field's type in the schema.
         expected: FieldType,
+        /// The type of the value given.
         actual: FieldType,
     },
 
@@ -127,18 +188,31 @@ pub enum Error {
     /// A calibration file is malformed; `line` is 1-based (0 for the file as a whole).
     #[error("calibration data {path}, line {line}: {reason}")]
     Calibration {
+        /// The file.
         path: PathBuf,
+        /// 1-based line, or 0 for the whole file.
         line: usize,
+        /// What is wrong.
         reason: String,
     },
 
     /// A named tensor given twice, e.g. the same pipeline input twice in one `push`.
     #[error("{kind} tensor `{name}` given twice")]
-    DuplicateTensor { kind: &'static str, name: String },
+    DuplicateTensor {
+        /// Which tensors were looked in, e.g. `input`, `output` or `pipeline input`.
+        kind: &'static str,
+        /// The tensor's name.
+        name: String,
+    },
 
     /// A required named tensor is missing, e.g. a pipeline input left out of a `push`.
     #[error("{kind} tensor `{name}` is missing")]
-    MissingTensor { kind: &'static str, name: String },
+    MissingTensor {
+        /// Which tensors were looked in, e.g. `input`, `output` or `pipeline input`.
+        kind: &'static str,
+        /// The tensor's name.
+        name: String,
+    },
 
     /// `push` after `close`: the pipeline takes no more input.
     #[error("the pipeline is closed to new input")]
@@ -171,7 +245,9 @@ pub enum Error {
     /// The operating system refused to start a thread.
     #[error("cannot start thread `{thread}`: {source}")]
     Spawn {
+        /// The thread's name.
         thread: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },

@@ -5,6 +5,7 @@
 //!
 //! Data flows one way: bytes → [`model`] → graph → plan → segment models → pipeline stages.
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod backend;
 mod error;

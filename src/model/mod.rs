@@ -82,7 +82,9 @@ pub struct Model<'a> {
 /// A named metadata blob of the model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metadata<'a> {
+    /// The entry's name, e.g. `min_runtime_version`.
     pub name: Cow<'a, str>,
+    /// The contents of the buffer the entry points to.
     pub data: Cow<'a, [u8]>,
 }
 
@@ -90,23 +92,41 @@ pub struct Metadata<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ElementType {
+    /// 32-bit float.
     F32,
+    /// 16-bit float.
     F16,
+    /// 32-bit signed integer.
     I32,
+    /// 8-bit unsigned integer (older quantized models).
     U8,
+    /// 64-bit signed integer.
     I64,
+    /// Variable-length strings (no fixed size).
     String,
+    /// Boolean, one byte each.
     Bool,
+    /// 16-bit signed integer.
     I16,
+    /// Complex number of two 32-bit floats.
     Complex64,
+    /// 8-bit signed integer (quantized models).
     I8,
+    /// 64-bit float.
     F64,
+    /// Complex number of two 64-bit floats.
     Complex128,
+    /// 64-bit unsigned integer.
     U64,
+    /// A resource handle (no fixed size).
     Resource,
+    /// A variant tensor (no fixed size).
     Variant,
+    /// 32-bit unsigned integer.
     U32,
+    /// 16-bit unsigned integer.
     U16,
+    /// 4-bit signed integer, packed (no whole-byte size).
     I4,
 }
 
@@ -180,9 +200,13 @@ impl ElementType {
 /// Affine quantization of a tensor: `real = scale * (q - zero_point)`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Quantization {
+    /// Smallest real value per channel, when the converter recorded it.
     pub min: Vec<f32>,
+    /// Largest real value per channel, when the converter recorded it.
     pub max: Vec<f32>,
+    /// Scale per channel (one value when per-tensor).
     pub scale: Vec<f32>,
+    /// Zero point per channel (one value when per-tensor).
     pub zero_point: Vec<i64>,
     /// Axis of per-channel scales (0 when per-tensor).
     pub quantized_dimension: i32,
@@ -191,11 +215,15 @@ pub struct Quantization {
 /// One tensor of the subgraph.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor<'a> {
+    /// Name from the file; segments are joined by tensor name.
     pub name: Cow<'a, str>,
+    /// Type of each element.
     pub element_type: ElementType,
+    /// Static shape (dimension sizes).
     pub shape: Vec<i32>,
     /// Shape with -1 for unknown dimensions, when the file gives one.
     pub shape_signature: Option<Vec<i32>>,
+    /// Quantization parameters, for quantized tensors.
     pub quantization: Option<Quantization>,
     /// Constant contents, for parameters (weights, biases, shapes); `None` for activations.
     pub data: Option<Cow<'a, [u8]>>,
@@ -236,6 +264,7 @@ pub struct OpCode<'a> {
     pub builtin: i32,
     /// Name of a custom op (`builtin == 32`).
     pub custom: Option<Cow<'a, str>>,
+    /// Version of the operator's kernel the model needs.
     pub version: i32,
 }
 
@@ -245,9 +274,11 @@ pub const BUILTIN_CUSTOM: i32 = 32;
 /// One operator, in execution order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Operator<'a> {
+    /// What the operator computes.
     pub opcode: OpCode<'a>,
     /// Input tensor indices; `None` marks an optional input that is absent (-1 in the file).
     pub inputs: Vec<Option<usize>>,
+    /// Output tensor indices.
     pub outputs: Vec<usize>,
     /// Tensor indices of intermediates (used by quantized LSTMs).
     pub intermediates: Vec<usize>,
@@ -257,6 +288,7 @@ pub struct Operator<'a> {
     pub custom_options: Option<Cow<'a, [u8]>>,
     /// `custom_options_format` (0 = FlexBuffers).
     pub custom_options_format: i8,
+    /// Per input, whether the operator writes to that (variable) input.
     pub mutating_variable_inputs: Vec<bool>,
 }
 
