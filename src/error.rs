@@ -267,6 +267,20 @@ impl Error {
         }
     }
 
+    /// `Ok` if a buffer of `actual` bytes fits tensor `tensor` of `expected` bytes, else
+    /// [`Error::TensorSize`].
+    pub(crate) fn check_tensor_size(tensor: &str, expected: usize, actual: usize) -> Result<()> {
+        if actual == expected {
+            Ok(())
+        } else {
+            Err(Error::TensorSize {
+                tensor: tensor.to_string(),
+                expected,
+                actual,
+            })
+        }
+    }
+
     pub(crate) fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
         Error::Invalid {
             what,

@@ -303,10 +303,10 @@ impl Stage for SimulatedStage {
                     outputs.len(),
                 )?;
                 for (spec, data) in self.inputs.iter().zip(inputs) {
-                    check_size(spec, data.len())?;
+                    Error::check_tensor_size(&spec.name, spec.byte_size, data.len())?;
                 }
                 for (spec, out) in self.outputs.iter().zip(outputs.iter_mut()) {
-                    check_size(spec, out.len())?;
+                    Error::check_tensor_size(&spec.name, spec.byte_size, out.len())?;
                     out.fill(0);
                 }
             }
@@ -321,18 +321,6 @@ impl Stage for SimulatedStage {
 
     fn describe(&self) -> String {
         self.description.clone()
-    }
-}
-
-fn check_size(spec: &TensorSpec, actual: usize) -> Result<()> {
-    if actual == spec.byte_size {
-        Ok(())
-    } else {
-        Err(Error::TensorSize {
-            tensor: spec.name.clone(),
-            expected: spec.byte_size,
-            actual,
-        })
     }
 }
 

@@ -704,15 +704,7 @@ fn find(infos: &[TensorInfo], side: Side, name: &str) -> Result<usize> {
 }
 
 fn check_size(info: &TensorInfo, actual: usize) -> Result<()> {
-    if actual == info.byte_size {
-        Ok(())
-    } else {
-        Err(Error::TensorSize {
-            tensor: info.name.clone(),
-            expected: info.byte_size,
-            actual,
-        })
-    }
+    Error::check_tensor_size(&info.name, info.byte_size, actual)
 }
 
 #[cfg(test)]

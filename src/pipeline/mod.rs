@@ -458,13 +458,7 @@ impl Pipeline {
                     name: name.to_string(),
                 });
             }
-            if data.len() != specs[slot].byte_size {
-                return Err(Error::TensorSize {
-                    tensor: name.to_string(),
-                    expected: specs[slot].byte_size,
-                    actual: data.len(),
-                });
-            }
+            Error::check_tensor_size(name, specs[slot].byte_size, data.len())?;
         }
         // Every name is known and unique, so equal counts mean nothing is missing.
         if let Some(missing) = specs
