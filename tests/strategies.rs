@@ -82,16 +82,7 @@ fn build(shape: &Shape) -> Model<'static> {
         });
     }
     let outputs: Vec<usize> = (1..=n).filter(|&t| !read_somewhere[t] || t == n).collect();
-    Model {
-        version: 3,
-        description: None,
-        subgraph_name: None,
-        tensors,
-        operators,
-        inputs: vec![0],
-        outputs,
-        metadata: Vec::new(),
-    }
+    Model::new(tensors, operators, vec![0], outputs)
 }
 
 /// Chains (each op reads the previous output) or branching graphs (any earlier tensor).

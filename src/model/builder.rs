@@ -758,14 +758,9 @@ impl ModelBuilder {
             ));
         }
         Ok(Model {
-            version: 3,
             description: Some(Cow::Owned(self.description)),
             subgraph_name: Some(Cow::Borrowed("main")),
-            tensors: self.tensors,
-            operators: self.operators,
-            inputs: self.inputs,
-            outputs: self.outputs,
-            metadata: Vec::new(),
+            ..Model::new(self.tensors, self.operators, self.inputs, self.outputs)
         })
     }
 

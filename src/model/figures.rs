@@ -299,16 +299,7 @@ pub(crate) mod tests {
         inputs: &[usize],
         outputs: &[usize],
     ) -> Model<'static> {
-        Model {
-            version: 3,
-            description: None,
-            subgraph_name: None,
-            tensors,
-            operators,
-            inputs: inputs.to_vec(),
-            outputs: outputs.to_vec(),
-            metadata: Vec::new(),
-        }
+        Model::new(tensors, operators, inputs.to_vec(), outputs.to_vec())
     }
 
     fn conv_model() -> Model<'static> {

@@ -27,14 +27,8 @@
 //!     has_rank: true,
 //! };
 //! let model = Model {
-//!     version: 3,
 //!     description: Some(Cow::Borrowed("identity")),
-//!     subgraph_name: None,
-//!     tensors: vec![tensor("x")],
-//!     operators: Vec::new(),
-//!     inputs: vec![0],
-//!     outputs: vec![0],
-//!     metadata: Vec::new(),
+//!     ..Model::new(vec![tensor("x")], Vec::new(), vec![0], vec![0])
 //! };
 //! let bytes = model.to_bytes()?;
 //! assert_eq!(&bytes[4..8], b"TFL3");
@@ -296,6 +290,31 @@ impl Operator<'_> {
     /// Input tensor indices that are present, in order.
     pub fn present_inputs(&self) -> impl Iterator<Item = usize> + '_ {
         self.inputs.iter().flatten().copied()
+    }
+}
+
+/// The schema version this crate reads and writes.
+pub const SCHEMA_VERSION: u32 = 3;
+
+impl<'a> Model<'a> {
+    /// A model of the current schema version with these tensors, operators and
+    /// interface, and no description, subgraph name or metadata.
+    pub fn new(
+        tensors: Vec<Tensor<'a>>,
+        operators: Vec<Operator<'a>>,
+        inputs: Vec<usize>,
+        outputs: Vec<usize>,
+    ) -> Self {
+        Model {
+            version: SCHEMA_VERSION,
+            description: None,
+            subgraph_name: None,
+            tensors,
+            operators,
+            inputs,
+            outputs,
+            metadata: Vec::new(),
+        }
     }
 }
 

@@ -177,7 +177,7 @@ impl<'a> Reader<'a> {
         let root = Table::root(self.bytes, path)?;
         reject_unknown(&root, f::COUNT, &self.budget, path)?;
         let version = root.scalar::<u32>(f::VERSION, 0, &path.field("version"))?;
-        if version != 3 {
+        if version != super::SCHEMA_VERSION {
             return Err(Error::unsupported(format!("schema version {version}")));
         }
 
@@ -374,14 +374,8 @@ impl<'a> Reader<'a> {
             .string(f::NAME, &self.budget, &path.field("name"))?
             .map(Cow::Borrowed);
         Ok(Model {
-            version: 3,
-            description: None,
             subgraph_name,
-            tensors,
-            operators,
-            inputs,
-            outputs,
-            metadata: Vec::new(),
+            ..Model::new(tensors, operators, inputs, outputs)
         })
     }
 

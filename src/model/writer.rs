@@ -106,7 +106,7 @@ impl Model<'_> {
     /// Checks that the model can be written: tensor indices in range, options matching
     /// their layouts, quantization vectors consistent, custom ops named.
     fn validate(&self) -> Result<()> {
-        if self.version != 3 {
+        if self.version != super::SCHEMA_VERSION {
             return Err(invalid(format!(
                 "schema version {} (only 3 can be written)",
                 self.version
