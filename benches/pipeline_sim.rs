@@ -21,9 +21,10 @@
 //!   simulated stages.
 //!
 //! Before the pipeline runs, the bench measures `wait_until` alone (how far past its
-//! deadline a simulated stage's wait ends); after each direct run it prints each stage's
-//! mean latency over that run against its prediction, and how long it waited for input and
-//! for room per item (the slowest stage should wait for neither).
+//! deadline a simulated stage's wait ends) and a plain sleep of the same length; after each
+//! direct run it prints each stage's mean latency over that run against its prediction, the
+//! p99 of its runs so far, and how long it waited for input and for room per item (the
+//! slowest stage should wait for neither).
 //! Criterion's "thrpt" is items per second; every figure is simulated.
 
 use std::hint::black_box;
@@ -47,21 +48,30 @@ const BATCHES: [usize; 2] = [50, 2000];
 
 /// How far past its deadline `wait_until` returns, alone on this thread, for waits as long
 /// as the slowest stage.
+/// Also how late a plain `std::thread::sleep` of the same length ends on this thread (whose
+/// timer slack `wait_until` has lowered to 1 ns): what the wait would give without its final
+/// polling phase.
 fn wait_precision(wait_s: f64) {
     let wait = Duration::from_secs_f64(wait_s);
-    let mut late: Vec<Duration> = (0..2000)
-        .map(|_| wait_until(Instant::now() + wait))
-        .collect();
-    late.sort_unstable();
-    let mean = late.iter().sum::<Duration>() / late.len() as u32;
-    let at = |q: f64| late[((late.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
-    println!(
-        "simulated wait of {:.1} µs: late by {:.1} µs on average, p50 {:.1} µs, p99 {:.1} µs",
-        wait_s * 1e6,
-        mean.as_secs_f64() * 1e6,
-        at(0.5),
-        at(0.99)
-    );
+    let report = |what: &str, wait_once: &dyn Fn() -> Duration| {
+        let mut late: Vec<Duration> = (0..2000).map(|_| wait_once()).collect();
+        late.sort_unstable();
+        let mean = late.iter().sum::<Duration>() / late.len() as u32;
+        let at = |q: f64| late[((late.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
+        println!(
+            "{what} of {:.1} µs: late by {:.1} µs on average, p50 {:.1} µs, p99 {:.1} µs",
+            wait_s * 1e6,
+            mean.as_secs_f64() * 1e6,
+            at(0.5),
+            at(0.99)
+        );
+    };
+    report("simulated wait", &|| wait_until(Instant::now() + wait));
+    report("plain sleep", &|| {
+        let deadline = Instant::now() + wait;
+        std::thread::sleep(wait);
+        Instant::now() - deadline
+    });
 }
 
 fn run_batch(pipeline: &Pipeline, name: &str, input: &[u8], batch: usize) {
@@ -141,11 +151,12 @@ fn bench(c: &mut Criterion) {
             let per_item = |old: Duration, new: Duration| (new - old).as_secs_f64() * 1e6 / runs;
             let busy = |s: &StageStats| s.latency_mean * s.invokes as u32;
             println!(
-                "  stage {}: predicted {:.1} µs, measured {:.1} µs; waited {:.1} µs/item for \
-                 input, {:.1} µs/item for room",
+                "  stage {}: predicted {:.1} µs, measured {:.1} µs (p99 so far {:.1} µs); waited \
+                 {:.1} µs/item for input, {:.1} µs/item for room",
                 new.index,
                 predicted * 1e6,
                 per_item(busy(old), busy(new)),
+                new.latency_p99.as_secs_f64() * 1e6,
                 per_item(old.waiting_for_input, new.waiting_for_input),
                 per_item(old.waiting_for_room, new.waiting_for_room),
             );
