@@ -326,10 +326,10 @@ impl Stage for SimulatedStage {
 
 /// How long before a deadline [`wait_until`] stops sleeping and polls instead.
 ///
-/// On Linux, with the thread's timer slack lowered to 1 ns, a sleep on this machine (a
-/// shared 2-core VM) overshoots by about 20 µs (p90 25 µs); with the default 50 µs slack,
-/// by 70–110 µs. The margin covers the typical overshoot, so most runs end within a few
-/// microseconds of the deadline while polling for at most this long.
+/// On Linux, with the thread's timer slack lowered to 1 ns, a 224.5 µs sleep on a shared
+/// 2-core VM ended 34–40 µs late on average (p99 47–57 µs; the `plain sleep` line of
+/// `cargo bench --bench pipeline_sim`). The margin covers the typical overshoot, so most
+/// runs end within a few microseconds of the deadline while polling for at most this long.
 pub const SPIN_MARGIN: Duration = Duration::from_micros(50);
 
 /// Blocks the calling thread until `deadline`, precisely and mostly without using the CPU.

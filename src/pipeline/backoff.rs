@@ -23,10 +23,10 @@ pub(crate) const PREEMPTED: Duration = Duration::from_micros(50);
 /// slice.
 ///
 /// Where the poll ends anyway (the simulated Edge TPU's wait, which then sleeps all the way
-/// to its deadline and ends 20–40 µs late each time; a queue's poll whose last yield found
-/// the queue ready), only such long losses count: shorter ones happen now and then on a
-/// quiet machine (another thread of the process), and counting them there made a
-/// simulated pipeline 1–3 % slower.
+/// to its deadline and ends 34–40 µs late each time, see `benches/pipeline_sim.rs`; a
+/// queue's poll whose last yield found the queue ready), only such long losses count:
+/// shorter ones happen now and then on a quiet machine (another thread of the process),
+/// and counting them there made a simulated pipeline 1–3 % slower.
 pub(crate) const LOST_SLICE: Duration = Duration::from_millis(1);
 
 /// Waits without polling after a poll lost its core when an earlier one did too, fewer than
@@ -43,8 +43,9 @@ const SKIP_AFTER_PREEMPTION: u32 = 256;
 const SKIP_AFTER_RARE_PREEMPTION: u32 = 2;
 
 /// Two polls losing their core fewer than this many polls apart mean CPU-bound competition.
-/// With two CPU-bound processes on 2 cores, about 7 % of the polls of a 4-stage pipeline
-/// lost their core; on the same machine without them, 0.02 %.
+/// With two CPU-bound processes on 2 cores, several in a hundred polls of a 4-stage
+/// pipeline lost their core; without them, a few in ten thousand (counted once with
+/// temporary instrumentation, not by a shipped bench).
 const RECENT_POLLS: u32 = 64;
 
 /// Waits without polling after a poll timed out (the other side is slow: no point in
