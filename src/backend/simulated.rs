@@ -31,7 +31,7 @@ use crate::backend::cpu::InterpreterStage;
 use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime};
 use crate::model::Model;
 use crate::model::edgetpu::is_compiled;
-use crate::pipeline::backoff::{Backoff, LOST_SLICE};
+use crate::pipeline::backoff::Backoff;
 use crate::pipeline::{Backend, Stage, TensorSpec, check_run_arity};
 use crate::profile::{EdgeTpuCostModel, Link, Prediction, SegmentWorkload};
 use crate::{Error, Result};
@@ -362,8 +362,7 @@ pub fn wait_until(deadline: Instant) -> Duration {
         loop {
             let now = Instant::now();
             // Checked first: a yield that lost the core usually ends past the deadline.
-            if last_look.is_some_and(|last| now - last > LOST_SLICE) {
-                backoff.preempted();
+            if last_look.is_some_and(|last| backoff.check_last_look(now - last)) {
                 margin = Duration::ZERO;
             }
             if now >= deadline {

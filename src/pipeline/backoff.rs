@@ -27,7 +27,7 @@ pub(crate) const PREEMPTED: Duration = Duration::from_micros(50);
 /// queue's poll whose last yield found the queue ready), only such long losses count:
 /// shorter ones happen now and then on a quiet machine (another thread of the process),
 /// and counting them there made a simulated pipeline 1–3 % slower.
-pub(crate) const LOST_SLICE: Duration = Duration::from_millis(1);
+const LOST_SLICE: Duration = Duration::from_millis(1);
 
 /// Waits without polling after a poll lost its core when an earlier one did too, fewer than
 /// [`RECENT_POLLS`] polls before: CPU-bound competition, where each lost core costs about
@@ -97,6 +97,17 @@ impl Backoff {
         self.polls_since_preempted.store(0, Ordering::Relaxed);
     }
 
+    /// The last look of a poll that ends anyway came `gap` after the one before: counts as
+    /// [`preempted`](Self::preempted) only if the core was lost for a whole time slice
+    /// ([`LOST_SLICE`]). Returns whether it did.
+    pub(crate) fn check_last_look(&self, gap: Duration) -> bool {
+        let lost = gap > LOST_SLICE;
+        if lost {
+            self.preempted();
+        }
+        lost
+    }
+
     /// This wait's poll ran out of time.
     pub(crate) fn timed_out(&self) {
         self.skips_left.store(SKIP_AFTER_TIMEOUT, Ordering::Relaxed);
@@ -139,6 +150,16 @@ mod tests {
         );
         // ... but after more than RECENT_POLLS good polls, a preemption is rare again.
         backoff.preempted();
+        assert_eq!(skipped(&backoff, 10), SKIP_AFTER_RARE_PREEMPTION);
+    }
+
+    #[test]
+    fn only_a_lost_slice_counts_at_the_last_look() {
+        let backoff = Backoff::new();
+        assert!(backoff.may_poll());
+        assert!(!backoff.check_last_look(PREEMPTED * 2));
+        assert_eq!(skipped(&backoff, 10), 0);
+        assert!(backoff.check_last_look(LOST_SLICE * 2));
         assert_eq!(skipped(&backoff, 10), SKIP_AFTER_RARE_PREEMPTION);
     }
 

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::pipeline::backoff::{Backoff, LOST_SLICE, PREEMPTED};
+use crate::pipeline::backoff::{Backoff, PREEMPTED};
 
 /// How long `send` and `recv` busy-poll (`spin_loop`) for room or an item.
 pub(crate) const SPIN: Duration = Duration::from_micros(5);
@@ -144,9 +144,7 @@ impl<T> Queue<T> {
         }
         // The last yield found the queue ready, but may have lost the core for a whole slice
         // on the way; a shorter loss that ends with the hand-off is not worth backing off.
-        if last.elapsed() > LOST_SLICE {
-            backoff.preempted();
-        }
+        backoff.check_last_look(last.elapsed());
     }
 
     /// Releases the lock after a push, waking a blocked receiver if there is one.
