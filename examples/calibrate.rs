@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use multitpu::model::figures::OpKind;
 use multitpu::profile::EdgeTpuCostModel;
-use multitpu::profile::calibration::{fit, load_dir};
+use multitpu::profile::calibration::{fit, load_dir, load_pipeline_dir};
 use multitpu::profile::cost_model::MIB;
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -29,7 +29,20 @@ fn main() -> Result<(), Box<dyn Error>> {
         dir.display(),
         points.len()
     );
-    let report = fit(&points, &EdgeTpuCostModel::usb_default())?;
+    // The multi-device files' placement lists fit the input reserve; their times include
+    // the measuring program and are left to `examples/reproduce.rs`.
+    let pipeline_dir = dir.join("pipelines");
+    let pipelines = if pipeline_dir.is_dir() {
+        load_pipeline_dir(&pipeline_dir)?
+    } else {
+        Vec::new()
+    };
+    println!(
+        "multi-device data: {} ({} points)",
+        pipeline_dir.display(),
+        pipelines.len()
+    );
+    let report = fit(&points, &pipelines, &EdgeTpuCostModel::usb_default())?;
     let m = &report.model;
 
     println!();
@@ -57,6 +70,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         "  stream_reads[Conv2d]      {:>12.5}",
         m.stream_reads.get(OpKind::Conv2d)
     );
+    println!("  input_reserve             {:>12.5}", m.input_reserve);
     println!("  io_bytes_per_s            {:>12.5e}", m.io_bytes_per_s);
     println!(
         "  invoke_overhead_s         {:>12.5e}  ({:.4} ms)",
@@ -98,6 +112,39 @@ fn main() -> Result<(), Box<dyn Error>> {
             r.measured_off_chip_mib,
             r.predicted_off_chip_mib,
             r.predicted_off_chip_mib - r.measured_off_chip_mib,
+        );
+    }
+
+    if !report.segments.is_empty() {
+        println!();
+        println!(
+            "{:<5} {:<9} {:>5} {:>9} {:>4}  {:>7} {:>7}  {:>8} {:>8}",
+            "model", "split", "size", "cuts", "seg", "meas on", "pred on", "meas off", "pred off"
+        );
+        for r in &report.segments {
+            let cuts: Vec<String> = r.cuts.iter().map(usize::to_string).collect();
+            println!(
+                "{:<5} {:<9} {:>5} {:>9} {:>4}  {:>7.3} {:>7.3}  {:>8.3} {:>8.3}",
+                r.family.name(),
+                r.split,
+                r.size,
+                cuts.join(";"),
+                r.segment,
+                r.measured_on_chip_mib,
+                r.predicted_on_chip_mib,
+                r.measured_off_chip_mib,
+                r.predicted_off_chip_mib,
+            );
+        }
+        let misplaced = report
+            .segments
+            .iter()
+            .filter(|r| (r.predicted_off_chip_mib - r.measured_off_chip_mib).abs() > 0.02)
+            .count();
+        println!(
+            "segments placed as the compiler did (±0.02 MiB): {} of {}",
+            report.segments.len() - misplaced,
+            report.segments.len()
         );
     }
 

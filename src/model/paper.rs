@@ -1,8 +1,10 @@
 //! The synthetic models of the PDP 2023 paper "Improving inference time in multi-TPU systems
 //! with profiled model segmentation" (Villarrubia, Costero, Igual, Olcoz), built with
-//! [`ModelBuilder`] as the TF2 converter quantizes them: float32 input and output with
-//! `QUANTIZE`/`DEQUANTIZE` at the ends, int8 activations, int8 weights (per-channel for
-//! convolutions, per-tensor for dense layers) and int32 biases.
+//! [`ModelBuilder`] as the author's TF2 converter settings quantize them: float32 input with a
+//! `QUANTIZE` first, int8 activations, int8 weights (per-channel for convolutions, per-tensor
+//! for dense layers) and int32 biases. The fc model also ends in a `DEQUANTIZE` (float32
+//! output); the conv model was converted with `inference_output_type = int8`, so its output
+//! stays int8 and it has no `DEQUANTIZE`.
 //!
 //! The inputs are quantized for values in `[-1, 1]`. Weights are seeded from the size knob,
 //! so a model is the same on every call.
@@ -58,7 +60,10 @@ pub fn fc(hidden: usize) -> Result<Model<'static>> {
 }
 
 /// The conv model: float32 `[1, 64, 64, 3]` → `QUANTIZE` int8 → 5 × `CONV_2D`(F filters,
-/// 3×3, stride 1, SAME, fused ReLU) → `DEQUANTIZE` → float32 `[1, 64, 64, F]`.
+/// 3×3, stride 1, SAME, fused ReLU) → int8 `[1, 64, 64, F]`.
+///
+/// There is no `DEQUANTIZE`: the output leaves the device as `64·64·F` int8 bytes, as in the
+/// author's files (converted with `inference_output_type = int8`).
 ///
 /// `filters` is the paper's F (it measured 32 to 742). Errors if `filters` is 0 or too large
 /// for the file format.
@@ -71,8 +76,7 @@ pub fn conv(filters: usize) -> Result<Model<'static>> {
     for _ in 0..5 {
         h = b.conv2d(h, filters, [3, 3], [1, 1], Padding::Same, Activation::Relu)?;
     }
-    let out = b.dequantize(h)?;
-    b.output(out)?;
+    b.output(h)?;
     b.build()
 }
 
@@ -109,8 +113,10 @@ mod tests {
     fn conv_structure_and_size() {
         let m = conv(8).unwrap();
         let codes: Vec<i32> = m.operators.iter().map(|op| op.opcode.builtin).collect();
-        assert_eq!(codes, vec![114, 3, 3, 3, 3, 3, 6]);
-        assert_eq!(m.tensors[m.outputs[0]].shape, vec![1, 64, 64, 8]);
+        assert_eq!(codes, vec![114, 3, 3, 3, 3, 3]);
+        let output = &m.tensors[m.outputs[0]];
+        assert_eq!(output.shape, vec![1, 64, 64, 8]);
+        assert_eq!(output.element_type, ElementType::I8);
         let f = 8;
         assert_eq!(parameter_bytes(&m), 27 * f + 36 * f * f + 20 * f);
     }

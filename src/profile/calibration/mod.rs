@@ -21,12 +21,18 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::model::figures::OpKind;
-use crate::model::paper;
+use crate::model::{Model, paper};
 use crate::profile::cost_model::{EdgeTpuCostModel, MIB, SegmentWorkload};
 use crate::{Error, Result};
+
+mod pipelines;
+
+pub use pipelines::{
+    PipelinePoint, infer_cuts, load_pipeline_dir, parse_pipeline_csv, parse_pipeline_file_name,
+};
 
 /// A family of the paper's synthetic models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -57,13 +63,18 @@ impl Family {
         }
     }
 
+    /// The model of this family with size knob `size`, built by [`crate::model::paper`].
+    pub fn model(self, size: usize) -> Result<Model<'static>> {
+        match self {
+            Family::Fc => paper::fc(size),
+            Family::Conv => paper::conv(size),
+        }
+    }
+
     /// The workload of the whole model of this family with size knob `size`, built as a
     /// real model by [`crate::model::paper`].
     pub fn workload(self, size: usize) -> Result<SegmentWorkload> {
-        let model = match self {
-            Family::Fc => paper::fc(size)?,
-            Family::Conv => paper::conv(size)?,
-        };
+        let model = self.model(size)?;
         Ok(SegmentWorkload::from_model(
             &model,
             0..model.operators.len(),
@@ -173,21 +184,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<CalibrationPoint>> {
         let path = path.to_path_buf();
         move |source| Error::Io { path, source }
     };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(io(dir))?
-        .map(|entry| entry.map(|e| e.path()).map_err(io(dir)))
-        .collect::<Result<Vec<_>>>()?
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(Error::Calibration {
-            path: dir.to_path_buf(),
-            line: 0,
-            reason: "no .csv files".to_owned(),
-        });
-    }
+    let files = pipelines::csv_files(dir)?;
     let mut points = Vec::new();
     for path in files {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
@@ -243,15 +240,40 @@ pub struct FamilyErrors {
     pub worst_off_chip_mib: f64,
 }
 
+/// The placement of one segment of a multi-device measurement, measured against predicted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentPlacementRow {
+    /// The point's model family.
+    pub family: Family,
+    /// How the point's model was cut ([`PipelinePoint::split`]).
+    pub split: String,
+    /// The point's size knob (N or F).
+    pub size: usize,
+    /// The cuts found from the segments' parameter totals ([`infer_cuts`]).
+    pub cuts: Vec<usize>,
+    /// Which segment.
+    pub segment: usize,
+    /// Parameters the compiler cached on chip, MiB.
+    pub measured_on_chip_mib: f64,
+    /// Parameters the model places on chip, MiB.
+    pub predicted_on_chip_mib: f64,
+    /// Parameters the compiler left off chip, MiB.
+    pub measured_off_chip_mib: f64,
+    /// Parameters the model leaves off chip, MiB.
+    pub predicted_off_chip_mib: f64,
+}
+
 /// The outcome of [`fit`]: the fitted model and how well it matches each point.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FitReport {
     /// The fitted model.
     pub model: EdgeTpuCostModel,
-    /// One row per point, in input order.
+    /// One row per single-device point, in input order.
     pub rows: Vec<FitRow>,
     /// One entry per family present, fc first.
     pub families: Vec<FamilyErrors>,
+    /// One row per segment of every multi-device point, in input order.
+    pub segments: Vec<SegmentPlacementRow>,
 }
 
 impl FitReport {
@@ -264,32 +286,92 @@ impl FitReport {
 /// Range searched for the on-chip budget, in bytes.
 const BUDGET_RANGE: (u64, u64) = (512 * 1024, 16 * 1024 * 1024);
 
-/// Fits the cost model to `points`. Parameters the data cannot determine (a rate of an op
-/// kind without points, the PCIe link, …) keep their values from `start`; `Depthwise` and
-/// `TransposeConv` take the fitted `Conv2d` figures.
+/// Fits the cost model to single-device `points` and to the placement lists of
+/// multi-device `pipelines` (their times include the measuring program and are not used
+/// here: see [`crate::reproduce::scheme`]). Parameters the data cannot determine (a rate of
+/// an op kind without points, the PCIe link, …) keep their values from `start`;
+/// `Depthwise` and `TransposeConv` take the fitted `Conv2d` figures; without `pipelines`,
+/// [`input_reserve`](EdgeTpuCostModel::input_reserve) keeps its value from `start`.
 ///
-/// Errors if `points` is empty or a paper model cannot be built.
-pub fn fit(points: &[CalibrationPoint], start: &EdgeTpuCostModel) -> Result<FitReport> {
+/// # Errors
+///
+/// If `points` is empty, a paper model cannot be built, or a multi-device point's segment
+/// totals fit no cut of its model.
+pub fn fit(
+    points: &[CalibrationPoint],
+    pipelines: &[PipelinePoint],
+    start: &EdgeTpuCostModel,
+) -> Result<FitReport> {
     if points.is_empty() {
         return Err(Error::invalid("calibration points", "none given"));
     }
-    let mut built: HashMap<(Family, usize), SegmentWorkload> = HashMap::new();
-    let mut workloads = Vec::with_capacity(points.len());
-    for p in points {
-        let key = (p.family, p.size);
-        if let Entry::Vacant(slot) = built.entry(key) {
-            slot.insert(p.family.workload(p.size)?);
+    let mut models: HashMap<(Family, usize), Model<'static>> = HashMap::new();
+    let mut model_of = |family: Family, size: usize| -> Result<()> {
+        if let Entry::Vacant(slot) = models.entry((family, size)) {
+            slot.insert(family.model(size)?);
         }
-        workloads.push(key);
+        Ok(())
+    };
+    for p in points {
+        model_of(p.family, p.size)?;
     }
-    let data: Vec<(&CalibrationPoint, &SegmentWorkload)> = points
-        .iter()
-        .zip(&workloads)
-        .filter_map(|(p, key)| Some((p, built.get(key)?)))
-        .collect();
+    for p in pipelines {
+        model_of(p.family, p.size)?;
+    }
+    let whole = |family: Family, size: usize| {
+        let m = &models[&(family, size)];
+        SegmentWorkload::from_model(m, 0..m.operators.len())
+    };
+    let singles: Vec<SegmentWorkload> = points.iter().map(|p| whole(p.family, p.size)).collect();
+    let data: Vec<(&CalibrationPoint, &SegmentWorkload)> = points.iter().zip(&singles).collect();
+    let mut segments = Vec::new();
+    for p in pipelines {
+        let model = &models[&(p.family, p.size)];
+        let totals: Vec<f64> = p
+            .on_chip_mib
+            .iter()
+            .zip(&p.off_chip_mib)
+            .map(|(a, b)| a + b)
+            .collect();
+        let cuts = infer_cuts(model, &totals).ok_or_else(|| {
+            Error::invalid(
+                "calibration points",
+                format!(
+                    "{} {} size {}: {} segments",
+                    p.family,
+                    p.split,
+                    p.size,
+                    totals.len()
+                ),
+            )
+        })?;
+        let bounds: Vec<usize> = std::iter::once(0)
+            .chain(cuts.iter().copied())
+            .chain(std::iter::once(model.operators.len()))
+            .collect();
+        for (segment, range) in bounds.windows(2).enumerate() {
+            segments.push((
+                p,
+                cuts.clone(),
+                segment,
+                SegmentWorkload::from_model(model, range[0]..range[1]),
+            ));
+        }
+    }
 
     let mut model = start.clone();
+    if !pipelines.is_empty() {
+        model.input_reserve = 0.0;
+    }
     fit_placement(&mut model, &data);
+    if !pipelines.is_empty() {
+        let measured: Vec<(f64, &SegmentWorkload)> = data
+            .iter()
+            .map(|(p, w)| (p.off_chip_mib, *w))
+            .chain(segments.iter().map(|(p, _, i, w)| (p.off_chip_mib[*i], w)))
+            .collect();
+        fit_input_reserve(&mut model, &measured);
+    }
     fit_times(&mut model, &data);
 
     let rows: Vec<FitRow> = data
@@ -312,11 +394,68 @@ pub fn fit(points: &[CalibrationPoint], start: &EdgeTpuCostModel) -> Result<FitR
         .into_iter()
         .filter_map(|family| family_errors(family, &rows))
         .collect();
+    let segments = segments
+        .into_iter()
+        .map(|(p, cuts, segment, w)| {
+            let prediction = model.predict(&w);
+            SegmentPlacementRow {
+                family: p.family,
+                split: p.split.clone(),
+                size: p.size,
+                cuts,
+                segment,
+                measured_on_chip_mib: p.on_chip_mib[segment],
+                predicted_on_chip_mib: prediction.on_chip_bytes as f64 / MIB,
+                measured_off_chip_mib: p.off_chip_mib[segment],
+                predicted_off_chip_mib: prediction.off_chip_bytes as f64 / MIB,
+            }
+        })
+        .collect();
     Ok(FitReport {
         model,
         rows,
         families,
+        segments,
     })
+}
+
+/// Steps of the [`input_reserve`](EdgeTpuCostModel::input_reserve) search: 0 to 2 bytes of
+/// budget per input byte, in steps of 1/400.
+const RESERVE_STEPS: usize = 800;
+const RESERVE_STEP: f64 = 1.0 / 400.0;
+
+/// The input reserve minimising the summed absolute off-chip error of `measured` (off-chip
+/// MiB and workload) under the fitted budget and limit: the middle of the longest run of
+/// steps with the least error.
+fn fit_input_reserve(model: &mut EdgeTpuCostModel, measured: &[(f64, &SegmentWorkload)]) {
+    let error = |reserve: f64| {
+        let m = EdgeTpuCostModel {
+            input_reserve: reserve,
+            ..model.clone()
+        };
+        measured
+            .iter()
+            .map(|(off_mib, w)| (m.predict(w).off_chip_bytes as f64 / MIB - off_mib).abs())
+            .sum::<f64>()
+    };
+    let errors: Vec<f64> = (0..=RESERVE_STEPS)
+        .map(|i| error(i as f64 * RESERVE_STEP))
+        .collect();
+    let least = errors.iter().copied().fold(f64::INFINITY, f64::min);
+    // Longest run of steps at the least error (the first of equally long ones).
+    let mut best = (0, 0);
+    let mut from = None;
+    for (i, &e) in errors.iter().enumerate() {
+        if e > least + 1e-9 {
+            from = None;
+            continue;
+        }
+        let start = *from.get_or_insert(i);
+        if errors[best.0] > least + 1e-9 || i - start > best.1 - best.0 {
+            best = (start, i);
+        }
+    }
+    model.input_reserve = (best.0 + best.1) as f64 / 2.0 * RESERVE_STEP;
 }
 
 fn family_errors(family: Family, rows: &[FitRow]) -> Option<FamilyErrors> {
@@ -723,7 +862,7 @@ mod tests {
 
     #[test]
     fn fit_needs_points() {
-        assert!(fit(&[], &EdgeTpuCostModel::usb_default()).is_err());
+        assert!(fit(&[], &[], &EdgeTpuCostModel::usb_default()).is_err());
     }
 
     /// Points made by a known model are fitted back to (nearly) the same model.
@@ -767,7 +906,7 @@ mod tests {
                 }
             })
             .collect();
-        let report = fit(&points, &EdgeTpuCostModel::usb_default()).expect("fits");
+        let report = fit(&points, &[], &EdgeTpuCostModel::usb_default()).expect("fits");
         for f in &report.families {
             assert!(f.worst_off_chip_mib < 1e-9, "{f:?}");
             assert!(f.worst_ms < 1e-6, "{f:?}");
