@@ -77,6 +77,7 @@ mod queue;
 mod shared;
 mod stage;
 mod stats;
+mod timing;
 mod worker;
 
 use std::sync::Arc;
@@ -95,6 +96,7 @@ use worker::Worker;
 pub(crate) use stage::check_run_arity;
 pub use stage::{Backend, Stage, TensorSpec};
 pub use stats::{PipelineStats, StageStats};
+pub use timing::{DEFAULT_STAGE_OVERHEAD_S, PipelineTiming};
 
 /// Default capacity of the queues between stages and in front of the first stage.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1;
