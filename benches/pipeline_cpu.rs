@@ -1,7 +1,7 @@
 //! Does a 2-stage pipeline of TFLite CPU interpreters beat one interpreter on a 2-core machine?
 //!
 //! How to read the numbers: every benchmark runs the same batch of 16 inputs through the
-//! paper's conv model (F = 32: five 3×3 convolutions over 64×64, about 190 M MACs per input)
+//! paper's conv model (F = 32: five 3×3 convolutions over 64×64, 154.5 M MACs per input)
 //! and reports the time per batch and, as "thrpt", items per second (higher is better):
 //!
 //! - `one_interpreter/1_thread`: one interpreter, one kernel thread: the baseline.

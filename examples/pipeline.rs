@@ -27,7 +27,8 @@
 //!
 //! Runs B seeded random inputs (default 50), prints per-stage statistics and the throughput.
 //! The last line is `pipeline: <B> items, <items/s> items/s, <identical|not checked>`
-//! (or `<k> of <B> differ`, with a non-zero exit status).
+//! (or `<k> of <B> differ`, with a non-zero exit status), followed by `, simulated` on the
+//! `sim-usb` and `sim-pcie` backends.
 
 use std::error::Error;
 use std::process::ExitCode;
@@ -465,8 +466,10 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         }
         _ => "not checked".to_string(),
     };
+    // The throughput of simulated devices is the simulation's, not a device's.
+    let simulated_marker = if simulated { ", simulated" } else { "" };
     println!(
-        "pipeline: {} items, {items_per_s:.1} items/s, {verdict}",
+        "pipeline: {} items, {items_per_s:.1} items/s, {verdict}{simulated_marker}",
         args.batch
     );
     Ok(verdict == "identical" || verdict == "not checked")

@@ -16,8 +16,10 @@
 //!
 //! Prints one row per segment (operator range, parameter bytes, MACs, predicted latency,
 //! input and output tensors), then
-//! `plan: strategy=<name> segments=<n> bottleneck_ms=<float> candidates=<count>`, writes `<stem>_segment_<i>_of_<n>.tflite` into DIR (default: next to the
-//! model), and with `--verify K` runs K random inputs through the whole model and through the
+//! `plan: strategy=<name> segments=<n> bottleneck_ms=<float> candidates=<count>
+//! profiler=<model-usb|model-pcie|cpu>` (whether the bottleneck is the cost model's
+//! prediction or timed on the CPU), writes `<stem>_segment_<i>_of_<n>.tflite` into DIR
+//! (default: next to the model), and with `--verify K` runs K random inputs through the whole model and through the
 //! chained segments on the TFLite CPU runtime, comparing every output byte for byte. The last
 //! line is then `verify: <k>/<K> identical`; the exit status is non-zero on any difference.
 
@@ -27,7 +29,7 @@ use std::process::ExitCode;
 
 use multitpu::backend::tflite::Runtime;
 use multitpu::model::{Graph, Model};
-use multitpu::profile::{CpuProfiler, EdgeTpuCostModel, Profiler};
+use multitpu::profile::{CpuProfiler, EdgeTpuCostModel, Link, Profiler};
 use multitpu::segment::{self, LibcoralSearch, Profiled, Segmenter};
 use multitpu::verify::verify_chain;
 
@@ -111,6 +113,17 @@ impl Source {
         }
     }
 
+    /// The name the `plan:` line gives: `model-usb`, `model-pcie` or `cpu`.
+    fn name(&self) -> &'static str {
+        match self {
+            Source::Model(cost_model) => match cost_model.link {
+                Link::Usb3 => "model-usb",
+                Link::Pcie => "model-pcie",
+            },
+            Source::Cpu(_) => "cpu",
+        }
+    }
+
     fn profiler(&self) -> &dyn Profiler {
         match self {
             Source::Model(cost_model) => cost_model,
@@ -143,7 +156,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         Source::Cpu(_) => "measured (cpu)",
     };
     print!("{}", plan.table(&model, label));
-    println!("{}", plan.summary_line());
+    println!("{}", plan.summary_line(source.name()));
 
     let out_dir = match &args.out {
         Some(dir) => dir.clone(),

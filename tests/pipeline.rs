@@ -295,6 +295,30 @@ fn stage_panic_stops_cleanly_and_accounts_for_every_item() {
 }
 
 #[test]
+fn panic_payload_that_panics_on_drop_still_accounts_for_every_item() {
+    let (came_out, error) = within("panicking payload", || {
+        run_to_failure(100, 10, Fault::PanicPayloadPanicsOnDrop)
+    });
+    let Error::StageFailed {
+        stage,
+        stage_desc,
+        message,
+        panicked,
+        lost,
+        ..
+    } = &error
+    else {
+        panic!("unexpected error {error}");
+    };
+    assert_eq!(*stage, 1);
+    assert_eq!(stage_desc, "test stage faulty");
+    assert!(*panicked);
+    assert_eq!(message, "panic with a non-string payload");
+    assert!(lost.contains(&10), "the item in hand is lost: {lost:?}");
+    check_accounting(100, &came_out, lost);
+}
+
+#[test]
 fn failure_with_concurrent_producer_and_bounded_queues() {
     for fault in [Fault::Error, Fault::Panic] {
         let (accepted, came_out, lost) = within("concurrent failure", move || {

@@ -44,11 +44,12 @@ proptest! {
         input_capacity in 1usize..4,
         output_capacity in prop::option::of(1usize..3),
         items in 0u64..60,
-        fault in prop::option::of((0usize..4, 0u64..30, any::<bool>())),
+        fault in prop::option::of((0usize..4, 0u64..30, 0usize..3)),
     ) {
         let stages = replicas.len();
-        let fault = fault.map(|(s, run, panic)| {
-            (s % stages, run, if panic { Fault::Panic } else { Fault::Error })
+        let fault = fault.map(|(s, run, kind)| {
+            let kinds = [Fault::Error, Fault::Panic, Fault::PanicPayloadPanicsOnDrop];
+            (s % stages, run, kinds[kind])
         });
         let mut builder = PipelineBuilder::new()
             .queue_capacity(queue_capacity)

@@ -639,6 +639,7 @@ impl Pipeline {
                     .map(|s| (*s).to_string())
                     .or_else(|| payload.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
+                worker::drop_payload(payload);
                 self.shared.stop(Some(Failure {
                     stage: thread.index,
                     instance: thread.instance,
@@ -695,8 +696,9 @@ impl Drop for Pipeline {
         self.shared.stop(None);
         self.output.get_mut().queues.clear();
         for thread in self.threads.get_mut().drain(..) {
-            if thread.handle.join().is_err() {
+            if let Err(payload) = thread.handle.join() {
                 tracing::warn!(stage = thread.index, "stage thread panicked");
+                worker::drop_payload(payload);
             }
         }
     }

@@ -7,6 +7,7 @@
 //! item, so replicated stages keep the item order without a reorder buffer. (A blocked
 //! sender always waits on an item with a smaller sequence number, so this cannot deadlock.)
 
+use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Instant;
@@ -50,13 +51,24 @@ fn recycle<A, B>(mut v: Vec<A>) -> Vec<B> {
     v.into_iter().filter_map(|_| None).collect()
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {
         s.clone()
     } else {
         "panic with a non-string payload".to_string()
+    }
+}
+
+/// Drops a panic payload without letting its `Drop` unwind the calling thread. A stage
+/// thread unwound that way would end outside the accounting: the item in hand and those
+/// queued for it would be reported neither popped nor lost.
+pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        // Dropping this second payload could panic too, and so on: leak it instead. It is
+        // one allocation per failure, and a failure stops the pipeline.
+        std::mem::forget(again);
     }
 }
 
@@ -152,7 +164,11 @@ impl Worker {
         let (message, panicked) = match result {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(error)) => (error.to_string(), false),
-            Err(payload) => (panic_message(payload.as_ref()), true),
+            Err(payload) => {
+                let message = panic_message(payload.as_ref());
+                drop_payload(payload);
+                (message, true)
+            }
         };
         Err(Failure {
             stage: self.index,
@@ -185,5 +201,16 @@ mod tests {
         assert_eq!(panic_message(&"static"), "static");
         assert_eq!(panic_message(&String::from("owned")), "owned");
         assert_eq!(panic_message(&42u32), "panic with a non-string payload");
+    }
+
+    #[test]
+    fn a_payload_that_panics_on_drop_does_not_unwind() {
+        struct PanicsOnDrop;
+        impl Drop for PanicsOnDrop {
+            fn drop(&mut self) {
+                std::panic::panic_any(PanicsOnDrop);
+            }
+        }
+        drop_payload(Box::new(PanicsOnDrop));
     }
 }

@@ -69,11 +69,16 @@ impl Plan {
         out
     }
 
-    /// `plan: strategy=<name> segments=<n> bottleneck_ms=<float> candidates=<count>`, the
-    /// one-line summary tools read (`nan` when the plan has no predictions).
-    pub fn summary_line(&self) -> String {
+    /// `plan: strategy=<name> segments=<n> bottleneck_ms=<float> candidates=<count>
+    /// profiler=<name>`, the one-line summary tools read (`NaN` when the plan has no
+    /// predictions).
+    ///
+    /// `profiler` names where the segment latencies come from, so that a predicted
+    /// bottleneck is not taken for a measured one: e.g. `model-usb` or `model-pcie` for the
+    /// Edge TPU cost model of that link, `cpu` for timed runs on TFLite's CPU kernels.
+    pub fn summary_line(&self, profiler: &str) -> String {
         format!(
-            "plan: strategy={} segments={} bottleneck_ms={:.6} candidates={}",
+            "plan: strategy={} segments={} bottleneck_ms={:.6} candidates={} profiler={profiler}",
             self.strategy,
             self.segments.len(),
             self.bottleneck_s().map_or(f64::NAN, |s| s * 1e3),
@@ -85,6 +90,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::segment::Segment;
 
     #[test]
     fn every_strategy_name_resolves_and_others_are_refused() {
@@ -96,5 +102,34 @@ mod tests {
             strategy("fastest", &cost_model),
             Err(Error::Invalid { .. })
         ));
+    }
+
+    #[test]
+    fn summary_line_names_the_profiler_last() {
+        let segment = |latency_s| Segment {
+            ops: 0..1,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            crossing: Vec::new(),
+            crossing_bytes: 0,
+            param_bytes: 0,
+            macs: 0,
+            predicted_latency_s: latency_s,
+        };
+        let mut plan = Plan {
+            strategy: "profiled".to_string(),
+            segments: vec![segment(Some(0.001)), segment(Some(0.0025))],
+            candidates_profiled: 7,
+        };
+        assert_eq!(
+            plan.summary_line("model-usb"),
+            "plan: strategy=profiled segments=2 bottleneck_ms=2.500000 candidates=7 \
+             profiler=model-usb"
+        );
+        plan.segments[1].predicted_latency_s = None;
+        assert_eq!(
+            plan.summary_line("cpu"),
+            "plan: strategy=profiled segments=2 bottleneck_ms=NaN candidates=7 profiler=cpu"
+        );
     }
 }

@@ -76,6 +76,17 @@ pub fn adder(name: &str, input: &str, output: &str, size: usize, add: u8) -> Box
 pub enum Fault {
     Error,
     Panic,
+    /// A panic whose payload panics again when it is dropped.
+    PanicPayloadPanicsOnDrop,
+}
+
+/// A panic payload whose `Drop` panics.
+pub struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("panic payload dropped");
+    }
 }
 
 /// Like [`adder`], but fails (or panics) on its run number `at`.
@@ -101,6 +112,7 @@ pub fn faulty(
                         });
                     }
                     Fault::Panic => panic!("injected panic at run {run}"),
+                    Fault::PanicPayloadPanicsOnDrop => std::panic::panic_any(PanicsOnDrop),
                 }
             }
             outs[0].copy_from_slice(ins[0]);
