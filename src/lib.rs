@@ -12,6 +12,7 @@ mod error;
 pub mod model;
 pub mod pipeline;
 pub mod profile;
+pub mod reproduce;
 pub mod segment;
 pub mod verify;
 

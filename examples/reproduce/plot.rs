@@ -78,14 +78,6 @@ const PALETTE: [RGBColor; 10] = [
     RGBColor(23, 190, 207),
 ];
 
-/// Line chart with markers, one colour per series, legend; writes an SVG file.
-pub fn lines(path: &Path, chart: &Chart) -> Result<(), PlotError> {
-    let root = SVGBackend::new(path, CHART_SIZE).into_drawing_area();
-    draw_lines(&root, chart)
-        .and_then(|()| root.present())
-        .map_err(|e| PlotError::new(path, e))
-}
-
 /// Several line charts in a grid in one SVG, e.g. one panel per device count.
 pub fn panels(path: &Path, title: &str, charts: &[Chart]) -> Result<(), PlotError> {
     // Near-square grid, filled row by row.

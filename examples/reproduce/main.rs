@@ -1,0 +1,502 @@
+//! Reproduces the paper's sweeps: the single-device cliff and the speedup of 2, 3 and 4 Edge
+//! TPUs with each cutting strategy, for the fc and conv models.
+//!
+//! ```text
+//! cargo run --release --example reproduce -- [--quick] [--out DIR] [--calibration DIR]
+//!     [--backend sim-usb|sim-pcie|edgetpu]
+//! ```
+//!
+//! On simulated devices (the default, `sim-usb`), every figure is a prediction: the Edge TPU
+//! cost model for each segment, the event-level model of this library's pipeline for the
+//! batch, and the fitted model of the author's measuring program (`paper_scheme_ms`). With
+//! `--backend edgetpu` every segment is compiled with `edgetpu_compiler` and every batch
+//! timed on the attached devices. Writes `fc_single.csv`, `conv_single.csv`,
+//! `fc_pipeline.csv`, `conv_pipeline.csv`, SVG plots and `manifest.txt` (which backend made
+//! each file) into `--out` (default `target/reproduce`). With `--calibration DIR` it also
+//! sets every measured row of DIR (and `DIR/pipelines`) beside its prediction, prints the
+//! errors and plots predicted against measured.
+
+mod plot;
+
+use std::error::Error;
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use multitpu::backend::EdgeTpuBackend;
+use multitpu::model::Graph;
+use multitpu::pipeline::Backend;
+use multitpu::profile::calibration::{Family, load_dir, load_pipeline_dir};
+use multitpu::profile::{EdgeTpuCompiler, EdgeTpuCostModel};
+use multitpu::reproduce::scheme::{SchemePoint, fit_scheme};
+use multitpu::reproduce::{
+    Comparison, PipelineRow, Setup, SingleRow, Sweep, SweepResult, compare_with_calibration,
+    headline, measured_stage_latencies, plan_for, run_sweep, time_batch,
+};
+use plot::{Chart, Series};
+
+/// The paper's best measured speedups over one Edge TPU, on four devices.
+const PAPER_SPEEDUP: [(Family, f64); 2] = [(Family::Fc, 46.0), (Family::Conv, 6.0)];
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendKind {
+    /// Simulated USB Edge TPUs (cost model).
+    SimUsb,
+    /// Simulated PCIe Edge TPUs (cost model).
+    SimPcie,
+    /// Coral Edge TPUs through libedgetpu, segments compiled with edgetpu_compiler.
+    Edgetpu,
+}
+
+impl BackendKind {
+    fn label(self) -> &'static str {
+        match self {
+            BackendKind::SimUsb => "simulated USB Edge TPUs",
+            BackendKind::SimPcie => "simulated PCIe Edge TPUs",
+            BackendKind::Edgetpu => "Edge TPUs (measured)",
+        }
+    }
+}
+
+/// Reproduce the paper's single- and multi-device sweeps.
+#[derive(Parser)]
+struct Args {
+    /// A reduced sweep (sizes on both sides of each cliff), for CI.
+    #[arg(long)]
+    quick: bool,
+    /// Where to write the CSV files and plots.
+    #[arg(long, default_value = "target/reproduce")]
+    out: PathBuf,
+    /// The calibration folder: compare every measured row with its prediction.
+    #[arg(long)]
+    calibration: Option<PathBuf>,
+    /// The devices.
+    #[arg(long, value_enum, default_value = "sim-usb")]
+    backend: BackendKind,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), Box<dyn Error>> {
+    let cost_model = match args.backend {
+        BackendKind::SimPcie => EdgeTpuCostModel::pcie_default(),
+        _ => EdgeTpuCostModel::usb_default(),
+    };
+    let setup = Setup {
+        cost_model,
+        ..Setup::default()
+    };
+    let sweep = if args.quick {
+        Sweep::quick()
+    } else {
+        Sweep::paper()
+    };
+    let label = args.backend.label();
+    println!(
+        "reproduce: {} fc sizes, {} conv sizes, devices {:?}, strategies {} ({label})",
+        sweep.fc_sizes.len(),
+        sweep.conv_sizes.len(),
+        sweep.devices,
+        sweep.strategies.join(", ")
+    );
+
+    let bar = progress_bar(sweep.models() as u64);
+    let mut result = run_sweep(&sweep, &setup, &|| bar.inc(1))?;
+    bar.finish_and_clear();
+    if args.backend == BackendKind::Edgetpu {
+        measure_on_devices(&mut result, &setup)?;
+    }
+
+    std::fs::create_dir_all(&args.out)?;
+    let mut manifest = String::new();
+    for family in [Family::Fc, Family::Conv] {
+        let single = args.out.join(format!("{family}_single.csv"));
+        write_single_csv(&single, &result.single, family)?;
+        let pipeline = args.out.join(format!("{family}_pipeline.csv"));
+        write_pipeline_csv(&pipeline, &result.pipeline, family)?;
+        for path in [single, pipeline] {
+            writeln!(manifest, "{}: {label}", file_name(&path))?;
+        }
+    }
+    for path in plot_sweep(&args.out, &result, label)? {
+        writeln!(manifest, "{}: {label}", file_name(&path))?;
+    }
+
+    print_headline(&result, label);
+
+    if let Some(dir) = &args.calibration {
+        for path in compare(dir, &args.out, &setup)? {
+            writeln!(
+                manifest,
+                "{}: measured (calibration files) against predicted (cost model and measuring scheme)",
+                file_name(&path)
+            )?;
+        }
+    }
+    std::fs::write(args.out.join("manifest.txt"), manifest)?;
+    println!(
+        "reproduce: wrote CSV files, plots and manifest.txt to {} ({label})",
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// A progress bar on stderr when it is a terminal; hidden otherwise.
+fn progress_bar(models: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(models);
+    if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} models {elapsed}") {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Replaces the predicted pipeline times with batches timed on the attached Edge TPUs.
+fn measure_on_devices(result: &mut SweepResult, setup: &Setup) -> Result<(), Box<dyn Error>> {
+    let compiler = EdgeTpuCompiler::find()?;
+    let backend = EdgeTpuBackend::load()?;
+    let compile = |bytes: Vec<u8>| -> Result<Arc<[u8]>, Box<dyn Error>> {
+        Ok(Arc::from(compiler.compile(&bytes)?.model))
+    };
+    for single in &mut result.single {
+        let model = single.family.model(single.size)?;
+        let compiled = compile(model.to_bytes()?)?;
+        let batch = setup.scheme(single.family).batch;
+        single.ms = time_batch(&backend, &[compiled], batch)? * 1e3;
+    }
+    for row in &mut result.pipeline {
+        let model = row.family.model(row.size)?;
+        let graph = Graph::new(&model)?;
+        let Some(plan) = plan_for(
+            row.family,
+            &graph,
+            &row.strategy,
+            row.tpus,
+            &setup.cost_model,
+        )?
+        else {
+            continue;
+        };
+        let segments = plan
+            .extract(&graph)?
+            .iter()
+            .map(|m| compile(m.to_bytes()?))
+            .collect::<Result<Vec<_>, _>>()?;
+        let batch = setup.scheme(row.family).batch;
+        row.ms_per_inference = time_batch(&backend as &dyn Backend, &segments, batch)? * 1e3;
+        let single_ms = result
+            .single
+            .iter()
+            .find(|s| s.family == row.family && s.size == row.size)
+            .map_or(f64::NAN, |s| s.ms);
+        row.speedup = single_ms / row.ms_per_inference;
+    }
+    Ok(())
+}
+
+fn write_single_csv(path: &Path, rows: &[SingleRow], family: Family) -> Result<(), Box<dyn Error>> {
+    let mut text = String::from("size,on_chip_mib,off_chip_mib,ms\n");
+    for r in rows.iter().filter(|r| r.family == family) {
+        writeln!(
+            text,
+            "{},{:.4},{:.4},{:.4}",
+            r.size, r.on_chip_mib, r.off_chip_mib, r.ms
+        )?;
+    }
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(())
+}
+
+fn joined<T>(values: &[T], format: impl Fn(&T) -> String) -> String {
+    values.iter().map(format).collect::<Vec<_>>().join(";")
+}
+
+fn write_pipeline_csv(
+    path: &Path,
+    rows: &[PipelineRow],
+    family: Family,
+) -> Result<(), Box<dyn Error>> {
+    let mut text = String::from(
+        "size,tpus,strategy,cuts,on_chip_mib,off_chip_mib,ms_per_inference,paper_scheme_ms,speedup\n",
+    );
+    for r in rows.iter().filter(|r| r.family == family) {
+        writeln!(
+            text,
+            "{},{},{},{},{},{},{:.4},{:.4},{:.3}",
+            r.size,
+            r.tpus,
+            r.strategy,
+            joined(&r.cuts, usize::to_string),
+            joined(&r.on_chip_mib, |v| format!("{v:.4}")),
+            joined(&r.off_chip_mib, |v| format!("{v:.4}")),
+            r.ms_per_inference,
+            r.paper_scheme_ms,
+            r.speedup
+        )?;
+    }
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(())
+}
+
+/// The sweep's plots; returns the files written.
+fn plot_sweep(
+    out: &Path,
+    result: &SweepResult,
+    label: &str,
+) -> Result<Vec<PathBuf>, Box<dyn Error>> {
+    let mut written = Vec::new();
+    for family in [Family::Fc, Family::Conv] {
+        let knob = match family {
+            Family::Fc => "hidden neurons N",
+            Family::Conv => "filters F",
+        };
+        let single: Vec<&SingleRow> = result
+            .single
+            .iter()
+            .filter(|r| r.family == family)
+            .collect();
+        let series = |name: &str, value: fn(&SingleRow) -> f64| Series {
+            name: name.to_string(),
+            points: single.iter().map(|r| (r.size as f64, value(r))).collect(),
+        };
+        let time = [series("ms per inference", |r| r.ms)];
+        let memory = [
+            series("on-chip MiB", |r| r.on_chip_mib),
+            series("off-chip MiB", |r| r.off_chip_mib),
+        ];
+        let time_title = format!("{family}: one device, time ({label})");
+        let memory_title = format!("{family}: one device, parameters ({label})");
+        let path = out.join(format!("{family}_single.svg"));
+        plot::panels(
+            &path,
+            &format!("{family} on one device ({label})"),
+            &[
+                Chart {
+                    title: &time_title,
+                    x_label: knob,
+                    y_label: "ms",
+                    log_y: true,
+                    series: &time,
+                },
+                Chart {
+                    title: &memory_title,
+                    x_label: knob,
+                    y_label: "MiB",
+                    log_y: false,
+                    series: &memory,
+                },
+            ],
+        )?;
+        written.push(path);
+
+        let rows: Vec<&PipelineRow> = result
+            .pipeline
+            .iter()
+            .filter(|r| r.family == family && r.tpus > 1)
+            .collect();
+        let mut device_counts: Vec<usize> = rows.iter().map(|r| r.tpus).collect();
+        device_counts.sort_unstable();
+        device_counts.dedup();
+        let mut strategies: Vec<&str> = Vec::new();
+        for r in &rows {
+            if !strategies.contains(&r.strategy.as_str()) {
+                strategies.push(&r.strategy);
+            }
+        }
+        let per_count: Vec<(String, Vec<Series>)> = device_counts
+            .iter()
+            .map(|&tpus| {
+                let series = strategies
+                    .iter()
+                    .map(|&s| Series {
+                        name: s.to_string(),
+                        points: rows
+                            .iter()
+                            .filter(|r| r.tpus == tpus && r.strategy == s)
+                            .map(|r| (r.size as f64, r.speedup))
+                            .collect(),
+                    })
+                    .collect();
+                (format!("{tpus} devices ({label})"), series)
+            })
+            .collect();
+        let charts: Vec<Chart> = per_count
+            .iter()
+            .map(|(title, series)| Chart {
+                title,
+                x_label: knob,
+                y_label: "speedup over one device",
+                log_y: true,
+                series,
+            })
+            .collect();
+        let path = out.join(format!("{family}_speedup.svg"));
+        plot::panels(&path, &format!("{family}: speedup ({label})"), &charts)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+fn print_headline(result: &SweepResult, label: &str) {
+    println!("best speedup over one device, per family and device count ({label}):");
+    for (family, tpus, row) in headline(result) {
+        let paper =
+            PAPER_SPEEDUP
+                .iter()
+                .find(|(f, _)| *f == family)
+                .map_or(String::new(), |(_, s)| {
+                    if tpus == 4 {
+                        format!("  (paper, 4 devices: {s:.0}x)")
+                    } else {
+                        String::new()
+                    }
+                });
+        let single = result
+            .single
+            .iter()
+            .find(|s| s.family == family && s.size == row.size)
+            .map_or(f64::NAN, |s| s.ms);
+        let devices = if tpus == 1 { "device:" } else { "devices:" };
+        println!(
+            "  {family:<4} {tpus} {devices:<8} {:>6.1}x  ({} {}, {} cuts [{}], {:.3} ms vs {:.3} ms on one device; \
+             paper's measuring program: {:.1}x){paper}",
+            row.speedup,
+            match family {
+                Family::Fc => "N =",
+                Family::Conv => "F =",
+            },
+            row.size,
+            row.strategy,
+            joined(&row.cuts, usize::to_string),
+            row.ms_per_inference,
+            single,
+            single / row.paper_scheme_ms,
+        );
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// Measured rows beside predictions: the errors per file, the measuring programs refitted
+/// on the 2-device files, and predicted-against-measured plots. Returns the files written.
+fn compare(dir: &Path, out: &Path, setup: &Setup) -> Result<Vec<PathBuf>, Box<dyn Error>> {
+    let single = load_dir(dir)?;
+    let pipelines = load_pipeline_dir(&dir.join("pipelines"))?;
+    let rows = compare_with_calibration(&single, &pipelines, setup)?;
+
+    println!("measured (calibration) against predicted:");
+    let mut groups: Vec<(Family, String, usize)> = Vec::new();
+    for r in &rows {
+        let key = (r.family, r.split.clone(), r.tpus);
+        if !groups.contains(&key) {
+            groups.push(key);
+        }
+    }
+    let mut written = Vec::new();
+    for (family, split, tpus) in &groups {
+        let mine: Vec<&Comparison> = rows
+            .iter()
+            .filter(|r| r.family == *family && r.split == *split && r.tpus == *tpus)
+            .collect();
+        let errors = median(mine.iter().map(|r| r.relative_error()).collect());
+        let strategy_errors = median(
+            mine.iter()
+                .filter_map(|r| {
+                    r.strategy_predicted_ms
+                        .map(|p| (p - r.measured_ms).abs() / r.measured_ms)
+                })
+                .collect(),
+        );
+        let what = if *tpus == 1 {
+            "cost model".to_string()
+        } else {
+            format!(
+                "measuring scheme; with this library's cuts: {:.1} %",
+                strategy_errors * 100.0
+            )
+        };
+        println!(
+            "  {family:<4} {split:<8} {tpus} device(s): {} points, median |error| {:.1} % ({what})",
+            mine.len(),
+            errors * 100.0
+        );
+        let title =
+            format!("{family} {split}, {tpus} device(s): predicted (simulated) vs measured");
+        let series = [Series {
+            name: format!("{family} {split}"),
+            points: mine
+                .iter()
+                .map(|r| (r.measured_ms, r.predicted_ms))
+                .collect(),
+        }];
+        let path = out.join(format!("calibration_{family}_{split}_{tpus}tpu.svg"));
+        plot::predicted_vs_measured(
+            &path,
+            &Chart {
+                title: &title,
+                x_label: "measured ms",
+                y_label: "predicted ms",
+                log_y: true,
+                series: &series,
+            },
+        )?;
+        written.push(path);
+    }
+
+    // The measuring programs refitted on the 2-device files reproduce the built-in figures.
+    for family in [Family::Fc, Family::Conv] {
+        let points: Vec<SchemePoint> = pipelines
+            .iter()
+            .filter(|p| p.family == family && p.devices() == 2)
+            .map(|p| -> Result<SchemePoint, Box<dyn Error>> {
+                Ok(SchemePoint {
+                    device_latency_s: measured_stage_latencies(p, &setup.cost_model)?,
+                    measured_s: p.latency_ms * 1e-3,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        if points.is_empty() {
+            continue;
+        }
+        let fitted = fit_scheme(setup.scheme(family), &points)?;
+        println!(
+            "  {family} measuring program fitted on {} 2-device points: {:.4} ms per item and stage, \
+             {:.3} ms per batch (built in: {:.4}, {:.3})",
+            points.len(),
+            fitted.per_stage_item_s * 1e3,
+            fitted.per_batch_s * 1e3,
+            setup.scheme(family).per_stage_item_s * 1e3,
+            setup.scheme(family).per_batch_s * 1e3,
+        );
+    }
+    Ok(written)
+}

@@ -1,0 +1,583 @@
+//! Reproducing the paper: its sweeps over model sizes, device counts and cutting strategies,
+//! predicted for simulated Edge TPUs, and checked against the real measurements.
+//!
+//! Villarrubia et al. (PDP 2023) measured the synthetic fc and conv models
+//! ([`crate::model::paper`]) on one Edge TPU and cut into 2–4 segments on as many devices.
+//! [`run_sweep`] predicts the same grid: for every size, the whole model on one device
+//! ([`SingleRow`]) and, for every device count and strategy, the plan's segments
+//! ([`PipelineRow`]): their placement, this library's pipeline time per inference (from the
+//! event-level [`PipelineTiming`] over the cost model's stage latencies) and what the paper's
+//! measuring program would have printed ([`scheme`]).
+//!
+//! [`compare_with_calibration`] sets the same predictions beside every measured row of the
+//! calibration folder. `examples/reproduce.rs` drives both and writes CSV files and plots.
+//!
+//! ```
+//! use multitpu::profile::EdgeTpuCostModel;
+//! use multitpu::reproduce::{Setup, Sweep, run_sweep};
+//!
+//! let sweep = Sweep { fc_sizes: vec![1980, 2620], conv_sizes: vec![], ..Sweep::quick() };
+//! let result = run_sweep(&sweep, &Setup::default(), &|| {})?;
+//! let best = result.pipeline.iter().map(|row| row.speedup).fold(0.0, f64::max);
+//! assert!(best > 10.0, "fc N=2620 streams 13 MiB on one device");
+//! # Ok::<(), multitpu::Error>(())
+//! ```
+
+pub mod scheme;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::model::Graph;
+use crate::pipeline::{Backend, PipelineBuilder, PipelineTiming};
+use crate::profile::calibration::{CalibrationPoint, Family, PipelinePoint, infer_cuts};
+use crate::profile::cost_model::{EdgeTpuCostModel, MIB, SegmentWorkload};
+use crate::segment::{self, Plan};
+use crate::{Error, Result};
+use scheme::PaperScheme;
+
+/// The strategies of the paper's comparison: the compiler's equal-parameter split, equal
+/// operator counts, the author's split by whole Dense layers (fc only), the profiled
+/// optimum and libcoral's profiling partitioner.
+pub const PAPER_STRATEGIES: [&str; 5] =
+    ["uniform", "uniform-ops", "layers", "profiled", "libcoral"];
+
+/// What to sweep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sweep {
+    /// Hidden neurons N of the fc models.
+    pub fc_sizes: Vec<usize>,
+    /// Filters F of the conv models.
+    pub conv_sizes: Vec<usize>,
+    /// Device counts (1 is the whole model on one device).
+    pub devices: Vec<usize>,
+    /// Strategy names ([`PAPER_STRATEGIES`]); `layers` applies to fc only.
+    pub strategies: Vec<String>,
+}
+
+impl Sweep {
+    /// The paper's grid: fc N = 100, 140, …, 2620 and conv F = 32, 42, …, 702 on 1–4
+    /// devices with every strategy.
+    pub fn paper() -> Self {
+        Sweep {
+            fc_sizes: (100..=2620).step_by(40).collect(),
+            conv_sizes: (32..=702).step_by(10).collect(),
+            devices: vec![1, 2, 3, 4],
+            strategies: PAPER_STRATEGIES.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// A reduced grid for CI: sizes on both sides of each cliff.
+    pub fn quick() -> Self {
+        Sweep {
+            fc_sizes: vec![100, 1580, 1620, 2020, 2620],
+            conv_sizes: vec![32, 442, 502, 702],
+            ..Sweep::paper()
+        }
+    }
+
+    /// How many models the sweep builds (the unit of [`run_sweep`]'s progress).
+    pub fn models(&self) -> usize {
+        self.fc_sizes.len() + self.conv_sizes.len()
+    }
+}
+
+/// The devices and measuring programs predictions are made for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Setup {
+    /// The Edge TPU cost model (one device per segment).
+    pub cost_model: EdgeTpuCostModel,
+    /// The fc runs' measuring program.
+    pub fc_scheme: PaperScheme,
+    /// The conv runs' measuring program.
+    pub conv_scheme: PaperScheme,
+}
+
+impl Default for Setup {
+    /// USB devices and the fitted programs of the paper's runs.
+    fn default() -> Self {
+        Setup {
+            cost_model: EdgeTpuCostModel::usb_default(),
+            fc_scheme: PaperScheme::python_threads(),
+            conv_scheme: PaperScheme::pycoral_runner(),
+        }
+    }
+}
+
+impl Setup {
+    /// The measuring program of `family`'s runs.
+    pub fn scheme(&self, family: Family) -> &PaperScheme {
+        match family {
+            Family::Fc => &self.fc_scheme,
+            Family::Conv => &self.conv_scheme,
+        }
+    }
+}
+
+/// The whole model on one device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SingleRow {
+    /// Model family.
+    pub family: Family,
+    /// N or F.
+    pub size: usize,
+    /// Parameters cached on chip, MiB.
+    pub on_chip_mib: f64,
+    /// Parameters streamed per inference, MiB.
+    pub off_chip_mib: f64,
+    /// Milliseconds of one inference.
+    pub ms: f64,
+}
+
+/// One plan on several devices.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineRow {
+    /// Model family.
+    pub family: Family,
+    /// N or F.
+    pub size: usize,
+    /// Devices, one per segment.
+    pub tpus: usize,
+    /// Strategy name.
+    pub strategy: String,
+    /// First operator of every segment but the first.
+    pub cuts: Vec<usize>,
+    /// Parameters cached on chip per segment, MiB.
+    pub on_chip_mib: Vec<f64>,
+    /// Parameters streamed per segment, MiB.
+    pub off_chip_mib: Vec<f64>,
+    /// Milliseconds per inference of this library's pipeline: a batch's wall time divided by
+    /// its size (the family's batch: fc 50, conv 100), filling and draining included.
+    pub ms_per_inference: f64,
+    /// Milliseconds per inference that the paper's measuring program would have printed.
+    pub paper_scheme_ms: f64,
+    /// The single device's `ms` divided by `ms_per_inference`.
+    pub speedup: f64,
+}
+
+/// Everything [`run_sweep`] predicts, ordered by family, size, devices and strategy.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SweepResult {
+    /// One row per model.
+    pub single: Vec<SingleRow>,
+    /// One row per model, device count and strategy.
+    pub pipeline: Vec<PipelineRow>,
+}
+
+/// The cuts of the author's split of the fc model by whole Dense layers: 2 + 3 layers on 2
+/// devices, 1 + 2 + 2 on 3, 1 + 1 + 1 + 2 on 4 (`None` for other counts). Layer `k` is
+/// `FULLY_CONNECTED` + `TANH` at operators `2k − 1, 2k` (operator 0 is the `QUANTIZE`).
+pub fn fc_layer_cuts(devices: usize) -> Option<Vec<usize>> {
+    let layers_per_segment: &[usize] = match devices {
+        1 => &[5],
+        2 => &[2, 3],
+        3 => &[1, 2, 2],
+        4 => &[1, 1, 1, 2],
+        _ => return None,
+    };
+    let mut cuts = Vec::new();
+    let mut layers = 0;
+    for &n in &layers_per_segment[..layers_per_segment.len() - 1] {
+        layers += n;
+        cuts.push(2 * layers + 1);
+    }
+    Some(cuts)
+}
+
+/// The plan of `strategy` for `devices` segments: `Ok(None)` where the strategy does not
+/// apply (`layers` on conv) or the model has too few places to cut.
+pub fn plan_for(
+    family: Family,
+    graph: &Graph<'_, '_>,
+    strategy: &str,
+    devices: usize,
+    cost_model: &EdgeTpuCostModel,
+) -> Result<Option<Plan>> {
+    if devices > graph.op_count() {
+        return Ok(None);
+    }
+    let plan = match (strategy, family) {
+        ("layers", Family::Fc) => match fc_layer_cuts(devices) {
+            Some(cuts) => Plan::from_cuts("layers", graph, &cuts)?,
+            None => return Ok(None),
+        },
+        ("layers", Family::Conv) => return Ok(None),
+        _ => segment::strategy(strategy, cost_model)?.plan(graph, devices)?,
+    };
+    Ok(Some(plan))
+}
+
+/// Per segment of `cuts`: the cost model's prediction.
+fn predict_segments(
+    model: &crate::model::Model<'_>,
+    cuts: &[usize],
+    cost_model: &EdgeTpuCostModel,
+) -> Vec<crate::profile::Prediction> {
+    let bounds: Vec<usize> = std::iter::once(0)
+        .chain(cuts.iter().copied())
+        .chain(std::iter::once(model.operators.len()))
+        .collect();
+    bounds
+        .windows(2)
+        .map(|r| cost_model.predict(&SegmentWorkload::from_model(model, r[0]..r[1])))
+        .collect()
+}
+
+/// Predicts every row of `sweep` under `setup`, one model at a time on rayon's pool;
+/// `progress` is called after each model.
+///
+/// # Errors
+///
+/// An unknown strategy, a size the paper's builders refuse, or a failed plan.
+pub fn run_sweep(
+    sweep: &Sweep,
+    setup: &Setup,
+    progress: &(dyn Fn() + Sync),
+) -> Result<SweepResult> {
+    for s in &sweep.strategies {
+        if s != "layers" {
+            segment::strategy(s, &setup.cost_model)?;
+        }
+    }
+    if sweep.devices.contains(&0) {
+        return Err(Error::invalid("sweep", "a device count of 0"));
+    }
+    let tasks: Vec<(Family, usize)> = sweep
+        .fc_sizes
+        .iter()
+        .map(|&n| (Family::Fc, n))
+        .chain(sweep.conv_sizes.iter().map(|&f| (Family::Conv, f)))
+        .collect();
+    let parts = tasks
+        .par_iter()
+        .map(|&(family, size)| {
+            let part = sweep_model(sweep, setup, family, size);
+            progress();
+            part
+        })
+        .collect::<Result<Vec<SweepResult>>>()?;
+    let mut result = SweepResult::default();
+    for part in parts {
+        result.single.extend(part.single);
+        result.pipeline.extend(part.pipeline);
+    }
+    Ok(result)
+}
+
+fn sweep_model(sweep: &Sweep, setup: &Setup, family: Family, size: usize) -> Result<SweepResult> {
+    let _span = tracing::debug_span!("sweep model", %family, size).entered();
+    let model = family.model(size)?;
+    let graph = Graph::new(&model)?;
+    let cm = &setup.cost_model;
+    let whole = cm.predict(&SegmentWorkload::from_model(
+        &model,
+        0..model.operators.len(),
+    ));
+    let single = SingleRow {
+        family,
+        size,
+        on_chip_mib: whole.on_chip_bytes as f64 / MIB,
+        off_chip_mib: whole.off_chip_bytes as f64 / MIB,
+        ms: whole.latency_s * 1e3,
+    };
+    let scheme = setup.scheme(family);
+    let mut pipeline = Vec::new();
+    for &devices in &sweep.devices {
+        for strategy in &sweep.strategies {
+            let Some(plan) = plan_for(family, &graph, strategy, devices, cm)? else {
+                continue;
+            };
+            let cuts = plan.cuts();
+            let predictions = predict_segments(&model, &cuts, cm);
+            let latencies: Vec<f64> = predictions.iter().map(|p| p.latency_s).collect();
+            let ours = PipelineTiming::new(latencies.clone()).per_item_s(scheme.batch)?;
+            pipeline.push(PipelineRow {
+                family,
+                size,
+                tpus: devices,
+                strategy: strategy.clone(),
+                cuts,
+                on_chip_mib: predictions
+                    .iter()
+                    .map(|p| p.on_chip_bytes as f64 / MIB)
+                    .collect(),
+                off_chip_mib: predictions
+                    .iter()
+                    .map(|p| p.off_chip_bytes as f64 / MIB)
+                    .collect(),
+                ms_per_inference: ours * 1e3,
+                paper_scheme_ms: scheme.per_item_s(&latencies)? * 1e3,
+                speedup: whole.latency_s / ours,
+            });
+        }
+    }
+    Ok(SweepResult {
+        single: vec![single],
+        pipeline,
+    })
+}
+
+/// The best speedup per family and device count: `(family, tpus, row)` with the largest
+/// [`PipelineRow::speedup`] over sizes and strategies.
+pub fn headline(result: &SweepResult) -> Vec<(Family, usize, &PipelineRow)> {
+    let mut best: Vec<(Family, usize, &PipelineRow)> = Vec::new();
+    for row in &result.pipeline {
+        match best
+            .iter_mut()
+            .find(|(f, t, _)| *f == row.family && *t == row.tpus)
+        {
+            Some(entry) if entry.2.speedup < row.speedup => entry.2 = row,
+            Some(_) => {}
+            None => best.push((row.family, row.tpus, row)),
+        }
+    }
+    best.sort_by_key(|&(f, t, _)| (f, t));
+    best
+}
+
+/// Runs a batch of `items` zero-filled inputs through a pipeline of `segments` (stage `i` on
+/// device `i` of `backend`) and returns the seconds per inference: the batch's wall time,
+/// from the first push to the last output, divided by `items`. This is what
+/// [`PipelineRow::ms_per_inference`] predicts.
+///
+/// # Errors
+///
+/// If a stage cannot be prepared, the pipeline fails, or `items` is 0.
+pub fn time_batch(backend: &dyn Backend, segments: &[Arc<[u8]>], items: usize) -> Result<f64> {
+    if items == 0 {
+        return Err(Error::invalid("batch", "a batch needs at least one item"));
+    }
+    let mut builder = PipelineBuilder::new();
+    for (i, segment) in segments.iter().enumerate() {
+        builder = builder.stage(backend.prepare(Arc::clone(segment), i)?);
+    }
+    let pipeline = builder.build()?;
+    let inputs: Vec<(String, Vec<u8>)> = pipeline
+        .inputs()
+        .iter()
+        .map(|spec| (spec.name.clone(), vec![0u8; spec.byte_size]))
+        .collect();
+    let named: Vec<(&str, &[u8])> = inputs
+        .iter()
+        .map(|(name, data)| (name.as_str(), data.as_slice()))
+        .collect();
+    let start = Instant::now();
+    for _ in 0..items {
+        pipeline.push(&named)?;
+    }
+    pipeline.close()?;
+    let mut popped = 0;
+    while pipeline.pop()?.is_some() {
+        popped += 1;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    if popped != items {
+        return Err(Error::invalid(
+            "batch",
+            format!("{popped} of {items} items came out of the pipeline"),
+        ));
+    }
+    Ok(elapsed / items as f64)
+}
+
+/// The strategy of this library that reproduces a measured split: `layers` as it is, the
+/// compiler's split as `uniform`, libcoral's profiling partitioner as `libcoral`.
+pub fn strategy_for_split(split: &str) -> Option<&'static str> {
+    match split {
+        "layers" => Some("layers"),
+        "compiler" => Some("uniform"),
+        "profiled" => Some("libcoral"),
+        _ => None,
+    }
+}
+
+/// A measured row beside its prediction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    /// Model family.
+    pub family: Family,
+    /// `single` for one device, else the measured split (`layers`, `compiler`, `profiled`).
+    pub split: String,
+    /// Devices.
+    pub tpus: usize,
+    /// N or F.
+    pub size: usize,
+    /// Milliseconds per inference measured.
+    pub measured_ms: f64,
+    /// Predicted: the cost model on one device, or the measuring scheme over the stage
+    /// latencies of the measured run's own cuts (found from its per-segment totals).
+    pub predicted_ms: f64,
+    /// The same prediction over the cuts that this library's matching strategy
+    /// ([`strategy_for_split`]) chooses; `None` for one device.
+    pub strategy_predicted_ms: Option<f64>,
+}
+
+impl Comparison {
+    /// `|predicted − measured| / measured`.
+    pub fn relative_error(&self) -> f64 {
+        (self.predicted_ms - self.measured_ms).abs() / self.measured_ms
+    }
+}
+
+fn unknown_point(p: &PipelinePoint) -> Error {
+    Error::invalid(
+        "calibration points",
+        format!(
+            "{} {} size {}: no cut fits its segments",
+            p.family, p.split, p.size
+        ),
+    )
+}
+
+fn stage_latencies(
+    model: &crate::model::Model<'_>,
+    cuts: &[usize],
+    cost_model: &EdgeTpuCostModel,
+) -> Vec<f64> {
+    predict_segments(model, cuts, cost_model)
+        .iter()
+        .map(|p| p.latency_s)
+        .collect()
+}
+
+/// The cost model's stage latencies for a measured multi-device run, over the run's own cuts
+/// ([`infer_cuts`] from its per-segment parameter totals): what [`scheme::fit_scheme`] fits
+/// the measuring program against.
+///
+/// # Errors
+///
+/// A size the paper's builders refuse, or segment totals that fit no cut.
+pub fn measured_stage_latencies(
+    point: &PipelinePoint,
+    cost_model: &EdgeTpuCostModel,
+) -> Result<Vec<f64>> {
+    let model = point.family.model(point.size)?;
+    let totals: Vec<f64> = point
+        .on_chip_mib
+        .iter()
+        .zip(&point.off_chip_mib)
+        .map(|(a, b)| a + b)
+        .collect();
+    let cuts = infer_cuts(&model, &totals).ok_or_else(|| unknown_point(point))?;
+    Ok(stage_latencies(&model, &cuts, cost_model))
+}
+
+/// Every measured row of `single` and `pipelines` beside its prediction under `setup`.
+///
+/// # Errors
+///
+/// A size the paper's builders refuse, a split with no matching strategy, or segment totals
+/// that fit no cut of the model.
+pub fn compare_with_calibration(
+    single: &[CalibrationPoint],
+    pipelines: &[PipelinePoint],
+    setup: &Setup,
+) -> Result<Vec<Comparison>> {
+    let cm = &setup.cost_model;
+    let mut rows: Vec<Comparison> = single
+        .par_iter()
+        .map(|p| {
+            let model = p.family.model(p.size)?;
+            let whole = cm.predict(&SegmentWorkload::from_model(
+                &model,
+                0..model.operators.len(),
+            ));
+            Ok(Comparison {
+                family: p.family,
+                split: "single".to_string(),
+                tpus: 1,
+                size: p.size,
+                measured_ms: p.latency_ms,
+                predicted_ms: whole.latency_s * 1e3,
+                strategy_predicted_ms: None,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let multi = pipelines
+        .par_iter()
+        .map(|p| {
+            let model = p.family.model(p.size)?;
+            let graph = Graph::new(&model)?;
+            let scheme = setup.scheme(p.family);
+            let totals: Vec<f64> = p
+                .on_chip_mib
+                .iter()
+                .zip(&p.off_chip_mib)
+                .map(|(a, b)| a + b)
+                .collect();
+            let unknown = || unknown_point(p);
+            let cuts = infer_cuts(&model, &totals).ok_or_else(unknown)?;
+            let time = |cuts: &[usize]| -> Result<f64> {
+                let latencies = stage_latencies(&model, cuts, cm);
+                Ok(scheme.per_item_s(&latencies)? * 1e3)
+            };
+            let strategy = strategy_for_split(&p.split).ok_or_else(unknown)?;
+            let planned =
+                plan_for(p.family, &graph, strategy, p.devices(), cm)?.ok_or_else(unknown)?;
+            Ok(Comparison {
+                family: p.family,
+                split: p.split.clone(),
+                tpus: p.devices(),
+                size: p.size,
+                measured_ms: p.latency_ms,
+                predicted_ms: time(&cuts)?,
+                strategy_predicted_ms: Some(time(&planned.cuts())?),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    rows.extend(multi);
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_cuts_follow_the_authors_splits() {
+        assert_eq!(fc_layer_cuts(1), Some(vec![]));
+        assert_eq!(fc_layer_cuts(2), Some(vec![5]));
+        assert_eq!(fc_layer_cuts(3), Some(vec![3, 7]));
+        assert_eq!(fc_layer_cuts(4), Some(vec![3, 5, 7]));
+        assert_eq!(fc_layer_cuts(5), None);
+    }
+
+    #[test]
+    fn sweep_rows_cover_the_grid() {
+        let sweep = Sweep {
+            fc_sizes: vec![100],
+            conv_sizes: vec![32],
+            ..Sweep::quick()
+        };
+        let result = run_sweep(&sweep, &Setup::default(), &|| {}).unwrap();
+        assert_eq!(result.single.len(), 2);
+        // fc: 5 strategies × 4 device counts; conv: no `layers`.
+        assert_eq!(result.pipeline.len(), 20 + 16);
+        for row in &result.pipeline {
+            assert_eq!(row.cuts.len() + 1, row.tpus, "{row:?}");
+            assert_eq!(row.on_chip_mib.len(), row.tpus);
+            assert!(
+                row.ms_per_inference > 0.0 && row.paper_scheme_ms > 0.0,
+                "{row:?}"
+            );
+        }
+        let one = result
+            .pipeline
+            .iter()
+            .find(|r| r.tpus == 1 && r.family == Family::Fc)
+            .unwrap();
+        // One device, a batch of 50: the pipeline's overhead only.
+        assert!((one.speedup - 1.0).abs() < 0.05, "{one:?}");
+    }
+
+    #[test]
+    fn unknown_strategies_are_errors() {
+        let sweep = Sweep {
+            strategies: vec!["best".to_string()],
+            ..Sweep::quick()
+        };
+        assert!(run_sweep(&sweep, &Setup::default(), &|| {}).is_err());
+    }
+}

@@ -1,0 +1,267 @@
+//! The paper's measuring programs, as a model of their own: what the author's scripts would
+//! have printed for a pipeline whose devices take known times.
+//!
+//! The device model ([`EdgeTpuCostModel`](crate::profile::EdgeTpuCostModel)) says how long
+//! each segment takes on its device. The multi-device times in the calibration folder are
+//! something else: the wall time of a batch divided by its size, measured by a program that
+//! adds its own costs. Two programs were used:
+//!
+//! - [`MeasuringProgram::PythonThreads`] (the fc runs, batch 50): one Python thread per
+//!   segment, `queue.Queue` between them, a `print` per item per stage. Each stage spends
+//!   `per_stage_item_s` of Python work per item holding the interpreter lock, which the
+//!   threads share; the device invoke releases it. So a batch takes
+//!   `Σ (d_s + h) + (B − 1) · max(S · h, max_s d_s + h)`: the first item crosses every
+//!   stage, and each later one follows at the pace of the lock or of the slowest stage.
+//! - [`MeasuringProgram::PycoralRunner`] (the conv runs, batch 100): pycoral's
+//!   `PipelinedModelRunner` (C++ threads and queues), rebuilt for every run. A stage costs
+//!   `d_s + h` per item and the rebuild `per_batch_s` per batch:
+//!   `Σ (d_s + h) + (B − 1) · max_s (d_s + h) + R`.
+//!
+//! With constant stage times the queue capacities do not change these batch times. The two
+//! host parameters are fitted ([`fit_scheme`]) on the 2-device files only; the 3- and
+//! 4-device runs are kept aside to check the predictions.
+
+use crate::{Error, Result};
+
+/// The author's programs that measured the multi-device runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeasuringProgram {
+    /// One Python thread per stage sharing the interpreter lock (the fc runs).
+    PythonThreads,
+    /// pycoral's `PipelinedModelRunner`, rebuilt for every batch (the conv runs).
+    PycoralRunner,
+}
+
+/// A measuring program with its fitted host costs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PaperScheme {
+    /// Which program.
+    pub program: MeasuringProgram,
+    /// Items per measured batch (fc 50, conv 100).
+    pub batch: usize,
+    /// Seconds of host work per item and stage (`h` in the module docs).
+    pub per_stage_item_s: f64,
+    /// Seconds of host work per batch (`R`).
+    pub per_batch_s: f64,
+}
+
+/// Fitted figures: the output of `cargo run --release --example reproduce -- --calibration
+/// ../shared/calibration` (the 2-device files), checked by `tests/reproduce.rs`.
+mod fitted {
+    /// fc: 0.20 ms of Python work per item and stage, and 4.4 ms per batch of 50.
+    pub const PYTHON_PER_STAGE_ITEM_S: f64 = 2.005e-4;
+    pub const PYTHON_PER_BATCH_S: f64 = 4.396e-3;
+    /// conv: the C++ runner adds nothing the data can tell from the devices' own time (the
+    /// fit gives 0 for both).
+    pub const PYCORAL_PER_STAGE_ITEM_S: f64 = 0.0;
+    pub const PYCORAL_PER_BATCH_S: f64 = 0.0;
+}
+
+impl PaperScheme {
+    /// The fc runs' program with the fitted host cost.
+    pub fn python_threads() -> Self {
+        PaperScheme {
+            program: MeasuringProgram::PythonThreads,
+            batch: 50,
+            per_stage_item_s: fitted::PYTHON_PER_STAGE_ITEM_S,
+            per_batch_s: fitted::PYTHON_PER_BATCH_S,
+        }
+    }
+
+    /// The conv runs' program with the fitted host costs.
+    pub fn pycoral_runner() -> Self {
+        PaperScheme {
+            program: MeasuringProgram::PycoralRunner,
+            batch: 100,
+            per_stage_item_s: fitted::PYCORAL_PER_STAGE_ITEM_S,
+            per_batch_s: fitted::PYCORAL_PER_BATCH_S,
+        }
+    }
+
+    /// Seconds per inference the program would have printed for stages taking
+    /// `device_latency_s` each on their devices.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] if there is no stage, the batch is 0 or a time is negative or not
+    /// finite.
+    ///
+    /// ```
+    /// use multitpu::reproduce::scheme::PaperScheme;
+    ///
+    /// let scheme = PaperScheme::python_threads();
+    /// // Two fast stages: the threads' shared lock sets the pace, not the devices.
+    /// let per_item = scheme.per_item_s(&[0.1e-3, 0.1e-3])?;
+    /// assert!(per_item > 2.0 * scheme.per_stage_item_s);
+    /// # Ok::<(), multitpu::Error>(())
+    /// ```
+    pub fn per_item_s(&self, device_latency_s: &[f64]) -> Result<f64> {
+        let bad = |v: f64| !(v.is_finite() && v >= 0.0);
+        if device_latency_s.is_empty() || self.batch == 0 {
+            return Err(Error::invalid(
+                "measuring scheme",
+                "no stage or an empty batch",
+            ));
+        }
+        if device_latency_s.iter().any(|&d| bad(d))
+            || bad(self.per_stage_item_s)
+            || bad(self.per_batch_s)
+        {
+            return Err(Error::invalid(
+                "measuring scheme",
+                format!("times must be finite and not negative: {device_latency_s:?}, {self:?}"),
+            ));
+        }
+        let stages = device_latency_s.len() as f64;
+        let h = self.per_stage_item_s;
+        let slowest = device_latency_s.iter().copied().fold(0.0, f64::max) + h;
+        let pace = match self.program {
+            MeasuringProgram::PythonThreads => slowest.max(stages * h),
+            MeasuringProgram::PycoralRunner => slowest,
+        };
+        let first = device_latency_s.iter().sum::<f64>() + stages * h;
+        let batch = self.batch as f64;
+        Ok((first + (batch - 1.0) * pace + self.per_batch_s) / batch)
+    }
+}
+
+/// One multi-device measurement for [`fit_scheme`]: the devices' predicted stage times and the
+/// time per inference the program printed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchemePoint {
+    /// Predicted seconds of each stage on its device.
+    pub device_latency_s: Vec<f64>,
+    /// Seconds per inference measured.
+    pub measured_s: f64,
+}
+
+/// Host cost per item and stage searched by [`fit_scheme`]: 0 to 2 ms in 0.5 µs steps.
+const PER_ITEM_STEPS: usize = 4000;
+const PER_ITEM_STEP_S: f64 = 0.5e-6;
+
+/// Fits the host costs of `start` to `points` by least squares on the relative error: for
+/// each per-item cost of a search, the best non-negative per-batch cost in closed form (the
+/// time is linear in it).
+///
+/// For [`MeasuringProgram::PycoralRunner`] only `per_batch_s` is fitted and
+/// `per_stage_item_s` kept from `start`: with one device count, both add the same constant
+/// to every point, so the data cannot tell them apart (the rebuild per batch is the cost the
+/// program is known to pay).
+///
+/// # Errors
+///
+/// [`Error::Invalid`] if `points` is empty or [`PaperScheme::per_item_s`] fails on one.
+pub fn fit_scheme(start: &PaperScheme, points: &[SchemePoint]) -> Result<PaperScheme> {
+    if points.is_empty() {
+        return Err(Error::invalid("measuring scheme", "no points to fit"));
+    }
+    let batch = start.batch as f64;
+    let mut best: Option<(f64, PaperScheme)> = None;
+    let steps = match start.program {
+        MeasuringProgram::PythonThreads => PER_ITEM_STEPS,
+        MeasuringProgram::PycoralRunner => 0,
+    };
+    for step in 0..=steps {
+        let mut scheme = PaperScheme {
+            per_stage_item_s: match start.program {
+                MeasuringProgram::PythonThreads => step as f64 * PER_ITEM_STEP_S,
+                MeasuringProgram::PycoralRunner => start.per_stage_item_s,
+            },
+            per_batch_s: 0.0,
+            ..*start
+        };
+        // Relative residual r_i = (t_i + R / B − m_i) / m_i; minimise Σ r_i² over R ≥ 0.
+        let mut base = Vec::with_capacity(points.len());
+        for p in points {
+            base.push((scheme.per_item_s(&p.device_latency_s)?, p.measured_s));
+        }
+        let (num, den) = base.iter().fold((0.0, 0.0), |(num, den), &(t, m)| {
+            (
+                num + (m - t) / (m * m) / batch,
+                den + 1.0 / (m * m * batch * batch),
+            )
+        });
+        scheme.per_batch_s = (num / den).max(0.0);
+        let error: f64 = base
+            .iter()
+            .map(|&(t, m)| ((t + scheme.per_batch_s / batch - m) / m).powi(2))
+            .sum();
+        if best.as_ref().is_none_or(|(e, _)| error < *e) {
+            best = Some((error, scheme));
+        }
+    }
+    best.map(|(_, scheme)| scheme)
+        .ok_or_else(|| Error::invalid("measuring scheme", "no fit"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_threads_are_paced_by_the_lock_or_the_slowest_stage() {
+        let scheme = PaperScheme {
+            program: MeasuringProgram::PythonThreads,
+            batch: 10,
+            per_stage_item_s: 1.0,
+            per_batch_s: 0.0,
+        };
+        // Lock-bound: 3 stages × 1 s of Python per item.
+        let t = scheme.per_item_s(&[0.5, 0.5, 0.5]).unwrap();
+        assert!((t - (4.5 + 9.0 * 3.0) / 10.0).abs() < 1e-12);
+        // Device-bound: a 10 s stage.
+        let t = scheme.per_item_s(&[0.5, 10.0]).unwrap();
+        assert!((t - (12.5 + 9.0 * 11.0) / 10.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_runner_pays_its_rebuild_once_per_batch() {
+        let scheme = PaperScheme {
+            program: MeasuringProgram::PycoralRunner,
+            batch: 4,
+            per_stage_item_s: 0.0,
+            per_batch_s: 2.0,
+        };
+        let t = scheme.per_item_s(&[1.0, 3.0]).unwrap();
+        assert!((t - (4.0 + 3.0 * 3.0 + 2.0) / 4.0).abs() < 1e-12);
+        assert!(scheme.per_item_s(&[]).is_err());
+        assert!(scheme.per_item_s(&[f64::NAN]).is_err());
+    }
+
+    #[test]
+    fn fit_recovers_known_host_costs() {
+        for (program, per_stage_item_s) in [
+            (MeasuringProgram::PythonThreads, 0.25e-3),
+            (MeasuringProgram::PycoralRunner, 0.0),
+        ] {
+            let truth = PaperScheme {
+                program,
+                batch: 50,
+                per_stage_item_s,
+                per_batch_s: 3e-3,
+            };
+            let points: Vec<SchemePoint> = [0.1e-3, 0.3e-3, 1e-3, 5e-3, 20e-3]
+                .iter()
+                .map(|&d| {
+                    let stages = vec![0.1e-3, d];
+                    SchemePoint {
+                        measured_s: truth.per_item_s(&stages).unwrap(),
+                        device_latency_s: stages,
+                    }
+                })
+                .collect();
+            let start = PaperScheme {
+                per_stage_item_s: 0.0,
+                per_batch_s: 0.0,
+                ..truth
+            };
+            let fitted = fit_scheme(&start, &points).unwrap();
+            assert!(
+                (fitted.per_stage_item_s - per_stage_item_s).abs() < 1e-9,
+                "{fitted:?}"
+            );
+            assert!((fitted.per_batch_s - 3e-3).abs() < 1e-9, "{fitted:?}");
+        }
+        assert!(fit_scheme(&PaperScheme::python_threads(), &[]).is_err());
+    }
+}
