@@ -49,7 +49,11 @@ fn event_model_agrees_with_simulated_pipelines() {
             .per_item_s(items)
             .expect("timing");
         let measured = (0..3)
-            .map(|_| time_batch(&backend, &segments, items).expect("runs"))
+            .map(|_| {
+                time_batch(&backend, &segments, items)
+                    .expect("runs")
+                    .per_item_s
+            })
             .fold(f64::INFINITY, f64::min);
         let error = (measured - predicted).abs() / predicted;
         eprintln!(

@@ -29,7 +29,6 @@ use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use multitpu::backend::EdgeTpuBackend;
 use multitpu::model::Graph;
-use multitpu::pipeline::Backend;
 use multitpu::profile::calibration::{Family, load_dir, load_pipeline_dir};
 use multitpu::profile::{EdgeTpuCompiler, EdgeTpuCostModel};
 use multitpu::reproduce::scheme::{SchemePoint, fit_scheme};
@@ -113,11 +112,17 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         sweep.strategies.join(", ")
     );
 
+    // The compiler and the devices are found before any work, so that a machine without
+    // them fails at once.
+    let devices = match args.backend {
+        BackendKind::Edgetpu => Some((EdgeTpuCompiler::find()?, EdgeTpuBackend::load()?)),
+        BackendKind::SimUsb | BackendKind::SimPcie => None,
+    };
     let bar = progress_bar(sweep.models() as u64);
     let mut result = run_sweep(&sweep, &setup, &|| bar.inc(1))?;
     bar.finish_and_clear();
-    if args.backend == BackendKind::Edgetpu {
-        measure_on_devices(&mut result, &setup)?;
+    if let Some((compiler, backend)) = &devices {
+        measure_on_devices(&mut result, &setup, compiler, backend)?;
     }
 
     std::fs::create_dir_all(&args.out)?;
@@ -172,18 +177,39 @@ fn progress_bar(models: u64) -> ProgressBar {
     bar
 }
 
-/// Replaces the predicted pipeline times with batches timed on the attached Edge TPUs.
-fn measure_on_devices(result: &mut SweepResult, setup: &Setup) -> Result<(), Box<dyn Error>> {
-    let compiler = EdgeTpuCompiler::find()?;
-    let backend = EdgeTpuBackend::load()?;
-    let compile = |bytes: Vec<u8>| -> Result<Arc<[u8]>, Box<dyn Error>> {
-        Ok(Arc::from(compiler.compile(&bytes)?.model))
+/// A segment compiled for the Edge TPU, with the placement the compiler reported.
+struct Compiled {
+    model: Arc<[u8]>,
+    on_chip_mib: f64,
+    off_chip_mib: f64,
+}
+
+/// Replaces every prediction with what the attached Edge TPUs do: placement as the compiler
+/// reports it, batches timed on the devices, and the measuring programs' model applied to the
+/// stages' measured latencies. The plans are the cost model's.
+fn measure_on_devices(
+    result: &mut SweepResult,
+    setup: &Setup,
+    compiler: &EdgeTpuCompiler,
+    backend: &EdgeTpuBackend,
+) -> Result<(), Box<dyn Error>> {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let compile = |bytes: Vec<u8>| -> Result<Compiled, Box<dyn Error>> {
+        let compiled = compiler.compile(&bytes)?;
+        Ok(Compiled {
+            on_chip_mib: mib(compiled.report.on_chip_bytes),
+            off_chip_mib: mib(compiled.report.off_chip_bytes),
+            model: Arc::from(compiled.model),
+        })
     };
     for single in &mut result.single {
         let model = single.family.model(single.size)?;
         let compiled = compile(model.to_bytes()?)?;
         let batch = setup.scheme(single.family).batch;
-        single.ms = time_batch(&backend, &[compiled], batch)? * 1e3;
+        // One stage: the batch runs back to back, one invoke after the other.
+        single.ms = time_batch(backend, &[compiled.model], batch)?.per_item_s * 1e3;
+        single.on_chip_mib = compiled.on_chip_mib;
+        single.off_chip_mib = compiled.off_chip_mib;
     }
     for row in &mut result.pipeline {
         let model = row.family.model(row.size)?;
@@ -198,13 +224,18 @@ fn measure_on_devices(result: &mut SweepResult, setup: &Setup) -> Result<(), Box
         else {
             continue;
         };
-        let segments = plan
+        let compiled = plan
             .extract(&graph)?
             .iter()
             .map(|m| compile(m.to_bytes()?))
             .collect::<Result<Vec<_>, _>>()?;
-        let batch = setup.scheme(row.family).batch;
-        row.ms_per_inference = time_batch(&backend as &dyn Backend, &segments, batch)? * 1e3;
+        let segments: Vec<Arc<[u8]>> = compiled.iter().map(|c| Arc::clone(&c.model)).collect();
+        row.on_chip_mib = compiled.iter().map(|c| c.on_chip_mib).collect();
+        row.off_chip_mib = compiled.iter().map(|c| c.off_chip_mib).collect();
+        let scheme = setup.scheme(row.family);
+        let timing = time_batch(backend, &segments, scheme.batch)?;
+        row.ms_per_inference = timing.per_item_s * 1e3;
+        row.paper_scheme_ms = scheme.per_item_s(&timing.stage_latency_s)? * 1e3;
         let single_ms = result
             .single
             .iter()

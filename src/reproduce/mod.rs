@@ -337,15 +337,27 @@ pub fn headline(result: &SweepResult) -> Vec<(Family, usize, &PipelineRow)> {
     best
 }
 
+/// What [`time_batch`] measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchTiming {
+    /// The batch's wall time, from the first push to the last output, divided by its size:
+    /// what [`PipelineRow::ms_per_inference`] predicts.
+    pub per_item_s: f64,
+    /// Each stage's mean run latency over the batch.
+    pub stage_latency_s: Vec<f64>,
+}
+
 /// Runs a batch of `items` zero-filled inputs through a pipeline of `segments` (stage `i` on
-/// device `i` of `backend`) and returns the seconds per inference: the batch's wall time,
-/// from the first push to the last output, divided by `items`. This is what
-/// [`PipelineRow::ms_per_inference`] predicts.
+/// device `i` of `backend`) and times it.
 ///
 /// # Errors
 ///
 /// If a stage cannot be prepared, the pipeline fails, or `items` is 0.
-pub fn time_batch(backend: &dyn Backend, segments: &[Arc<[u8]>], items: usize) -> Result<f64> {
+pub fn time_batch(
+    backend: &dyn Backend,
+    segments: &[Arc<[u8]>],
+    items: usize,
+) -> Result<BatchTiming> {
     if items == 0 {
         return Err(Error::invalid("batch", "a batch needs at least one item"));
     }
@@ -379,7 +391,15 @@ pub fn time_batch(backend: &dyn Backend, segments: &[Arc<[u8]>], items: usize) -
             format!("{popped} of {items} items came out of the pipeline"),
         ));
     }
-    Ok(elapsed / items as f64)
+    Ok(BatchTiming {
+        per_item_s: elapsed / items as f64,
+        stage_latency_s: pipeline
+            .stats()
+            .stages
+            .iter()
+            .map(|s| s.latency_mean.as_secs_f64())
+            .collect(),
+    })
 }
 
 /// The strategy of this library that reproduces a measured split: `layers` as it is, the
