@@ -9,9 +9,7 @@ use std::path::PathBuf;
 
 use multitpu::model::Graph;
 use multitpu::model::paper;
-use multitpu::profile::calibration::{
-    Family, FitReport, fit, infer_cuts, load_dir, load_pipeline_dir,
-};
+use multitpu::profile::calibration::{Family, FitReport, fit, load_dir, load_pipeline_dir};
 use multitpu::profile::{EdgeTpuCostModel, Profiler};
 use multitpu::segment::{Segmenter, UniformByParams};
 
@@ -191,13 +189,7 @@ fn uniform_by_params_cuts_where_the_compiler_did() {
     for p in compiler {
         let model = p.family.model(p.size).expect("builds");
         let graph = Graph::new(&model).expect("graph");
-        let totals: Vec<f64> = p
-            .on_chip_mib
-            .iter()
-            .zip(&p.off_chip_mib)
-            .map(|(a, b)| a + b)
-            .collect();
-        let measured = infer_cuts(&model, &totals).expect("cuts");
+        let measured = p.cuts(&model).expect("cuts");
         let ours = UniformByParams.plan(&graph, 2).expect("plan").cuts();
         assert_eq!(ours, measured, "conv F = {}", p.size);
     }

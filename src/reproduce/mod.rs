@@ -32,7 +32,7 @@ use rayon::prelude::*;
 
 use crate::model::Graph;
 use crate::pipeline::{Backend, PipelineBuilder, PipelineTiming};
-use crate::profile::calibration::{CalibrationPoint, Family, PipelinePoint, infer_cuts};
+use crate::profile::calibration::{CalibrationPoint, Family, PipelinePoint};
 use crate::profile::cost_model::{EdgeTpuCostModel, MIB, SegmentWorkload};
 use crate::segment::{self, Plan};
 use crate::{Error, Result};
@@ -441,16 +441,20 @@ impl Comparison {
     }
 }
 
-fn unknown_point(p: &PipelinePoint) -> Error {
+/// A measured split with no matching strategy or plan.
+fn no_plan_for(p: &PipelinePoint) -> Error {
     Error::invalid(
         "calibration points",
         format!(
-            "{} {} size {}: no cut fits its segments",
-            p.family, p.split, p.size
+            "{} {} size {}: no strategy of this library stands for the `{}` split on {} devices",
+            p.family,
+            p.split,
+            p.size,
+            p.split,
+            p.devices()
         ),
     )
 }
-
 fn stage_latencies(
     model: &crate::model::Model<'_>,
     cuts: &[usize],
@@ -463,7 +467,7 @@ fn stage_latencies(
 }
 
 /// The cost model's stage latencies for a measured multi-device run, over the run's own cuts
-/// ([`infer_cuts`] from its per-segment parameter totals): what [`scheme::fit_scheme`] fits
+/// ([`PipelinePoint::cuts`], from its per-segment parameter totals): what [`scheme::fit_scheme`] fits
 /// the measuring program against.
 ///
 /// # Errors
@@ -474,13 +478,7 @@ pub fn measured_stage_latencies(
     cost_model: &EdgeTpuCostModel,
 ) -> Result<Vec<f64>> {
     let model = point.family.model(point.size)?;
-    let totals: Vec<f64> = point
-        .on_chip_mib
-        .iter()
-        .zip(&point.off_chip_mib)
-        .map(|(a, b)| a + b)
-        .collect();
-    let cuts = infer_cuts(&model, &totals).ok_or_else(|| unknown_point(point))?;
+    let cuts = point.cuts(&model)?;
     Ok(stage_latencies(&model, &cuts, cost_model))
 }
 
@@ -521,21 +519,14 @@ pub fn compare_with_calibration(
             let model = p.family.model(p.size)?;
             let graph = Graph::new(&model)?;
             let scheme = setup.scheme(p.family);
-            let totals: Vec<f64> = p
-                .on_chip_mib
-                .iter()
-                .zip(&p.off_chip_mib)
-                .map(|(a, b)| a + b)
-                .collect();
-            let unknown = || unknown_point(p);
-            let cuts = infer_cuts(&model, &totals).ok_or_else(unknown)?;
+            let cuts = p.cuts(&model)?;
             let time = |cuts: &[usize]| -> Result<f64> {
                 let latencies = stage_latencies(&model, cuts, cm);
                 Ok(scheme.per_item_s(&latencies)? * 1e3)
             };
-            let strategy = strategy_for_split(&p.split).ok_or_else(unknown)?;
-            let planned =
-                plan_for(p.family, &graph, strategy, p.devices(), cm)?.ok_or_else(unknown)?;
+            let strategy = strategy_for_split(&p.split).ok_or_else(|| no_plan_for(p))?;
+            let planned = plan_for(p.family, &graph, strategy, p.devices(), cm)?
+                .ok_or_else(|| no_plan_for(p))?;
             Ok(Comparison {
                 family: p.family,
                 split: p.split.clone(),

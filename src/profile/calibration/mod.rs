@@ -327,24 +327,7 @@ pub fn fit(
     let mut segments = Vec::new();
     for p in pipelines {
         let model = &models[&(p.family, p.size)];
-        let totals: Vec<f64> = p
-            .on_chip_mib
-            .iter()
-            .zip(&p.off_chip_mib)
-            .map(|(a, b)| a + b)
-            .collect();
-        let cuts = infer_cuts(model, &totals).ok_or_else(|| {
-            Error::invalid(
-                "calibration points",
-                format!(
-                    "{} {} size {}: {} segments",
-                    p.family,
-                    p.split,
-                    p.size,
-                    totals.len()
-                ),
-            )
-        })?;
+        let cuts = p.cuts(model)?;
         let bounds: Vec<usize> = std::iter::once(0)
             .chain(cuts.iter().copied())
             .chain(std::iter::once(model.operators.len()))

@@ -40,6 +40,33 @@ impl PipelinePoint {
     pub fn devices(&self) -> usize {
         self.on_chip_mib.len()
     }
+
+    /// The cuts of `model` (this point's model) that the run used, found from its segments'
+    /// parameter totals (on-chip + off-chip MiB) by [`infer_cuts`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] if no cut of the model fits the totals.
+    pub fn cuts(&self, model: &Model<'_>) -> Result<Vec<usize>> {
+        let totals: Vec<f64> = self
+            .on_chip_mib
+            .iter()
+            .zip(&self.off_chip_mib)
+            .map(|(on, off)| on + off)
+            .collect();
+        infer_cuts(model, &totals).ok_or_else(|| {
+            Error::invalid(
+                "calibration points",
+                format!(
+                    "{} {} size {}: no cut of the model fits its {} segments",
+                    self.family,
+                    self.split,
+                    self.size,
+                    totals.len()
+                ),
+            )
+        })
+    }
 }
 
 /// The family, device count and split named by a multi-device file name
