@@ -48,6 +48,7 @@ pub mod ops;
 pub mod options;
 pub mod paper;
 mod reader;
+pub mod validate;
 mod writer;
 
 pub use graph::Graph;
