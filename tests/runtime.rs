@@ -261,8 +261,8 @@ fn invalid_model_bytes_are_rejected() {
     let Some(runtime) = common::tflite_runtime() else {
         return;
     };
-    let err = Interpreter::new(&runtime, Vec::new(), &InterpreterOptions::default())
-        .expect_err("empty");
+    let err =
+        Interpreter::new(&runtime, Vec::new(), &InterpreterOptions::default()).expect_err("empty");
     assert!(
         matches!(
             err,
@@ -278,7 +278,10 @@ fn invalid_model_bytes_are_rejected() {
         let len = bytes.len();
         let err = Interpreter::new(&runtime, bytes, &InterpreterOptions::default())
             .expect_err("not a model");
-        assert!(matches!(err, Error::Malformed { .. }), "{len} bytes: {err:?}");
+        assert!(
+            matches!(err, Error::Malformed { .. }),
+            "{len} bytes: {err:?}"
+        );
     }
 }
 
