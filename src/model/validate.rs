@@ -36,6 +36,11 @@
 //!   one scale per operand and an output scale large enough for TFLite's fixed-point
 //!   rescaling (`2·max(input scales) / 2^20` for 8-bit, `/ 2^15` for 16-bit, with a margin):
 //!   TFLite aborts the process otherwise.
+//! - **Element types an operator passes on**: the operators below whose output has their
+//!   input's type (all but `QUANTIZE`, `DEQUANTIZE`, `CAST`, `ARG_MAX`, `ARG_MIN`, and
+//!   `SOFTMAX`, which may also turn int8 into int16) write the type they read, and binary
+//!   operators and `CONCATENATION` read one type: `RESHAPE`, for one, copies its input's
+//!   bytes into its output whatever their types, past the end of a smaller output.
 //! - **Interface**: model inputs are not constants; every model output is written by an
 //!   operator (not a constant, not a model input passed through, which TFLite would run but
 //!   which is never what a converter produces and only shows up as wrong results); no
@@ -303,9 +308,9 @@ const REQUANTIZING: &[i32] = &[
 const PADDING_SAME: i8 = 0;
 const PADDING_VALID: i8 = 1;
 
-/// Margin below 1 for the output multiplier of quantized `ADD`/`SUB`: TFLite aborts when
-/// the multiplier, rounded to 31 bits, reaches 1.
-const MAX_ADD_OUTPUT_MULTIPLIER: f64 = 0.99;
+/// Margin below 1 for the rescaling multipliers of quantized `ADD`/`SUB`: TFLite aborts
+/// when a multiplier, rounded to 31 bits, reaches 1.
+const MAX_ADD_MULTIPLIER: f64 = 0.99;
 
 /// Whether the type is an integer type TFLite quantizes activations to.
 fn is_quantizable(t: ElementType) -> bool {
@@ -630,6 +635,7 @@ impl<'c, 'a> Checker<'c, 'a> {
                 index: o,
                 op,
             };
+            ctx.element_types()?;
             ctx.quantization()?;
             if let Some(expected) = ctx.output_shapes()? {
                 for (&t, dims) in op.outputs.iter().zip(&expected) {
@@ -841,8 +847,10 @@ impl OpCtx<'_, '_, '_> {
     }
 
     /// TFLite's quantized `ADD`/`SUB` rescale both inputs to `2·max(s1, s2)` with 20 (8-bit)
-    /// or 15 (16-bit) extra bits, then to the output scale; a failed `TFLITE_CHECK` aborts
-    /// the process unless every multiplier is below 1.
+    /// or 15 (16-bit) extra bits, then to the output scale, and a failed `TFLITE_CHECK`
+    /// aborts the process unless every multiplier is in (0, 1). The products are computed in
+    /// single precision, as TFLite computes them, so an overflow to infinity (a multiplier
+    /// of 0) is caught too.
     fn add_sub_rescaling(&self) -> Result<()> {
         let (Ok(a), Ok(b)) = (self.input(0), self.input(1)) else {
             return Ok(()); // TFLite checks the input count itself.
@@ -856,11 +864,11 @@ impl OpCtx<'_, '_, '_> {
             ElementType::I16 => 15,
             _ => return Ok(()),
         };
-        let mut scales = [0f64; 3];
+        let mut scales = [0f32; 3];
         for (slot, t) in [a, b, out].into_iter().enumerate() {
             let tensor = self.tensor(t);
             match tensor.quantization.as_ref().map(|q| q.scale.as_slice()) {
-                Some([s]) => scales[slot] = f64::from(*s),
+                Some([s]) => scales[slot] = *s,
                 _ => {
                     return Err(self.checker.tensor_error(
                         t,
@@ -873,22 +881,116 @@ impl OpCtx<'_, '_, '_> {
                 }
             }
         }
-        let twice_max = 2.0 * scales[0].max(scales[1]);
-        let multiplier = twice_max / (f64::from(1u32 << left_shift) * scales[2]);
-        if !multiplier.is_finite() || multiplier >= MAX_ADD_OUTPUT_MULTIPLIER {
-            return Err(self.checker.tensor_error(
+        let [s1, s2, so] = scales;
+        let twice_max = f64::from(2.0 * s1.max(s2));
+        let out_factor = f64::from((1u32 << left_shift) as f32 * so);
+        let input_multipliers = [f64::from(s1) / twice_max, f64::from(s2) / twice_max];
+        let output_multiplier = twice_max / out_factor;
+        let in_range = |m: f64| m > 0.0 && m < MAX_ADD_MULTIPLIER;
+        let blame = if !input_multipliers.into_iter().all(in_range) {
+            if s1 >= s2 { a } else { b }
+        } else if !in_range(output_multiplier) {
+            out
+        } else {
+            return Ok(());
+        };
+        Err(self.checker.tensor_error(
+            blame,
+            "quantization.scale",
+            format!(
+                "{} with input scales {s1:e}, {s2:e} and output scale {so:e} rescales by \
+                 {:e}, {:e} and {output_multiplier:e}; TFLite aborts unless each is in (0, 1)",
+                self.name(),
+                input_multipliers[0],
+                input_multipliers[1],
+            ),
+        ))
+    }
+
+    /// Element types TFLite's kernels take for granted: operators that only move, pad,
+    /// pool or combine values write the type they read (`RESHAPE` copies its input's bytes
+    /// into its output whatever their types), and the operands of binary operators and
+    /// `CONCATENATION` share one type.
+    fn element_types(&self) -> Result<()> {
+        let builtin = self.op.opcode.builtin;
+        let model = self.checker.model;
+        let Some(&out) = self.op.outputs.first() else {
+            return Ok(());
+        };
+        let Some(Some(first)) = self.op.inputs.first().copied() else {
+            return Ok(());
+        };
+        let in_type = model.tensors[first].element_type;
+        let out_type = model.tensors[out].element_type;
+        let slots: Vec<usize> = if builtin == code::CONCATENATION {
+            (1..self.op.inputs.len()).collect()
+        } else if BROADCAST.contains(&builtin) {
+            vec![1]
+        } else {
+            Vec::new()
+        };
+        for slot in slots {
+            if let Some(Some(t)) = self.op.inputs.get(slot)
+                && model.tensors[*t].element_type != in_type
+            {
+                return Err(self.checker.tensor_error(
+                    *t,
+                    "type",
+                    format!(
+                        "{:?}, but input 0 of operator {} ({}) is {in_type:?}",
+                        model.tensors[*t].element_type,
+                        self.index,
+                        self.name()
+                    ),
+                ));
+            }
+        }
+        let allowed = match builtin {
+            code::QUANTIZE | code::DEQUANTIZE | code::CAST | code::ARG_MAX | code::ARG_MIN => {
+                return Ok(());
+            }
+            code::SOFTMAX => {
+                out_type == in_type || (in_type == ElementType::I8 && out_type == ElementType::I16)
+            }
+            _ if SAME_SHAPE.contains(&builtin) || BROADCAST.contains(&builtin) => {
+                out_type == in_type
+            }
+            code::CONV_2D
+            | code::DEPTHWISE_CONV_2D
+            | code::AVERAGE_POOL_2D
+            | code::MAX_POOL_2D
+            | code::L2_POOL_2D
+            | code::FULLY_CONNECTED
+            | code::CONCATENATION
+            | code::RESHAPE
+            | code::SQUEEZE
+            | code::TRANSPOSE
+            | code::PAD
+            | code::PADV2
+            | code::MIRROR_PAD
+            | code::MEAN
+            | code::SUM
+            | code::REDUCE_PROD
+            | code::REDUCE_MAX
+            | code::REDUCE_MIN
+            | code::RESIZE_BILINEAR
+            | code::RESIZE_NEAREST_NEIGHBOR
+            | code::UNIDIRECTIONAL_SEQUENCE_LSTM => out_type == in_type,
+            _ => true,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(self.checker.tensor_error(
                 out,
-                "quantization.scale",
+                "type",
                 format!(
-                    "output scale {:e} is too small for input scales {:e} and {:e}: {} rescales by {multiplier:e}, TFLite needs less than 1",
-                    scales[2],
-                    scales[0],
-                    scales[1],
+                    "{out_type:?}, but operator {} ({}) reads {in_type:?} and writes the same type",
+                    self.index,
                     self.name()
                 ),
-            ));
+            ))
         }
-        Ok(())
     }
 
     /// The shapes of the operator's outputs as TFLite computes them, or `None` when this
@@ -1707,6 +1809,18 @@ mod tests {
         add(0.5).validate().expect("usual scales");
         let m = add(1e-30);
         expect_invalid(&m, at_tensor(&m, 2), "quantization.scale");
+        // 2^20 · 3e38 overflows in single precision, as TFLite computes it.
+        let m = add(3e38);
+        expect_invalid(&m, at_tensor(&m, 2), "quantization.scale");
+    }
+
+    #[test]
+    fn shape_ops_write_the_type_they_read() {
+        let mut m = conv_model();
+        m.tensors[4].element_type = ElementType::I8;
+        m.tensors[4].quantization.as_mut().unwrap().zero_point[0] = -128;
+        let reason = expect_invalid(&m, at_tensor(&m, 4), "type");
+        assert!(reason.contains("RESHAPE"), "{reason}");
     }
 
     #[test]
