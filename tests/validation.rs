@@ -186,7 +186,8 @@ fn scales_that_abort_tflite() {
 
 #[test]
 fn add_output_scale_that_overflows_in_single_precision() {
-    // 2^20 · 3e38 is +inf in f32: TFLite's ADD gets a multiplier of 0 and aborts.
+    // 2^20 · 3e38 is +inf in f32: TFLite's ADD gets a multiplier of 0 and aborts. Refused
+    // as a scale above MAX_SCALE.
     let mut target = 0;
     let Some(m) = mutated(MNIST_V2, |m| {
         target = first_output_of(m, ops::ADD);

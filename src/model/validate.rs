@@ -26,13 +26,13 @@
 //!   (no overflowing products); constant data exactly as long as its shape and type need; a
 //!   `shape_signature` of the same rank whose entries are `-1` or the static size.
 //! - **Quantization**: when a tensor has scales, as many zero points as scales; every scale
-//!   finite, normal (not zero, not subnormal) and positive; one scale (per tensor) or one per
-//!   slice of `quantized_dimension`, which must be a dimension of the tensor; zero points
-//!   within the range of the element type (`0..=255` for uint8, `-128..=127` for int8,
-//!   int16's range for int16, int32's for the rest). 8- and 16-bit integer tensors read or
-//!   written by an operator whose kernel requantizes (convolutions, dense layers,
-//!   element-wise arithmetic, pooling, activations, softmax, concatenation, reductions,
-//!   `QUANTIZE`, `DEQUANTIZE`) must be quantized. `ADD` and `SUB` on quantized tensors need
+//!   finite, normal (not zero, not subnormal), positive and at most [`MAX_SCALE`]; one scale
+//!   (per tensor) or one per slice of `quantized_dimension`, which must be a dimension of the
+//!   tensor; zero points within the range of the element type (`0..=255` for uint8,
+//!   `-128..=127` for int8, int16's range for int16, int32's for the rest). 8- and 16-bit
+//!   integer tensors read or written by an operator whose kernel requantizes (convolutions,
+//!   dense layers, element-wise arithmetic, pooling, activations, softmax, concatenation,
+//!   reductions, `QUANTIZE`, `DEQUANTIZE`) must be quantized. `ADD` and `SUB` on quantized tensors need
 //!   one scale per operand and an output scale large enough for TFLite's fixed-point
 //!   rescaling (`2·max(input scales) / 2^20` for 8-bit, `/ 2^15` for 16-bit, with a margin):
 //!   TFLite aborts the process otherwise.
@@ -99,6 +99,15 @@ use crate::{Error, Result};
 /// keeping any one allocation well within what the hosts of Edge TPUs (1–8 GiB of RAM) can
 /// give, and element counts of one-byte types below 2^31.
 pub const MAX_TENSOR_BYTES: usize = 1 << 30;
+
+/// The largest quantization scale a validated model may have (2^32).
+///
+/// TFLite's kernels multiply two scales, or a scale by up to 2^31, in single precision,
+/// where a product beyond about 3.4e38 becomes infinity and some kernels then abort.
+/// Scales up to 2^32 keep every such product finite (2^32 · 2^32 · 2^31 = 2^95), and no real
+/// model comes near: a scale is the real value of one quantization step, around 1e-2 for
+/// 8-bit activations and far smaller for weights and biases.
+pub const MAX_SCALE: f32 = 4_294_967_296.0;
 
 /// Where in a model an [`Error::InvalidModel`] was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -513,12 +522,14 @@ impl<'c, 'a> Checker<'c, 'a> {
             .scale
             .iter()
             .enumerate()
-            .find(|&(_, &s)| !(s.is_normal() && s > 0.0))
+            .find(|&(_, &s)| !(s.is_normal() && s > 0.0 && s <= MAX_SCALE))
         {
             return Err(self.tensor_error(
                 t,
                 "quantization.scale",
-                format!("scale {i} is {s:e}: scales must be finite, normal and positive"),
+                format!(
+                    "scale {i} is {s:e}: scales must be finite, normal, positive and at most {MAX_SCALE:e}"
+                ),
             ));
         }
         if q.scale.len() > 1 {
@@ -1695,7 +1706,7 @@ mod tests {
 
     #[test]
     fn scales_must_be_finite_normal_and_positive() {
-        for bad in [f32::INFINITY, f32::NAN, 0.0, -0.5, 1e-45] {
+        for bad in [f32::INFINITY, f32::NAN, 0.0, -0.5, 1e-45, 1e10] {
             let mut m = conv_model();
             m.tensors[3].quantization.as_mut().unwrap().scale[0] = bad;
             expect_invalid(&m, at_tensor(&m, 3), "quantization.scale");
@@ -1809,7 +1820,8 @@ mod tests {
         add(0.5).validate().expect("usual scales");
         let m = add(1e-30);
         expect_invalid(&m, at_tensor(&m, 2), "quantization.scale");
-        // 2^20 · 3e38 overflows in single precision, as TFLite computes it.
+        // 2^20 · 3e38 overflows in single precision, as TFLite computes it (and 3e38 is
+        // above MAX_SCALE anyway).
         let m = add(3e38);
         expect_invalid(&m, at_tensor(&m, 2), "quantization.scale");
     }
