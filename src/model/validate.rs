@@ -21,10 +21,11 @@
 //!   variables and control flow, which need several subgraphs, so in the single-subgraph
 //!   models read here they can only be defects), and no `INT4` activation (TFLite packs int4
 //!   only in constant weights).
-//! - **Shapes and sizes**: no negative dimension; no zero dimension on a tensor that is a model
-//!   input or output or an operator's input or output; at most [`MAX_TENSOR_BYTES`] per tensor
-//!   (no overflowing products); constant data exactly as long as its shape and type need; a
-//!   `shape_signature` of the same rank whose entries are `-1` or the static size.
+//! - **Shapes and sizes**: no negative dimension; no zero dimension on an activation that is
+//!   a model input or output or an operator's input or output; at most [`MAX_TENSOR_BYTES`]
+//!   per tensor (no overflowing products); constant data of a fixed-size type exactly as long
+//!   as its shape needs; a `shape_signature` of the same rank whose entries are `-1` or the
+//!   static size.
 //! - **Quantization**: when a tensor has scales, as many zero points as scales; every scale
 //!   finite, normal (not zero, not subnormal), positive and at most [`MAX_SCALE`]; one scale
 //!   (per tensor) or one per slice of `quantized_dimension`, which must be a dimension of the
@@ -32,10 +33,11 @@
 //!   `-128..=127` for int8, int16's range for int16, int32's for the rest). 8- and 16-bit
 //!   integer tensors read or written by an operator whose kernel requantizes (convolutions,
 //!   dense layers, element-wise arithmetic, pooling, activations, softmax, concatenation,
-//!   reductions, `QUANTIZE`, `DEQUANTIZE`) must be quantized. `ADD` and `SUB` on quantized tensors need
-//!   one scale per operand and an output scale large enough for TFLite's fixed-point
-//!   rescaling (`2·max(input scales) / 2^20` for 8-bit, `/ 2^15` for 16-bit, with a margin):
-//!   TFLite aborts the process otherwise.
+//!   reductions, `QUANTIZE`, `DEQUANTIZE`) must be quantized. `ADD` and `SUB` on quantized
+//!   tensors need one scale per operand and an output scale large enough for TFLite's
+//!   fixed-point rescaling (above `2·max(input scales) / 2^20` for 8-bit, `/ 2^15` for
+//!   16-bit, with a margin, computed in single precision as TFLite computes it): TFLite
+//!   aborts the process otherwise.
 //! - **Element types an operator passes on**: the operators below whose output has their
 //!   input's type (all but `QUANTIZE`, `DEQUANTIZE`, `CAST`, `ARG_MAX`, `ARG_MIN`, and
 //!   `SOFTMAX`, which may also turn int8 into int16) write the type they read, and binary
@@ -75,12 +77,12 @@
 //!   their recorded shapes are only checked for sanity (positive, bounded) and then trusted.
 //!   Where such a tensor feeds a listed operator, that operator's checks still apply
 //!   (e.g. `RESHAPE` element counts, `FULLY_CONNECTED` input sizes).
-//! - Kernel preconditions beyond the shapes and the quantization rules above: element types
-//!   an operator accepts, op versions, option values that do not affect shapes, other
-//!   kernels' requantization limits. TFLite checks most of these itself and reports errors;
+//! - Kernel preconditions beyond the shapes, element types and quantization rules above:
+//!   which element types an operator supports, op versions, option values that do not
+//!   affect shapes, other kernels' requantization limits. TFLite checks most of these itself and reports errors;
 //!   a crash it does not guard against and that is not listed here is not caught.
-//! - Constant values (weights, biases, lookup tables) and custom options (an Edge TPU
-//!   program is opaque).
+//! - Constant values other than the shape operands above (weights, biases, lookup tables),
+//!   and custom options (an Edge TPU program is opaque).
 //! - Total memory: each tensor is bounded, not their sum.
 
 use std::fmt;
