@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::model::options::FieldType;
+use crate::model::validate::ModelLocation;
 
 /// Everything that can go wrong in multitpu, naming what failed and where.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,19 @@ pub enum Error {
         /// What was inconsistent (a plan, a segment model, the cost model...).
         what: &'static str,
         /// How.
+        reason: String,
+    },
+
+    /// A model fails validation: a field TFLite would trust is out of range or contradicts
+    /// the rest of the model (see [`Model::validate`](crate::model::Model::validate)).
+    #[error("invalid model: {location}, field `{field}`: {reason}")]
+    InvalidModel {
+        /// The tensor or operator (index and name), or the subgraph.
+        location: ModelLocation,
+        /// The field at fault, as named in the schema (`shape`, `quantization.scale`,
+        /// `type`, `outputs`, `builtin_options`, ...).
+        field: &'static str,
+        /// What is wrong, with the values involved.
         reason: String,
     },
 

@@ -13,7 +13,7 @@ use libedgetpu_sys::{
 
 use super::Owned;
 use super::edgetpu::Delegate;
-use crate::model::ElementType;
+use crate::model::{ElementType, Model};
 use crate::{Error, Result};
 
 /// A loaded TensorFlow Lite C library (2.x). Cheap to clone: clones share the library,
@@ -250,9 +250,16 @@ impl fmt::Debug for Interpreter {
 
 impl Interpreter {
     /// Builds an interpreter for the model in `model_bytes` (which it keeps) and allocates
-    /// its tensors. TFLite's own messages are returned in [`Error::Runtime`] when the
-    /// model cannot be read, an op is not available (e.g. `edgetpu-custom-op` without an
-    /// Edge TPU delegate), or allocation fails.
+    /// its tensors.
+    ///
+    /// The bytes are read and validated before TFLite sees them: bytes that are not a model
+    /// this crate reads give [`Error::Malformed`] or [`Error::Unsupported`] (several
+    /// subgraphs, sparse tensors, ...), and a model that fails [`Model::validate`] gives
+    /// [`Error::InvalidModel`], so that a model TFLite's kernels would crash on never
+    /// reaches them (as far as validation can tell: see [`crate::model::validate`]).
+    /// TFLite's own messages are returned in [`Error::Runtime`] when an op is not
+    /// available (e.g. `edgetpu-custom-op` without an Edge TPU delegate) or allocation
+    /// fails.
     pub fn new(
         runtime: &Runtime,
         model_bytes: impl Into<Arc<[u8]>>,
@@ -298,6 +305,7 @@ impl Interpreter {
                 message: "the model is empty (0 bytes)".to_owned(),
             });
         }
+        Model::from_bytes(&bytes)?.validate()?;
 
         // SAFETY: `bytes` is valid for its length and is stored in the returned interpreter
         // after everything built from it, so it outlives the model.

@@ -10,7 +10,8 @@
 //! [`Model::from_bytes`] reads a file (schema version 3, identifier `TFL3`) with a
 //! bounds-checked reader that never panics and rejects what `Model` cannot represent;
 //! [`Model::to_bytes`] writes one back, deterministically, with constant data aligned to
-//! 16 bytes. Reading what was written gives an equal model:
+//! 16 bytes. [`Model::validate`] checks that TFLite can be given a model without risking the
+//! process (see [`validate`]). Reading what was written gives an equal model:
 //!
 //! ```
 //! use std::borrow::Cow;
@@ -48,6 +49,7 @@ pub mod ops;
 pub mod options;
 pub mod paper;
 mod reader;
+pub mod validate;
 mod writer;
 
 pub use graph::Graph;

@@ -105,7 +105,7 @@ fn validate_quantization(q: &Quantization, tensor: &Tensor<'_>, what: &str) -> R
 impl Model<'_> {
     /// Checks that the model can be written: tensor indices in range, options matching
     /// their layouts, quantization vectors consistent, custom ops named.
-    fn validate(&self) -> Result<()> {
+    fn check_writable(&self) -> Result<()> {
         if self.version != super::SCHEMA_VERSION {
             return Err(invalid(format!(
                 "schema version {} (only 3 can be written)",
@@ -171,7 +171,7 @@ impl Model<'_> {
     /// same bytes. Nothing outside the model is written: bytes a source file carried
     /// after its flatbuffer (e.g. a zip of label files) and its signature defs are gone.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        self.validate()?;
+        self.check_writable()?;
 
         // Operator codes in first-use order.
         let mut codes: Vec<&OpCode<'_>> = Vec::new();

@@ -54,8 +54,15 @@ fn model_order_first(model_order: &[usize], set: &BTreeSet<usize>) -> Vec<usize>
 /// the activations it reads from outside the range; its outputs are the ones it produces for
 /// later operators or the model's outputs (both model-ordered first, as in
 /// [`Segment`](super::Segment)).
+///
+/// Both the source model and the segment are validated ([`Model::validate`]): a segment
+/// takes the recorded shapes of the tensors it reads from earlier segments as the shapes of
+/// its inputs, and TFLite trusts those, so they must be what the source model's operators
+/// produce. A model whose recorded shapes contradict its operators is refused with
+/// [`Error::InvalidModel`], not repaired.
 pub fn extract<'a>(graph: &Graph<'_, 'a>, ops: Range<usize>) -> Result<Model<'a>> {
     let model = graph.model();
+    model.validate()?;
     if ops.start >= ops.end || ops.end > model.operators.len() {
         return Err(Error::invalid(
             "segment",
@@ -97,7 +104,7 @@ pub fn extract<'a>(graph: &Graph<'_, 'a>, ops: Range<usize>) -> Result<Model<'a>
         })
         .collect();
 
-    Ok(Model {
+    let segment = Model {
         version: model.version,
         description: model.description.clone(),
         subgraph_name: model.subgraph_name.clone(),
@@ -111,5 +118,7 @@ pub fn extract<'a>(graph: &Graph<'_, 'a>, ops: Range<usize>) -> Result<Model<'a>
             .filter(|m| INDEX_FREE_METADATA.contains(&m.name.as_ref()))
             .cloned()
             .collect(),
-    })
+    };
+    segment.validate()?;
+    Ok(segment)
 }

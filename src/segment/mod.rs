@@ -297,7 +297,8 @@ mod tests {
     use crate::model::figures::tests::{model, operator, tensor};
 
     /// `x0 -> op0 -> x1 -> ... -> x{n}`; op i also reads constant `w{i}` of `weight_bytes[i]`
-    /// bytes; with `skip`, the last operator also reads `x1`.
+    /// bytes; with `skip`, the last operator also reads `x1`. The operators are a custom op,
+    /// whose output shapes validation takes as recorded.
     fn chain(weight_bytes: &[usize], skip: bool) -> Model<'static> {
         let n = weight_bytes.len();
         let mut tensors: Vec<_> = (0..=n)
@@ -316,7 +317,9 @@ mod tests {
             if skip && i == n - 1 && n > 2 {
                 inputs.push(Some(1));
             }
-            operators.push(operator(0, &inputs, &[i + 1]));
+            let mut op = operator(crate::model::BUILTIN_CUSTOM, &inputs, &[i + 1]);
+            op.opcode.custom = Some("test-op".into());
+            operators.push(op);
         }
         model(tensors, operators, &[0], &[n])
     }

@@ -1,0 +1,318 @@
+//! Hostile models never reach TFLite: real models with one field changed (each change made
+//! here, on the parsed model, and written back with our writer) end in a typed error from
+//! `Model::validate`, from segment extraction and from `Interpreter::new`, where without
+//! validation TFLite would abort, crash or run for minutes. Every real model and the paper's
+//! models still validate.
+//!
+//! The cases run in this process on the real runtime: a case that validation misses would
+//! kill the test binary instead of failing it, which is the bug this suite guards against.
+
+mod common;
+
+use multitpu::Error;
+use multitpu::backend::{Interpreter, InterpreterOptions};
+use multitpu::model::validate::ModelLocation;
+use multitpu::model::{ElementType, Graph, Model, ops, paper};
+use multitpu::segment::{Plan, extract};
+
+const MNIST: &str = "MNISTnet_uint8_quant.tflite";
+const MNIST_V2: &str = "MNISTnet_v2_uint8_quant.tflite";
+const MOBILENET_V1: &str = "mobilenet_v1_0.25_128_quant.tflite";
+const MOBILENET_V2: &str = "mobilenet_v2_1.0_224_quant.tflite";
+
+/// MNISTnet's tensor 4: the `RESHAPE` output `[1, 10]` that feeds `SOFTMAX` (operator 8),
+/// so it crosses the cut before operator 8.
+const MNIST_SQUEEZE: usize = 4;
+const MNIST_SQUEEZE_NAME: &str = "MNISTnet/Logits/SpatialSqueeze";
+
+/// Test model `name`, parsed and owned, with `change` applied; `None` (skip) without the
+/// test models.
+fn mutated(name: &str, change: impl FnOnce(&mut Model<'static>)) -> Option<Model<'static>> {
+    let bytes = common::model_bytes(name)?;
+    let mut model = Model::from_bytes(&bytes)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+        .into_owned();
+    change(&mut model);
+    Some(model)
+}
+
+/// The output of the first operator with builtin code `builtin`.
+fn first_output_of(model: &Model<'_>, builtin: i32) -> usize {
+    model
+        .operators
+        .iter()
+        .find(|op| op.opcode.builtin == builtin)
+        .map(|op| op.outputs[0])
+        .expect("the model has this operator")
+}
+
+/// What a refusal must name.
+#[derive(Debug, Clone)]
+struct Expect {
+    location: ModelLocation,
+    field: &'static str,
+}
+
+fn at_tensor(model: &Model<'_>, index: usize, field: &'static str) -> Expect {
+    Expect {
+        location: ModelLocation::Tensor {
+            index,
+            name: model.tensors[index].name.to_string(),
+        },
+        field,
+    }
+}
+
+fn at_subgraph(field: &'static str) -> Expect {
+    Expect {
+        location: ModelLocation::Subgraph,
+        field,
+    }
+}
+
+fn assert_refused(result: Result<impl std::fmt::Debug, Error>, expect: &Expect, what: &str) {
+    match result {
+        Err(Error::InvalidModel {
+            location, field, ..
+        }) if location == expect.location && field == expect.field => {}
+        other => panic!("{what}: expected InvalidModel at {expect:?}, got {other:?}"),
+    }
+}
+
+/// The mutated model is refused by `validate`, after a round trip through the writer, by
+/// `Interpreter::new` (when the runtime is available), and by `extract` for the segments on
+/// both sides of `cut` (and for a plan cut there).
+fn check_refused(model: &Model<'_>, expect: &Expect, cut: Option<usize>) {
+    assert_refused(model.validate(), expect, "validate");
+    let bytes = model
+        .to_bytes()
+        .expect("the writer takes the mutated model");
+    let reread = Model::from_bytes(&bytes).expect("re-read");
+    assert_refused(reread.validate(), expect, "validate after a round trip");
+    if let Some(runtime) = common::tflite_runtime() {
+        assert_refused(
+            Interpreter::new(&runtime, bytes, &InterpreterOptions::default()),
+            expect,
+            "Interpreter::new",
+        );
+    }
+    if let Some(cut) = cut {
+        let graph = Graph::new(model).expect("the dataflow is intact");
+        let ops = graph.op_count();
+        assert_refused(extract(&graph, cut..ops), expect, "extract after the cut");
+        assert_refused(extract(&graph, 0..cut), expect, "extract before the cut");
+        let plan = Plan::from_cuts("test", &graph, &[cut]).expect("a valid cut");
+        assert_refused(plan.extract(&graph), expect, "Plan::extract");
+        let dir = std::env::temp_dir().join(format!("multitpu-validation-{}", std::process::id()));
+        assert_refused(plan.write(&graph, &dir, "hostile"), expect, "Plan::write");
+        assert!(
+            !dir.join("hostile_segment_0_of_2.tflite").exists(),
+            "no segment file is written"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn crossing_tensor_with_a_negative_dimension() {
+    // Without validation: std::bad_alloc (SIGABRT) in TfLiteInterpreterAllocateTensors of
+    // the segment that starts at SOFTMAX.
+    let Some(m) = mutated(MNIST, |m| m.tensors[MNIST_SQUEEZE].shape[1] = i32::MIN) else {
+        return;
+    };
+    assert_eq!(m.tensors[MNIST_SQUEEZE].name, MNIST_SQUEEZE_NAME);
+    check_refused(&m, &at_tensor(&m, MNIST_SQUEEZE, "shape"), Some(8));
+}
+
+#[test]
+fn crossing_tensor_with_a_huge_batch() {
+    // Without validation the segment after the cut runs on 65536 rows, and the whole model
+    // runs because TFLite recomputes the shape: neither matches the file.
+    let Some(m) = mutated(MNIST, |m| m.tensors[MNIST_SQUEEZE].shape[0] = 65536) else {
+        return;
+    };
+    check_refused(&m, &at_tensor(&m, MNIST_SQUEEZE, "shape"), Some(8));
+
+    // A batch of 65536 on a feature map crossing a cut in the middle of the network.
+    let Some(m) = mutated(MNIST, |m| m.tensors[19].shape[0] = 65536) else {
+        return;
+    };
+    assert_eq!(m.tensors[19].shape, vec![65536, 7, 7, 128]);
+    check_refused(&m, &at_tensor(&m, 19, "shape"), Some(5));
+}
+
+#[test]
+fn model_input_with_a_huge_batch_is_refused_downstream() {
+    // The input's shape is the caller's to choose, but the recorded shapes after it were
+    // computed for batch 1: the first one that disagrees is named.
+    let Some(m) = mutated(MNIST, |m| m.tensors[22].shape[0] = 65536) else {
+        return;
+    };
+    assert_eq!(m.inputs, vec![22]);
+    check_refused(&m, &at_tensor(&m, 7, "shape"), Some(1));
+}
+
+#[test]
+fn scales_that_abort_tflite() {
+    // Each of these aborts TFLite in the first ADD of MobileNet v2 (a failed TFLITE_CHECK
+    // while preparing its fixed-point rescaling).
+    for (what, change) in [
+        (
+            "+inf",
+            Box::new(|s: &mut Vec<f32>| s[0] = f32::INFINITY) as Box<dyn Fn(&mut Vec<f32>)>,
+        ),
+        (
+            "1e-45 (subnormal)",
+            Box::new(|s: &mut Vec<f32>| s[0] = 1e-45),
+        ),
+        ("emptied", Box::new(|s: &mut Vec<f32>| s.clear())),
+        (
+            "1e-30 (normal, too small for ADD)",
+            Box::new(|s: &mut Vec<f32>| s[0] = 1e-30),
+        ),
+    ] {
+        let mut target = 0;
+        let Some(m) = mutated(MOBILENET_V2, |m| {
+            target = first_output_of(m, ops::ADD);
+            change(&mut m.tensors[target].quantization.as_mut().unwrap().scale);
+        }) else {
+            return;
+        };
+        eprintln!("scale {what}");
+        let cut = Graph::new(&m).unwrap().producer(target).map(|p| p + 1);
+        check_refused(&m, &at_tensor(&m, target, "quantization.scale"), cut);
+    }
+}
+
+#[test]
+fn add_output_scale_that_overflows_in_single_precision() {
+    // 2^20 · 3e38 is +inf in f32: TFLite's ADD gets a multiplier of 0 and aborts. Refused
+    // as a scale above MAX_SCALE.
+    let mut target = 0;
+    let Some(m) = mutated(MNIST_V2, |m| {
+        target = first_output_of(m, ops::ADD);
+        m.tensors[target].quantization.as_mut().unwrap().scale[0] = 3e38;
+    }) else {
+        return;
+    };
+    check_refused(&m, &at_tensor(&m, target, "quantization.scale"), None);
+}
+
+#[test]
+fn scales_on_other_tensors() {
+    for (t, scale) in [(7, f32::INFINITY), (22, 1e-45), (3, f32::NAN), (2, 0.0)] {
+        let Some(m) = mutated(MNIST, |m| {
+            m.tensors[t].quantization.as_mut().unwrap().scale[0] = scale;
+        }) else {
+            return;
+        };
+        check_refused(&m, &at_tensor(&m, t, "quantization.scale"), None);
+    }
+}
+
+#[test]
+fn activations_typed_resource_or_variant() {
+    // Without validation: SIGSEGV invoking the whole model or any segment that reads it.
+    for element_type in [ElementType::Resource, ElementType::Variant] {
+        let Some(m) = mutated(MNIST, |m| {
+            m.tensors[MNIST_SQUEEZE].element_type = element_type
+        }) else {
+            return;
+        };
+        check_refused(&m, &at_tensor(&m, MNIST_SQUEEZE, "type"), Some(8));
+    }
+}
+
+#[test]
+fn reshape_input_of_another_type() {
+    // Without validation: RESHAPE copies the float input's bytes into its uint8 output,
+    // past its end (SIGSEGV in the segment that starts at RESHAPE). The convolution that
+    // writes the input is named: it reads uint8 and writes uint8.
+    let mut target = 0;
+    let Some(m) = mutated(MOBILENET_V1, |m| {
+        let reshape = m
+            .operators
+            .iter()
+            .find(|op| op.opcode.builtin == ops::RESHAPE)
+            .unwrap();
+        target = reshape.inputs[0].unwrap();
+        m.tensors[target].element_type = ElementType::F32;
+    }) else {
+        return;
+    };
+    let cut = Graph::new(&m).unwrap().producer(target).unwrap() + 1;
+    check_refused(&m, &at_tensor(&m, target, "type"), Some(cut));
+}
+
+#[test]
+fn model_output_rewired_to_a_constant() {
+    // TFLite runs it and returns the constant: only a comparison with the original shows it.
+    let Some(m) = mutated(MNIST, |m| m.outputs[0] = 5) else {
+        return;
+    };
+    assert!(m.tensors[5].is_constant());
+    check_refused(&m, &at_subgraph("outputs"), None);
+}
+
+#[test]
+fn model_output_rewired_to_the_model_input() {
+    let Some(m) = mutated(MNIST, |m| m.outputs[0] = m.inputs[0]) else {
+        return;
+    };
+    check_refused(&m, &at_subgraph("outputs"), None);
+}
+
+#[test]
+fn every_real_model_validates() {
+    let Some(dir) = common::test_models_dir() else {
+        return;
+    };
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .expect("list the test models")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tflite"))
+        .collect();
+    names.sort();
+    assert!(
+        names.len() >= 11,
+        "{} models in {}",
+        names.len(),
+        dir.display()
+    );
+    for path in names {
+        let bytes = std::fs::read(&path).expect("read");
+        let model = Model::from_bytes(&bytes).expect("read");
+        model
+            .validate()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}
+
+#[test]
+fn every_segment_of_the_real_models_validates() {
+    for name in common::CPU_MODELS {
+        let Some(bytes) = common::model_bytes(name) else {
+            return;
+        };
+        let model = Model::from_bytes(&bytes).unwrap();
+        let graph = Graph::new(&model).unwrap();
+        for cut in 1..graph.op_count() {
+            for ops in [0..cut, cut..graph.op_count()] {
+                extract(&graph, ops.clone())
+                    .unwrap_or_else(|e| panic!("{name} {ops:?}: {e}"))
+                    .validate()
+                    .unwrap_or_else(|e| panic!("{name} {ops:?}: {e}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn the_paper_models_validate() {
+    for hidden in [100, 1000, 2640] {
+        paper::fc(hidden).unwrap().validate().unwrap();
+    }
+    for filters in [32, 742] {
+        paper::conv(filters).unwrap().validate().unwrap();
+    }
+}
