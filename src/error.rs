@@ -24,6 +24,32 @@ pub enum Error {
         feature: String,
     },
 
+    /// A model cannot be split into the number of segments asked for: 0, or more than its
+    /// valid cut points allow (a cut may not split a stateful operator's variables).
+    #[error(
+        "cannot split the model into {requested} segment(s): it allows 1 to {max} \
+         ({operators} operators, {} valid cut point(s))",
+        .max - 1
+    )]
+    SegmentCount {
+        /// Segments asked for.
+        requested: usize,
+        /// The most segments the model allows: its valid cut points + 1.
+        max: usize,
+        /// Operators in the model.
+        operators: usize,
+    },
+
+    /// A cut given to [`Plan::from_cuts`](crate::segment::Plan::from_cuts) (the first operator
+    /// of a segment) cannot be used.
+    #[error("cannot cut before operator {cut}: {reason}")]
+    InvalidCut {
+        /// The operator the cut was asked before.
+        cut: usize,
+        /// Why: out of order, out of range, or splitting a stateful operator's variables.
+        reason: String,
+    },
+
     /// A model, graph or plan given to the library is inconsistent.
     #[error("invalid {what}: {reason}")]
     Invalid {

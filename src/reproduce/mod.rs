@@ -204,7 +204,10 @@ pub fn plan_for(
             None => return Ok(None),
         },
         ("layers", Family::Conv) => return Ok(None),
-        _ => segment::strategy(strategy, cost_model)?.plan(graph, devices)?,
+        _ => match segment::strategy(strategy, cost_model)?.plan(graph, devices) {
+            Err(Error::SegmentCount { .. }) => return Ok(None),
+            plan => plan?,
+        },
     };
     Ok(Some(plan))
 }
