@@ -1,6 +1,7 @@
 //! The crate's one error type.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::model::options::FieldType;
 
@@ -244,13 +245,27 @@ pub enum Error {
     #[error("the pipeline is closed to new input")]
     PipelineClosed,
 
-    /// A pipeline stage failed or panicked; the pipeline stopped.
+    /// A stage's own failure: what a [`Stage`](crate::pipeline::Stage) written outside this
+    /// crate returns from `run` when its work fails (see [`Error::stage`]). The pipeline
+    /// reports it as the `cause` of [`Error::StageFailed`].
+    #[error("{message}")]
+    Stage {
+        /// What went wrong.
+        message: String,
+        /// The error that caused it, if any.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    },
+
+    /// A pipeline stage failed or panicked while running an item; the pipeline stopped.
     ///
-    /// Every item pushed before the failure either came out of `pop` before this error was
-    /// reported, or its sequence number is in `lost` (sorted, no duplicates).
+    /// Every item pushed came out of `pop` or is in `lost`, never both: the items before the
+    /// failed one still finish every stage and come out first, in order; `lost` lists the
+    /// failed item and every later one.
     #[error(
-        "pipeline stage {stage} ({stage_desc}) {}: {message}; {} item(s) lost",
+        "pipeline stage {stage} ({stage_desc}) {}{}: {message}; {} item(s) lost",
         if *.panicked { "panicked" } else { "failed" },
+        .item.map(|seq| format!(" on item {seq}")).unwrap_or_default(),
         .lost.len()
     )]
     StageFailed {
@@ -260,11 +275,17 @@ pub enum Error {
         instance: usize,
         /// The stage's `describe()`: backend and device.
         stage_desc: String,
-        /// What the backend reported, or the panic message.
+        /// Sequence number of the item the stage was running (`None` if its thread failed
+        /// between items).
+        item: Option<u64>,
+        /// What the stage reported, or the panic message.
         message: String,
         /// Whether the stage panicked rather than returned an error.
         panicked: bool,
-        /// Sequence numbers of the pushed items that will never come out.
+        /// The error the stage returned (`None` after a panic), to match on its variant.
+        #[source]
+        cause: Option<Arc<Error>>,
+        /// Sequence numbers of the pushed items that will never come out, ascending.
         lost: Vec<u64>,
     },
 
@@ -280,6 +301,25 @@ pub enum Error {
 }
 
 impl Error {
+    /// A stage's own failure ([`Error::Stage`]) with no underlying error.
+    pub fn stage(message: impl Into<String>) -> Self {
+        Error::Stage {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A stage's own failure ([`Error::Stage`]) caused by `source`.
+    pub fn stage_with_source(
+        message: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Error::Stage {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
     pub(crate) fn malformed(what: impl Into<String>, offset: usize) -> Self {
         Error::Malformed {
             what: what.into(),

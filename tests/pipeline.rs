@@ -263,13 +263,14 @@ fn stage_error_stops_cleanly_and_accounts_for_every_item() {
     assert_eq!(stage_desc, "test stage faulty");
     assert!(message.contains("injected failure at run 50"), "{message}");
     assert!(!panicked);
-    assert!(lost.contains(&50));
-    assert!(came_out.iter().all(|&s| s < 50));
+    // Every item before the failed one ran through and came out; the rest are lost.
+    assert_eq!(came_out, (0..50).collect::<Vec<_>>());
+    assert_eq!(*lost, (50..100).collect::<Vec<_>>());
     check_accounting(100, &came_out, lost);
     assert!(
         error
             .to_string()
-            .contains("stage 1 (test stage faulty) failed")
+            .contains("stage 1 (test stage faulty) failed on item 50")
     );
 }
 
@@ -291,6 +292,7 @@ fn stage_panic_stops_cleanly_and_accounts_for_every_item() {
     assert_eq!(*stage, 1);
     assert!(*panicked);
     assert!(message.contains("injected panic at run 50"), "{message}");
+    assert_eq!(came_out, (0..50).collect::<Vec<_>>());
     check_accounting(100, &came_out, lost);
 }
 
@@ -314,7 +316,7 @@ fn panic_payload_that_panics_on_drop_still_accounts_for_every_item() {
     assert_eq!(stage_desc, "test stage faulty");
     assert!(*panicked);
     assert_eq!(message, "panic with a non-string payload");
-    assert!(lost.contains(&10), "the item in hand is lost: {lost:?}");
+    assert_eq!(*lost, (10..100).collect::<Vec<_>>(), "the item in hand and later");
     check_accounting(100, &came_out, lost);
 }
 
@@ -356,8 +358,82 @@ fn failure_with_concurrent_producer_and_bounded_queues() {
         });
         assert!(accepted.len() > 50);
         assert_eq!(accepted, (0..accepted.len() as u64).collect::<Vec<_>>());
+        assert_eq!(came_out, (0..50).collect::<Vec<_>>());
         check_accounting(accepted.len() as u64, &came_out, &lost);
     }
+}
+
+#[test]
+fn finished_items_come_out_after_push_reports_the_failure() {
+    within("push after a failure", || {
+        // Bounded output and nobody popping: the items before the failed one still finish.
+        let pipeline = PipelineBuilder::new()
+            .stage(adder("first", "x", "y", SIZE, 1))
+            .stage(faulty("faulty", "y", "z", SIZE, 3, Fault::Error))
+            .stage(adder("last", "z", "out", SIZE, 1))
+            .output_capacity(Some(1))
+            .build()
+            .unwrap();
+        let mut pushed = 0;
+        let error = loop {
+            match pipeline.push(&[("x", &payload(pushed, SIZE - 8))]) {
+                Ok(seq) => pushed = seq + 1,
+                Err(error) => break error,
+            }
+        };
+        let Error::StageFailed { item, lost, .. } = &error else {
+            panic!("unexpected error {error}");
+        };
+        assert_eq!(*item, Some(3));
+        assert_eq!(*lost, (3..pushed).collect::<Vec<_>>());
+        for seq in 0..3 {
+            let output = pipeline.pop().unwrap().expect("a finished item");
+            assert_eq!(output.seq(), seq);
+            assert_eq!(seq_of(output.get("out").unwrap(), 2), seq);
+        }
+        let again = pipeline.pop().unwrap_err();
+        assert_eq!(again.to_string(), error.to_string());
+        assert_eq!(pipeline.stats().popped + lost.len() as u64, pushed);
+    });
+}
+
+#[test]
+fn a_stage_error_keeps_its_cause() {
+    let sensor = FnStage::boxed(
+        "sensor",
+        &[("x", SIZE)],
+        &[("y", SIZE)],
+        Box::new(|run, ins, outs| {
+            if run == 2 {
+                let cause = std::io::Error::other("unplugged");
+                return Err(Error::stage_with_source("cannot read the sensor", cause));
+            }
+            outs[0].copy_from_slice(ins[0]);
+            Ok(())
+        }),
+    );
+    let pipeline = PipelineBuilder::new().stage(sensor).build().unwrap();
+    for seq in 0..3 {
+        pipeline.push(&[("x", &payload(seq, SIZE - 8))]).unwrap();
+    }
+    assert_eq!(pipeline.pop().unwrap().unwrap().seq(), 0);
+    assert_eq!(pipeline.pop().unwrap().unwrap().seq(), 1);
+    let error = pipeline.pop().unwrap_err();
+    let Error::StageFailed {
+        item, cause, lost, ..
+    } = &error
+    else {
+        panic!("unexpected error {error}");
+    };
+    assert_eq!((*item, &lost[..]), (Some(2), &[2][..]));
+    let cause = cause.as_deref().expect("the stage's error");
+    assert!(
+        matches!(cause, Error::Stage { message, .. } if message == "cannot read the sensor"),
+        "{cause:?}"
+    );
+    let source = std::error::Error::source(cause).expect("the io error");
+    assert_eq!(source.to_string(), "unplugged");
+    assert!(error.to_string().contains("failed on item 2: cannot read the sensor"));
 }
 
 #[test]

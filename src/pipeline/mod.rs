@@ -20,10 +20,13 @@
 //!   are recycled when an [`Output`] is dropped, and queues never shrink, so steady-state
 //!   operation allocates nothing.
 //! - Caller mistakes (unknown, missing, duplicate or wrongly sized inputs) are returned as
-//!   errors by `push`. A stage error or panic stops the pipeline: the first one is reported
-//!   by `push`, `pop` and `close` as [`Error::StageFailed`], which lists every pushed item
-//!   that did not come out. No call hangs after a failure, and dropping a pipeline never
-//!   waits for more than the stage runs in progress.
+//!   errors by `push`. A stage error or panic on item `k` stops the pipeline: it takes no
+//!   more input and discards the items after `k`, while the items before `k` still run
+//!   through every stage and come out of `pop`, in order. Then `pop` reports the failure as
+//!   [`Error::StageFailed`] (as `push` and `close` do from the failure on), listing the lost
+//!   items: every pushed item comes out or is listed, never both. No call hangs after a
+//!   failure (the queues stop pushing back, so the items before `k` need no caller to
+//!   finish), and dropping a pipeline never waits for more than the stage runs in progress.
 //!
 //! # Example
 //!
@@ -80,6 +83,7 @@ mod stats;
 mod timing;
 mod worker;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -360,6 +364,7 @@ fn start(builder: PipelineBuilder, layout: Arc<Layout>) -> Result<Pipeline> {
         output: Mutex::new(OutputState {
             queues: output_receivers,
             next_seq: 0,
+            ready: VecDeque::new(),
         }),
         threads: Mutex::new(threads),
         outcome: Mutex::new(None),
@@ -387,6 +392,8 @@ struct OutputState {
     queues: Vec<Receiver<Item>>,
     /// Sequence number of the next item to pop.
     next_seq: u64,
+    /// Once the pipeline has ended, the items still to come out, in order (`next_seq` first).
+    ready: VecDeque<Item>,
 }
 
 /// How the pipeline ended, once every stage thread is joined.
@@ -485,7 +492,8 @@ impl Pipeline {
     /// [`Error::UnknownTensor`], [`Error::MissingTensor`], [`Error::DuplicateTensor`] or
     /// [`Error::TensorSize`] for bad inputs (the pipeline is unaffected);
     /// [`Error::PipelineClosed`] after [`close`](Self::close); [`Error::StageFailed`] once a
-    /// stage has failed.
+    /// stage has failed (reported once the items before the failed one have run through;
+    /// they can still be popped).
     pub fn push(&self, inputs: &[(&str, &[u8])]) -> Result<u64> {
         match self.push_item(inputs, true)? {
             Some(seq) => Ok(seq),
@@ -502,7 +510,7 @@ impl Pipeline {
     fn push_item(&self, inputs: &[(&str, &[u8])], block: bool) -> Result<Option<u64>> {
         self.check_inputs(inputs)?;
         let mut state = self.shared.input.lock();
-        if self.shared.is_stopping() {
+        if self.shared.has_failed() {
             drop(state);
             return Err(self.stopped_error());
         }
@@ -561,33 +569,48 @@ impl Pipeline {
     ///
     /// # Errors
     ///
-    /// [`Error::StageFailed`] once a stage has failed; every item that did not come out
-    /// before is listed in it as lost.
+    /// [`Error::StageFailed`] once a stage has failed and every item before the failed one
+    /// came out; the failed item and every later one are listed in it as lost.
     pub fn pop(&self) -> Result<Option<Output>> {
-        let mut state = self.output.lock();
-        let next = state.queues.len().max(1) as u64;
-        let received = state
-            .queues
-            .get((state.next_seq % next) as usize)
-            .and_then(Receiver::recv);
-        if let Some(item) = received {
-            if !self.shared.is_stopping() {
-                debug_assert_eq!(item.seq, state.next_seq, "output out of order");
-                state.next_seq += 1;
-                self.popped.fetch_add(1, Ordering::Relaxed);
-                return Ok(Some(Output {
-                    seq: item.seq,
-                    frame: item.frame,
-                    layout: Arc::clone(&self.layout),
-                    shared: Arc::clone(&self.shared),
-                }));
+        {
+            let mut state = self.output.lock();
+            if let Some(item) = state.ready.pop_front() {
+                return Ok(Some(self.deliver(&mut state, item)));
             }
-            self.shared.lose(item);
+            let next = state.queues.len().max(1) as u64;
+            let received = state
+                .queues
+                .get((state.next_seq % next) as usize)
+                .and_then(Receiver::recv);
+            if let Some(item) = received {
+                if !self.shared.discards(item.seq) {
+                    return Ok(Some(self.deliver(&mut state, item)));
+                }
+                self.shared.discard(item);
+            }
         }
-        drop(state);
-        match self.finish() {
+        // The pipeline has ended: deliver what is left, then report how it ended.
+        let outcome = self.finish();
+        let mut state = self.output.lock();
+        if let Some(item) = state.ready.pop_front() {
+            return Ok(Some(self.deliver(&mut state, item)));
+        }
+        match outcome {
             Outcome::Finished => Ok(None),
             Outcome::Failed { failure, lost } => Err(failure.to_error(&lost)),
+        }
+    }
+
+    /// Hands `item`, the next one in order, to the caller.
+    fn deliver(&self, state: &mut OutputState, item: Item) -> Output {
+        debug_assert_eq!(item.seq, state.next_seq, "output out of order");
+        state.next_seq += 1;
+        self.popped.fetch_add(1, Ordering::Relaxed);
+        Output {
+            seq: item.seq,
+            frame: item.frame,
+            layout: Arc::clone(&self.layout),
+            shared: Arc::clone(&self.shared),
         }
     }
 
@@ -597,11 +620,12 @@ impl Pipeline {
     ///
     /// # Errors
     ///
-    /// [`Error::StageFailed`] if a stage has failed.
+    /// [`Error::StageFailed`] if a stage has failed (after the items before the failed one
+    /// have finished; they can still be popped).
     pub fn close(&self) -> Result<()> {
         {
             let mut state = self.shared.input.lock();
-            if !self.shared.is_stopping() {
+            if !self.shared.has_failed() {
                 state.closed = true;
                 state.senders.clear();
                 return Ok(());
@@ -621,16 +645,17 @@ impl Pipeline {
         }
     }
 
-    /// Stops the pipeline, joins every stage thread and settles the outcome: after a failure,
-    /// the finished items not yet popped are lost too. Idempotent; must be called without
-    /// holding the input or output lock.
+    /// Closes the input, joins every stage thread and settles the outcome: the items that
+    /// can still come out, in order, move to the `ready` list, and every other pushed item is
+    /// lost. Idempotent; must be called without holding the input or output lock.
     fn finish(&self) -> Outcome {
         let mut outcome = self.outcome.lock();
         if let Some(outcome) = outcome.as_ref() {
             return outcome.clone();
         }
-        // Normally every thread has ended already; after a failure they end promptly.
-        self.shared.stop(None);
+        // Normally every thread has ended already. After a failure they end once the items
+        // before it have run through, as no queue pushes back any more.
+        self.shared.close_input();
         let threads = std::mem::take(&mut *self.threads.lock());
         for thread in threads {
             if let Err(payload) = thread.handle.join() {
@@ -640,28 +665,54 @@ impl Pipeline {
                     .or_else(|| payload.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
                 worker::drop_payload(payload);
-                self.shared.stop(Some(Failure {
+                self.shared.fail(Failure {
                     stage: thread.index,
                     instance: thread.instance,
                     stage_desc: self.stages[thread.index].descriptions[thread.instance].clone(),
+                    item: None,
                     message: format!("stage thread panicked outside the stage: {message}"),
                     panicked: true,
-                }));
+                    cause: None,
+                });
             }
         }
-        let state = self.output.lock();
+        // What can still come out: the items in order from the next one to pop, up to the
+        // first that did not come through. Everything else that was pushed is lost.
+        let mut state = self.output.lock();
+        let mut next = state.next_seq + state.ready.len() as u64;
+        let count = state.queues.len().max(1) as u64;
+        while !self.shared.discards(next) {
+            let Some(queue) = state.queues.get((next % count) as usize) else {
+                break;
+            };
+            match queue.try_recv() {
+                Some(item) if item.seq == next => {
+                    state.ready.push_back(item);
+                    next += 1;
+                }
+                Some(item) => {
+                    self.shared.discard(item);
+                    break;
+                }
+                None => break,
+            }
+        }
         for queue in &state.queues {
             while let Some(item) = queue.try_recv() {
-                self.shared.lose(item);
+                self.shared.discard(item);
             }
         }
         drop(state);
+        let pushed = self.shared.input.lock().next_seq;
         let settled = match self.shared.failure() {
             Some(failure) => Outcome::Failed {
                 failure,
-                lost: self.shared.lost(),
+                lost: (next..pushed).collect(),
             },
-            None => Outcome::Finished,
+            None => {
+                debug_assert_eq!(next, pushed, "items vanished without a failure");
+                Outcome::Finished
+            }
         };
         *outcome = Some(settled.clone());
         tracing::debug!(parent: &self.span, failed = matches!(settled, Outcome::Failed { .. }), "pipeline finished");
@@ -693,7 +744,7 @@ impl Drop for Pipeline {
     /// Stops the stages and joins their threads. Items in flight are discarded; a stage run
     /// in progress is waited for, nothing else.
     fn drop(&mut self) {
-        self.shared.stop(None);
+        self.shared.halt();
         self.output.get_mut().queues.clear();
         for thread in self.threads.get_mut().drain(..) {
             if let Err(payload) = thread.handle.join() {

@@ -106,10 +106,7 @@ pub fn faulty(
             if run == at {
                 match fault {
                     Fault::Error => {
-                        return Err(Error::Runtime {
-                            call: "TfLiteInterpreterInvoke",
-                            message: format!("injected failure at run {run}"),
-                        });
+                        return Err(Error::stage(format!("injected failure at run {run}")));
                     }
                     Fault::Panic => panic!("injected panic at run {run}"),
                     Fault::PanicPayloadPanicsOnDrop => std::panic::panic_any(PanicsOnDrop),
