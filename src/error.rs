@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::model::options::FieldType;
+use crate::pipeline::TensorSpec;
 
 /// Everything that can go wrong in multitpu, naming what failed and where.
 #[derive(Debug, thiserror::Error)]
@@ -241,6 +242,49 @@ pub enum Error {
         name: String,
     },
 
+    /// A pipeline stage reads a tensor that neither a pipeline input nor an earlier stage
+    /// provides: a stage is missing or out of order, or a pipeline input was not named
+    /// (see [`PipelineBuilder::inputs`](crate::pipeline::PipelineBuilder::inputs)).
+    #[error(
+        "pipeline stage {stage} ({stage_desc}) reads `{tensor}`, which neither a pipeline input \
+         nor an earlier stage provides{}",
+        .written_by.map(|p| format!(" (stage {p} writes it: are the stages out of order?)")).unwrap_or_default()
+    )]
+    NoProducer {
+        /// Index of the stage that reads the tensor.
+        stage: usize,
+        /// That stage's `describe()`.
+        stage_desc: String,
+        /// The tensor's name.
+        tensor: String,
+        /// A later stage that writes the tensor, if any.
+        written_by: Option<usize>,
+    },
+
+    /// A pipeline stage reads a tensor with another element type or byte size than the
+    /// pipeline input or earlier stage that provides it.
+    #[error(
+        "pipeline stage {stage} ({stage_desc}) reads `{tensor}` as {}, but {} provides it as {}",
+        spec_text(.read),
+        .provided_by.map_or_else(|| "the pipeline input".to_string(), |p| format!("stage {p}")),
+        spec_text(.provided)
+    )]
+    TensorMismatch {
+        /// Index of the stage that reads the tensor.
+        stage: usize,
+        /// That stage's `describe()`.
+        stage_desc: String,
+        /// The tensor's name.
+        tensor: String,
+        /// The stage that provides the tensor, or `None` for a pipeline input (whose spec is
+        /// the first reader's).
+        provided_by: Option<usize>,
+        /// The tensor as provided.
+        provided: TensorSpec,
+        /// The tensor as the stage reads it.
+        read: TensorSpec,
+    },
+
     /// `push` after `close`: the pipeline takes no more input.
     #[error("the pipeline is closed to new input")]
     PipelineClosed,
@@ -353,6 +397,11 @@ impl Error {
             reason: reason.into(),
         }
     }
+}
+
+/// A tensor's type, shape and size for messages, e.g. `U8[1, 10] (10 bytes)`.
+fn spec_text(spec: &TensorSpec) -> String {
+    format!("{:?}{:?} ({} bytes)", spec.element_type, spec.shape, spec.byte_size)
 }
 
 /// Result with the crate's [`Error`].

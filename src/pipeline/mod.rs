@@ -15,7 +15,10 @@
 //!   unbounded unless [`PipelineBuilder::output_capacity`] bounds it.
 //! - Tensors are joined by name when the pipeline is built. A stage reads the pipeline inputs
 //!   or the outputs of any earlier stage, so tensors can skip stages; on the per-item path
-//!   only slot indices are used.
+//!   only slot indices are used. The pipeline inputs are those named with
+//!   [`PipelineBuilder::inputs`], else the first stage's inputs. A stage that reads a tensor
+//!   nothing before it provides (a missing or misordered stage) or with another type or size
+//!   is refused when the pipeline is built ([`Error::NoProducer`], [`Error::TensorMismatch`]).
 //! - An item travels as one frame holding a buffer for every tensor of the pipeline. Frames
 //!   are recycled when an [`Output`] is dropped, and queues never shrink, so steady-state
 //!   operation allocates nothing.
@@ -120,6 +123,7 @@ pub struct PipelineBuilder {
     input_capacity: usize,
     queue_capacity: usize,
     output_capacity: Option<usize>,
+    inputs: Option<Vec<String>>,
     outputs: Option<Vec<String>>,
 }
 
@@ -138,6 +142,7 @@ impl PipelineBuilder {
             input_capacity: DEFAULT_QUEUE_CAPACITY,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             output_capacity: None,
+            inputs: None,
             outputs: None,
         }
     }
@@ -179,6 +184,22 @@ impl PipelineBuilder {
         self
     }
 
+    /// Names the pipeline inputs, in the order [`Pipeline::inputs`] reports them; each must
+    /// be read by some stage.
+    ///
+    /// By default they are the first stage's inputs, so a later stage may read only those
+    /// and earlier stages' outputs. Name them when a later stage also reads a tensor that the
+    /// caller provides (a skip connection from the model's input); [`Pipeline::from_plan`]
+    /// names the model's inputs.
+    pub fn inputs<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.inputs = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// Names the pipeline outputs, in the order [`Output`] reports them. By default they
     /// are the outputs of the last stage plus every stage output no later stage reads.
     pub fn outputs<I, S>(mut self, names: I) -> Self
@@ -191,6 +212,14 @@ impl PipelineBuilder {
     }
 
     /// Checks the stages, resolves the tensor routing and starts the stage threads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoProducer`] if a stage reads a tensor that neither a pipeline input nor an
+    /// earlier stage provides, [`Error::TensorMismatch`] if it reads one with another element
+    /// type or byte size; [`Error::UnknownTensor`] or [`Error::DuplicateTensor`] for bad
+    /// [`inputs`](Self::inputs) or [`outputs`](Self::outputs); [`Error::Invalid`] for other
+    /// inconsistencies (no stage, a tensor written twice, zero capacities).
     pub fn build(self) -> Result<Pipeline> {
         if self.input_capacity == 0 || self.queue_capacity == 0 || self.output_capacity == Some(0) {
             return Err(Error::invalid(
@@ -198,6 +227,12 @@ impl PipelineBuilder {
                 "queue capacities must be at least 1",
             ));
         }
+        // Asked once: a stage's description names it in statistics and errors.
+        let descriptions: Vec<Vec<String>> = self
+            .stages
+            .iter()
+            .map(|instances| instances.iter().map(|s| s.describe()).collect())
+            .collect();
         for (index, instances) in self.stages.iter().enumerate() {
             let Some(first) = instances.first() else {
                 return Err(Error::invalid(
@@ -212,8 +247,7 @@ impl PipelineBuilder {
                     "pipeline",
                     format!(
                         "instance {j} of stage {index} ({}) has other tensors than instance 0 ({})",
-                        instances[j].describe(),
-                        first.describe()
+                        descriptions[index][j], descriptions[index][0]
                     ),
                 ));
             }
@@ -221,11 +255,18 @@ impl PipelineBuilder {
         let specs: Vec<_> = self
             .stages
             .iter()
-            .map(|instances| (instances[0].inputs(), instances[0].outputs()))
+            .zip(&descriptions)
+            .map(|(instances, desc)| {
+                (
+                    instances[0].inputs(),
+                    instances[0].outputs(),
+                    desc[0].as_str(),
+                )
+            })
             .collect();
-        let layout = Arc::new(Layout::resolve(&specs, self.outputs.as_deref())?);
+        let layout = Layout::resolve(&specs, self.inputs.as_deref(), self.outputs.as_deref())?;
         drop(specs);
-        start(self, layout)
+        start(self, Arc::new(layout), descriptions)
     }
 }
 
@@ -256,7 +297,11 @@ struct StageInfo {
     queues: Vec<Arc<Queue<Item>>>,
 }
 
-fn start(builder: PipelineBuilder, layout: Arc<Layout>) -> Result<Pipeline> {
+fn start(
+    builder: PipelineBuilder,
+    layout: Arc<Layout>,
+    descriptions: Vec<Vec<String>>,
+) -> Result<Pipeline> {
     let span = tracing::info_span!("pipeline", stages = builder.stages.len());
     let replicas: Vec<usize> = builder.stages.iter().map(Vec::len).collect();
     let last = replicas.len() - 1;
@@ -296,11 +341,13 @@ fn start(builder: PipelineBuilder, layout: Arc<Layout>) -> Result<Pipeline> {
     let mut threads = Vec::new();
     let mut stages = Vec::with_capacity(replicas.len());
     let mut spawn_error = None;
-    for (index, instances) in builder.stages.into_iter().enumerate() {
+    for ((index, instances), descriptions) in
+        builder.stages.into_iter().enumerate().zip(descriptions)
+    {
         let stage_inputs = receivers.pop().unwrap_or_default();
         let stage_outputs = senders.pop().unwrap_or_default();
         let mut info = StageInfo {
-            descriptions: instances.iter().map(|s| s.describe()).collect(),
+            descriptions,
             counters: Vec::new(),
             queues: stage_inputs.iter().flatten().map(Receiver::queue).collect(),
         };
