@@ -242,12 +242,30 @@ pub enum Error {
         name: String,
     },
 
+    /// A segment could not become a pipeline stage: its file could not be read, or it could
+    /// not be extracted from the model or prepared by the backend.
+    #[error(
+        "segment {index}{}: {source}",
+        .file.as_ref().map(|f| format!(" ({})", f.display())).unwrap_or_default()
+    )]
+    Segment {
+        /// Index of the segment, which is also its stage's and device's.
+        index: usize,
+        /// The segment's file, when the segment was read from one (a failed read names it
+        /// in its [`Error::Io`] instead).
+        file: Option<PathBuf>,
+        /// What went wrong.
+        #[source]
+        source: Box<Error>,
+    },
+
     /// A pipeline stage reads a tensor that neither a pipeline input nor an earlier stage
     /// provides: a stage is missing or out of order, or a pipeline input was not named
     /// (see [`PipelineBuilder::inputs`](crate::pipeline::PipelineBuilder::inputs)).
     #[error(
         "pipeline stage {stage} ({stage_desc}) reads `{tensor}`, which neither a pipeline input \
-         nor an earlier stage provides{}",
+         ({}) nor an earlier stage provides{}",
+        names_text(.pipeline_inputs),
         .written_by.map(|p| format!(" (stage {p} writes it: are the stages out of order?)")).unwrap_or_default()
     )]
     NoProducer {
@@ -259,6 +277,8 @@ pub enum Error {
         tensor: String,
         /// A later stage that writes the tensor, if any.
         written_by: Option<usize>,
+        /// The pipeline inputs, named or taken from the first stage.
+        pipeline_inputs: Vec<String>,
     },
 
     /// A pipeline stage reads a tensor with another element type or byte size than the
@@ -399,9 +419,18 @@ impl Error {
     }
 }
 
+/// Tensor names for messages: `` `a`, `b` ``.
+fn names_text(names: &[String]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    quoted.join(", ")
+}
+
 /// A tensor's type, shape and size for messages, e.g. `U8[1, 10] (10 bytes)`.
 fn spec_text(spec: &TensorSpec) -> String {
-    format!("{:?}{:?} ({} bytes)", spec.element_type, spec.shape, spec.byte_size)
+    format!(
+        "{:?}{:?} ({} bytes)",
+        spec.element_type, spec.shape, spec.byte_size
+    )
 }
 
 /// Result with the crate's [`Error`].

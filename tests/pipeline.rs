@@ -317,7 +317,11 @@ fn panic_payload_that_panics_on_drop_still_accounts_for_every_item() {
     assert_eq!(stage_desc, "test stage faulty");
     assert!(*panicked);
     assert_eq!(message, "panic with a non-string payload");
-    assert_eq!(*lost, (10..100).collect::<Vec<_>>(), "the item in hand and later");
+    assert_eq!(
+        *lost,
+        (10..100).collect::<Vec<_>>(),
+        "the item in hand and later"
+    );
     check_accounting(100, &came_out, lost);
 }
 
@@ -434,7 +438,11 @@ fn a_stage_error_keeps_its_cause() {
     );
     let source = std::error::Error::source(cause).expect("the io error");
     assert_eq!(source.to_string(), "unplugged");
-    assert!(error.to_string().contains("failed on item 2: cannot read the sensor"));
+    assert!(
+        error
+            .to_string()
+            .contains("failed on item 2: cannot read the sensor")
+    );
 }
 
 #[test]
@@ -687,7 +695,7 @@ fn stages_out_of_order_are_refused_when_built() {
     assert_eq!(
         error.to_string(),
         "pipeline stage 1 (test stage segment 2) reads `t2`, which neither a pipeline input \
-         nor an earlier stage provides"
+         (`x`) nor an earlier stage provides"
     );
     // 2 then 0: the pipeline input is segment 2's, and segment 0 then reads x from nowhere;
     // with the input named, segment 2's t2 is the one from nowhere.
@@ -749,7 +757,10 @@ fn a_wrong_tensor_type_or_size_is_refused_when_built() {
     };
     let as_floats = TensorSpec::new("t1", ElementType::F32, vec![SIZE / 4], SIZE);
     let too_short = TensorSpec::bytes("t1", SIZE / 2);
-    for (spec, read) in [(as_floats, "F32[4] (16 bytes)"), (too_short, "U8[8] (8 bytes)")] {
+    for (spec, read) in [
+        (as_floats, "F32[4] (16 bytes)"),
+        (too_short, "U8[8] (8 bytes)"),
+    ] {
         let error = PipelineBuilder::new()
             .stage(segment(0))
             .stage(reads(spec))
@@ -793,7 +804,10 @@ fn named_inputs_let_a_later_stage_read_a_pipeline_input() {
     pipeline
         .push(&[("offset", &[4]), ("x", &payload(7, SIZE - 8))])
         .unwrap();
-    assert_eq!(seq_of(pipeline.pop().unwrap().unwrap().get("y").unwrap(), 5), 7);
+    assert_eq!(
+        seq_of(pipeline.pop().unwrap().unwrap().get("y").unwrap(), 5),
+        7
+    );
 }
 
 #[test]

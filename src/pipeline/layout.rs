@@ -155,6 +155,7 @@ impl Layout {
                         stage_desc: desc.to_string(),
                         tensor: spec.name.clone(),
                         written_by,
+                        pipeline_inputs: inputs.iter().map(|i| i.name.clone()).collect(),
                     });
                 };
                 let provided = specs_of_slot[slot];
@@ -373,7 +374,16 @@ mod tests {
         // Two readers of a pipeline input disagree.
         let x_small = specs(&[("x", 2)]);
         let error = resolve(&[(&x, &a), (&x_small, &specs(&[("y", 1)]))]).unwrap_err();
-        assert!(matches!(error, Error::TensorMismatch { provided_by: None, .. }), "{error}");
+        assert!(
+            matches!(
+                error,
+                Error::TensorMismatch {
+                    provided_by: None,
+                    ..
+                }
+            ),
+            "{error}"
+        );
     }
 
     #[test]

@@ -80,6 +80,7 @@
 pub(crate) mod backoff;
 mod layout;
 mod queue;
+mod segments;
 mod shared;
 mod stage;
 mod stats;

@@ -363,7 +363,10 @@ mod tests {
             q.unbound();
             blocked.join().unwrap();
         });
-        assert_eq!(std::iter::from_fn(|| rx.try_recv()).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(
+            std::iter::from_fn(|| rx.try_recv()).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
     }
 
     #[test]

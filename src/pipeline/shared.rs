@@ -262,6 +262,9 @@ mod tests {
         assert!(later_tx.try_send(item(1)).is_ok());
         shared.halt();
         assert!(shared.discards(0));
-        assert!(later_tx.try_send(item(2)).is_err(), "halted queues refuse items");
+        assert!(
+            later_tx.try_send(item(2)).is_err(),
+            "halted queues refuse items"
+        );
     }
 }

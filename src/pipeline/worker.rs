@@ -145,7 +145,12 @@ impl Worker {
 
     /// Runs the stage on one frame: lends it the input slots and the output slots, catching
     /// both errors and panics.
-    fn invoke(&mut self, seq: u64, frame: &mut Frame, scratch: &mut Scratch) -> Result<(), Failure> {
+    fn invoke(
+        &mut self,
+        seq: u64,
+        frame: &mut Frame,
+        scratch: &mut Scratch,
+    ) -> Result<(), Failure> {
         for &slot in self.route.outputs.iter() {
             scratch.outputs.push(std::mem::take(&mut frame[slot]));
         }

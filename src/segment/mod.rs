@@ -78,6 +78,30 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The plan `segmenter` makes for `graph` in `segments` segments: the same as
+    /// `segmenter.plan(graph, segments)`, callable without importing [`Segmenter`].
+    ///
+    /// ```
+    /// use multitpu::model::{Graph, paper};
+    /// use multitpu::segment::{Plan, UniformByParams};
+    ///
+    /// let model = paper::fc(1000)?;
+    /// let plan = Plan::new(&Graph::new(&model)?, 2, &UniformByParams)?;
+    /// assert_eq!(plan.segments.len(), 2);
+    /// # Ok::<(), multitpu::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Segmenter::plan`].
+    pub fn new<S: Segmenter + ?Sized>(
+        graph: &Graph<'_, '_>,
+        segments: usize,
+        segmenter: &S,
+    ) -> Result<Plan> {
+        segmenter.plan(graph, segments)
+    }
+
     /// Makes the plan whose segments start at operator 0 and at each of `cuts` (ascending).
     ///
     /// Fails with [`Error::InvalidCut`] if a cut is out of order or out of range, or if it
@@ -336,7 +360,11 @@ mod tests {
         for requested in [0, 5] {
             assert!(matches!(
                 UniformByParams.plan(&graph, requested),
-                Err(Error::SegmentCount { max: 4, operators: 4, .. })
+                Err(Error::SegmentCount {
+                    max: 4,
+                    operators: 4,
+                    ..
+                })
             ));
         }
     }
