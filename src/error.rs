@@ -300,9 +300,9 @@ pub enum Error {
         /// the first reader's).
         provided_by: Option<usize>,
         /// The tensor as provided.
-        provided: TensorSpec,
+        provided: Box<TensorSpec>,
         /// The tensor as the stage reads it.
-        read: TensorSpec,
+        read: Box<TensorSpec>,
     },
 
     /// `push` after `close`: the pipeline takes no more input.

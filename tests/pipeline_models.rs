@@ -99,7 +99,7 @@ fn run_pipeline(
             pipeline.close().unwrap();
         });
         let mut count = 0;
-        for (i, output) in (&pipeline).into_iter().enumerate() {
+        for (i, output) in pipeline.into_iter().enumerate() {
             let output = output.unwrap();
             assert_eq!(output.seq(), i as u64);
             for (tensor, data) in &expected[i] {

@@ -167,8 +167,8 @@ impl Layout {
                         stage_desc: desc.to_string(),
                         tensor: spec.name.clone(),
                         provided_by: origin.stage(),
-                        provided: provided.clone(),
-                        read: spec.clone(),
+                        provided: Box::new(provided.clone()),
+                        read: Box::new(spec.clone()),
                     });
                 }
                 read_by_later[slot] = true;

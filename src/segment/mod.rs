@@ -34,9 +34,10 @@ pub trait Segmenter {
     ///
     /// # Errors
     ///
-    /// [`Error::SegmentCount`] if `segments` is 0 or more than the model's valid cut points
-    /// + 1; [`Error::Unsupported`] for a model compiled for the Edge TPU, or whose exchanged
-    /// tensors share a name; profiling strategies also pass on their profiler's errors.
+    /// [`Error::SegmentCount`] if `segments` is 0 or more than one plus the model's valid cut
+    /// points; [`Error::Unsupported`] for a model compiled for the Edge TPU, or whose
+    /// exchanged tensors share a name; profiling strategies also pass on their profiler's
+    /// errors.
     fn plan(&self, graph: &Graph<'_, '_>, segments: usize) -> Result<Plan>;
 }
 
