@@ -701,9 +701,9 @@ impl Pipeline {
         if let Some(outcome) = outcome.as_ref() {
             return outcome.clone();
         }
-        // Normally every thread has ended already. After a failure they end once the items
-        // before it have run through, as no queue pushes back any more.
-        self.shared.close_input();
+        // Normally every thread has ended already. Otherwise they end once the items they can
+        // still deliver have run through, as no queue pushes back any more.
+        self.shared.wind_down();
         let threads = std::mem::take(&mut *self.threads.lock());
         for thread in threads {
             if let Err(payload) = thread.handle.join() {

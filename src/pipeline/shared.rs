@@ -170,6 +170,12 @@ impl Shared {
             }
         }
         self.failed.store(true, Ordering::Release);
+        self.wind_down();
+    }
+
+    /// Lets the stages finish what they hold: closes the input and lifts every queue's
+    /// capacity, so no stage waits for a caller that may never pop. Idempotent.
+    pub(crate) fn wind_down(&self) {
         self.close_input();
         for queue in &self.queues {
             queue.unbound();
@@ -178,7 +184,7 @@ impl Shared {
 
     /// Refuses any more input: fails every send into the first queues (waking a blocked
     /// push) and drops their senders, so the stages drain and exit. Idempotent.
-    pub(crate) fn close_input(&self) {
+    fn close_input(&self) {
         for queue in &self.input_queues {
             queue.stop();
         }
