@@ -1,9 +1,11 @@
 //! Run model segments as a pipeline: one thread per stage, bounded queues between them.
 //!
 //! A [`Pipeline`] is generic over [`Stage`]s, so it works the same with TFLite CPU
-//! interpreters, Edge TPU interpreters and simulated devices. Build one with
-//! [`PipelineBuilder`], feed it with [`Pipeline::push`] and collect results, in input order,
-//! with [`Pipeline::pop`] or by iterating over `&Pipeline`.
+//! interpreters, Edge TPU interpreters and simulated devices. Start one from a plan or from
+//! segment files in one call ([`Pipeline::from_plan`], [`Pipeline::from_segment_files`],
+//! stage `i` on device `i` of a [`Backend`]), or stage by stage with [`PipelineBuilder`];
+//! feed it with [`Pipeline::push`] and collect results, in input order, with
+//! [`Pipeline::pop`] or by iterating over `&Pipeline`.
 //!
 //! # Design
 //!
