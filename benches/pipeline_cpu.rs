@@ -26,7 +26,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use multitpu::backend::{CpuBackend, Interpreter, InterpreterOptions, Runtime};
 use multitpu::model::builder::SplitMix64;
 use multitpu::model::{Graph, paper};
-use multitpu::pipeline::{Backend, Pipeline, PipelineBuilder};
+use multitpu::pipeline::{Pipeline, PipelineBuilder};
 use multitpu::segment::{Plan, is_valid_cut};
 use multitpu::verify::random_tensor;
 
@@ -111,11 +111,9 @@ fn bench(c: &mut Criterion) {
     }
 
     let backend = CpuBackend::new(runtime, 1, false);
-    let mut builder = PipelineBuilder::new();
-    for (i, half) in halves.iter().enumerate() {
-        builder = builder.stage(backend.prepare(Arc::clone(half), i).expect("stage"));
-    }
-    let pipeline = builder.build().expect("pipeline");
+    let pipeline = PipelineBuilder::from_segments(&halves, &backend)
+        .and_then(PipelineBuilder::build)
+        .expect("pipeline");
     let name = pipeline.inputs()[0].name.clone();
     group.bench_function("pipeline/2_stages_1_thread", |b| {
         b.iter(|| run_batch(&pipeline, &name, &inputs))

@@ -37,7 +37,7 @@ use criterion::{
 use multitpu::backend::simulated::wait_until;
 use multitpu::backend::{SimCompute, SimulatedEdgeTpuBackend};
 use multitpu::model::{Graph, paper};
-use multitpu::pipeline::{Backend, Pipeline, PipelineBuilder, StageStats};
+use multitpu::pipeline::{Pipeline, PipelineBuilder, StageStats};
 use multitpu::profile::EdgeTpuCostModel;
 use multitpu::segment::{Segmenter, UniformByParams};
 
@@ -119,11 +119,9 @@ fn bench(c: &mut Criterion) {
 
     wait_precision(slowest);
 
-    let mut builder = PipelineBuilder::new();
-    for (i, segment) in segments.iter().enumerate() {
-        builder = builder.stage(backend.prepare(Arc::clone(segment), i).expect("stage"));
-    }
-    let pipeline = builder.build().expect("pipeline");
+    let pipeline = PipelineBuilder::from_segments(&segments, &backend)
+        .and_then(PipelineBuilder::build)
+        .expect("pipeline");
     let name = pipeline.inputs()[0].name.clone();
     let input = vec![0u8; pipeline.inputs()[0].byte_size];
 

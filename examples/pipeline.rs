@@ -32,7 +32,6 @@
 
 use std::error::Error;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use multitpu::backend::{
@@ -41,9 +40,9 @@ use multitpu::backend::{
 };
 use multitpu::model::builder::SplitMix64;
 use multitpu::model::{Graph, Model, paper};
-use multitpu::pipeline::{Backend, Output, PipelineBuilder, PipelineStats, TensorSpec};
+use multitpu::pipeline::{Backend, Output, Pipeline, PipelineStats, TensorSpec};
 use multitpu::profile::EdgeTpuCostModel;
-use multitpu::segment;
+use multitpu::segment::{self, Plan};
 use multitpu::verify::random_tensor;
 
 const USAGE: &str = "usage: pipeline MODEL --segments N [--strategy S] \
@@ -163,13 +162,13 @@ fn load_model(spec: &str) -> Result<Vec<u8>, Box<dyn Error>> {
 /// Predicted seconds per inference of each segment on one simulated Edge TPU.
 fn predict_all(
     cost_model: &EdgeTpuCostModel,
-    segments: &[Arc<[u8]>],
-) -> Result<Vec<f64>, Box<dyn Error>> {
+    segments: &[Model<'_>],
+) -> multitpu::Result<Vec<f64>> {
     let sim = SimulatedEdgeTpuBackend::new(cost_model.clone(), SimCompute::Skip);
-    Ok(segments
+    segments
         .iter()
-        .map(|p| sim.predict(p).map(|p| p.latency_s))
-        .collect::<Result<_, _>>()?)
+        .map(|m| Ok(sim.predict(&m.to_bytes()?)?.latency_s))
+        .collect()
 }
 
 fn ms(d: Duration) -> String {
@@ -263,70 +262,6 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
     };
     let simulated = matches!(args.backend, BackendKind::SimUsb | BackendKind::SimPcie);
 
-    // The whole model and its segments, or precompiled segment files.
-    // Predictions are the simulated stages' own (from the segment files), computed once for
-    // the plan table, the stage statistics and the bound.
-    let segment_files = args.model.contains(',') || matches!(args.backend, BackendKind::EdgeTpu);
-    let (whole, segments, predictions) = if segment_files {
-        let files = args
-            .model
-            .split(',')
-            .map(|path| {
-                std::fs::read(path).map(Arc::from).map_err(|e| {
-                    let hint = if matches!(args.backend, BackendKind::EdgeTpu) {
-                        " (with --backend edgetpu, MODEL lists segment files compiled with \
-                         edgetpu_compiler)"
-                    } else {
-                        ""
-                    };
-                    format!("{path}: {e}{hint}")
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if args.segments.is_some_and(|n| n != files.len()) {
-            return Err(format!("--segments differs from the {} files given", files.len()).into());
-        }
-        let plural = if files.len() == 1 { "" } else { "s" };
-        println!("{} segment file{plural}, used as given", files.len());
-        (None, files, None)
-    } else {
-        let segments = args
-            .segments
-            .ok_or(format!("--segments is required\n{USAGE}"))?;
-        let bytes = load_model(&args.model)?;
-        let model = Model::from_bytes(&bytes)?;
-        let graph = Graph::new(&model)?;
-        let mut plan = segment::strategy(&args.strategy, &cost_model)?.plan(&graph, segments)?;
-        let parts = plan
-            .extract(&graph)?
-            .iter()
-            .map(|m| m.to_bytes().map(Arc::from))
-            .collect::<Result<Vec<Arc<[u8]>>, _>>()?;
-        println!(
-            "{}: {} operators, {} segments ({} strategy)",
-            args.model,
-            model.operators.len(),
-            parts.len(),
-            plan.strategy
-        );
-        let predictions = simulated
-            .then(|| predict_all(&cost_model, &parts))
-            .transpose()?;
-        let label = match &predictions {
-            Some(predicted) => {
-                for (segment, &latency) in plan.segments.iter_mut().zip(predicted) {
-                    segment.predicted_latency_s = Some(latency);
-                }
-                "predicted (simulated)"
-            }
-            None => "Edge TPU model",
-        };
-        print!("{}", plan.table(&model, label));
-        drop(graph);
-        drop(model);
-        (Some(bytes), parts, predictions)
-    };
-
     // The backend.
     let needs_runtime = match args.backend {
         BackendKind::Cpu | BackendKind::EdgeTpu => true,
@@ -364,12 +299,62 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         (_, None) => return Err("the TFLite runtime did not load".into()),
     };
 
-    // The pipeline: stage i on device i.
-    let mut builder = PipelineBuilder::new();
-    for (i, segment) in segments.iter().enumerate() {
-        builder = builder.stage(backend.prepare(Arc::clone(segment), i)?);
-    }
-    let pipeline = builder.build()?;
+    // The pipeline, stage i on device i: of precompiled segment files, or of the plan's
+    // segments of the whole model. Predictions are the simulated stages' own (from the
+    // segment models), computed once for the plan table, the stage statistics and the bound.
+    let segment_files = args.model.contains(',') || matches!(args.backend, BackendKind::EdgeTpu);
+    let (whole, pipeline, predictions) = if segment_files {
+        let files: Vec<&str> = args.model.split(',').collect();
+        if args.segments.is_some_and(|n| n != files.len()) {
+            return Err(format!("--segments differs from the {} files given", files.len()).into());
+        }
+        let plural = if files.len() == 1 { "" } else { "s" };
+        println!("{} segment file{plural}, used as given", files.len());
+        let pipeline = Pipeline::from_segment_files(&files, &*backend).map_err(|e| {
+            if matches!(args.backend, BackendKind::EdgeTpu) {
+                format!(
+                    "{e} (with --backend edgetpu, MODEL lists segment files compiled with \
+                     edgetpu_compiler)"
+                )
+            } else {
+                e.to_string()
+            }
+        })?;
+        (None, pipeline, None)
+    } else {
+        let segments = args
+            .segments
+            .ok_or(format!("--segments is required\n{USAGE}"))?;
+        let bytes = load_model(&args.model)?;
+        let model = Model::from_bytes(&bytes)?;
+        let graph = Graph::new(&model)?;
+        let segmenter = segment::strategy(&args.strategy, &cost_model)?;
+        let mut plan = Plan::new(&graph, segments, &*segmenter)?;
+        println!(
+            "{}: {} operators, {} segments ({} strategy)",
+            args.model,
+            model.operators.len(),
+            plan.segments.len(),
+            plan.strategy
+        );
+        let predictions = simulated
+            .then(|| predict_all(&cost_model, &plan.extract(&graph)?))
+            .transpose()?;
+        let label = match &predictions {
+            Some(predicted) => {
+                for (segment, &latency) in plan.segments.iter_mut().zip(predicted) {
+                    segment.predicted_latency_s = Some(latency);
+                }
+                "predicted (simulated)"
+            }
+            None => "Edge TPU model",
+        };
+        print!("{}", plan.table(&model, label));
+        let pipeline = Pipeline::from_plan(&plan, &graph, &*backend)?;
+        drop(graph);
+        drop(model);
+        (Some(bytes), pipeline, predictions)
+    };
 
     // Seeded random inputs.
     let mut rng = SplitMix64::new(args.seed);
@@ -444,7 +429,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
             "speedup over one Edge TPU (simulated): bound {:.1}x, measured {:.1}x with {} devices",
             single.latency_s / slowest,
             items_per_s * single.latency_s,
-            segments.len()
+            pipeline.stage_count()
         );
     }
 

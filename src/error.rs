@@ -1,9 +1,11 @@
 //! The crate's one error type.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::model::options::FieldType;
 use crate::model::validate::ModelLocation;
+use crate::pipeline::TensorSpec;
 
 /// Everything that can go wrong in multitpu, naming what failed and where.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +25,32 @@ pub enum Error {
     Unsupported {
         /// The feature, and what to do instead when there is a way.
         feature: String,
+    },
+
+    /// A model cannot be split into the number of segments asked for: 0, or more than its
+    /// valid cut points allow (a cut may not split a stateful operator's variables).
+    #[error(
+        "cannot split the model into {requested} segment(s): it allows 1 to {max} \
+         ({operators} operators, {} valid cut point(s))",
+        .max - 1
+    )]
+    SegmentCount {
+        /// Segments asked for.
+        requested: usize,
+        /// The most segments the model allows: its valid cut points + 1.
+        max: usize,
+        /// Operators in the model.
+        operators: usize,
+    },
+
+    /// A cut given to [`Plan::from_cuts`](crate::segment::Plan::from_cuts) (the first operator
+    /// of a segment) cannot be used.
+    #[error("cannot cut before operator {cut}: {reason}")]
+    InvalidCut {
+        /// The operator the cut was asked before.
+        cut: usize,
+        /// Why: out of order, out of range, or splitting a stateful operator's variables.
+        reason: String,
     },
 
     /// A model, graph or plan given to the library is inconsistent.
@@ -228,17 +256,94 @@ pub enum Error {
         name: String,
     },
 
+    /// A segment could not become a pipeline stage: its file could not be read, or it could
+    /// not be extracted from the model or prepared by the backend.
+    #[error(
+        "segment {index}{}: {source}",
+        .file.as_ref().map(|f| format!(" ({})", f.display())).unwrap_or_default()
+    )]
+    Segment {
+        /// Index of the segment, which is also its stage's and device's.
+        index: usize,
+        /// The segment's file, when the segment was read from one (a failed read names it
+        /// in its [`Error::Io`] instead).
+        file: Option<PathBuf>,
+        /// What went wrong.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// A pipeline stage reads a tensor that neither a pipeline input nor an earlier stage
+    /// provides: a stage is missing or out of order, or a pipeline input was not named
+    /// (see [`PipelineBuilder::inputs`](crate::pipeline::PipelineBuilder::inputs)).
+    #[error(
+        "pipeline stage {stage} ({stage_desc}) reads `{tensor}`, which neither a pipeline input \
+         ({}) nor an earlier stage provides{}",
+        names_text(.pipeline_inputs),
+        .written_by.map(|p| format!(" (stage {p} writes it: are the stages out of order?)")).unwrap_or_default()
+    )]
+    NoProducer {
+        /// Index of the stage that reads the tensor.
+        stage: usize,
+        /// That stage's `describe()`.
+        stage_desc: String,
+        /// The tensor's name.
+        tensor: String,
+        /// A later stage that writes the tensor, if any.
+        written_by: Option<usize>,
+        /// The pipeline inputs, named or taken from the first stage.
+        pipeline_inputs: Vec<String>,
+    },
+
+    /// A pipeline stage reads a tensor with another element type or byte size than the
+    /// pipeline input or earlier stage that provides it.
+    #[error(
+        "pipeline stage {stage} ({stage_desc}) reads `{tensor}` as {}, but {} provides it as {}",
+        spec_text(.read),
+        .provided_by.map_or_else(|| "the pipeline input".to_string(), |p| format!("stage {p}")),
+        spec_text(.provided)
+    )]
+    TensorMismatch {
+        /// Index of the stage that reads the tensor.
+        stage: usize,
+        /// That stage's `describe()`.
+        stage_desc: String,
+        /// The tensor's name.
+        tensor: String,
+        /// The stage that provides the tensor, or `None` for a pipeline input (whose spec is
+        /// the first reader's).
+        provided_by: Option<usize>,
+        /// The tensor as provided.
+        provided: Box<TensorSpec>,
+        /// The tensor as the stage reads it.
+        read: Box<TensorSpec>,
+    },
+
     /// `push` after `close`: the pipeline takes no more input.
     #[error("the pipeline is closed to new input")]
     PipelineClosed,
 
-    /// A pipeline stage failed or panicked; the pipeline stopped.
+    /// A stage's own failure: what a [`Stage`](crate::pipeline::Stage) written outside this
+    /// crate returns from `run` when its work fails (see [`Error::stage`]). The pipeline
+    /// reports it as the `cause` of [`Error::StageFailed`].
+    #[error("{message}")]
+    Stage {
+        /// What went wrong.
+        message: String,
+        /// The error that caused it, if any.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    },
+
+    /// A pipeline stage failed or panicked while running an item; the pipeline stopped.
     ///
-    /// Every item pushed before the failure either came out of `pop` before this error was
-    /// reported, or its sequence number is in `lost` (sorted, no duplicates).
+    /// Every item pushed came out of `pop` or is in `lost`, never both: the items before the
+    /// failed one still finish every stage and come out first, in order; `lost` lists the
+    /// failed item and every later one.
     #[error(
-        "pipeline stage {stage} ({stage_desc}) {}: {message}; {} item(s) lost",
+        "pipeline stage {stage} ({stage_desc}) {}{}: {message}; {} item(s) lost",
         if *.panicked { "panicked" } else { "failed" },
+        .item.map(|seq| format!(" on item {seq}")).unwrap_or_default(),
         .lost.len()
     )]
     StageFailed {
@@ -248,11 +353,17 @@ pub enum Error {
         instance: usize,
         /// The stage's `describe()`: backend and device.
         stage_desc: String,
-        /// What the backend reported, or the panic message.
+        /// Sequence number of the item the stage was running (`None` if its thread failed
+        /// between items).
+        item: Option<u64>,
+        /// What the stage reported, or the panic message.
         message: String,
         /// Whether the stage panicked rather than returned an error.
         panicked: bool,
-        /// Sequence numbers of the pushed items that will never come out.
+        /// The error the stage returned (`None` after a panic), to match on its variant.
+        #[source]
+        cause: Option<Arc<Error>>,
+        /// Sequence numbers of the pushed items that will never come out, ascending.
         lost: Vec<u64>,
     },
 
@@ -268,6 +379,25 @@ pub enum Error {
 }
 
 impl Error {
+    /// A stage's own failure ([`Error::Stage`]) with no underlying error.
+    pub fn stage(message: impl Into<String>) -> Self {
+        Error::Stage {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A stage's own failure ([`Error::Stage`]) caused by `source`.
+    pub fn stage_with_source(
+        message: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Error::Stage {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
     pub(crate) fn malformed(what: impl Into<String>, offset: usize) -> Self {
         Error::Malformed {
             what: what.into(),
@@ -301,6 +431,20 @@ impl Error {
             reason: reason.into(),
         }
     }
+}
+
+/// Tensor names for messages: `` `a`, `b` ``.
+fn names_text(names: &[String]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    quoted.join(", ")
+}
+
+/// A tensor's type, shape and size for messages, e.g. `U8[1, 10] (10 bytes)`.
+fn spec_text(spec: &TensorSpec) -> String {
+    format!(
+        "{:?}{:?} ({} bytes)",
+        spec.element_type, spec.shape, spec.byte_size
+    )
 }
 
 /// Result with the crate's [`Error`].

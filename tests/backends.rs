@@ -16,7 +16,7 @@ use multitpu::backend::{
     Performance, Runtime, SimCompute, SimulatedEdgeTpuBackend,
 };
 use multitpu::model::{Graph, Model, paper};
-use multitpu::pipeline::{Backend, PipelineBuilder};
+use multitpu::pipeline::{Backend, Pipeline, PipelineBuilder};
 use multitpu::profile::EdgeTpuCostModel;
 use multitpu::segment::{Segmenter, UniformByParams};
 
@@ -74,17 +74,14 @@ fn simulated_cpu_pipeline_matches_the_whole_model() {
             threads: 1,
         },
     );
-    let mut builder = PipelineBuilder::new();
-    for (i, segment) in segments.iter().enumerate() {
-        let stage = backend.prepare(Arc::clone(segment), i).unwrap();
-        assert!(
-            stage.describe().starts_with("simulated Edge TPU (usb)"),
-            "{}",
-            stage.describe()
-        );
-        builder = builder.stage(stage);
+    let pipeline = PipelineBuilder::from_segments(&segments, &backend)
+        .unwrap()
+        .build()
+        .unwrap();
+    for stage in pipeline.stats().stages {
+        let desc = &stage.instances[0];
+        assert!(desc.starts_with("simulated Edge TPU (usb)"), "{desc}");
     }
-    let pipeline = builder.build().unwrap();
     let name = pipeline.inputs()[0].name.clone();
     let inputs: Vec<Vec<u8>> = (0..6).map(fc_input).collect();
     for input in &inputs {
@@ -244,12 +241,9 @@ fn edgetpu_stage_runs_a_compiled_model_and_holds_its_device() {
 fn edgetpu_pipeline_runs_compiled_segments_on_two_devices() {
     let backend = edgetpu_backend();
     assert!(backend.devices().len() >= 2, "two Edge TPUs");
-    let mut builder = PipelineBuilder::new();
-    for (i, name) in SSD_SEGMENTS.iter().enumerate() {
-        let bytes = common::model_bytes(name).unwrap();
-        builder = builder.stage(backend.prepare(bytes.into(), i).unwrap());
-    }
-    let pipeline = builder.build().unwrap();
+    let dir = common::test_models_dir().unwrap();
+    let files = SSD_SEGMENTS.map(|name| dir.join(name));
+    let pipeline = Pipeline::from_segment_files(&files, &backend).unwrap();
     let inputs: Vec<(String, Vec<u8>)> = pipeline
         .inputs()
         .iter()

@@ -7,7 +7,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use multitpu::Error;
-use multitpu::pipeline::{Pipeline, PipelineBuilder};
+use multitpu::model::ElementType;
+use multitpu::pipeline::{Pipeline, PipelineBuilder, Stage, TensorSpec};
 use stages::{Fault, FnStage, adder, faulty, payload, seq_of};
 use std::sync::mpsc::{Receiver, Sender};
 
@@ -263,13 +264,14 @@ fn stage_error_stops_cleanly_and_accounts_for_every_item() {
     assert_eq!(stage_desc, "test stage faulty");
     assert!(message.contains("injected failure at run 50"), "{message}");
     assert!(!panicked);
-    assert!(lost.contains(&50));
-    assert!(came_out.iter().all(|&s| s < 50));
+    // Every item before the failed one ran through and came out; the rest are lost.
+    assert_eq!(came_out, (0..50).collect::<Vec<_>>());
+    assert_eq!(*lost, (50..100).collect::<Vec<_>>());
     check_accounting(100, &came_out, lost);
     assert!(
         error
             .to_string()
-            .contains("stage 1 (test stage faulty) failed")
+            .contains("stage 1 (test stage faulty) failed on item 50")
     );
 }
 
@@ -291,6 +293,7 @@ fn stage_panic_stops_cleanly_and_accounts_for_every_item() {
     assert_eq!(*stage, 1);
     assert!(*panicked);
     assert!(message.contains("injected panic at run 50"), "{message}");
+    assert_eq!(came_out, (0..50).collect::<Vec<_>>());
     check_accounting(100, &came_out, lost);
 }
 
@@ -314,7 +317,11 @@ fn panic_payload_that_panics_on_drop_still_accounts_for_every_item() {
     assert_eq!(stage_desc, "test stage faulty");
     assert!(*panicked);
     assert_eq!(message, "panic with a non-string payload");
-    assert!(lost.contains(&10), "the item in hand is lost: {lost:?}");
+    assert_eq!(
+        *lost,
+        (10..100).collect::<Vec<_>>(),
+        "the item in hand and later"
+    );
     check_accounting(100, &came_out, lost);
 }
 
@@ -356,8 +363,86 @@ fn failure_with_concurrent_producer_and_bounded_queues() {
         });
         assert!(accepted.len() > 50);
         assert_eq!(accepted, (0..accepted.len() as u64).collect::<Vec<_>>());
+        assert_eq!(came_out, (0..50).collect::<Vec<_>>());
         check_accounting(accepted.len() as u64, &came_out, &lost);
     }
+}
+
+#[test]
+fn finished_items_come_out_after_push_reports_the_failure() {
+    within("push after a failure", || {
+        // Bounded output and nobody popping: the items before the failed one still finish.
+        let pipeline = PipelineBuilder::new()
+            .stage(adder("first", "x", "y", SIZE, 1))
+            .stage(faulty("faulty", "y", "z", SIZE, 3, Fault::Error))
+            .stage(adder("last", "z", "out", SIZE, 1))
+            .output_capacity(Some(1))
+            .build()
+            .unwrap();
+        let mut pushed = 0;
+        let error = loop {
+            match pipeline.push(&[("x", &payload(pushed, SIZE - 8))]) {
+                Ok(seq) => pushed = seq + 1,
+                Err(error) => break error,
+            }
+        };
+        let Error::StageFailed { item, lost, .. } = &error else {
+            panic!("unexpected error {error}");
+        };
+        assert_eq!(*item, Some(3));
+        assert_eq!(*lost, (3..pushed).collect::<Vec<_>>());
+        for seq in 0..3 {
+            let output = pipeline.pop().unwrap().expect("a finished item");
+            assert_eq!(output.seq(), seq);
+            assert_eq!(seq_of(output.get("out").unwrap(), 2), seq);
+        }
+        let again = pipeline.pop().unwrap_err();
+        assert_eq!(again.to_string(), error.to_string());
+        assert_eq!(pipeline.stats().popped + lost.len() as u64, pushed);
+    });
+}
+
+#[test]
+fn a_stage_error_keeps_its_cause() {
+    let sensor = FnStage::boxed(
+        "sensor",
+        &[("x", SIZE)],
+        &[("y", SIZE)],
+        Box::new(|run, ins, outs| {
+            if run == 2 {
+                let cause = std::io::Error::other("unplugged");
+                return Err(Error::stage_with_source("cannot read the sensor", cause));
+            }
+            outs[0].copy_from_slice(ins[0]);
+            Ok(())
+        }),
+    );
+    let pipeline = PipelineBuilder::new().stage(sensor).build().unwrap();
+    for seq in 0..3 {
+        pipeline.push(&[("x", &payload(seq, SIZE - 8))]).unwrap();
+    }
+    assert_eq!(pipeline.pop().unwrap().unwrap().seq(), 0);
+    assert_eq!(pipeline.pop().unwrap().unwrap().seq(), 1);
+    let error = pipeline.pop().unwrap_err();
+    let Error::StageFailed {
+        item, cause, lost, ..
+    } = &error
+    else {
+        panic!("unexpected error {error}");
+    };
+    assert_eq!((*item, &lost[..]), (Some(2), &[2][..]));
+    let cause = cause.as_deref().expect("the stage's error");
+    assert!(
+        matches!(cause, Error::Stage { message, .. } if message == "cannot read the sensor"),
+        "{cause:?}"
+    );
+    let source = std::error::Error::source(cause).expect("the io error");
+    assert_eq!(source.to_string(), "unplugged");
+    assert!(
+        error
+            .to_string()
+            .contains("failed on item 2: cannot read the sensor")
+    );
 }
 
 #[test]
@@ -587,6 +672,142 @@ fn build_rejects_bad_configurations() {
         chain(2).outputs(["nope"]).build(),
         Err(Error::UnknownTensor { .. })
     ));
+}
+
+/// Segment `i` of a three-segment chain x → t1 → t2 → y.
+fn segment(i: usize) -> Box<dyn Stage> {
+    let names = ["x", "t1", "t2", "y"];
+    adder(&format!("segment {i}"), names[i], names[i + 1], SIZE, 1)
+}
+
+#[test]
+fn stages_out_of_order_are_refused_when_built() {
+    // 0 then 2: segment 2 reads t2, which only the missing segment 1 writes.
+    let error = PipelineBuilder::new()
+        .stage(segment(0))
+        .stage(segment(2))
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::NoProducer { stage: 1, tensor, written_by: None, .. } if tensor == "t2"),
+        "{error}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "pipeline stage 1 (test stage segment 2) reads `t2`, which neither a pipeline input \
+         (`x`) nor an earlier stage provides"
+    );
+    // 2 then 0: the pipeline input is segment 2's, and segment 0 then reads x from nowhere;
+    // with the input named, segment 2's t2 is the one from nowhere.
+    let two_then_zero = || PipelineBuilder::new().stage(segment(2)).stage(segment(0));
+    let error = two_then_zero().build().unwrap_err();
+    assert!(
+        matches!(&error, Error::NoProducer { stage: 1, tensor, .. } if tensor == "x"),
+        "{error}"
+    );
+    let error = two_then_zero().inputs(["x"]).build().unwrap_err();
+    assert!(
+        matches!(&error, Error::NoProducer { stage: 0, tensor, .. } if tensor == "t2"),
+        "{error}"
+    );
+    // 1 then 0, inputs named: the message points at the later writer.
+    let error = PipelineBuilder::new()
+        .stage(segment(1))
+        .stage(segment(0))
+        .inputs(["x"])
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::NoProducer { stage: 0, tensor, written_by: Some(1), .. } if tensor == "t1"),
+        "{error}"
+    );
+    assert!(error.to_string().contains("stage 1 writes it"), "{error}");
+}
+
+#[test]
+fn a_tensor_without_producer_is_refused_when_built() {
+    let with_bias = FnStage::boxed(
+        "with bias",
+        &[("t1", SIZE), ("bias", SIZE)],
+        &[("y", SIZE)],
+        Box::new(|_, _, _| Ok(())),
+    );
+    let error = PipelineBuilder::new()
+        .stage(segment(0))
+        .stage(with_bias)
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::NoProducer { stage: 1, tensor, stage_desc, .. }
+            if tensor == "bias" && stage_desc == "test stage with bias"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_wrong_tensor_type_or_size_is_refused_when_built() {
+    let reads = |spec: TensorSpec| -> Box<dyn Stage> {
+        Box::new(FnStage {
+            name: "reader".into(),
+            inputs: vec![spec],
+            outputs: vec![TensorSpec::bytes("y", 1)],
+            runs: 0,
+            body: Box::new(|_, _, _| Ok(())),
+        })
+    };
+    let as_floats = TensorSpec::new("t1", ElementType::F32, vec![SIZE / 4], SIZE);
+    let too_short = TensorSpec::bytes("t1", SIZE / 2);
+    for (spec, read) in [
+        (as_floats, "F32[4] (16 bytes)"),
+        (too_short, "U8[8] (8 bytes)"),
+    ] {
+        let error = PipelineBuilder::new()
+            .stage(segment(0))
+            .stage(reads(spec))
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&error, Error::TensorMismatch { stage: 1, tensor, provided_by: Some(0), .. } if tensor == "t1"),
+            "{error}"
+        );
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "pipeline stage 1 (test stage reader) reads `t1` as {read}, but stage 0 provides \
+                 it as U8[16] (16 bytes)"
+            )
+        );
+    }
+}
+
+#[test]
+fn named_inputs_let_a_later_stage_read_a_pipeline_input() {
+    let add_offset = FnStage::boxed(
+        "add offset",
+        &[("t1", SIZE), ("offset", 1)],
+        &[("y", SIZE)],
+        Box::new(|_, ins, outs| {
+            for (o, i) in outs[0].iter_mut().zip(ins[0]) {
+                *o = i.wrapping_add(ins[1][0]);
+            }
+            Ok(())
+        }),
+    );
+    let pipeline = PipelineBuilder::new()
+        .stage(segment(0))
+        .stage(add_offset)
+        .inputs(["x", "offset"])
+        .build()
+        .unwrap();
+    let names: Vec<&str> = pipeline.inputs().iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["x", "offset"]);
+    pipeline
+        .push(&[("offset", &[4]), ("x", &payload(7, SIZE - 8))])
+        .unwrap();
+    assert_eq!(
+        seq_of(pipeline.pop().unwrap().unwrap().get("y").unwrap(), 5),
+        7
+    );
 }
 
 #[test]

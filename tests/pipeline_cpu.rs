@@ -3,12 +3,16 @@
 //! Needs `MULTITPU_TFLITE_LIB` and `MULTITPU_TEST_MODELS` (see `tests/common`).
 
 mod common;
+mod stages;
 
 use std::sync::Arc;
 
 use multitpu::Error;
 use multitpu::backend::{CpuBackend, Interpreter, InterpreterOptions};
+use multitpu::model::{Graph, paper};
 use multitpu::pipeline::{Backend, PipelineBuilder, Stage, TensorSpec};
+use multitpu::segment::{Plan, UniformByOps};
+use stages::FailingAt;
 
 const MNIST: &str = "MNISTnet_uint8_quant.tflite";
 const MOBILENET: &str = "mobilenet_v1_0.25_128_quant.tflite";
@@ -193,4 +197,100 @@ fn xnnpack_stage_runs() {
     let expected = &reference(&model, &runtime, &[data])[0];
     let top = |v: &[u8]| (0..v.len()).max_by_key(|&i| v[i]);
     assert_eq!(top(out.tensor(0).unwrap()), top(expected));
+}
+
+/// The segments of the paper's fc model with N = 300, serialized, and the whole model.
+fn fc_segments(count: usize) -> (Arc<[u8]>, Vec<Arc<[u8]>>) {
+    let model = paper::fc(300).unwrap();
+    let graph = Graph::new(&model).unwrap();
+    let plan = Plan::new(&graph, count, &UniformByOps).unwrap();
+    let segments = plan
+        .extract(&graph)
+        .unwrap()
+        .iter()
+        .map(|m| Arc::from(m.to_bytes().unwrap()))
+        .collect();
+    (model.to_bytes().unwrap().into(), segments)
+}
+
+#[test]
+fn a_failure_at_item_k_delivers_every_item_before_it() {
+    let Some(runtime) = common::tflite_runtime() else {
+        return;
+    };
+    let (whole, segments) = fc_segments(3);
+    let backend = CpuBackend::new(runtime.clone(), 1, false);
+    let (n, k) = (12u64, 5u64);
+    let mut builder = PipelineBuilder::new();
+    for (i, segment) in segments.iter().enumerate() {
+        let stage = backend.prepare(Arc::clone(segment), i).unwrap();
+        // The middle interpreter fails on item k.
+        builder = builder.stage(if i == 1 {
+            FailingAt::boxed(stage, k)
+        } else {
+            stage
+        });
+    }
+    let pipeline = builder.build().unwrap();
+    let spec = pipeline.inputs()[0].clone();
+    let inputs: Vec<Vec<u8>> = (0..n as usize).map(|i| input(spec.byte_size, i)).collect();
+    let expected = reference(&whole, &runtime, &inputs);
+    // Push everything before popping anything: the finished items wait in the output queue.
+    let mut pushed = 0;
+    for data in &inputs {
+        match pipeline.push(&[(&spec.name, data)]) {
+            Ok(_) => pushed += 1,
+            Err(Error::StageFailed { .. }) => break,
+            Err(other) => panic!("push: {other}"),
+        }
+    }
+    let mut came_out = Vec::new();
+    let error = loop {
+        match pipeline.pop() {
+            Ok(Some(output)) => {
+                let seq = output.seq() as usize;
+                assert_eq!(output.tensor(0).unwrap(), &expected[seq][..], "item {seq}");
+                came_out.push(output.seq());
+            }
+            Ok(None) => panic!("the failure was not reported"),
+            Err(error) => break error,
+        }
+    };
+    let Error::StageFailed {
+        stage, item, lost, ..
+    } = &error
+    else {
+        panic!("unexpected error {error}");
+    };
+    assert_eq!((*stage, *item), (1, Some(k)));
+    assert_eq!(came_out, (0..k).collect::<Vec<_>>());
+    assert_eq!(*lost, (k..pushed).collect::<Vec<_>>());
+}
+
+#[test]
+fn cpu_segments_out_of_order_are_refused_when_built() {
+    let Some(runtime) = common::tflite_runtime() else {
+        return;
+    };
+    let (_, segments) = fc_segments(3);
+    let backend = CpuBackend::new(runtime, 1, false);
+    let read_by = |i: usize| {
+        backend
+            .prepare(Arc::clone(&segments[i]), i)
+            .unwrap()
+            .inputs()[0]
+            .name
+            .clone()
+    };
+    for order in [[0, 2], [2, 0]] {
+        let chosen = order.map(|i| Arc::clone(&segments[i]));
+        let error = PipelineBuilder::from_segments(&chosen, &backend)
+            .unwrap()
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&error, Error::NoProducer { stage: 1, tensor, .. } if *tensor == read_by(order[1])),
+            "{order:?}: {error}"
+        );
+    }
 }

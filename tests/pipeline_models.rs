@@ -7,11 +7,11 @@ mod common;
 
 use std::sync::Arc;
 
-use multitpu::backend::{CpuBackend, Interpreter, InterpreterOptions, Runtime};
+use multitpu::backend::{CpuBackend, Interpreter, InterpreterOptions};
 use multitpu::model::builder::SplitMix64;
 use multitpu::model::{Graph, Model};
-use multitpu::pipeline::{Backend, PipelineBuilder};
-use multitpu::segment::{Segmenter, UniformByParams};
+use multitpu::pipeline::{Pipeline, TensorSpec};
+use multitpu::segment::{Plan, UniformByParams};
 use multitpu::verify::random_tensor;
 
 const ITEMS: usize = 12;
@@ -56,35 +56,37 @@ fn check_model(name: &str) {
         })
         .collect();
 
+    let backend = CpuBackend::new(runtime.clone(), 1, false);
     for segments in 2..=4 {
-        let plan = UniformByParams.plan(&graph, segments).unwrap();
-        run_pipeline(
-            &runtime,
-            &plan.extract(&graph).unwrap(),
-            &inputs,
-            &expected,
-            name,
-            segments,
-        );
+        let plan = Plan::new(&graph, segments, &UniformByParams).unwrap();
+        let pipeline = Pipeline::from_plan(&plan, &graph, &backend).unwrap();
+        run_pipeline(&pipeline, &inputs, &expected, name, segments);
     }
 }
 
 fn run_pipeline(
-    runtime: &Runtime,
-    parts: &[Model<'_>],
+    pipeline: &Pipeline,
     inputs: &[Vec<(String, Vec<u8>)>],
     expected: &[Vec<(String, Vec<u8>)>],
     name: &str,
     segments: usize,
 ) {
-    let backend = CpuBackend::new(runtime.clone(), 1, false);
-    let mut builder = PipelineBuilder::new();
-    for (device, part) in parts.iter().enumerate() {
-        let bytes: Arc<[u8]> = part.to_bytes().unwrap().into();
-        builder = builder.stage(backend.prepare(bytes, device).unwrap());
-    }
-    let output_names: Vec<String> = expected[0].iter().map(|(n, _)| n.clone()).collect();
-    let pipeline = builder.outputs(output_names).build().unwrap();
+    // The pipeline takes and gives the model's tensors, in the model's order.
+    let names = |tensors: &[(String, Vec<u8>)]| -> Vec<String> {
+        tensors.iter().map(|(n, _)| n.clone()).collect()
+    };
+    let specs =
+        |specs: &[TensorSpec]| -> Vec<String> { specs.iter().map(|s| s.name.clone()).collect() };
+    assert_eq!(
+        specs(pipeline.inputs()),
+        names(&inputs[0]),
+        "{name} x{segments}"
+    );
+    assert_eq!(
+        specs(pipeline.outputs()),
+        names(&expected[0]),
+        "{name} x{segments}"
+    );
     std::thread::scope(|scope| {
         scope.spawn(|| {
             for item in inputs {
@@ -97,7 +99,7 @@ fn run_pipeline(
             pipeline.close().unwrap();
         });
         let mut count = 0;
-        for (i, output) in (&pipeline).into_iter().enumerate() {
+        for (i, output) in pipeline.into_iter().enumerate() {
             let output = output.unwrap();
             assert_eq!(output.seq(), i as u64);
             for (tensor, data) in &expected[i] {

@@ -1,5 +1,6 @@
 //! Property: whatever the shape of the pipeline and wherever a stage fails, every accepted
-//! item either comes out, in order and correct, or is reported lost, exactly once.
+//! item either comes out, in order and correct, or is reported lost, exactly once; and every
+//! item before the failed one comes out before the failure is reported.
 
 mod stages;
 
@@ -88,13 +89,24 @@ proptest! {
             }
             (producer.join().unwrap(), came_out, failure)
         });
-        // Instance 0 of the faulty stage runs the items 0, r, 2r, ...: it fails if it gets
-        // past its faulty run.
+        // Instance 0 of the faulty stage runs the items 0, r, 2r, ...: it fails on item
+        // r * run if there is one.
         let expected_failure = fault.and_then(|(s, run, _)| {
-            (items.div_ceil(replicas[s] as u64) > run).then_some(s)
+            let item = replicas[s] as u64 * run;
+            (item < items).then_some((s, item))
         });
-        prop_assert_eq!(failure.as_ref().map(|(stage, _)| *stage), expected_failure);
+        prop_assert_eq!(
+            failure.as_ref().map(|(stage, _)| *stage),
+            expected_failure.map(|(stage, _)| stage)
+        );
         let lost = failure.map(|(_, lost)| lost).unwrap_or_default();
+        // Delivered before the error: exactly the items before the failed one; lost: the
+        // failed one and every later one accepted.
+        if let Some((_, item)) = expected_failure {
+            prop_assert_eq!(&came_out, &(0..item).collect::<Vec<_>>());
+            prop_assert_eq!(&lost, &(item..accepted.len() as u64).collect::<Vec<_>>());
+        }
+        prop_assert_eq!(came_out.len() + lost.len(), accepted.len(), "popped + lost = pushed");
         prop_assert_eq!(&accepted, &(0..accepted.len() as u64).collect::<Vec<_>>());
         // Outputs come out in order, as a prefix of the accepted items.
         prop_assert_eq!(&came_out, &(0..came_out.len() as u64).collect::<Vec<_>>());

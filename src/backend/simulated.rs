@@ -55,24 +55,21 @@ pub enum SimCompute {
 /// `device_index` only labels the stages: simulated devices are unlimited and independent.
 ///
 /// ```
-/// use std::sync::Arc;
 /// use multitpu::backend::{SimCompute, SimulatedEdgeTpuBackend};
 /// use multitpu::model::{Graph, paper};
-/// use multitpu::pipeline::{Backend, PipelineBuilder};
+/// use multitpu::pipeline::Pipeline;
 /// use multitpu::profile::EdgeTpuCostModel;
-/// use multitpu::segment::{Segmenter, UniformByParams};
+/// use multitpu::segment::{Plan, UniformByParams};
 ///
 /// # fn main() -> Result<(), multitpu::Error> {
 /// let model = paper::fc(1000)?;
 /// let graph = Graph::new(&model)?;
 /// let backend = SimulatedEdgeTpuBackend::new(EdgeTpuCostModel::usb_default(), SimCompute::Skip);
-/// let mut builder = PipelineBuilder::new();
-/// for (i, segment) in UniformByParams.plan(&graph, 2)?.extract(&graph)?.iter().enumerate() {
-///     let stage = backend.prepare(Arc::from(segment.to_bytes()?), i)?;
-///     assert!(stage.describe().starts_with("simulated Edge TPU (usb)"));
-///     builder = builder.stage(stage);
+/// let plan = Plan::new(&graph, 2, &UniformByParams)?;
+/// let pipeline = Pipeline::from_plan(&plan, &graph, &backend)?;
+/// for stage in pipeline.stats().stages {
+///     assert!(stage.instances[0].starts_with("simulated Edge TPU (usb)"));
 /// }
-/// let pipeline = builder.build()?;
 /// let input = pipeline.inputs()[0].clone();
 /// pipeline.push(&[(&input.name, &vec![0; input.byte_size])])?;
 /// let output = pipeline.pop()?.expect("one item");

@@ -39,6 +39,18 @@ enum Origin {
     Stage(usize),
 }
 
+impl Origin {
+    fn stage(self) -> Option<usize> {
+        match self {
+            Origin::PipelineInput => None,
+            Origin::Stage(s) => Some(s),
+        }
+    }
+}
+
+/// What the layout needs of one stage: its inputs, its outputs and its description.
+pub(crate) type StageTensors<'a> = (&'a [TensorSpec], &'a [TensorSpec], &'a str);
+
 fn invalid(reason: String) -> Error {
     Error::invalid("pipeline", reason)
 }
@@ -55,24 +67,58 @@ fn check_unique(stage: usize, kind: &str, specs: &[TensorSpec]) -> Result<()> {
     Ok(())
 }
 
+/// The pipeline inputs: the tensors named in `requested`, with the spec of their first
+/// reader, or else the first stage's inputs.
+fn pipeline_inputs(
+    stages: &[StageTensors<'_>],
+    requested: Option<&[String]>,
+) -> Result<Vec<TensorSpec>> {
+    let Some(names) = requested else {
+        return Ok(stages[0].0.to_vec());
+    };
+    let mut inputs: Vec<TensorSpec> = Vec::with_capacity(names.len());
+    for name in names {
+        if inputs.iter().any(|i| &i.name == name) {
+            return Err(Error::DuplicateTensor {
+                kind: "pipeline input",
+                name: name.clone(),
+            });
+        }
+        let first_reader = stages
+            .iter()
+            .find_map(|(ins, _, _)| ins.iter().find(|spec| &spec.name == name));
+        match first_reader {
+            Some(spec) => inputs.push(spec.clone()),
+            None => {
+                return Err(Error::UnknownTensor {
+                    kind: "stage input",
+                    name: name.clone(),
+                });
+            }
+        }
+    }
+    Ok(inputs)
+}
+
 impl Layout {
-    /// Resolves the routing of stages given by their `(inputs, outputs)` specs.
+    /// Resolves the routing of stages given by their inputs, outputs and descriptions.
     ///
-    /// Stage inputs that no earlier stage produces become pipeline inputs, in order of first
-    /// use. `requested` names the pipeline outputs; `None` means the outputs of the last stage
-    /// plus every stage output that no later stage reads.
+    /// `inputs` names the pipeline inputs; `None` takes the first stage's inputs, the one
+    /// choice that needs no guess: any other tensor a stage reads must be written by an
+    /// earlier stage. `outputs` names the pipeline outputs; `None` means the outputs of the
+    /// last stage plus every stage output that no later stage reads.
+    ///
+    /// Every tensor a stage reads must come from a pipeline input or an earlier stage with
+    /// the same element type and byte size (shapes may differ, e.g. a flat view).
     pub(crate) fn resolve(
-        stages: &[(&[TensorSpec], &[TensorSpec])],
-        requested: Option<&[String]>,
+        stages: &[StageTensors<'_>],
+        inputs: Option<&[String]>,
+        outputs: Option<&[String]>,
     ) -> Result<Layout> {
         if stages.is_empty() {
             return Err(invalid("a pipeline needs at least one stage".into()));
         }
-        let mut slot_of: HashMap<&str, (usize, Origin)> = HashMap::new();
-        let mut inputs: Vec<TensorSpec> = Vec::new();
-        // Pass 1: check each stage on its own and find the first producer of every name.
-        let mut producer: HashMap<&str, usize> = HashMap::new();
-        for (s, (ins, outs)) in stages.iter().enumerate() {
+        for (s, (ins, outs, _)) in stages.iter().enumerate() {
             check_unique(s, "input", ins)?;
             check_unique(s, "output", outs)?;
             if let Some(spec) = outs.iter().find(|o| ins.iter().any(|i| i.name == o.name)) {
@@ -81,29 +127,9 @@ impl Layout {
                     spec.name
                 )));
             }
-            for spec in outs.iter() {
-                producer.entry(spec.name.as_str()).or_insert(s);
-            }
         }
-        // Pipeline inputs are the stage inputs that no stage produces, in order of first use.
-        for (s, (ins, _)) in stages.iter().enumerate() {
-            for spec in ins.iter() {
-                match producer.get(spec.name.as_str()) {
-                    Some(&p) if p >= s => {
-                        return Err(invalid(format!(
-                            "stage {s} reads `{}`, which is written only by stage {p}",
-                            spec.name
-                        )));
-                    }
-                    Some(_) => {}
-                    None => {
-                        if !inputs.iter().any(|i| i.name == spec.name) {
-                            inputs.push(spec.clone());
-                        }
-                    }
-                }
-            }
-        }
+        let inputs = pipeline_inputs(stages, inputs)?;
+        let mut slot_of: HashMap<&str, (usize, Origin)> = HashMap::new();
         let mut slot_sizes: Vec<usize> = Vec::new();
         for spec in &inputs {
             slot_of.insert(
@@ -112,26 +138,38 @@ impl Layout {
             );
             slot_sizes.push(spec.byte_size);
         }
-        // Pass 2: give every stage output a slot and resolve every stage input.
+        // Give every stage output a slot and resolve every stage input, in stage order.
         let mut routes = Vec::with_capacity(stages.len());
         let mut specs_of_slot: Vec<&TensorSpec> = inputs.iter().collect();
         let mut read_by_later = vec![false; inputs.len()];
-        for (s, (ins, outs)) in stages.iter().enumerate() {
+        for (s, &(ins, outs, desc)) in stages.iter().enumerate() {
             let mut in_slots = Vec::with_capacity(ins.len());
             for spec in ins.iter() {
-                let &(slot, _) = slot_of.get(spec.name.as_str()).ok_or_else(|| {
-                    invalid(format!(
-                        "stage {s} reads `{}`, which has no producer",
-                        spec.name
-                    ))
-                })?;
-                let source = specs_of_slot[slot];
-                if source.byte_size != spec.byte_size {
-                    return Err(invalid(format!(
-                        "stage {s} reads `{}` as {} bytes, but it has {} bytes where it is \
-                         first defined",
-                        spec.name, spec.byte_size, source.byte_size
-                    )));
+                let Some(&(slot, origin)) = slot_of.get(spec.name.as_str()) else {
+                    let written_by = stages[s..]
+                        .iter()
+                        .position(|(_, outs, _)| outs.iter().any(|o| o.name == spec.name))
+                        .map(|p| s + p);
+                    return Err(Error::NoProducer {
+                        stage: s,
+                        stage_desc: desc.to_string(),
+                        tensor: spec.name.clone(),
+                        written_by,
+                        pipeline_inputs: inputs.iter().map(|i| i.name.clone()).collect(),
+                    });
+                };
+                let provided = specs_of_slot[slot];
+                if provided.element_type != spec.element_type
+                    || provided.byte_size != spec.byte_size
+                {
+                    return Err(Error::TensorMismatch {
+                        stage: s,
+                        stage_desc: desc.to_string(),
+                        tensor: spec.name.clone(),
+                        provided_by: origin.stage(),
+                        provided: Box::new(provided.clone()),
+                        read: Box::new(spec.clone()),
+                    });
                 }
                 read_by_later[slot] = true;
                 in_slots.push(slot);
@@ -160,7 +198,7 @@ impl Layout {
                 outputs: out_slots.into(),
             });
         }
-        let output_slots: Vec<usize> = match requested {
+        let output_slots: Vec<usize> = match outputs {
             Some(names) => {
                 let mut slots = Vec::with_capacity(names.len());
                 for name in names {
@@ -213,6 +251,7 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ElementType;
 
     fn specs(names: &[(&str, usize)]) -> Vec<TensorSpec> {
         names
@@ -221,11 +260,20 @@ mod tests {
             .collect()
     }
 
+    /// Stages without descriptions.
+    fn stages<'a>(pairs: &[(&'a [TensorSpec], &'a [TensorSpec])]) -> Vec<StageTensors<'a>> {
+        pairs.iter().map(|&(i, o)| (i, o, "")).collect()
+    }
+
+    fn resolve(pairs: &[(&[TensorSpec], &[TensorSpec])]) -> Result<Layout> {
+        Layout::resolve(&stages(pairs), None, None)
+    }
+
     #[test]
     fn chain_routes_by_name() {
         let (i0, o0) = (specs(&[("x", 4)]), specs(&[("a", 8)]));
         let (i1, o1) = (specs(&[("a", 8)]), specs(&[("y", 2)]));
-        let layout = Layout::resolve(&[(&i0, &o0), (&i1, &o1)], None).unwrap();
+        let layout = resolve(&[(&i0, &o0), (&i1, &o1)]).unwrap();
         assert_eq!(&*layout.slot_sizes, &[4, 8, 2]);
         assert_eq!(layout.inputs.len(), 1);
         assert_eq!(&*layout.stages[0].inputs, &[0]);
@@ -242,7 +290,7 @@ mod tests {
         let (i0, o0) = (specs(&[("x", 4)]), specs(&[("a", 4), ("side", 1)]));
         let (i1, o1) = (specs(&[("x", 4)]), specs(&[("b", 4)]));
         let (i2, o2) = (specs(&[("b", 4), ("a", 4), ("x", 4)]), specs(&[("y", 4)]));
-        let layout = Layout::resolve(&[(&i0, &o0), (&i1, &o1), (&i2, &o2)], None).unwrap();
+        let layout = resolve(&[(&i0, &o0), (&i1, &o1), (&i2, &o2)]).unwrap();
         assert_eq!(layout.inputs.len(), 1);
         assert_eq!(&*layout.stages[2].inputs, &[3, 1, 0]);
         let names: Vec<_> = layout.outputs.iter().map(|o| o.name.as_str()).collect();
@@ -253,35 +301,105 @@ mod tests {
     fn requested_outputs_in_requested_order() {
         let (i0, o0) = (specs(&[("x", 4)]), specs(&[("a", 4)]));
         let (i1, o1) = (specs(&[("a", 4)]), specs(&[("y", 4)]));
+        let two = stages(&[(&i0, &o0), (&i1, &o1)]);
         let requested = ["y".to_string(), "a".to_string()];
-        let layout = Layout::resolve(&[(&i0, &o0), (&i1, &o1)], Some(&requested)).unwrap();
+        let layout = Layout::resolve(&two, None, Some(&requested)).unwrap();
         assert_eq!(&*layout.output_slots, &[2, 1]);
         let unknown = ["nope".to_string()];
         assert!(matches!(
-            Layout::resolve(&[(&i0, &o0), (&i1, &o1)], Some(&unknown)),
+            Layout::resolve(&two, None, Some(&unknown)),
             Err(Error::UnknownTensor { .. })
         ));
         let input = ["x".to_string()];
-        assert!(Layout::resolve(&[(&i0, &o0)], Some(&input)).is_err());
+        assert!(Layout::resolve(&two[..1], None, Some(&input)).is_err());
+    }
+
+    #[test]
+    fn inputs_beyond_the_first_stage_must_be_named() {
+        // Stage 1 reads z, which stage 0 does not: a skip from a pipeline input, or a
+        // missing stage? Only naming the inputs tells.
+        let (i0, o0) = (specs(&[("x", 4)]), specs(&[("a", 4)]));
+        let (i1, o1) = (specs(&[("a", 4), ("z", 2)]), specs(&[("y", 4)]));
+        let two = stages(&[(&i0, &o0), (&i1, &o1)]);
+        assert!(matches!(
+            Layout::resolve(&two, None, None),
+            Err(Error::NoProducer { stage: 1, ref tensor, written_by: None, .. }) if tensor == "z"
+        ));
+        let named = ["z".to_string(), "x".to_string()];
+        let layout = Layout::resolve(&two, Some(&named), None).unwrap();
+        let names: Vec<_> = layout.inputs.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["z", "x"]);
+        assert_eq!(&*layout.stages[1].inputs, &[2, 0]);
+        // Named inputs are read by some stage, once each.
+        let unread = ["x".to_string(), "z".to_string(), "w".to_string()];
+        assert!(matches!(
+            Layout::resolve(&two, Some(&unread), None),
+            Err(Error::UnknownTensor { ref name, .. }) if name == "w"
+        ));
+        let twice = ["x".to_string(), "z".to_string(), "x".to_string()];
+        assert!(matches!(
+            Layout::resolve(&two, Some(&twice), None),
+            Err(Error::DuplicateTensor { .. })
+        ));
+    }
+
+    #[test]
+    fn out_of_order_stages_name_the_tensor_and_the_writer() {
+        let (i0, o0) = (specs(&[("x", 4)]), specs(&[("a", 4)]));
+        let (i1, o1) = (specs(&[("a", 4)]), specs(&[("y", 4)]));
+        let swapped = stages(&[(&i1, &o1), (&i0, &o0)]);
+        let named = ["x".to_string()];
+        let error = Layout::resolve(&swapped, Some(&named), None).unwrap_err();
+        assert!(
+            matches!(&error, Error::NoProducer { stage: 0, tensor, written_by: Some(1), .. } if tensor == "a"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn type_and_size_must_match_the_provider() {
+        let x = specs(&[("x", 4)]);
+        let a = specs(&[("a", 4)]);
+        let a_small = specs(&[("a", 2)]);
+        let a_signed = vec![TensorSpec::new("a", ElementType::I8, vec![4], 4)];
+        let a_flat = vec![TensorSpec::new("a", ElementType::U8, vec![2, 2], 4)];
+        for wrong in [&a_small, &a_signed] {
+            let error = resolve(&[(&x, &a), (wrong, &specs(&[("y", 1)]))]).unwrap_err();
+            assert!(
+                matches!(&error, Error::TensorMismatch { stage: 1, tensor, provided_by: Some(0), .. } if tensor == "a"),
+                "{error}"
+            );
+        }
+        assert!(resolve(&[(&x, &a), (&a_flat, &specs(&[("y", 1)]))]).is_ok());
+        // Two readers of a pipeline input disagree.
+        let x_small = specs(&[("x", 2)]);
+        let error = resolve(&[(&x, &a), (&x_small, &specs(&[("y", 1)]))]).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::TensorMismatch {
+                    provided_by: None,
+                    ..
+                }
+            ),
+            "{error}"
+        );
     }
 
     #[test]
     fn rejects_inconsistent_stages() {
         let x = specs(&[("x", 4)]);
         let a = specs(&[("a", 4)]);
-        let a_small = specs(&[("a", 2)]);
         let xx = specs(&[("x", 4), ("x", 4)]);
-        // Size mismatch between producer and consumer.
-        assert!(Layout::resolve(&[(&x, &a), (&a_small, &x)], None).is_err());
         // Output shadows a pipeline input.
-        assert!(Layout::resolve(&[(&x, &a), (&a, &x)], None).is_err());
+        assert!(resolve(&[(&x, &a), (&a, &x)]).is_err());
         // Same output written twice.
-        assert!(Layout::resolve(&[(&x, &a), (&x, &a)], None).is_err());
+        assert!(resolve(&[(&x, &a), (&x, &a)]).is_err());
         // Duplicate names within a stage.
-        assert!(Layout::resolve(&[(&xx, &a)], None).is_err());
+        assert!(resolve(&[(&xx, &a)]).is_err());
         // Reads and writes the same tensor.
-        assert!(Layout::resolve(&[(&x, &x)], None).is_err());
+        assert!(resolve(&[(&x, &x)]).is_err());
         // No stages.
-        assert!(Layout::resolve(&[], None).is_err());
+        assert!(resolve(&[]).is_err());
     }
 }

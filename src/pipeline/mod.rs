@@ -1,9 +1,11 @@
 //! Run model segments as a pipeline: one thread per stage, bounded queues between them.
 //!
 //! A [`Pipeline`] is generic over [`Stage`]s, so it works the same with TFLite CPU
-//! interpreters, Edge TPU interpreters and simulated devices. Build one with
-//! [`PipelineBuilder`], feed it with [`Pipeline::push`] and collect results, in input order,
-//! with [`Pipeline::pop`] or by iterating over `&Pipeline`.
+//! interpreters, Edge TPU interpreters and simulated devices. Start one from a plan or from
+//! segment files in one call ([`Pipeline::from_plan`], [`Pipeline::from_segment_files`],
+//! stage `i` on device `i` of a [`Backend`]), or stage by stage with [`PipelineBuilder`];
+//! feed it with [`Pipeline::push`] and collect results, in input order, with
+//! [`Pipeline::pop`] or by iterating over `&Pipeline`.
 //!
 //! # Design
 //!
@@ -15,15 +17,21 @@
 //!   unbounded unless [`PipelineBuilder::output_capacity`] bounds it.
 //! - Tensors are joined by name when the pipeline is built. A stage reads the pipeline inputs
 //!   or the outputs of any earlier stage, so tensors can skip stages; on the per-item path
-//!   only slot indices are used.
+//!   only slot indices are used. The pipeline inputs are those named with
+//!   [`PipelineBuilder::inputs`], else the first stage's inputs. A stage that reads a tensor
+//!   nothing before it provides (a missing or misordered stage) or with another type or size
+//!   is refused when the pipeline is built ([`Error::NoProducer`], [`Error::TensorMismatch`]).
 //! - An item travels as one frame holding a buffer for every tensor of the pipeline. Frames
 //!   are recycled when an [`Output`] is dropped, and queues never shrink, so steady-state
 //!   operation allocates nothing.
 //! - Caller mistakes (unknown, missing, duplicate or wrongly sized inputs) are returned as
-//!   errors by `push`. A stage error or panic stops the pipeline: the first one is reported
-//!   by `push`, `pop` and `close` as [`Error::StageFailed`], which lists every pushed item
-//!   that did not come out. No call hangs after a failure, and dropping a pipeline never
-//!   waits for more than the stage runs in progress.
+//!   errors by `push`. A stage error or panic on item `k` stops the pipeline: it takes no
+//!   more input and discards the items after `k`, while the items before `k` still run
+//!   through every stage and come out of `pop`, in order. Then `pop` reports the failure as
+//!   [`Error::StageFailed`] (as `push` and `close` do from the failure on), listing the lost
+//!   items: every pushed item comes out or is listed, never both. No call hangs after a
+//!   failure (the queues stop pushing back, so the items before `k` need no caller to
+//!   finish), and dropping a pipeline never waits for more than the stage runs in progress.
 //!
 //! # Example
 //!
@@ -74,12 +82,14 @@
 pub(crate) mod backoff;
 mod layout;
 mod queue;
+mod segments;
 mod shared;
 mod stage;
 mod stats;
 mod timing;
 mod worker;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -116,6 +126,7 @@ pub struct PipelineBuilder {
     input_capacity: usize,
     queue_capacity: usize,
     output_capacity: Option<usize>,
+    inputs: Option<Vec<String>>,
     outputs: Option<Vec<String>>,
 }
 
@@ -134,6 +145,7 @@ impl PipelineBuilder {
             input_capacity: DEFAULT_QUEUE_CAPACITY,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             output_capacity: None,
+            inputs: None,
             outputs: None,
         }
     }
@@ -175,6 +187,22 @@ impl PipelineBuilder {
         self
     }
 
+    /// Names the pipeline inputs, in the order [`Pipeline::inputs`] reports them; each must
+    /// be read by some stage.
+    ///
+    /// By default they are the first stage's inputs, so a later stage may read only those
+    /// and earlier stages' outputs. Name them when a later stage also reads a tensor that the
+    /// caller provides (a skip connection from the model's input); [`Pipeline::from_plan`]
+    /// names the model's inputs.
+    pub fn inputs<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.inputs = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// Names the pipeline outputs, in the order [`Output`] reports them. By default they
     /// are the outputs of the last stage plus every stage output no later stage reads.
     pub fn outputs<I, S>(mut self, names: I) -> Self
@@ -187,6 +215,14 @@ impl PipelineBuilder {
     }
 
     /// Checks the stages, resolves the tensor routing and starts the stage threads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoProducer`] if a stage reads a tensor that neither a pipeline input nor an
+    /// earlier stage provides, [`Error::TensorMismatch`] if it reads one with another element
+    /// type or byte size; [`Error::UnknownTensor`] or [`Error::DuplicateTensor`] for bad
+    /// [`inputs`](Self::inputs) or [`outputs`](Self::outputs); [`Error::Invalid`] for other
+    /// inconsistencies (no stage, a tensor written twice, zero capacities).
     pub fn build(self) -> Result<Pipeline> {
         if self.input_capacity == 0 || self.queue_capacity == 0 || self.output_capacity == Some(0) {
             return Err(Error::invalid(
@@ -194,6 +230,12 @@ impl PipelineBuilder {
                 "queue capacities must be at least 1",
             ));
         }
+        // Asked once: a stage's description names it in statistics and errors.
+        let descriptions: Vec<Vec<String>> = self
+            .stages
+            .iter()
+            .map(|instances| instances.iter().map(|s| s.describe()).collect())
+            .collect();
         for (index, instances) in self.stages.iter().enumerate() {
             let Some(first) = instances.first() else {
                 return Err(Error::invalid(
@@ -208,8 +250,7 @@ impl PipelineBuilder {
                     "pipeline",
                     format!(
                         "instance {j} of stage {index} ({}) has other tensors than instance 0 ({})",
-                        instances[j].describe(),
-                        first.describe()
+                        descriptions[index][j], descriptions[index][0]
                     ),
                 ));
             }
@@ -217,11 +258,18 @@ impl PipelineBuilder {
         let specs: Vec<_> = self
             .stages
             .iter()
-            .map(|instances| (instances[0].inputs(), instances[0].outputs()))
+            .zip(&descriptions)
+            .map(|(instances, desc)| {
+                (
+                    instances[0].inputs(),
+                    instances[0].outputs(),
+                    desc[0].as_str(),
+                )
+            })
             .collect();
-        let layout = Arc::new(Layout::resolve(&specs, self.outputs.as_deref())?);
+        let layout = Layout::resolve(&specs, self.inputs.as_deref(), self.outputs.as_deref())?;
         drop(specs);
-        start(self, layout)
+        start(self, Arc::new(layout), descriptions)
     }
 }
 
@@ -252,7 +300,11 @@ struct StageInfo {
     queues: Vec<Arc<Queue<Item>>>,
 }
 
-fn start(builder: PipelineBuilder, layout: Arc<Layout>) -> Result<Pipeline> {
+fn start(
+    builder: PipelineBuilder,
+    layout: Arc<Layout>,
+    descriptions: Vec<Vec<String>>,
+) -> Result<Pipeline> {
     let span = tracing::info_span!("pipeline", stages = builder.stages.len());
     let replicas: Vec<usize> = builder.stages.iter().map(Vec::len).collect();
     let last = replicas.len() - 1;
@@ -292,11 +344,13 @@ fn start(builder: PipelineBuilder, layout: Arc<Layout>) -> Result<Pipeline> {
     let mut threads = Vec::new();
     let mut stages = Vec::with_capacity(replicas.len());
     let mut spawn_error = None;
-    for (index, instances) in builder.stages.into_iter().enumerate() {
+    for ((index, instances), descriptions) in
+        builder.stages.into_iter().enumerate().zip(descriptions)
+    {
         let stage_inputs = receivers.pop().unwrap_or_default();
         let stage_outputs = senders.pop().unwrap_or_default();
         let mut info = StageInfo {
-            descriptions: instances.iter().map(|s| s.describe()).collect(),
+            descriptions,
             counters: Vec::new(),
             queues: stage_inputs.iter().flatten().map(Receiver::queue).collect(),
         };
@@ -360,6 +414,7 @@ fn start(builder: PipelineBuilder, layout: Arc<Layout>) -> Result<Pipeline> {
         output: Mutex::new(OutputState {
             queues: output_receivers,
             next_seq: 0,
+            ready: VecDeque::new(),
         }),
         threads: Mutex::new(threads),
         outcome: Mutex::new(None),
@@ -387,6 +442,8 @@ struct OutputState {
     queues: Vec<Receiver<Item>>,
     /// Sequence number of the next item to pop.
     next_seq: u64,
+    /// Once the pipeline has ended, the items still to come out, in order (`next_seq` first).
+    ready: VecDeque<Item>,
 }
 
 /// How the pipeline ended, once every stage thread is joined.
@@ -485,7 +542,8 @@ impl Pipeline {
     /// [`Error::UnknownTensor`], [`Error::MissingTensor`], [`Error::DuplicateTensor`] or
     /// [`Error::TensorSize`] for bad inputs (the pipeline is unaffected);
     /// [`Error::PipelineClosed`] after [`close`](Self::close); [`Error::StageFailed`] once a
-    /// stage has failed.
+    /// stage has failed (reported once the items before the failed one have run through;
+    /// they can still be popped).
     pub fn push(&self, inputs: &[(&str, &[u8])]) -> Result<u64> {
         match self.push_item(inputs, true)? {
             Some(seq) => Ok(seq),
@@ -502,7 +560,7 @@ impl Pipeline {
     fn push_item(&self, inputs: &[(&str, &[u8])], block: bool) -> Result<Option<u64>> {
         self.check_inputs(inputs)?;
         let mut state = self.shared.input.lock();
-        if self.shared.is_stopping() {
+        if self.shared.has_failed() {
             drop(state);
             return Err(self.stopped_error());
         }
@@ -561,33 +619,48 @@ impl Pipeline {
     ///
     /// # Errors
     ///
-    /// [`Error::StageFailed`] once a stage has failed; every item that did not come out
-    /// before is listed in it as lost.
+    /// [`Error::StageFailed`] once a stage has failed and every item before the failed one
+    /// came out; the failed item and every later one are listed in it as lost.
     pub fn pop(&self) -> Result<Option<Output>> {
-        let mut state = self.output.lock();
-        let next = state.queues.len().max(1) as u64;
-        let received = state
-            .queues
-            .get((state.next_seq % next) as usize)
-            .and_then(Receiver::recv);
-        if let Some(item) = received {
-            if !self.shared.is_stopping() {
-                debug_assert_eq!(item.seq, state.next_seq, "output out of order");
-                state.next_seq += 1;
-                self.popped.fetch_add(1, Ordering::Relaxed);
-                return Ok(Some(Output {
-                    seq: item.seq,
-                    frame: item.frame,
-                    layout: Arc::clone(&self.layout),
-                    shared: Arc::clone(&self.shared),
-                }));
+        {
+            let mut state = self.output.lock();
+            if let Some(item) = state.ready.pop_front() {
+                return Ok(Some(self.deliver(&mut state, item)));
             }
-            self.shared.lose(item);
+            let next = state.queues.len().max(1) as u64;
+            let received = state
+                .queues
+                .get((state.next_seq % next) as usize)
+                .and_then(Receiver::recv);
+            if let Some(item) = received {
+                if !self.shared.discards(item.seq) {
+                    return Ok(Some(self.deliver(&mut state, item)));
+                }
+                self.shared.discard(item);
+            }
         }
-        drop(state);
-        match self.finish() {
+        // The pipeline has ended: deliver what is left, then report how it ended.
+        let outcome = self.finish();
+        let mut state = self.output.lock();
+        if let Some(item) = state.ready.pop_front() {
+            return Ok(Some(self.deliver(&mut state, item)));
+        }
+        match outcome {
             Outcome::Finished => Ok(None),
             Outcome::Failed { failure, lost } => Err(failure.to_error(&lost)),
+        }
+    }
+
+    /// Hands `item`, the next one in order, to the caller.
+    fn deliver(&self, state: &mut OutputState, item: Item) -> Output {
+        debug_assert_eq!(item.seq, state.next_seq, "output out of order");
+        state.next_seq += 1;
+        self.popped.fetch_add(1, Ordering::Relaxed);
+        Output {
+            seq: item.seq,
+            frame: item.frame,
+            layout: Arc::clone(&self.layout),
+            shared: Arc::clone(&self.shared),
         }
     }
 
@@ -597,11 +670,12 @@ impl Pipeline {
     ///
     /// # Errors
     ///
-    /// [`Error::StageFailed`] if a stage has failed.
+    /// [`Error::StageFailed`] if a stage has failed (after the items before the failed one
+    /// have finished; they can still be popped).
     pub fn close(&self) -> Result<()> {
         {
             let mut state = self.shared.input.lock();
-            if !self.shared.is_stopping() {
+            if !self.shared.has_failed() {
                 state.closed = true;
                 state.senders.clear();
                 return Ok(());
@@ -621,16 +695,17 @@ impl Pipeline {
         }
     }
 
-    /// Stops the pipeline, joins every stage thread and settles the outcome: after a failure,
-    /// the finished items not yet popped are lost too. Idempotent; must be called without
-    /// holding the input or output lock.
+    /// Closes the input, joins every stage thread and settles the outcome: the items that
+    /// can still come out, in order, move to the `ready` list, and every other pushed item is
+    /// lost. Idempotent; must be called without holding the input or output lock.
     fn finish(&self) -> Outcome {
         let mut outcome = self.outcome.lock();
         if let Some(outcome) = outcome.as_ref() {
             return outcome.clone();
         }
-        // Normally every thread has ended already; after a failure they end promptly.
-        self.shared.stop(None);
+        // Normally every thread has ended already. Otherwise they end once the items they can
+        // still deliver have run through, as no queue pushes back any more.
+        self.shared.wind_down();
         let threads = std::mem::take(&mut *self.threads.lock());
         for thread in threads {
             if let Err(payload) = thread.handle.join() {
@@ -640,28 +715,54 @@ impl Pipeline {
                     .or_else(|| payload.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
                 worker::drop_payload(payload);
-                self.shared.stop(Some(Failure {
+                self.shared.fail(Failure {
                     stage: thread.index,
                     instance: thread.instance,
                     stage_desc: self.stages[thread.index].descriptions[thread.instance].clone(),
+                    item: None,
                     message: format!("stage thread panicked outside the stage: {message}"),
                     panicked: true,
-                }));
+                    cause: None,
+                });
             }
         }
-        let state = self.output.lock();
+        // What can still come out: the items in order from the next one to pop, up to the
+        // first that did not come through. Everything else that was pushed is lost.
+        let mut state = self.output.lock();
+        let mut next = state.next_seq + state.ready.len() as u64;
+        let count = state.queues.len().max(1) as u64;
+        while !self.shared.discards(next) {
+            let Some(queue) = state.queues.get((next % count) as usize) else {
+                break;
+            };
+            match queue.try_recv() {
+                Some(item) if item.seq == next => {
+                    state.ready.push_back(item);
+                    next += 1;
+                }
+                Some(item) => {
+                    self.shared.discard(item);
+                    break;
+                }
+                None => break,
+            }
+        }
         for queue in &state.queues {
             while let Some(item) = queue.try_recv() {
-                self.shared.lose(item);
+                self.shared.discard(item);
             }
         }
         drop(state);
+        let pushed = self.shared.input.lock().next_seq;
         let settled = match self.shared.failure() {
             Some(failure) => Outcome::Failed {
                 failure,
-                lost: self.shared.lost(),
+                lost: (next..pushed).collect(),
             },
-            None => Outcome::Finished,
+            None => {
+                debug_assert_eq!(next, pushed, "items vanished without a failure");
+                Outcome::Finished
+            }
         };
         *outcome = Some(settled.clone());
         tracing::debug!(parent: &self.span, failed = matches!(settled, Outcome::Failed { .. }), "pipeline finished");
@@ -693,7 +794,7 @@ impl Drop for Pipeline {
     /// Stops the stages and joins their threads. Items in flight are discarded; a stage run
     /// in progress is waited for, nothing else.
     fn drop(&mut self) {
-        self.shared.stop(None);
+        self.shared.halt();
         self.output.get_mut().queues.clear();
         for thread in self.threads.get_mut().drain(..) {
             if let Err(payload) = thread.handle.join() {

@@ -45,6 +45,8 @@ struct State<T> {
     sender_gone: bool,
     receiver_gone: bool,
     stopped: bool,
+    /// Set by [`Queue::unbound`]: the capacity no longer applies.
+    unbounded: bool,
     /// Threads blocked in `recv` and in `send`: notifying a condition variable costs a
     /// system call even when nobody waits, so only waited-on ones are notified.
     receivers_waiting: usize,
@@ -81,6 +83,7 @@ pub(crate) fn queue<T>(capacity: Option<usize>) -> (Sender<T>, Receiver<T>) {
             sender_gone: false,
             receiver_gone: false,
             stopped: false,
+            unbounded: false,
             receivers_waiting: 0,
             senders_waiting: 0,
         }),
@@ -108,6 +111,12 @@ impl<T> Queue<T> {
     /// Makes every current and future send fail with [`SendError::Closed`]; receiving goes on.
     pub(crate) fn stop(&self) {
         self.lock().stopped = true;
+        self.not_full.notify_all();
+    }
+
+    /// Lifts the capacity: from now on no send waits for room (a blocked one goes ahead).
+    pub(crate) fn unbound(&self) {
+        self.lock().unbounded = true;
         self.not_full.notify_all();
     }
 
@@ -168,7 +177,7 @@ impl<T> Queue<T> {
     }
 
     fn is_full(&self, state: &State<T>) -> bool {
-        self.capacity.is_some_and(|c| state.items.len() >= c)
+        !state.unbounded && self.capacity.is_some_and(|c| state.items.len() >= c)
     }
 }
 
@@ -338,6 +347,26 @@ mod tests {
         });
         // Receiving still works after stop.
         assert_eq!(rx.recv(), Some(0));
+    }
+
+    #[test]
+    fn unbound_lets_a_blocked_send_through() {
+        let (tx, rx) = queue(Some(1));
+        tx.send(0).unwrap();
+        let q = tx.queue();
+        std::thread::scope(|s| {
+            let blocked = s.spawn(|| {
+                tx.send(1).unwrap();
+                tx.send(2).unwrap();
+            });
+            std::thread::sleep(POLL * 5);
+            q.unbound();
+            blocked.join().unwrap();
+        });
+        assert_eq!(
+            std::iter::from_fn(|| rx.try_recv()).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
     }
 
     #[test]

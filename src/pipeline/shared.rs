@@ -1,5 +1,5 @@
 //! State shared by the caller side and the stage threads: items, the frame pool, the first
-//! failure and the stop signal.
+//! failure and the cutoff past which items are discarded.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -70,8 +70,11 @@ pub(crate) struct Failure {
     pub(crate) stage: usize,
     pub(crate) instance: usize,
     pub(crate) stage_desc: String,
+    /// The item the stage was running, if any.
+    pub(crate) item: Option<u64>,
     pub(crate) message: String,
     pub(crate) panicked: bool,
+    pub(crate) cause: Option<Arc<Error>>,
 }
 
 impl Failure {
@@ -81,8 +84,10 @@ impl Failure {
             stage: self.stage,
             instance: self.instance,
             stage_desc: self.stage_desc.clone(),
+            item: self.item,
             message: self.message.clone(),
             panicked: self.panicked,
+            cause: self.cause.clone(),
             lost: lost.to_vec(),
         }
     }
@@ -98,14 +103,20 @@ pub(crate) struct InputState {
     pub(crate) closed: bool,
 }
 
+/// No cutoff: every item runs.
+const NO_CUTOFF: u64 = u64::MAX;
+
 pub(crate) struct Shared {
-    /// Set on the first failure and on drop: from then on stages discard what they receive.
-    stopping: AtomicBool,
+    /// Items with this sequence number or a later one are discarded wherever they are: the
+    /// first failed item's after a failure, 0 once the pipeline is dropped.
+    cutoff: AtomicU64,
     /// The first failure; later ones are ignored.
     failure: Mutex<Option<Failure>>,
-    /// Sequence numbers of items discarded after a failure.
-    lost: Mutex<Vec<u64>>,
-    /// Every queue of the pipeline, to stop them all.
+    /// Whether `failure` is set, read without its lock on every push.
+    failed: AtomicBool,
+    /// The queues in front of the first stage, stopped to refuse input.
+    input_queues: Vec<Arc<Queue<Item>>>,
+    /// Every queue of the pipeline.
     queues: Vec<Arc<Queue<Item>>>,
     pub(crate) input: Mutex<InputState>,
     pub(crate) pool: Pool,
@@ -120,9 +131,10 @@ impl Shared {
         pool: Pool,
     ) -> Self {
         Shared {
-            stopping: AtomicBool::new(false),
+            cutoff: AtomicU64::new(NO_CUTOFF),
             failure: Mutex::new(None),
-            lost: Mutex::new(Vec::new()),
+            failed: AtomicBool::new(false),
+            input_queues: senders.iter().map(Sender::queue).collect(),
             queues,
             input: Mutex::new(InputState {
                 senders,
@@ -134,44 +146,70 @@ impl Shared {
         }
     }
 
-    pub(crate) fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
+    /// Whether item `seq` is to be discarded rather than run or delivered.
+    pub(crate) fn discards(&self, seq: u64) -> bool {
+        seq >= self.cutoff.load(Ordering::Acquire)
     }
 
-    /// Stops the pipeline: records `failure` if it is the first, makes every stage discard
-    /// from now on, fails every send (waking the blocked ones) and closes the input so the
-    /// stages drain and exit. Idempotent.
-    pub(crate) fn stop(&self, failure: Option<Failure>) {
-        if let Some(failure) = failure {
+    /// Whether a stage has failed.
+    pub(crate) fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    /// Records a stage failure (the first one is kept) and winds the pipeline down: later
+    /// items are discarded, the input is closed, and every queue stops pushing back, so the
+    /// items before the failed one finish every stage without waiting for the caller.
+    pub(crate) fn fail(&self, failure: Failure) {
+        if let Some(seq) = failure.item {
+            self.cutoff.fetch_min(seq, Ordering::AcqRel);
+        }
+        {
             let mut first = self.failure.lock();
             if first.is_none() {
                 *first = Some(failure);
             }
         }
-        self.stopping.store(true, Ordering::Release);
+        self.failed.store(true, Ordering::Release);
+        self.wind_down();
+    }
+
+    /// Lets the stages finish what they hold: closes the input and lifts every queue's
+    /// capacity, so no stage waits for a caller that may never pop. Idempotent.
+    pub(crate) fn wind_down(&self) {
+        self.close_input();
         for queue in &self.queues {
+            queue.unbound();
+        }
+    }
+
+    /// Refuses any more input: fails every send into the first queues (waking a blocked
+    /// push) and drops their senders, so the stages drain and exit. Idempotent.
+    fn close_input(&self) {
+        for queue in &self.input_queues {
             queue.stop();
         }
         // A push blocked on a full queue holds this lock; stopping the queues woke it.
         self.input.lock().senders.clear();
     }
 
-    /// Records `item` as lost and recycles its frame.
-    pub(crate) fn lose(&self, item: Item) {
-        self.lost.lock().push(item.seq);
+    /// Stops everything at once, for a pipeline being dropped: every item is discarded
+    /// and every send fails, waking the blocked ones.
+    pub(crate) fn halt(&self) {
+        self.cutoff.store(0, Ordering::Release);
+        for queue in &self.queues {
+            queue.stop();
+        }
+        self.close_input();
+    }
+
+    /// Recycles the frame of an item that will not come out.
+    pub(crate) fn discard(&self, item: Item) {
         self.pool.put(item.frame);
     }
 
     /// The first failure, if any.
     pub(crate) fn failure(&self) -> Option<Failure> {
         self.failure.lock().clone()
-    }
-
-    /// The lost items so far, sorted.
-    pub(crate) fn lost(&self) -> Vec<u64> {
-        let mut lost = self.lost.lock().clone();
-        lost.sort_unstable();
-        lost
     }
 }
 
@@ -196,37 +234,43 @@ mod tests {
         drop(c);
     }
 
+    fn failure(stage: usize, item: u64) -> Failure {
+        Failure {
+            stage,
+            instance: 0,
+            stage_desc: "test".into(),
+            item: Some(item),
+            message: "boom".into(),
+            panicked: false,
+            cause: None,
+        }
+    }
+
     #[test]
-    fn first_failure_wins_and_stop_closes_input() {
+    fn first_failure_is_reported_and_the_earliest_item_is_the_cutoff() {
         let (tx, rx) = crate::pipeline::queue::queue::<Item>(Some(1));
         let (later_tx, _later_rx) = crate::pipeline::queue::queue::<Item>(Some(1));
         let queues = vec![tx.queue(), later_tx.queue()];
         let shared = Shared::new(vec![tx], queues, Pool::new(vec![1].into(), 4));
-        let failure = |stage| Failure {
-            stage,
-            instance: 0,
-            stage_desc: "test".into(),
-            message: "boom".into(),
-            panicked: false,
-        };
-        shared.stop(Some(failure(2)));
-        shared.stop(Some(failure(5)));
-        assert!(shared.is_stopping());
+        assert!(!shared.discards(u64::MAX - 1));
+        shared.fail(failure(2, 7));
+        shared.fail(failure(5, 3));
+        assert!(shared.has_failed());
         assert_eq!(shared.failure().map(|f| f.stage), Some(2));
+        assert!(!shared.discards(2) && shared.discards(3));
         assert!(rx.recv().is_none(), "input must be disconnected");
-        let item = Item {
-            seq: 0,
+        let item = |seq| Item {
+            seq,
             frame: Box::new([]),
         };
-        assert!(later_tx.try_send(item).is_err(), "queues must refuse items");
-        shared.lose(Item {
-            seq: 7,
-            frame: vec![vec![0u8].into_boxed_slice()].into(),
-        });
-        shared.lose(Item {
-            seq: 3,
-            frame: vec![vec![0u8].into_boxed_slice()].into(),
-        });
-        assert_eq!(shared.lost(), [3, 7]);
+        // Queues behind the input keep carrying the items before the cutoff, without limit.
+        assert!(later_tx.try_send(item(0)).is_ok());
+        assert!(later_tx.try_send(item(1)).is_ok());
+        shared.halt();
+        assert!(shared.discards(0));
+        assert!(
+            later_tx.try_send(item(2)).is_err(),
+            "halted queues refuse items"
+        );
     }
 }

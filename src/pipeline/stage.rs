@@ -61,6 +61,9 @@ pub trait Stage: Send {
     /// Runs one item: `inputs[i]` holds `self.inputs()[i].byte_size` bytes, and
     /// `outputs[j]` has room for exactly `self.outputs()[j].byte_size` bytes, all of which
     /// the stage must write.
+    ///
+    /// A stage of your own reports its own failures as [`Error::stage`]; the pipeline then
+    /// stops with [`Error::StageFailed`], whose `cause` is the error returned here.
     fn run(&mut self, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> Result<()>;
 
     /// Backend and device, e.g. `"tflite-cpu #0 (4 threads)"`, for statistics and errors.

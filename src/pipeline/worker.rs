@@ -73,7 +73,8 @@ pub(crate) fn drop_payload(payload: Box<dyn Any + Send>) {
 }
 
 impl Worker {
-    /// Runs the stage until its input ends or the pipeline stops, then drains its input.
+    /// Runs the stage until its input ends, it fails, or its next item cannot come; then
+    /// drains its input, discarding what is left.
     pub(crate) fn run(mut self) {
         let span = tracing::info_span!(
             parent: &self.span,
@@ -84,10 +85,11 @@ impl Worker {
         );
         let _entered = span.enter();
         self.process();
-        // Whatever is still queued for this instance will never run.
+        // What is still queued for this instance comes after an item that did not come
+        // through, so it cannot come out in order.
         for input in &self.inputs {
             while let Some(item) = input.recv() {
-                self.shared.lose(item);
+                self.shared.discard(item);
             }
         }
         tracing::debug!("stage thread done");
@@ -113,26 +115,28 @@ impl Worker {
                 "stage {} got an item out of order",
                 self.index
             );
-            if self.shared.is_stopping() {
-                self.shared.lose(item);
-                return;
-            }
             next += self.replicas as u64;
+            // Past a failed item: nothing from here on can come out in order.
+            if self.shared.discards(item.seq) {
+                self.shared.discard(item);
+                continue;
+            }
             let outcome = {
                 let _invoke = tracing::trace_span!("invoke", seq = item.seq).entered();
-                self.invoke(&mut item.frame, &mut scratch)
+                self.invoke(item.seq, &mut item.frame, &mut scratch)
             };
             if let Err(failure) = outcome {
                 tracing::warn!(seq = item.seq, message = %failure.message, "stage failed");
-                self.shared.lose(item);
-                self.shared.stop(Some(failure));
+                self.shared.discard(item);
+                self.shared.fail(failure);
                 return;
             }
             let waiting = Instant::now();
             let output = &self.outputs[(item.seq % downstream) as usize];
             if let Err(SendError::Closed(item) | SendError::Full(item)) = output.send(item) {
-                // The pipeline is stopping.
-                self.shared.lose(item);
+                // The pipeline is being dropped, or the next stage stopped at a gap in the
+                // items: what this instance sends from now on could not come out either.
+                self.shared.discard(item);
                 return;
             }
             self.counters.add_wait_output(waiting.elapsed());
@@ -141,7 +145,12 @@ impl Worker {
 
     /// Runs the stage on one frame: lends it the input slots and the output slots, catching
     /// both errors and panics.
-    fn invoke(&mut self, frame: &mut Frame, scratch: &mut Scratch) -> Result<(), Failure> {
+    fn invoke(
+        &mut self,
+        seq: u64,
+        frame: &mut Frame,
+        scratch: &mut Scratch,
+    ) -> Result<(), Failure> {
         for &slot in self.route.outputs.iter() {
             scratch.outputs.push(std::mem::take(&mut frame[slot]));
         }
@@ -161,21 +170,23 @@ impl Worker {
         for (&slot, buf) in self.route.outputs.iter().zip(scratch.outputs.drain(..)) {
             frame[slot] = buf;
         }
-        let (message, panicked) = match result {
+        let (message, cause) = match result {
             Ok(Ok(())) => return Ok(()),
-            Ok(Err(error)) => (error.to_string(), false),
+            Ok(Err(error)) => (error.to_string(), Some(Arc::new(error))),
             Err(payload) => {
                 let message = panic_message(payload.as_ref());
                 drop_payload(payload);
-                (message, true)
+                (message, None)
             }
         };
         Err(Failure {
             stage: self.index,
             instance: self.instance,
             stage_desc: self.stage_desc.clone(),
+            item: Some(seq),
             message,
-            panicked,
+            panicked: cause.is_none(),
+            cause,
         })
     }
 }

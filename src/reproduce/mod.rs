@@ -204,7 +204,10 @@ pub fn plan_for(
             None => return Ok(None),
         },
         ("layers", Family::Conv) => return Ok(None),
-        _ => segment::strategy(strategy, cost_model)?.plan(graph, devices)?,
+        _ => match segment::strategy(strategy, cost_model)?.plan(graph, devices) {
+            Err(Error::SegmentCount { .. }) => return Ok(None),
+            plan => plan?,
+        },
     };
     Ok(Some(plan))
 }
@@ -361,11 +364,7 @@ pub fn time_batch(
     if items == 0 {
         return Err(Error::invalid("batch", "a batch needs at least one item"));
     }
-    let mut builder = PipelineBuilder::new();
-    for (i, segment) in segments.iter().enumerate() {
-        builder = builder.stage(backend.prepare(Arc::clone(segment), i)?);
-    }
-    let pipeline = builder.build()?;
+    let pipeline = PipelineBuilder::from_segments(segments, backend)?.build()?;
     let inputs: Vec<(String, Vec<u8>)> = pipeline
         .inputs()
         .iter()

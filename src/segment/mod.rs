@@ -31,6 +31,13 @@ pub trait Segmenter {
     fn name(&self) -> &str;
 
     /// Splits the graph into exactly `segments` contiguous, non-empty ranges of operators.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SegmentCount`] if `segments` is 0 or more than one plus the model's valid cut
+    /// points; [`Error::Unsupported`] for a model compiled for the Edge TPU, or whose
+    /// exchanged tensors share a name; profiling strategies also pass on their profiler's
+    /// errors.
     fn plan(&self, graph: &Graph<'_, '_>, segments: usize) -> Result<Plan>;
 }
 
@@ -72,35 +79,54 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The plan `segmenter` makes for `graph` in `segments` segments: the same as
+    /// `segmenter.plan(graph, segments)`, callable without importing [`Segmenter`].
+    ///
+    /// ```
+    /// use multitpu::model::{Graph, paper};
+    /// use multitpu::segment::{Plan, UniformByParams};
+    ///
+    /// let model = paper::fc(1000)?;
+    /// let plan = Plan::new(&Graph::new(&model)?, 2, &UniformByParams)?;
+    /// assert_eq!(plan.segments.len(), 2);
+    /// # Ok::<(), multitpu::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Segmenter::plan`].
+    pub fn new<S: Segmenter + ?Sized>(
+        graph: &Graph<'_, '_>,
+        segments: usize,
+        segmenter: &S,
+    ) -> Result<Plan> {
+        segmenter.plan(graph, segments)
+    }
+
     /// Makes the plan whose segments start at operator 0 and at each of `cuts` (ascending).
     ///
-    /// Fails if a cut is out of order or out of range, or if it would split the state of a
-    /// stateful operator (variable tensors) over two segments.
+    /// Fails with [`Error::InvalidCut`] if a cut is out of order or out of range, or if it
+    /// would split the state of a stateful operator (variable tensors) over two segments.
     pub fn from_cuts(strategy: &str, graph: &Graph<'_, '_>, cuts: &[usize]) -> Result<Plan> {
         let op_count = graph.op_count();
         if op_count == 0 {
-            return Err(Error::invalid("plan", "the model has no operators"));
+            return Err(Error::invalid("model", "the model has no operators"));
         }
         let mut starts = Vec::with_capacity(cuts.len() + 1);
         starts.push(0);
         for &cut in cuts {
             let previous = *starts.last().unwrap_or(&0);
             if cut <= previous || cut >= op_count {
-                return Err(Error::invalid(
-                    "plan",
-                    format!(
-                        "cut before operator {cut} is not in {}..{op_count}",
-                        previous + 1
-                    ),
-                ));
+                return Err(Error::InvalidCut {
+                    cut,
+                    reason: format!("cuts must be ascending and in {}..{op_count}", previous + 1),
+                });
             }
             if !is_valid_cut(graph, cut) {
-                return Err(Error::invalid(
-                    "plan",
-                    format!(
-                        "cut before operator {cut} would split a stateful operator's variables"
-                    ),
-                ));
+                return Err(Error::InvalidCut {
+                    cut,
+                    reason: "it would split a stateful operator's variables".to_string(),
+                });
             }
             starts.push(cut);
         }
@@ -260,15 +286,9 @@ fn range_figures(model: &Model<'_>, ops: &Range<usize>) -> (u64, u64) {
     (bytes, macs)
 }
 
-/// Checks that a model can be segmented at all: at least `segments` operators, and not a
-/// model compiled for the Edge TPU (its one custom op cannot be split).
+/// Checks that a model can be cut into `segments`: not a model compiled for the Edge TPU
+/// (its one custom op cannot be split), and 1 to valid cut points + 1 segments.
 pub(crate) fn check_segmentable(graph: &Graph<'_, '_>, segments: usize) -> Result<()> {
-    if segments == 0 {
-        return Err(Error::invalid(
-            "plan",
-            "the number of segments must be at least 1",
-        ));
-    }
     if crate::model::edgetpu::is_compiled(graph.model()) {
         return Err(Error::unsupported(
             "a model compiled for the Edge TPU cannot be split: split the uncompiled model, then compile each segment",
@@ -277,15 +297,12 @@ pub(crate) fn check_segmentable(graph: &Graph<'_, '_>, segments: usize) -> Resul
     let valid_cuts = (1..graph.op_count())
         .filter(|&c| is_valid_cut(graph, c))
         .count();
-    if segments > valid_cuts + 1 {
-        return Err(Error::invalid(
-            "plan",
-            format!(
-                "{segments} segments asked, but the model has only {} places to cut ({} operators)",
-                valid_cuts,
-                graph.op_count()
-            ),
-        ));
+    if segments == 0 || segments > valid_cuts + 1 {
+        return Err(Error::SegmentCount {
+            requested: segments,
+            max: valid_cuts + 1,
+            operators: graph.op_count(),
+        });
     }
     Ok(())
 }
@@ -344,8 +361,16 @@ mod tests {
             assert!(plan.segments.iter().all(|s| !s.ops.is_empty()));
             assert_eq!(plan.segments.last().unwrap().ops.end, 4);
         }
-        assert!(UniformByParams.plan(&graph, 5).is_err());
-        assert!(UniformByParams.plan(&graph, 0).is_err());
+        for requested in [0, 5] {
+            assert!(matches!(
+                UniformByParams.plan(&graph, requested),
+                Err(Error::SegmentCount {
+                    max: 4,
+                    operators: 4,
+                    ..
+                })
+            ));
+        }
     }
 
     #[test]
@@ -380,9 +405,12 @@ mod tests {
     fn bad_cuts_are_refused() {
         let model = chain(&[1, 1, 1], false);
         let graph = Graph::new(&model).unwrap();
-        assert!(Plan::from_cuts("t", &graph, &[0]).is_err());
-        assert!(Plan::from_cuts("t", &graph, &[2, 1]).is_err());
-        assert!(Plan::from_cuts("t", &graph, &[3]).is_err());
+        for (cuts, bad) in [(&[0][..], 0), (&[2, 1][..], 1), (&[3][..], 3)] {
+            assert!(matches!(
+                Plan::from_cuts("t", &graph, cuts),
+                Err(Error::InvalidCut { cut, .. }) if cut == bad
+            ));
+        }
         assert!(extract(&graph, 2..2).is_err());
         assert!(extract(&graph, 0..4).is_err());
     }

@@ -129,8 +129,9 @@ impl<'g, 'p> Candidates<'g, 'p> {
         plan.segments
             .iter()
             .map(|s| {
-                self.point_of(s.ops.end).ok_or_else(|| {
-                    Error::invalid("plan", format!("operator {} is not a valid cut", s.ops.end))
+                self.point_of(s.ops.end).ok_or_else(|| Error::InvalidCut {
+                    cut: s.ops.end,
+                    reason: "it is not a valid cut point".to_string(),
                 })
             })
             .collect()

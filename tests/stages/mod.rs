@@ -106,10 +106,7 @@ pub fn faulty(
             if run == at {
                 match fault {
                     Fault::Error => {
-                        return Err(Error::Runtime {
-                            call: "TfLiteInterpreterInvoke",
-                            message: format!("injected failure at run {run}"),
-                        });
+                        return Err(Error::stage(format!("injected failure at run {run}")));
                     }
                     Fault::Panic => panic!("injected panic at run {run}"),
                     Fault::PanicPayloadPanicsOnDrop => std::panic::panic_any(PanicsOnDrop),
@@ -135,4 +132,37 @@ pub fn seq_of(data: &[u8], add: u8) -> u64 {
         *d = s.wrapping_sub(add);
     }
     u64::from_le_bytes(b)
+}
+
+/// A real stage (e.g. a TFLite interpreter) that fails instead of running on its run `at`.
+pub struct FailingAt {
+    pub inner: Box<dyn Stage>,
+    pub at: u64,
+    pub runs: u64,
+}
+
+impl FailingAt {
+    pub fn boxed(inner: Box<dyn Stage>, at: u64) -> Box<dyn Stage> {
+        Box::new(FailingAt { inner, at, runs: 0 })
+    }
+}
+
+impl Stage for FailingAt {
+    fn inputs(&self) -> &[TensorSpec] {
+        self.inner.inputs()
+    }
+    fn outputs(&self) -> &[TensorSpec] {
+        self.inner.outputs()
+    }
+    fn run(&mut self, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> Result<()> {
+        let run = self.runs;
+        self.runs += 1;
+        if run == self.at {
+            return Err(Error::stage(format!("injected failure at run {run}")));
+        }
+        self.inner.run(inputs, outputs)
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
 }

@@ -1,0 +1,135 @@
+//! Pipelines straight from segments: a plan and its model, segment files, or segment bytes.
+//! Stage `i` runs segment `i` on device `i` of a [`Backend`].
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::model::Graph;
+use crate::pipeline::{Backend, Pipeline, PipelineBuilder};
+use crate::segment::{Plan, extract};
+use crate::{Error, Result};
+
+/// Names a segment in an error about it.
+fn in_segment(index: usize, file: Option<&Path>) -> impl FnOnce(Error) -> Error {
+    let file = file.map(Path::to_path_buf);
+    move |source| Error::Segment {
+        index,
+        file,
+        source: Box::new(source),
+    }
+}
+
+impl PipelineBuilder {
+    /// A builder with one stage per segment of `plan`, stage `i` on device `i` of `backend`.
+    /// The pipeline inputs and outputs are the model's, in the model's order (leaving out any
+    /// that no segment reads or writes).
+    ///
+    /// `graph` is the model's that `plan` was made for; each segment is extracted from it
+    /// and handed to the backend as a standalone model.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Segment`] naming the segment that could not be extracted or prepared.
+    pub fn from_plan(plan: &Plan, graph: &Graph<'_, '_>, backend: &dyn Backend) -> Result<Self> {
+        let model = graph.model();
+        let read: BTreeSet<usize> = plan
+            .segments
+            .iter()
+            .flat_map(|s| s.inputs.clone())
+            .collect();
+        let written: BTreeSet<usize> = plan
+            .segments
+            .iter()
+            .flat_map(|s| s.outputs.clone())
+            .collect();
+        let names = |tensors: &[usize], used: &BTreeSet<usize>| -> Vec<String> {
+            tensors
+                .iter()
+                .filter(|t| used.contains(t))
+                .map(|&t| model.tensors[t].name.to_string())
+                .collect()
+        };
+        let mut builder = PipelineBuilder::new()
+            .inputs(names(&model.inputs, &read))
+            .outputs(names(&model.outputs, &written));
+        for (index, segment) in plan.segments.iter().enumerate() {
+            let stage = extract(graph, segment.ops.clone())
+                .and_then(|m| m.to_bytes())
+                .and_then(|bytes| backend.prepare(Arc::from(bytes), index))
+                .map_err(in_segment(index, None))?;
+            builder = builder.stage(stage);
+        }
+        Ok(builder)
+    }
+
+    /// A builder with one stage per segment file (complete `.tflite` models, such as those
+    /// [`Plan::write`] writes), in the order given, stage `i` on device `i` of `backend`.
+    /// The pipeline inputs are the first segment's (see [`inputs`](Self::inputs)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Segment`] naming the segment whose file could not be read or prepared.
+    pub fn from_segment_files<P: AsRef<Path>>(files: &[P], backend: &dyn Backend) -> Result<Self> {
+        let mut builder = PipelineBuilder::new();
+        for (index, file) in files.iter().enumerate() {
+            let path = file.as_ref();
+            let bytes = std::fs::read(path)
+                .map_err(|source| Error::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })
+                .map_err(in_segment(index, None))?;
+            let stage = backend
+                .prepare(Arc::from(bytes), index)
+                .map_err(in_segment(index, Some(path)))?;
+            builder = builder.stage(stage);
+        }
+        Ok(builder)
+    }
+
+    /// A builder with one stage per segment model (the bytes of a complete `.tflite` file),
+    /// in the order given, stage `i` on device `i` of `backend`. The pipeline inputs are the
+    /// first segment's (see [`inputs`](Self::inputs)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Segment`] naming the segment that could not be prepared.
+    pub fn from_segments(segments: &[Arc<[u8]>], backend: &dyn Backend) -> Result<Self> {
+        let mut builder = PipelineBuilder::new();
+        for (index, segment) in segments.iter().enumerate() {
+            let stage = backend
+                .prepare(Arc::clone(segment), index)
+                .map_err(in_segment(index, None))?;
+            builder = builder.stage(stage);
+        }
+        Ok(builder)
+    }
+}
+
+impl Pipeline {
+    /// Runs `plan`'s segments of the model in `graph`, stage `i` on device `i` of `backend`,
+    /// with the default queues: [`PipelineBuilder::from_plan`], then
+    /// [`build`](PipelineBuilder::build).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Segment`] naming a segment that could not be extracted or prepared, or an
+    /// error of [`PipelineBuilder::build`].
+    pub fn from_plan(plan: &Plan, graph: &Graph<'_, '_>, backend: &dyn Backend) -> Result<Self> {
+        PipelineBuilder::from_plan(plan, graph, backend)?.build()
+    }
+
+    /// Runs segment files in the order given, stage `i` on device `i` of `backend`, with the
+    /// default queues: [`PipelineBuilder::from_segment_files`], then
+    /// [`build`](PipelineBuilder::build).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Segment`] naming a segment whose file could not be read or prepared, or an
+    /// error of [`PipelineBuilder::build`] (such as [`Error::NoProducer`] for files given
+    /// out of order).
+    pub fn from_segment_files<P: AsRef<Path>>(files: &[P], backend: &dyn Backend) -> Result<Self> {
+        PipelineBuilder::from_segment_files(files, backend)?.build()
+    }
+}
