@@ -3,7 +3,8 @@
 //! ```text
 //! cargo run --release --example pipeline -- MODEL --segments N [--strategy S]
 //!     [--backend cpu|sim-usb|sim-pcie|edgetpu] [--batch B] [--threads T]
-//!     [--compute skip|cpu] [--devices D0,D1,...] [--seed S]
+//!     [--compute skip|cpu] [--devices D0,D1,...] [--seed S] [--in-process]
+//!     [--timeout SECONDS]
 //! ```
 //!
 //! Strategies: `profiled` (default), `uniform`, `uniform-ops`, `libcoral`; the profiling ones
@@ -25,6 +26,13 @@
 //! - `edgetpu`: real Coral devices through libedgetpu; stage i on device i, or on the devices
 //!   named by `--devices` (Coral's names: `usb:0`, `pci:1`, `:2`, ...).
 //!
+//! Before a backend runs TFLite on the CPU in this process (`cpu`, and `sim-*` with
+//! `--compute cpu`), the whole model and every segment are loaded and invoked once in a child
+//! process (`multitpu::isolate`: this program started again, with at most 4 GiB of memory and
+//! `--timeout` seconds, default 120), so that a model that crashes TFLite ends in an error
+//! naming it (`error: the isolated check died ...`) instead of killing this program.
+//! `--in-process` skips that check.
+//!
 //! Runs B seeded random inputs (default 50), prints per-stage statistics and the throughput.
 //! The last line is `pipeline: <B> items, <items/s> items/s, <identical|not checked>`
 //! (or `<k> of <B> differ`, with a non-zero exit status), followed by `, simulated` on the
@@ -39,6 +47,7 @@ use multitpu::backend::{
     CpuBackend, DeviceSelector, EdgeTpuBackend, EdgeTpuRuntime, Interpreter, InterpreterOptions,
     Runtime, SimCompute, SimulatedEdgeTpuBackend, TensorInfo,
 };
+use multitpu::isolate::{self, Isolation, NamedModel};
 use multitpu::model::builder::SplitMix64;
 use multitpu::model::{Graph, Model, paper};
 use multitpu::pipeline::{Backend, Output, PipelineBuilder, PipelineStats, TensorSpec};
@@ -48,7 +57,7 @@ use multitpu::verify::random_tensor;
 
 const USAGE: &str = "usage: pipeline MODEL --segments N [--strategy S] \
     [--backend cpu|sim-usb|sim-pcie|edgetpu] [--batch B] [--threads T] [--compute skip|cpu] \
-    [--devices D0,D1,...] [--seed S]";
+    [--devices D0,D1,...] [--seed S] [--in-process] [--timeout SECONDS]";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum BackendKind {
@@ -68,6 +77,8 @@ struct Args {
     compute_on_cpu: bool,
     devices: Option<Vec<DeviceSelector>>,
     seed: u64,
+    in_process: bool,
+    timeout_s: f64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -82,6 +93,8 @@ fn parse_args() -> Result<Args, String> {
         compute_on_cpu: false,
         devices: None,
         seed: 0x5eed,
+        in_process: false,
+        timeout_s: Isolation::DEFAULT_TIMEOUT.as_secs_f64(),
     };
     let mut model = None;
     fn number<T: std::str::FromStr>(flag: &str, value: String) -> Result<T, String>
@@ -98,6 +111,8 @@ fn parse_args() -> Result<Args, String> {
             "--batch" => parsed.batch = number("--batch", value("--batch")?)?,
             "--threads" => parsed.threads = number("--threads", value("--threads")?)?,
             "--seed" => parsed.seed = number("--seed", value("--seed")?)?,
+            "--in-process" => parsed.in_process = true,
+            "--timeout" => parsed.timeout_s = number("--timeout", value("--timeout")?)?,
             "--backend" => {
                 parsed.backend = match value("--backend")?.as_str() {
                     "cpu" => BackendKind::Cpu,
@@ -140,6 +155,9 @@ fn parse_args() -> Result<Args, String> {
     }
     if parsed.threads == 0 {
         return Err("--threads must be at least 1".to_string());
+    }
+    if !(parsed.timeout_s.is_finite() && parsed.timeout_s > 0.0) {
+        return Err("--timeout must be a positive number of seconds".to_string());
     }
     Ok(parsed)
 }
@@ -272,14 +290,14 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
             .model
             .split(',')
             .map(|path| {
-                std::fs::read(path).map(Arc::from).map_err(|e| {
+                NamedModel::read(path).map_err(|e| {
                     let hint = if matches!(args.backend, BackendKind::EdgeTpu) {
                         " (with --backend edgetpu, MODEL lists segment files compiled with \
                          edgetpu_compiler)"
                     } else {
                         ""
                     };
-                    format!("{path}: {e}{hint}")
+                    format!("{e}{hint}")
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -324,6 +342,12 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         print!("{}", plan.table(&model, label));
         drop(graph);
         drop(model);
+        let n = parts.len();
+        let parts = parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, part)| NamedModel::new(format!("{} segment {i} of {n}", args.model), part))
+            .collect::<Vec<_>>();
         (Some(bytes), parts, predictions)
     };
 
@@ -364,10 +388,28 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         (_, None) => return Err("the TFLite runtime did not load".into()),
     };
 
+    // Stages that run TFLite on the CPU run it in this process: first make sure, in a child
+    // process, that TFLite survives loading and invoking every model.
+    if let (true, false, Some(runtime)) = (computes, args.in_process, &runtime) {
+        let models: Vec<NamedModel> = whole
+            .as_ref()
+            .map(|bytes| NamedModel::new(args.model.clone(), bytes.clone()))
+            .into_iter()
+            .chain(segments.iter().cloned())
+            .collect();
+        Isolation::new()
+            .with_timeout(Duration::from_secs_f64(args.timeout_s))
+            .check(runtime, &models, 1, args.seed)?;
+        println!(
+            "isolated check: {} models loaded and invoked in a child process",
+            models.len()
+        );
+    }
+
     // The pipeline: stage i on device i.
     let mut builder = PipelineBuilder::new();
     for (i, segment) in segments.iter().enumerate() {
-        builder = builder.stage(backend.prepare(Arc::clone(segment), i)?);
+        builder = builder.stage(backend.prepare(Arc::clone(segment.bytes()), i)?);
     }
     let pipeline = builder.build()?;
 
@@ -476,6 +518,8 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
 }
 
 fn main() -> ExitCode {
+    // In the child process of an isolated check, this runs the check and exits.
+    isolate::run_if_child();
     let args = match parse_args() {
         Ok(args) => args,
         Err(message) => {
