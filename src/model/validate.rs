@@ -43,6 +43,10 @@
 //!   `SOFTMAX`, which may also turn int8 into int16) write the type they read, and binary
 //!   operators and `CONCATENATION` read one type: `RESHAPE`, for one, copies its input's
 //!   bytes into its output whatever their types, past the end of a smaller output.
+//! - **What the writer needs**: as many recorded `min` as `max` values, a non-negative
+//!   `quantized_dimension`, a name for every custom op, a non-negative builtin code, one
+//!   `mutating_variable_inputs` flag per input (or none), so that every model that validates
+//!   can be written, and so cut into segments.
 //! - **Interface**: model inputs are not constants; every model output is written by an
 //!   operator (not a constant, not a model input passed through, which TFLite would run but
 //!   which is never what a converter produces and only shows up as wrong results); no
@@ -506,6 +510,26 @@ impl<'c, 'a> Checker<'c, 'a> {
         let Some(q) = &tensor.quantization else {
             return Ok(());
         };
+        // The recorded range and the axis are only read by converters, but a model that
+        // validates must also be one the writer can write, so segments of it can be cut.
+        if q.min.len() != q.max.len() {
+            return Err(self.tensor_error(
+                t,
+                "quantization.min",
+                format!(
+                    "{} min value(s) but {} max value(s)",
+                    q.min.len(),
+                    q.max.len()
+                ),
+            ));
+        }
+        if q.quantized_dimension < 0 {
+            return Err(self.tensor_error(
+                t,
+                "quantization.quantized_dimension",
+                format!("{} is negative", q.quantized_dimension),
+            ));
+        }
         if q.scale.is_empty() && q.zero_point.is_empty() {
             return Ok(());
         }
@@ -640,6 +664,7 @@ impl<'c, 'a> Checker<'c, 'a> {
     /// Per operator, in execution order: quantization needs and output shapes.
     fn operators(&self) -> Result<()> {
         for (o, op) in self.model.operators.iter().enumerate() {
+            self.operator_fields(o, op)?;
             if op.opcode.builtin == BUILTIN_CUSTOM {
                 continue;
             }
@@ -655,6 +680,30 @@ impl<'c, 'a> Checker<'c, 'a> {
                     self.compare_shape(o, t, dims)?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// What the writer needs of every operator, custom ones included: a known kind of code,
+    /// a name for a custom op, one `mutating_variable_inputs` flag per input (or none).
+    fn operator_fields(&self, o: usize, op: &Operator<'_>) -> Result<()> {
+        if op.opcode.builtin < 0 {
+            return Err(self.op_error(
+                o,
+                "opcode.builtin_code",
+                format!("builtin code {} is negative", op.opcode.builtin),
+            ));
+        }
+        if op.opcode.builtin == BUILTIN_CUSTOM && op.opcode.custom.is_none() {
+            return Err(self.op_error(o, "opcode.custom_code", "a custom op without a name"));
+        }
+        let flags = op.mutating_variable_inputs.len();
+        if flags != 0 && flags != op.inputs.len() {
+            return Err(self.op_error(
+                o,
+                "mutating_variable_inputs",
+                format!("{flags} flag(s) for {} input(s)", op.inputs.len()),
+            ));
         }
         Ok(())
     }
@@ -1738,6 +1787,52 @@ mod tests {
             .unwrap()
             .quantized_dimension = 4;
         expect_invalid(&m, at_tensor(&m, 1), "quantization.quantized_dimension");
+    }
+
+    #[test]
+    fn a_model_that_validates_can_be_written() {
+        // Found by fuzzing (fuzz target `validate`): a tensor with 1 min and 33 max values
+        // validated, and the writer then refused the model and every segment of it.
+        let mut m = conv_model();
+        let q = m.tensors[3].quantization.as_mut().unwrap();
+        q.min = vec![0.0];
+        q.max = vec![1.0; 33];
+        expect_invalid(&m, at_tensor(&m, 3), "quantization.min");
+        assert!(m.to_bytes().is_err(), "the writer refuses it too");
+
+        let mut m = conv_model();
+        m.tensors[0]
+            .quantization
+            .as_mut()
+            .unwrap()
+            .quantized_dimension = -1;
+        expect_invalid(&m, at_tensor(&m, 0), "quantization.quantized_dimension");
+
+        let mut m = conv_model();
+        m.tensors[0].quantization = Some(Quantization {
+            min: Vec::new(),
+            max: Vec::new(),
+            scale: Vec::new(),
+            zero_point: Vec::new(),
+            quantized_dimension: -2,
+        });
+        expect_invalid(&m, at_tensor(&m, 0), "quantization.quantized_dimension");
+
+        let mut m = conv_model();
+        m.operators[1].mutating_variable_inputs = vec![false; 2];
+        expect_invalid(&m, at_op(1, "RESHAPE"), "mutating_variable_inputs");
+
+        let mut m = conv_model();
+        m.operators[1].opcode.builtin = BUILTIN_CUSTOM;
+        expect_invalid(&m, at_op(1, "CUSTOM"), "opcode.custom_code");
+
+        let mut m = conv_model();
+        m.operators[1].opcode.builtin = -3;
+        let location = ModelLocation::Operator {
+            index: 1,
+            op: op_name(&m.operators[1]),
+        };
+        expect_invalid(&m, location, "opcode.builtin_code");
     }
 
     #[test]
