@@ -47,10 +47,11 @@
 //!   `quantized_dimension`, a name for every custom op, a non-negative builtin code, one
 //!   `mutating_variable_inputs` flag per input (or none), so that every model that validates
 //!   can be written, and so cut into segments.
-//! - **Interface**: model inputs are not constants; every model output is written by an
+//! - **Interface**: model inputs are not constants or variables; every model output is written by an
 //!   operator (not a constant, not a model input passed through, which TFLite would run but
 //!   which is never what a converter produces and only shows up as wrong results); no
-//!   operator writes a constant or a model input.
+//!   operator writes a constant, a model input or a variable (state, which its stateful
+//!   operator updates in place).
 //! - **Shapes from the producers**: for the operators in the list below, the output shapes
 //!   are computed from the input shapes and options as TFLite computes them, and must equal
 //!   the recorded ones. Checked operator by operator in execution order, this makes every
@@ -613,13 +614,16 @@ impl<'c, 'a> Checker<'c, 'a> {
     fn interface(&self) -> Result<()> {
         let model = self.model;
         for (i, &t) in model.inputs.iter().enumerate() {
-            if model.tensors[t].is_constant() {
+            let tensor = &model.tensors[t];
+            if tensor.is_constant() || tensor.is_variable {
+                let what = if tensor.is_constant() {
+                    "constant"
+                } else {
+                    "variable"
+                };
                 return Err(Self::subgraph_error(
                     "inputs",
-                    format!(
-                        "model input {i} is constant tensor {t} `{}`",
-                        model.tensors[t].name
-                    ),
+                    format!("model input {i} is {what} tensor {t} `{}`", tensor.name),
                 ));
             }
         }
@@ -644,9 +648,14 @@ impl<'c, 'a> Checker<'c, 'a> {
         for (o, op) in model.operators.iter().enumerate() {
             for &t in &op.outputs {
                 let tensor = &model.tensors[t];
-                if tensor.is_constant() || self.is_model_input[t] {
+                if tensor.is_constant() || self.is_model_input[t] || tensor.is_variable {
+                    // A variable is state: its stateful operator updates it in place, and no
+                    // operator writes it as an output (TFLite would keep the value between
+                    // invocations, and a segment could not hand it on).
                     let what = if tensor.is_constant() {
                         "a constant"
+                    } else if tensor.is_variable {
+                        "a variable"
                     } else {
                         "a model input"
                     };
@@ -1867,6 +1876,19 @@ mod tests {
         m.outputs = vec![0];
         let reason = expect_invalid(&m, ModelLocation::Subgraph, "outputs");
         assert!(reason.contains("a model input"), "{reason}");
+    }
+
+    #[test]
+    fn operators_must_not_write_variables() {
+        // Found by the mutation campaign: a crossing activation marked variable ran, and the
+        // segments then lost it (no segment output of that name) or differed from the whole
+        // model.
+        let mut m = conv_model();
+        m.tensors[3].is_variable = true;
+        expect_invalid(&m, at_op(0, "CONV_2D"), "outputs");
+        let mut m = conv_model();
+        m.tensors[0].is_variable = true;
+        expect_invalid(&m, ModelLocation::Subgraph, "inputs");
     }
 
     #[test]
