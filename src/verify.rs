@@ -8,7 +8,7 @@
 //! Both run TFLite in this process, where a model that crashes TFLite's kernels takes the
 //! process with it. For models from untrusted sources, [`Isolation`](crate::isolate::Isolation)
 //! runs the same checks in a child process with bounded memory and time, and reports a crash
-//! as [`Error::Isolated`](crate::Error::Isolated) naming the model.
+//! as [`Error::Isolated`] naming the model.
 
 use std::sync::Arc;
 
