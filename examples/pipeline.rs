@@ -3,7 +3,8 @@
 //! ```text
 //! cargo run --release --example pipeline -- MODEL --segments N [--strategy S]
 //!     [--backend cpu|sim-usb|sim-pcie|edgetpu] [--batch B] [--threads T]
-//!     [--compute skip|cpu] [--devices D0,D1,...] [--seed S]
+//!     [--compute skip|cpu] [--devices D0,D1,...] [--seed S] [--in-process]
+//!     [--timeout SECONDS]
 //! ```
 //!
 //! Strategies: `profiled` (default), `uniform`, `uniform-ops`, `libcoral`; the profiling ones
@@ -25,6 +26,13 @@
 //! - `edgetpu`: real Coral devices through libedgetpu; stage i on device i, or on the devices
 //!   named by `--devices` (Coral's names: `usb:0`, `pci:1`, `:2`, ...).
 //!
+//! Before a backend runs TFLite on the CPU in this process (`cpu`, and `sim-*` with
+//! `--compute cpu`), the whole model and every segment are loaded and invoked once in a child
+//! process (`multitpu::isolate`: this program started again, with at most 4 GiB of memory and
+//! `--timeout` seconds, default 120), so that a model that crashes TFLite ends in an error
+//! naming it (`error: the isolated check died ...`) instead of killing this program.
+//! `--in-process` skips that check.
+//!
 //! Runs B seeded random inputs (default 50), prints per-stage statistics and the throughput.
 //! The last line is `pipeline: <B> items, <items/s> items/s, <identical|not checked>`
 //! (or `<k> of <B> differ`, with a non-zero exit status), followed by `, simulated` on the
@@ -38,6 +46,7 @@ use multitpu::backend::{
     CpuBackend, DeviceSelector, EdgeTpuBackend, EdgeTpuRuntime, Interpreter, InterpreterOptions,
     Runtime, SimCompute, SimulatedEdgeTpuBackend, TensorInfo,
 };
+use multitpu::isolate::{self, Isolation, NamedModel};
 use multitpu::model::builder::SplitMix64;
 use multitpu::model::{Graph, Model, paper};
 use multitpu::pipeline::{Backend, Output, Pipeline, PipelineStats, TensorSpec};
@@ -47,7 +56,7 @@ use multitpu::verify::random_tensor;
 
 const USAGE: &str = "usage: pipeline MODEL --segments N [--strategy S] \
     [--backend cpu|sim-usb|sim-pcie|edgetpu] [--batch B] [--threads T] [--compute skip|cpu] \
-    [--devices D0,D1,...] [--seed S]";
+    [--devices D0,D1,...] [--seed S] [--in-process] [--timeout SECONDS]";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum BackendKind {
@@ -67,6 +76,8 @@ struct Args {
     compute_on_cpu: bool,
     devices: Option<Vec<DeviceSelector>>,
     seed: u64,
+    in_process: bool,
+    timeout_s: f64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -81,6 +92,8 @@ fn parse_args() -> Result<Args, String> {
         compute_on_cpu: false,
         devices: None,
         seed: 0x5eed,
+        in_process: false,
+        timeout_s: Isolation::DEFAULT_TIMEOUT.as_secs_f64(),
     };
     let mut model = None;
     fn number<T: std::str::FromStr>(flag: &str, value: String) -> Result<T, String>
@@ -97,6 +110,8 @@ fn parse_args() -> Result<Args, String> {
             "--batch" => parsed.batch = number("--batch", value("--batch")?)?,
             "--threads" => parsed.threads = number("--threads", value("--threads")?)?,
             "--seed" => parsed.seed = number("--seed", value("--seed")?)?,
+            "--in-process" => parsed.in_process = true,
+            "--timeout" => parsed.timeout_s = number("--timeout", value("--timeout")?)?,
             "--backend" => {
                 parsed.backend = match value("--backend")?.as_str() {
                     "cpu" => BackendKind::Cpu,
@@ -139,6 +154,9 @@ fn parse_args() -> Result<Args, String> {
     }
     if parsed.threads == 0 {
         return Err("--threads must be at least 1".to_string());
+    }
+    if !(parsed.timeout_s.is_finite() && parsed.timeout_s > 0.0) {
+        return Err("--timeout must be a positive number of seconds".to_string());
     }
     Ok(parsed)
 }
@@ -299,6 +317,21 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         (_, None) => return Err("the TFLite runtime did not load".into()),
     };
 
+    // Stages that run TFLite on the CPU run it in this process: first make sure, in a child
+    // process, that TFLite survives loading and invoking every model.
+    let check_isolated = |models: &[NamedModel]| -> Result<(), Box<dyn Error>> {
+        if let (true, false, Some(runtime)) = (computes, args.in_process, &runtime) {
+            Isolation::new()
+                .with_timeout(Duration::from_secs_f64(args.timeout_s))
+                .check(runtime, models, 1, args.seed)?;
+            println!(
+                "isolated check: {} models loaded and invoked in a child process",
+                models.len()
+            );
+        }
+        Ok(())
+    };
+
     // The pipeline, stage i on device i: of precompiled segment files, or of the plan's
     // segments of the whole model. Predictions are the simulated stages' own (from the
     // segment models), computed once for the plan table, the stage statistics and the bound.
@@ -310,6 +343,11 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         }
         let plural = if files.len() == 1 { "" } else { "s" };
         println!("{} segment file{plural}, used as given", files.len());
+        let models = files
+            .iter()
+            .map(NamedModel::read)
+            .collect::<multitpu::Result<Vec<_>>>()?;
+        check_isolated(&models)?;
         let pipeline = Pipeline::from_segment_files(&files, &*backend).map_err(|e| {
             if matches!(args.backend, BackendKind::EdgeTpu) {
                 format!(
@@ -337,9 +375,17 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
             plan.segments.len(),
             plan.strategy
         );
+        let parts = plan.extract(&graph)?;
         let predictions = simulated
-            .then(|| predict_all(&cost_model, &plan.extract(&graph)?))
+            .then(|| predict_all(&cost_model, &parts))
             .transpose()?;
+        let n = parts.len();
+        let mut models = vec![NamedModel::new(args.model.clone(), bytes.clone())];
+        for (i, part) in parts.iter().enumerate() {
+            let name = format!("{} segment {i} of {n}", args.model);
+            models.push(NamedModel::new(name, part.to_bytes()?));
+        }
+        check_isolated(&models)?;
         let label = match &predictions {
             Some(predicted) => {
                 for (segment, &latency) in plan.segments.iter_mut().zip(predicted) {
@@ -461,6 +507,8 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
 }
 
 fn main() -> ExitCode {
+    // In the child process of an isolated check, this runs the check and exits.
+    isolate::run_if_child();
     let args = match parse_args() {
         Ok(args) => args,
         Err(message) => {

@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release --example segment -- MODEL --segments N
 //!     [--strategy uniform|uniform-ops|profiled|libcoral] [--profiler model|cpu] [--link usb|pcie]
-//!     [--out DIR] [--verify K]
+//!     [--out DIR] [--verify K] [--in-process] [--timeout SECONDS]
 //! ```
 //!
 //! Strategies: `uniform` (equal parameter bytes, as `edgetpu_compiler --num_segments`),
@@ -22,12 +22,19 @@
 //! (default: next to the model), and with `--verify K` runs K random inputs through the whole model and through the
 //! chained segments on the TFLite CPU runtime, comparing every output byte for byte. The last
 //! line is then `verify: <k>/<K> identical`; the exit status is non-zero on any difference.
+//!
+//! The check runs in a child process (`multitpu::isolate`: this program started again, with
+//! at most 4 GiB of memory and `--timeout` seconds, default 120), so that a model that
+//! crashes TFLite ends in `verification failed: the isolated check died ...` naming the
+//! segment file, not in the death of this program. `--in-process` runs it here instead.
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use multitpu::backend::tflite::Runtime;
+use multitpu::isolate::{self, Isolation, NamedModel};
 use multitpu::model::{Graph, Model};
 use multitpu::profile::{CpuProfiler, EdgeTpuCostModel, Link, Profiler};
 use multitpu::segment::{self, LibcoralSearch, Profiled, Segmenter};
@@ -41,10 +48,13 @@ struct Args {
     link: String,
     out: Option<PathBuf>,
     verify: usize,
+    in_process: bool,
+    timeout_s: f64,
 }
 
 const USAGE: &str = "usage: segment MODEL --segments N [--strategy uniform|uniform-ops|profiled|libcoral] \
-                     [--profiler model|cpu] [--link usb|pcie] [--out DIR] [--verify K]";
+                     [--profiler model|cpu] [--link usb|pcie] [--out DIR] [--verify K] [--in-process] \
+                     [--timeout SECONDS]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
@@ -55,6 +65,8 @@ fn parse_args() -> Result<Args, String> {
     let mut link = "usb".to_string();
     let mut out = None;
     let mut verify = 0;
+    let mut in_process = false;
+    let mut timeout_s = Isolation::DEFAULT_TIMEOUT.as_secs_f64();
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| args.next().ok_or(format!("{flag} needs a value"));
         match arg.as_str() {
@@ -74,6 +86,14 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .map_err(|e| format!("--verify: {e}"))?
             }
+            "--in-process" => in_process = true,
+            "--timeout" => {
+                timeout_s = value("--timeout")?
+                    .parse()
+                    .ok()
+                    .filter(|t: &f64| t.is_finite() && *t > 0.0)
+                    .ok_or("--timeout: a positive number of seconds")?
+            }
             "-h" | "--help" => return Err(USAGE.to_string()),
             flag if flag.starts_with("--") => {
                 return Err(format!("unknown option {flag}\n{USAGE}"));
@@ -90,6 +110,8 @@ fn parse_args() -> Result<Args, String> {
         link,
         out,
         verify,
+        in_process,
+        timeout_s,
     })
 }
 
@@ -170,7 +192,8 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("model");
-    for path in plan.write(&graph, &out_dir, stem)? {
+    let paths = plan.write(&graph, &out_dir, stem)?;
+    for path in &paths {
         println!("wrote {}", path.display());
     }
 
@@ -178,12 +201,22 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         return Ok(true);
     }
     let verified = Runtime::load().and_then(|runtime| {
-        let segments = plan
-            .extract(&graph)?
+        if args.in_process {
+            let segments = plan
+                .extract(&graph)?
+                .iter()
+                .map(Model::to_bytes)
+                .collect::<Result<Vec<_>, _>>()?;
+            return verify_chain(&runtime, &bytes, segments, args.verify, 0x5eed);
+        }
+        let whole = NamedModel::new(args.model.display().to_string(), bytes.clone());
+        let segments = paths
             .iter()
-            .map(Model::to_bytes)
+            .map(NamedModel::read)
             .collect::<Result<Vec<_>, _>>()?;
-        verify_chain(&runtime, &bytes, segments, args.verify, 0x5eed)
+        Isolation::new()
+            .with_timeout(Duration::from_secs_f64(args.timeout_s))
+            .verify_chain(&runtime, &whole, &segments, args.verify, 0x5eed)
     });
     let identical = match verified {
         Ok(report) => {
@@ -202,6 +235,8 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
 }
 
 fn main() -> ExitCode {
+    // In the child process of an isolated check, this runs the check and exits.
+    isolate::run_if_child();
     let args = match parse_args() {
         Ok(args) => args,
         Err(message) => {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::isolate::ChildExit;
 use crate::model::options::FieldType;
 use crate::model::validate::ModelLocation;
 use crate::pipeline::TensorSpec;
@@ -367,6 +368,23 @@ pub enum Error {
         lost: Vec<u64>,
     },
 
+    /// A check run in a child process (see [`crate::isolate`]) died or hung: TFLite crashed,
+    /// aborted, ran out of memory or ran past the time limit on a model, and the child went
+    /// down instead of the caller.
+    #[error("the isolated check died {what}: {reason}{}", last_line(stderr))]
+    Isolated {
+        /// What the child was doing, naming the model: e.g. `invoking
+        /// segments/m_segment_1_of_2.tflite (trial 0)`, `loading segment 2 of 4`.
+        what: String,
+        /// The file of that model, when it came from one.
+        path: Option<PathBuf>,
+        /// How the child ended.
+        reason: ChildExit,
+        /// The last 4 KiB the child wrote on stderr (TFLite's and the C++ runtime's last
+        /// words, e.g. `terminate called after throwing an instance of 'std::bad_alloc'`).
+        stderr: String,
+    },
+
     /// The operating system refused to start a thread.
     #[error("cannot start thread `{thread}`: {source}")]
     Spawn {
@@ -445,6 +463,16 @@ fn spec_text(spec: &TensorSpec) -> String {
         "{:?}{:?} ({} bytes)",
         spec.element_type, spec.shape, spec.byte_size
     )
+}
+
+/// `; last on stderr: <line>` for the last non-empty line of `stderr`, or nothing.
+fn last_line(stderr: &str) -> String {
+    stderr
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .map_or(String::new(), |line| format!("; last on stderr: {line}"))
 }
 
 /// Result with the crate's [`Error`].

@@ -43,6 +43,7 @@
 
 pub mod backend;
 mod error;
+pub mod isolate;
 pub mod model;
 pub mod pipeline;
 pub mod profile;

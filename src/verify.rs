@@ -4,6 +4,11 @@
 //! tensors by name (as Coral's pipeline does), so a tensor that skips segments still reaches
 //! the one that reads it. [`verify_chain`] feeds the same random inputs to the whole model
 //! and to the chain and compares every model output byte for byte.
+//!
+//! Both run TFLite in this process, where a model that crashes TFLite's kernels takes the
+//! process with it. For models from untrusted sources, [`Isolation`](crate::isolate::Isolation)
+//! runs the same checks in a child process with bounded memory and time, and reports a crash
+//! as [`Error::Isolated`] naming the model.
 
 use std::sync::Arc;
 
@@ -42,6 +47,15 @@ impl SegmentChain {
     /// Runs the chain: `inputs` are the model inputs by name; returns every tensor any
     /// segment produced, by name, in the order they were produced.
     pub fn run(&mut self, inputs: &[(String, Vec<u8>)]) -> Result<NamedTensors> {
+        self.run_reporting(inputs, &mut |_| {})
+    }
+
+    /// [`run`](Self::run), calling `before_invoke` with each segment's index before it runs.
+    fn run_reporting(
+        &mut self,
+        inputs: &[(String, Vec<u8>)],
+        before_invoke: &mut dyn FnMut(usize),
+    ) -> Result<NamedTensors> {
         let mut available: NamedTensors = inputs.to_vec();
         let mut produced = NamedTensors::new();
         for (index, interpreter) in self.interpreters.iter_mut().enumerate() {
@@ -62,6 +76,7 @@ impl SegmentChain {
                     })?;
                 interpreter.set_input(slot, data)?;
             }
+            before_invoke(index);
             interpreter.invoke()?;
             for slot in 0..interpreter.outputs().len() {
                 let name = interpreter.outputs()[slot].name.clone();
@@ -97,9 +112,57 @@ pub fn verify_chain(
     trials: usize,
     seed: u64,
 ) -> Result<VerifyReport> {
+    let segments = segments.into_iter().map(Arc::from).collect();
+    verify_chain_reporting(
+        runtime,
+        Arc::from(whole_model),
+        segments,
+        trials,
+        seed,
+        &mut |_| {},
+    )
+}
+
+/// What a check is about to do with which model, reported before it starts: the step a crash
+/// happened in, for isolated checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Reading the model and building its interpreter.
+    Load {
+        /// The model's position in the check (for [`verify_chain`]: 0 is the whole model,
+        /// segment `i` is `i + 1`).
+        model: usize,
+    },
+    /// Running it on one input.
+    Invoke {
+        /// As in [`Step::Load`].
+        model: usize,
+        /// The trial, from 0.
+        trial: usize,
+    },
+}
+
+/// [`verify_chain`], calling `progress` before each step.
+pub(crate) fn verify_chain_reporting(
+    runtime: &Runtime,
+    whole_model: Arc<[u8]>,
+    segments: Vec<Arc<[u8]>>,
+    trials: usize,
+    seed: u64,
+    progress: &mut dyn FnMut(Step),
+) -> Result<VerifyReport> {
     let options = InterpreterOptions::default();
-    let mut whole = Interpreter::new(runtime, Arc::<[u8]>::from(whole_model), &options)?;
-    let mut chain = SegmentChain::new(runtime, segments, &options)?;
+    progress(Step::Load { model: 0 });
+    let mut whole = Interpreter::new(runtime, whole_model, &options)?;
+    let interpreters = segments
+        .into_iter()
+        .enumerate()
+        .map(|(index, bytes)| {
+            progress(Step::Load { model: index + 1 });
+            Interpreter::new(runtime, bytes, &options)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut chain = SegmentChain { interpreters };
     let mut rng = SplitMix64::new(seed);
     let mut report = VerifyReport {
         identical: 0,
@@ -113,7 +176,7 @@ pub fn verify_chain(
             .map(|info| Ok((info.name.clone(), random_tensor(info, &mut rng)?)))
             .collect::<Result<NamedTensors>>()?;
         // A run that fails ends the check: later trials would fail the same way.
-        match compare_once(&mut whole, &mut chain, &inputs) {
+        match compare_once(&mut whole, &mut chain, &inputs, trial, progress) {
             Ok(None) => report.identical += 1,
             Ok(Some(difference)) => {
                 report
@@ -129,18 +192,53 @@ pub fn verify_chain(
     Ok(report)
 }
 
+/// Loads each model into its own CPU interpreter and invokes it on `trials` seeded random
+/// inputs, one model after the other, calling `progress` before each step. Fails with the
+/// first error.
+pub(crate) fn check_models(
+    runtime: &Runtime,
+    models: Vec<Arc<[u8]>>,
+    trials: usize,
+    seed: u64,
+    progress: &mut dyn FnMut(Step),
+) -> Result<()> {
+    let options = InterpreterOptions::default();
+    let mut rng = SplitMix64::new(seed);
+    for (model, bytes) in models.into_iter().enumerate() {
+        progress(Step::Load { model });
+        let mut interpreter = Interpreter::new(runtime, bytes, &options)?;
+        for trial in 0..trials {
+            for slot in 0..interpreter.inputs().len() {
+                let data = random_tensor(&interpreter.inputs()[slot], &mut rng)?;
+                interpreter.set_input(slot, &data)?;
+            }
+            progress(Step::Invoke { model, trial });
+            interpreter.invoke()?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs one input through the whole model and the chain; describes the first output that
 /// differs, if any.
 fn compare_once(
     whole: &mut Interpreter,
     chain: &mut SegmentChain,
     inputs: &[(String, Vec<u8>)],
+    trial: usize,
+    progress: &mut dyn FnMut(Step),
 ) -> Result<Option<String>> {
     for (slot, (_, data)) in inputs.iter().enumerate() {
         whole.set_input(slot, data)?;
     }
+    progress(Step::Invoke { model: 0, trial });
     whole.invoke()?;
-    let produced = chain.run(inputs)?;
+    let produced = chain.run_reporting(inputs, &mut |segment| {
+        progress(Step::Invoke {
+            model: segment + 1,
+            trial,
+        })
+    })?;
     for (slot, info) in whole.outputs().iter().enumerate() {
         let expected = whole.output(slot)?;
         let difference = match produced.iter().rev().find(|(n, _)| *n == info.name) {

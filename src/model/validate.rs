@@ -43,10 +43,15 @@
 //!   `SOFTMAX`, which may also turn int8 into int16) write the type they read, and binary
 //!   operators and `CONCATENATION` read one type: `RESHAPE`, for one, copies its input's
 //!   bytes into its output whatever their types, past the end of a smaller output.
-//! - **Interface**: model inputs are not constants; every model output is written by an
+//! - **What the writer needs**: as many recorded `min` as `max` values, a non-negative
+//!   `quantized_dimension`, a name for every custom op, a non-negative builtin code, one
+//!   `mutating_variable_inputs` flag per input (or none), so that every model that validates
+//!   can be written, and so cut into segments.
+//! - **Interface**: model inputs are not constants or variables; every model output is written by an
 //!   operator (not a constant, not a model input passed through, which TFLite would run but
 //!   which is never what a converter produces and only shows up as wrong results); no
-//!   operator writes a constant or a model input.
+//!   operator writes a constant, a model input or a variable (state, which its stateful
+//!   operator updates in place).
 //! - **Shapes from the producers**: for the operators in the list below, the output shapes
 //!   are computed from the input shapes and options as TFLite computes them, and must equal
 //!   the recorded ones. Checked operator by operator in execution order, this makes every
@@ -506,6 +511,26 @@ impl<'c, 'a> Checker<'c, 'a> {
         let Some(q) = &tensor.quantization else {
             return Ok(());
         };
+        // The recorded range and the axis are only read by converters, but a model that
+        // validates must also be one the writer can write, so segments of it can be cut.
+        if q.min.len() != q.max.len() {
+            return Err(self.tensor_error(
+                t,
+                "quantization.min",
+                format!(
+                    "{} min value(s) but {} max value(s)",
+                    q.min.len(),
+                    q.max.len()
+                ),
+            ));
+        }
+        if q.quantized_dimension < 0 {
+            return Err(self.tensor_error(
+                t,
+                "quantization.quantized_dimension",
+                format!("{} is negative", q.quantized_dimension),
+            ));
+        }
         if q.scale.is_empty() && q.zero_point.is_empty() {
             return Ok(());
         }
@@ -589,13 +614,16 @@ impl<'c, 'a> Checker<'c, 'a> {
     fn interface(&self) -> Result<()> {
         let model = self.model;
         for (i, &t) in model.inputs.iter().enumerate() {
-            if model.tensors[t].is_constant() {
+            let tensor = &model.tensors[t];
+            if tensor.is_constant() || tensor.is_variable {
+                let what = if tensor.is_constant() {
+                    "constant"
+                } else {
+                    "variable"
+                };
                 return Err(Self::subgraph_error(
                     "inputs",
-                    format!(
-                        "model input {i} is constant tensor {t} `{}`",
-                        model.tensors[t].name
-                    ),
+                    format!("model input {i} is {what} tensor {t} `{}`", tensor.name),
                 ));
             }
         }
@@ -620,9 +648,14 @@ impl<'c, 'a> Checker<'c, 'a> {
         for (o, op) in model.operators.iter().enumerate() {
             for &t in &op.outputs {
                 let tensor = &model.tensors[t];
-                if tensor.is_constant() || self.is_model_input[t] {
+                if tensor.is_constant() || self.is_model_input[t] || tensor.is_variable {
+                    // A variable is state: its stateful operator updates it in place, and no
+                    // operator writes it as an output (TFLite would keep the value between
+                    // invocations, and a segment could not hand it on).
                     let what = if tensor.is_constant() {
                         "a constant"
+                    } else if tensor.is_variable {
+                        "a variable"
                     } else {
                         "a model input"
                     };
@@ -640,6 +673,7 @@ impl<'c, 'a> Checker<'c, 'a> {
     /// Per operator, in execution order: quantization needs and output shapes.
     fn operators(&self) -> Result<()> {
         for (o, op) in self.model.operators.iter().enumerate() {
+            self.operator_fields(o, op)?;
             if op.opcode.builtin == BUILTIN_CUSTOM {
                 continue;
             }
@@ -655,6 +689,30 @@ impl<'c, 'a> Checker<'c, 'a> {
                     self.compare_shape(o, t, dims)?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// What the writer needs of every operator, custom ones included: a known kind of code,
+    /// a name for a custom op, one `mutating_variable_inputs` flag per input (or none).
+    fn operator_fields(&self, o: usize, op: &Operator<'_>) -> Result<()> {
+        if op.opcode.builtin < 0 {
+            return Err(self.op_error(
+                o,
+                "opcode.builtin_code",
+                format!("builtin code {} is negative", op.opcode.builtin),
+            ));
+        }
+        if op.opcode.builtin == BUILTIN_CUSTOM && op.opcode.custom.is_none() {
+            return Err(self.op_error(o, "opcode.custom_code", "a custom op without a name"));
+        }
+        let flags = op.mutating_variable_inputs.len();
+        if flags != 0 && flags != op.inputs.len() {
+            return Err(self.op_error(
+                o,
+                "mutating_variable_inputs",
+                format!("{flags} flag(s) for {} input(s)", op.inputs.len()),
+            ));
         }
         Ok(())
     }
@@ -1741,6 +1799,52 @@ mod tests {
     }
 
     #[test]
+    fn a_model_that_validates_can_be_written() {
+        // Found by fuzzing (fuzz target `validate`): a tensor with 1 min and 33 max values
+        // validated, and the writer then refused the model and every segment of it.
+        let mut m = conv_model();
+        let q = m.tensors[3].quantization.as_mut().unwrap();
+        q.min = vec![0.0];
+        q.max = vec![1.0; 33];
+        expect_invalid(&m, at_tensor(&m, 3), "quantization.min");
+        assert!(m.to_bytes().is_err(), "the writer refuses it too");
+
+        let mut m = conv_model();
+        m.tensors[0]
+            .quantization
+            .as_mut()
+            .unwrap()
+            .quantized_dimension = -1;
+        expect_invalid(&m, at_tensor(&m, 0), "quantization.quantized_dimension");
+
+        let mut m = conv_model();
+        m.tensors[0].quantization = Some(Quantization {
+            min: Vec::new(),
+            max: Vec::new(),
+            scale: Vec::new(),
+            zero_point: Vec::new(),
+            quantized_dimension: -2,
+        });
+        expect_invalid(&m, at_tensor(&m, 0), "quantization.quantized_dimension");
+
+        let mut m = conv_model();
+        m.operators[1].mutating_variable_inputs = vec![false; 2];
+        expect_invalid(&m, at_op(1, "RESHAPE"), "mutating_variable_inputs");
+
+        let mut m = conv_model();
+        m.operators[1].opcode.builtin = BUILTIN_CUSTOM;
+        expect_invalid(&m, at_op(1, "CUSTOM"), "opcode.custom_code");
+
+        let mut m = conv_model();
+        m.operators[1].opcode.builtin = -3;
+        let location = ModelLocation::Operator {
+            index: 1,
+            op: op_name(&m.operators[1]),
+        };
+        expect_invalid(&m, location, "opcode.builtin_code");
+    }
+
+    #[test]
     fn zero_points_must_fit_the_type() {
         let mut m = conv_model();
         m.tensors[3].quantization.as_mut().unwrap().zero_point[0] = 256;
@@ -1772,6 +1876,19 @@ mod tests {
         m.outputs = vec![0];
         let reason = expect_invalid(&m, ModelLocation::Subgraph, "outputs");
         assert!(reason.contains("a model input"), "{reason}");
+    }
+
+    #[test]
+    fn operators_must_not_write_variables() {
+        // Found by the mutation campaign: a crossing activation marked variable ran, and the
+        // segments then lost it (no segment output of that name) or differed from the whole
+        // model.
+        let mut m = conv_model();
+        m.tensors[3].is_variable = true;
+        expect_invalid(&m, at_op(0, "CONV_2D"), "outputs");
+        let mut m = conv_model();
+        m.tensors[0].is_variable = true;
+        expect_invalid(&m, ModelLocation::Subgraph, "inputs");
     }
 
     #[test]

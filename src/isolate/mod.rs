@@ -1,0 +1,732 @@
+//! Checking untrusted models in a child process, so that a crash in TFLite's C++ kernels
+//! ends in an error instead of the caller's death.
+//!
+//! [`Model::validate`](crate::model::Model::validate) refuses the defects known to crash
+//! TFLite, but what TFLite does with a model that passes is out of this crate's hands: a
+//! kernel that aborts, dereferences a bad pointer, allocates without bound or loops forever
+//! takes the whole process with it. [`Isolation`] runs the checks of [`crate::verify`] in a
+//! child process instead, with bounded memory and time; a child that dies is reported as
+//! [`Error::Isolated`], naming the model it was loading or invoking and how the child ended
+//! ([`ChildExit`]: a signal, running out of memory, a timeout, a panic).
+//!
+//! # The child is the caller's own program
+//!
+//! A library has no executable of its own to start, so the child is the program that uses
+//! it: [`Isolation`] starts the current executable again with the environment variable
+//! `MULTITPU_ISOLATED_CHILD` set, and [`run_if_child`], called first thing in `main`, sees
+//! the variable, runs the check it is sent on stdin and exits. Nothing else needs to be
+//! built, installed or found, and the child runs the same version of this crate, with the
+//! TFLite library the parent loaded.
+//!
+//! ```no_run
+//! use multitpu::backend::Runtime;
+//! use multitpu::isolate::{self, Isolation, NamedModel};
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     isolate::run_if_child(); // first: in the child, this runs the check and exits
+//!
+//!     let runtime = Runtime::load()?;
+//!     let model = NamedModel::read("untrusted.tflite")?;
+//!     match Isolation::new().check(&runtime, &[model], 1, 0) {
+//!         Ok(()) => println!("ran without crashing TFLite"),
+//!         Err(multitpu::Error::Isolated { what, reason, .. }) => {
+//!             println!("TFLite died {what}: {reason}")
+//!         }
+//!         Err(other) => println!("refused: {other}"),
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! A program that cannot call [`run_if_child`] first (a test harness, a program that parses
+//! its arguments before anything else) can name another program with
+//! [`Isolation::with_program`]: any executable whose `main` starts with [`run_if_child`]. A
+//! child that does not answer as one is reported as [`ChildExit::NoAnswer`], and a process
+//! started as a child never starts a child of its own.
+//!
+//! # Limits
+//!
+//! The child runs with at most [`Isolation::DEFAULT_MEMORY_LIMIT`] bytes of address space
+//! (on Linux, `RLIMIT_AS`, set before the program starts; see
+//! [`Isolation::with_memory_limit`]), without core dumps, and is killed after
+//! [`Isolation::DEFAULT_TIMEOUT`] ([`Isolation::with_timeout`]).
+//!
+//! # What it does not cover
+//!
+//! The child runs the models on seeded random inputs. A crash that depends on the values of
+//! other inputs, or on a delegate (XNNPack, an Edge TPU), can still happen when the caller
+//! then runs the models in its own process; only running everything in a child rules that
+//! out. See `docs/reliability.md` for which guarantees hold in-process and which only with
+//! isolation.
+
+mod limits;
+mod wire;
+
+use std::fmt;
+use std::io::{self, BufRead, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::backend::Runtime;
+use crate::model::Model;
+use crate::verify::{self, Step, VerifyReport};
+use crate::{Error, Result};
+use wire::{Job, JobKind, Message};
+
+/// The environment variable that marks a process as an isolated child.
+const CHILD_ENV: &str = "MULTITPU_ISOLATED_CHILD";
+
+/// How much of the child's stderr an [`Error::Isolated`] keeps: its last 4 KiB.
+const STDERR_TAIL: usize = 4096;
+
+/// Longest line read from a child; a longer one means the program is not an isolated child.
+const MAX_LINE: u64 = 1 << 20;
+
+/// If this process was started by an [`Isolation`] as its child, runs the check it is sent
+/// and exits; otherwise returns at once.
+///
+/// Call it first thing in `main` of every program that uses [`Isolation`] without
+/// [`Isolation::with_program`]: the child is the same program, and whatever `main` does
+/// before this call, it also does in every child.
+pub fn run_if_child() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return;
+    }
+    let code = match serve() {
+        Ok(()) => 0,
+        Err(error) => {
+            eprintln!("multitpu isolated child: {error}");
+            3
+        }
+    };
+    std::process::exit(code)
+}
+
+/// The child's side: greets, reads the job, runs it reporting each step, sends the result.
+fn serve() -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    let mut send = |message: Message| -> io::Result<()> {
+        writeln!(out, "{}", message.line())?;
+        out.flush()
+    };
+    send(Message::Hello)?;
+    let job = Job::read(io::stdin().lock()).map_err(io::Error::other)?;
+    let mut sent = Ok(());
+    let result = run_job(job, &mut |step| {
+        if sent.is_ok() {
+            sent = send(Message::Step(step));
+        }
+    });
+    sent?;
+    send(result)
+}
+
+fn run_job(job: Job, progress: &mut dyn FnMut(Step)) -> Message {
+    let runtime = if job.library.as_os_str().is_empty() {
+        Runtime::load()
+    } else {
+        Runtime::from_path(&job.library)
+    };
+    let result = runtime.and_then(|runtime| match job.kind {
+        JobKind::Check => {
+            verify::check_models(&runtime, job.models, job.trials, job.seed, progress)
+                .map(|()| Message::Done)
+        }
+        JobKind::Verify => {
+            let mut models = job.models.into_iter();
+            let whole = models
+                .next()
+                .ok_or_else(|| Error::invalid("isolated job", "no whole model to verify"))?;
+            verify::verify_chain_reporting(
+                &runtime,
+                whole,
+                models.collect(),
+                job.trials,
+                job.seed,
+                progress,
+            )
+            .map(Message::Report)
+        }
+    });
+    result.unwrap_or_else(Message::Error)
+}
+
+/// A model to check in a child: its bytes, and what errors call it.
+#[derive(Debug, Clone)]
+pub struct NamedModel {
+    name: String,
+    path: Option<PathBuf>,
+    bytes: Arc<[u8]>,
+}
+
+impl NamedModel {
+    /// The model in file `path`, named by its path.
+    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(NamedModel {
+            name: path.display().to_string(),
+            path: Some(path.to_path_buf()),
+            bytes: Arc::from(bytes),
+        })
+    }
+
+    /// A model in memory, called `name` (e.g. `segment 2 of 4`) in errors.
+    pub fn new(name: impl Into<String>, bytes: impl Into<Arc<[u8]>>) -> Self {
+        NamedModel {
+            name: name.into(),
+            path: None,
+            bytes: bytes.into(),
+        }
+    }
+
+    /// What errors call the model.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The file the model was read from, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The model's bytes.
+    pub fn bytes(&self) -> &Arc<[u8]> {
+        &self.bytes
+    }
+}
+
+/// How an isolated child ended without giving a result: the `reason` of
+/// [`Error::Isolated`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChildExit {
+    /// Killed by a signal: `SIGSEGV` or `SIGBUS` (a bad memory access), `SIGABRT` (an abort:
+    /// a failed check in TFLite, an uncaught C++ exception), `SIGKILL` from outside the
+    /// parent (the kernel's out-of-memory killer, a user), ...
+    Signal(i32),
+    /// Ran out of memory: an allocation failed under the memory limit (in bytes, if one was
+    /// set) and the child aborted.
+    OutOfMemory {
+        /// The child's memory limit, if any.
+        limit: Option<u64>,
+    },
+    /// Still running after the time limit: killed.
+    Timeout(Duration),
+    /// A Rust panic (a bug in this crate, or in the program before [`run_if_child`]).
+    Panicked,
+    /// Exited with this code without a result.
+    Exited(i32),
+    /// The program did not answer as an isolated child: its `main` does not start with
+    /// [`run_if_child`], or it is not a program using this crate.
+    NoAnswer,
+}
+
+impl ChildExit {
+    /// A signal's usual name (`SIGSEGV`), or `None` for one not listed here.
+    fn signal_name(signal: i32) -> Option<&'static str> {
+        #[cfg(target_os = "linux")]
+        {
+            Some(match signal {
+                libc::SIGILL => "SIGILL",
+                libc::SIGTRAP => "SIGTRAP",
+                libc::SIGABRT => "SIGABRT",
+                libc::SIGBUS => "SIGBUS",
+                libc::SIGFPE => "SIGFPE",
+                libc::SIGKILL => "SIGKILL",
+                libc::SIGSEGV => "SIGSEGV",
+                libc::SIGPIPE => "SIGPIPE",
+                libc::SIGTERM => "SIGTERM",
+                libc::SIGXCPU => "SIGXCPU",
+                libc::SIGSYS => "SIGSYS",
+                _ => return None,
+            })
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = signal;
+            None
+        }
+    }
+}
+
+impl fmt::Display for ChildExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChildExit::Signal(signal) => match ChildExit::signal_name(*signal) {
+                Some(name) => write!(f, "killed by signal {signal} ({name})"),
+                None => write!(f, "killed by signal {signal}"),
+            },
+            ChildExit::OutOfMemory { limit: Some(limit) } => write!(
+                f,
+                "ran out of memory (limit {} MiB)",
+                limit.div_ceil(1 << 20)
+            ),
+            ChildExit::OutOfMemory { limit: None } => write!(f, "ran out of memory"),
+            ChildExit::Timeout(limit) => {
+                write!(
+                    f,
+                    "still running after {:.1} s, killed",
+                    limit.as_secs_f64()
+                )
+            }
+            ChildExit::Panicked => write!(f, "panicked"),
+            ChildExit::Exited(code) => write!(f, "exited with code {code} without a result"),
+            ChildExit::NoAnswer => write!(
+                f,
+                "did not answer as an isolated child: its program must call \
+                 multitpu::isolate::run_if_child() first thing in main"
+            ),
+        }
+    }
+}
+
+/// Where and how checks run in a child process: which program, how much memory, how long.
+///
+/// Cheap to build; each check starts one child and waits for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Isolation {
+    program: Option<PathBuf>,
+    memory_limit: Option<u64>,
+    timeout: Duration,
+}
+
+impl Default for Isolation {
+    fn default() -> Self {
+        Isolation {
+            program: None,
+            memory_limit: Some(Self::DEFAULT_MEMORY_LIMIT),
+            timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+impl Isolation {
+    /// Address space a child may use by default: 4 GiB. TFLite maps its library, an arena
+    /// for the tensors and a stack per thread; the largest real model checked here needs
+    /// under 300 MiB, and a validated model has no tensor over
+    /// [`MAX_TENSOR_BYTES`](crate::model::validate::MAX_TENSOR_BYTES) (1 GiB).
+    pub const DEFAULT_MEMORY_LIMIT: u64 = 4 << 30;
+
+    /// How long a child may run by default: 120 s.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+    /// Children that run the current executable, with the default limits.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `program` as the child instead of the current executable; its `main` must start
+    /// with [`run_if_child`].
+    pub fn with_program(mut self, program: impl Into<PathBuf>) -> Self {
+        self.program = Some(program.into());
+        self
+    }
+
+    /// Bounds the child's address space to `bytes` (`None`: no bound). Only on Linux: with
+    /// a bound, checks elsewhere fail with [`Error::Unsupported`].
+    pub fn with_memory_limit(mut self, bytes: Option<u64>) -> Self {
+        self.memory_limit = bytes;
+        self
+    }
+
+    /// Kills the child after `timeout`.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The child's memory limit in bytes, if any.
+    pub fn memory_limit(&self) -> Option<u64> {
+        self.memory_limit
+    }
+
+    /// The child's time limit.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// In a child process: loads each model into a TFLite CPU interpreter (of `runtime`'s
+    /// library) and invokes it on `trials` seeded random inputs, one model after the other.
+    ///
+    /// Every model is read and validated here first, so a malformed or invalid model gives
+    /// the same typed error as in-process ([`Error::Malformed`], [`Error::InvalidModel`],
+    /// ...) without starting a child. Errors TFLite reports in the child come back typed
+    /// ([`Error::Runtime`]); a child that dies or hangs gives [`Error::Isolated`] naming the
+    /// model and the step.
+    pub fn check(
+        &self,
+        runtime: &Runtime,
+        models: &[NamedModel],
+        trials: usize,
+        seed: u64,
+    ) -> Result<()> {
+        let models: Vec<&NamedModel> = models.iter().collect();
+        let library = runtime.library_path();
+        match self.run(JobKind::Check, library, &models, trials, seed)? {
+            Message::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// In a child process: [`verify_chain`](crate::verify::verify_chain) of `whole` and its
+    /// `segments` (in order) over `trials` seeded random inputs.
+    ///
+    /// Errors as for [`check`](Self::check); as in-process, an error while running a trial
+    /// is that trial's difference in the report.
+    pub fn verify_chain(
+        &self,
+        runtime: &Runtime,
+        whole: &NamedModel,
+        segments: &[NamedModel],
+        trials: usize,
+        seed: u64,
+    ) -> Result<VerifyReport> {
+        let models: Vec<&NamedModel> = std::iter::once(whole).chain(segments).collect();
+        let library = runtime.library_path();
+        match self.run(JobKind::Verify, library, &models, trials, seed)? {
+            Message::Report(report) => Ok(report),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Validates the models here, runs the job in a child on the TFLite library at `library`
+    /// and returns its result message (never [`Message::Error`]: that is returned as the
+    /// error).
+    fn run(
+        &self,
+        kind: JobKind,
+        library: &Path,
+        models: &[&NamedModel],
+        trials: usize,
+        seed: u64,
+    ) -> Result<Message> {
+        if std::env::var_os(CHILD_ENV).is_some() {
+            return Err(Error::invalid(
+                "isolated check",
+                "this process is itself an isolated child that did not run its check: its \
+                 program must call multitpu::isolate::run_if_child() first thing in main",
+            ));
+        }
+        if self.memory_limit.is_some() && !limits::MEMORY_LIMITS {
+            return Err(Error::unsupported(
+                "memory limits for isolated checks outside Linux (use with_memory_limit(None))",
+            ));
+        }
+        for model in models {
+            Model::from_bytes(&model.bytes)?.validate()?;
+        }
+        let program = match &self.program {
+            Some(program) => program.clone(),
+            None => std::env::current_exe().map_err(|source| Error::Io {
+                path: PathBuf::from("<current executable>"),
+                source,
+            })?,
+        };
+        let job = Job {
+            kind,
+            library: library.to_path_buf(),
+            trials,
+            seed,
+            models: models.iter().map(|m| Arc::clone(&m.bytes)).collect(),
+        };
+        let ended = self.watch(&program, job)?;
+        let (last_step, finished) = (ended.last_step, ended.result.is_some());
+        let failed = |reason: ChildExit, stderr: String| {
+            let (what, path) = describe(last_step, finished, models);
+            Error::Isolated {
+                what,
+                path,
+                reason,
+                stderr,
+            }
+        };
+        if !ended.answered {
+            let reason = if ended.timed_out {
+                ChildExit::Timeout(self.timeout)
+            } else {
+                ChildExit::NoAnswer
+            };
+            return Err(failed(reason, ended.stderr));
+        }
+        if ended.timed_out {
+            return Err(failed(ChildExit::Timeout(self.timeout), ended.stderr));
+        }
+        match (ended.result, ended.status) {
+            (Some(Message::Error(error)), Some(status)) if status.success() => Err(error),
+            (Some(result), Some(status)) if status.success() => Ok(result),
+            (_, status) => {
+                let reason = classify(status, &ended.stderr, self.memory_limit);
+                Err(failed(reason, ended.stderr))
+            }
+        }
+    }
+
+    /// Starts `program` as a child, sends it `job` and follows it until it exits or the
+    /// time limit passes (then kills it).
+    fn watch(&self, program: &Path, job: Job) -> Result<Ended> {
+        let mut command = Command::new(program);
+        command
+            .env(CHILD_ENV, "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        limits::apply(&mut command, self.memory_limit);
+        let deadline = Instant::now() + self.timeout;
+        let child = command.spawn().map_err(|source| Error::Io {
+            path: program.to_path_buf(),
+            source,
+        })?;
+        let mut child = Reaped(child);
+        let (stdin, stdout, stderr) = child.pipes();
+
+        // Threads feed the child its job and drain its output, so that neither side blocks
+        // on a full pipe while the parent waits with a deadline. Each ends when its pipe
+        // closes, at the latest when the child is gone.
+        let writer = spawn("multitpu-isolated-job", move || {
+            let mut stdin = io::BufWriter::new(stdin);
+            // A child that dies or does not read its job closes the pipe: that is reported
+            // from its exit status, not from here.
+            let _ = job.write(&mut stdin);
+        })?;
+        let (lines_tx, lines) = mpsc::channel();
+        let reader = spawn("multitpu-isolated-out", move || {
+            let mut stdout = io::BufReader::new(stdout);
+            loop {
+                let mut line = Vec::new();
+                match (&mut stdout).take(MAX_LINE).read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let text = String::from_utf8_lossy(&line);
+                        let text = text.strip_suffix('\n').unwrap_or(&text).to_owned();
+                        if lines_tx.send(text).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        })?;
+        let tail = spawn("multitpu-isolated-err", move || {
+            let mut stderr = stderr;
+            let mut tail = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > 2 * STDERR_TAIL {
+                    tail.drain(..tail.len() - STDERR_TAIL);
+                }
+            }
+            let start = tail.len().saturating_sub(STDERR_TAIL);
+            String::from_utf8_lossy(&tail[start..]).into_owned()
+        })?;
+
+        let mut ended = Ended::default();
+        loop {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                ended.timed_out = true;
+                break;
+            };
+            let line = match lines.recv_timeout(left) {
+                Ok(line) => line,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    ended.timed_out = true;
+                    break;
+                }
+                // stdout closed: the child is exiting.
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            match (ended.answered, Message::parse(&line)) {
+                (false, Some(Message::Hello)) => ended.answered = true,
+                (true, Some(Message::Step(step))) if ended.result.is_none() => {
+                    ended.last_step = Some(step)
+                }
+                (true, Some(result @ (Message::Done | Message::Report(_) | Message::Error(_))))
+                    if ended.result.is_none() =>
+                {
+                    ended.result = Some(result)
+                }
+                // Not the protocol: not an isolated child (or a broken one).
+                _ => {
+                    ended.answered = false;
+                    break;
+                }
+            }
+        }
+        ended.status = if ended.timed_out || !ended.answered {
+            child.kill()
+        } else {
+            match child.wait_until(deadline) {
+                Some(status) => Some(status),
+                None => {
+                    ended.timed_out = true;
+                    child.kill()
+                }
+            }
+        };
+        drop(lines);
+        let _ = writer.join();
+        let _ = reader.join();
+        ended.stderr = tail.join().unwrap_or_default();
+        Ok(ended)
+    }
+}
+
+/// What [`Isolation::watch`] saw of a child.
+#[derive(Default)]
+struct Ended {
+    /// It greeted with [`wire::HELLO`] and spoke only the protocol.
+    answered: bool,
+    /// The last step it started.
+    last_step: Option<Step>,
+    /// Its result, if it sent one.
+    result: Option<Message>,
+    /// It was killed at the time limit.
+    timed_out: bool,
+    /// How it ended (`None` if waiting for it failed).
+    status: Option<ExitStatus>,
+    /// The end of its stderr.
+    stderr: String,
+}
+
+/// A child that is killed and reaped when dropped, so that no early return (or panic)
+/// leaves it running.
+struct Reaped(Child);
+
+impl Reaped {
+    fn pipes(
+        &mut self,
+    ) -> (
+        std::process::ChildStdin,
+        std::process::ChildStdout,
+        std::process::ChildStderr,
+    ) {
+        let child = &mut self.0;
+        // All three were set to `Stdio::piped()` before the spawn.
+        match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
+            (Some(stdin), Some(stdout), Some(stderr)) => (stdin, stdout, stderr),
+            _ => unreachable!("the child's stdin, stdout and stderr are piped"),
+        }
+    }
+
+    /// Kills the child (if still running) and reaps it.
+    fn kill(&mut self) -> Option<ExitStatus> {
+        let _ = self.0.kill();
+        self.0.wait().ok()
+    }
+
+    /// Waits for the child to exit until `deadline`; `None` if it is still running then.
+    fn wait_until(&mut self, deadline: Instant) -> Option<ExitStatus> {
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.0.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            self.kill();
+        }
+    }
+}
+
+fn spawn<T: Send + 'static>(
+    name: &str,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> Result<thread::JoinHandle<T>> {
+    thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(body)
+        .map_err(|source| Error::Spawn {
+            thread: name.to_owned(),
+            source,
+        })
+}
+
+/// What the child was doing (`loading segment 2 of 4`) and the file of that model.
+fn describe(
+    step: Option<Step>,
+    finished: bool,
+    models: &[&NamedModel],
+) -> (String, Option<PathBuf>) {
+    let model = |index: usize| models.get(index).copied();
+    match step {
+        _ if finished => ("exiting after its check".to_owned(), None),
+        None => ("starting".to_owned(), None),
+        Some(Step::Load { model: index }) => match model(index) {
+            Some(m) => (format!("loading {}", m.name), m.path.clone()),
+            None => (format!("loading model {index}"), None),
+        },
+        Some(Step::Invoke {
+            model: index,
+            trial,
+        }) => match model(index) {
+            Some(m) => (
+                format!("invoking {} (trial {trial})", m.name),
+                m.path.clone(),
+            ),
+            None => (format!("invoking model {index} (trial {trial})"), None),
+        },
+    }
+}
+
+/// How a child that gave no result ended, from its exit status and last words.
+fn classify(status: Option<ExitStatus>, stderr: &str, limit: Option<u64>) -> ChildExit {
+    let Some(status) = status else {
+        return ChildExit::Exited(-1);
+    };
+    // Rust's `handle_alloc_error`, C++'s uncaught `std::bad_alloc`, and C libraries that
+    // report a failed allocation say so on stderr before they abort.
+    let out_of_memory = [
+        "memory allocation of",
+        "std::bad_alloc",
+        "Cannot allocate memory",
+        "out of memory",
+    ]
+    .iter()
+    .any(|marker| stderr.contains(marker));
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            return if out_of_memory {
+                ChildExit::OutOfMemory { limit }
+            } else {
+                ChildExit::Signal(signal)
+            };
+        }
+    }
+    match status.code() {
+        Some(101) if stderr.contains("panicked") => ChildExit::Panicked,
+        _ if out_of_memory => ChildExit::OutOfMemory { limit },
+        Some(code) => ChildExit::Exited(code),
+        None => ChildExit::Exited(-1),
+    }
+}
+
+fn unexpected(message: &Message) -> Error {
+    Error::invalid(
+        "isolated check",
+        format!("unexpected result `{}`", message.line()),
+    )
+}
+
+#[cfg(test)]
+mod tests;
