@@ -12,9 +12,9 @@ use multitpu::profile::calibration::Family;
 use multitpu::reproduce::{plan_for, time_batch};
 
 /// The pipeline's batch time predicted by `PipelineTiming` is within 3 % of the time a real
-/// `Pipeline` of simulated Edge TPUs takes (best of three runs of at least the paper's batch and 0.2 s: a
-/// simulated stage never runs faster than predicted, so other processes on the machine can
-/// only add time).
+/// `Pipeline` of simulated Edge TPUs takes (the best of up to five runs, each of at least the
+/// paper's batch and 0.2 s: a simulated stage never runs faster than predicted, so other
+/// processes on the machine can only add time).
 #[test]
 fn event_model_agrees_with_simulated_pipelines() {
     let cm = EdgeTpuCostModel::usb_default();
@@ -52,13 +52,17 @@ fn event_model_agrees_with_simulated_pipelines() {
         let predicted = PipelineTiming::new(latencies)
             .per_item_s(items)
             .expect("timing");
-        let measured = (0..3)
-            .map(|_| {
-                time_batch(&backend, &segments, items)
-                    .expect("runs")
-                    .per_item_s
-            })
-            .fold(f64::INFINITY, f64::min);
+        // Up to five runs, the best kept, stopping at the first within the tolerance.
+        let mut measured = f64::INFINITY;
+        for _ in 0..5 {
+            let run = time_batch(&backend, &segments, items)
+                .expect("runs")
+                .per_item_s;
+            measured = measured.min(run);
+            if (measured - predicted).abs() <= 0.03 * predicted {
+                break;
+            }
+        }
         let error = (measured - predicted).abs() / predicted;
         eprintln!(
             "{family} {size} {strategy} x{devices}: measured {:.4} ms, event model {:.4} ms ({:+.2} %)",

@@ -53,7 +53,6 @@ pub(crate) fn symbol<T: Copy>(
         })
 }
 
-
 /// Calls a library's version function (`TfLiteVersion`, `edgetpu_version`) and copies the
 /// string it returns; a NULL result gives an empty string.
 pub(crate) fn version_string(version_fn: unsafe extern "C" fn() -> *const c_char) -> String {
