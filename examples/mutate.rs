@@ -200,11 +200,20 @@ fn apply(model: &mut Model<'static>, change: &Change) {
         Change::Type { tensor, to } => model.tensors[tensor].element_type = to,
         Change::Scale { tensor, value } => {
             let mut q = scales(model, tensor);
+            if q.scale.is_empty() {
+                // Converters record an empty quantization on unquantized tensors.
+                q.scale.push(value);
+                q.zero_point.push(0);
+            }
             q.scale.iter_mut().for_each(|s| *s = value);
             model.tensors[tensor].quantization = Some(q);
         }
         Change::ZeroPoint { tensor, value } => {
             let mut q = scales(model, tensor);
+            if q.zero_point.is_empty() {
+                q.scale.push(0.5);
+                q.zero_point.push(value);
+            }
             q.zero_point.iter_mut().for_each(|z| *z = value);
             model.tensors[tensor].quantization = Some(q);
         }
