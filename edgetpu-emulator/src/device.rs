@@ -135,7 +135,16 @@ impl OpenDevice {
         let lock = device
             .lock()?
             .ok_or_else(|| format!("{device} is in use by another delegate or process"))?;
-        log(1, || format!("{device}: opened, {options:?}"));
+        log(1, || {
+            format!(
+                "{device}: opened with Performance={} (compute takes {}x as long as at Max), \
+                 Usb.AlwaysDfu={}, Usb.MaxBulkInQueueLength={:?}",
+                options.performance,
+                options.compute_factor(),
+                options.always_dfu,
+                options.max_bulk_in_queue_length
+            )
+        });
         Ok(OpenDevice {
             device,
             options,
