@@ -907,6 +907,69 @@ mod tests {
         assert_eq!(rust, c);
     }
 
+    const CHILD_ENV: &str = "EDGETPU_EMULATOR_FFI_CHILD";
+
+    /// Frees a delegate while an interpreter still uses it: the emulator must abort, since
+    /// with real libedgetpu that order is a use-after-free. (multitpu's own wrappers cannot
+    /// free in that order; this drives the C API directly, in a child process.)
+    #[test]
+    fn freeing_a_delegate_in_use_aborts() {
+        if std::env::var_os(CHILD_ENV).is_some() {
+            free_in_use_child();
+            return;
+        }
+        if std::env::var_os(libedgetpu_sys::TFLITE_LIB_ENV).is_none() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "MULTITPU_TFLITE_LIB must be set under CI"
+            );
+            eprintln!("SKIPPED: MULTITPU_TFLITE_LIB is not set");
+            return;
+        }
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "ffi::tests::freeing_a_delegate_in_use_aborts",
+                "--nocapture",
+            ])
+            .env(CHILD_ENV, "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "the child was not aborted: {stderr}"
+        );
+        assert!(
+            stderr.contains("is still used by 1 kernel(s) of a live interpreter"),
+            "{stderr}"
+        );
+    }
+
+    fn free_in_use_child() {
+        let api = libedgetpu_sys::TfLiteApi::load(None).unwrap();
+        let model = multitpu::model::paper::fc(64).unwrap().to_bytes().unwrap();
+        let compiled = crate::compiler::compile(&model).unwrap().model;
+        // SAFETY: a NULL name and no options are allowed; the objects are used as the C API
+        // prescribes until the deliberate early free, which aborts the process.
+        unsafe {
+            let delegate = edgetpu_create_delegate(
+                EdgeTpuDeviceType::APEX_USB,
+                std::ptr::null(),
+                std::ptr::null(),
+                0,
+            );
+            assert!(!delegate.is_null(), "an emulated USB device");
+            let model = (api.model_create)(compiled.as_ptr().cast(), compiled.len());
+            let options = (api.interpreter_options_create)();
+            (api.interpreter_options_add_delegate)(options, delegate.cast());
+            let interpreter = (api.interpreter_create)(model, options);
+            assert!(!interpreter.is_null());
+            edgetpu_free_delegate(delegate);
+        }
+        println!("the emulator did not abort");
+    }
+
     #[test]
     fn version_says_emulated() {
         // SAFETY: returns a static NUL-terminated string.
