@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release --example pipeline -- MODEL --segments N [--strategy S]
 //!     [--backend cpu|sim-usb|sim-pcie|edgetpu] [--batch B] [--threads T]
-//!     [--compute skip|cpu] [--devices D0,D1,...] [--seed S]
+//!     [--compute skip|cpu] [--devices D0,D1,...] [--reference MODEL] [--seed S]
 //! ```
 //!
 //! Strategies: `profiled` (default), `uniform`, `uniform-ops`, `libcoral`; the profiling ones
@@ -12,7 +12,8 @@
 //! MODEL is a `.tflite` file, `fc:N` or `conv:F` (the paper's models, built in memory), or
 //! a comma-separated list of segment files, used as they are, in order. For
 //! `--backend edgetpu`, MODEL is always such a list (of one file or more) of segments
-//! already compiled with `edgetpu_compiler`.
+//! already compiled with `edgetpu_compiler`. With segment files, `--reference MODEL` names
+//! the uncompiled whole model: every output is then checked against it on the CPU.
 //!
 //! Backends:
 //! - `cpu`: TFLite CPU interpreters, `--threads` kernel threads each (default 1). Every
@@ -22,8 +23,10 @@
 //!   outputs; `--compute cpu` computes them on the CPU (and checks them), and a stage whose
 //!   CPU run is slower than the prediction takes the CPU's time. Every figure that comes
 //!   from the simulation is marked "simulated".
-//! - `edgetpu`: real Coral devices through libedgetpu; stage i on device i, or on the devices
-//!   named by `--devices` (Coral's names: `usb:0`, `pci:1`, `:2`, ...).
+//! - `edgetpu`: Coral devices through libedgetpu (or whatever `MULTITPU_EDGETPU_LIB` names,
+//!   such as the emulated Edge TPU of `scripts/emulate`, whose devices say so in their names);
+//!   stage i on device i, or on the devices named by `--devices` (Coral's names: `usb:0`,
+//!   `pci:1`, `:2`, ...). Prints libedgetpu's version first.
 //!
 //! Runs B seeded random inputs (default 50), prints per-stage statistics and the throughput.
 //! The last line is `pipeline: <B> items, <items/s> items/s, <identical|not checked>`
@@ -48,7 +51,7 @@ use multitpu::verify::random_tensor;
 
 const USAGE: &str = "usage: pipeline MODEL --segments N [--strategy S] \
     [--backend cpu|sim-usb|sim-pcie|edgetpu] [--batch B] [--threads T] [--compute skip|cpu] \
-    [--devices D0,D1,...] [--seed S]";
+    [--devices D0,D1,...] [--reference MODEL] [--seed S]";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum BackendKind {
@@ -67,6 +70,7 @@ struct Args {
     threads: usize,
     compute_on_cpu: bool,
     devices: Option<Vec<DeviceSelector>>,
+    reference: Option<String>,
     seed: u64,
 }
 
@@ -81,6 +85,7 @@ fn parse_args() -> Result<Args, String> {
         threads: 1,
         compute_on_cpu: false,
         devices: None,
+        reference: None,
         seed: 0x5eed,
     };
     let mut model = None;
@@ -98,6 +103,7 @@ fn parse_args() -> Result<Args, String> {
             "--batch" => parsed.batch = number("--batch", value("--batch")?)?,
             "--threads" => parsed.threads = number("--threads", value("--threads")?)?,
             "--seed" => parsed.seed = number("--seed", value("--seed")?)?,
+            "--reference" => parsed.reference = Some(value("--reference")?),
             "--backend" => {
                 parsed.backend = match value("--backend")?.as_str() {
                     "cpu" => BackendKind::Cpu,
@@ -288,8 +294,19 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         }
         let plural = if files.len() == 1 { "" } else { "s" };
         println!("{} segment file{plural}, used as given", files.len());
-        (None, files, None)
+        let reference = match &args.reference {
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+                println!("reference: {path}, the whole model on the CPU");
+                Some(bytes)
+            }
+            None => None,
+        };
+        (reference, files, None)
     } else {
+        if args.reference.is_some() {
+            return Err("--reference is for segment files: MODEL itself is the reference".into());
+        }
         let segments = args
             .segments
             .ok_or(format!("--segments is required\n{USAGE}"))?;
@@ -336,7 +353,8 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
     let computes = match args.backend {
         BackendKind::Cpu => true,
         BackendKind::SimUsb | BackendKind::SimPcie => args.compute_on_cpu,
-        BackendKind::EdgeTpu => false,
+        // Checked when there is a reference model (`--reference`).
+        BackendKind::EdgeTpu => true,
     };
     let backend: Box<dyn Backend> = match (args.backend, &runtime) {
         (BackendKind::Cpu, Some(runtime)) => {
@@ -354,6 +372,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         }
         (BackendKind::EdgeTpu, Some(runtime)) => {
             let edgetpu = EdgeTpuRuntime::load()?;
+            println!("libedgetpu: {}", edgetpu.version());
             Box::new(match &args.devices {
                 Some(selectors) => {
                     EdgeTpuBackend::with_devices(runtime.clone(), edgetpu, selectors)?

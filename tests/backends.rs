@@ -13,8 +13,8 @@ use std::sync::Arc;
 use multitpu::Error;
 use multitpu::backend::edgetpu_backend::check_compiled;
 use multitpu::backend::{
-    CpuBackend, DeviceSelector, EdgeTpuBackend, EdgeTpuRuntime, Interpreter, InterpreterOptions,
-    Performance, Runtime, SimCompute, SimulatedEdgeTpuBackend,
+    CpuBackend, DeviceSelector, EdgeTpuBackend, Interpreter, InterpreterOptions, Performance,
+    Runtime, SimCompute, SimulatedEdgeTpuBackend,
 };
 use multitpu::model::{Graph, Model, paper};
 use multitpu::pipeline::{Backend, PipelineBuilder};

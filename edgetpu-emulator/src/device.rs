@@ -16,6 +16,10 @@ use multitpu::backend::{DeviceKind, Interpreter, InterpreterOptions, Performance
 use crate::devices::{self, Device};
 use crate::payload::Program;
 
+/// Environment variable with the number of CPU threads each segment's TFLite interpreter
+/// uses (default 1).
+pub const THREADS_ENV: &str = "MULTITPU_EMULATED_EDGETPU_THREADS";
+
 /// libedgetpu's verbosity (`edgetpu_verbosity`): at 1 and above the emulator says on stderr
 /// which device it opens and closes, with which options.
 pub static VERBOSITY: AtomicI32 = AtomicI32::new(0);
@@ -174,17 +178,27 @@ impl OpenDevice {
             .map_err(|_| format!("the predicted latency {hold_s} s is not a duration"))?;
         let runtime = Runtime::load()
             .map_err(|e| format!("cannot load TFLite to run the segment on the CPU: {e}"))?;
+        let threads = match std::env::var(THREADS_ENV) {
+            Ok(n) => n
+                .parse()
+                .ok()
+                .filter(|&n: &usize| n >= 1)
+                .ok_or_else(|| format!("{THREADS_ENV}: `{n}` is not a thread count"))?,
+            Err(_) => 1,
+        };
         let interpreter = Interpreter::new(
             &runtime,
             program.segment.to_vec(),
-            &InterpreterOptions::default(),
+            &InterpreterOptions::default().with_threads(threads),
         )
         .map_err(|e| format!("its segment does not load on the TFLite CPU runtime: {e}"))?;
-        Ok(Segment::new(
+        Ok(Segment {
             interpreter,
             hold,
-            Arc::clone(&self.live_segments),
-        ))
+            device: self.device.clone(),
+            cpu_was_slower: false,
+            _live: LiveSegment::new(&self.live_segments),
+        })
     }
 }
 
@@ -194,23 +208,33 @@ impl Drop for OpenDevice {
     }
 }
 
+/// Counts itself among a device's live segments while it exists.
+struct LiveSegment(Arc<AtomicUsize>);
+
+impl LiveSegment {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        LiveSegment(Arc::clone(count))
+    }
+}
+
+impl Drop for LiveSegment {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// The subgraph of one `edgetpu-custom-op`, loaded on an emulated device.
 pub struct Segment {
     interpreter: Interpreter,
     hold: Duration,
-    live: Arc<AtomicUsize>,
+    device: Device,
+    /// Whether a run took the CPU longer than the prediction (said once on stderr).
+    cpu_was_slower: bool,
+    _live: LiveSegment,
 }
 
 impl Segment {
-    fn new(interpreter: Interpreter, hold: Duration, live: Arc<AtomicUsize>) -> Self {
-        live.fetch_add(1, Ordering::SeqCst);
-        Segment {
-            interpreter,
-            hold,
-            live,
-        }
-    }
-
     /// How long a run holds its outputs, from its start: the cost model's prediction.
     pub fn hold(&self) -> Duration {
         self.hold
@@ -253,14 +277,19 @@ impl Segment {
                 .copy_output(index, out)
                 .map_err(|e| e.to_string())?;
         }
+        let took = start.elapsed();
+        if took > self.hold && !self.cpu_was_slower {
+            self.cpu_was_slower = true;
+            eprintln!(
+                "{}: the CPU took {:.3} ms for a segment predicted to take {:.3} ms on the \
+                 device; such runs last the CPU's time, not the device's",
+                self.device,
+                took.as_secs_f64() * 1e3,
+                self.hold.as_secs_f64() * 1e3
+            );
+        }
         wait_until(start + self.hold);
         Ok(())
-    }
-}
-
-impl Drop for Segment {
-    fn drop(&mut self) {
-        self.live.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::fs::File;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use multitpu::backend::DeviceKind;
 use multitpu::profile::{EdgeTpuCostModel, Link};
@@ -21,6 +22,9 @@ pub const DEFAULT_DEVICES: &str = "usb:4";
 /// Environment variable naming the directory of the device lock files (default: the
 /// system's temporary directory, `multitpu-emulated-edgetpu` in it).
 pub const LOCK_DIR_ENV: &str = "MULTITPU_EMULATED_EDGETPU_LOCKS";
+
+/// How long a device must stay locked by someone else to count as in use.
+const LOCK_PATIENCE: Duration = Duration::from_millis(200);
 
 /// One emulated Edge TPU.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,10 +71,17 @@ impl Device {
             .write(true)
             .open(&path)
             .map_err(|e| format!("cannot open the lock file {}: {e}", path.display()))?;
-        match ffi::try_lock(&file) {
-            Ok(true) => Ok(Some(file)),
-            Ok(false) => Ok(None),
-            Err(e) => Err(format!("cannot lock {}: {e}", path.display())),
+        // A process forked by another thread of the holder shares the lock until it execs
+        // (the file is close-on-exec), so a lock just released can look held for a moment:
+        // the device counts as busy only if it stays locked for LOCK_PATIENCE.
+        let deadline = Instant::now() + LOCK_PATIENCE;
+        loop {
+            match ffi::try_lock(&file) {
+                Ok(true) => return Ok(Some(file)),
+                Ok(false) if Instant::now() >= deadline => return Ok(None),
+                Ok(false) => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) => return Err(format!("cannot lock {}: {e}", path.display())),
+            }
         }
     }
 }

@@ -53,6 +53,35 @@ pub(crate) fn symbol<T: Copy>(
         })
 }
 
+/// Calls a library's version function (`TfLiteVersion`, `edgetpu_version`) and copies the
+/// string it returns; a NULL result gives an empty string.
+pub(crate) fn version_string(version_fn: unsafe extern "C" fn() -> *const c_char) -> String {
+    // SAFETY: both version functions take no arguments and return a pointer to a static
+    // NUL-terminated string of the still-loaded library (or, handled here, NULL).
+    let raw = unsafe { version_fn() };
+    if raw.is_null() {
+        return String::new();
+    }
+    // SAFETY: non-NULL, NUL-terminated, static for the library's lifetime.
+    unsafe { CStr::from_ptr(raw) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The process-wide instance in `cell`, loading it with `load` on first use. Only a
+/// successful load is cached, so a failed attempt can be retried after fixing the
+/// environment; if two threads race, either instance is equivalent and one is kept.
+pub(crate) fn shared<T>(
+    cell: &OnceLock<Arc<T>>,
+    load: impl FnOnce() -> Result<T, LoadError>,
+) -> Result<Arc<T>, LoadError> {
+    if let Some(api) = cell.get() {
+        return Ok(Arc::clone(api));
+    }
+    let api = Arc::new(load()?);
+    Ok(Arc::clone(cell.get_or_init(|| api)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,33 +118,4 @@ mod tests {
         }
         assert!(err.to_string().contains("/nonexistent/dir/libedgetpu.so.1"));
     }
-}
-
-/// Calls a library's version function (`TfLiteVersion`, `edgetpu_version`) and copies the
-/// string it returns; a NULL result gives an empty string.
-pub(crate) fn version_string(version_fn: unsafe extern "C" fn() -> *const c_char) -> String {
-    // SAFETY: both version functions take no arguments and return a pointer to a static
-    // NUL-terminated string of the still-loaded library (or, handled here, NULL).
-    let raw = unsafe { version_fn() };
-    if raw.is_null() {
-        return String::new();
-    }
-    // SAFETY: non-NULL, NUL-terminated, static for the library's lifetime.
-    unsafe { CStr::from_ptr(raw) }
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// The process-wide instance in `cell`, loading it with `load` on first use. Only a
-/// successful load is cached, so a failed attempt can be retried after fixing the
-/// environment; if two threads race, either instance is equivalent and one is kept.
-pub(crate) fn shared<T>(
-    cell: &OnceLock<Arc<T>>,
-    load: impl FnOnce() -> Result<T, LoadError>,
-) -> Result<Arc<T>, LoadError> {
-    if let Some(api) = cell.get() {
-        return Ok(Arc::clone(api));
-    }
-    let api = Arc::new(load()?);
-    Ok(Arc::clone(cell.get_or_init(|| api)))
 }
