@@ -593,3 +593,82 @@ fn the_runtime_is_found_by_path_too() {
     let loaded = EdgeTpuRuntime::load().expect("MULTITPU_EDGETPU_LIB loads");
     assert_eq!(loaded.version(), edgetpu.version());
 }
+
+/// multitpu's `pipeline` example: built by `cargo test --workspace --all-targets` next to
+/// the test binaries, or built here when this test runs alone.
+fn pipeline_example() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>/deps");
+    let binary = profile_dir.join("examples").join("pipeline");
+    if !binary.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "multitpu", "--example", "pipeline"])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the pipeline example failed");
+    }
+    binary
+}
+
+/// `pipeline --backend edgetpu --reference MODEL` on emulator-compiled segments ends in
+/// `identical`, and every line that names an Edge TPU says it is emulated.
+#[test]
+fn the_pipeline_example_runs_emulated_segments() {
+    let (Some(_), Some(_), Some(compiler), Some(dir)) = (
+        common::tflite_runtime(),
+        common::edgetpu_runtime(),
+        common::edgetpu_compiler(),
+        common::test_models_dir(),
+    ) else {
+        return;
+    };
+    let reference = dir.join(MOBILENET);
+    let model = Model::from_bytes(&std::fs::read(&reference).unwrap())
+        .unwrap()
+        .into_owned();
+    let graph = Graph::new(&model).unwrap();
+    let out =
+        std::env::temp_dir().join(format!("edgetpu-emulator-pipeline-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let files: Vec<String> = UniformByParams
+        .plan(&graph, 2)
+        .unwrap()
+        .extract(&graph)
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, segment)| {
+            let path = out.join(format!("segment_{i}_edgetpu.tflite"));
+            let compiled = compiler.compile(&segment.to_bytes().unwrap()).unwrap();
+            std::fs::write(&path, compiled.model).unwrap();
+            path.display().to_string()
+        })
+        .collect();
+    let _devices = common::devices();
+    let output = Command::new(pipeline_example())
+        .arg(files.join(","))
+        .args(["--backend", "edgetpu", "--batch", "8", "--reference"])
+        .arg(&reference)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&out);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("pipeline: 8 items") && last.ends_with(", identical"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("libedgetpu: emulated Edge TPU"), "{stdout}");
+    assert!(stdout.contains("`emulated Edge TPU usb:1`"), "{stdout}");
+    for line in stdout.lines().chain(stderr.lines()) {
+        assert!(
+            !line.contains("Edge TPU") || line.contains("emulated Edge TPU"),
+            "{line}"
+        );
+    }
+}
