@@ -308,7 +308,7 @@ unsafe fn prepare(
         check(get_plan(context, &mut plan), "GetExecutionPlan")?;
         let nodes = int_array(plan).to_vec();
 
-        let mut claimed = Vec::new();
+        let mut kernels = HashMap::new();
         for node_index in nodes {
             let (mut node, mut registration) = (null_mut(), null_mut());
             check(
@@ -345,18 +345,20 @@ unsafe fn prepare(
                     "its inputs and outputs differ from its program's".to_string(),
                 ));
             }
-            this.pending
-                .lock()
-                .map_err(|_| "a lock was poisoned")?
-                .insert(node_index, kernel);
-            claimed.push(node_index);
+            kernels.insert(node_index, kernel);
         }
-        if claimed.is_empty() {
+        if kernels.is_empty() {
             return Ok(());
         }
+        let mut claimed: Vec<c_int> = kernels.keys().copied().collect();
+        claimed.sort_unstable();
         let count = c_int::try_from(claimed.len()).map_err(|_| "too many nodes")?;
         // A TfLiteIntArray: the size, then the elements.
         let array: Vec<c_int> = std::iter::once(count).chain(claimed).collect();
+        // The kernels' `init` takes them from `pending`; whatever is left (nothing, unless
+        // TFLite fails half-way) is dropped after the call: no segment outlives Prepare
+        // without a kernel, and a refused node leaves none behind.
+        *this.pending.lock().map_err(|_| "a lock was poisoned")? = kernels;
         let status = replace(
             context,
             registration(),
