@@ -88,7 +88,7 @@ fn op_name(op: &Operator<'_>) -> String {
 pub fn compile(bytes: &[u8]) -> Result<Compiled, String> {
     let model = Model::from_bytes(bytes).map_err(|e| format!("invalid model: {e}"))?;
     if is_compiled(&model) {
-        return Err("the model is already compiled for the Edge TPU".into());
+        return Err("the model is already compiled (it holds an edgetpu-custom-op)".into());
     }
     let graph = Graph::new(&model).map_err(|e| format!("invalid model: {e}"))?;
     let n = model.operators.len();

@@ -58,7 +58,7 @@ impl<'a> Program<'a> {
         let rest = program
             .get(4..)
             .and_then(|p| p.strip_prefix(PROGRAM_IDENTIFIER))
-            .ok_or("its device program is not an Edge TPU program (no DWN1 identifier)")?;
+            .ok_or("its device program lacks the DWN1 identifier of Edge TPU programs")?;
         let rest = rest.strip_prefix(MARKER).ok_or(
             "its device program was not written by the emulator's edgetpu_compiler: it was \
              compiled by Coral's edgetpu_compiler for a real Edge TPU; compile the uncompiled \

@@ -263,6 +263,8 @@ impl Interpreter {
 
     /// Like [`Interpreter::new`], with an Edge TPU delegate that runs the model's
     /// `edgetpu-custom-op`. The interpreter takes the delegate and frees it after itself.
+    /// A delegate that refuses the model (or fails while TFLite applies it) gives
+    /// [`Error::EdgeTpuDelegate`] with what it reported.
     pub fn with_edgetpu(
         runtime: &Runtime,
         model_bytes: impl Into<Arc<[u8]>>,
