@@ -594,8 +594,7 @@ fn the_runtime_is_found_by_path_too() {
     assert_eq!(loaded.version(), edgetpu.version());
 }
 
-/// multitpu's `pipeline` example: built by `cargo test --workspace --all-targets` next to
-/// the test binaries, or built here when this test runs alone.
+/// multitpu's `pipeline` example, built next to the test binaries unless it is there.
 fn pipeline_example() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let profile_dir = exe
@@ -605,7 +604,8 @@ fn pipeline_example() -> std::path::PathBuf {
     let binary = profile_dir.join("examples").join("pipeline");
     if !binary.exists() {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "multitpu", "--example", "pipeline"])
+            // The test profile reuses the library `cargo test` built.
+            .args(["build", "--profile", "test", "-p", "multitpu", "--example", "pipeline"])
             .status()
             .expect("cargo runs");
         assert!(status.success(), "building the pipeline example failed");
