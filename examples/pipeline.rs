@@ -3,8 +3,8 @@
 //! ```text
 //! cargo run --release --example pipeline -- MODEL --segments N [--strategy S]
 //!     [--backend cpu|sim-usb|sim-pcie|edgetpu] [--batch B] [--threads T]
-//!     [--compute skip|cpu] [--devices D0,D1,...] [--seed S] [--in-process]
-//!     [--timeout SECONDS]
+//!     [--compute skip|cpu] [--devices D0,D1,...] [--reference MODEL] [--seed S]
+//!     [--in-process] [--timeout SECONDS]
 //! ```
 //!
 //! Strategies: `profiled` (default), `uniform`, `uniform-ops`, `libcoral`; the profiling ones
@@ -13,7 +13,8 @@
 //! MODEL is a `.tflite` file, `fc:N` or `conv:F` (the paper's models, built in memory), or
 //! a comma-separated list of segment files, used as they are, in order. For
 //! `--backend edgetpu`, MODEL is always such a list (of one file or more) of segments
-//! already compiled with `edgetpu_compiler`.
+//! already compiled with `edgetpu_compiler`. With segment files, `--reference MODEL` names
+//! the uncompiled whole model: every output is then checked against it on the CPU.
 //!
 //! Backends:
 //! - `cpu`: TFLite CPU interpreters, `--threads` kernel threads each (default 1). Every
@@ -23,8 +24,10 @@
 //!   outputs; `--compute cpu` computes them on the CPU (and checks them), and a stage whose
 //!   CPU run is slower than the prediction takes the CPU's time. Every figure that comes
 //!   from the simulation is marked "simulated".
-//! - `edgetpu`: real Coral devices through libedgetpu; stage i on device i, or on the devices
-//!   named by `--devices` (Coral's names: `usb:0`, `pci:1`, `:2`, ...).
+//! - `edgetpu`: Coral devices through libedgetpu (or whatever `MULTITPU_EDGETPU_LIB` names,
+//!   such as the emulated Edge TPU of `scripts/emulate`, whose devices say so in their names);
+//!   stage i on device i, or on the devices named by `--devices` (Coral's names: `usb:0`,
+//!   `pci:1`, `:2`, ...). Prints libedgetpu's version first.
 //!
 //! Before a backend runs TFLite on the CPU in this process (`cpu`, and `sim-*` with
 //! `--compute cpu`), the whole model and every segment are loaded and invoked once in a child
@@ -56,7 +59,7 @@ use multitpu::verify::random_tensor;
 
 const USAGE: &str = "usage: pipeline MODEL --segments N [--strategy S] \
     [--backend cpu|sim-usb|sim-pcie|edgetpu] [--batch B] [--threads T] [--compute skip|cpu] \
-    [--devices D0,D1,...] [--seed S] [--in-process] [--timeout SECONDS]";
+    [--devices D0,D1,...] [--reference MODEL] [--seed S] [--in-process] [--timeout SECONDS]";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum BackendKind {
@@ -75,6 +78,7 @@ struct Args {
     threads: usize,
     compute_on_cpu: bool,
     devices: Option<Vec<DeviceSelector>>,
+    reference: Option<String>,
     seed: u64,
     in_process: bool,
     timeout_s: f64,
@@ -91,6 +95,7 @@ fn parse_args() -> Result<Args, String> {
         threads: 1,
         compute_on_cpu: false,
         devices: None,
+        reference: None,
         seed: 0x5eed,
         in_process: false,
         timeout_s: Isolation::DEFAULT_TIMEOUT.as_secs_f64(),
@@ -112,6 +117,7 @@ fn parse_args() -> Result<Args, String> {
             "--seed" => parsed.seed = number("--seed", value("--seed")?)?,
             "--in-process" => parsed.in_process = true,
             "--timeout" => parsed.timeout_s = number("--timeout", value("--timeout")?)?,
+            "--reference" => parsed.reference = Some(value("--reference")?),
             "--backend" => {
                 parsed.backend = match value("--backend")?.as_str() {
                     "cpu" => BackendKind::Cpu,
@@ -289,7 +295,8 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
     let computes = match args.backend {
         BackendKind::Cpu => true,
         BackendKind::SimUsb | BackendKind::SimPcie => args.compute_on_cpu,
-        BackendKind::EdgeTpu => false,
+        // Checked when there is a reference model (`--reference`).
+        BackendKind::EdgeTpu => true,
     };
     let backend: Box<dyn Backend> = match (args.backend, &runtime) {
         (BackendKind::Cpu, Some(runtime)) => {
@@ -307,6 +314,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         }
         (BackendKind::EdgeTpu, Some(runtime)) => {
             let edgetpu = EdgeTpuRuntime::load()?;
+            println!("libedgetpu: {}", edgetpu.version());
             Box::new(match &args.devices {
                 Some(selectors) => {
                     EdgeTpuBackend::with_devices(runtime.clone(), edgetpu, selectors)?
@@ -320,7 +328,12 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
     // Stages that run TFLite on the CPU run it in this process: first make sure, in a child
     // process, that TFLite survives loading and invoking every model.
     let check_isolated = |models: &[NamedModel]| -> Result<(), Box<dyn Error>> {
-        if let (true, false, Some(runtime)) = (computes, args.in_process, &runtime) {
+        let in_process_tflite = match args.backend {
+            BackendKind::Cpu => true,
+            BackendKind::SimUsb | BackendKind::SimPcie => args.compute_on_cpu,
+            BackendKind::EdgeTpu => false,
+        };
+        if let (true, false, Some(runtime)) = (in_process_tflite, args.in_process, &runtime) {
             Isolation::new()
                 .with_timeout(Duration::from_secs_f64(args.timeout_s))
                 .check(runtime, models, 1, args.seed)?;
@@ -343,6 +356,14 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         }
         let plural = if files.len() == 1 { "" } else { "s" };
         println!("{} segment file{plural}, used as given", files.len());
+        let reference = match &args.reference {
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+                println!("reference: {path}, the whole model on the CPU");
+                Some(bytes)
+            }
+            None => None,
+        };
         let models = files
             .iter()
             .map(NamedModel::read)
@@ -358,8 +379,11 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
                 e.to_string()
             }
         })?;
-        (None, pipeline, None)
+        (reference, pipeline, None)
     } else {
+        if args.reference.is_some() {
+            return Err("--reference is for segment files: MODEL itself is the reference".into());
+        }
         let segments = args
             .segments
             .ok_or(format!("--segments is required\n{USAGE}"))?;

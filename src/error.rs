@@ -159,6 +159,17 @@ pub enum Error {
         index: usize,
     },
 
+    /// The Edge TPU delegate refused the model or failed while TFLite applied it (for
+    /// example, a compiled program its runtime cannot run); `message` is what the delegate
+    /// and TFLite reported.
+    #[error("the Edge TPU delegate of {device} could not be applied: {message}")]
+    EdgeTpuDelegate {
+        /// The device's kind and path.
+        device: String,
+        /// What the delegate and TFLite reported.
+        message: String,
+    },
+
     /// A tensor index out of range.
     #[error("{kind} tensor index {index} out of range ({count} tensors)")]
     TensorIndex {

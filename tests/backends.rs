@@ -2,7 +2,8 @@
 //! runtime and real models.
 //!
 //! Needs `MULTITPU_TFLITE_LIB` and `MULTITPU_TEST_MODELS` (see `tests/common`). Tests that
-//! need Coral devices are ignored and say which devices they need.
+//! need Edge TPUs also need `MULTITPU_EDGETPU_LIB` and `MULTITPU_EDGETPU_COMPILER`, with two
+//! USB devices (`scripts/test` points them at the emulated Edge TPU).
 
 mod common;
 
@@ -12,12 +13,12 @@ use std::sync::Arc;
 use multitpu::Error;
 use multitpu::backend::edgetpu_backend::check_compiled;
 use multitpu::backend::{
-    CpuBackend, DeviceSelector, EdgeTpuBackend, EdgeTpuRuntime, Interpreter, InterpreterOptions,
-    Performance, Runtime, SimCompute, SimulatedEdgeTpuBackend,
+    CpuBackend, DeviceSelector, EdgeTpuBackend, Interpreter, InterpreterOptions, Performance,
+    Runtime, SimCompute, SimulatedEdgeTpuBackend,
 };
 use multitpu::model::{Graph, Model, paper};
-use multitpu::pipeline::{Backend, Pipeline, PipelineBuilder};
-use multitpu::profile::EdgeTpuCostModel;
+use multitpu::pipeline::{Backend, PipelineBuilder};
+use multitpu::profile::{EdgeTpuCompiler, EdgeTpuCostModel};
 use multitpu::segment::{Segmenter, UniformByParams};
 
 const MOBILENET: &str = "mobilenet_v1_0.25_128_quant.tflite";
@@ -201,19 +202,32 @@ fn missing_library_child() {
     assert!(err.to_string().contains("MULTITPU_EDGETPU_LIB"), "{err}");
 }
 
-fn edgetpu_backend() -> EdgeTpuBackend {
-    let runtime = common::tflite_runtime().expect("MULTITPU_TFLITE_LIB");
-    let edgetpu = EdgeTpuRuntime::load().expect("libedgetpu (MULTITPU_EDGETPU_LIB)");
-    EdgeTpuBackend::new(runtime, edgetpu)
+/// The Edge TPU backend over every device, and the compiler, from the environment
+/// (`scripts/test` points both at the emulated Edge TPU).
+fn edgetpu_backend() -> Option<(EdgeTpuBackend, EdgeTpuCompiler)> {
+    let runtime = common::tflite_runtime()?;
+    let edgetpu = common::edgetpu_runtime()?;
+    let compiler = common::edgetpu_compiler()?;
+    let backend = EdgeTpuBackend::new(runtime, edgetpu)
         .expect("at least one Edge TPU")
-        .performance(Performance::High)
+        .performance(Performance::High);
+    Some((backend, compiler))
 }
 
 #[test]
-#[ignore = "needs libedgetpu and one Coral Edge TPU (USB or PCIe)"]
 fn edgetpu_stage_runs_a_compiled_model_and_holds_its_device() {
-    let backend = edgetpu_backend();
-    let bytes: Arc<[u8]> = common::model_bytes(MOBILENET_EDGETPU).unwrap().into();
+    let (Some((backend, compiler)), Some(plain)) =
+        (edgetpu_backend(), common::model_bytes(MOBILENET))
+    else {
+        return;
+    };
+    let _devices = common::devices();
+    let err = backend
+        .prepare(Arc::from(plain.as_slice()), 0)
+        .map(|s| s.describe())
+        .expect_err("not compiled");
+    assert!(matches!(err, Error::NotCompiled { index: 0 }), "{err:?}");
+    let bytes: Arc<[u8]> = compiler.compile(&plain).unwrap().model.into();
     let mut stage = backend.prepare(Arc::clone(&bytes), 0).unwrap();
     assert!(
         stage.describe().starts_with("edgetpu #0"),
@@ -237,13 +251,23 @@ fn edgetpu_stage_runs_a_compiled_model_and_holds_its_device() {
 }
 
 #[test]
-#[ignore = "needs libedgetpu and two Coral Edge TPUs (USB or PCIe)"]
 fn edgetpu_pipeline_runs_compiled_segments_on_two_devices() {
-    let backend = edgetpu_backend();
+    let (Some((backend, compiler)), Some(plain)) =
+        (edgetpu_backend(), common::model_bytes(MOBILENET))
+    else {
+        return;
+    };
     assert!(backend.devices().len() >= 2, "two Edge TPUs");
-    let dir = common::test_models_dir().unwrap();
-    let files = SSD_SEGMENTS.map(|name| dir.join(name));
-    let pipeline = Pipeline::from_segment_files(&files, &backend).unwrap();
+    let model = Model::from_bytes(&plain).unwrap();
+    let graph = Graph::new(&model).unwrap();
+    let plan = UniformByParams.plan(&graph, 2).unwrap();
+    let _devices = common::devices();
+    let mut builder = PipelineBuilder::new();
+    for (i, segment) in plan.extract(&graph).unwrap().iter().enumerate() {
+        let compiled = compiler.compile(&segment.to_bytes().unwrap()).unwrap();
+        builder = builder.stage(backend.prepare(compiled.model.into(), i).unwrap());
+    }
+    let pipeline = builder.build().unwrap();
     let inputs: Vec<(String, Vec<u8>)> = pipeline
         .inputs()
         .iter()
@@ -266,10 +290,11 @@ fn edgetpu_pipeline_runs_compiled_segments_on_two_devices() {
 }
 
 #[test]
-#[ignore = "needs libedgetpu and two Coral USB Edge TPUs"]
 fn two_selectors_for_one_device_fail_at_build_time() {
-    let runtime = common::tflite_runtime().unwrap();
-    let edgetpu = EdgeTpuRuntime::load().unwrap();
+    let (Some(runtime), Some(edgetpu)) = (common::tflite_runtime(), common::edgetpu_runtime())
+    else {
+        return;
+    };
     let selectors: Vec<DeviceSelector> = ["usb:0", "usb:1"]
         .iter()
         .map(|s| s.parse().unwrap())

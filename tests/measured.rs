@@ -1,8 +1,8 @@
 //! The measured profilers against the real TFLite runtime and real models.
 //!
 //! No assertion here depends on how fast anything runs: latencies are only checked to be
-//! positive and finite. Edge TPU profiling needs a device and is `#[ignore]`d; what can be
-//! checked without one (a missing compiler or library gives a typed error) is not.
+//! positive and finite. Edge TPU profiling needs `MULTITPU_EDGETPU_LIB` and
+//! `MULTITPU_EDGETPU_COMPILER` (`scripts/test` points them at the emulated Edge TPU).
 
 mod common;
 
@@ -182,16 +182,24 @@ fn missing_compiler_and_library_are_typed_errors() {
 }
 
 #[test]
-#[ignore = "needs a Coral Edge TPU, libedgetpu and edgetpu_compiler"]
 fn edgetpu_profiles_real_segments() {
-    let Some(bytes) = common::model_bytes(MNIST) else {
+    let (Some(bytes), Some(tflite), Some(edgetpu), Some(compiler)) = (
+        common::model_bytes(MNIST),
+        common::tflite_runtime(),
+        common::edgetpu_runtime(),
+        common::edgetpu_compiler(),
+    ) else {
         return;
     };
     let model = Model::from_bytes(&bytes).expect("valid model");
     let n = model.operators.len();
-    let profiler = CachedProfiler::new(
-        EdgeTpuProfiler::load(DeviceSelector::default()).expect("compiler, libraries, device"),
-    );
+    let profiler = CachedProfiler::new(EdgeTpuProfiler::new(
+        compiler,
+        edgetpu,
+        tflite,
+        DeviceSelector::default(),
+    ));
+    let _devices = common::devices();
     for range in [0..n, 0..n / 2, n / 2..n] {
         let profile = profiler.profile(&model, range.clone()).expect("profiles");
         assert!(profile.latency_s.is_finite() && profile.latency_s > 0.0);

@@ -78,7 +78,8 @@ fn reproduce_binary() -> PathBuf {
     let binary = profile_dir.join("examples").join("reproduce");
     if !binary.exists() {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", "reproduce"])
+            // The test profile reuses the library `cargo test` built.
+            .args(["build", "--profile", "test", "--example", "reproduce"])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("cargo runs");

@@ -1,7 +1,8 @@
 //! The TFLite and Edge TPU backends against the real TFLite 2.9 C library and real models.
 //!
 //! Needs `MULTITPU_TFLITE_LIB` and `MULTITPU_TEST_MODELS` (see `tests/common`); tests that
-//! need a Coral device are ignored.
+//! need an Edge TPU also need `MULTITPU_EDGETPU_LIB` and `MULTITPU_EDGETPU_COMPILER`
+//! (`scripts/test` points them at the emulated Edge TPU).
 
 mod common;
 
@@ -348,12 +349,16 @@ fn missing_edgetpu_library_is_a_typed_error() {
 }
 
 #[test]
-#[ignore = "needs a Coral Edge TPU and libedgetpu"]
 fn compiled_model_runs_on_an_edge_tpu() {
-    let Some((runtime, bytes)) = common::runtime_and_model(MOBILENET_EDGETPU) else {
+    let Some((runtime, bytes)) = common::runtime_and_model(MOBILENET) else {
         return;
     };
-    let edgetpu = EdgeTpuRuntime::load().expect("libedgetpu");
+    let (Some(edgetpu), Some(compiler)) = (common::edgetpu_runtime(), common::edgetpu_compiler())
+    else {
+        return;
+    };
+    let compiled = compiler.compile(&bytes).expect("compiles").model;
+    let _devices = common::devices();
     let devices = edgetpu.list_devices().expect("device list");
     assert!(!devices.is_empty(), "no Edge TPU attached");
     let delegate = edgetpu
@@ -361,18 +366,24 @@ fn compiled_model_runs_on_an_edge_tpu() {
         .expect("delegate");
     assert_eq!(delegate.device(), &devices[0]);
     let mut interpreter =
-        Interpreter::with_edgetpu(&runtime, bytes, &InterpreterOptions::default(), delegate)
+        Interpreter::with_edgetpu(&runtime, compiled, &InterpreterOptions::default(), delegate)
             .expect("interpreter with the Edge TPU");
     let first = run_once(&mut interpreter);
     let second = run_once(&mut interpreter);
     assert_eq!(first, second);
     assert_eq!(interpreter.outputs()[0].shape, [1, 1001]);
+    // The interpreter frees its delegate after itself, which releases the device.
+    drop(interpreter);
+    edgetpu
+        .open(&DeviceSelector::default(), &[])
+        .expect("the device is free again");
 }
 
 #[test]
-#[ignore = "needs a Coral Edge TPU and libedgetpu"]
 fn selector_beyond_the_attached_devices_is_no_device() {
-    let edgetpu = EdgeTpuRuntime::load().expect("libedgetpu");
+    let Some(edgetpu) = common::edgetpu_runtime() else {
+        return;
+    };
     let count = edgetpu.list_devices().expect("device list").len();
     let selector: DeviceSelector = format!(":{count}").parse().expect("selector");
     let err = edgetpu

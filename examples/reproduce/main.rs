@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use multitpu::backend::EdgeTpuBackend;
+use multitpu::backend::{EdgeTpuBackend, EdgeTpuRuntime};
 use multitpu::model::Graph;
 use multitpu::profile::calibration::{Family, load_dir, load_pipeline_dir};
 use multitpu::profile::{EdgeTpuCompiler, EdgeTpuCostModel};
@@ -52,12 +52,13 @@ enum BackendKind {
 }
 
 impl BackendKind {
-    fn label(self) -> &'static str {
+    fn label(self) -> String {
         match self {
             BackendKind::SimUsb => "simulated USB Edge TPUs",
             BackendKind::SimPcie => "simulated PCIe Edge TPUs",
             BackendKind::Edgetpu => "Edge TPUs (measured)",
         }
+        .to_string()
     }
 }
 
@@ -103,7 +104,17 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     } else {
         Sweep::paper()
     };
-    let label = args.backend.label();
+    // The compiler and the devices are found before any work, so that a machine without
+    // them fails at once.
+    let devices = match args.backend {
+        BackendKind::Edgetpu => Some((EdgeTpuCompiler::find()?, EdgeTpuBackend::load()?)),
+        BackendKind::SimUsb | BackendKind::SimPcie => None,
+    };
+    let label = match args.backend {
+        BackendKind::Edgetpu => devices_label(&EdgeTpuRuntime::load()?.version()),
+        _ => args.backend.label(),
+    };
+    let label = label.as_str();
     println!(
         "reproduce: {} fc sizes, {} conv sizes, devices {:?}, strategies {} ({label})",
         sweep.fc_sizes.len(),
@@ -112,12 +123,6 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         sweep.strategies.join(", ")
     );
 
-    // The compiler and the devices are found before any work, so that a machine without
-    // them fails at once.
-    let devices = match args.backend {
-        BackendKind::Edgetpu => Some((EdgeTpuCompiler::find()?, EdgeTpuBackend::load()?)),
-        BackendKind::SimUsb | BackendKind::SimPcie => None,
-    };
     let bar = progress_bar(sweep.models() as u64);
     let mut result = run_sweep(&sweep, &setup, &|| bar.inc(1))?;
     bar.finish_and_clear();
@@ -157,6 +162,17 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
         args.out.display()
     );
     Ok(())
+}
+
+/// The label of measured results: libedgetpu builds that are not Coral's devices, such as
+/// the emulated Edge TPU (`scripts/emulate`), say so in their version string, and every
+/// result measured on them carries it.
+fn devices_label(libedgetpu_version: &str) -> String {
+    if libedgetpu_version.starts_with("emulated Edge TPU") {
+        "emulated Edge TPUs (measured on the emulator)".to_string()
+    } else {
+        BackendKind::Edgetpu.label()
+    }
 }
 
 fn file_name(path: &Path) -> String {

@@ -221,8 +221,9 @@ impl Backend for EdgeTpuBackend {
     ///
     /// Errors: [`Error::NotCompiled`] for a segment without an `edgetpu-custom-op`,
     /// [`Error::NoDevice`] for an index past the device list, [`Error::DeviceTaken`] when a
-    /// live stage of this process holds the device, and [`Error::Runtime`] when libedgetpu
-    /// cannot open it (e.g. another process uses it) or TFLite cannot build the interpreter.
+    /// live stage of this process holds the device, [`Error::Runtime`] when libedgetpu
+    /// cannot open it (e.g. another process uses it) or TFLite cannot build the interpreter,
+    /// and [`Error::EdgeTpuDelegate`] when the delegate refuses the compiled segment.
     fn prepare(&self, segment_model: Arc<[u8]>, device_index: usize) -> Result<Box<dyn Stage>> {
         check_compiled(&segment_model, device_index)?;
         let device = self.devices.get(device_index).ok_or(Error::NoDevice {

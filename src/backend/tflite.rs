@@ -270,6 +270,8 @@ impl Interpreter {
 
     /// Like [`Interpreter::new`], with an Edge TPU delegate that runs the model's
     /// `edgetpu-custom-op`. The interpreter takes the delegate and frees it after itself.
+    /// A delegate that refuses the model (or fails while TFLite applies it) gives
+    /// [`Error::EdgeTpuDelegate`] with what it reported.
     pub fn with_edgetpu(
         runtime: &Runtime,
         model_bytes: impl Into<Arc<[u8]>>,
@@ -369,11 +371,23 @@ impl Interpreter {
                 (api.interpreter_create)(model.as_ptr(), opts.as_ptr()),
                 api.interpreter_delete,
             )
-        }
-        .ok_or_else(|| Error::Runtime {
-            call: "TfLiteInterpreterCreate",
-            message: errors.take(None),
-        })?;
+        };
+        let Some(interpreter) = interpreter else {
+            let message = errors.take(None);
+            return Err(match &edgetpu {
+                // The C API returns NULL both when the model cannot be built and when a
+                // delegate fails to apply (a status TFLite does not pass on). A model that
+                // builds without the delegate tells the two apart.
+                Some(delegate) if builds_without_delegates(api, &model) => Error::EdgeTpuDelegate {
+                    device: format!("{} at `{}`", delegate.device().kind, delegate.device().path),
+                    message,
+                },
+                _ => Error::Runtime {
+                    call: "TfLiteInterpreterCreate",
+                    message,
+                },
+            });
+        };
 
         let mut this = Self {
             inputs: Vec::new(),
@@ -643,6 +657,35 @@ unsafe fn tensor_info(api: &TfLiteApi, tensor: *const TfLiteTensor) -> Result<Te
         byte_size,
         quantization: (q.scale != 0.0).then_some((q.scale, q.zero_point)),
     })
+}
+
+/// Whether TFLite builds an interpreter for `model` with no delegates and default options
+/// (quietly: its messages go to a throw-away reporter).
+fn builds_without_delegates(api: &TfLiteApi, model: &Owned<TfLiteModel>) -> bool {
+    let sink = ErrorSink::default();
+    // SAFETY: creates a fresh options object, freed by its matching destructor.
+    let Some(opts) = (unsafe {
+        Owned::new(
+            (api.interpreter_options_create)(),
+            api.interpreter_options_delete,
+        )
+    }) else {
+        return false;
+    };
+    // SAFETY: `opts` and `model` are live; the reporter never unwinds and `sink` outlives
+    // the interpreter, which is dropped before this function returns.
+    unsafe {
+        (api.interpreter_options_set_error_reporter)(
+            opts.as_ptr(),
+            Some(report_error),
+            std::ptr::from_ref::<ErrorSink>(&sink).cast_mut().cast(),
+        );
+        Owned::new(
+            (api.interpreter_create)(model.as_ptr(), opts.as_ptr()),
+            api.interpreter_delete,
+        )
+    }
+    .is_some()
 }
 
 /// Creates the XNNPack delegate with `threads` threads (no pool for one thread).

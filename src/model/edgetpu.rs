@@ -2,7 +2,8 @@
 //!
 //! `edgetpu_compiler` replaces the operators it maps to the device by one custom operator
 //! named `edgetpu-custom-op`. Its custom options are a FlexBuffer map whose entry `"4"` holds
-//! the device program (string bytes starting with `DWN1`).
+//! the device program: a string holding a flatbuffer with the file identifier `DWN1` (bytes
+//! 4..8, after its root offset).
 
 use super::{BUILTIN_CUSTOM, Model};
 
@@ -33,10 +34,16 @@ pub fn programs(model: &Model<'_>) -> Vec<EdgeTpuProgram> {
             program_bytes: op
                 .custom_options
                 .as_deref()
-                .and_then(|options| flexbuffer_map_blob(options, "4"))
+                .and_then(device_program)
                 .map(<[u8]>::len),
         })
         .collect()
+}
+
+/// The device program (entry `"4"`) of an `edgetpu-custom-op`'s custom options, or `None`
+/// when the options are not a FlexBuffer map holding one.
+pub fn device_program(custom_options: &[u8]) -> Option<&[u8]> {
+    flexbuffer_map_blob(custom_options, "4")
 }
 
 /// Whether the model holds at least one `edgetpu-custom-op`.

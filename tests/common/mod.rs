@@ -120,3 +120,40 @@ macro_rules! cpu_model_tests {
         }
     };
 }
+
+/// Env var with the path of libedgetpu (or of the emulated one, `scripts/emulate`).
+pub const EDGETPU_LIB_ENV: &str = "MULTITPU_EDGETPU_LIB";
+/// Env var with the path of `edgetpu_compiler` (or of the emulated one).
+pub const EDGETPU_COMPILER_ENV: &str = "MULTITPU_EDGETPU_COMPILER";
+
+/// libedgetpu from `MULTITPU_EDGETPU_LIB` (`scripts/test` points it at the emulated Edge
+/// TPU); panics if the variable is set but the library does not load.
+pub fn edgetpu_runtime() -> Option<multitpu::backend::EdgeTpuRuntime> {
+    let path = require_env(
+        EDGETPU_LIB_ENV,
+        "path of libedgetpu, e.g. from scripts/emulate",
+    )?;
+    match multitpu::backend::EdgeTpuRuntime::from_path(&path) {
+        Ok(rt) => Some(rt),
+        Err(e) => panic!("{EDGETPU_LIB_ENV}={path} does not load: {e}"),
+    }
+}
+
+/// `edgetpu_compiler` from `MULTITPU_EDGETPU_COMPILER`.
+pub fn edgetpu_compiler() -> Option<multitpu::profile::EdgeTpuCompiler> {
+    let path = require_env(
+        EDGETPU_COMPILER_ENV,
+        "path of edgetpu_compiler, e.g. from scripts/emulate",
+    )?;
+    match multitpu::profile::EdgeTpuCompiler::at(&path) {
+        Ok(compiler) => Some(compiler),
+        Err(e) => panic!("{EDGETPU_COMPILER_ENV}={path}: {e}"),
+    }
+}
+
+/// Held by every test that opens Edge TPUs: a device serves one delegate at a time, and the
+/// tests of one binary run in parallel.
+pub fn devices() -> std::sync::MutexGuard<'static, ()> {
+    static DEVICES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    DEVICES.lock().unwrap_or_else(|e| e.into_inner())
+}
