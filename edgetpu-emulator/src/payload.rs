@@ -23,7 +23,7 @@ use multitpu::profile::SegmentWorkload;
 /// The file identifier of Edge TPU programs, at bytes 4..8.
 pub const PROGRAM_IDENTIFIER: &[u8] = b"DWN1";
 
-/// Follows [`PROGRAM_MAGIC`] in programs written by the emulated compiler.
+/// Follows the [`PROGRAM_IDENTIFIER`] in programs written by the emulated compiler.
 pub const MARKER: &[u8] = b"multitpu emulated Edge TPU program v1\0";
 
 /// An emulated device program.
