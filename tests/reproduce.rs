@@ -67,24 +67,22 @@ fn scheme_fit_and_fidelity() {
     }
 }
 
-/// The example binary: built by `cargo test --all-targets` next to the test binaries, or
-/// built here when only this test was asked for.
+/// The example binary, built here (a no-op when it is up to date): `cargo test --all-targets`
+/// builds examples as test harnesses, and a binary left by an earlier build may be stale.
 fn reproduce_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("target/<profile>/deps");
+    let status = Command::new(env!("CARGO"))
+        // The test profile reuses the library `cargo test` built.
+        .args(["build", "--profile", "test", "--example", "reproduce"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the reproduce example failed");
     let binary = profile_dir.join("examples").join("reproduce");
-    if !binary.exists() {
-        let status = Command::new(env!("CARGO"))
-            // The test profile reuses the library `cargo test` built.
-            .args(["build", "--profile", "test", "--example", "reproduce"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the reproduce example failed");
-    }
     assert!(binary.exists(), "{} not found", binary.display());
     binary
 }

@@ -601,24 +601,23 @@ fn pipeline_example() -> std::path::PathBuf {
         .parent()
         .and_then(std::path::Path::parent)
         .expect("target/<profile>/deps");
-    let binary = profile_dir.join("examples").join("pipeline");
-    if !binary.exists() {
-        let status = Command::new(env!("CARGO"))
-            // The test profile reuses the library `cargo test` built.
-            .args([
-                "build",
-                "--profile",
-                "test",
-                "-p",
-                "multitpu",
-                "--example",
-                "pipeline",
-            ])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the pipeline example failed");
-    }
-    binary
+    // Built here (a no-op when up to date): `cargo test --all-targets` builds examples as
+    // test harnesses, and a binary left by an earlier build may be stale.
+    let status = Command::new(env!("CARGO"))
+        // The test profile reuses the library `cargo test` built.
+        .args([
+            "build",
+            "--profile",
+            "test",
+            "-p",
+            "multitpu",
+            "--example",
+            "pipeline",
+        ])
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the pipeline example failed");
+    profile_dir.join("examples").join("pipeline")
 }
 
 /// `pipeline --backend edgetpu --reference MODEL` on emulator-compiled segments ends in
