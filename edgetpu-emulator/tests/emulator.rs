@@ -605,7 +605,8 @@ fn pipeline_example() -> std::path::PathBuf {
     if !binary.exists() {
         let status = Command::new(env!("CARGO"))
             // The test profile reuses the library `cargo test` built.
-            .args(["build", "--profile", "test", "-p", "multitpu", "--example", "pipeline"])
+            .args(["build", "--profile", "test"])
+            .args(["-p", "multitpu", "--example", "pipeline"])
             .status()
             .expect("cargo runs");
         assert!(status.success(), "building the pipeline example failed");
