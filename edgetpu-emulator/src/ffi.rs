@@ -790,6 +790,7 @@ pub(crate) fn try_lock(file: &File) -> std::io::Result<bool> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write as _;
     use std::mem::{offset_of, size_of};
     use std::path::PathBuf;
     use std::process::Command;
@@ -858,7 +859,8 @@ mod tests {
                 std::env::var_os("CI").is_none(),
                 "the TFLite headers must be found under CI (set MULTITPU_TFLITE_LIB)"
             );
-            eprintln!(
+            let _ = writeln!(
+                std::io::stderr(),
                 "SKIPPED: no TFLite headers (set MULTITPU_TFLITE_LIB or MULTITPU_TFLITE_INCLUDE)"
             );
             return;
@@ -925,7 +927,7 @@ mod tests {
                 std::env::var_os("CI").is_none(),
                 "MULTITPU_TFLITE_LIB must be set under CI"
             );
-            eprintln!("SKIPPED: MULTITPU_TFLITE_LIB is not set");
+            let _ = writeln!(std::io::stderr(), "SKIPPED: MULTITPU_TFLITE_LIB is not set");
             return;
         }
         let output = Command::new(std::env::current_exe().unwrap())

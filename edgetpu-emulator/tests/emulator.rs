@@ -8,6 +8,7 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
+use std::io::Write as _;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -65,7 +66,8 @@ fn has_test_devices() -> bool {
             "{} must list two USB and one PCIe device under CI",
             devices::DEVICES_ENV
         );
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIPPED: {} lists fewer than usb:2,pci:1",
             devices::DEVICES_ENV
         );
