@@ -54,6 +54,96 @@ pub const BATCH_MATMUL: i32 = 126;
 pub const PLACEHOLDER_FOR_GREATER_OP_CODES: i32 = 127;
 /// `BuiltinOperator.CALL_ONCE`.
 pub const CALL_ONCE: i32 = 129;
+/// `BuiltinOperator.FLOOR`.
+pub const FLOOR: i32 = 8;
+/// `BuiltinOperator.L2_NORMALIZATION`.
+pub const L2_NORMALIZATION: i32 = 11;
+/// `BuiltinOperator.L2_POOL_2D`.
+pub const L2_POOL_2D: i32 = 12;
+/// `BuiltinOperator.LOCAL_RESPONSE_NORMALIZATION`.
+pub const LOCAL_RESPONSE_NORMALIZATION: i32 = 13;
+/// `BuiltinOperator.RELU`.
+pub const RELU: i32 = 19;
+/// `BuiltinOperator.RELU_N1_TO_1`.
+pub const RELU_N1_TO_1: i32 = 20;
+/// `BuiltinOperator.RELU6`.
+pub const RELU6: i32 = 21;
+/// `BuiltinOperator.RESIZE_BILINEAR`.
+pub const RESIZE_BILINEAR: i32 = 23;
+/// `BuiltinOperator.TRANSPOSE`.
+pub const TRANSPOSE: i32 = 39;
+/// `BuiltinOperator.SUB`.
+pub const SUB: i32 = 41;
+/// `BuiltinOperator.DIV`.
+pub const DIV: i32 = 42;
+/// `BuiltinOperator.SQUEEZE`.
+pub const SQUEEZE: i32 = 43;
+/// `BuiltinOperator.EXP`.
+pub const EXP: i32 = 47;
+/// `BuiltinOperator.LOG_SOFTMAX`.
+pub const LOG_SOFTMAX: i32 = 50;
+/// `BuiltinOperator.CAST`.
+pub const CAST: i32 = 53;
+/// `BuiltinOperator.PRELU`.
+pub const PRELU: i32 = 54;
+/// `BuiltinOperator.MAXIMUM`.
+pub const MAXIMUM: i32 = 55;
+/// `BuiltinOperator.ARG_MAX`.
+pub const ARG_MAX: i32 = 56;
+/// `BuiltinOperator.MINIMUM`.
+pub const MINIMUM: i32 = 57;
+/// `BuiltinOperator.NEG`.
+pub const NEG: i32 = 59;
+/// `BuiltinOperator.PADV2`.
+pub const PADV2: i32 = 60;
+/// `BuiltinOperator.SIN`.
+pub const SIN: i32 = 66;
+/// `BuiltinOperator.LOG`.
+pub const LOG: i32 = 73;
+/// `BuiltinOperator.SUM`.
+pub const SUM: i32 = 74;
+/// `BuiltinOperator.SQRT`.
+pub const SQRT: i32 = 75;
+/// `BuiltinOperator.RSQRT`.
+pub const RSQRT: i32 = 76;
+/// `BuiltinOperator.POW`.
+pub const POW: i32 = 78;
+/// `BuiltinOperator.ARG_MIN`.
+pub const ARG_MIN: i32 = 79;
+/// `BuiltinOperator.REDUCE_PROD`.
+pub const REDUCE_PROD: i32 = 81;
+/// `BuiltinOperator.REDUCE_MAX`.
+pub const REDUCE_MAX: i32 = 82;
+/// `BuiltinOperator.REDUCE_MIN`.
+pub const REDUCE_MIN: i32 = 89;
+/// `BuiltinOperator.FLOOR_DIV`.
+pub const FLOOR_DIV: i32 = 90;
+/// `BuiltinOperator.SQUARE`.
+pub const SQUARE: i32 = 92;
+/// `BuiltinOperator.FLOOR_MOD`.
+pub const FLOOR_MOD: i32 = 95;
+/// `BuiltinOperator.RESIZE_NEAREST_NEIGHBOR`.
+pub const RESIZE_NEAREST_NEIGHBOR: i32 = 97;
+/// `BuiltinOperator.LEAKY_RELU`.
+pub const LEAKY_RELU: i32 = 98;
+/// `BuiltinOperator.SQUARED_DIFFERENCE`.
+pub const SQUARED_DIFFERENCE: i32 = 99;
+/// `BuiltinOperator.MIRROR_PAD`.
+pub const MIRROR_PAD: i32 = 100;
+/// `BuiltinOperator.ABS`.
+pub const ABS: i32 = 101;
+/// `BuiltinOperator.CEIL`.
+pub const CEIL: i32 = 104;
+/// `BuiltinOperator.COS`.
+pub const COS: i32 = 108;
+/// `BuiltinOperator.ELU`.
+pub const ELU: i32 = 111;
+/// `BuiltinOperator.ROUND`.
+pub const ROUND: i32 = 116;
+/// `BuiltinOperator.HARD_SWISH`.
+pub const HARD_SWISH: i32 = 117;
+/// `BuiltinOperator.GELU`.
+pub const GELU: i32 = 150;
 
 /// `BuiltinOperator.TEMP_STREAMING_CONV_2D`, the one code outside `0..=209`.
 const TEMP_STREAMING_CONV_2D: i32 = 225;

@@ -92,7 +92,7 @@
 
 use std::fmt;
 
-use super::ops::builtin_op_name;
+use super::ops::{self, builtin_op_name};
 use super::options::FieldValue;
 use super::{BUILTIN_CUSTOM, ElementType, Graph, Model, Operator, Tensor};
 use crate::{Error, Result};
@@ -173,151 +173,85 @@ fn op_name(op: &Operator<'_>) -> String {
         .map_or_else(|| format!("builtin {}", op.opcode.builtin), str::to_owned)
 }
 
-/// `BuiltinOperator` codes used here (checked against the schema's names by a test).
-mod code {
-    pub const ADD: i32 = 0;
-    pub const AVERAGE_POOL_2D: i32 = 1;
-    pub const CONCATENATION: i32 = 2;
-    pub const CONV_2D: i32 = 3;
-    pub const DEPTHWISE_CONV_2D: i32 = 4;
-    pub const DEQUANTIZE: i32 = 6;
-    pub const FLOOR: i32 = 8;
-    pub const FULLY_CONNECTED: i32 = 9;
-    pub const L2_NORMALIZATION: i32 = 11;
-    pub const L2_POOL_2D: i32 = 12;
-    pub const LOCAL_RESPONSE_NORMALIZATION: i32 = 13;
-    pub const LOGISTIC: i32 = 14;
-    pub const MAX_POOL_2D: i32 = 17;
-    pub const MUL: i32 = 18;
-    pub const RELU: i32 = 19;
-    pub const RELU_N1_TO_1: i32 = 20;
-    pub const RELU6: i32 = 21;
-    pub const RESHAPE: i32 = 22;
-    pub const RESIZE_BILINEAR: i32 = 23;
-    pub const SOFTMAX: i32 = 25;
-    pub const TANH: i32 = 28;
-    pub const PAD: i32 = 34;
-    pub const TRANSPOSE: i32 = 39;
-    pub const MEAN: i32 = 40;
-    pub const SUB: i32 = 41;
-    pub const DIV: i32 = 42;
-    pub const SQUEEZE: i32 = 43;
-    pub const UNIDIRECTIONAL_SEQUENCE_LSTM: i32 = 44;
-    pub const EXP: i32 = 47;
-    pub const LOG_SOFTMAX: i32 = 50;
-    pub const CAST: i32 = 53;
-    pub const PRELU: i32 = 54;
-    pub const MAXIMUM: i32 = 55;
-    pub const ARG_MAX: i32 = 56;
-    pub const MINIMUM: i32 = 57;
-    pub const NEG: i32 = 59;
-    pub const PADV2: i32 = 60;
-    pub const SIN: i32 = 66;
-    pub const LOG: i32 = 73;
-    pub const SUM: i32 = 74;
-    pub const SQRT: i32 = 75;
-    pub const RSQRT: i32 = 76;
-    pub const POW: i32 = 78;
-    pub const ARG_MIN: i32 = 79;
-    pub const REDUCE_PROD: i32 = 81;
-    pub const REDUCE_MAX: i32 = 82;
-    pub const REDUCE_MIN: i32 = 89;
-    pub const FLOOR_DIV: i32 = 90;
-    pub const SQUARE: i32 = 92;
-    pub const FLOOR_MOD: i32 = 95;
-    pub const RESIZE_NEAREST_NEIGHBOR: i32 = 97;
-    pub const LEAKY_RELU: i32 = 98;
-    pub const SQUARED_DIFFERENCE: i32 = 99;
-    pub const MIRROR_PAD: i32 = 100;
-    pub const ABS: i32 = 101;
-    pub const CEIL: i32 = 104;
-    pub const COS: i32 = 108;
-    pub const ELU: i32 = 111;
-    pub const QUANTIZE: i32 = 114;
-    pub const ROUND: i32 = 116;
-    pub const HARD_SWISH: i32 = 117;
-    pub const GELU: i32 = 150;
-}
-
 /// Operators whose output has the shape of their first input.
 const SAME_SHAPE: &[i32] = &[
-    code::DEQUANTIZE,
-    code::FLOOR,
-    code::L2_NORMALIZATION,
-    code::LOCAL_RESPONSE_NORMALIZATION,
-    code::LOGISTIC,
-    code::RELU,
-    code::RELU_N1_TO_1,
-    code::RELU6,
-    code::SOFTMAX,
-    code::TANH,
-    code::EXP,
-    code::LOG_SOFTMAX,
-    code::CAST,
-    code::NEG,
-    code::SIN,
-    code::LOG,
-    code::SQRT,
-    code::RSQRT,
-    code::SQUARE,
-    code::LEAKY_RELU,
-    code::ABS,
-    code::CEIL,
-    code::COS,
-    code::ELU,
-    code::QUANTIZE,
-    code::ROUND,
-    code::HARD_SWISH,
-    code::GELU,
+    ops::DEQUANTIZE,
+    ops::FLOOR,
+    ops::L2_NORMALIZATION,
+    ops::LOCAL_RESPONSE_NORMALIZATION,
+    ops::LOGISTIC,
+    ops::RELU,
+    ops::RELU_N1_TO_1,
+    ops::RELU6,
+    ops::SOFTMAX,
+    ops::TANH,
+    ops::EXP,
+    ops::LOG_SOFTMAX,
+    ops::CAST,
+    ops::NEG,
+    ops::SIN,
+    ops::LOG,
+    ops::SQRT,
+    ops::RSQRT,
+    ops::SQUARE,
+    ops::LEAKY_RELU,
+    ops::ABS,
+    ops::CEIL,
+    ops::COS,
+    ops::ELU,
+    ops::QUANTIZE,
+    ops::ROUND,
+    ops::HARD_SWISH,
+    ops::GELU,
 ];
 
 /// Binary operators whose output has the broadcast shape of their two inputs.
 const BROADCAST: &[i32] = &[
-    code::ADD,
-    code::SUB,
-    code::MUL,
-    code::DIV,
-    code::MAXIMUM,
-    code::MINIMUM,
-    code::SQUARED_DIFFERENCE,
-    code::PRELU,
-    code::POW,
-    code::FLOOR_DIV,
-    code::FLOOR_MOD,
+    ops::ADD,
+    ops::SUB,
+    ops::MUL,
+    ops::DIV,
+    ops::MAXIMUM,
+    ops::MINIMUM,
+    ops::SQUARED_DIFFERENCE,
+    ops::PRELU,
+    ops::POW,
+    ops::FLOOR_DIV,
+    ops::FLOOR_MOD,
 ];
 
 /// Operators whose kernels requantize: the 8- and 16-bit integer tensors they read or write
 /// must carry quantization parameters (TFLite dereferences or divides by them).
 const REQUANTIZING: &[i32] = &[
-    code::ADD,
-    code::SUB,
-    code::MUL,
-    code::DIV,
-    code::SQUARED_DIFFERENCE,
-    code::PRELU,
-    code::CONV_2D,
-    code::DEPTHWISE_CONV_2D,
-    code::FULLY_CONNECTED,
-    code::AVERAGE_POOL_2D,
-    code::MAX_POOL_2D,
-    code::L2_POOL_2D,
-    code::L2_NORMALIZATION,
-    code::LOGISTIC,
-    code::TANH,
-    code::RELU,
-    code::RELU_N1_TO_1,
-    code::RELU6,
-    code::LEAKY_RELU,
-    code::HARD_SWISH,
-    code::ELU,
-    code::SOFTMAX,
-    code::LOG_SOFTMAX,
-    code::CONCATENATION,
-    code::MEAN,
-    code::SUM,
-    code::REDUCE_PROD,
-    code::QUANTIZE,
-    code::DEQUANTIZE,
+    ops::ADD,
+    ops::SUB,
+    ops::MUL,
+    ops::DIV,
+    ops::SQUARED_DIFFERENCE,
+    ops::PRELU,
+    ops::CONV_2D,
+    ops::DEPTHWISE_CONV_2D,
+    ops::FULLY_CONNECTED,
+    ops::AVERAGE_POOL_2D,
+    ops::MAX_POOL_2D,
+    ops::L2_POOL_2D,
+    ops::L2_NORMALIZATION,
+    ops::LOGISTIC,
+    ops::TANH,
+    ops::RELU,
+    ops::RELU_N1_TO_1,
+    ops::RELU6,
+    ops::LEAKY_RELU,
+    ops::HARD_SWISH,
+    ops::ELU,
+    ops::SOFTMAX,
+    ops::LOG_SOFTMAX,
+    ops::CONCATENATION,
+    ops::MEAN,
+    ops::SUM,
+    ops::REDUCE_PROD,
+    ops::QUANTIZE,
+    ops::DEQUANTIZE,
 ];
 
 /// `Padding` of the schema.
@@ -911,7 +845,7 @@ impl OpCtx<'_, '_, '_> {
                 ));
             }
         }
-        if builtin == code::ADD || builtin == code::SUB {
+        if builtin == ops::ADD || builtin == ops::SUB {
             self.add_sub_rescaling()?;
         }
         Ok(())
@@ -993,7 +927,7 @@ impl OpCtx<'_, '_, '_> {
         };
         let in_type = model.tensors[first].element_type;
         let out_type = model.tensors[out].element_type;
-        let slots: Vec<usize> = if builtin == code::CONCATENATION {
+        let slots: Vec<usize> = if builtin == ops::CONCATENATION {
             (1..self.op.inputs.len()).collect()
         } else if BROADCAST.contains(&builtin) {
             vec![1]
@@ -1017,36 +951,36 @@ impl OpCtx<'_, '_, '_> {
             }
         }
         let allowed = match builtin {
-            code::QUANTIZE | code::DEQUANTIZE | code::CAST | code::ARG_MAX | code::ARG_MIN => {
+            ops::QUANTIZE | ops::DEQUANTIZE | ops::CAST | ops::ARG_MAX | ops::ARG_MIN => {
                 return Ok(());
             }
-            code::SOFTMAX => {
+            ops::SOFTMAX => {
                 out_type == in_type || (in_type == ElementType::I8 && out_type == ElementType::I16)
             }
             _ if SAME_SHAPE.contains(&builtin) || BROADCAST.contains(&builtin) => {
                 out_type == in_type
             }
-            code::CONV_2D
-            | code::DEPTHWISE_CONV_2D
-            | code::AVERAGE_POOL_2D
-            | code::MAX_POOL_2D
-            | code::L2_POOL_2D
-            | code::FULLY_CONNECTED
-            | code::CONCATENATION
-            | code::RESHAPE
-            | code::SQUEEZE
-            | code::TRANSPOSE
-            | code::PAD
-            | code::PADV2
-            | code::MIRROR_PAD
-            | code::MEAN
-            | code::SUM
-            | code::REDUCE_PROD
-            | code::REDUCE_MAX
-            | code::REDUCE_MIN
-            | code::RESIZE_BILINEAR
-            | code::RESIZE_NEAREST_NEIGHBOR
-            | code::UNIDIRECTIONAL_SEQUENCE_LSTM => out_type == in_type,
+            ops::CONV_2D
+            | ops::DEPTHWISE_CONV_2D
+            | ops::AVERAGE_POOL_2D
+            | ops::MAX_POOL_2D
+            | ops::L2_POOL_2D
+            | ops::FULLY_CONNECTED
+            | ops::CONCATENATION
+            | ops::RESHAPE
+            | ops::SQUEEZE
+            | ops::TRANSPOSE
+            | ops::PAD
+            | ops::PADV2
+            | ops::MIRROR_PAD
+            | ops::MEAN
+            | ops::SUM
+            | ops::REDUCE_PROD
+            | ops::REDUCE_MAX
+            | ops::REDUCE_MIN
+            | ops::RESIZE_BILINEAR
+            | ops::RESIZE_NEAREST_NEIGHBOR
+            | ops::UNIDIRECTIONAL_SEQUENCE_LSTM => out_type == in_type,
             _ => true,
         };
         if allowed {
@@ -1076,23 +1010,23 @@ impl OpCtx<'_, '_, '_> {
             return one(self.broadcast()?);
         }
         match builtin {
-            code::CONV_2D => one(self.conv_2d()?),
-            code::DEPTHWISE_CONV_2D => one(self.depthwise_conv_2d()?),
-            code::AVERAGE_POOL_2D | code::MAX_POOL_2D | code::L2_POOL_2D => one(self.pool_2d()?),
-            code::FULLY_CONNECTED => one(self.fully_connected()?),
-            code::CONCATENATION => one(self.concatenation()?),
-            code::RESHAPE => Ok(self.reshape()?.map(|d| vec![d])),
-            code::SQUEEZE => one(self.squeeze()?),
-            code::TRANSPOSE => Ok(self.transpose()?.map(|d| vec![d])),
-            code::PAD | code::PADV2 | code::MIRROR_PAD => Ok(self.pad()?.map(|d| vec![d])),
-            code::MEAN | code::SUM | code::REDUCE_PROD | code::REDUCE_MAX | code::REDUCE_MIN => {
+            ops::CONV_2D => one(self.conv_2d()?),
+            ops::DEPTHWISE_CONV_2D => one(self.depthwise_conv_2d()?),
+            ops::AVERAGE_POOL_2D | ops::MAX_POOL_2D | ops::L2_POOL_2D => one(self.pool_2d()?),
+            ops::FULLY_CONNECTED => one(self.fully_connected()?),
+            ops::CONCATENATION => one(self.concatenation()?),
+            ops::RESHAPE => Ok(self.reshape()?.map(|d| vec![d])),
+            ops::SQUEEZE => one(self.squeeze()?),
+            ops::TRANSPOSE => Ok(self.transpose()?.map(|d| vec![d])),
+            ops::PAD | ops::PADV2 | ops::MIRROR_PAD => Ok(self.pad()?.map(|d| vec![d])),
+            ops::MEAN | ops::SUM | ops::REDUCE_PROD | ops::REDUCE_MAX | ops::REDUCE_MIN => {
                 Ok(self.reduce()?.map(|d| vec![d]))
             }
-            code::ARG_MAX | code::ARG_MIN => Ok(self.arg_min_max()?.map(|d| vec![d])),
-            code::RESIZE_BILINEAR | code::RESIZE_NEAREST_NEIGHBOR => {
+            ops::ARG_MAX | ops::ARG_MIN => Ok(self.arg_min_max()?.map(|d| vec![d])),
+            ops::RESIZE_BILINEAR | ops::RESIZE_NEAREST_NEIGHBOR => {
                 Ok(self.resize()?.map(|d| vec![d]))
             }
-            code::UNIDIRECTIONAL_SEQUENCE_LSTM => one(self.sequence_lstm()?),
+            ops::UNIDIRECTIONAL_SEQUENCE_LSTM => one(self.sequence_lstm()?),
             _ => Ok(None),
         }
     }
@@ -1568,74 +1502,74 @@ mod tests {
     #[test]
     fn codes_match_the_schema_names() {
         let named = [
-            ("ADD", code::ADD),
-            ("AVERAGE_POOL_2D", code::AVERAGE_POOL_2D),
-            ("CONCATENATION", code::CONCATENATION),
-            ("CONV_2D", code::CONV_2D),
-            ("DEPTHWISE_CONV_2D", code::DEPTHWISE_CONV_2D),
-            ("DEQUANTIZE", code::DEQUANTIZE),
-            ("FLOOR", code::FLOOR),
-            ("FULLY_CONNECTED", code::FULLY_CONNECTED),
-            ("L2_NORMALIZATION", code::L2_NORMALIZATION),
-            ("L2_POOL_2D", code::L2_POOL_2D),
+            ("ADD", ops::ADD),
+            ("AVERAGE_POOL_2D", ops::AVERAGE_POOL_2D),
+            ("CONCATENATION", ops::CONCATENATION),
+            ("CONV_2D", ops::CONV_2D),
+            ("DEPTHWISE_CONV_2D", ops::DEPTHWISE_CONV_2D),
+            ("DEQUANTIZE", ops::DEQUANTIZE),
+            ("FLOOR", ops::FLOOR),
+            ("FULLY_CONNECTED", ops::FULLY_CONNECTED),
+            ("L2_NORMALIZATION", ops::L2_NORMALIZATION),
+            ("L2_POOL_2D", ops::L2_POOL_2D),
             (
                 "LOCAL_RESPONSE_NORMALIZATION",
-                code::LOCAL_RESPONSE_NORMALIZATION,
+                ops::LOCAL_RESPONSE_NORMALIZATION,
             ),
-            ("LOGISTIC", code::LOGISTIC),
-            ("MAX_POOL_2D", code::MAX_POOL_2D),
-            ("MUL", code::MUL),
-            ("RELU", code::RELU),
-            ("RELU_N1_TO_1", code::RELU_N1_TO_1),
-            ("RELU6", code::RELU6),
-            ("RESHAPE", code::RESHAPE),
-            ("RESIZE_BILINEAR", code::RESIZE_BILINEAR),
-            ("SOFTMAX", code::SOFTMAX),
-            ("TANH", code::TANH),
-            ("PAD", code::PAD),
-            ("TRANSPOSE", code::TRANSPOSE),
-            ("MEAN", code::MEAN),
-            ("SUB", code::SUB),
-            ("DIV", code::DIV),
-            ("SQUEEZE", code::SQUEEZE),
+            ("LOGISTIC", ops::LOGISTIC),
+            ("MAX_POOL_2D", ops::MAX_POOL_2D),
+            ("MUL", ops::MUL),
+            ("RELU", ops::RELU),
+            ("RELU_N1_TO_1", ops::RELU_N1_TO_1),
+            ("RELU6", ops::RELU6),
+            ("RESHAPE", ops::RESHAPE),
+            ("RESIZE_BILINEAR", ops::RESIZE_BILINEAR),
+            ("SOFTMAX", ops::SOFTMAX),
+            ("TANH", ops::TANH),
+            ("PAD", ops::PAD),
+            ("TRANSPOSE", ops::TRANSPOSE),
+            ("MEAN", ops::MEAN),
+            ("SUB", ops::SUB),
+            ("DIV", ops::DIV),
+            ("SQUEEZE", ops::SQUEEZE),
             (
                 "UNIDIRECTIONAL_SEQUENCE_LSTM",
-                code::UNIDIRECTIONAL_SEQUENCE_LSTM,
+                ops::UNIDIRECTIONAL_SEQUENCE_LSTM,
             ),
-            ("EXP", code::EXP),
-            ("LOG_SOFTMAX", code::LOG_SOFTMAX),
-            ("CAST", code::CAST),
-            ("PRELU", code::PRELU),
-            ("MAXIMUM", code::MAXIMUM),
-            ("ARG_MAX", code::ARG_MAX),
-            ("MINIMUM", code::MINIMUM),
-            ("NEG", code::NEG),
-            ("PADV2", code::PADV2),
-            ("SIN", code::SIN),
-            ("LOG", code::LOG),
-            ("SUM", code::SUM),
-            ("SQRT", code::SQRT),
-            ("RSQRT", code::RSQRT),
-            ("POW", code::POW),
-            ("ARG_MIN", code::ARG_MIN),
-            ("REDUCE_PROD", code::REDUCE_PROD),
-            ("REDUCE_MAX", code::REDUCE_MAX),
-            ("REDUCE_MIN", code::REDUCE_MIN),
-            ("FLOOR_DIV", code::FLOOR_DIV),
-            ("SQUARE", code::SQUARE),
-            ("FLOOR_MOD", code::FLOOR_MOD),
-            ("RESIZE_NEAREST_NEIGHBOR", code::RESIZE_NEAREST_NEIGHBOR),
-            ("LEAKY_RELU", code::LEAKY_RELU),
-            ("SQUARED_DIFFERENCE", code::SQUARED_DIFFERENCE),
-            ("MIRROR_PAD", code::MIRROR_PAD),
-            ("ABS", code::ABS),
-            ("CEIL", code::CEIL),
-            ("COS", code::COS),
-            ("ELU", code::ELU),
-            ("QUANTIZE", code::QUANTIZE),
-            ("ROUND", code::ROUND),
-            ("HARD_SWISH", code::HARD_SWISH),
-            ("GELU", code::GELU),
+            ("EXP", ops::EXP),
+            ("LOG_SOFTMAX", ops::LOG_SOFTMAX),
+            ("CAST", ops::CAST),
+            ("PRELU", ops::PRELU),
+            ("MAXIMUM", ops::MAXIMUM),
+            ("ARG_MAX", ops::ARG_MAX),
+            ("MINIMUM", ops::MINIMUM),
+            ("NEG", ops::NEG),
+            ("PADV2", ops::PADV2),
+            ("SIN", ops::SIN),
+            ("LOG", ops::LOG),
+            ("SUM", ops::SUM),
+            ("SQRT", ops::SQRT),
+            ("RSQRT", ops::RSQRT),
+            ("POW", ops::POW),
+            ("ARG_MIN", ops::ARG_MIN),
+            ("REDUCE_PROD", ops::REDUCE_PROD),
+            ("REDUCE_MAX", ops::REDUCE_MAX),
+            ("REDUCE_MIN", ops::REDUCE_MIN),
+            ("FLOOR_DIV", ops::FLOOR_DIV),
+            ("SQUARE", ops::SQUARE),
+            ("FLOOR_MOD", ops::FLOOR_MOD),
+            ("RESIZE_NEAREST_NEIGHBOR", ops::RESIZE_NEAREST_NEIGHBOR),
+            ("LEAKY_RELU", ops::LEAKY_RELU),
+            ("SQUARED_DIFFERENCE", ops::SQUARED_DIFFERENCE),
+            ("MIRROR_PAD", ops::MIRROR_PAD),
+            ("ABS", ops::ABS),
+            ("CEIL", ops::CEIL),
+            ("COS", ops::COS),
+            ("ELU", ops::ELU),
+            ("QUANTIZE", ops::QUANTIZE),
+            ("ROUND", ops::ROUND),
+            ("HARD_SWISH", ops::HARD_SWISH),
+            ("GELU", ops::GELU),
         ];
         for (name, value) in named {
             assert_eq!(builtin_op_code(name), Some(value), "{name}");
@@ -1667,7 +1601,7 @@ mod tests {
     /// `in [1,8,8,3] u8 -> CONV_2D(3x3, 4 filters, stride 2, SAME) -> [1,4,4,4] -> RESHAPE [1,64]`.
     fn conv_model() -> Model<'static> {
         let conv = with_options(
-            operator(code::CONV_2D, &[Some(0), Some(1), Some(2)], &[3]),
+            operator(ops::CONV_2D, &[Some(0), Some(1), Some(2)], &[3]),
             "Conv2DOptions",
             &[
                 ("stride_w", FieldValue::I32(2)),
@@ -1675,7 +1609,7 @@ mod tests {
             ],
         );
         let reshape = with_options(
-            operator(code::RESHAPE, &[Some(3)], &[4]),
+            operator(ops::RESHAPE, &[Some(3)], &[4]),
             "ReshapeOptions",
             &[("new_shape", FieldValue::VecI32(vec![1, -1]))],
         );
@@ -1931,7 +1865,7 @@ mod tests {
                     quantized(tensor("b", U8, &[1, 4], false), 0.25, 0),
                     quantized(tensor("sum", U8, &[1, 4], false), out_scale, 0),
                 ],
-                vec![operator(code::ADD, &[Some(0), Some(1)], &[2])],
+                vec![operator(ops::ADD, &[Some(0), Some(1)], &[2])],
                 &[0, 1],
                 &[2],
             )
@@ -1964,7 +1898,7 @@ mod tests {
                 tensor("d", F32, &[7], false),
             ],
             vec![
-                operator(code::MUL, &[Some(0), Some(1)], &[2]),
+                operator(ops::MUL, &[Some(0), Some(1)], &[2]),
                 // STRIDED_SLICE is not modelled: its recorded shape is trusted.
                 operator(45, &[Some(2)], &[3]),
             ],
