@@ -16,7 +16,7 @@ use multitpu::backend::{
     CpuBackend, DeviceSelector, EdgeTpuBackend, Interpreter, InterpreterOptions, Performance,
     Runtime, SimCompute, SimulatedEdgeTpuBackend,
 };
-use multitpu::model::{Graph, Model, paper};
+use multitpu::model::{Graph, Model};
 use multitpu::pipeline::{Backend, PipelineBuilder};
 use multitpu::profile::{EdgeTpuCompiler, EdgeTpuCostModel};
 use multitpu::segment::{Segmenter, UniformByParams};
@@ -27,21 +27,6 @@ const SSD_SEGMENTS: [&str; 2] = [
     "ssd_mobilenet_v2_coco_quant_postprocess_segment_0_of_2_edgetpu.tflite",
     "ssd_mobilenet_v2_coco_quant_postprocess_segment_1_of_2_edgetpu.tflite",
 ];
-
-/// The segments of a paper fc model, serialized.
-fn fc_segments(hidden: usize, count: usize) -> (Arc<[u8]>, Vec<Arc<[u8]>>) {
-    let model = paper::fc(hidden).unwrap();
-    let whole: Arc<[u8]> = model.to_bytes().unwrap().into();
-    let graph = Graph::new(&model).unwrap();
-    let plan = UniformByParams.plan(&graph, count).unwrap();
-    let segments = plan
-        .extract(&graph)
-        .unwrap()
-        .iter()
-        .map(|m| Arc::from(m.to_bytes().unwrap()))
-        .collect();
-    (whole, segments)
-}
 
 /// What the whole model computes for `input` on one CPU interpreter.
 fn reference(runtime: &Runtime, whole: &Arc<[u8]>, input: &[u8]) -> Vec<u8> {
@@ -67,7 +52,7 @@ fn simulated_cpu_pipeline_matches_the_whole_model() {
     let Some(runtime) = common::tflite_runtime() else {
         return;
     };
-    let (whole, segments) = fc_segments(300, 3);
+    let (whole, segments) = common::paper_fc_segments(300, 3, &UniformByParams);
     let backend = SimulatedEdgeTpuBackend::new(
         EdgeTpuCostModel::usb_default(),
         SimCompute::Cpu {
@@ -160,7 +145,7 @@ fn edgetpu_backend_refuses_uncompiled_segments() {
         check_compiled(&bytes, 0).expect(name);
     }
     // The paper's models, cut by multitpu, are not compiled either.
-    let (_, segments) = fc_segments(100, 2);
+    let (_, segments) = common::paper_fc_segments(100, 2, &UniformByParams);
     for (i, segment) in segments.iter().enumerate() {
         let err = check_compiled(segment, i).expect_err("uncompiled segment");
         assert!(matches!(err, Error::NotCompiled { index } if index == i));
@@ -312,7 +297,7 @@ fn two_selectors_for_one_device_fail_at_build_time() {
 #[test]
 fn model_helpers_build_valid_segments() {
     // Guards the helpers above: the segments chain into the whole model's interface.
-    let (whole, segments) = fc_segments(64, 2);
+    let (whole, segments) = common::paper_fc_segments(64, 2, &UniformByParams);
     let whole = Model::from_bytes(&whole).unwrap();
     let first = Model::from_bytes(&segments[0]).unwrap();
     let last = Model::from_bytes(&segments[1]).unwrap();

@@ -9,9 +9,8 @@ use std::sync::Arc;
 
 use multitpu::Error;
 use multitpu::backend::{CpuBackend, Interpreter, InterpreterOptions};
-use multitpu::model::{Graph, paper};
 use multitpu::pipeline::{Backend, PipelineBuilder, Stage, TensorSpec};
-use multitpu::segment::{Plan, UniformByOps};
+use multitpu::segment::UniformByOps;
 use stages::FailingAt;
 
 const MNIST: &str = "MNISTnet_uint8_quant.tflite";
@@ -199,26 +198,12 @@ fn xnnpack_stage_runs() {
     assert_eq!(top(out.tensor(0).unwrap()), top(expected));
 }
 
-/// The segments of the paper's fc model with N = 300, serialized, and the whole model.
-fn fc_segments(count: usize) -> (Arc<[u8]>, Vec<Arc<[u8]>>) {
-    let model = paper::fc(300).unwrap();
-    let graph = Graph::new(&model).unwrap();
-    let plan = Plan::new(&graph, count, &UniformByOps).unwrap();
-    let segments = plan
-        .extract(&graph)
-        .unwrap()
-        .iter()
-        .map(|m| Arc::from(m.to_bytes().unwrap()))
-        .collect();
-    (model.to_bytes().unwrap().into(), segments)
-}
-
 #[test]
 fn a_failure_at_item_k_delivers_every_item_before_it() {
     let Some(runtime) = common::tflite_runtime() else {
         return;
     };
-    let (whole, segments) = fc_segments(3);
+    let (whole, segments) = common::paper_fc_segments(300, 3, &UniformByOps);
     let backend = CpuBackend::new(runtime.clone(), 1, false);
     let (n, k) = (12u64, 5u64);
     let mut builder = PipelineBuilder::new();
@@ -272,7 +257,7 @@ fn cpu_segments_out_of_order_are_refused_when_built() {
     let Some(runtime) = common::tflite_runtime() else {
         return;
     };
-    let (_, segments) = fc_segments(3);
+    let (_, segments) = common::paper_fc_segments(300, 3, &UniformByOps);
     let backend = CpuBackend::new(runtime, 1, false);
     let read_by = |i: usize| {
         backend

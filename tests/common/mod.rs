@@ -160,3 +160,22 @@ pub fn devices() -> std::sync::MutexGuard<'static, ()> {
     static DEVICES: std::sync::Mutex<()> = std::sync::Mutex::new(());
     DEVICES.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// The paper's fc model with `hidden` neurons, serialized, and its `count` segments under
+/// `segmenter`, serialized.
+pub fn paper_fc_segments(
+    hidden: usize,
+    count: usize,
+    segmenter: &dyn multitpu::segment::Segmenter,
+) -> (std::sync::Arc<[u8]>, Vec<std::sync::Arc<[u8]>>) {
+    let model = multitpu::model::paper::fc(hidden).unwrap();
+    let graph = multitpu::model::Graph::new(&model).unwrap();
+    let plan = multitpu::segment::Plan::new(&graph, count, segmenter).unwrap();
+    let segments = plan
+        .extract(&graph)
+        .unwrap()
+        .iter()
+        .map(|m| std::sync::Arc::from(m.to_bytes().unwrap()))
+        .collect();
+    (model.to_bytes().unwrap().into(), segments)
+}
