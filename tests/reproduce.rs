@@ -87,8 +87,9 @@ fn reproduce_binary() -> PathBuf {
     binary
 }
 
-/// `reproduce --quick` writes every CSV with the documented columns, every plot, and says
-/// on every line of its headline that the devices are simulated.
+/// `reproduce --quick` writes every CSV with the documented columns, every plot, and a
+/// headline of one speedup per family and device count, under a title that says the devices
+/// are simulated.
 #[test]
 fn quick_run_writes_every_file() {
     let out = std::env::temp_dir().join(format!("multitpu-reproduce-{}", std::process::id()));
@@ -106,8 +107,20 @@ fn quick_run_writes_every_file() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    for line in stdout.lines().filter(|l| l.contains("devices:")) {
-        assert!(line.contains('x'), "{line}");
+    // One line per family and device count: `  fc   2 devices:   41.2x  (...)`.
+    let headline: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains(" device:") || l.contains(" devices:"))
+        .collect();
+    assert_eq!(headline.len(), 2 * 4, "{stdout}");
+    for line in headline {
+        let speedup = line
+            .split(':')
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|s| s.strip_suffix('x'))
+            .and_then(|s| s.parse::<f64>().ok());
+        assert!(speedup.is_some_and(|s| s > 0.0), "{line}");
     }
     assert!(stdout.contains("best speedup over one device"), "{stdout}");
     assert!(stdout.contains("(simulated USB Edge TPUs)"), "{stdout}");
