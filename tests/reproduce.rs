@@ -7,7 +7,9 @@ mod common;
 
 use multitpu::profile::calibration::{Family, load_dir, load_pipeline_dir};
 use multitpu::reproduce::scheme::{PaperScheme, SchemePoint, fit_scheme};
-use multitpu::reproduce::{Setup, compare_with_calibration, measured_stage_latencies};
+use multitpu::reproduce::{
+    Setup, compare_with_calibration, errors_per_series, measured_stage_latencies,
+};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -47,6 +49,7 @@ fn scheme_fit_and_fidelity() {
     }
 
     let rows = compare_with_calibration(&single, &pipelines, &setup).expect("compares");
+    let series = errors_per_series(&rows);
     for (family, split) in [
         (Family::Fc, "single"),
         (Family::Conv, "single"),
@@ -54,16 +57,16 @@ fn scheme_fit_and_fidelity() {
         (Family::Conv, "compiler"),
         (Family::Conv, "profiled"),
     ] {
-        let mut errors: Vec<f64> = rows
+        let errors = series
             .iter()
-            .filter(|r| r.family == family && r.split == split)
-            .map(|r| r.relative_error())
-            .collect();
-        assert!(!errors.is_empty(), "{family} {split}");
-        errors.sort_by(f64::total_cmp);
-        let median = errors[errors.len() / 2];
-        eprintln!("{family} {split}: median relative error {:.3}", median);
-        assert!(median <= 0.10, "{family} {split}: median {median}");
+            .find(|s| s.family == family && s.split == split)
+            .unwrap_or_else(|| panic!("no {family} {split} series"));
+        eprintln!("{errors:?}");
+        assert!(errors.points > 0, "{errors:?}");
+        assert!(errors.median_error <= 0.10, "{errors:?}");
+        if let Some(strategy) = errors.strategy_median_error {
+            assert!(strategy <= 0.10, "{errors:?}");
+        }
     }
 }
 

@@ -34,7 +34,7 @@ use multitpu::profile::{EdgeTpuCompiler, EdgeTpuCostModel};
 use multitpu::reproduce::scheme::{SchemePoint, fit_scheme};
 use multitpu::reproduce::{
     Comparison, PipelineRow, Setup, SingleRow, Sweep, SweepResult, compare_with_calibration,
-    headline, measured_stage_latencies, plan_for, run_sweep, time_batch,
+    errors_per_series, headline, measured_stage_latencies, plan_for, run_sweep, time_batch,
 };
 use plot::{Chart, Series};
 
@@ -443,16 +443,6 @@ fn print_headline(result: &SweepResult, label: &str) {
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    match n {
-        0 => f64::NAN,
-        _ if n % 2 == 1 => values[n / 2],
-        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
-}
-
 /// Measured rows beside predictions: the errors per file, the measuring programs refitted
 /// on the 2-device files, and predicted-against-measured plots. Returns the files written.
 fn compare(dir: &Path, out: &Path, setup: &Setup) -> Result<Vec<PathBuf>, Box<dyn Error>> {
@@ -461,41 +451,25 @@ fn compare(dir: &Path, out: &Path, setup: &Setup) -> Result<Vec<PathBuf>, Box<dy
     let rows = compare_with_calibration(&single, &pipelines, setup)?;
 
     println!("measured (calibration) against predicted:");
-    let mut groups: Vec<(Family, String, usize)> = Vec::new();
-    for r in &rows {
-        let key = (r.family, r.split.clone(), r.tpus);
-        if !groups.contains(&key) {
-            groups.push(key);
-        }
-    }
     let mut written = Vec::new();
-    for (family, split, tpus) in &groups {
-        let mine: Vec<&Comparison> = rows
-            .iter()
-            .filter(|r| r.family == *family && r.split == *split && r.tpus == *tpus)
-            .collect();
-        let errors = median(mine.iter().map(|r| r.relative_error()).collect());
-        let strategy_errors = median(
-            mine.iter()
-                .filter_map(|r| {
-                    r.strategy_predicted_ms
-                        .map(|p| (p - r.measured_ms).abs() / r.measured_ms)
-                })
-                .collect(),
-        );
-        let what = if *tpus == 1 {
-            "cost model".to_string()
-        } else {
-            format!(
+    for series in errors_per_series(&rows) {
+        let (family, split, tpus) = (series.family, series.split.as_str(), series.tpus);
+        let what = match series.strategy_median_error {
+            None => "cost model".to_string(),
+            Some(e) => format!(
                 "measuring scheme; with this library's cuts: {:.1} %",
-                strategy_errors * 100.0
-            )
+                e * 100.0
+            ),
         };
         println!(
             "  {family:<4} {split:<8} {tpus} device(s): {} points, median |error| {:.1} % ({what})",
-            mine.len(),
-            errors * 100.0
+            series.points,
+            series.median_error * 100.0
         );
+        let mine: Vec<&Comparison> = rows
+            .iter()
+            .filter(|r| r.family == family && r.split == split && r.tpus == tpus)
+            .collect();
         let title =
             format!("{family} {split}, {tpus} device(s): predicted (simulated) vs measured");
         let series = [Series {

@@ -438,6 +438,62 @@ impl Comparison {
     pub fn relative_error(&self) -> f64 {
         (self.predicted_ms - self.measured_ms).abs() / self.measured_ms
     }
+
+    /// [`relative_error`](Self::relative_error) of
+    /// [`strategy_predicted_ms`](Self::strategy_predicted_ms), when there is one.
+    pub fn strategy_relative_error(&self) -> Option<f64> {
+        self.strategy_predicted_ms
+            .map(|p| (p - self.measured_ms).abs() / self.measured_ms)
+    }
+}
+
+/// The errors of one measured series (a calibration file: family, split, devices).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesErrors {
+    /// Model family.
+    pub family: Family,
+    /// `single`, or the measured split.
+    pub split: String,
+    /// Devices.
+    pub tpus: usize,
+    /// Measured rows.
+    pub points: usize,
+    /// Median of [`Comparison::relative_error`].
+    pub median_error: f64,
+    /// Median of [`Comparison::strategy_relative_error`], for multi-device series.
+    pub strategy_median_error: Option<f64>,
+}
+
+/// The median errors of each series in `rows`, in the order the series first appear.
+pub fn errors_per_series(rows: &[Comparison]) -> Vec<SeriesErrors> {
+    let mut series: Vec<SeriesErrors> = Vec::new();
+    for r in rows {
+        let known = series
+            .iter()
+            .any(|s| s.family == r.family && s.split == r.split && s.tpus == r.tpus);
+        if known {
+            continue;
+        }
+        let mine: Vec<&Comparison> = rows
+            .iter()
+            .filter(|o| o.family == r.family && o.split == r.split && o.tpus == r.tpus)
+            .collect();
+        let errors: Vec<f64> = mine.iter().map(|o| o.relative_error()).collect();
+        let strategy: Vec<f64> = mine
+            .iter()
+            .filter_map(|o| o.strategy_relative_error())
+            .collect();
+        series.push(SeriesErrors {
+            family: r.family,
+            split: r.split.clone(),
+            tpus: r.tpus,
+            points: mine.len(),
+            median_error: crate::profile::calibration::median(&errors),
+            strategy_median_error: (!strategy.is_empty())
+                .then(|| crate::profile::calibration::median(&strategy)),
+        });
+    }
+    series
 }
 
 /// A measured split with no matching strategy or plan.

@@ -465,7 +465,7 @@ fn family_errors(family: Family, rows: &[FitRow]) -> Option<FamilyErrors> {
 }
 
 /// Median of a non-empty slice (mean of the two middle values for an even count).
-pub(super) fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let n = sorted.len();
