@@ -13,10 +13,10 @@
 use std::error::Error;
 use std::path::PathBuf;
 
+use multitpu::device::cost_model::MIB;
 use multitpu::model::figures::OpKind;
 use multitpu::profile::EdgeTpuCostModel;
 use multitpu::profile::calibration::{fit, load_dir, load_pipeline_dir};
-use multitpu::profile::cost_model::MIB;
 
 fn main() -> Result<(), Box<dyn Error>> {
     let dir = std::env::args_os()

@@ -42,6 +42,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod device;
 mod error;
 pub mod isolate;
 pub mod model;

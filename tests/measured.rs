@@ -8,9 +8,9 @@ mod common;
 
 use multitpu::Error;
 use multitpu::backend::{DeviceSelector, EdgeTpuRuntime};
+use multitpu::device::cost_model::MIB;
 use multitpu::model::{Model, paper};
 use multitpu::profile::calibration::{Family, fit};
-use multitpu::profile::cost_model::MIB;
 use multitpu::profile::{
     CachedProfiler, CpuProfiler, EdgeTpuCompiler, EdgeTpuCostModel, EdgeTpuProfiler, Profiler,
     calibration_point,

@@ -29,11 +29,11 @@ use std::time::{Duration, Instant};
 
 use crate::backend::cpu::InterpreterStage;
 use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime};
+use crate::device::{EdgeTpuCostModel, Link, Prediction, SegmentWorkload};
 use crate::model::Model;
 use crate::model::edgetpu::is_compiled;
 use crate::pipeline::backoff::Backoff;
 use crate::pipeline::{Backend, Stage, TensorSpec, check_run_arity};
-use crate::profile::{EdgeTpuCostModel, Link, Prediction, SegmentWorkload};
 use crate::{Error, Result};
 
 /// How a simulated stage produces its outputs.

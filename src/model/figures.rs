@@ -15,6 +15,7 @@
 //! | every other op | 0 (see [`OpFigures::output_elements`] for its size) |
 
 use crate::model::{Model, Operator};
+use std::ops::Range;
 
 /// `BuiltinOperator` codes: the named ones of [`crate::model::ops`], plus the other
 /// element-wise ops.
@@ -239,6 +240,28 @@ fn macs(model: &Model, operator: &Operator, kind: OpKind) -> u64 {
         }
         OpKind::Elementwise | OpKind::Other => 0,
     }
+}
+
+/// Bytes of the constant tensors read by operators in `ops`, each tensor counted once.
+pub fn param_bytes(model: &Model<'_>, ops: &Range<usize>) -> u64 {
+    range_figures(model, ops).0
+}
+
+/// Parameter bytes (each constant tensor counted once) and MACs (saturating) of the
+/// operators in `ops`, from one pass over their figures.
+pub(crate) fn range_figures(model: &Model<'_>, ops: &Range<usize>) -> (u64, u64) {
+    let mut seen = std::collections::BTreeSet::new();
+    let (mut bytes, mut macs) = (0u64, 0u64);
+    for op in ops.clone() {
+        let figures = op_figures(model, op);
+        macs = macs.saturating_add(figures.macs);
+        for t in figures.param_tensors {
+            if seen.insert(t) {
+                bytes += model.tensors[t].byte_size().unwrap_or(0) as u64;
+            }
+        }
+    }
+    (bytes, macs)
 }
 
 #[cfg(test)]

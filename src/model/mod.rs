@@ -41,6 +41,7 @@ use std::borrow::Cow;
 
 pub mod builder;
 pub mod edgetpu;
+mod extract;
 mod fbwrite;
 pub mod figures;
 mod flatbuf;
@@ -52,6 +53,8 @@ mod reader;
 pub mod validate;
 mod writer;
 
+pub use extract::extract;
+pub(crate) use extract::interface;
 pub use graph::Graph;
 
 /// One TFLite model with a single subgraph.

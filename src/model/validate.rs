@@ -9,7 +9,7 @@
 //! defects first, so that a hostile or corrupted file ends in an [`Error::InvalidModel`]
 //! naming the tensor or operator and the field, never in a signal.
 //!
-//! Every segment that [`extract`](crate::segment::extract) cuts is validated, together with
+//! Every segment that [`extract`](crate::model::extract) cuts is validated, together with
 //! the model it was cut from, and so is every model given to
 //! [`Interpreter::new`](crate::backend::Interpreter::new) before its bytes reach TFLite.
 //!

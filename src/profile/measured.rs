@@ -20,12 +20,13 @@ use std::time::Instant;
 
 use super::calibration::{CalibrationPoint, Family, median};
 use super::compiler::EdgeTpuCompiler;
-use super::cost_model::{MIB, SegmentWorkload};
 use super::{Profiler, SegmentProfile, check_range};
 use crate::backend::{DeviceSelector, EdgeTpuRuntime, Interpreter, InterpreterOptions, Runtime};
+use crate::device::cost_model::{MIB, SegmentWorkload};
 use crate::model::builder::SplitMix64;
+use crate::model::extract;
+use crate::model::figures::param_bytes;
 use crate::model::{Graph, Model, paper};
-use crate::segment::{extract, param_bytes};
 use crate::verify::random_tensor;
 use crate::{Error, Result};
 

@@ -12,7 +12,6 @@
 
 pub mod calibration;
 pub mod compiler;
-pub mod cost_model;
 pub mod measured;
 
 use std::collections::HashMap;
@@ -24,10 +23,10 @@ use parking_lot::Mutex;
 use crate::model::Model;
 use crate::{Error, Result};
 
-pub use compiler::{CompiledSegment, CompilerReport, EdgeTpuCompiler};
-pub use cost_model::{
-    DeviceLayout, EdgeTpuCostModel, Link, OpWorkload, PerKind, Prediction, SegmentWorkload,
+pub use crate::device::cost_model::{
+    DeviceLayout, EdgeTpuCostModel, Link, MIB, OpWorkload, PerKind, Prediction, SegmentWorkload,
 };
+pub use compiler::{CompiledSegment, CompilerReport, EdgeTpuCompiler};
 pub use measured::{CpuProfiler, EdgeTpuProfiler, calibration_point};
 
 /// The profile of one candidate segment.

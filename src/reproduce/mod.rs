@@ -30,10 +30,10 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
+use crate::device::cost_model::{EdgeTpuCostModel, MIB, SegmentWorkload};
 use crate::model::Graph;
 use crate::pipeline::{Backend, PipelineBuilder, PipelineTiming};
 use crate::profile::calibration::{CalibrationPoint, Family, PipelinePoint};
-use crate::profile::cost_model::{EdgeTpuCostModel, MIB, SegmentWorkload};
 use crate::segment::{self, Plan};
 use crate::{Error, Result};
 use scheme::PaperScheme;

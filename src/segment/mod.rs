@@ -7,19 +7,19 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use crate::model::figures::op_figures;
 use crate::model::{Graph, Model};
 use crate::profile::Profiler;
 use crate::{Error, Result};
 
-mod extract;
 mod libcoral;
 mod profiled;
 mod report;
 mod search;
 mod uniform;
 
-pub use extract::extract;
+pub use crate::model::extract;
+pub use crate::model::figures::param_bytes;
+use crate::model::figures::range_figures;
 pub use libcoral::LibcoralSearch;
 pub use profiled::{DEFAULT_TOLERANCE, Floors, LatencyFloor, NoFloor, Profiled};
 pub use report::{STRATEGY_NAMES, strategy};
@@ -135,7 +135,7 @@ impl Plan {
             .zip(starts.iter().skip(1).chain(std::iter::once(&op_count)))
             .map(|(&start, &end)| {
                 let ops = start..end;
-                let (inputs, outputs) = extract::interface(graph, &ops);
+                let (inputs, outputs) = crate::model::interface(graph, &ops);
                 let crossing = if start == 0 {
                     Vec::new()
                 } else {
@@ -262,28 +262,6 @@ pub fn segment_file_name(stem: &str, index: usize, count: usize) -> String {
 /// Whether the graph may be cut before operator `cut`.
 pub fn is_valid_cut(graph: &Graph<'_, '_>, cut: usize) -> bool {
     cut > 0 && cut < graph.op_count() && !graph.cut_splits_state(cut)
-}
-
-/// Bytes of the constant tensors read by operators in `ops`, each tensor counted once.
-pub fn param_bytes(model: &Model<'_>, ops: &Range<usize>) -> u64 {
-    range_figures(model, ops).0
-}
-
-/// Parameter bytes (each constant tensor counted once) and MACs (saturating) of the
-/// operators in `ops`, from one pass over their figures.
-fn range_figures(model: &Model<'_>, ops: &Range<usize>) -> (u64, u64) {
-    let mut seen = std::collections::BTreeSet::new();
-    let (mut bytes, mut macs) = (0u64, 0u64);
-    for op in ops.clone() {
-        let figures = op_figures(model, op);
-        macs = macs.saturating_add(figures.macs);
-        for t in figures.param_tensors {
-            if seen.insert(t) {
-                bytes += model.tensors[t].byte_size().unwrap_or(0) as u64;
-            }
-        }
-    }
-    (bytes, macs)
 }
 
 /// Checks that a model can be cut into `segments`: not a model compiled for the Edge TPU

@@ -3,8 +3,8 @@
 use std::fmt::Write;
 
 use super::{LibcoralSearch, Plan, Profiled, Segmenter, UniformByOps, UniformByParams};
+use crate::device::cost_model::EdgeTpuCostModel;
 use crate::model::Model;
-use crate::profile::cost_model::EdgeTpuCostModel;
 use crate::{Error, Result};
 
 /// Names accepted by [`strategy`].

@@ -23,9 +23,9 @@ use std::collections::hash_map::Entry;
 use std::fmt;
 use std::path::Path;
 
+use crate::device::cost_model::{EdgeTpuCostModel, MIB, SegmentWorkload};
 use crate::model::figures::OpKind;
 use crate::model::{Model, paper};
-use crate::profile::cost_model::{EdgeTpuCostModel, MIB, SegmentWorkload};
 use crate::{Error, Result};
 
 mod pipelines;

@@ -11,8 +11,8 @@
 use std::path::{Path, PathBuf};
 
 use super::Family;
+use crate::device::cost_model::{MIB, SegmentWorkload};
 use crate::model::Model;
-use crate::profile::cost_model::{MIB, SegmentWorkload};
 use crate::{Error, Result};
 
 /// One row of a multi-device file.

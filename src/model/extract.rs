@@ -53,7 +53,7 @@ fn model_order_first(model_order: &[usize], set: &BTreeSet<usize>) -> Vec<usize>
 /// source model, and tensors are renumbered in their original order. The segment's inputs are
 /// the activations it reads from outside the range; its outputs are the ones it produces for
 /// later operators or the model's outputs (both model-ordered first, as in
-/// [`Segment`](super::Segment)).
+/// [`Segment`](crate::segment::Segment)).
 ///
 /// Both the source model and the segment are validated ([`Model::validate`]): a segment
 /// takes the recorded shapes of the tensors it reads from earlier segments as the shapes of

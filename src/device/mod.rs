@@ -1,0 +1,12 @@
+//! What an Edge TPU does with a model, as pure functions of the model: how long a run of
+//! operators takes and how much of its parameter data stays on chip ([`cost_model`]).
+//!
+//! Nothing here loads a library or touches a device, so the profilers ([`crate::profile`]),
+//! the simulated backend ([`crate::backend::simulated`]) and the planners ([`crate::segment`])
+//! all build on it without depending on each other.
+
+pub mod cost_model;
+
+pub use cost_model::{
+    DeviceLayout, EdgeTpuCostModel, Link, MIB, OpWorkload, PerKind, Prediction, SegmentWorkload,
+};
