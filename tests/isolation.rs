@@ -31,7 +31,12 @@ fn segments(model: &[u8], n: usize) -> Vec<NamedModel> {
         .iter()
         .enumerate()
         .map(|(i, segment)| {
-            let name = multitpu::segment::segment_file_name("model", i, n);
+            let name = multitpu::segment::segment_file_name(
+                "model",
+                i,
+                n,
+                multitpu::segment::SegmentKind::EdgeTpu,
+            );
             NamedModel::new(name, segment.to_bytes().unwrap())
         })
         .collect()

@@ -12,7 +12,8 @@ use std::ops::Range;
 use multitpu::model::{ElementType, Graph, Model, OpCode, Operator, Tensor, paper};
 use multitpu::profile::{CachedProfiler, EdgeTpuCostModel, Profiler, SegmentProfile};
 use multitpu::segment::{
-    Floors, LatencyFloor, LibcoralSearch, Plan, Profiled, Segmenter, UniformByOps, UniformByParams,
+    DEFAULT_DEVICE_TOLERANCE, Floors, LatencyFloor, LibcoralSearch, Plan, Profiled, SegmentKind,
+    Segmenter, UniformByOps, UniformByParams,
 };
 use multitpu::{Error, Result};
 use proptest::prelude::*;
@@ -281,14 +282,17 @@ fn check_small(
         .plan(&graph, segments)
         .expect("uniform-ops plan");
     let exact = Profiled::new(bumpy)
+        .with_exact_devices()
         .with_tolerance(0.0)
         .expect("tolerance")
         .plan(&graph, segments)
         .expect("profiled plan");
     let unfloored = Profiled::new(bumpy)
+        .with_exact_devices()
         .plan(&graph, segments)
         .expect("profiled plan");
     let floored = Profiled::new(bumpy)
+        .with_exact_devices()
         .with_floor(bumpy)
         .plan(&graph, segments)
         .expect("profiled plan");
@@ -348,7 +352,11 @@ proptest! {
         let graph = Graph::new(&model).expect("a well-formed graph");
         prop_assume!(valid_cuts(&graph).len() + 1 >= segments);
         let bumpy = Bumpy { seed };
-        let profiled = Profiled::new(bumpy).with_floor(bumpy).plan(&graph, segments).expect("profiled");
+        let profiled = Profiled::new(bumpy)
+            .with_exact_devices()
+            .with_floor(bumpy)
+            .plan(&graph, segments)
+            .expect("profiled");
         let libcoral = LibcoralSearch::new(bumpy).plan(&graph, segments).expect("libcoral");
         for plan in [
             UniformByParams.plan(&graph, segments).expect("uniform"),
@@ -363,6 +371,264 @@ proptest! {
                 <= libcoral.bottleneck_s().expect("predicted")
         );
     }
+}
+
+/// `shape`'s graph with the operators flagged in `cpu` made custom operators, which only
+/// the CPU runs.
+fn build_with_cpu_ops(shape: &Shape, cpu: &[bool]) -> Model<'static> {
+    let mut model = build(shape);
+    for (op, _) in cpu.iter().enumerate().filter(|(_, on_cpu)| **on_cpu) {
+        model.operators[op].opcode = OpCode {
+            builtin: 32,
+            custom: Some(Cow::Borrowed("TestCpuOp")),
+            version: 1,
+        };
+    }
+    model
+}
+
+/// A device range of a graph from [`build_with_cpu_ops`]: no custom operator, at least one
+/// other (the graphs have no quantisation at their edges).
+fn is_device_range(model: &Model, ops: &Range<usize>) -> bool {
+    ops.clone()
+        .all(|op| model.operators[op].opcode.builtin != 32)
+}
+
+/// What the budget planner must return, by brute force: over every set of valid cuts, with
+/// each range a device segment if `is_device` says so and a CPU segment otherwise (never
+/// two CPU segments in a row), and every way of giving the device segments one device or
+/// more (exactly one without `replicate`), at most `budget` in all: per number of devices
+/// the least (bottleneck, total), where the bottleneck is the largest latency per replica;
+/// then the fewest devices whose bottleneck is within `tolerance` of the best. Returns
+/// (bottleneck, total, devices).
+#[allow(clippy::too_many_arguments)]
+fn brute_force_budget(
+    device: &dyn Profiler,
+    cpu: &dyn Profiler,
+    model: &Model,
+    valid: &[usize],
+    budget: usize,
+    replicate: bool,
+    tolerance: f64,
+    is_device: &dyn Fn(&Range<usize>) -> bool,
+) -> Option<(f64, f64, usize)> {
+    let n = model.operators.len();
+    let mut best_per_count: Vec<Option<(f64, f64)>> = vec![None; budget + 1];
+    for mask in 0u32..(1 << valid.len()) {
+        let mut bounds = vec![0];
+        bounds.extend(
+            valid
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, &c)| c),
+        );
+        bounds.push(n);
+        let ranges: Vec<Range<usize>> = bounds.windows(2).map(|w| w[0]..w[1]).collect();
+        let on_device: Vec<bool> = ranges.iter().map(is_device).collect();
+        if on_device.windows(2).any(|w| !w[0] && !w[1]) {
+            continue;
+        }
+        let latency: Vec<f64> = ranges
+            .iter()
+            .zip(&on_device)
+            .map(|(r, &d)| {
+                let profiler = if d { device } else { cpu };
+                profiler.profile(model, r.clone()).expect("range").latency_s
+            })
+            .collect();
+        let total: f64 = latency.iter().sum();
+        let device_segments: Vec<usize> = (0..ranges.len()).filter(|&i| on_device[i]).collect();
+        // Every assignment of replicas to the device segments.
+        let mut replicas = vec![1usize; device_segments.len()];
+        loop {
+            let used: usize = replicas.iter().sum();
+            if used <= budget {
+                let mut bottleneck = 0.0f64;
+                let mut k = 0;
+                for (i, &l) in latency.iter().enumerate() {
+                    let r = if on_device[i] {
+                        k += 1;
+                        replicas[k - 1]
+                    } else {
+                        1
+                    };
+                    bottleneck = bottleneck.max(l / r as f64);
+                }
+                let slot = &mut best_per_count[used];
+                if slot.is_none_or(|(b, t)| bottleneck < b || (bottleneck == b && total < t)) {
+                    *slot = Some((bottleneck, total));
+                }
+            }
+            // Next assignment (odometer), each replica count 1..=budget.
+            let Some(i) = (0..replicas.len()).find(|&i| replicate && replicas[i] < budget) else {
+                break;
+            };
+            replicas[i] += 1;
+            for r in &mut replicas[..i] {
+                *r = 1;
+            }
+        }
+    }
+    let best = best_per_count
+        .iter()
+        .flatten()
+        .map(|(b, _)| *b)
+        .fold(f64::INFINITY, f64::min);
+    best_per_count
+        .iter()
+        .enumerate()
+        .find_map(|(count, value)| {
+            value
+                .filter(|(b, _)| *b <= best * (1.0 + tolerance))
+                .map(|(b, t)| (b, t, count))
+        })
+}
+
+/// A second bumpy profiler, for CPU segments.
+fn bumpy_cpu(seed: u64) -> Bumpy {
+    Bumpy {
+        seed: seed.wrapping_add(0x5DEE_CE66),
+    }
+}
+
+fn check_budget(
+    shape: &Shape,
+    cpu_ops: &[bool],
+    budget: usize,
+    seed: u64,
+) -> std::result::Result<(), TestCaseError> {
+    let model = build_with_cpu_ops(shape, cpu_ops);
+    let graph = Graph::new(&model).expect("a well-formed graph");
+    let valid = valid_cuts(&graph);
+    let bumpy = Bumpy { seed };
+    let cpu = bumpy_cpu(seed);
+    let with_cpu = cpu_ops.iter().any(|&c| c);
+    let is_device = |r: &Range<usize>| !with_cpu || is_device_range(&model, r);
+    let planner = |replicate: bool, floored: bool| {
+        let planner = Profiled::new(bumpy)
+            .with_tolerance(0.0)
+            .expect("tolerance")
+            .with_replication(replicate);
+        let planner = if with_cpu {
+            planner.with_cpu_segments(cpu)
+        } else {
+            planner
+        };
+        if floored {
+            planner.with_floor(bumpy).plan(&graph, budget)
+        } else {
+            planner.plan(&graph, budget)
+        }
+    };
+    for replicate in [true, false] {
+        let expected = brute_force_budget(
+            &bumpy,
+            &cpu,
+            &model,
+            &valid,
+            budget,
+            replicate,
+            DEFAULT_DEVICE_TOLERANCE,
+            &is_device,
+        );
+        for floored in [false, true] {
+            let plan = planner(replicate, floored);
+            let Some(expected) = expected else {
+                prop_assert!(plan.is_err(), "brute force finds no plan, the planner did");
+                continue;
+            };
+            let plan = plan.expect("a plan");
+            check_well_formed(&graph, &plan, plan.segments.len());
+            let value = (
+                plan.bottleneck_s().expect("predicted"),
+                plan.total_latency_s().expect("predicted"),
+                plan.devices(),
+            );
+            prop_assert_eq!(
+                value,
+                expected,
+                "plan {:?} replicate={}",
+                plan.segments,
+                replicate
+            );
+            for segment in &plan.segments {
+                let device = segment.kind == SegmentKind::EdgeTpu;
+                prop_assert_eq!(device, is_device(&segment.ops), "{:?}", segment);
+                prop_assert!(device || segment.replicas == 1);
+                prop_assert!(replicate || segment.replicas == 1);
+            }
+            prop_assert!(
+                plan.segments
+                    .windows(2)
+                    .all(|w| w[0].kind == SegmentKind::EdgeTpu || w[1].kind == SegmentKind::EdgeTpu),
+                "two CPU segments in a row"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn cpu_flags(max_ops: usize) -> impl Strategy<Value = Vec<bool>> {
+    prop::collection::vec(prop::bool::weighted(0.25), max_ops)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(150))]
+
+    #[test]
+    fn budget_plans_are_the_brute_force_optimum(
+        shape in shape(8, true), budget in 1usize..=4, seed in any::<u64>()
+    ) {
+        let no_cpu = vec![false; shape.reads.len()];
+        check_budget(&shape, &no_cpu, budget, seed)?;
+    }
+
+    #[test]
+    fn budget_plans_with_cpu_operators_are_the_brute_force_optimum(
+        shape in shape(8, true), cpu in cpu_flags(8), budget in 1usize..=4, seed in any::<u64>()
+    ) {
+        let cpu = &cpu[..shape.reads.len()];
+        check_budget(&shape, cpu, budget, seed)?;
+    }
+
+    #[test]
+    fn the_bottleneck_never_rises_with_the_budget(
+        shape in shape(12, true), cpu in cpu_flags(12), seed in any::<u64>()
+    ) {
+        let model = build_with_cpu_ops(&shape, &cpu[..shape.reads.len()]);
+        let graph = Graph::new(&model).expect("graph");
+        let bumpy = Bumpy { seed };
+        let mut previous = f64::INFINITY;
+        for budget in 1..=6 {
+            let plan = Profiled::new(bumpy)
+                .with_floor(bumpy)
+                .with_cpu_segments(bumpy_cpu(seed))
+                .plan(&graph, budget)
+                .expect("plan");
+            prop_assert!(plan.devices() <= budget);
+            let bottleneck = plan.bottleneck_s().expect("predicted");
+            prop_assert!(bottleneck <= previous, "budget {}: {} after {}", budget, bottleneck, previous);
+            previous = bottleneck;
+        }
+    }
+}
+
+#[test]
+fn one_device_runs_the_whole_model() {
+    let shape = Shape {
+        reads: (0..6).map(|i| vec![i]).collect(),
+        weights: vec![8; 6],
+        stateful: vec![false; 6],
+    };
+    let model = build(&shape);
+    let graph = Graph::new(&model).expect("graph");
+    let plan = Profiled::new(Bumpy { seed: 3 })
+        .plan(&graph, 1)
+        .expect("plan");
+    assert_eq!(plan.segments.len(), 1);
+    assert_eq!(plan.segments[0].ops, 0..6);
+    assert_eq!(plan.devices(), 1);
 }
 
 #[test]
@@ -409,8 +675,18 @@ fn compare(name: &str, model: &Model, segments: usize) -> (usize, usize) {
     let graph = Graph::new(model).expect("graph");
     let cost_model = EdgeTpuCostModel::usb_default();
     let profiled = Profiled::cost_model(cost_model.clone())
+        .with_exact_devices()
         .plan(&graph, segments)
         .expect("profiled");
+    let budget = Profiled::cost_model(cost_model.clone())
+        .plan(&graph, segments)
+        .expect("profiled on a budget");
+    assert!(budget.devices() <= segments);
+    assert!(
+        budget.bottleneck_s().expect("predicted")
+            <= profiled.bottleneck_s().expect("predicted") * (1.0 + DEFAULT_DEVICE_TOLERANCE),
+        "{name}: the budget plan is slower than one segment per device"
+    );
     let search = LibcoralSearch::new(CachedProfiler::new(cost_model.clone()));
     let libcoral = search.plan(&graph, segments).expect("libcoral");
     check_well_formed(&graph, &profiled, segments);
@@ -636,7 +912,10 @@ fn profiled_finds_the_optimum_where_latency_is_not_monotone() {
     let graph = Graph::new(&model).expect("graph");
     let valid = valid_cuts(&graph);
     for segments in 1..=4 {
-        let plan = Profiled::new(Trap).plan(&graph, segments).expect("plan");
+        let plan = Profiled::new(Trap)
+            .with_exact_devices()
+            .plan(&graph, segments)
+            .expect("plan");
         let value = (
             plan.bottleneck_s().expect("predicted"),
             plan.total_latency_s().expect("predicted"),
@@ -656,7 +935,10 @@ fn profiled_finds_the_optimum_where_latency_is_not_monotone() {
     }
     // Two segments: 3 + 3 would be best but the first segment ending at op 2 costs 13;
     // the optimum is 2 + 4 or 4 + 2.
-    let plan = Profiled::new(Trap).plan(&graph, 2).expect("plan");
+    let plan = Profiled::new(Trap)
+        .with_exact_devices()
+        .plan(&graph, 2)
+        .expect("plan");
     assert_eq!(plan.bottleneck_s(), Some(4.0));
 }
 
@@ -703,6 +985,7 @@ fn profiled_is_optimal_on_cpu_measurements() {
     let valid = valid_cuts(&graph);
     for segments in 2..=4 {
         let plan = Profiled::new(recorded.clone())
+            .with_exact_devices()
             .plan(&graph, segments)
             .expect("profiled");
         check_well_formed(&graph, &plan, segments);

@@ -34,7 +34,7 @@ use crate::device::cost_model::{EdgeTpuCostModel, MIB, SegmentWorkload};
 use crate::model::Graph;
 use crate::pipeline::{Backend, PipelineBuilder, PipelineTiming};
 use crate::profile::calibration::{CalibrationPoint, Family, PipelinePoint};
-use crate::segment::{self, Plan};
+use crate::segment::{self, Plan, Profiled, Segmenter};
 use crate::{Error, Result};
 use scheme::PaperScheme;
 
@@ -204,6 +204,14 @@ pub fn plan_for(
             None => return Ok(None),
         },
         ("layers", Family::Conv) => return Ok(None),
+        // The paper's pipelines give each device one segment.
+        ("profiled", _) => match Profiled::cost_model(cost_model.clone())
+            .with_exact_devices()
+            .plan(graph, devices)
+        {
+            Err(Error::SegmentCount { .. }) => return Ok(None),
+            plan => plan?,
+        },
         _ => match segment::strategy(strategy, cost_model)?.plan(graph, devices) {
             Err(Error::SegmentCount { .. }) => return Ok(None),
             plan => plan?,

@@ -7,6 +7,7 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use crate::device::{DeviceSegments, op_support};
 use crate::model::{Graph, Model};
 use crate::profile::Profiler;
 use crate::{Error, Result};
@@ -21,7 +22,9 @@ pub use crate::model::extract;
 pub use crate::model::figures::param_bytes;
 use crate::model::figures::range_figures;
 pub use libcoral::LibcoralSearch;
-pub use profiled::{DEFAULT_TOLERANCE, Floors, LatencyFloor, NoFloor, Profiled};
+pub use profiled::{
+    DEFAULT_DEVICE_TOLERANCE, DEFAULT_TOLERANCE, Floors, LatencyFloor, NoFloor, Profiled,
+};
 pub use report::{STRATEGY_NAMES, strategy};
 pub use uniform::{UniformByOps, UniformByParams};
 
@@ -41,11 +44,48 @@ pub trait Segmenter {
     fn plan(&self, graph: &Graph<'_, '_>, segments: usize) -> Result<Plan>;
 }
 
+/// Where a segment runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SegmentKind {
+    /// On an Edge TPU (and the host quantisation at its edges on the host, as a compiled
+    /// segment does): every operator is one the compiler maps whole.
+    EdgeTpu,
+    /// On the host CPU, with TFLite's CPU kernels: a segment holding an operator the Edge TPU
+    /// cannot run, or no operator it can.
+    Cpu,
+}
+
+impl SegmentKind {
+    /// `edgetpu` or `cpu`, as tables and file names show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SegmentKind::EdgeTpu => "edgetpu",
+            SegmentKind::Cpu => "cpu",
+        }
+    }
+
+    /// The kind of operators `ops` of a model, by the Edge TPU's operator support
+    /// ([`crate::device::support`]).
+    pub fn of(device_segments: &DeviceSegments, ops: &Range<usize>) -> SegmentKind {
+        if device_segments.allows(ops) {
+            SegmentKind::EdgeTpu
+        } else {
+            SegmentKind::Cpu
+        }
+    }
+}
+
 /// One segment of a plan: a range of operators and what it exchanges with the others.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Segment {
     /// Operators of the segment, in execution order.
     pub ops: Range<usize>,
+    /// Where the segment runs.
+    pub kind: SegmentKind,
+    /// How many instances run the segment side by side, each on a device of its own for an
+    /// Edge TPU segment; the pipeline hands them items in turn. 1 unless a planner
+    /// replicated the segment.
+    pub replicas: usize,
     /// Activations the segment reads from the model inputs or earlier segments (tensor
     /// indices of the source model).
     pub inputs: Vec<usize>,
@@ -130,6 +170,8 @@ impl Plan {
             }
             starts.push(cut);
         }
+        let model = graph.model();
+        let device_segments = DeviceSegments::new(model, &op_support(model));
         let segments: Vec<Segment> = starts
             .iter()
             .zip(starts.iter().skip(1).chain(std::iter::once(&op_count)))
@@ -141,9 +183,10 @@ impl Plan {
                 } else {
                     graph.crossing(start)
                 };
-                let model = graph.model();
                 let (param_bytes, macs) = range_figures(model, &ops);
                 Segment {
+                    kind: SegmentKind::of(&device_segments, &ops),
+                    replicas: 1,
                     crossing_bytes: crossing
                         .iter()
                         .map(|&t| model.tensors[t].byte_size().unwrap_or(0) as u64)
@@ -173,13 +216,22 @@ impl Plan {
         self.segments.iter().skip(1).map(|s| s.ops.start).collect()
     }
 
-    /// The largest predicted segment latency: the pipeline's steady-state period. `None`
-    /// unless every segment has a prediction.
+    /// The pipeline's steady-state period: the largest predicted segment latency divided by
+    /// the segment's replicas. `None` unless every segment has a prediction.
     pub fn bottleneck_s(&self) -> Option<f64> {
         self.segments
             .iter()
-            .map(|s| s.predicted_latency_s)
-            .try_fold(0.0f64, |max, latency| latency.map(|l| max.max(l)))
+            .map(|s| s.predicted_latency_s.map(|l| l / s.replicas.max(1) as f64))
+            .try_fold(0.0f64, |max, period| period.map(|p| max.max(p)))
+    }
+
+    /// The Edge TPUs the plan occupies: one per replica of every Edge TPU segment.
+    pub fn devices(&self) -> usize {
+        self.segments
+            .iter()
+            .filter(|s| s.kind == SegmentKind::EdgeTpu)
+            .map(|s| s.replicas)
+            .sum()
     }
 
     /// The sum of the predicted segment latencies, added in segment order: the latency of one
@@ -210,8 +262,9 @@ impl Plan {
             .collect()
     }
 
-    /// Writes the segments as `<stem>_segment_<i>_of_<n>.tflite` into `dir` and returns the
-    /// paths, in segment order.
+    /// Writes the segments as `<stem>_segment_<i>_of_<n>.tflite` into `dir` (CPU segments as
+    /// `<stem>_segment_<i>_of_<n>_cpu.tflite`, not to be compiled for the Edge TPU) and
+    /// returns the paths, in segment order.
     pub fn write(&self, graph: &Graph<'_, '_>, dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
         let n = self.segments.len();
         let io_error = |path: &Path| {
@@ -222,8 +275,9 @@ impl Plan {
         self.extract(graph)?
             .iter()
             .enumerate()
-            .map(|(i, segment)| {
-                let path = dir.join(segment_file_name(stem, i, n));
+            .zip(&self.segments)
+            .map(|((i, segment), planned)| {
+                let path = dir.join(segment_file_name(stem, i, n, planned.kind));
                 std::fs::write(&path, segment.to_bytes()?).map_err(io_error(&path))?;
                 Ok(path)
             })
@@ -254,9 +308,21 @@ fn check_unique_names(model: &Model<'_>, segments: &[Segment]) -> Result<()> {
     Ok(())
 }
 
-/// Coral's name for segment `index` of `count`: `<stem>_segment_<index>_of_<count>.tflite`.
-pub fn segment_file_name(stem: &str, index: usize, count: usize) -> String {
-    format!("{stem}_segment_{index}_of_{count}.tflite")
+/// Coral's name for segment `index` of `count`: `<stem>_segment_<index>_of_<count>.tflite`,
+/// with `_cpu` before the extension for a CPU segment ([`is_cpu_segment_file`]).
+pub fn segment_file_name(stem: &str, index: usize, count: usize, kind: SegmentKind) -> String {
+    match kind {
+        SegmentKind::EdgeTpu => format!("{stem}_segment_{index}_of_{count}.tflite"),
+        SegmentKind::Cpu => format!("{stem}_segment_{index}_of_{count}_cpu.tflite"),
+    }
+}
+
+/// Whether a segment file is named as a CPU segment (`…_cpu.tflite`), one that runs on the
+/// host rather than an Edge TPU.
+pub fn is_cpu_segment_file(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name.ends_with("_cpu.tflite"))
 }
 
 /// Whether the graph may be cut before operator `cut`.

@@ -66,8 +66,11 @@
 
 use std::ops::Range;
 
-use super::search::Candidates;
-use super::{Plan, Segmenter, check_segmentable};
+use std::sync::Arc;
+
+use super::search::{Candidates, Places};
+use super::{Plan, SegmentKind, Segmenter, check_segmentable};
+use crate::device::{DeviceSegments, op_support};
 use crate::model::Graph;
 use crate::model::figures::op_figures;
 use crate::profile::{CachedProfiler, DeviceLayout, EdgeTpuCostModel, Profiler};
@@ -460,23 +463,104 @@ impl LatencyFloor for EdgeTpuCostModel {
 /// last bit with [`with_tolerance(0.0)`](Profiled::with_tolerance) (see the module docs for
 /// the search and why it is optimal).
 ///
+/// [`plan`](Segmenter::plan)`(graph, n)` plans for a budget of `n` devices. The planner
+/// chooses the cuts, how many devices to use, and which segments to replicate over spare
+/// devices (a segment that cannot be cut further can still be run by two devices taking
+/// items in turn), and maximises the throughput, `1 / max(latency / replicas)`. It uses
+/// fewer devices when more would shorten the bottleneck by less than a relative
+/// [`device tolerance`](Profiled::with_device_tolerance) ([`DEFAULT_DEVICE_TOLERANCE`]);
+/// [`with_exact_devices`](Profiled::with_exact_devices) gives every one of the `n` devices
+/// one segment instead, as the paper's pipelines do.
+///
+/// By default every operator runs on the profiled device. With
+/// [`with_cpu_segments`](Profiled::with_cpu_segments), the Edge TPU's operator support
+/// ([`crate::device::support`]) decides: a segment the compiler cannot map whole is a CPU
+/// segment, profiled by the CPU profiler, taking no device; two CPU segments are never
+/// adjacent (they would be one).
+///
 /// `F` bounds the profiler's latencies from below to prune candidates without profiling
 /// them; the default, [`NoFloor`], prunes nothing. The floor must hold for this profiler
-/// ([`LatencyFloor`]'s contract), or the result may not be optimal.
+/// ([`LatencyFloor`]'s contract), or the result may not be optimal. CPU segments have no
+/// floor.
+///
+/// ```
+/// use multitpu::model::{Graph, paper};
+/// use multitpu::profile::EdgeTpuCostModel;
+/// use multitpu::segment::{Profiled, Segmenter};
+///
+/// let model = paper::fc(2000)?;
+/// let graph = Graph::new(&model)?;
+/// let plan = Profiled::cost_model(EdgeTpuCostModel::usb_default()).plan(&graph, 4)?;
+/// assert!(plan.devices() <= 4);
+/// println!("{}", plan.summary_line("model-usb"));
+/// # Ok::<(), multitpu::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Profiled<P, F = NoFloor> {
     profiler: P,
     floor: F,
     tolerance: f64,
+    host: Host,
+    devices: DeviceUse,
 }
 
+/// Where the operators of a plan may run.
+#[derive(Clone)]
+enum Host {
+    /// Every operator on the profiled device (segments labelled Edge TPU).
+    Device,
+    /// Every operator on the host CPU: the profiler times CPU stages, and the budget counts
+    /// stages (segments labelled CPU).
+    CpuOnly,
+    /// By the Edge TPU's operator support, CPU segments profiled by this profiler.
+    Split(Arc<dyn Profiler + Send + Sync>),
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Host::Device => "Device",
+            Host::CpuOnly => "CpuOnly",
+            Host::Split(_) => "Split(<cpu profiler>)",
+        })
+    }
+}
+
+/// How the planner uses its device budget.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum DeviceUse {
+    /// At most the budget, replicating segments if `replicate`, preferring fewer devices
+    /// within a relative `tolerance`.
+    Budget { replicate: bool, tolerance: f64 },
+    /// Exactly one segment per device of the budget, no replicas.
+    Exactly,
+}
+
+/// Relative shortening of the bottleneck below which the planner does not take another
+/// device: 2 %.
+pub const DEFAULT_DEVICE_TOLERANCE: f64 = 0.02;
+
 impl<P: Profiler> Profiled<P> {
-    /// The segmenter over `profiler`, with no floor.
+    /// The segmenter over `profiler`, with no floor, every operator on the profiled device.
     pub fn new(profiler: P) -> Self {
         Profiled {
             profiler,
             floor: NoFloor,
             tolerance: DEFAULT_TOLERANCE,
+            host: Host::Device,
+            devices: DeviceUse::Budget {
+                replicate: true,
+                tolerance: DEFAULT_DEVICE_TOLERANCE,
+            },
+        }
+    }
+
+    /// The segmenter for a pipeline of CPU stages timed by `profiler`: every segment is a
+    /// CPU segment, and the budget counts stages.
+    pub fn cpu(profiler: P) -> Self {
+        Profiled {
+            host: Host::CpuOnly,
+            ..Profiled::new(profiler)
         }
     }
 }
@@ -484,11 +568,8 @@ impl<P: Profiler> Profiled<P> {
 impl Profiled<EdgeTpuCostModel, EdgeTpuCostModel> {
     /// The segmenter over the cost model, pruned by the cost model's own floor.
     pub fn cost_model(cost_model: EdgeTpuCostModel) -> Self {
-        Profiled {
-            floor: cost_model.clone(),
-            profiler: cost_model,
-            tolerance: DEFAULT_TOLERANCE,
-        }
+        let floor = cost_model.clone();
+        Profiled::new(cost_model).with_floor(floor)
     }
 }
 
@@ -499,7 +580,59 @@ impl<P: Profiler, F: LatencyFloor> Profiled<P, F> {
             profiler: self.profiler,
             floor,
             tolerance: self.tolerance,
+            host: self.host,
+            devices: self.devices,
         }
+    }
+
+    /// Places operators by the Edge TPU's operator support: segments the compiler cannot map
+    /// whole run on the host CPU, timed by `cpu`, and take no device.
+    pub fn with_cpu_segments(mut self, cpu: impl Profiler + Send + Sync + 'static) -> Self {
+        self.host = Host::Split(Arc::new(cpu));
+        self
+    }
+
+    /// Whether the planner may run a segment on several devices (default: yes).
+    pub fn with_replication(mut self, replicate: bool) -> Self {
+        if let DeviceUse::Budget { tolerance, .. } = self.devices {
+            self.devices = DeviceUse::Budget {
+                replicate,
+                tolerance,
+            };
+        }
+        self
+    }
+
+    /// Takes another device only if it shortens the bottleneck by more than the relative
+    /// `tolerance` (default [`DEFAULT_DEVICE_TOLERANCE`]); 0 takes every device that helps
+    /// at all.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] unless `tolerance` is in `[0, 1)`.
+    pub fn with_device_tolerance(mut self, tolerance: f64) -> Result<Self> {
+        if !(tolerance.is_finite() && (0.0..1.0).contains(&tolerance)) {
+            return Err(Error::invalid(
+                "profiled segmenter",
+                format!("the device tolerance must be in [0, 1), not {tolerance}"),
+            ));
+        }
+        let replicate = match self.devices {
+            DeviceUse::Budget { replicate, .. } => replicate,
+            DeviceUse::Exactly => true,
+        };
+        self.devices = DeviceUse::Budget {
+            replicate,
+            tolerance,
+        };
+        Ok(self)
+    }
+
+    /// Gives every device of the budget exactly one segment and replicates nothing: the
+    /// paper's pipelines, one segment per Edge TPU.
+    pub fn with_exact_devices(mut self) -> Self {
+        self.devices = DeviceUse::Exactly;
+        self
     }
 
     /// Accepts a plan once no unprofiled alternative can beat it by more than the relative
@@ -511,6 +644,10 @@ impl<P: Profiler, F: LatencyFloor> Profiled<P, F> {
     /// unprofiled one can only be settled by profiling it, since a floor must stay a hair
     /// below the figure it bounds to be safe from rounding; models of repeated identical
     /// blocks have many such ties (the planning bench shows thousands of extra candidates).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] unless `tolerance` is in `[0, 1)`.
     pub fn with_tolerance(mut self, tolerance: f64) -> Result<Self> {
         if !(tolerance.is_finite() && (0.0..1.0).contains(&tolerance)) {
             return Err(Error::invalid(
@@ -533,8 +670,9 @@ impl<P: Profiler, F: LatencyFloor> Segmenter for Profiled<P, F> {
         "profiled"
     }
 
-    fn plan(&self, graph: &Graph<'_, '_>, segments: usize) -> Result<Plan> {
-        check_segmentable(graph, segments)?;
+    fn plan(&self, graph: &Graph<'_, '_>, devices: usize) -> Result<Plan> {
+        let _span = tracing::info_span!("plan", strategy = "profiled", devices).entered();
+        check_plannable(graph, devices)?;
         let floors = self.floor.floors(graph)?;
         if floors.op_count() != graph.op_count() {
             return Err(Error::invalid(
@@ -546,34 +684,105 @@ impl<P: Profiler, F: LatencyFloor> Segmenter for Profiled<P, F> {
                 ),
             ));
         }
-        let mut candidates = Candidates::new(graph, &self.profiler);
-        let search = Lazy {
-            floors: &floors,
-            segments,
-            tolerance: self.tolerance,
+        let model = graph.model();
+        let (places, host): (Places, Option<&dyn Profiler>) = match &self.host {
+            Host::Device => (Places::All(SegmentKind::EdgeTpu), None),
+            Host::CpuOnly => (Places::All(SegmentKind::Cpu), None),
+            Host::Split(cpu) => (
+                Places::EdgeTpu(DeviceSegments::new(model, &op_support(model))),
+                Some(cpu.as_ref() as &dyn Profiler),
+            ),
         };
-        let ends = search.optimum(&mut candidates)?;
-        candidates.plan(self.name(), graph, &ends)
+        let mut candidates = Candidates::placed(graph, &self.profiler, host, places);
+        let (counts, replicate, device_tolerance) = match self.devices {
+            DeviceUse::Exactly => (devices..=devices, false, 0.0),
+            DeviceUse::Budget {
+                replicate,
+                tolerance,
+            } => (0..=devices, replicate, tolerance),
+        };
+        // The optimum for each number of devices: the bottleneck never rises with the
+        // budget, since every smaller count is among the choices.
+        let mut optima: Vec<(usize, f64, Vec<Step>)> = Vec::new();
+        for count in counts {
+            let search = Lazy {
+                floors: &floors,
+                devices: count,
+                replicate,
+                tolerance: self.tolerance,
+            };
+            if let Some((bottleneck, steps)) = search.optimum(&mut candidates)? {
+                optima.push((count, bottleneck, steps));
+            }
+        }
+        let best = optima
+            .iter()
+            .map(|(_, bottleneck, _)| *bottleneck)
+            .fold(f64::INFINITY, f64::min);
+        let Some((_, _, steps)) = optima
+            .into_iter()
+            .find(|(_, bottleneck, _)| *bottleneck <= best * (1.0 + device_tolerance))
+        else {
+            return Err(Error::SegmentCount {
+                requested: devices,
+                max: candidates.last(),
+                operators: graph.op_count(),
+            });
+        };
+        let steps: Vec<(usize, usize)> = steps.iter().map(|s| (s.end, s.replicas)).collect();
+        let plan = candidates.plan_with_replicas(self.name(), graph, &steps)?;
+        tracing::debug!(
+            devices = plan.devices(),
+            segments = plan.segments.len(),
+            candidates = plan.candidates_profiled,
+            "planned"
+        );
+        Ok(plan)
     }
+}
+
+/// Checks that a model can be planned for `devices`: not compiled for the Edge TPU, and a
+/// budget of at least one device.
+fn check_plannable(graph: &Graph<'_, '_>, devices: usize) -> Result<()> {
+    check_segmentable(graph, 1)?;
+    if devices == 0 {
+        return Err(Error::SegmentCount {
+            requested: 0,
+            max: graph.op_count(),
+            operators: graph.op_count(),
+        });
+    }
+    Ok(())
 }
 
 /// Relative differences the search does not profile to settle by default: one part in a
 /// billion (a picosecond per millisecond), far below what a measurement resolves.
 pub const DEFAULT_TOLERANCE: f64 = 1e-9;
 
+/// One segment of a path: the point where it ends and how many instances run it (1 for a
+/// segment that takes no device).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Step {
+    end: usize,
+    replicas: usize,
+}
+
 /// What a round of dynamic programming minimises.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Objective {
-    /// The largest segment estimate, over segments with growing floor ≤ the bound.
+    /// The largest segment estimate per replica, over segments with growing floor per
+    /// replica ≤ the bound.
     Bottleneck { upper: f64 },
-    /// The sum of segment estimates, over segments whose estimate and growing floor are
-    /// both ≤ the optimal bottleneck.
+    /// The sum of segment estimates, over segments whose estimate and growing floor per
+    /// replica are both ≤ the optimal bottleneck.
     Total { bottleneck: f64 },
 }
 
+/// The exact search for plans on exactly `devices` devices.
 struct Lazy<'f> {
     floors: &'f Floors,
-    segments: usize,
+    devices: usize,
+    replicate: bool,
     tolerance: f64,
 }
 
@@ -581,156 +790,240 @@ struct Lazy<'f> {
 /// segment order); infinite for a total if a segment is above the bottleneck bound.
 fn path_value(
     candidates: &Candidates<'_, '_>,
-    ends: &[usize],
+    steps: &[Step],
     objective: Objective,
 ) -> Result<f64> {
     let mut value = 0.0f64;
     let mut start = 0;
-    for &end in ends {
-        let latency = candidates.known(start, end).ok_or_else(|| {
+    for step in steps {
+        let latency = candidates.known(start, step.end).ok_or_else(|| {
             Error::invalid("profiled plan", "a segment of the path was not profiled")
         })?;
+        let period = latency / step.replicas as f64;
         value = match objective {
-            Objective::Bottleneck { .. } => value.max(latency),
-            Objective::Total { bottleneck } if latency > bottleneck => f64::INFINITY,
+            Objective::Bottleneck { .. } => value.max(period),
+            Objective::Total { bottleneck } if period > bottleneck => f64::INFINITY,
             Objective::Total { .. } => value + latency,
         };
-        start = end;
+        start = step.end;
     }
     Ok(value)
 }
 
+/// Best path into one state of the dynamic program.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    value: f64,
+    sum: f64,
+    /// The state before the last segment and that segment's replicas.
+    parent: Option<(usize, usize)>,
+}
+
+const UNREACHED: Entry = Entry {
+    value: f64::INFINITY,
+    sum: f64::INFINITY,
+    parent: None,
+};
+
 impl Lazy<'_> {
-    /// The segment ends (points) of the optimal plan.
-    fn optimum(&self, candidates: &mut Candidates<'_, '_>) -> Result<Vec<usize>> {
+    /// The bottleneck and the steps of the optimal plan on exactly `self.devices` devices,
+    /// or `None` if no plan uses exactly that many.
+    fn optimum(&self, candidates: &mut Candidates<'_, '_>) -> Result<Option<(f64, Vec<Step>)>> {
         let slack = 1.0 + self.tolerance;
-        // The best fully profiled path so far: its bottleneck and its ends.
-        let mut incumbent: Option<(f64, Vec<usize>)> = None;
+        // The best fully profiled path so far: its bottleneck and its steps.
+        let mut incumbent: Option<(f64, Vec<Step>)> = None;
         let bottleneck = loop {
             let upper = incumbent
                 .as_ref()
                 .map_or(f64::INFINITY, |(value, _)| *value);
-            let (estimate, ends) = self.best_path(candidates, Objective::Bottleneck { upper })?;
-            if let Some((value, incumbent_ends)) = &incumbent {
+            let Some((estimate, steps)) =
+                self.best_path(candidates, Objective::Bottleneck { upper })?
+            else {
+                if incumbent.is_none() {
+                    return Ok(None);
+                }
+                return Err(floors_broken(self.devices));
+            };
+            if let Some((value, incumbent_steps)) = &incumbent {
                 if *value <= estimate * slack {
-                    break (*value, incumbent_ends.clone());
+                    break (*value, incumbent_steps.clone());
                 }
             }
-            self.profile_path(candidates, &ends)?;
-            let value = path_value(candidates, &ends, Objective::Bottleneck { upper })?;
+            self.profile_path(candidates, &steps)?;
+            let value = path_value(candidates, &steps, Objective::Bottleneck { upper })?;
             if value < upper {
-                incumbent = Some((value, ends));
+                incumbent = Some((value, steps));
             }
         };
-        let (bound, ends) = bottleneck;
+        let (bound, steps) = bottleneck;
         let objective = Objective::Total { bottleneck: bound };
-        let mut incumbent = (path_value(candidates, &ends, objective)?, ends);
+        let mut incumbent = (path_value(candidates, &steps, objective)?, steps);
         loop {
-            let (estimate, ends) = self.best_path(candidates, objective)?;
+            let (estimate, steps) = self
+                .best_path(candidates, objective)?
+                .ok_or_else(|| floors_broken(self.devices))?;
             if incumbent.0 <= estimate * slack {
-                return Ok(incumbent.1);
+                return Ok(Some((bound, incumbent.1)));
             }
-            self.profile_path(candidates, &ends)?;
-            let value = path_value(candidates, &ends, objective)?;
+            self.profile_path(candidates, &steps)?;
+            let value = path_value(candidates, &steps, objective)?;
             if value < incumbent.0 {
-                incumbent = (value, ends);
+                incumbent = (value, steps);
             }
         }
     }
 
     /// Profiles the segments of the path not profiled yet.
-    fn profile_path(&self, candidates: &mut Candidates<'_, '_>, ends: &[usize]) -> Result<()> {
+    fn profile_path(&self, candidates: &mut Candidates<'_, '_>, steps: &[Step]) -> Result<()> {
         let mut start = 0;
-        for &end in ends {
-            candidates.latency(start, end)?;
-            start = end;
+        for step in steps {
+            candidates.latency(start, step.end)?;
+            start = step.end;
         }
         Ok(())
     }
 
-    /// The best path under the current estimates: its value and its segment ends.
+    /// The best path under the current estimates: its value and its steps; `None` if no
+    /// path stays within the bounds.
+    ///
+    /// States are (devices used, point, whether the last segment takes no device): a
+    /// segment that takes no device may not follow another one.
     fn best_path(
         &self,
         candidates: &Candidates<'_, '_>,
         objective: Objective,
-    ) -> Result<(f64, Vec<usize>)> {
-        let n = self.segments;
+    ) -> Result<Option<(f64, Vec<Step>)>> {
+        let d = self.devices;
         let m = candidates.last();
         let width = m + 1;
-        // (value, sum)[k * width + p]: best value of k segments ending at point p, and the
-        // sum of its estimates. For the bottleneck, equal values are decided by the sum: a
-        // heuristic (it picks which path to examine, not the answer), so that the path
-        // phase 1 settles on is often phase 2's answer already.
-        let mut value = vec![f64::INFINITY; (n + 1) * width];
-        let mut sum = vec![f64::INFINITY; (n + 1) * width];
-        let mut parent = vec![usize::MAX; (n + 1) * width];
-        value[0] = 0.0;
-        sum[0] = 0.0;
+        let index = |used: usize, point: usize, free: usize| (used * width + point) * 2 + free;
+        // For the bottleneck, equal values are decided by the sum: a heuristic (it picks
+        // which path to examine, not the answer), so that the path phase 1 settles on is
+        // often phase 2's answer already.
+        let mut table = vec![UNREACHED; (d + 1) * width * 2];
+        table[index(0, 0, 0)] = Entry {
+            value: 0.0,
+            sum: 0.0,
+            parent: None,
+        };
         let limit = match objective {
             Objective::Bottleneck { upper } => upper,
             Objective::Total { bottleneck } => bottleneck,
         };
-        for k in 1..=n {
-            // Point p can end segment k only if k ≤ p and the n − k later segments fit.
-            let last_end = m - (n - k);
-            for a in (k - 1)..last_end {
-                let before = value[(k - 1) * width + a];
-                if before == f64::INFINITY {
-                    continue;
-                }
-                let before_sum = sum[(k - 1) * width + a];
-                let mut known = candidates.known_from(a).peekable();
-                for b in a + 1..=last_end {
-                    let ops = candidates.ops(a, b);
-                    if self.floors.growing_floor_s(ops.clone()) > limit {
-                        break;
+        let has_free = candidates.has_free();
+        for a in 0..m {
+            for used in 0..=d {
+                for free in 0..2 {
+                    let here = table[index(used, a, free)];
+                    if here.value == f64::INFINITY {
+                        continue;
                     }
-                    while known.peek().is_some_and(|&(end, _)| end < b) {
-                        known.next();
-                    }
-                    let estimate = match known.peek() {
-                        Some(&(end, latency)) if end == b => latency,
-                        _ => self.floors.floor_s(ops),
+                    let most_replicas = if self.replicate {
+                        d - used
+                    } else {
+                        1.min(d - used)
                     };
-                    let candidate_sum = before_sum + estimate;
-                    let candidate = match objective {
-                        Objective::Bottleneck { .. } => before.max(estimate),
-                        Objective::Total { bottleneck } => {
-                            if estimate > bottleneck {
+                    let mut known = candidates.known_from(a).peekable();
+                    for b in a + 1..=m {
+                        let ops = candidates.ops(a, b);
+                        let budgeted = candidates.budgeted(a, b);
+                        if budgeted && most_replicas == 0 {
+                            continue;
+                        }
+                        let growing = if budgeted {
+                            self.floors.growing_floor_s(ops.clone())
+                        } else {
+                            0.0
+                        };
+                        if budgeted && growing / most_replicas as f64 > limit {
+                            // Growing floors only grow with `b`: nothing later from `a` fits
+                            // unless it takes no device.
+                            if has_free {
                                 continue;
                             }
-                            candidate_sum
+                            break;
                         }
-                    };
-                    let slot = k * width + b;
-                    if candidate < value[slot]
-                        || (candidate == value[slot] && candidate_sum < sum[slot])
-                    {
-                        value[slot] = candidate;
-                        sum[slot] = candidate_sum;
-                        parent[slot] = a;
+                        if !budgeted && free == 1 {
+                            continue;
+                        }
+                        while known.peek().is_some_and(|&(end, _)| end < b) {
+                            known.next();
+                        }
+                        let estimate = match known.peek() {
+                            Some(&(end, latency)) if end == b => latency,
+                            _ if budgeted => self.floors.floor_s(ops),
+                            _ => 0.0,
+                        };
+                        let choices = if budgeted { 1..=most_replicas } else { 1..=1 };
+                        for replicas in choices {
+                            let r = replicas as f64;
+                            if growing / r > limit {
+                                continue;
+                            }
+                            let period = estimate / r;
+                            let candidate_sum = here.sum + estimate;
+                            let candidate = match objective {
+                                Objective::Bottleneck { .. } => here.value.max(period),
+                                Objective::Total { bottleneck } => {
+                                    if period > bottleneck {
+                                        continue;
+                                    }
+                                    candidate_sum
+                                }
+                            };
+                            let (next_used, next_free) = if budgeted {
+                                (used + replicas, 0)
+                            } else {
+                                (used, 1)
+                            };
+                            let slot = &mut table[index(next_used, b, next_free)];
+                            if candidate < slot.value
+                                || (candidate == slot.value && candidate_sum < slot.sum)
+                            {
+                                *slot = Entry {
+                                    value: candidate,
+                                    sum: candidate_sum,
+                                    parent: Some((index(used, a, free), replicas)),
+                                };
+                            }
+                        }
                     }
                 }
             }
         }
-        let best = value[n * width + m];
-        if best == f64::INFINITY {
-            return Err(Error::invalid(
-                "profiled plan",
-                format!(
-                    "no plan of {n} segments within the bounds (the floors do not hold for this profiler)"
-                ),
-            ));
+        let finals = [index(d, m, 0), index(d, m, 1)];
+        let Some(&last) = finals.iter().min_by(|&&x, &&y| {
+            let (x, y) = (table[x], table[y]);
+            x.value.total_cmp(&y.value).then(x.sum.total_cmp(&y.sum))
+        }) else {
+            return Ok(None);
+        };
+        if table[last].value == f64::INFINITY {
+            return Ok(None);
         }
-        let mut ends = vec![m];
-        let mut p = m;
-        for k in (1..n).rev() {
-            p = parent[(k + 1) * width + p];
-            ends.push(p);
+        let mut steps = Vec::new();
+        let mut state = last;
+        while let Some((previous, replicas)) = table[state].parent {
+            steps.push(Step {
+                end: state / 2 % width,
+                replicas,
+            });
+            state = previous;
         }
-        ends.reverse();
-        Ok((best, ends))
+        steps.reverse();
+        Ok(Some((table[last].value, steps)))
     }
+}
+
+/// The search found no path within bounds that an earlier round had met: the floors were
+/// above some true latency.
+fn floors_broken(devices: usize) -> Error {
+    Error::invalid(
+        "profiled plan",
+        format!(
+            "no plan on {devices} devices within the bounds (the floors do not hold for this profiler)"
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -869,17 +1162,25 @@ mod tests {
         // is 0..1 + 1..4 (bottleneck 1), the best 3-segment one 0..1, 1..k, k..4.
         let m = dense_chain(4);
         let graph = Graph::new(&m).expect("graph");
-        let plan = Profiled::new(Odd { value: 0.5 })
-            .plan(&graph, 2)
-            .expect("plan");
+        let exact = Profiled::new(Odd { value: 0.5 }).with_exact_devices();
+        let plan = exact.plan(&graph, 2).expect("plan");
         assert_eq!(plan.cuts(), vec![1]);
         assert_eq!(plan.bottleneck_s(), Some(1.0));
         assert_eq!(plan.total_latency_s(), Some(1.5));
+        let plan = exact.plan(&graph, 3).expect("plan");
+        assert_eq!(plan.cuts(), vec![1, 3]);
+        assert_eq!(plan.total_latency_s(), Some(2.5));
+        // With a budget of 3, two devices share the first operator instead: period 0.5.
         let plan = Profiled::new(Odd { value: 0.5 })
             .plan(&graph, 3)
             .expect("plan");
-        assert_eq!(plan.cuts(), vec![1, 3]);
-        assert_eq!(plan.total_latency_s(), Some(2.5));
+        assert_eq!(plan.cuts(), vec![1]);
+        assert_eq!(
+            plan.segments.iter().map(|s| s.replicas).collect::<Vec<_>>(),
+            vec![2, 1]
+        );
+        assert_eq!(plan.bottleneck_s(), Some(0.5));
+        assert_eq!(plan.devices(), 3);
     }
 
     #[test]
@@ -887,6 +1188,7 @@ mod tests {
         let m = dense_chain(8);
         let graph = Graph::new(&m).expect("graph");
         let plan = Profiled::cost_model(EdgeTpuCostModel::usb_default())
+            .with_exact_devices()
             .plan(&graph, 4)
             .expect("plan");
         assert_eq!(plan.strategy, "profiled");

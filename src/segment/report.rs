@@ -2,7 +2,9 @@
 
 use std::fmt::Write;
 
-use super::{LibcoralSearch, Plan, Profiled, Segmenter, UniformByOps, UniformByParams};
+use super::{
+    LibcoralSearch, Plan, Profiled, SegmentKind, Segmenter, UniformByOps, UniformByParams,
+};
 use crate::device::cost_model::EdgeTpuCostModel;
 use crate::model::Model;
 use crate::{Error, Result};
@@ -31,7 +33,8 @@ pub fn strategy(name: &str, cost_model: &EdgeTpuCostModel) -> Result<Box<dyn Seg
 }
 
 impl Plan {
-    /// One row per segment: operator range, parameter bytes, MACs, bytes crossing the
+    /// One row per segment: where it runs (`edgetpu`, `edgetpu x2` for two replicas, or
+    /// `cpu`), operator range, parameter bytes, MACs, bytes crossing the
     /// boundary in front of it, predicted latency (when the plan has predictions;
     /// `prediction_label` heads that column) and the tensors the segment reads and writes,
     /// by name.
@@ -46,8 +49,8 @@ impl Plan {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:>3}  {:>11}  {:>12}  {:>14}  {:>10}  {:>22}  inputs -> outputs",
-            "seg", "ops", "param bytes", "MACs", "crossing B", prediction_label
+            "{:>3}  {:<10}  {:>11}  {:>12}  {:>14}  {:>10}  {:>22}  inputs -> outputs",
+            "seg", "runs on", "ops", "param bytes", "MACs", "crossing B", prediction_label
         );
         for (i, segment) in self.segments.iter().enumerate() {
             let predicted = segment
@@ -55,8 +58,12 @@ impl Plan {
                 .map_or_else(|| "-".to_string(), |s| format!("{:.3} ms", s * 1e3));
             let _ = writeln!(
                 out,
-                "{:>3}  {:>11}  {:>12}  {:>14}  {:>10}  {:>22}  [{}] -> [{}]",
+                "{:>3}  {:<10}  {:>11}  {:>12}  {:>14}  {:>10}  {:>22}  [{}] -> [{}]",
                 i,
+                match segment.replicas {
+                    1 => segment.kind.as_str().to_string(),
+                    r => format!("{} x{r}", segment.kind.as_str()),
+                },
                 format!("{}..{}", segment.ops.start, segment.ops.end),
                 segment.param_bytes,
                 segment.macs,
@@ -70,19 +77,30 @@ impl Plan {
     }
 
     /// `plan: strategy=<name> segments=<n> bottleneck_ms=<float> candidates=<count>
-    /// profiler=<name>`, the one-line summary tools read (`NaN` when the plan has no
-    /// predictions).
+    /// devices=<used> replicas=<r0,r1,..> profiler=<name>`, the one-line summary tools read
+    /// (`NaN` when the plan has no predictions). `bottleneck_ms` is the period, latency over
+    /// replicas; `replicas` lists the devices of each segment, 0 for a CPU segment.
     ///
     /// `profiler` names where the segment latencies come from, so that a predicted
     /// bottleneck is not taken for a measured one: e.g. `model-usb` or `model-pcie` for the
     /// Edge TPU cost model of that link, `cpu` for timed runs on TFLite's CPU kernels.
     pub fn summary_line(&self, profiler: &str) -> String {
         format!(
-            "plan: strategy={} segments={} bottleneck_ms={:.6} candidates={} profiler={profiler}",
+            "plan: strategy={} segments={} bottleneck_ms={:.6} candidates={} devices={} \
+             replicas={} profiler={profiler}",
             self.strategy,
             self.segments.len(),
             self.bottleneck_s().map_or(f64::NAN, |s| s * 1e3),
-            self.candidates_profiled
+            self.candidates_profiled,
+            self.devices(),
+            self.segments
+                .iter()
+                .map(|s| match s.kind {
+                    SegmentKind::EdgeTpu => s.replicas.to_string(),
+                    SegmentKind::Cpu => "0".to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(",")
         )
     }
 }
@@ -108,6 +126,8 @@ mod tests {
     fn summary_line_names_the_profiler_last() {
         let segment = |latency_s| Segment {
             ops: 0..1,
+            kind: SegmentKind::EdgeTpu,
+            replicas: 1,
             inputs: Vec::new(),
             outputs: Vec::new(),
             crossing: Vec::new(),
@@ -118,18 +138,25 @@ mod tests {
         };
         let mut plan = Plan {
             strategy: "profiled".to_string(),
-            segments: vec![segment(Some(0.001)), segment(Some(0.0025))],
+            segments: vec![
+                segment(Some(0.001)),
+                segment(Some(0.005)),
+                segment(Some(0.0002)),
+            ],
             candidates_profiled: 7,
         };
+        plan.segments[1].replicas = 2;
+        plan.segments[2].kind = SegmentKind::Cpu;
         assert_eq!(
             plan.summary_line("model-usb"),
-            "plan: strategy=profiled segments=2 bottleneck_ms=2.500000 candidates=7 \
-             profiler=model-usb"
+            "plan: strategy=profiled segments=3 bottleneck_ms=2.500000 candidates=7 devices=3 \
+             replicas=1,2,0 profiler=model-usb"
         );
         plan.segments[1].predicted_latency_s = None;
         assert_eq!(
             plan.summary_line("cpu"),
-            "plan: strategy=profiled segments=2 bottleneck_ms=NaN candidates=7 profiler=cpu"
+            "plan: strategy=profiled segments=3 bottleneck_ms=NaN candidates=7 devices=3 \
+             replicas=1,2,0 profiler=cpu"
         );
     }
 }

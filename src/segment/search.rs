@@ -4,10 +4,40 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use super::{Plan, is_valid_cut};
+use super::{Plan, SegmentKind, is_valid_cut};
+use crate::device::DeviceSegments;
 use crate::model::{Graph, Model};
 use crate::profile::Profiler;
 use crate::{Error, Result};
+
+/// What a candidate segment is: a segment on the budgeted devices, or a free one on the host.
+#[derive(Debug, Clone)]
+pub(crate) enum Places {
+    /// Every candidate runs on the profiled target and is labelled `kind`.
+    All(SegmentKind),
+    /// The Edge TPU's operator support decides: candidates the compiler maps whole are Edge
+    /// TPU segments, the others CPU segments, which take no device.
+    EdgeTpu(DeviceSegments),
+}
+
+impl Places {
+    /// Whether candidate `ops` takes a device (or, for [`Places::All`], a stage of the
+    /// budget).
+    pub(crate) fn budgeted(&self, ops: &Range<usize>) -> bool {
+        match self {
+            Places::All(_) => true,
+            Places::EdgeTpu(device) => device.allows(ops),
+        }
+    }
+
+    /// Where candidate `ops` runs.
+    pub(crate) fn kind(&self, ops: &Range<usize>) -> SegmentKind {
+        match self {
+            Places::All(kind) => *kind,
+            Places::EdgeTpu(device) => SegmentKind::of(device, ops),
+        }
+    }
+}
 
 /// Cut points of one graph and the latencies profiled between them.
 ///
@@ -17,6 +47,9 @@ use crate::{Error, Result};
 pub(crate) struct Candidates<'g, 'p> {
     model: &'g Model<'g>,
     profiler: &'p dyn Profiler,
+    /// Profiles the candidates that take no device (CPU segments), if any can.
+    host: Option<&'p dyn Profiler>,
+    places: Places,
     /// Operator index of every point.
     points: Vec<usize>,
     /// Latency (seconds) of every candidate profiled: `profiled[a][&b]` for `a..b`.
@@ -25,7 +58,19 @@ pub(crate) struct Candidates<'g, 'p> {
 }
 
 impl<'g, 'p> Candidates<'g, 'p> {
+    /// Candidates that all run on `profiler`'s target, as Edge TPU segments.
     pub(crate) fn new(graph: &Graph<'g, '_>, profiler: &'p dyn Profiler) -> Self {
+        Self::placed(graph, profiler, None, Places::All(SegmentKind::EdgeTpu))
+    }
+
+    /// Candidates placed by `places`: those that take a device are profiled by `profiler`,
+    /// the others by `host`.
+    pub(crate) fn placed(
+        graph: &Graph<'g, '_>,
+        profiler: &'p dyn Profiler,
+        host: Option<&'p dyn Profiler>,
+        places: Places,
+    ) -> Self {
         let op_count = graph.op_count();
         let mut points = vec![0];
         points.extend((1..op_count).filter(|&c| is_valid_cut(graph, c)));
@@ -33,6 +78,8 @@ impl<'g, 'p> Candidates<'g, 'p> {
         Candidates {
             model: graph.model(),
             profiler,
+            host,
+            places,
             profiled: vec![BTreeMap::new(); points.len()],
             points,
             count: 0,
@@ -80,7 +127,20 @@ impl<'g, 'p> Candidates<'g, 'p> {
             return Ok(latency);
         }
         let ops = self.ops(a, b);
-        let latency = self.profiler.profile(self.model, ops.clone())?.latency_s;
+        let profiler = if self.places.budgeted(&ops) {
+            self.profiler
+        } else {
+            self.host.ok_or_else(|| {
+                Error::invalid(
+                    "profile",
+                    format!(
+                        "operators {}..{} form a CPU segment, and no CPU profiler was given",
+                        ops.start, ops.end
+                    ),
+                )
+            })?
+        };
+        let latency = profiler.profile(self.model, ops.clone())?.latency_s;
         if !(latency.is_finite() && latency >= 0.0) {
             return Err(Error::invalid(
                 "profile",
@@ -100,6 +160,16 @@ impl<'g, 'p> Candidates<'g, 'p> {
         self.count
     }
 
+    /// Whether candidate `a..b` takes a device.
+    pub(crate) fn budgeted(&self, a: usize, b: usize) -> bool {
+        self.places.budgeted(&self.ops(a, b))
+    }
+
+    /// Whether some candidates take no device (CPU segments).
+    pub(crate) fn has_free(&self) -> bool {
+        !matches!(self.places, Places::All(_))
+    }
+
     /// The plan whose segments end at `ends` (points, ascending, the last one `last()`),
     /// with every segment's latency filled in (profiled now if need be) and the number of
     /// candidates profiled.
@@ -109,6 +179,20 @@ impl<'g, 'p> Candidates<'g, 'p> {
         graph: &Graph<'_, '_>,
         ends: &[usize],
     ) -> Result<Plan> {
+        let steps: Vec<(usize, usize)> = ends.iter().map(|&end| (end, 1)).collect();
+        self.plan_with_replicas(strategy, graph, &steps)
+    }
+
+    /// The plan whose segments end at the points of `steps`, each run by its number of
+    /// replicas, labelled by where its candidate runs, with every segment's latency filled in
+    /// and the number of candidates profiled.
+    pub(crate) fn plan_with_replicas(
+        &mut self,
+        strategy: &str,
+        graph: &Graph<'_, '_>,
+        steps: &[(usize, usize)],
+    ) -> Result<Plan> {
+        let ends: Vec<usize> = steps.iter().map(|&(end, _)| end).collect();
         let cuts: Vec<usize> = ends
             .iter()
             .take(ends.len().saturating_sub(1))
@@ -116,8 +200,10 @@ impl<'g, 'p> Candidates<'g, 'p> {
             .collect();
         let mut plan = Plan::from_cuts(strategy, graph, &cuts)?;
         let mut start = 0;
-        for (segment, &end) in plan.segments.iter_mut().zip(ends) {
+        for (segment, &(end, replicas)) in plan.segments.iter_mut().zip(steps) {
             segment.predicted_latency_s = Some(self.latency(start, end)?);
+            segment.kind = self.places.kind(&segment.ops);
+            segment.replicas = replicas;
             start = end;
         }
         plan.candidates_profiled = self.count();

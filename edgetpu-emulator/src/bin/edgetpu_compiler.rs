@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use edgetpu_emulator::compiler::{BANNER, compile};
 use multitpu::model::{Graph, Model};
-use multitpu::segment::{Segmenter, UniformByParams, segment_file_name};
+use multitpu::segment::{SegmentKind, Segmenter, UniformByParams, segment_file_name};
 
 const USAGE: &str = "usage: edgetpu_compiler [-s|--show_operations] [-o|--out_dir DIR] \
                      [-n|--num_segments N] [-v|--version] MODEL...";
@@ -92,7 +92,7 @@ fn parts(bytes: &[u8], stem: &str, segments: usize) -> Result<Vec<(String, Vec<u
         .iter()
         .enumerate()
         .map(|(i, segment)| {
-            let name = segment_file_name(stem, i, segments);
+            let name = segment_file_name(stem, i, segments, SegmentKind::EdgeTpu);
             let stem = name.strip_suffix(".tflite").unwrap_or(&name).to_string();
             Ok((stem, segment.to_bytes().map_err(|e| e.to_string())?))
         })
