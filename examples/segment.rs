@@ -9,19 +9,28 @@
 //! Strategies: `uniform` (equal parameter bytes, as `edgetpu_compiler --num_segments`),
 //! `uniform-ops` (equal operator counts), `profiled` (the exact min-bottleneck plan under the
 //! profiler's figures) and `libcoral` (a re-implementation of libcoral's profiling search,
-//! for comparison). Latencies come from the Edge TPU cost model (`--profiler model`, the
+//! for comparison). The first, second and fourth cut the model into exactly N segments; for
+//! `profiled`, N is a budget of Edge TPUs: it uses at most N, fewer when more would shorten the
+//! bottleneck by less than 2 %, replicates a segment over spare devices when that helps most,
+//! and runs what the Edge TPU cannot (custom operators, float operators) as CPU segments,
+//! which take no device. Latencies come from the Edge TPU cost model (`--profiler model`, the
 //! default) of a USB device, or of a PCIe one with `--link pcie`; or from timed runs on
 //! TFLite's CPU kernels (`--profiler cpu`, median of 10 runs per candidate, needs the TFLite
 //! library; `profiled` then has no floor to prune with and may time many candidates).
 //!
-//! Prints one row per segment (operator range, parameter bytes, MACs, predicted latency,
-//! input and output tensors), then
-//! `plan: strategy=<name> segments=<n> bottleneck_ms=<float> candidates=<count>
-//! profiler=<model-usb|model-pcie|cpu>` (whether the bottleneck is the cost model's
-//! prediction or timed on the CPU), writes `<stem>_segment_<i>_of_<n>.tflite` into DIR
-//! (default: next to the model), and with `--verify K` runs K random inputs through the whole model and through the
-//! chained segments on the TFLite CPU runtime, comparing every output byte for byte. The last
-//! line is then `verify: <k>/<K> identical`; the exit status is non-zero on any difference.
+//! Prints one row per segment (where it runs: `edgetpu`, `edgetpu xR` for R replicas, or
+//! `cpu`; operator range, parameter bytes, MACs, predicted latency, input and output tensors),
+//! then `plan: strategy=<name> segments=<n> bottleneck_ms=<float> candidates=<count>
+//! devices=<used> replicas=<r0,r1,..> profiler=<model-usb|model-pcie|cpu>` (whether the
+//! bottleneck is the cost model's prediction or timed on the CPU; `replicas` lists the devices
+//! of each segment, 0 for a CPU segment), writes `<stem>_segment_<i>_of_<n>.tflite` (CPU
+//! segments: `..._cpu.tflite`, not to be compiled) into DIR (default: next to the model), and
+//! with `--verify K` runs K random inputs through the whole model and through the chained
+//! segments on the TFLite CPU runtime, comparing every output byte for byte. The last line is
+//! then `verify: <k>/<K> identical`; the exit status is non-zero on any difference.
+//!
+//! With `--profiler cpu`, `profiled` plans a pipeline of CPU stages: N is then a number of
+//! stages, every segment a CPU segment.
 //!
 //! The check runs in a child process (`multitpu::isolate`: this program started again, with
 //! at most 4 GiB of memory and `--timeout` seconds, default 120), so that a model that
@@ -158,7 +167,7 @@ fn segmenter(name: &str, source: &Source) -> Result<Box<dyn Segmenter>, Box<dyn 
     match (name, source) {
         (_, Source::Model(cost_model)) => Ok(segment::strategy(name, cost_model)?),
         // Timed runs have no known lower bound to prune the profiled search with.
-        ("profiled", Source::Cpu(cpu)) => Ok(Box::new(Profiled::new(cpu.clone()))),
+        ("profiled", Source::Cpu(cpu)) => Ok(Box::new(Profiled::cpu(cpu.clone()))),
         ("libcoral", Source::Cpu(cpu)) => Ok(Box::new(LibcoralSearch::new(cpu.clone()))),
         (_, Source::Cpu(_)) => Ok(segment::strategy(name, &EdgeTpuCostModel::usb_default())?),
     }

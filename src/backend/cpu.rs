@@ -61,6 +61,25 @@ impl Backend for CpuBackend {
     fn name(&self) -> String {
         "tflite-cpu".to_string()
     }
+
+    /// A CPU segment runs like any other stage of this backend.
+    fn prepare_cpu(&self, segment_model: Arc<[u8]>) -> Result<Box<dyn Stage>> {
+        let interpreter = Interpreter::new(&self.runtime, segment_model, &self.options)?;
+        Ok(Box::new(InterpreterStage::new(
+            interpreter,
+            host_description(&self.options),
+        )))
+    }
+}
+
+/// How a CPU segment's stage describes itself: `"tflite-cpu host (2 threads)"`.
+pub(crate) fn host_description(options: &InterpreterOptions) -> String {
+    format!(
+        "tflite-cpu host ({} thread{}{})",
+        options.threads,
+        if options.threads == 1 { "" } else { "s" },
+        if options.xnnpack { ", XNNPack" } else { "" },
+    )
 }
 
 impl From<&TensorInfo> for TensorSpec {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::backend::cpu::InterpreterStage;
+use crate::backend::cpu::{InterpreterStage, host_description};
 use crate::backend::edgetpu::{DeviceInfo, DeviceSelector, EdgeTpuRuntime};
 use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime};
 use crate::model::Model;
@@ -256,6 +256,15 @@ impl Backend for EdgeTpuBackend {
 
     fn name(&self) -> String {
         "edgetpu".to_string()
+    }
+
+    /// A CPU segment runs on TFLite's CPU kernels with this backend's interpreter options.
+    fn prepare_cpu(&self, segment_model: Arc<[u8]>) -> Result<Box<dyn Stage>> {
+        let interpreter = Interpreter::new(&self.tflite, segment_model, &self.interpreter_options)?;
+        Ok(Box::new(InterpreterStage::new(
+            interpreter,
+            host_description(&self.interpreter_options),
+        )))
     }
 }
 

@@ -27,7 +27,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backend::cpu::InterpreterStage;
+use crate::backend::cpu::{InterpreterStage, host_description};
 use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime};
 use crate::device::{EdgeTpuCostModel, Link, Prediction, SegmentWorkload};
 use crate::model::Model;
@@ -223,6 +223,26 @@ impl Backend for SimulatedEdgeTpuBackend {
 
     fn name(&self) -> String {
         format!("simulated-edgetpu-{}", link_name(self.cost_model.link))
+    }
+
+    /// A CPU segment runs for real on TFLite's CPU kernels, with the threads of
+    /// [`SimCompute::Cpu`]; with [`SimCompute::Skip`] nothing computes it, an
+    /// [`Error::Unsupported`].
+    fn prepare_cpu(&self, segment_model: Arc<[u8]>) -> Result<Box<dyn Stage>> {
+        let SimCompute::Cpu { runtime, threads } = &self.compute else {
+            return Err(Error::unsupported(
+                "a CPU segment needs a TFLite runtime to run on: SimCompute::Cpu, not Skip",
+            ));
+        };
+        let options = InterpreterOptions::default().with_threads(*threads);
+        let interpreter = Interpreter::new(runtime, segment_model, &options)?;
+        Ok(Box::new(InterpreterStage::new(
+            interpreter,
+            format!(
+                "{} (beside simulated Edge TPUs)",
+                host_description(&options)
+            ),
+        )))
     }
 }
 

@@ -1,5 +1,6 @@
 //! Pipelines straight from segments: a plan and its model, segment files, or segment bytes.
-//! Stage `i` runs segment `i` on device `i` of a [`Backend`].
+//! Edge TPU segments take the backend's devices in order, one per replica; CPU segments run
+//! on the host beside them ([`Backend::prepare_cpu`]).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 
 use crate::model::Graph;
 use crate::pipeline::{Backend, Pipeline, PipelineBuilder};
-use crate::segment::{Plan, extract};
+use crate::segment::{Plan, SegmentKind, extract, is_cpu_segment_file};
 use crate::{Error, Result};
 
 /// Names a segment in an error about it.
@@ -21,9 +22,11 @@ fn in_segment(index: usize, file: Option<&Path>) -> impl FnOnce(Error) -> Error 
 }
 
 impl PipelineBuilder {
-    /// A builder with one stage per segment of `plan`, stage `i` on device `i` of `backend`.
-    /// The pipeline inputs and outputs are the model's, in the model's order (leaving out any
-    /// that no segment reads or writes).
+    /// A builder with one stage per segment of `plan`. The Edge TPU segments take the
+    /// backend's devices in order, one per replica (a segment with two replicas is one stage
+    /// of two instances, on two devices); the CPU segments run on the host
+    /// ([`Backend::prepare_cpu`]). The pipeline inputs and outputs are the model's, in the
+    /// model's order (leaving out any that no segment reads or writes).
     ///
     /// `graph` is the model's that `plan` was made for; each segment is extracted from it
     /// and handed to the backend as a standalone model.
@@ -53,25 +56,39 @@ impl PipelineBuilder {
         let mut builder = PipelineBuilder::new()
             .inputs(names(&model.inputs, &read))
             .outputs(names(&model.outputs, &written));
+        let mut next_device = 0;
         for (index, segment) in plan.segments.iter().enumerate() {
-            let stage = extract(graph, segment.ops.clone())
+            let bytes: Arc<[u8]> = extract(graph, segment.ops.clone())
                 .and_then(|m| m.to_bytes())
-                .and_then(|bytes| backend.prepare(Arc::from(bytes), index))
+                .map(Arc::from)
                 .map_err(in_segment(index, None))?;
-            builder = builder.stage(stage);
+            let instances = match segment.kind {
+                SegmentKind::Cpu => backend.prepare_cpu(bytes).map(|stage| vec![stage]),
+                SegmentKind::EdgeTpu => {
+                    let devices: Vec<usize> =
+                        (next_device..next_device + segment.replicas.max(1)).collect();
+                    next_device += devices.len();
+                    backend.prepare_replicas(bytes, &devices)
+                }
+            }
+            .map_err(in_segment(index, None))?;
+            builder = builder.replicated_stage(instances);
         }
         Ok(builder)
     }
 
     /// A builder with one stage per segment file (complete `.tflite` models, such as those
-    /// [`Plan::write`] writes), in the order given, stage `i` on device `i` of `backend`.
-    /// The pipeline inputs are the first segment's (see [`inputs`](Self::inputs)).
+    /// [`Plan::write`] writes), in the order given. Files named as CPU segments
+    /// ([`is_cpu_segment_file`]) run on the host ([`Backend::prepare_cpu`]); the others take
+    /// the backend's devices in order. The pipeline inputs are the first segment's (see
+    /// [`inputs`](Self::inputs)).
     ///
     /// # Errors
     ///
     /// [`Error::Segment`] naming the segment whose file could not be read or prepared.
     pub fn from_segment_files<P: AsRef<Path>>(files: &[P], backend: &dyn Backend) -> Result<Self> {
         let mut builder = PipelineBuilder::new();
+        let mut next_device = 0;
         for (index, file) in files.iter().enumerate() {
             let path = file.as_ref();
             let bytes = std::fs::read(path)
@@ -80,9 +97,13 @@ impl PipelineBuilder {
                     source,
                 })
                 .map_err(in_segment(index, None))?;
-            let stage = backend
-                .prepare(Arc::from(bytes), index)
-                .map_err(in_segment(index, Some(path)))?;
+            let stage = if is_cpu_segment_file(path) {
+                backend.prepare_cpu(Arc::from(bytes))
+            } else {
+                next_device += 1;
+                backend.prepare(Arc::from(bytes), next_device - 1)
+            }
+            .map_err(in_segment(index, Some(path)))?;
             builder = builder.stage(stage);
         }
         Ok(builder)
@@ -108,8 +129,8 @@ impl PipelineBuilder {
 }
 
 impl Pipeline {
-    /// Runs `plan`'s segments of the model in `graph`, stage `i` on device `i` of `backend`,
-    /// with the default queues: [`PipelineBuilder::from_plan`], then
+    /// Runs `plan`'s segments of the model in `graph` on `backend`'s devices, CPU segments
+    /// on the host, with the default queues: [`PipelineBuilder::from_plan`], then
     /// [`build`](PipelineBuilder::build).
     ///
     /// # Errors
@@ -120,8 +141,8 @@ impl Pipeline {
         PipelineBuilder::from_plan(plan, graph, backend)?.build()
     }
 
-    /// Runs segment files in the order given, stage `i` on device `i` of `backend`, with the
-    /// default queues: [`PipelineBuilder::from_segment_files`], then
+    /// Runs segment files in the order given, CPU segment files on the host and the others
+    /// on `backend`'s devices in order, with the default queues: [`PipelineBuilder::from_segment_files`], then
     /// [`build`](PipelineBuilder::build).
     ///
     /// # Errors

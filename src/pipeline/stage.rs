@@ -82,6 +82,21 @@ pub trait Backend: Send + Sync {
     /// Short name of the backend, e.g. `"tflite-cpu"`.
     fn name(&self) -> String;
 
+    /// Loads one CPU segment (a segment of the plan that no Edge TPU can run, see
+    /// [`SegmentKind::Cpu`](crate::segment::SegmentKind::Cpu)) to run on the host CPU beside
+    /// this backend's devices.
+    ///
+    /// # Errors
+    ///
+    /// By default, [`Error::Unsupported`]: a backend runs CPU segments only if it says how.
+    fn prepare_cpu(&self, segment_model: Arc<[u8]>) -> Result<Box<dyn Stage>> {
+        drop(segment_model);
+        Err(Error::unsupported(format!(
+            "the {} backend cannot run CPU segments",
+            self.name()
+        )))
+    }
+
     /// Loads the same segment once per device, for a replicated pipeline stage.
     fn prepare_replicas(
         &self,

@@ -1,0 +1,282 @@
+//! Hybrid pipelines: plans with CPU segments and replicated Edge TPU segments, built in one
+//! call and run on the CPU and simulated backends, give the whole model's outputs.
+
+mod common;
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use multitpu::backend::{
+    CpuBackend, Interpreter, InterpreterOptions, Runtime, SimCompute, SimulatedEdgeTpuBackend,
+};
+use multitpu::device::{OpSupport, op_support};
+use multitpu::model::builder::SplitMix64;
+use multitpu::model::{Graph, Model, paper};
+use multitpu::pipeline::{Backend, Pipeline};
+use multitpu::profile::{EdgeTpuCostModel, Profiler, SegmentProfile};
+use multitpu::segment::{Plan, Profiled, SegmentKind, Segmenter};
+use multitpu::verify::random_tensor;
+use multitpu::{Error, Result};
+
+/// A profiler charging `per_op_s` per operator and `fixed_s` per segment.
+struct Linear {
+    fixed_s: f64,
+    per_op_s: f64,
+}
+
+impl Profiler for Linear {
+    fn profile(&self, _model: &Model, ops: Range<usize>) -> Result<SegmentProfile> {
+        Ok(SegmentProfile {
+            latency_s: self.fixed_s + self.per_op_s * ops.len() as f64,
+            on_chip_bytes: 0,
+            off_chip_bytes: 0,
+        })
+    }
+}
+
+/// Runs `items` seeded random inputs through the whole model on one interpreter and through
+/// `pipeline`, and asserts every output is identical.
+fn assert_same_as_whole(runtime: &Runtime, whole: &[u8], pipeline: &Pipeline, items: usize) {
+    let mut interpreter = Interpreter::new(
+        runtime,
+        Arc::<[u8]>::from(whole.to_vec()),
+        &InterpreterOptions::default(),
+    )
+    .expect("whole model");
+    let mut rng = SplitMix64::new(7);
+    let mut expected = Vec::new();
+    for _ in 0..items {
+        let inputs: Vec<(String, Vec<u8>)> = interpreter
+            .inputs()
+            .to_vec()
+            .iter()
+            .map(|info| {
+                (
+                    info.name.clone(),
+                    random_tensor(info, &mut rng).expect("input"),
+                )
+            })
+            .collect();
+        for (i, (_, data)) in inputs.iter().enumerate() {
+            interpreter.set_input(i, data).expect("set input");
+        }
+        interpreter.invoke().expect("invoke");
+        let outputs: Vec<(String, Vec<u8>)> = (0..interpreter.outputs().len())
+            .map(|o| {
+                (
+                    interpreter.outputs()[o].name.clone(),
+                    interpreter.output(o).expect("output").to_vec(),
+                )
+            })
+            .collect();
+        let named: Vec<(&str, &[u8])> = inputs
+            .iter()
+            .map(|(n, d)| (n.as_str(), d.as_slice()))
+            .collect();
+        pipeline.push(&named).expect("push");
+        expected.push(outputs);
+    }
+    pipeline.close().expect("close");
+    for (item, outputs) in expected.iter().enumerate() {
+        let got = pipeline.pop().expect("pop").expect("an item");
+        for (name, bytes) in outputs {
+            assert_eq!(
+                got.get(name).expect("output by name"),
+                bytes.as_slice(),
+                "item {item}, output {name}"
+            );
+        }
+    }
+    assert!(pipeline.pop().expect("pop").is_none());
+}
+
+/// The paper's fc model planned with the Edge TPU's operator support and a CPU much faster
+/// than the device per operator: the float DEQUANTIZE at the end goes to a CPU segment of
+/// its own, and spare devices replicate the slowest segment.
+fn hybrid_fc_plan(graph: &Graph<'_, '_>, devices: usize) -> Plan {
+    Profiled::new(Linear {
+        fixed_s: 1e-3,
+        per_op_s: 1e-3,
+    })
+    .with_cpu_segments(Linear {
+        fixed_s: 0.0,
+        per_op_s: 1e-5,
+    })
+    .plan(graph, devices)
+    .expect("plan")
+}
+
+#[test]
+fn plans_put_host_operators_on_the_cpu_and_replicate_segments() {
+    let model = paper::fc(300).expect("fc");
+    let graph = Graph::new(&model).expect("graph");
+    let support = op_support(&model);
+    assert_eq!(support[0], OpSupport::HostQuantize);
+    assert_eq!(support[support.len() - 1], OpSupport::HostDequantize);
+    let plan = hybrid_fc_plan(&graph, 3);
+    let kinds: Vec<SegmentKind> = plan.segments.iter().map(|s| s.kind).collect();
+    assert!(kinds.contains(&SegmentKind::Cpu), "{:?}", plan.segments);
+    assert_eq!(plan.devices(), 3);
+    for segment in &plan.segments {
+        if segment.kind == SegmentKind::EdgeTpu {
+            assert!(
+                segment.ops.clone().any(|op| support[op].is_edgetpu()),
+                "an Edge TPU segment without Edge TPU work: {segment:?}"
+            );
+        }
+    }
+    // A device budget of 1: the whole model on one device, quantisation at its edges.
+    let one = Profiled::new(Linear {
+        fixed_s: 1e-3,
+        per_op_s: 1e-3,
+    })
+    .with_cpu_segments(Linear {
+        fixed_s: 1.0,
+        per_op_s: 1.0,
+    })
+    .plan(&graph, 1)
+    .expect("plan");
+    assert_eq!(one.segments.len(), 1);
+    assert_eq!(one.segments[0].kind, SegmentKind::EdgeTpu);
+}
+
+fn check_hybrid_on(backend: &dyn Backend, runtime: &Runtime) {
+    let model = paper::fc(300).expect("fc");
+    let bytes = model.to_bytes().expect("bytes");
+    let graph = Graph::new(&model).expect("graph");
+    for devices in 1..=4 {
+        let plan = hybrid_fc_plan(&graph, devices);
+        let pipeline = Pipeline::from_plan(&plan, &graph, backend).expect("pipeline");
+        let instances: Vec<usize> = pipeline
+            .stats()
+            .stages
+            .iter()
+            .map(|s| s.instances.len())
+            .collect();
+        let replicas: Vec<usize> = plan.segments.iter().map(|s| s.replicas).collect();
+        assert_eq!(instances, replicas, "one instance per replica");
+        assert_same_as_whole(runtime, &bytes, &pipeline, 12);
+    }
+}
+
+#[test]
+fn hybrid_plans_run_on_the_cpu_backend_with_the_whole_models_outputs() {
+    let Some(runtime) = common::tflite_runtime() else {
+        return;
+    };
+    check_hybrid_on(&CpuBackend::new(runtime.clone(), 1, false), &runtime);
+}
+
+#[test]
+fn hybrid_plans_run_on_simulated_devices_with_the_whole_models_outputs() {
+    let Some(runtime) = common::tflite_runtime() else {
+        return;
+    };
+    let backend = SimulatedEdgeTpuBackend::new(
+        EdgeTpuCostModel::usb_default(),
+        SimCompute::Cpu {
+            runtime: runtime.clone(),
+            threads: 1,
+        },
+    );
+    check_hybrid_on(&backend, &runtime);
+    // The stages say where they run.
+    let model = paper::fc(300).expect("fc");
+    let graph = Graph::new(&model).expect("graph");
+    let pipeline =
+        Pipeline::from_plan(&hybrid_fc_plan(&graph, 2), &graph, &backend).expect("pipeline");
+    let described: Vec<String> = pipeline
+        .stats()
+        .stages
+        .iter()
+        .map(|s| s.instances[0].clone())
+        .collect();
+    assert!(
+        described
+            .iter()
+            .any(|d| d.starts_with("simulated Edge TPU")),
+        "{described:?}"
+    );
+    assert!(
+        described
+            .iter()
+            .any(|d| d.starts_with("tflite-cpu host") && d.contains("simulated")),
+        "{described:?}"
+    );
+}
+
+#[test]
+fn simulated_devices_that_compute_nothing_refuse_cpu_segments() {
+    let model = paper::fc(300).expect("fc");
+    let graph = Graph::new(&model).expect("graph");
+    let backend = SimulatedEdgeTpuBackend::new(EdgeTpuCostModel::usb_default(), SimCompute::Skip);
+    let plan = hybrid_fc_plan(&graph, 2);
+    let cpu_index = plan
+        .segments
+        .iter()
+        .position(|s| s.kind == SegmentKind::Cpu)
+        .expect("a CPU segment");
+    match Pipeline::from_plan(&plan, &graph, &backend) {
+        Err(Error::Segment { index, source, .. }) => {
+            assert_eq!(index, cpu_index);
+            assert!(matches!(*source, Error::Unsupported { .. }), "{source}");
+        }
+        other => panic!("expected a segment error, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn written_cpu_segments_are_named_so_and_run_from_files() {
+    let Some(runtime) = common::tflite_runtime() else {
+        return;
+    };
+    let model = paper::fc(300).expect("fc");
+    let bytes = model.to_bytes().expect("bytes");
+    let graph = Graph::new(&model).expect("graph");
+    let plan = hybrid_fc_plan(&graph, 2);
+    let dir = std::env::temp_dir().join(format!("multitpu-hybrid-{}", std::process::id()));
+    let files = plan.write(&graph, &dir, "fc").expect("write");
+    for (file, segment) in files.iter().zip(&plan.segments) {
+        let name = file.file_name().and_then(|n| n.to_str()).expect("name");
+        assert_eq!(
+            name.ends_with("_cpu.tflite"),
+            segment.kind == SegmentKind::Cpu,
+            "{name}"
+        );
+    }
+    let backend = CpuBackend::new(runtime.clone(), 1, false);
+    let pipeline = Pipeline::from_segment_files(&files, &backend).expect("pipeline");
+    assert_same_as_whole(&runtime, &bytes, &pipeline, 5);
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+/// A real model whose last operator (ARG_MAX) the Edge TPU cannot run.
+#[test]
+fn a_real_models_cpu_tail_runs_beside_simulated_devices() {
+    let Some((runtime, bytes)) =
+        common::runtime_and_model("deeplabv3_mnv2_dm05_pascal_quant.tflite")
+    else {
+        return;
+    };
+    let model = Model::from_bytes(&bytes).expect("model");
+    let graph = Graph::new(&model).expect("graph");
+    let plan = Profiled::cost_model(EdgeTpuCostModel::usb_default())
+        .with_cpu_segments(Linear {
+            fixed_s: 1e-4,
+            per_op_s: 1e-4,
+        })
+        .plan(&graph, 2)
+        .expect("plan");
+    let last = plan.segments.last().expect("a segment");
+    assert_eq!(last.kind, SegmentKind::Cpu, "{:?}", plan.segments);
+    assert!(plan.devices() >= 1 && plan.devices() <= 2);
+    let backend = SimulatedEdgeTpuBackend::new(
+        EdgeTpuCostModel::usb_default(),
+        SimCompute::Cpu {
+            runtime: runtime.clone(),
+            threads: 1,
+        },
+    );
+    let pipeline = Pipeline::from_plan(&plan, &graph, &backend).expect("pipeline");
+    assert_same_as_whole(&runtime, &bytes, &pipeline, 3);
+}
