@@ -280,3 +280,53 @@ fn a_real_models_cpu_tail_runs_beside_simulated_devices() {
     let pipeline = Pipeline::from_plan(&plan, &graph, &backend).expect("pipeline");
     assert_same_as_whole(&runtime, &bytes, &pipeline, 3);
 }
+
+/// On a real model, for budgets of 1 to 4 devices: no Edge TPU segment without Edge TPU
+/// work, never more devices than the budget, a bottleneck that never rises with the budget;
+/// the 4-device plan (CPU segments and replicas included) gives the whole model's outputs
+/// on simulated devices.
+fn check_real_model_plans(name: &str) {
+    let Some((runtime, bytes)) = common::runtime_and_model(name) else {
+        return;
+    };
+    let model = Model::from_bytes(&bytes).expect("model");
+    let graph = Graph::new(&model).expect("graph");
+    let support = op_support(&model);
+    let planner = Profiled::cost_model(EdgeTpuCostModel::usb_default()).with_cpu_segments(Linear {
+        fixed_s: 1e-4,
+        per_op_s: 1e-4,
+    });
+    let mut previous = f64::INFINITY;
+    let mut plan = None;
+    for budget in 1..=4 {
+        let planned = planner.plan(&graph, budget).expect("plan");
+        assert!(planned.devices() <= budget, "{name}: {planned:?}");
+        for segment in &planned.segments {
+            if segment.kind == SegmentKind::EdgeTpu {
+                assert!(
+                    segment.ops.clone().any(|op| support[op].is_edgetpu()),
+                    "{name}: an Edge TPU segment without Edge TPU work: {segment:?}"
+                );
+            }
+        }
+        let bottleneck = planned.bottleneck_s().expect("predicted");
+        assert!(bottleneck <= previous, "{name}: budget {budget}");
+        previous = bottleneck;
+        plan = Some(planned);
+    }
+    let plan = plan.expect("a plan");
+    let backend = SimulatedEdgeTpuBackend::new(
+        EdgeTpuCostModel::usb_default(),
+        SimCompute::Cpu {
+            runtime: runtime.clone(),
+            threads: 1,
+        },
+    );
+    let pipeline = Pipeline::from_plan(&plan, &graph, &backend).expect("pipeline");
+    assert_same_as_whole(&runtime, &bytes, &pipeline, 2);
+}
+
+mod real_models {
+    use super::*;
+    cpu_model_tests!(check_real_model_plans);
+}

@@ -397,7 +397,8 @@ fn is_device_range(model: &Model, ops: &Range<usize>) -> bool {
 /// What the budget planner must return, by brute force: over every set of valid cuts, with
 /// each range a device segment if `is_device` says so and a CPU segment otherwise (never
 /// two CPU segments in a row), and every way of giving the device segments one device or
-/// more (exactly one without `replicate`), at most `budget` in all: per number of devices
+/// more (exactly one without `replicate`, or for a segment holding a stateful operator), at
+/// most `budget` in all: per number of devices
 /// the least (bottleneck, total), where the bottleneck is the largest latency per replica;
 /// then the fewest devices whose bottleneck is within `tolerance` of the best. Returns
 /// (bottleneck, total, devices).
@@ -439,6 +440,18 @@ fn brute_force_budget(
             .collect();
         let total: f64 = latency.iter().sum();
         let device_segments: Vec<usize> = (0..ranges.len()).filter(|&i| on_device[i]).collect();
+        let stateful: Vec<bool> = device_segments
+            .iter()
+            .map(|&i| {
+                ranges[i].clone().any(|op| {
+                    model.operators[op]
+                        .inputs
+                        .iter()
+                        .flatten()
+                        .any(|&t| model.tensors[t].is_variable)
+                })
+            })
+            .collect();
         // Every assignment of replicas to the device segments.
         let mut replicas = vec![1usize; device_segments.len()];
         loop {
@@ -461,7 +474,9 @@ fn brute_force_budget(
                 }
             }
             // Next assignment (odometer), each replica count 1..=budget.
-            let Some(i) = (0..replicas.len()).find(|&i| replicate && replicas[i] < budget) else {
+            let Some(i) =
+                (0..replicas.len()).find(|&i| replicate && !stateful[i] && replicas[i] < budget)
+            else {
                 break;
             };
             replicas[i] += 1;
@@ -554,6 +569,11 @@ fn check_budget(
             );
             for segment in &plan.segments {
                 let device = segment.kind == SegmentKind::EdgeTpu;
+                let stateful = segment.ops.clone().any(|op| shape.stateful[op]);
+                prop_assert!(
+                    !stateful || segment.replicas == 1,
+                    "a stateful segment replicated"
+                );
                 prop_assert_eq!(device, is_device(&segment.ops), "{:?}", segment);
                 prop_assert!(device || segment.replicas == 1);
                 prop_assert!(replicate || segment.replicas == 1);

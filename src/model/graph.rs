@@ -144,6 +144,18 @@ impl<'m, 'a> Graph<'m, 'a> {
             .collect()
     }
 
+    /// Whether operator `op` reads or writes a variable tensor: state kept from one
+    /// invocation to the next, so that two interpreters running the operator side by side
+    /// would each see only part of the items.
+    pub fn is_stateful(&self, op: usize) -> bool {
+        self.model.operators.get(op).is_some_and(|operator| {
+            operator
+                .present_inputs()
+                .chain(operator.outputs.iter().copied())
+                .any(|t| self.model.tensors.get(t).is_some_and(|t| t.is_variable))
+        })
+    }
+
     /// Whether tensors of variables (stateful ops such as LSTMs) are touched by operators on
     /// both sides of `cut`: such a cut would split state across two interpreters.
     pub fn cut_splits_state(&self, cut: usize) -> bool {

@@ -466,7 +466,8 @@ impl LatencyFloor for EdgeTpuCostModel {
 /// [`plan`](Segmenter::plan)`(graph, n)` plans for a budget of `n` devices. The planner
 /// chooses the cuts, how many devices to use, and which segments to replicate over spare
 /// devices (a segment that cannot be cut further can still be run by two devices taking
-/// items in turn), and maximises the throughput, `1 / max(latency / replicas)`. It uses
+/// items in turn; never a segment that keeps state between items, such as an LSTM's), and
+/// maximises the throughput, `1 / max(latency / replicas)`. It uses
 /// fewer devices when more would shorten the bottleneck by less than a relative
 /// [`device tolerance`](Profiled::with_device_tolerance) ([`DEFAULT_DEVICE_TOLERANCE`]);
 /// [`with_exact_devices`](Profiled::with_exact_devices) gives every one of the `n` devices
@@ -918,7 +919,9 @@ impl Lazy<'_> {
                     if here.value == f64::INFINITY {
                         continue;
                     }
-                    let most_replicas = if self.replicate {
+                    // The most replicas any segment from `a` may have; stateful segments
+                    // have one.
+                    let widest = if self.replicate {
                         d - used
                     } else {
                         1.min(d - used)
@@ -927,6 +930,11 @@ impl Lazy<'_> {
                     for b in a + 1..=m {
                         let ops = candidates.ops(a, b);
                         let budgeted = candidates.budgeted(a, b);
+                        let most_replicas = if candidates.replicable(a, b) {
+                            widest
+                        } else {
+                            1.min(widest)
+                        };
                         if budgeted && most_replicas == 0 {
                             continue;
                         }
@@ -935,7 +943,7 @@ impl Lazy<'_> {
                         } else {
                             0.0
                         };
-                        if budgeted && growing / most_replicas as f64 > limit {
+                        if budgeted && growing / widest.max(1) as f64 > limit {
                             // Growing floors only grow with `b`: nothing later from `a` fits
                             // unless it takes no device.
                             if has_free {

@@ -50,6 +50,8 @@ pub(crate) struct Candidates<'g, 'p> {
     /// Profiles the candidates that take no device (CPU segments), if any can.
     host: Option<&'p dyn Profiler>,
     places: Places,
+    /// `stateful_before[op]`: how many operators before `op` keep state between items.
+    stateful_before: Vec<usize>,
     /// Operator index of every point.
     points: Vec<usize>,
     /// Latency (seconds) of every candidate profiled: `profiled[a][&b]` for `a..b`.
@@ -75,7 +77,12 @@ impl<'g, 'p> Candidates<'g, 'p> {
         let mut points = vec![0];
         points.extend((1..op_count).filter(|&c| is_valid_cut(graph, c)));
         points.push(op_count);
+        let mut stateful_before = vec![0; op_count + 1];
+        for op in 0..op_count {
+            stateful_before[op + 1] = stateful_before[op] + usize::from(graph.is_stateful(op));
+        }
         Candidates {
+            stateful_before,
             model: graph.model(),
             profiler,
             host,
@@ -163,6 +170,13 @@ impl<'g, 'p> Candidates<'g, 'p> {
     /// Whether candidate `a..b` takes a device.
     pub(crate) fn budgeted(&self, a: usize, b: usize) -> bool {
         self.places.budgeted(&self.ops(a, b))
+    }
+
+    /// Whether candidate `a..b` may run on several devices side by side: not if it keeps
+    /// state between items (each replica would see only its share of them).
+    pub(crate) fn replicable(&self, a: usize, b: usize) -> bool {
+        let ops = self.ops(a, b);
+        self.stateful_before[ops.end] == self.stateful_before[ops.start]
     }
 
     /// Whether some candidates take no device (CPU segments).
