@@ -54,7 +54,7 @@ use multitpu::model::builder::SplitMix64;
 use multitpu::model::{Graph, Model, paper};
 use multitpu::pipeline::{Backend, Output, Pipeline, PipelineStats, TensorSpec};
 use multitpu::profile::EdgeTpuCostModel;
-use multitpu::segment::{self, Plan};
+use multitpu::segment::{self, Plan, SegmentKind};
 use multitpu::verify::random_tensor;
 
 const USAGE: &str = "usage: pipeline MODEL --segments N [--strategy S] \
@@ -183,15 +183,41 @@ fn load_model(spec: &str) -> Result<Vec<u8>, Box<dyn Error>> {
     Ok(model.to_bytes()?)
 }
 
-/// Predicted seconds per inference of each segment on one simulated Edge TPU.
-fn predict_all(
+/// What one stage is predicted to take.
+struct StagePrediction {
+    /// Seconds per inference on one instance.
+    latency_s: f64,
+    /// Instances taking items in turn.
+    replicas: usize,
+    /// Whether the figure is the simulated device's (not the plan's CPU estimate).
+    simulated: bool,
+}
+
+/// Per stage of `plan`: an Edge TPU segment's seconds per inference on one simulated device
+/// (the simulated stage's own prediction, from its segment model), a CPU segment's the
+/// plan's estimate (it runs for real).
+fn predict_stages(
     cost_model: &EdgeTpuCostModel,
-    segments: &[Model<'_>],
-) -> multitpu::Result<Vec<f64>> {
+    plan: &Plan,
+    parts: &[Model<'_>],
+) -> multitpu::Result<Vec<StagePrediction>> {
     let sim = SimulatedEdgeTpuBackend::new(cost_model.clone(), SimCompute::Skip);
-    segments
+    plan.segments
         .iter()
-        .map(|m| Ok(sim.predict(&m.to_bytes()?)?.latency_s))
+        .zip(parts)
+        .map(|(segment, part)| {
+            let simulated = segment.kind == SegmentKind::EdgeTpu;
+            let latency_s = if simulated {
+                sim.predict(&part.to_bytes()?)?.latency_s
+            } else {
+                segment.predicted_latency_s.unwrap_or(0.0)
+            };
+            Ok(StagePrediction {
+                latency_s,
+                replicas: segment.replicas,
+                simulated,
+            })
+        })
         .collect()
 }
 
@@ -199,7 +225,7 @@ fn ms(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1e3)
 }
 
-fn print_stats(stats: &PipelineStats, depths: &[usize], predictions: Option<&[f64]>) {
+fn print_stats(stats: &PipelineStats, depths: &[usize], predictions: Option<&[StagePrediction]>) {
     println!(
         "{:>5}  {:>7}  {:>9}  {:>9}  {:>9}  {:>12}  {:>12}  {:>5}  device",
         "stage", "invokes", "mean ms", "p50 ms", "p99 ms", "wait in ms", "wait out ms", "queue"
@@ -217,8 +243,11 @@ fn print_stats(stats: &PipelineStats, depths: &[usize], predictions: Option<&[f6
             depth,
             stage.instances.join(" | ")
         );
-        let predicted = predictions.and_then(|p| p.get(stage.index));
-        if let Some(&predicted) = predicted {
+        let predicted = predictions
+            .and_then(|p| p.get(stage.index))
+            .filter(|p| p.simulated)
+            .map(|p| p.latency_s);
+        if let Some(predicted) = predicted {
             // A simulated stage never runs faster than predicted; a much slower one was held
             // up by the CPU (computing outputs, or too few cores for the stage threads).
             if stage.latency_mean.as_secs_f64() > predicted * 1.5 + 1e-4 {
@@ -349,7 +378,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
     // segments of the whole model. Predictions are the simulated stages' own (from the
     // segment models), computed once for the plan table, the stage statistics and the bound.
     let segment_files = args.model.contains(',') || matches!(args.backend, BackendKind::EdgeTpu);
-    let (whole, pipeline, predictions) = if segment_files {
+    let (whole, pipeline, predictions, devices_used) = if segment_files {
         let files: Vec<&str> = args.model.split(',').collect();
         if args.segments.is_some_and(|n| n != files.len()) {
             return Err(format!("--segments differs from the {} files given", files.len()).into());
@@ -379,7 +408,11 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
                 e.to_string()
             }
         })?;
-        (reference, pipeline, None)
+        let devices = files
+            .iter()
+            .filter(|f| !segment::is_cpu_segment_file(std::path::Path::new(f)))
+            .count();
+        (reference, pipeline, None, devices)
     } else {
         if args.reference.is_some() {
             return Err("--reference is for segment files: MODEL itself is the reference".into());
@@ -401,7 +434,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         );
         let parts = plan.extract(&graph)?;
         let predictions = simulated
-            .then(|| predict_all(&cost_model, &parts))
+            .then(|| predict_stages(&cost_model, &plan, &parts))
             .transpose()?;
         let n = parts.len();
         let mut models = vec![NamedModel::new(args.model.clone(), bytes.clone())];
@@ -412,8 +445,8 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         check_isolated(&models)?;
         let label = match &predictions {
             Some(predicted) => {
-                for (segment, &latency) in plan.segments.iter_mut().zip(predicted) {
-                    segment.predicted_latency_s = Some(latency);
+                for (segment, stage) in plan.segments.iter_mut().zip(predicted) {
+                    segment.predicted_latency_s = Some(stage.latency_s);
                 }
                 "predicted (simulated)"
             }
@@ -423,7 +456,8 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         let pipeline = Pipeline::from_plan(&plan, &graph, &*backend)?;
         drop(graph);
         drop(model);
-        (Some(bytes), pipeline, predictions)
+        let devices = plan.devices();
+        (Some(bytes), pipeline, predictions, devices)
     };
 
     // Seeded random inputs.
@@ -469,7 +503,10 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
 
     if let (Some(predictions), Some(whole)) = (&predictions, &whole) {
         let sim = SimulatedEdgeTpuBackend::new(cost_model.clone(), SimCompute::Skip);
-        let slowest = predictions.iter().copied().fold(0.0, f64::max);
+        let slowest = predictions
+            .iter()
+            .map(|p| p.latency_s / p.replicas.max(1) as f64)
+            .fold(0.0, f64::max);
         let single = sim.predict(whole)?;
         println!(
             "bound (simulated): 1 / slowest predicted stage ({:.3} ms) = {:.1} items/s; \
@@ -481,7 +518,8 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         // A batch pushed into an empty pipeline also fills and drains it: the first item
         // crosses every stage, each later one follows one slowest stage behind.
         let filled = args.batch as f64
-            / (predictions.iter().sum::<f64>() + (args.batch as f64 - 1.0).max(0.0) * slowest);
+            / (predictions.iter().map(|p| p.latency_s).sum::<f64>()
+                + (args.batch as f64 - 1.0).max(0.0) * slowest);
         println!(
             "bound with filling and draining {} items (simulated): {filled:.1} items/s; \
              measured/that = {:.2}",
@@ -499,7 +537,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
             "speedup over one Edge TPU (simulated): bound {:.1}x, measured {:.1}x with {} devices",
             single.latency_s / slowest,
             items_per_s * single.latency_s,
-            pipeline.stage_count()
+            devices_used
         );
     }
 
