@@ -50,6 +50,7 @@ pub mod pipeline;
 pub mod profile;
 pub mod reproduce;
 pub mod segment;
+pub mod tensor;
 pub mod verify;
 
 pub use error::{Error, Result};

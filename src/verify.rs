@@ -12,9 +12,10 @@
 
 use std::sync::Arc;
 
-use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime, TensorInfo};
+use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime};
 use crate::model::ElementType;
 use crate::model::builder::SplitMix64;
+use crate::tensor::TensorSpec;
 use crate::{Error, Result};
 
 /// Named tensors travelling between segments.
@@ -265,7 +266,7 @@ fn compare_once(
 /// Random contents for a tensor, valid for its type: any bit pattern for integer types,
 /// values in [-1, 1) for floats, 0 or 1 for booleans. Strings, resources and variants have
 /// no fixed layout to fill, so they are refused.
-pub fn random_tensor(info: &TensorInfo, rng: &mut SplitMix64) -> Result<Vec<u8>> {
+pub fn random_tensor(info: &TensorSpec, rng: &mut SplitMix64) -> Result<Vec<u8>> {
     let mut data = vec![0u8; info.byte_size];
     match info.element_type {
         ElementType::F32 => {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crate::Result;
-use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime, TensorInfo};
+use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime};
 use crate::pipeline::{Backend, Stage, TensorSpec, check_run_arity};
 
 /// Runs segments with TFLite's CPU kernels.
@@ -63,17 +63,6 @@ impl Backend for CpuBackend {
     }
 }
 
-impl From<&TensorInfo> for TensorSpec {
-    fn from(info: &TensorInfo) -> Self {
-        TensorSpec {
-            name: info.name.clone(),
-            element_type: info.element_type,
-            shape: info.shape.clone(),
-            byte_size: info.byte_size,
-        }
-    }
-}
-
 /// A TFLite [`Interpreter`] as a pipeline [`Stage`]: copies the inputs in, invokes, copies
 /// the outputs out.
 #[derive(Debug)]
@@ -89,8 +78,8 @@ impl InterpreterStage {
     /// statistics and errors.
     pub fn new(interpreter: Interpreter, description: impl Into<String>) -> Self {
         InterpreterStage {
-            inputs: interpreter.inputs().iter().map(TensorSpec::from).collect(),
-            outputs: interpreter.outputs().iter().map(TensorSpec::from).collect(),
+            inputs: interpreter.inputs().to_vec(),
+            outputs: interpreter.outputs().to_vec(),
             interpreter,
             description: description.into(),
         }

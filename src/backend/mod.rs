@@ -31,7 +31,7 @@ pub use edgetpu_backend::{EdgeTpuBackend, Performance};
 /// Why a native library did not load (the payload of [`Error::Library`](crate::Error::Library)).
 pub use libedgetpu_sys::{LibraryKind, LoadError};
 pub use simulated::{SimCompute, SimulatedEdgeTpuBackend};
-pub use tflite::{Interpreter, InterpreterOptions, Runtime, TensorInfo};
+pub use tflite::{Interpreter, InterpreterOptions, Runtime};
 
 /// An owned C object freed with its destructor on drop.
 ///

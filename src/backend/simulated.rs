@@ -132,29 +132,7 @@ fn model_specs(model: &Model<'_>) -> Result<(Vec<TensorSpec>, Vec<TensorSpec>)> 
             .tensors
             .get(t)
             .ok_or_else(|| Error::invalid("segment model", format!("no tensor {t}")))?;
-        let shape = tensor
-            .shape
-            .iter()
-            .map(|&d| usize::try_from(d))
-            .collect::<std::result::Result<Vec<usize>, _>>()
-            .map_err(|_| {
-                Error::unsupported(format!(
-                    "tensor `{}` has a dynamic shape {:?}",
-                    tensor.name, tensor.shape
-                ))
-            })?;
-        let byte_size = tensor.byte_size().ok_or_else(|| {
-            Error::unsupported(format!(
-                "tensor `{}` of type {:?} has no fixed byte size",
-                tensor.name, tensor.element_type
-            ))
-        })?;
-        Ok(TensorSpec::new(
-            tensor.name.as_ref(),
-            tensor.element_type,
-            shape,
-            byte_size,
-        ))
+        TensorSpec::from_model_tensor(tensor)
     };
     let inputs = model
         .inputs

@@ -13,7 +13,8 @@ use libedgetpu_sys::{
 
 use super::Owned;
 use super::edgetpu::Delegate;
-use crate::model::{ElementType, Model};
+use crate::model::{ElementType, Model, Quantization};
+use crate::tensor::{Element, TensorSpec};
 use crate::{Error, Result};
 
 /// A loaded TensorFlow Lite C library (2.x). Cheap to clone: clones share the library,
@@ -89,21 +90,6 @@ impl InterpreterOptions {
         self.xnnpack = xnnpack;
         self
     }
-}
-
-/// Shape, type and quantization of one input or output tensor, read after allocation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TensorInfo {
-    /// The tensor's name in the model (empty if it has none).
-    pub name: String,
-    /// Element type, in the model file's numbering.
-    pub element_type: ElementType,
-    /// Dimensions.
-    pub shape: Vec<usize>,
-    /// Size of the tensor's data in bytes.
-    pub byte_size: usize,
-    /// Per-tensor affine quantization `(scale, zero_point)`, if the tensor is quantized.
-    pub quantization: Option<(f32, i32)>,
 }
 
 /// The element type for a TFLite C API type code (which numbers types differently from
@@ -219,8 +205,8 @@ unsafe extern "C" fn report_error(
 /// [`copy_output`](Self::copy_output)) call into it; running one interpreter from several
 /// threads needs external locking (e.g. a `Mutex<Interpreter>`).
 pub struct Interpreter {
-    inputs: Vec<TensorInfo>,
-    outputs: Vec<TensorInfo>,
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
     // Release order: see the type's documentation. Do not reorder.
     interpreter: Owned<TfLiteInterpreter>,
     _options: Owned<TfLiteInterpreterOptions>,
@@ -307,7 +293,17 @@ impl Interpreter {
                 message: "the model is empty (0 bytes)".to_owned(),
             });
         }
-        Model::from_bytes(&bytes)?.validate()?;
+        let parsed = Model::from_bytes(&bytes)?;
+        parsed.validate()?;
+        // TFLite's C API gives one scale and zero point per tensor; the model has them all.
+        let quantization = |tensors: &[usize]| -> Vec<Option<Quantization>> {
+            tensors
+                .iter()
+                .map(|&t| parsed.tensors[t].quantization.clone())
+                .collect()
+        };
+        let model_quantization = (quantization(&parsed.inputs), quantization(&parsed.outputs));
+        drop(parsed);
 
         // SAFETY: `bytes` is valid for its length and is stored in the returned interpreter
         // after everything built from it, so it outlives the model.
@@ -405,8 +401,8 @@ impl Interpreter {
         // SAFETY: the interpreter is live and used from this thread only.
         let status = unsafe { (api.interpreter_allocate_tensors)(this.interpreter.as_ptr()) };
         this.check(status, "TfLiteInterpreterAllocateTensors")?;
-        this.inputs = this.read_infos(Side::Input)?;
-        this.outputs = this.read_infos(Side::Output)?;
+        this.inputs = this.read_infos(Side::Input, model_quantization.0)?;
+        this.outputs = this.read_infos(Side::Output, model_quantization.1)?;
         this.zero_io_buffers()?;
         Ok(this)
     }
@@ -437,12 +433,12 @@ impl Interpreter {
     }
 
     /// The input tensors, in the model's input order.
-    pub fn inputs(&self) -> &[TensorInfo] {
+    pub fn inputs(&self) -> &[TensorSpec] {
         &self.inputs
     }
 
     /// The output tensors, in the model's output order.
-    pub fn outputs(&self) -> &[TensorInfo] {
+    pub fn outputs(&self) -> &[TensorSpec] {
         &self.outputs
     }
 
@@ -469,6 +465,18 @@ impl Interpreter {
             (api.tensor_copy_from_buffer)(tensor.cast_mut(), data.as_ptr().cast(), data.len())
         };
         self.check(status, "TfLiteTensorCopyFromBuffer")
+    }
+
+    /// Copies typed `data` into input tensor `index`, whose element type must be `T`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TensorIndex`] for an index out of range, [`Error::TensorType`] if `T` is not
+    /// the tensor's element type, [`Error::TensorSize`] if `data` does not fill it exactly.
+    pub fn set_input_as<T: Element>(&mut self, index: usize, data: &[T]) -> Result<()> {
+        self.tensor(Side::Input, index)?;
+        self.inputs[index].check_type::<T>()?;
+        self.set_input(index, bytemuck::cast_slice(data))
     }
 
     /// Runs the model on the current inputs.
@@ -505,6 +513,18 @@ impl Interpreter {
         // unmodified while `&self` is borrowed: only `&mut self` methods invoke, copy inputs
         // or reallocate.
         Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>().cast_const(), size) })
+    }
+
+    /// The data of output tensor `index` as elements of `T` (its element type), valid until
+    /// the next call that takes `&mut self`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TensorIndex`] for an index out of range, [`Error::TensorType`] if `T` is not
+    /// the tensor's element type.
+    pub fn output_as<T: Element>(&self, index: usize) -> Result<&[T]> {
+        let data = self.output(index)?;
+        self.outputs[index].view(data)
     }
 
     /// Copies output tensor `index` into `out`, whose length must equal the tensor's
@@ -580,8 +600,13 @@ impl Interpreter {
         Ok(tensor)
     }
 
-    /// Reads shape, type and quantization of every tensor on `side`.
-    fn read_infos(&self, side: Side) -> Result<Vec<TensorInfo>> {
+    /// Reads name, shape and type of every tensor on `side`, and its quantization: the
+    /// model's (`from_model[i]` for tensor `i`, which may be per channel), else TFLite's.
+    fn read_infos(
+        &self,
+        side: Side,
+        from_model: Vec<Option<Quantization>>,
+    ) -> Result<Vec<TensorSpec>> {
         let api = &*self.runtime.api;
         // SAFETY: the interpreter is live.
         let count = unsafe {
@@ -596,11 +621,16 @@ impl Interpreter {
             call: side.counter(),
             message: format!("negative tensor count {count}"),
         })?;
+        let mut from_model = from_model.into_iter();
         (0..count)
             .map(|index| {
                 let tensor = self.raw_tensor(side, index)?;
                 // SAFETY: `tensor` is a live tensor of our allocated interpreter.
-                unsafe { tensor_info(api, tensor) }
+                let spec = unsafe { tensor_info(api, tensor) }?;
+                Ok(match from_model.next().flatten() {
+                    Some(q) if !q.scale.is_empty() => spec.with_quantization(q),
+                    _ => spec,
+                })
             })
             .collect()
     }
@@ -611,7 +641,7 @@ impl Interpreter {
 /// # Safety
 ///
 /// `tensor` must be a live tensor of an interpreter created with `api`.
-unsafe fn tensor_info(api: &TfLiteApi, tensor: *const TfLiteTensor) -> Result<TensorInfo> {
+unsafe fn tensor_info(api: &TfLiteApi, tensor: *const TfLiteTensor) -> Result<TensorSpec> {
     // SAFETY: `tensor` is live by the caller's contract (this holds for every block below);
     // the name, when non-NULL, is a NUL-terminated string owned by the tensor.
     let name_ptr = unsafe { (api.tensor_name)(tensor) };
@@ -650,12 +680,15 @@ unsafe fn tensor_info(api: &TfLiteApi, tensor: *const TfLiteTensor) -> Result<Te
             (api.tensor_quantization_params)(tensor),
         )
     };
-    Ok(TensorInfo {
-        name,
-        element_type,
-        shape,
-        byte_size,
-        quantization: (q.scale != 0.0).then_some((q.scale, q.zero_point)),
+    let spec = TensorSpec::new(name, element_type, shape, byte_size);
+    Ok(if q.scale != 0.0 {
+        spec.with_quantization(Quantization {
+            scale: vec![q.scale],
+            zero_point: vec![i64::from(q.zero_point)],
+            ..Quantization::default()
+        })
+    } else {
+        spec
     })
 }
 
@@ -744,7 +777,7 @@ impl Side {
     }
 }
 
-fn find(infos: &[TensorInfo], side: Side, name: &str) -> Result<usize> {
+fn find(infos: &[TensorSpec], side: Side, name: &str) -> Result<usize> {
     infos
         .iter()
         .position(|t| t.name == name)
@@ -754,7 +787,7 @@ fn find(infos: &[TensorInfo], side: Side, name: &str) -> Result<usize> {
         })
 }
 
-fn check_size(info: &TensorInfo, actual: usize) -> Result<()> {
+fn check_size(info: &TensorSpec, actual: usize) -> Result<()> {
     Error::check_tensor_size(&info.name, info.byte_size, actual)
 }
 
@@ -819,13 +852,12 @@ mod tests {
 
     #[test]
     fn size_and_name_errors_name_the_tensor() {
-        let infos = vec![TensorInfo {
-            name: "image".into(),
-            element_type: ElementType::U8,
-            shape: vec![1, 2, 2, 1],
-            byte_size: 4,
-            quantization: Some((0.5, 3)),
-        }];
+        let infos = vec![TensorSpec::new(
+            "image",
+            ElementType::U8,
+            vec![1, 2, 2, 1],
+            4,
+        )];
         assert_eq!(find(&infos, Side::Input, "image").ok(), Some(0));
         let err = find(&infos, Side::Output, "nope").expect_err("unknown name");
         assert!(matches!(&err, Error::UnknownTensor { kind: "output", name } if name == "nope"));
