@@ -3,6 +3,7 @@
 
 use std::ffi::{CStr, c_char, c_void};
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -26,18 +27,37 @@ pub struct Runtime {
 
 impl Runtime {
     /// The process-wide library, loaded once from the path in `MULTITPU_TFLITE_LIB`, or
-    /// else by the platform's usual name (`libtensorflowlite_c.so`) on the loader's path.
+    /// else by the platform's usual name (`libtensorflowlite_c.so`) on the loader's path,
+    /// or else from the cache `scripts/fetch-tflite` fills
+    /// (`~/.cache/multitpu/tflite-2.9/<platform>/`, see
+    /// [`libedgetpu_sys::cached_tflite_library`]).
+    ///
+    /// ```no_run
+    /// # // no_run: needs the TFLite C library, which documentation builds may lack.
+    /// let runtime = multitpu::backend::Runtime::load()?;
+    /// assert!(runtime.version().starts_with("2."));
+    /// # Ok::<(), multitpu::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Library`] when the library cannot be loaded, naming every place tried and
+    /// how to fix it.
     pub fn load() -> Result<Self> {
-        Ok(Self {
-            api: TfLiteApi::shared()?,
-        })
+        let api = TfLiteApi::shared()?;
+        tracing::debug!(path = %api.path().display(), version = api.version(), "TFLite runtime loaded");
+        Ok(Self { api })
     }
 
     /// Loads the library at `path` (a new handle, independent of [`Runtime::load`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Library`] when the file cannot be loaded or is not a TFLite 2.x C library.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self> {
-        Ok(Self {
-            api: Arc::new(TfLiteApi::load(Some(path.as_ref()))?),
-        })
+        let api = TfLiteApi::load(Some(path.as_ref()))?;
+        tracing::debug!(path = %api.path().display(), version = api.version(), "TFLite runtime loaded");
+        Ok(Self { api: Arc::new(api) })
     }
 
     /// The version the library reports, e.g. `"2.9.0"`.
@@ -124,13 +144,26 @@ const MAX_ERROR_TEXT: usize = 16 * 1024;
 
 /// Where TFLite's error reporter writes. Boxed by the interpreter so its address, handed
 /// to TFLite as `user_data`, stays fixed when the interpreter moves.
-#[derive(Default)]
 struct ErrorSink {
     text: Mutex<String>,
+    /// Whether messages also become `tracing` events (not for throw-away probes).
+    traced: bool,
 }
 
 impl ErrorSink {
+    fn new(traced: bool) -> Self {
+        ErrorSink {
+            text: Mutex::new(String::new()),
+            traced,
+        }
+    }
+
     fn push(&self, message: &str) {
+        // This reporter replaces TFLite's default one, which writes to stderr: the library
+        // prints nothing, and a subscriber sees TFLite's messages as events.
+        if self.traced {
+            tracing::warn!(target: "multitpu::tflite", "{}", message.trim_end());
+        }
         let mut text = self.text.lock().unwrap_or_else(|e| e.into_inner());
         if text.len() >= MAX_ERROR_TEXT {
             return;
@@ -179,11 +212,15 @@ unsafe extern "C" fn report_error(
     // SAFETY: `user_data` is the address of the `ErrorSink` boxed inside the interpreter
     // that owns this reporter; the box is dropped only after the TFLite interpreter.
     let sink = unsafe { &*user_data.cast::<ErrorSink>() };
-    if usize::try_from(written).is_ok_and(|w| w >= buf.len()) {
-        sink.push(&format!("{message}..."));
-    } else {
-        sink.push(&message);
-    }
+    let truncated = usize::try_from(written).is_ok_and(|w| w >= buf.len());
+    // A panicking `tracing` subscriber must not unwind into C (that would abort).
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        if truncated {
+            sink.push(&format!("{message}..."));
+        } else {
+            sink.push(&message);
+        }
+    }));
 }
 
 /// A TensorFlow Lite interpreter over one model, with tensors allocated.
@@ -333,7 +370,7 @@ impl Interpreter {
             message: "returned NULL (out of memory)".to_owned(),
         })?;
 
-        let errors = Box::new(ErrorSink::default());
+        let errors = Box::new(ErrorSink::new(true));
         // SAFETY: `opts` is live. The reporter never unwinds, and its `user_data` is the
         // boxed sink, which the interpreter drops only after the TFLite interpreter.
         unsafe {
@@ -695,7 +732,7 @@ unsafe fn tensor_info(api: &TfLiteApi, tensor: *const TfLiteTensor) -> Result<Te
 /// Whether TFLite builds an interpreter for `model` with no delegates and default options
 /// (quietly: its messages go to a throw-away reporter).
 fn builds_without_delegates(api: &TfLiteApi, model: &Owned<TfLiteModel>) -> bool {
-    let sink = ErrorSink::default();
+    let sink = ErrorSink::new(false);
     // SAFETY: creates a fresh options object, freed by its matching destructor.
     let Some(opts) = (unsafe {
         Owned::new(
@@ -827,7 +864,7 @@ mod tests {
 
     #[test]
     fn error_sink_collects_and_clears() {
-        let sink = ErrorSink::default();
+        let sink = ErrorSink::new(false);
         assert_eq!(
             sink.take(Some(TfLiteStatus::ERROR)),
             "status 1 (runtime error), no message from TFLite"
@@ -842,7 +879,7 @@ mod tests {
 
     #[test]
     fn error_sink_is_bounded() {
-        let sink = ErrorSink::default();
+        let sink = ErrorSink::new(false);
         let line = "x".repeat(1000);
         for _ in 0..100 {
             sink.push(&line);
