@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use crate::Result;
+use crate::backend::custom_op::CustomOp;
 use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime};
 use crate::pipeline::{Backend, Stage, TensorSpec, check_run_arity};
 
@@ -26,8 +27,18 @@ impl CpuBackend {
     pub fn new(runtime: Runtime, threads: usize, xnnpack: bool) -> Self {
         CpuBackend {
             runtime,
-            options: InterpreterOptions { threads, xnnpack },
+            options: InterpreterOptions {
+                threads,
+                xnnpack,
+                ..InterpreterOptions::default()
+            },
         }
+    }
+
+    /// The same backend, whose interpreters run the models' custom operator `name` with `op`.
+    pub fn with_custom_op(mut self, name: impl Into<String>, op: impl CustomOp + 'static) -> Self {
+        self.options = self.options.with_custom_op(name, op);
+        self
     }
 
     /// Kernel threads per interpreter.

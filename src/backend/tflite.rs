@@ -13,6 +13,7 @@ use libedgetpu_sys::{
 };
 
 use super::Owned;
+use super::custom_op::{self, Activation, CustomOp, CustomOps, Registered};
 use super::edgetpu::Delegate;
 use crate::model::{ElementType, Model, Quantization};
 use crate::tensor::{Element, TensorSpec};
@@ -87,6 +88,8 @@ pub struct InterpreterOptions {
     pub threads: usize,
     /// Apply the XNNPack delegate (faster float kernels on CPU). Default `false`.
     pub xnnpack: bool,
+    /// Kernels for the model's custom operators, by name (see [`CustomOp`]). Default none.
+    pub custom_ops: CustomOps,
 }
 
 impl Default for InterpreterOptions {
@@ -94,6 +97,7 @@ impl Default for InterpreterOptions {
         Self {
             threads: 1,
             xnnpack: false,
+            custom_ops: CustomOps::default(),
         }
     }
 }
@@ -108,6 +112,13 @@ impl InterpreterOptions {
     /// Enables or disables the XNNPack delegate.
     pub fn with_xnnpack(mut self, xnnpack: bool) -> Self {
         self.xnnpack = xnnpack;
+        self
+    }
+
+    /// Runs the model's custom operator `name` with `op` (replacing any kernel registered
+    /// for that name).
+    pub fn with_custom_op(mut self, name: impl Into<String>, op: impl CustomOp + 'static) -> Self {
+        self.custom_ops.insert(name, Arc::new(op));
         self
     }
 }
@@ -247,6 +258,8 @@ pub struct Interpreter {
     // Release order: see the type's documentation. Do not reorder.
     interpreter: Owned<TfLiteInterpreter>,
     _options: Owned<TfLiteInterpreterOptions>,
+    /// The custom operators' node table and the names TFLite points to.
+    custom_ops: Option<Registered>,
     _model: Owned<TfLiteModel>,
     _xnnpack: Option<Owned<TfLiteDelegate>>,
     _edgetpu: Option<Delegate>,
@@ -340,7 +353,6 @@ impl Interpreter {
                 .collect()
         };
         let model_quantization = (quantization(&parsed.inputs), quantization(&parsed.outputs));
-        drop(parsed);
 
         // SAFETY: `bytes` is valid for its length and is stored in the returned interpreter
         // after everything built from it, so it outlives the model.
@@ -382,6 +394,16 @@ impl Interpreter {
             );
         }
 
+        let custom_ops = if options.custom_ops.is_empty() {
+            None
+        } else {
+            // SAFETY: `opts` is a live options object of this library.
+            Some(unsafe {
+                custom_op::register(&runtime.api, opts.as_ptr(), &parsed, &options.custom_ops)
+            }?)
+        };
+        drop(parsed);
+
         if let Some(delegate) = &edgetpu {
             // SAFETY: both live; the delegate is stored in the interpreter and dropped
             // after the TFLite interpreter.
@@ -397,8 +419,10 @@ impl Interpreter {
             None
         };
 
+        let activation = custom_ops.as_ref().map(|c| Activation::new(&c.table));
         // SAFETY: model and options are live and from this library; everything the
-        // interpreter refers to (bytes, delegates, error sink) is stored beside it.
+        // interpreter refers to (bytes, delegates, error sink, custom operator names) is
+        // stored beside it.
         let interpreter = unsafe {
             Owned::new(
                 (api.interpreter_create)(model.as_ptr(), opts.as_ptr()),
@@ -427,6 +451,7 @@ impl Interpreter {
             outputs: Vec::new(),
             interpreter,
             _options: opts,
+            custom_ops,
             _model: model,
             _xnnpack: xnnpack,
             _edgetpu: edgetpu,
@@ -437,6 +462,7 @@ impl Interpreter {
         this.errors.clear();
         // SAFETY: the interpreter is live and used from this thread only.
         let status = unsafe { (api.interpreter_allocate_tensors)(this.interpreter.as_ptr()) };
+        drop(activation);
         this.check(status, "TfLiteInterpreterAllocateTensors")?;
         this.inputs = this.read_infos(Side::Input, model_quantization.0)?;
         this.outputs = this.read_infos(Side::Output, model_quantization.1)?;
@@ -519,6 +545,7 @@ impl Interpreter {
     /// Runs the model on the current inputs.
     pub fn invoke(&mut self) -> Result<()> {
         let _span = tracing::trace_span!("tflite_invoke").entered();
+        let _activation = self.custom_ops.as_ref().map(|c| Activation::new(&c.table));
         self.errors.clear();
         // SAFETY: the interpreter is live, its tensors are allocated, and `&mut self`
         // rules out concurrent use and outstanding borrows of output data.
