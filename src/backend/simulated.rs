@@ -97,6 +97,11 @@ impl SimulatedEdgeTpuBackend {
     /// What the cost model predicts for one inference of the whole model in
     /// `segment_model` on one Edge TPU. Errors if the bytes are not a model, or if the model
     /// is already compiled for the Edge TPU (its work is hidden in the compiled program).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Malformed`] or [`Error::Unsupported`] for bytes that are not a model;
+    /// [`Error::Unsupported`] for a model compiled for the Edge TPU.
     pub fn predict(&self, segment_model: &[u8]) -> Result<Prediction> {
         let model = Model::from_bytes(segment_model)?;
         predict_uncompiled(&self.cost_model, &model)

@@ -296,6 +296,13 @@ impl Interpreter {
     /// TFLite's own messages are returned in [`Error::Runtime`] when an op is not
     /// available (e.g. `edgetpu-custom-op` without an Edge TPU delegate) or allocation
     /// fails.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Malformed`], [`Error::Unsupported`] or [`Error::InvalidModel`] for a model
+    /// refused before TFLite sees it; [`Error::Runtime`] with TFLite's own message when it
+    /// cannot build or allocate the interpreter (e.g. an operator without a kernel);
+    /// [`Error::Invalid`] for zero threads.
     pub fn new(
         runtime: &Runtime,
         model_bytes: impl Into<Arc<[u8]>>,
@@ -308,6 +315,11 @@ impl Interpreter {
     /// `edgetpu-custom-op`. The interpreter takes the delegate and frees it after itself.
     /// A delegate that refuses the model (or fails while TFLite applies it) gives
     /// [`Error::EdgeTpuDelegate`] with what it reported.
+    ///
+    /// # Errors
+    ///
+    /// As [`Interpreter::new`], and [`Error::EdgeTpuDelegate`] when the delegate refuses
+    /// the model.
     pub fn with_edgetpu(
         runtime: &Runtime,
         model_bytes: impl Into<Arc<[u8]>>,
@@ -506,17 +518,30 @@ impl Interpreter {
     }
 
     /// The index of the input tensor called `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownTensor`] if no input is called `name`.
     pub fn input_index(&self, name: &str) -> Result<usize> {
         find(&self.inputs, Side::Input, name)
     }
 
     /// The index of the output tensor called `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownTensor`] if no output is called `name`.
     pub fn output_index(&self, name: &str) -> Result<usize> {
         find(&self.outputs, Side::Output, name)
     }
 
     /// Copies `data` into input tensor `index`; its length must equal the tensor's
     /// byte size.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TensorIndex`] for an index out of range, [`Error::TensorSize`] if `data`
+    /// does not fill the tensor exactly.
     pub fn set_input(&mut self, index: usize, data: &[u8]) -> Result<()> {
         let tensor = self.tensor(Side::Input, index)?;
         check_size(&self.inputs[index], data.len())?;
@@ -543,6 +568,11 @@ impl Interpreter {
     }
 
     /// Runs the model on the current inputs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Runtime`] with TFLite's message (or a custom operator's) when a kernel
+    /// fails.
     pub fn invoke(&mut self) -> Result<()> {
         let _span = tracing::trace_span!("tflite_invoke").entered();
         let _activation = self.custom_ops.as_ref().map(|c| Activation::new(&c.table));
@@ -555,6 +585,11 @@ impl Interpreter {
 
     /// The data of output tensor `index`, valid until the next call that takes
     /// `&mut self` (such as [`invoke`](Self::invoke)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TensorIndex`] for an index out of range; [`Error::Runtime`] if TFLite has
+    /// no buffer for the tensor.
     pub fn output(&self, index: usize) -> Result<&[u8]> {
         let tensor = self.tensor(Side::Output, index)?;
         let api = &*self.runtime.api;
@@ -593,6 +628,11 @@ impl Interpreter {
 
     /// Copies output tensor `index` into `out`, whose length must equal the tensor's
     /// byte size.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TensorIndex`] for an index out of range, [`Error::TensorSize`] if `out` is
+    /// not the tensor's size.
     pub fn copy_output(&self, index: usize, out: &mut [u8]) -> Result<()> {
         let tensor = self.tensor(Side::Output, index)?;
         check_size(&self.outputs[index], out.len())?;

@@ -19,6 +19,11 @@ pub struct Graph<'m, 'a> {
 
 impl<'m, 'a> Graph<'m, 'a> {
     /// Builds the view, or says which operator or tensor breaks it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] naming the operator or tensor when an index is out of range, a
+    /// tensor has two producers, or an operator reads a tensor produced later.
     pub fn new(model: &'m Model<'a>) -> Result<Self> {
         let tensor_count = model.tensors.len();
         let in_range = |t: usize, what: String| {

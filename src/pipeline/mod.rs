@@ -564,7 +564,7 @@ impl Pipeline {
     /// # use multitpu::pipeline::Pipeline;
     /// # fn run(pipeline: &Pipeline) -> multitpu::Result<()> {
     /// let input = &pipeline.inputs()[0]; // an F32 tensor
-    /// pipeline.push_as(&[(input.name.as_str(), &vec![0.5f32; input.num_elements()][..])])?;
+    /// pipeline.push_as(&[(&input.name, &vec![0.5f32; input.num_elements()])])?;
     /// # Ok(())
     /// # }
     /// ```
