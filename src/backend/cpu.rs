@@ -15,6 +15,19 @@ use crate::pipeline::{Backend, Stage, TensorSpec, check_run_arity};
 ///
 /// "Devices" are independent interpreters: `device_index` only labels the stage, so a
 /// replicated stage on the CPU runs one interpreter per replica, each on its own thread.
+///
+/// ```
+/// use multitpu::backend::{CpuBackend, Runtime};
+/// use multitpu::model::paper;
+/// use multitpu::pipeline::Backend;
+///
+/// # fn main() -> multitpu::Result<()> {
+/// let backend = CpuBackend::new(Runtime::load()?, 2, false); // 2 kernel threads, no XNNPack
+/// let stage = backend.prepare(paper::fc(100)?.to_bytes()?.into(), 0)?;
+/// assert_eq!(stage.describe(), "tflite-cpu #0 (2 threads)");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct CpuBackend {
     runtime: Runtime,

@@ -9,7 +9,7 @@
 //! TFLite 2.9's `TfLiteRegistration` has no user data, so one set of C callbacks serves every
 //! registered operator, and the callbacks must find the kernel from what they are given: a
 //! node. While an interpreter with custom operators is inside TFLite (building, allocating,
-//! invoking), a thread-local names its [`NodeTable`], built from the model before TFLite saw
+//! invoking), a thread-local names its node table, built from the model before TFLite saw
 //! it; a node is found there by its first output tensor (each tensor has one producer), and
 //! its input and output indices must match the model's. Kernels run on the thread that
 //! called into TFLite, so the thread-local is always the caller's interpreter.

@@ -145,6 +145,20 @@ impl Drop for Claim {
 }
 
 /// Runs compiled segments on Coral Edge TPUs, one device per stage.
+///
+/// ```no_run
+/// # // no_run: needs attached Edge TPUs (or `scripts/emulate`'s emulated ones).
+/// use multitpu::backend::EdgeTpuBackend;
+/// use multitpu::pipeline::Pipeline;
+///
+/// # fn main() -> multitpu::Result<()> {
+/// // Segments compiled by `edgetpu_compiler`, stage i on Edge TPU i.
+/// let files = ["model_segment_0_of_2_edgetpu.tflite", "model_segment_1_of_2_edgetpu.tflite"];
+/// let pipeline = Pipeline::from_segment_files(&files, &EdgeTpuBackend::load()?)?;
+/// # let _ = pipeline;
+/// # Ok(())
+/// # }
+/// ```
 pub struct EdgeTpuBackend {
     tflite: Runtime,
     edgetpu: EdgeTpuRuntime,

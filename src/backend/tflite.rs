@@ -21,6 +21,14 @@ use crate::{Error, Result};
 
 /// A loaded TensorFlow Lite C library (2.x). Cheap to clone: clones share the library,
 /// which stays loaded while any clone or any interpreter created from it is alive.
+///
+/// ```
+/// # fn main() -> multitpu::Result<()> {
+/// let runtime = multitpu::backend::Runtime::load()?;
+/// println!("TFLite {} from {}", runtime.version(), runtime.library_path().display());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Runtime {
     api: Arc<TfLiteApi>,
@@ -82,6 +90,13 @@ impl fmt::Debug for Runtime {
 }
 
 /// How to build an [`Interpreter`].
+///
+/// ```
+/// use multitpu::backend::InterpreterOptions;
+///
+/// let options = InterpreterOptions::default().with_threads(4).with_xnnpack(true);
+/// assert_eq!((options.threads, options.xnnpack), (4, true));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InterpreterOptions {
     /// CPU threads for TFLite's kernels (and XNNPack's pool); at least 1. Default 1.
@@ -252,6 +267,23 @@ unsafe extern "C" fn report_error(
 /// one interpreter, and even the `&self` methods ([`output`](Self::output),
 /// [`copy_output`](Self::copy_output)) call into it; running one interpreter from several
 /// threads needs external locking (e.g. a `Mutex<Interpreter>`).
+/// # Example
+///
+/// ```
+/// use multitpu::backend::{Interpreter, InterpreterOptions, Runtime};
+/// use multitpu::model::paper;
+///
+/// # fn main() -> multitpu::Result<()> {
+/// let model = paper::fc(100)?.to_bytes()?; // F32 [1, 64] in, F32 [1, 10] out
+/// let mut interpreter = Interpreter::new(&Runtime::load()?, model, &InterpreterOptions::default())?;
+/// interpreter.set_input_as(0, &[0.5f32; 64])?;
+/// interpreter.invoke()?;
+/// let scores: &[f32] = interpreter.output_as(0)?;
+/// assert_eq!(scores.len(), 10);
+/// # Ok(())
+/// # }
+/// ```
+///
 pub struct Interpreter {
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
@@ -335,6 +367,7 @@ impl Interpreter {
         options: &InterpreterOptions,
         edgetpu: Option<Delegate>,
     ) -> Result<Self> {
+        let _span = tracing::debug_span!("load_interpreter", bytes = bytes.len()).entered();
         let api = &*runtime.api;
         let threads = i32::try_from(options.threads)
             .ok()

@@ -120,6 +120,7 @@ impl<'a> Model<'a> {
     /// TFLite flatbuffer; [`Error::Unsupported`] for a feature [`Model`] does not
     /// represent.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Model<'a>> {
+        let _span = tracing::debug_span!("read_model", bytes = bytes.len()).entered();
         let path = Path::root("model");
         if bytes.len() < 8 {
             return Err(Error::malformed("model: file shorter than its header", 0));

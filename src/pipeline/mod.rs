@@ -459,6 +459,33 @@ enum Outcome {
 ///
 /// All methods take `&self`, so one thread can push while another pops (share the pipeline
 /// with `std::thread::scope` or an `Arc`).
+///
+/// ```
+/// use multitpu::backend::{SimCompute, SimulatedEdgeTpuBackend};
+/// use multitpu::model::{Graph, paper};
+/// use multitpu::pipeline::Pipeline;
+/// use multitpu::profile::EdgeTpuCostModel;
+/// use multitpu::segment::{Plan, UniformByOps};
+///
+/// # fn main() -> multitpu::Result<()> {
+/// let model = paper::fc(1000)?;
+/// let graph = Graph::new(&model)?;
+/// let plan = Plan::new(&graph, 3, &UniformByOps)?;
+/// let backend = SimulatedEdgeTpuBackend::new(EdgeTpuCostModel::usb_default(), SimCompute::Skip);
+/// let pipeline = Pipeline::from_plan(&plan, &graph, &backend)?;
+/// let input = &pipeline.inputs()[0]; // F32 [1, 64]
+/// for _ in 0..4 {
+///     pipeline.push_as(&[(&input.name, &[0.25f32; 64])])?;
+/// }
+/// pipeline.close()?;
+/// for output in &pipeline {
+///     let output = output?;
+///     let scores: &[f32] = output.get_as(&pipeline.outputs()[0].name)?;
+///     assert_eq!(scores.len(), 10);
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub struct Pipeline {
     shared: Arc<Shared>,
     layout: Arc<Layout>,
@@ -884,6 +911,22 @@ impl<'a> IntoIterator for &'a Pipeline {
 }
 
 /// The output tensors of one item. Dropping it returns its buffers to the pipeline.
+///
+/// Read a tensor as bytes ([`get`](Self::get)), as its element type
+/// ([`get_as`](Self::get_as)), or as real numbers, dequantized if it is quantized
+/// ([`get_f32`](Self::get_f32)):
+///
+/// ```
+/// # use multitpu::pipeline::Pipeline;
+/// # fn read(pipeline: &Pipeline) -> multitpu::Result<()> {
+/// if let Some(output) = pipeline.pop()? {
+///     let spec = &output.specs()[0];
+///     let real: Vec<f32> = output.get_f32(&spec.name)?; // int8, uint8, int16, int32 or float
+///     assert_eq!(real.len(), spec.num_elements());
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub struct Output {
     seq: u64,
     frame: Frame,

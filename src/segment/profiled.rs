@@ -463,6 +463,21 @@ impl LatencyFloor for EdgeTpuCostModel {
 /// `F` bounds the profiler's latencies from below to prune candidates without profiling
 /// them; the default, [`NoFloor`], prunes nothing. The floor must hold for this profiler
 /// ([`LatencyFloor`]'s contract), or the result may not be optimal.
+///
+/// ```
+/// use multitpu::model::{Graph, paper};
+/// use multitpu::profile::EdgeTpuCostModel;
+/// use multitpu::segment::{Plan, Profiled};
+///
+/// # fn main() -> multitpu::Result<()> {
+/// let model = paper::fc(2000)?;
+/// let graph = Graph::new(&model)?;
+/// let plan = Plan::new(&graph, 3, &Profiled::cost_model(EdgeTpuCostModel::usb_default()))?;
+/// let slowest = plan.segments.iter().filter_map(|s| s.predicted_latency_s).fold(0.0, f64::max);
+/// println!("bottleneck {:.3} ms after {} candidates", slowest * 1e3, plan.candidates_profiled);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Profiled<P, F = NoFloor> {
     profiler: P,

@@ -67,8 +67,8 @@ impl Family {
     ///
     /// # Errors
     ///
-    /// As [`paper::fc`](crate::model::paper::fc) and
-    /// [`paper::conv`](crate::model::paper::conv).
+    /// As [`paper::fc`] and
+    /// [`paper::conv`].
     pub fn model(self, size: usize) -> Result<Model<'static>> {
         match self {
             Family::Fc => paper::fc(size),
