@@ -47,12 +47,12 @@ use std::time::{Duration, Instant};
 
 use multitpu::backend::{
     CpuBackend, DeviceSelector, EdgeTpuBackend, EdgeTpuRuntime, Interpreter, InterpreterOptions,
-    Runtime, SimCompute, SimulatedEdgeTpuBackend, TensorInfo,
+    Runtime, SimCompute, SimulatedEdgeTpuBackend,
 };
 use multitpu::isolate::{self, Isolation, NamedModel};
 use multitpu::model::builder::SplitMix64;
 use multitpu::model::{Graph, Model, paper};
-use multitpu::pipeline::{Backend, Output, Pipeline, PipelineStats, TensorSpec};
+use multitpu::pipeline::{Backend, Output, Pipeline, PipelineStats};
 use multitpu::profile::EdgeTpuCostModel;
 use multitpu::segment::{self, Plan, SegmentKind};
 use multitpu::verify::random_tensor;
@@ -264,17 +264,6 @@ fn print_stats(stats: &PipelineStats, depths: &[usize], predictions: Option<&[St
     println!("queue = items waiting in front of the stage when the last input was pushed");
 }
 
-/// A `TensorInfo` for `random_tensor`, from a pipeline input spec.
-fn info(spec: &TensorSpec) -> TensorInfo {
-    TensorInfo {
-        name: spec.name.clone(),
-        element_type: spec.element_type,
-        shape: spec.shape.clone(),
-        byte_size: spec.byte_size,
-        quantization: None,
-    }
-}
-
 /// Runs every input through the whole model on one interpreter and compares each output
 /// with the pipeline's; returns how many items differ and the interpreter's items/s.
 fn check(
@@ -467,7 +456,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
             pipeline
                 .inputs()
                 .iter()
-                .map(|spec| Ok((spec.name.clone(), random_tensor(&info(spec), &mut rng)?)))
+                .map(|spec| Ok((spec.name.clone(), random_tensor(spec, &mut rng)?)))
                 .collect::<Result<_, multitpu::Error>>()
         })
         .collect::<Result<_, _>>()?;

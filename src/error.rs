@@ -4,9 +4,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::isolate::ChildExit;
+use crate::model::ElementType;
 use crate::model::options::FieldType;
 use crate::model::validate::ModelLocation;
-use crate::pipeline::TensorSpec;
+use crate::tensor::TensorSpec;
 
 /// Everything that can go wrong in multitpu, naming what failed and where.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +105,46 @@ pub enum Error {
         expected: usize,
         /// Bytes given.
         actual: usize,
+    },
+
+    /// Tensor data was read or written as another element type than the tensor has (e.g.
+    /// `get_as::<f32>` on an int8 output, or `quantize::<u8>` for an int8 tensor).
+    #[error("tensor `{tensor}` holds {actual:?} elements, not {expected:?}")]
+    TensorType {
+        /// The tensor's name.
+        tensor: String,
+        /// The element type asked for.
+        expected: ElementType,
+        /// The tensor's element type.
+        actual: ElementType,
+    },
+
+    /// A buffer holds another number of elements than the tensor it is converted for.
+    #[error("tensor `{tensor}`: expected {expected} elements, got {actual}")]
+    ElementCount {
+        /// The tensor's name.
+        tensor: String,
+        /// Elements the tensor holds.
+        expected: usize,
+        /// Elements given.
+        actual: usize,
+    },
+
+    /// Quantizing or dequantizing a tensor that has no quantization parameters.
+    #[error("tensor `{tensor}` is not quantized (it has no scale and zero point)")]
+    NotQuantized {
+        /// The tensor's name.
+        tensor: String,
+    },
+
+    /// A byte buffer is not aligned for the element type it was to be viewed as; copy it
+    /// instead (e.g. with [`TensorSpec::to_f32`]).
+    #[error("tensor `{tensor}`: the buffer is not aligned to {alignment} bytes")]
+    TensorAlignment {
+        /// The tensor's name.
+        tensor: String,
+        /// The alignment its element type needs.
+        alignment: usize,
     },
 
     /// No tensor with this name among the inputs or outputs.
@@ -307,8 +348,8 @@ pub enum Error {
         pipeline_inputs: Vec<String>,
     },
 
-    /// A pipeline stage reads a tensor with another element type or byte size than the
-    /// pipeline input or earlier stage that provides it.
+    /// A pipeline stage reads a tensor with another element type, byte size or quantization
+    /// than the pipeline input or earlier stage that provides it.
     #[error(
         "pipeline stage {stage} ({stage_desc}) reads `{tensor}` as {}, but {} provides it as {}",
         spec_text(.read),
@@ -468,10 +509,16 @@ fn names_text(names: &[String]) -> String {
     quoted.join(", ")
 }
 
-/// A tensor's type, shape and size for messages, e.g. `U8[1, 10] (10 bytes)`.
+/// A tensor's type, shape, size and quantization for messages, e.g. `U8[1, 10] (10 bytes)`
+/// or `I8[1, 10] (10 bytes, scale [0.5], zero point [-3])`.
 fn spec_text(spec: &TensorSpec) -> String {
+    let quantization = spec
+        .quantization
+        .as_ref()
+        .map(|q| format!(", scale {:?}, zero point {:?}", q.scale, q.zero_point))
+        .unwrap_or_default();
     format!(
-        "{:?}{:?} ({} bytes)",
+        "{:?}{:?} ({} bytes{quantization})",
         spec.element_type, spec.shape, spec.byte_size
     )
 }

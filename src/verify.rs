@@ -12,9 +12,10 @@
 
 use std::sync::Arc;
 
-use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime, TensorInfo};
+use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime};
 use crate::model::ElementType;
 use crate::model::builder::SplitMix64;
+use crate::tensor::TensorSpec;
 use crate::{Error, Result};
 
 /// Named tensors travelling between segments.
@@ -27,6 +28,10 @@ pub struct SegmentChain {
 
 impl SegmentChain {
     /// Loads every segment (serialized `.tflite` bytes, in order) into its own interpreter.
+    ///
+    /// # Errors
+    ///
+    /// As [`Interpreter::new`] for each segment.
     pub fn new(
         runtime: &Runtime,
         segments: impl IntoIterator<Item = Vec<u8>>,
@@ -46,6 +51,11 @@ impl SegmentChain {
 
     /// Runs the chain: `inputs` are the model inputs by name; returns every tensor any
     /// segment produced, by name, in the order they were produced.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] when a segment reads a tensor neither the inputs nor an earlier
+    /// segment provide; errors of the interpreters' calls.
     pub fn run(&mut self, inputs: &[(String, Vec<u8>)]) -> Result<NamedTensors> {
         self.run_reporting(inputs, &mut |_| {})
     }
@@ -105,6 +115,10 @@ pub struct VerifyReport {
 ///
 /// Errors loading the models are returned; an error while running a trial is reported as
 /// that trial's difference and ends the check.
+///
+/// # Errors
+///
+/// As [`Interpreter::new`] for the whole model and each segment.
 pub fn verify_chain(
     runtime: &Runtime,
     whole_model: &[u8],
@@ -265,7 +279,12 @@ fn compare_once(
 /// Random contents for a tensor, valid for its type: any bit pattern for integer types,
 /// values in [-1, 1) for floats, 0 or 1 for booleans. Strings, resources and variants have
 /// no fixed layout to fill, so they are refused.
-pub fn random_tensor(info: &TensorInfo, rng: &mut SplitMix64) -> Result<Vec<u8>> {
+///
+/// # Errors
+///
+/// [`Error::Unsupported`] for strings, resources, variants and other types without a fixed
+/// layout.
+pub fn random_tensor(info: &TensorSpec, rng: &mut SplitMix64) -> Result<Vec<u8>> {
     let mut data = vec![0u8; info.byte_size];
     match info.element_type {
         ElementType::F32 => {

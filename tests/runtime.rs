@@ -9,10 +9,9 @@ mod common;
 use std::path::Path;
 
 use multitpu::Error;
-use multitpu::backend::{
-    DeviceSelector, EdgeTpuRuntime, Interpreter, InterpreterOptions, Runtime, TensorInfo,
-};
+use multitpu::backend::{DeviceSelector, EdgeTpuRuntime, Interpreter, InterpreterOptions, Runtime};
 use multitpu::model::ElementType;
+use multitpu::tensor::TensorSpec;
 
 const MNIST: &str = "MNISTnet_uint8_quant.tflite";
 const MOBILENET: &str = "mobilenet_v1_0.25_128_quant.tflite";
@@ -39,13 +38,14 @@ fn run_once(interpreter: &mut Interpreter) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn assert_u8_tensor(info: &TensorInfo, name: &str, shape: &[usize]) {
+fn assert_u8_tensor(info: &TensorSpec, name: &str, shape: &[usize]) {
     assert_eq!(info.name, name);
     assert_eq!(info.element_type, ElementType::U8);
     assert_eq!(info.shape, shape);
     assert_eq!(info.byte_size, shape.iter().product::<usize>());
-    let (scale, _zero_point) = info.quantization.expect("quantized tensor");
-    assert!(scale > 0.0);
+    let quantization = info.quantization.as_ref().expect("quantized tensor");
+    assert_eq!(quantization.scale.len(), 1, "per-tensor quantization");
+    assert!(quantization.scale[0] > 0.0);
 }
 
 /// Runs `model` twice on the same input and checks the outputs are identical bytes.

@@ -18,7 +18,7 @@ use edgetpu_emulator::devices;
 use multitpu::Error;
 use multitpu::backend::{
     DeviceInfo, DeviceSelector, EdgeTpuBackend, EdgeTpuRuntime, Interpreter, InterpreterOptions,
-    Performance, TensorInfo,
+    Performance,
 };
 use multitpu::model::builder::SplitMix64;
 use multitpu::model::edgetpu::is_compiled;
@@ -395,16 +395,7 @@ fn segments_match_the_whole_model(name: &str) {
             pipeline
                 .inputs()
                 .iter()
-                .map(|spec| {
-                    let info = TensorInfo {
-                        name: spec.name.clone(),
-                        element_type: spec.element_type,
-                        shape: spec.shape.clone(),
-                        byte_size: spec.byte_size,
-                        quantization: None,
-                    };
-                    (spec.name.clone(), random_tensor(&info, &mut rng).unwrap())
-                })
+                .map(|spec| (spec.name.clone(), random_tensor(spec, &mut rng).unwrap()))
                 .collect()
         })
         .collect();

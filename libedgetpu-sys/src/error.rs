@@ -25,8 +25,9 @@ impl LibraryKind {
     pub fn hint(self) -> &'static str {
         match self {
             LibraryKind::TfLite => {
-                "set MULTITPU_TFLITE_LIB to the path of libtensorflowlite_c.so (a TFLite 2.x C \
-                 library; `scripts/fetch-tflite` downloads it), or put it on the loader's \
+                "run `scripts/fetch-tflite` (it caches TFLite 2.9's C library where it is \
+                 found without any setting), or set MULTITPU_TFLITE_LIB to the path of \
+                 libtensorflowlite_c.so (a TFLite 2.x C library), or put it on the loader's \
                  search path (LD_LIBRARY_PATH / DYLD_LIBRARY_PATH / PATH)"
             }
             LibraryKind::EdgeTpu => {
@@ -67,6 +68,14 @@ pub enum LoadError {
         /// The missing symbol.
         symbol: &'static str,
     },
+    /// No place tried without an explicit path or environment variable held a loadable
+    /// library: the loader's search path, then the fetch script's cache.
+    NotFound {
+        /// Which library.
+        library: LibraryKind,
+        /// Each place tried, in order, with why it did not load.
+        tried: Vec<(PathBuf, String)>,
+    },
     /// The library reports a version this crate does not support.
     BadVersion {
         /// Which library.
@@ -86,16 +95,35 @@ impl LoadError {
         match self {
             LoadError::Open { library, .. }
             | LoadError::MissingSymbol { library, .. }
+            | LoadError::NotFound { library, .. }
             | LoadError::BadVersion { library, .. } => *library,
         }
     }
 
-    /// The path or file name of the library the error is about.
+    /// The path or file name of the library the error is about (for
+    /// [`LoadError::NotFound`], the first place tried).
     pub fn path(&self) -> &std::path::Path {
         match self {
             LoadError::Open { path, .. }
             | LoadError::MissingSymbol { path, .. }
             | LoadError::BadVersion { path, .. } => path,
+            LoadError::NotFound { tried, .. } => tried
+                .first()
+                .map_or(std::path::Path::new(""), |(path, _)| path),
+        }
+    }
+
+    /// Why this one place did not load, without the library's name and the hint.
+    pub(crate) fn reason(&self) -> String {
+        match self {
+            LoadError::Open { error, .. } => error.clone(),
+            LoadError::MissingSymbol { symbol, .. } => format!("lacks symbol `{symbol}`"),
+            LoadError::BadVersion {
+                found, required, ..
+            } => {
+                format!("version {found}, not {required}")
+            }
+            LoadError::NotFound { tried, .. } => format!("{} places tried", tried.len()),
         }
     }
 }
@@ -123,6 +151,18 @@ impl fmt::Display for LoadError {
                 path.display(),
                 library.hint()
             ),
+            LoadError::NotFound { library, tried } => {
+                let places: Vec<String> = tried
+                    .iter()
+                    .map(|(path, reason)| format!("`{}` ({reason})", path.display()))
+                    .collect();
+                write!(
+                    f,
+                    "cannot load {library}: tried {}; to fix: {}",
+                    places.join(", then "),
+                    library.hint()
+                )
+            }
             LoadError::BadVersion {
                 library,
                 path,

@@ -7,7 +7,8 @@
 //!
 //! Lookup order for each library: an explicit path given by the caller, then an environment
 //! variable ([`TFLITE_LIB_ENV`], [`EDGETPU_LIB_ENV`]), then the platform's usual file name
-//! (found through the dynamic loader's search path).
+//! (found through the dynamic loader's search path); for TFLite, last, the cache that
+//! `scripts/fetch-tflite` fills ([`cached_tflite_library`]).
 //!
 //! All function pointers are only valid while the API struct that holds them (and so the
 //! loaded library) is alive. Calling them is `unsafe`: the caller upholds the C API's
@@ -16,6 +17,7 @@
 
 mod edgetpu;
 mod error;
+mod kernel;
 mod loader;
 mod tflite;
 
@@ -24,11 +26,15 @@ pub use edgetpu::{
     default_edgetpu_library_name,
 };
 pub use error::{LibraryKind, LoadError};
+pub use kernel::{
+    KERNEL_LAYOUT_VERSION, TFLITE_TENSOR_SIZE, TfLiteContext, TfLiteFreeFn, TfLiteInitFn,
+    TfLiteIntArray, TfLiteKernelFn, TfLiteNode, TfLiteProfilingStringFn, TfLiteRegistration,
+};
 pub use tflite::{
     TFLITE_LIB_ENV, TfLiteApi, TfLiteDelegate, TfLiteErrorReporter, TfLiteInterpreter,
     TfLiteInterpreterOptions, TfLiteModel, TfLiteQuantizationParams, TfLiteStatus, TfLiteTensor,
     TfLiteType, TfLiteXNNPackDelegateOptions, XNNPACK_OPTIONS_LAYOUT_VERSION, XnnPackFns,
-    default_tflite_library_name,
+    cached_tflite_library, default_tflite_library_name,
 };
 
 use std::ffi::{c_char, c_int, c_void};

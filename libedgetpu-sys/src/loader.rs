@@ -11,13 +11,33 @@ use crate::error::{LibraryKind, LoadError};
 /// Where to look for a library: the explicit path if given, else the environment variable
 /// if set and non-empty, else the platform's default file name.
 pub(crate) fn resolve_path(explicit: Option<&Path>, env_var: &str, default: &str) -> PathBuf {
+    chosen_path(explicit, env_var).unwrap_or_else(|| PathBuf::from(OsString::from(default)))
+}
+
+/// The path the caller chose: the explicit one if given, else the environment variable if
+/// set and non-empty.
+pub(crate) fn chosen_path(explicit: Option<&Path>, env_var: &str) -> Option<PathBuf> {
     if let Some(path) = explicit {
-        return path.to_path_buf();
+        return Some(path.to_path_buf());
     }
     match std::env::var_os(env_var) {
-        Some(value) if !value.is_empty() => PathBuf::from(value),
-        _ => PathBuf::from(OsString::from(default)),
+        Some(value) if !value.is_empty() => Some(PathBuf::from(value)),
+        _ => None,
     }
+}
+
+/// The cache folder of the repository's fetch scripts (`scripts/fetch-tflite`):
+/// `$MULTITPU_CACHE`, else `$XDG_CACHE_HOME/multitpu`, else `$HOME/.cache/multitpu`, with
+/// `var` reading the environment. `None` when none of them is set.
+pub(crate) fn cache_dir(var: impl Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
+    let set = |name: &str| {
+        var(name)
+            .filter(|value| !value.is_empty())
+            .map(PathBuf::from)
+    };
+    set("MULTITPU_CACHE")
+        .or_else(|| set("XDG_CACHE_HOME").map(|dir| dir.join("multitpu")))
+        .or_else(|| set("HOME").map(|dir| dir.join(".cache").join("multitpu")))
 }
 
 /// Opens the library at `path` (a bare file name goes through the loader's search path).
@@ -94,6 +114,37 @@ mod tests {
             "c.so",
         );
         assert_eq!(p, PathBuf::from("/a/b.so"));
+    }
+
+    #[test]
+    fn cache_dir_follows_the_fetch_scripts() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| OsString::from(v))
+            }
+        };
+        const ALL: &[(&str, &str)] = &[
+            ("MULTITPU_CACHE", "/c"),
+            ("XDG_CACHE_HOME", "/x"),
+            ("HOME", "/h"),
+        ];
+        assert_eq!(cache_dir(env(ALL)), Some(PathBuf::from("/c")));
+        assert_eq!(
+            cache_dir(env(&[
+                ("MULTITPU_CACHE", ""),
+                ("XDG_CACHE_HOME", "/x"),
+                ("HOME", "/h")
+            ])),
+            Some(PathBuf::from("/x/multitpu"))
+        );
+        assert_eq!(
+            cache_dir(env(&[("HOME", "/h")])),
+            Some(PathBuf::from("/h/.cache/multitpu"))
+        );
+        assert_eq!(cache_dir(env(&[])), None);
     }
 
     #[test]

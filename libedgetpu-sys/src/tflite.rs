@@ -1,13 +1,14 @@
 //! The TensorFlow Lite C API (`tensorflow/lite/c/c_api.h`, 2.x) and the XNNPack delegate's
 //! C entry points, resolved from `libtensorflowlite_c` at run time.
 
-use std::ffi::{c_char, c_int, c_void};
+use std::ffi::{OsString, c_char, c_int, c_void};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use libloading::Library;
 
 use crate::error::{LibraryKind, LoadError};
+use crate::kernel::TfLiteRegistration;
 use crate::loader;
 
 /// Environment variable naming the TFLite C library to load when no path is given.
@@ -25,6 +26,26 @@ pub fn default_tflite_library_name() -> &'static str {
     } else {
         "libtensorflowlite_c.so"
     }
+}
+
+/// Where `scripts/fetch-tflite` caches the TFLite 2.9 C library for this platform:
+/// `<cache>/tflite-2.9/<platform>/<library file>` in the cache folder named by
+/// `MULTITPU_CACHE`, else `XDG_CACHE_HOME/multitpu`, else `HOME/.cache/multitpu` (`var`
+/// reads those variables). `None` on platforms the script has no library for, or when none
+/// of the variables is set.
+pub fn cached_tflite_library(var: impl Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
+    let platform = match (std::env::consts::OS, std::env::consts::ARCH) {
+        ("linux", "x86_64") => "linux_amd64",
+        ("linux", "aarch64") => "linux_arm64",
+        ("macos", "aarch64") => "darwin_arm64",
+        _ => return None,
+    };
+    Some(
+        loader::cache_dir(var)?
+            .join("tflite-2.9")
+            .join(platform)
+            .join(default_tflite_library_name()),
+    )
 }
 
 /// Opaque `TfLiteModel`: a model built over caller-owned bytes.
@@ -310,6 +331,19 @@ pub struct TfLiteApi {
         output_data: *mut c_void,
         output_data_size: usize,
     ) -> TfLiteStatus,
+    /// `void TfLiteInterpreterOptionsAddCustomOp(TfLiteInterpreterOptions*, const char*
+    /// name, const TfLiteRegistration*, int32_t min_version, int32_t max_version)` (from
+    /// `c_api_experimental.h`), if the library exports it: the registration is copied, and
+    /// `name` and the callbacks must outlive every interpreter created with the options.
+    pub interpreter_options_add_custom_op: Option<
+        unsafe extern "C" fn(
+            options: *mut TfLiteInterpreterOptions,
+            name: *const c_char,
+            registration: *const TfLiteRegistration,
+            min_version: i32,
+            max_version: i32,
+        ),
+    >,
     /// The XNNPack delegate, if this build of the library exports it.
     pub xnnpack: Option<XnnPackFns>,
 
@@ -331,12 +365,39 @@ static SHARED: OnceLock<Arc<TfLiteApi>> = OnceLock::new();
 
 impl TfLiteApi {
     /// Loads the library: from `path` if given, else from [`TFLITE_LIB_ENV`] if set, else
-    /// [`default_tflite_library_name`] through the loader's search path. Resolves every
+    /// [`default_tflite_library_name`] through the loader's search path, and if that fails,
+    /// from the cache of `scripts/fetch-tflite` ([`cached_tflite_library`]). Resolves every
     /// symbol and checks that `TfLiteVersion()` is 2.x.
+    ///
+    /// A path given or set is the only one tried; otherwise an error lists every place
+    /// tried ([`LoadError::NotFound`]).
     pub fn load(path: Option<&Path>) -> Result<Self, LoadError> {
-        let path = loader::resolve_path(path, TFLITE_LIB_ENV, default_tflite_library_name());
+        if let Some(path) = loader::chosen_path(path, TFLITE_LIB_ENV) {
+            return Self::load_from(path);
+        }
+        let candidates = std::iter::once(PathBuf::from(default_tflite_library_name()))
+            .chain(cached_tflite_library(|name| std::env::var_os(name)));
+        Self::load_first(candidates)
+    }
+
+    fn load_from(path: PathBuf) -> Result<Self, LoadError> {
         let lib = loader::open(LibraryKind::TfLite, &path)?;
         Self::from_library(lib, path)
+    }
+
+    /// The first of `candidates` that loads, or [`LoadError::NotFound`] listing them all.
+    fn load_first(candidates: impl IntoIterator<Item = PathBuf>) -> Result<Self, LoadError> {
+        let mut tried = Vec::new();
+        for path in candidates {
+            match Self::load_from(path.clone()) {
+                Ok(api) => return Ok(api),
+                Err(error) => tried.push((path, error.reason())),
+            }
+        }
+        Err(LoadError::NotFound {
+            library: LibraryKind::TfLite,
+            tried,
+        })
     }
 
     /// The process-wide instance loaded from [`TFLITE_LIB_ENV`] or the default name.
@@ -405,6 +466,13 @@ impl TfLiteApi {
             tensor_quantization_params: sym!("TfLiteTensorQuantizationParams"),
             tensor_copy_from_buffer: sym!("TfLiteTensorCopyFromBuffer"),
             tensor_copy_to_buffer: sym!("TfLiteTensorCopyToBuffer"),
+            interpreter_options_add_custom_op: loader::symbol(
+                &lib,
+                kind,
+                &path,
+                "TfLiteInterpreterOptionsAddCustomOp",
+            )
+            .ok(),
             xnnpack,
             path,
             version,
@@ -420,6 +488,16 @@ impl TfLiteApi {
     /// The version string `TfLiteVersion()` reported at load, e.g. `"2.9.0"`.
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// Whether the kernel structs declared here ([`TfLiteContext`](crate::TfLiteContext),
+    /// [`TfLiteNode`](crate::TfLiteNode), [`TFLITE_TENSOR_SIZE`](crate::TFLITE_TENSOR_SIZE))
+    /// match this library's layout (its version is
+    /// [`KERNEL_LAYOUT_VERSION`](crate::KERNEL_LAYOUT_VERSION)`.x`).
+    pub fn kernel_layout_matches(&self) -> bool {
+        self.version
+            .strip_prefix(crate::KERNEL_LAYOUT_VERSION)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
     }
 
     /// Whether [`TfLiteXNNPackDelegateOptions`] as declared here matches this library's
@@ -475,6 +553,51 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains(TFLITE_LIB_ENV), "{msg}");
+    }
+
+    #[test]
+    fn without_a_path_every_place_tried_is_named() {
+        let places = [
+            PathBuf::from("libtensorflowlite_c_not_installed.so"),
+            PathBuf::from("/definitely/not/here/libtensorflowlite_c.so"),
+        ];
+        let Err(err) = TfLiteApi::load_first(places.clone()) else {
+            panic!("neither place holds a library");
+        };
+        assert!(
+            matches!(&err, LoadError::NotFound { tried, .. } if tried.len() == 2),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        for place in &places {
+            assert!(msg.contains(&*place.to_string_lossy()), "{msg}");
+        }
+        assert!(msg.contains("scripts/fetch-tflite"), "{msg}");
+    }
+
+    #[test]
+    fn the_cache_is_tried_after_the_loaders_search_path() {
+        let Some(path) = real_library_path() else {
+            return;
+        };
+        // The second place is where the library is: it loads from there.
+        let api = TfLiteApi::load_first([
+            PathBuf::from("libtensorflowlite_c_not_installed.so"),
+            path.clone(),
+        ])
+        .expect("the second place holds the library");
+        assert_eq!(api.path(), path);
+        let cached = cached_tflite_library(|name| {
+            (name == "MULTITPU_CACHE").then(|| OsString::from("/cache"))
+        });
+        if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+            assert_eq!(
+                cached,
+                Some(PathBuf::from(
+                    "/cache/tflite-2.9/linux_amd64/libtensorflowlite_c.so"
+                ))
+            );
+        }
     }
 
     #[test]

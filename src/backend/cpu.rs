@@ -7,13 +7,27 @@
 use std::sync::Arc;
 
 use crate::Result;
-use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime, TensorInfo};
+use crate::backend::custom_op::CustomOp;
+use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime};
 use crate::pipeline::{Backend, Stage, TensorSpec, check_run_arity};
 
 /// Runs segments with TFLite's CPU kernels.
 ///
 /// "Devices" are independent interpreters: `device_index` only labels the stage, so a
 /// replicated stage on the CPU runs one interpreter per replica, each on its own thread.
+///
+/// ```
+/// use multitpu::backend::{CpuBackend, Runtime};
+/// use multitpu::model::paper;
+/// use multitpu::pipeline::Backend;
+///
+/// # fn main() -> multitpu::Result<()> {
+/// let backend = CpuBackend::new(Runtime::load()?, 2, false); // 2 kernel threads, no XNNPack
+/// let stage = backend.prepare(paper::fc(100)?.to_bytes()?.into(), 0)?;
+/// assert_eq!(stage.describe(), "tflite-cpu #0 (2 threads)");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct CpuBackend {
     runtime: Runtime,
@@ -26,8 +40,18 @@ impl CpuBackend {
     pub fn new(runtime: Runtime, threads: usize, xnnpack: bool) -> Self {
         CpuBackend {
             runtime,
-            options: InterpreterOptions { threads, xnnpack },
+            options: InterpreterOptions {
+                threads,
+                xnnpack,
+                ..InterpreterOptions::default()
+            },
         }
+    }
+
+    /// The same backend, whose interpreters run the models' custom operator `name` with `op`.
+    pub fn with_custom_op(mut self, name: impl Into<String>, op: impl CustomOp + 'static) -> Self {
+        self.options = self.options.with_custom_op(name, op);
+        self
     }
 
     /// Kernel threads per interpreter.
@@ -82,17 +106,6 @@ pub(crate) fn host_description(options: &InterpreterOptions) -> String {
     )
 }
 
-impl From<&TensorInfo> for TensorSpec {
-    fn from(info: &TensorInfo) -> Self {
-        TensorSpec {
-            name: info.name.clone(),
-            element_type: info.element_type,
-            shape: info.shape.clone(),
-            byte_size: info.byte_size,
-        }
-    }
-}
-
 /// A TFLite [`Interpreter`] as a pipeline [`Stage`]: copies the inputs in, invokes, copies
 /// the outputs out.
 #[derive(Debug)]
@@ -108,8 +121,8 @@ impl InterpreterStage {
     /// statistics and errors.
     pub fn new(interpreter: Interpreter, description: impl Into<String>) -> Self {
         InterpreterStage {
-            inputs: interpreter.inputs().iter().map(TensorSpec::from).collect(),
-            outputs: interpreter.outputs().iter().map(TensorSpec::from).collect(),
+            inputs: interpreter.inputs().to_vec(),
+            outputs: interpreter.outputs().to_vec(),
             interpreter,
             description: description.into(),
         }

@@ -102,6 +102,10 @@ pub struct DeviceSelector {
 
 impl DeviceSelector {
     /// The device this selector picks from `devices`, or [`Error::NoDevice`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoDevice`] if no device of `devices` matches.
     pub fn select<'a>(&self, devices: &'a [DeviceInfo]) -> Result<&'a DeviceInfo> {
         let matching = || {
             devices
@@ -162,6 +166,10 @@ impl fmt::Display for DeviceSelector {
 impl EdgeTpuRuntime {
     /// The process-wide libedgetpu, loaded once from the path in `MULTITPU_EDGETPU_LIB`,
     /// or else by the platform's usual name (`libedgetpu.so.1`) on the loader's path.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Library`] when libedgetpu cannot be loaded, saying how to install it.
     pub fn load() -> Result<Self> {
         Ok(Self {
             api: EdgeTpuApi::shared()?,
@@ -169,6 +177,10 @@ impl EdgeTpuRuntime {
     }
 
     /// Loads libedgetpu from `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Library`] when the file cannot be loaded or is not libedgetpu.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self> {
         Ok(Self {
             api: Arc::new(EdgeTpuApi::load(Some(path.as_ref()))?),
@@ -187,6 +199,10 @@ impl EdgeTpuRuntime {
     }
 
     /// The Edge TPUs currently attached, in libedgetpu's order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Runtime`] if libedgetpu fails to list its devices.
     pub fn list_devices(&self) -> Result<Vec<DeviceInfo>> {
         let mut count = 0usize;
         // SAFETY: `count` is a valid out-pointer; the returned list (possibly NULL when
@@ -230,6 +246,12 @@ impl EdgeTpuRuntime {
     /// Creates a delegate bound to `device`, with libedgetpu options such as
     /// `("Performance", "Max")`, `("Usb.AlwaysDfu", "True")` or
     /// `("Usb.MaxBulkInQueueLength", "32")`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for an option or device path holding a NUL byte,
+    /// [`Error::Runtime`] if libedgetpu returns no delegate (e.g. the device is gone or
+    /// busy).
     pub fn create_delegate(
         &self,
         device: &DeviceInfo,
@@ -288,6 +310,11 @@ impl EdgeTpuRuntime {
     }
 
     /// Lists the devices and creates a delegate for the one `selector` picks.
+    ///
+    /// # Errors
+    ///
+    /// As [`list_devices`](Self::list_devices), [`DeviceSelector::select`] and
+    /// [`create_delegate`](Self::create_delegate).
     pub fn open(&self, selector: &DeviceSelector, options: &[(&str, &str)]) -> Result<Delegate> {
         let devices = self.list_devices()?;
         let device = selector.select(&devices)?;

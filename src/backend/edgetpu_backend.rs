@@ -65,6 +65,11 @@ impl fmt::Display for Performance {
 /// An uncompiled segment would run entirely on the host CPU behind the delegate's back, so
 /// the backend refuses it with [`Error::NotCompiled`]. Malformed bytes give the reader's
 /// error.
+///
+/// # Errors
+///
+/// [`Error::NotCompiled`] for a segment without an `edgetpu-custom-op`;
+/// [`Error::Malformed`] or [`Error::Unsupported`] for bytes that are not a model.
 pub fn check_compiled(segment_model: &[u8], index: usize) -> Result<()> {
     let model = Model::from_bytes(segment_model)?;
     if is_compiled(&model) {
@@ -79,6 +84,11 @@ pub fn check_compiled(segment_model: &[u8], index: usize) -> Result<()> {
 ///
 /// Errors with [`Error::NoDevice`] when nothing is attached or a selector matches nothing,
 /// and with [`Error::DeviceTaken`] when two selectors pick the same device.
+///
+/// # Errors
+///
+/// [`Error::NoDevice`] when nothing is attached or a selector matches nothing;
+/// [`Error::DeviceTaken`] when two selectors pick the same device.
 pub fn resolve_devices(
     listed: &[DeviceInfo],
     selectors: Option<&[DeviceSelector]>,
@@ -135,6 +145,20 @@ impl Drop for Claim {
 }
 
 /// Runs compiled segments on Coral Edge TPUs, one device per stage.
+///
+/// ```no_run
+/// # // no_run: needs attached Edge TPUs (or `scripts/emulate`'s emulated ones).
+/// use multitpu::backend::EdgeTpuBackend;
+/// use multitpu::pipeline::Pipeline;
+///
+/// # fn main() -> multitpu::Result<()> {
+/// // Segments compiled by `edgetpu_compiler`, stage i on Edge TPU i.
+/// let files = ["model_segment_0_of_2_edgetpu.tflite", "model_segment_1_of_2_edgetpu.tflite"];
+/// let pipeline = Pipeline::from_segment_files(&files, &EdgeTpuBackend::load()?)?;
+/// # let _ = pipeline;
+/// # Ok(())
+/// # }
+/// ```
 pub struct EdgeTpuBackend {
     tflite: Runtime,
     edgetpu: EdgeTpuRuntime,
@@ -156,6 +180,11 @@ impl fmt::Debug for EdgeTpuBackend {
 impl EdgeTpuBackend {
     /// A backend over every attached Edge TPU, in libedgetpu's order: stage `i` runs on
     /// device `i`. Errors with [`Error::NoDevice`] when none is attached.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoDevice`] when no Edge TPU is attached; [`Error::Runtime`] if libedgetpu
+    /// cannot list its devices.
     pub fn new(tflite: Runtime, edgetpu: EdgeTpuRuntime) -> Result<Self> {
         let devices = resolve_devices(&edgetpu.list_devices()?, None)?;
         Ok(Self::with_resolved(tflite, edgetpu, devices))
@@ -165,6 +194,11 @@ impl EdgeTpuBackend {
     /// strings: `""`, `":N"`, `"usb"`, `"usb:N"`, `"pci"`, `"pci:N"`). Errors with
     /// [`Error::NoDevice`] when a selector matches nothing, and with [`Error::DeviceTaken`]
     /// when two selectors pick the same device.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoDevice`] when a selector matches nothing; [`Error::DeviceTaken`] when two
+    /// selectors pick the same device.
     pub fn with_devices(
         tflite: Runtime,
         edgetpu: EdgeTpuRuntime,
@@ -176,6 +210,11 @@ impl EdgeTpuBackend {
 
     /// Loads both libraries the usual way ([`Runtime::load`], [`EdgeTpuRuntime::load`]) and
     /// uses every attached device. A missing library gives [`Error::Library`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Library`] when either library is missing; as [`EdgeTpuBackend::new`] for
+    /// the devices.
     pub fn load() -> Result<Self> {
         Self::new(Runtime::load()?, EdgeTpuRuntime::load()?)
     }

@@ -18,6 +18,7 @@
 #![allow(unsafe_code)]
 
 pub mod cpu;
+pub mod custom_op;
 pub mod edgetpu;
 pub mod edgetpu_backend;
 pub mod simulated;
@@ -26,12 +27,13 @@ pub mod tflite;
 use std::ptr::NonNull;
 
 pub use cpu::{CpuBackend, InterpreterStage};
+pub use custom_op::{CustomOp, CustomOps, OpInput, OpOutput};
 pub use edgetpu::{Delegate, DeviceInfo, DeviceKind, DeviceSelector, EdgeTpuRuntime};
 pub use edgetpu_backend::{EdgeTpuBackend, Performance};
 /// Why a native library did not load (the payload of [`Error::Library`](crate::Error::Library)).
 pub use libedgetpu_sys::{LibraryKind, LoadError};
 pub use simulated::{SimCompute, SimulatedEdgeTpuBackend};
-pub use tflite::{Interpreter, InterpreterOptions, Runtime, TensorInfo};
+pub use tflite::{Interpreter, InterpreterOptions, Runtime};
 
 /// An owned C object freed with its destructor on drop.
 ///

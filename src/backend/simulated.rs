@@ -97,6 +97,11 @@ impl SimulatedEdgeTpuBackend {
     /// What the cost model predicts for one inference of the whole model in
     /// `segment_model` on one Edge TPU. Errors if the bytes are not a model, or if the model
     /// is already compiled for the Edge TPU (its work is hidden in the compiled program).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Malformed`] or [`Error::Unsupported`] for bytes that are not a model;
+    /// [`Error::Unsupported`] for a model compiled for the Edge TPU.
     pub fn predict(&self, segment_model: &[u8]) -> Result<Prediction> {
         let model = Model::from_bytes(segment_model)?;
         predict_uncompiled(&self.cost_model, &model)
@@ -132,29 +137,7 @@ fn model_specs(model: &Model<'_>) -> Result<(Vec<TensorSpec>, Vec<TensorSpec>)> 
             .tensors
             .get(t)
             .ok_or_else(|| Error::invalid("segment model", format!("no tensor {t}")))?;
-        let shape = tensor
-            .shape
-            .iter()
-            .map(|&d| usize::try_from(d))
-            .collect::<std::result::Result<Vec<usize>, _>>()
-            .map_err(|_| {
-                Error::unsupported(format!(
-                    "tensor `{}` has a dynamic shape {:?}",
-                    tensor.name, tensor.shape
-                ))
-            })?;
-        let byte_size = tensor.byte_size().ok_or_else(|| {
-            Error::unsupported(format!(
-                "tensor `{}` of type {:?} has no fixed byte size",
-                tensor.name, tensor.element_type
-            ))
-        })?;
-        Ok(TensorSpec::new(
-            tensor.name.as_ref(),
-            tensor.element_type,
-            shape,
-            byte_size,
-        ))
+        TensorSpec::from_model_tensor(tensor)
     };
     let inputs = model
         .inputs

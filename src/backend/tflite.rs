@@ -3,6 +3,7 @@
 
 use std::ffi::{CStr, c_char, c_void};
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -12,12 +13,22 @@ use libedgetpu_sys::{
 };
 
 use super::Owned;
+use super::custom_op::{self, Activation, CustomOp, CustomOps, Registered};
 use super::edgetpu::Delegate;
-use crate::model::{ElementType, Model};
+use crate::model::{ElementType, Model, Quantization};
+use crate::tensor::{Element, TensorSpec};
 use crate::{Error, Result};
 
 /// A loaded TensorFlow Lite C library (2.x). Cheap to clone: clones share the library,
 /// which stays loaded while any clone or any interpreter created from it is alive.
+///
+/// ```
+/// # fn main() -> multitpu::Result<()> {
+/// let runtime = multitpu::backend::Runtime::load()?;
+/// println!("TFLite {} from {}", runtime.version(), runtime.library_path().display());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Runtime {
     api: Arc<TfLiteApi>,
@@ -25,18 +36,37 @@ pub struct Runtime {
 
 impl Runtime {
     /// The process-wide library, loaded once from the path in `MULTITPU_TFLITE_LIB`, or
-    /// else by the platform's usual name (`libtensorflowlite_c.so`) on the loader's path.
+    /// else by the platform's usual name (`libtensorflowlite_c.so`) on the loader's path,
+    /// or else from the cache `scripts/fetch-tflite` fills
+    /// (`~/.cache/multitpu/tflite-2.9/<platform>/`, see
+    /// [`libedgetpu_sys::cached_tflite_library`]).
+    ///
+    /// ```no_run
+    /// # // no_run: needs the TFLite C library, which documentation builds may lack.
+    /// let runtime = multitpu::backend::Runtime::load()?;
+    /// assert!(runtime.version().starts_with("2."));
+    /// # Ok::<(), multitpu::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Library`] when the library cannot be loaded, naming every place tried and
+    /// how to fix it.
     pub fn load() -> Result<Self> {
-        Ok(Self {
-            api: TfLiteApi::shared()?,
-        })
+        let api = TfLiteApi::shared()?;
+        tracing::debug!(path = %api.path().display(), version = api.version(), "TFLite runtime loaded");
+        Ok(Self { api })
     }
 
     /// Loads the library at `path` (a new handle, independent of [`Runtime::load`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Library`] when the file cannot be loaded or is not a TFLite 2.x C library.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self> {
-        Ok(Self {
-            api: Arc::new(TfLiteApi::load(Some(path.as_ref()))?),
-        })
+        let api = TfLiteApi::load(Some(path.as_ref()))?;
+        tracing::debug!(path = %api.path().display(), version = api.version(), "TFLite runtime loaded");
+        Ok(Self { api: Arc::new(api) })
     }
 
     /// The version the library reports, e.g. `"2.9.0"`.
@@ -60,12 +90,21 @@ impl fmt::Debug for Runtime {
 }
 
 /// How to build an [`Interpreter`].
+///
+/// ```
+/// use multitpu::backend::InterpreterOptions;
+///
+/// let options = InterpreterOptions::default().with_threads(4).with_xnnpack(true);
+/// assert_eq!((options.threads, options.xnnpack), (4, true));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InterpreterOptions {
     /// CPU threads for TFLite's kernels (and XNNPack's pool); at least 1. Default 1.
     pub threads: usize,
     /// Apply the XNNPack delegate (faster float kernels on CPU). Default `false`.
     pub xnnpack: bool,
+    /// Kernels for the model's custom operators, by name (see [`CustomOp`]). Default none.
+    pub custom_ops: CustomOps,
 }
 
 impl Default for InterpreterOptions {
@@ -73,6 +112,7 @@ impl Default for InterpreterOptions {
         Self {
             threads: 1,
             xnnpack: false,
+            custom_ops: CustomOps::default(),
         }
     }
 }
@@ -89,21 +129,13 @@ impl InterpreterOptions {
         self.xnnpack = xnnpack;
         self
     }
-}
 
-/// Shape, type and quantization of one input or output tensor, read after allocation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TensorInfo {
-    /// The tensor's name in the model (empty if it has none).
-    pub name: String,
-    /// Element type, in the model file's numbering.
-    pub element_type: ElementType,
-    /// Dimensions.
-    pub shape: Vec<usize>,
-    /// Size of the tensor's data in bytes.
-    pub byte_size: usize,
-    /// Per-tensor affine quantization `(scale, zero_point)`, if the tensor is quantized.
-    pub quantization: Option<(f32, i32)>,
+    /// Runs the model's custom operator `name` with `op` (replacing any kernel registered
+    /// for that name).
+    pub fn with_custom_op(mut self, name: impl Into<String>, op: impl CustomOp + 'static) -> Self {
+        self.custom_ops.insert(name, Arc::new(op));
+        self
+    }
 }
 
 /// The element type for a TFLite C API type code (which numbers types differently from
@@ -138,13 +170,26 @@ const MAX_ERROR_TEXT: usize = 16 * 1024;
 
 /// Where TFLite's error reporter writes. Boxed by the interpreter so its address, handed
 /// to TFLite as `user_data`, stays fixed when the interpreter moves.
-#[derive(Default)]
 struct ErrorSink {
     text: Mutex<String>,
+    /// Whether messages also become `tracing` events (not for throw-away probes).
+    traced: bool,
 }
 
 impl ErrorSink {
+    fn new(traced: bool) -> Self {
+        ErrorSink {
+            text: Mutex::new(String::new()),
+            traced,
+        }
+    }
+
     fn push(&self, message: &str) {
+        // This reporter replaces TFLite's default one, which writes to stderr: the library
+        // prints nothing, and a subscriber sees TFLite's messages as events.
+        if self.traced {
+            tracing::warn!(target: "multitpu::tflite", "{}", message.trim_end());
+        }
         let mut text = self.text.lock().unwrap_or_else(|e| e.into_inner());
         if text.len() >= MAX_ERROR_TEXT {
             return;
@@ -193,11 +238,15 @@ unsafe extern "C" fn report_error(
     // SAFETY: `user_data` is the address of the `ErrorSink` boxed inside the interpreter
     // that owns this reporter; the box is dropped only after the TFLite interpreter.
     let sink = unsafe { &*user_data.cast::<ErrorSink>() };
-    if usize::try_from(written).is_ok_and(|w| w >= buf.len()) {
-        sink.push(&format!("{message}..."));
-    } else {
-        sink.push(&message);
-    }
+    let truncated = usize::try_from(written).is_ok_and(|w| w >= buf.len());
+    // A panicking `tracing` subscriber must not unwind into C (that would abort).
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        if truncated {
+            sink.push(&format!("{message}..."));
+        } else {
+            sink.push(&message);
+        }
+    }));
 }
 
 /// A TensorFlow Lite interpreter over one model, with tensors allocated.
@@ -218,12 +267,31 @@ unsafe extern "C" fn report_error(
 /// one interpreter, and even the `&self` methods ([`output`](Self::output),
 /// [`copy_output`](Self::copy_output)) call into it; running one interpreter from several
 /// threads needs external locking (e.g. a `Mutex<Interpreter>`).
+/// # Example
+///
+/// ```
+/// use multitpu::backend::{Interpreter, InterpreterOptions, Runtime};
+/// use multitpu::model::paper;
+///
+/// # fn main() -> multitpu::Result<()> {
+/// let model = paper::fc(100)?.to_bytes()?; // F32 [1, 64] in, F32 [1, 10] out
+/// let mut interpreter = Interpreter::new(&Runtime::load()?, model, &InterpreterOptions::default())?;
+/// interpreter.set_input_as(0, &[0.5f32; 64])?;
+/// interpreter.invoke()?;
+/// let scores: &[f32] = interpreter.output_as(0)?;
+/// assert_eq!(scores.len(), 10);
+/// # Ok(())
+/// # }
+/// ```
+///
 pub struct Interpreter {
-    inputs: Vec<TensorInfo>,
-    outputs: Vec<TensorInfo>,
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
     // Release order: see the type's documentation. Do not reorder.
     interpreter: Owned<TfLiteInterpreter>,
     _options: Owned<TfLiteInterpreterOptions>,
+    /// The custom operators' node table and the names TFLite points to.
+    custom_ops: Option<Registered>,
     _model: Owned<TfLiteModel>,
     _xnnpack: Option<Owned<TfLiteDelegate>>,
     _edgetpu: Option<Delegate>,
@@ -260,6 +328,13 @@ impl Interpreter {
     /// TFLite's own messages are returned in [`Error::Runtime`] when an op is not
     /// available (e.g. `edgetpu-custom-op` without an Edge TPU delegate) or allocation
     /// fails.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Malformed`], [`Error::Unsupported`] or [`Error::InvalidModel`] for a model
+    /// refused before TFLite sees it; [`Error::Runtime`] with TFLite's own message when it
+    /// cannot build or allocate the interpreter (e.g. an operator without a kernel);
+    /// [`Error::Invalid`] for zero threads.
     pub fn new(
         runtime: &Runtime,
         model_bytes: impl Into<Arc<[u8]>>,
@@ -272,6 +347,11 @@ impl Interpreter {
     /// `edgetpu-custom-op`. The interpreter takes the delegate and frees it after itself.
     /// A delegate that refuses the model (or fails while TFLite applies it) gives
     /// [`Error::EdgeTpuDelegate`] with what it reported.
+    ///
+    /// # Errors
+    ///
+    /// As [`Interpreter::new`], and [`Error::EdgeTpuDelegate`] when the delegate refuses
+    /// the model.
     pub fn with_edgetpu(
         runtime: &Runtime,
         model_bytes: impl Into<Arc<[u8]>>,
@@ -287,6 +367,7 @@ impl Interpreter {
         options: &InterpreterOptions,
         edgetpu: Option<Delegate>,
     ) -> Result<Self> {
+        let _span = tracing::debug_span!("load_interpreter", bytes = bytes.len()).entered();
         let api = &*runtime.api;
         let threads = i32::try_from(options.threads)
             .ok()
@@ -307,7 +388,16 @@ impl Interpreter {
                 message: "the model is empty (0 bytes)".to_owned(),
             });
         }
-        Model::from_bytes(&bytes)?.validate()?;
+        let parsed = Model::from_bytes(&bytes)?;
+        parsed.validate()?;
+        // TFLite's C API gives one scale and zero point per tensor; the model has them all.
+        let quantization = |tensors: &[usize]| -> Vec<Option<Quantization>> {
+            tensors
+                .iter()
+                .map(|&t| parsed.tensors[t].quantization.clone())
+                .collect()
+        };
+        let model_quantization = (quantization(&parsed.inputs), quantization(&parsed.outputs));
 
         // SAFETY: `bytes` is valid for its length and is stored in the returned interpreter
         // after everything built from it, so it outlives the model.
@@ -337,7 +427,7 @@ impl Interpreter {
             message: "returned NULL (out of memory)".to_owned(),
         })?;
 
-        let errors = Box::new(ErrorSink::default());
+        let errors = Box::new(ErrorSink::new(true));
         // SAFETY: `opts` is live. The reporter never unwinds, and its `user_data` is the
         // boxed sink, which the interpreter drops only after the TFLite interpreter.
         unsafe {
@@ -348,6 +438,16 @@ impl Interpreter {
                 std::ptr::from_ref::<ErrorSink>(&errors).cast_mut().cast(),
             );
         }
+
+        let custom_ops = if options.custom_ops.is_empty() {
+            None
+        } else {
+            // SAFETY: `opts` is a live options object of this library.
+            Some(unsafe {
+                custom_op::register(&runtime.api, opts.as_ptr(), &parsed, &options.custom_ops)
+            }?)
+        };
+        drop(parsed);
 
         if let Some(delegate) = &edgetpu {
             // SAFETY: both live; the delegate is stored in the interpreter and dropped
@@ -364,8 +464,10 @@ impl Interpreter {
             None
         };
 
+        let activation = custom_ops.as_ref().map(|c| Activation::new(&c.table));
         // SAFETY: model and options are live and from this library; everything the
-        // interpreter refers to (bytes, delegates, error sink) is stored beside it.
+        // interpreter refers to (bytes, delegates, error sink, custom operator names) is
+        // stored beside it.
         let interpreter = unsafe {
             Owned::new(
                 (api.interpreter_create)(model.as_ptr(), opts.as_ptr()),
@@ -394,6 +496,7 @@ impl Interpreter {
             outputs: Vec::new(),
             interpreter,
             _options: opts,
+            custom_ops,
             _model: model,
             _xnnpack: xnnpack,
             _edgetpu: edgetpu,
@@ -404,9 +507,10 @@ impl Interpreter {
         this.errors.clear();
         // SAFETY: the interpreter is live and used from this thread only.
         let status = unsafe { (api.interpreter_allocate_tensors)(this.interpreter.as_ptr()) };
+        drop(activation);
         this.check(status, "TfLiteInterpreterAllocateTensors")?;
-        this.inputs = this.read_infos(Side::Input)?;
-        this.outputs = this.read_infos(Side::Output)?;
+        this.inputs = this.read_infos(Side::Input, model_quantization.0)?;
+        this.outputs = this.read_infos(Side::Output, model_quantization.1)?;
         this.zero_io_buffers()?;
         Ok(this)
     }
@@ -437,27 +541,40 @@ impl Interpreter {
     }
 
     /// The input tensors, in the model's input order.
-    pub fn inputs(&self) -> &[TensorInfo] {
+    pub fn inputs(&self) -> &[TensorSpec] {
         &self.inputs
     }
 
     /// The output tensors, in the model's output order.
-    pub fn outputs(&self) -> &[TensorInfo] {
+    pub fn outputs(&self) -> &[TensorSpec] {
         &self.outputs
     }
 
     /// The index of the input tensor called `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownTensor`] if no input is called `name`.
     pub fn input_index(&self, name: &str) -> Result<usize> {
         find(&self.inputs, Side::Input, name)
     }
 
     /// The index of the output tensor called `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownTensor`] if no output is called `name`.
     pub fn output_index(&self, name: &str) -> Result<usize> {
         find(&self.outputs, Side::Output, name)
     }
 
     /// Copies `data` into input tensor `index`; its length must equal the tensor's
     /// byte size.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TensorIndex`] for an index out of range, [`Error::TensorSize`] if `data`
+    /// does not fill the tensor exactly.
     pub fn set_input(&mut self, index: usize, data: &[u8]) -> Result<()> {
         let tensor = self.tensor(Side::Input, index)?;
         check_size(&self.inputs[index], data.len())?;
@@ -471,9 +588,27 @@ impl Interpreter {
         self.check(status, "TfLiteTensorCopyFromBuffer")
     }
 
+    /// Copies typed `data` into input tensor `index`, whose element type must be `T`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TensorIndex`] for an index out of range, [`Error::TensorType`] if `T` is not
+    /// the tensor's element type, [`Error::TensorSize`] if `data` does not fill it exactly.
+    pub fn set_input_as<T: Element>(&mut self, index: usize, data: &[T]) -> Result<()> {
+        self.tensor(Side::Input, index)?;
+        self.inputs[index].check_type::<T>()?;
+        self.set_input(index, bytemuck::cast_slice(data))
+    }
+
     /// Runs the model on the current inputs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Runtime`] with TFLite's message (or a custom operator's) when a kernel
+    /// fails.
     pub fn invoke(&mut self) -> Result<()> {
         let _span = tracing::trace_span!("tflite_invoke").entered();
+        let _activation = self.custom_ops.as_ref().map(|c| Activation::new(&c.table));
         self.errors.clear();
         // SAFETY: the interpreter is live, its tensors are allocated, and `&mut self`
         // rules out concurrent use and outstanding borrows of output data.
@@ -483,6 +618,11 @@ impl Interpreter {
 
     /// The data of output tensor `index`, valid until the next call that takes
     /// `&mut self` (such as [`invoke`](Self::invoke)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TensorIndex`] for an index out of range; [`Error::Runtime`] if TFLite has
+    /// no buffer for the tensor.
     pub fn output(&self, index: usize) -> Result<&[u8]> {
         let tensor = self.tensor(Side::Output, index)?;
         let api = &*self.runtime.api;
@@ -507,8 +647,25 @@ impl Interpreter {
         Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>().cast_const(), size) })
     }
 
+    /// The data of output tensor `index` as elements of `T` (its element type), valid until
+    /// the next call that takes `&mut self`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TensorIndex`] for an index out of range, [`Error::TensorType`] if `T` is not
+    /// the tensor's element type.
+    pub fn output_as<T: Element>(&self, index: usize) -> Result<&[T]> {
+        let data = self.output(index)?;
+        self.outputs[index].view(data)
+    }
+
     /// Copies output tensor `index` into `out`, whose length must equal the tensor's
     /// byte size.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TensorIndex`] for an index out of range, [`Error::TensorSize`] if `out` is
+    /// not the tensor's size.
     pub fn copy_output(&self, index: usize, out: &mut [u8]) -> Result<()> {
         let tensor = self.tensor(Side::Output, index)?;
         check_size(&self.outputs[index], out.len())?;
@@ -580,8 +737,13 @@ impl Interpreter {
         Ok(tensor)
     }
 
-    /// Reads shape, type and quantization of every tensor on `side`.
-    fn read_infos(&self, side: Side) -> Result<Vec<TensorInfo>> {
+    /// Reads name, shape and type of every tensor on `side`, and its quantization: the
+    /// model's (`from_model[i]` for tensor `i`, which may be per channel), else TFLite's.
+    fn read_infos(
+        &self,
+        side: Side,
+        from_model: Vec<Option<Quantization>>,
+    ) -> Result<Vec<TensorSpec>> {
         let api = &*self.runtime.api;
         // SAFETY: the interpreter is live.
         let count = unsafe {
@@ -596,11 +758,16 @@ impl Interpreter {
             call: side.counter(),
             message: format!("negative tensor count {count}"),
         })?;
+        let mut from_model = from_model.into_iter();
         (0..count)
             .map(|index| {
                 let tensor = self.raw_tensor(side, index)?;
                 // SAFETY: `tensor` is a live tensor of our allocated interpreter.
-                unsafe { tensor_info(api, tensor) }
+                let spec = unsafe { tensor_info(api, tensor) }?;
+                Ok(match from_model.next().flatten() {
+                    Some(q) if !q.scale.is_empty() => spec.with_quantization(q),
+                    _ => spec,
+                })
             })
             .collect()
     }
@@ -611,7 +778,7 @@ impl Interpreter {
 /// # Safety
 ///
 /// `tensor` must be a live tensor of an interpreter created with `api`.
-unsafe fn tensor_info(api: &TfLiteApi, tensor: *const TfLiteTensor) -> Result<TensorInfo> {
+unsafe fn tensor_info(api: &TfLiteApi, tensor: *const TfLiteTensor) -> Result<TensorSpec> {
     // SAFETY: `tensor` is live by the caller's contract (this holds for every block below);
     // the name, when non-NULL, is a NUL-terminated string owned by the tensor.
     let name_ptr = unsafe { (api.tensor_name)(tensor) };
@@ -650,19 +817,22 @@ unsafe fn tensor_info(api: &TfLiteApi, tensor: *const TfLiteTensor) -> Result<Te
             (api.tensor_quantization_params)(tensor),
         )
     };
-    Ok(TensorInfo {
-        name,
-        element_type,
-        shape,
-        byte_size,
-        quantization: (q.scale != 0.0).then_some((q.scale, q.zero_point)),
+    let spec = TensorSpec::new(name, element_type, shape, byte_size);
+    Ok(if q.scale != 0.0 {
+        spec.with_quantization(Quantization {
+            scale: vec![q.scale],
+            zero_point: vec![i64::from(q.zero_point)],
+            ..Quantization::default()
+        })
+    } else {
+        spec
     })
 }
 
 /// Whether TFLite builds an interpreter for `model` with no delegates and default options
 /// (quietly: its messages go to a throw-away reporter).
 fn builds_without_delegates(api: &TfLiteApi, model: &Owned<TfLiteModel>) -> bool {
-    let sink = ErrorSink::default();
+    let sink = ErrorSink::new(false);
     // SAFETY: creates a fresh options object, freed by its matching destructor.
     let Some(opts) = (unsafe {
         Owned::new(
@@ -744,7 +914,7 @@ impl Side {
     }
 }
 
-fn find(infos: &[TensorInfo], side: Side, name: &str) -> Result<usize> {
+fn find(infos: &[TensorSpec], side: Side, name: &str) -> Result<usize> {
     infos
         .iter()
         .position(|t| t.name == name)
@@ -754,7 +924,7 @@ fn find(infos: &[TensorInfo], side: Side, name: &str) -> Result<usize> {
         })
 }
 
-fn check_size(info: &TensorInfo, actual: usize) -> Result<()> {
+fn check_size(info: &TensorSpec, actual: usize) -> Result<()> {
     Error::check_tensor_size(&info.name, info.byte_size, actual)
 }
 
@@ -794,7 +964,7 @@ mod tests {
 
     #[test]
     fn error_sink_collects_and_clears() {
-        let sink = ErrorSink::default();
+        let sink = ErrorSink::new(false);
         assert_eq!(
             sink.take(Some(TfLiteStatus::ERROR)),
             "status 1 (runtime error), no message from TFLite"
@@ -809,7 +979,7 @@ mod tests {
 
     #[test]
     fn error_sink_is_bounded() {
-        let sink = ErrorSink::default();
+        let sink = ErrorSink::new(false);
         let line = "x".repeat(1000);
         for _ in 0..100 {
             sink.push(&line);
@@ -819,13 +989,12 @@ mod tests {
 
     #[test]
     fn size_and_name_errors_name_the_tensor() {
-        let infos = vec![TensorInfo {
-            name: "image".into(),
-            element_type: ElementType::U8,
-            shape: vec![1, 2, 2, 1],
-            byte_size: 4,
-            quantization: Some((0.5, 3)),
-        }];
+        let infos = vec![TensorSpec::new(
+            "image",
+            ElementType::U8,
+            vec![1, 2, 2, 1],
+            4,
+        )];
         assert_eq!(find(&infos, Side::Input, "image").ok(), Some(0));
         let err = find(&infos, Side::Output, "nope").expect_err("unknown name");
         assert!(matches!(&err, Error::UnknownTensor { kind: "output", name } if name == "nope"));

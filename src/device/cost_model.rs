@@ -324,6 +324,20 @@ pub struct Prediction {
 
 /// The Edge TPU cost model. Every parameter is public so that it can be re-fitted to
 /// another host with `examples/calibrate.rs` and [`crate::profile::calibration::fit`].
+///
+/// ```
+/// use multitpu::model::paper;
+/// use multitpu::profile::{EdgeTpuCostModel, SegmentWorkload};
+///
+/// # fn main() -> multitpu::Result<()> {
+/// let model = paper::fc(2000)?; // about 12 MiB of parameters: more than the device caches
+/// let prediction = EdgeTpuCostModel::usb_default()
+///     .predict(&SegmentWorkload::from_model(&model, 0..model.operators.len()));
+/// assert!(prediction.off_chip_bytes > 0);
+/// println!("{:.2} ms on one USB Edge TPU (predicted)", prediction.latency_s * 1e3);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct EdgeTpuCostModel {
     /// How the device is attached (informative; the rates below carry its effect).

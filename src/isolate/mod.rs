@@ -164,6 +164,10 @@ pub struct NamedModel {
 
 impl NamedModel {
     /// The model in file `path`, named by its path.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the file cannot be read.
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|source| Error::Io {
@@ -360,6 +364,12 @@ impl Isolation {
     /// ...) without starting a child. Errors TFLite reports in the child come back typed
     /// ([`Error::Runtime`]); a child that dies or hangs gives [`Error::Isolated`] naming the
     /// model and the step.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Malformed`], [`Error::InvalidModel`] and the like for a model refused
+    /// before any child starts; [`Error::Runtime`] for what TFLite reports in the child;
+    /// [`Error::Isolated`] when the child dies or hangs.
     pub fn check(
         &self,
         runtime: &Runtime,
@@ -380,6 +390,10 @@ impl Isolation {
     ///
     /// Errors as for [`check`](Self::check); as in-process, an error while running a trial
     /// is that trial's difference in the report.
+    ///
+    /// # Errors
+    ///
+    /// As [`check`](Self::check).
     pub fn verify_chain(
         &self,
         runtime: &Runtime,

@@ -192,6 +192,11 @@ pub fn per_tensor(scale: f32, zero_point: i64) -> Quantization {
 /// the type's full integer range, and the zero point rounded to an integer.
 ///
 /// Errors if `element_type` is not `I8` or `U8`, or if the bounds are not finite.
+///
+/// # Errors
+///
+/// [`Error::Invalid`] if `element_type` is not `I8` or `U8`, or the bounds are not a finite
+/// range.
 pub fn range_quantization(min: f32, max: f32, element_type: ElementType) -> Result<Quantization> {
     let (qmin, qmax) = integer_range(element_type).ok_or_else(|| {
         Error::invalid(
@@ -317,6 +322,11 @@ impl ModelBuilder {
 
     /// Adds a model input. Quantized types (`I8`, `U8`) need a quantization; its range is
     /// taken as the range of the values fed in. Float inputs are assumed to be of unit scale.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for a quantized type without a per-tensor quantization, or a
+    /// shape too large for the file format.
     pub fn input(
         &mut self,
         name: &str,
@@ -350,6 +360,10 @@ impl ModelBuilder {
     }
 
     /// Marks a tensor as a model output (in call order).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] if `tensor` is not a tensor of this builder.
     pub fn output(&mut self, tensor: TensorId) -> Result<()> {
         self.check(tensor)?;
         if self.outputs.contains(&tensor) {
@@ -367,6 +381,11 @@ impl ModelBuilder {
 
     /// `FULLY_CONNECTED` with `units` outputs over the last dimension of `x`; the output is
     /// `[elements / last_dim, units]`, as TFLite computes it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] if `x` is unknown, `units` is 0, or the weights would be too
+    /// large.
     pub fn fully_connected(
         &mut self,
         x: TensorId,
@@ -407,6 +426,10 @@ impl ModelBuilder {
 
     /// `CONV_2D` with `filters` outputs, a `[height, width]` kernel, `[height, width]` strides
     /// and dilation 1, over an NHWC input.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] if `x` is not a 4-D activation of this builder, or the filters, kernel or strides are 0 or too large.
     pub fn conv2d(
         &mut self,
         x: TensorId,
@@ -450,6 +473,10 @@ impl ModelBuilder {
 
     /// `DEPTHWISE_CONV_2D` with `multiplier` outputs per input channel, a `[height, width]`
     /// kernel, `[height, width]` strides and dilation 1, over an NHWC input.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] if `x` is not a 4-D activation of this builder, or the multiplier, kernel or strides are 0 or too large.
     pub fn depthwise_conv2d(
         &mut self,
         x: TensorId,
@@ -499,6 +526,10 @@ impl ModelBuilder {
     }
 
     /// Element-wise `ADD` of two tensors of the same type and shape (e.g. a skip connection).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] if the tensors are unknown or differ in type or shape.
     pub fn add(&mut self, a: TensorId, b: TensorId, activation: Activation) -> Result<TensorId> {
         let ty = self.activation_type(a, "ADD")?;
         let ty_b = self.activation_type(b, "ADD")?;
@@ -538,6 +569,11 @@ impl ModelBuilder {
     /// `CONCATENATION` along `axis` (negative counts from the end). For int8, inputs whose
     /// quantization differs from the output's are requantized first (TFLite's int8 kernel
     /// needs equal quantization), as the TF2 converter does.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for no inputs, an axis out of range, or inputs whose other
+    /// dimensions or types differ.
     pub fn concatenation(&mut self, inputs: &[TensorId], axis: i32) -> Result<TensorId> {
         let (&first, rest) = inputs
             .split_first()
@@ -615,6 +651,10 @@ impl ModelBuilder {
 
     /// `RESHAPE` to `shape`, where one dimension may be -1 (inferred). The quantization is
     /// kept.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] if `x` is unknown or `shape` does not hold its elements.
     pub fn reshape(&mut self, x: TensorId, shape: &[i32]) -> Result<TensorId> {
         self.check(x)?;
         let elements = self.shape(x).iter().product::<usize>();
@@ -651,6 +691,10 @@ impl ModelBuilder {
 
     /// `QUANTIZE` a float tensor to `element_type` (`I8` or `U8`) with the given per-tensor
     /// quantization, or requantize an int8/uint8 tensor.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] if `x` is unknown, or the types cannot be quantized as asked.
     pub fn quantize(
         &mut self,
         x: TensorId,
@@ -678,6 +722,10 @@ impl ModelBuilder {
     }
 
     /// `DEQUANTIZE` an int8 or uint8 tensor to float32.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] if `x` is unknown or not int8 or uint8.
     pub fn dequantize(&mut self, x: TensorId) -> Result<TensorId> {
         let ty = self.activation_type(x, "DEQUANTIZE")?;
         if integer_range(ty).is_none() {
@@ -695,6 +743,11 @@ impl ModelBuilder {
     }
 
     /// `AVERAGE_POOL_2D` with a `[height, width]` window over an NHWC input.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] if `x` is not a 4-D tensor of this builder, or the window or
+    /// strides are 0.
     pub fn average_pool_2d(
         &mut self,
         x: TensorId,
@@ -706,6 +759,11 @@ impl ModelBuilder {
     }
 
     /// `MAX_POOL_2D` with a `[height, width]` window over an NHWC input.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] if `x` is not a 4-D tensor of this builder, or the window or
+    /// strides are 0.
     pub fn max_pool_2d(
         &mut self,
         x: TensorId,
@@ -717,6 +775,10 @@ impl ModelBuilder {
     }
 
     /// `SOFTMAX` over the last dimension with the given `beta`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] if `x` is unknown.
     pub fn softmax(&mut self, x: TensorId, beta: f32) -> Result<TensorId> {
         let ty = self.activation_type(x, "SOFTMAX")?;
         let shape = self.shape(x);
@@ -739,6 +801,10 @@ impl ModelBuilder {
     }
 
     /// A `TANH` op.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] if `x` is unknown.
     pub fn tanh(&mut self, x: TensorId) -> Result<TensorId> {
         self.activation_type(x, "TANH")?;
         let layer = self.layer("tanh");
@@ -746,6 +812,10 @@ impl ModelBuilder {
     }
 
     /// The finished model. Errors if it has no inputs or no outputs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] if the model has no inputs or no outputs.
     pub fn build(self) -> Result<Model<'static>> {
         if self.inputs.is_empty() || self.outputs.is_empty() {
             return Err(Error::invalid(

@@ -60,6 +60,11 @@ fn model_order_first(model_order: &[usize], set: &BTreeSet<usize>) -> Vec<usize>
 /// its inputs, and TFLite trusts those, so they must be what the source model's operators
 /// produce. A model whose recorded shapes contradict its operators is refused with
 /// [`Error::InvalidModel`], not repaired.
+///
+/// # Errors
+///
+/// [`Error::Invalid`] for an empty or out-of-range `ops`; [`Error::InvalidModel`] when the
+/// source model or the segment fails validation.
 pub fn extract<'a>(graph: &Graph<'_, 'a>, ops: Range<usize>) -> Result<Model<'a>> {
     let model = graph.model();
     model.validate()?;

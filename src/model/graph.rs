@@ -8,6 +8,20 @@ use crate::{Error, Result};
 /// Building a graph checks what segment extraction relies on: every index is in range,
 /// every tensor has at most one producer, and every operator reads only tensors that are
 /// constants, variables, model inputs, or produced by an earlier operator (execution order).
+///
+/// ```
+/// use multitpu::model::{Graph, paper};
+///
+/// # fn main() -> multitpu::Result<()> {
+/// let model = paper::fc(100)?;
+/// let graph = Graph::new(&model)?;
+/// let input = graph.model().inputs[0];
+/// let first = graph.consumers(input)[0]; // the QUANTIZE at the front
+/// assert_eq!(first, 0);
+/// assert!(graph.op_count() > 1);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Graph<'m, 'a> {
     model: &'m Model<'a>,
@@ -19,6 +33,11 @@ pub struct Graph<'m, 'a> {
 
 impl<'m, 'a> Graph<'m, 'a> {
     /// Builds the view, or says which operator or tensor breaks it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] naming the operator or tensor when an index is out of range, a
+    /// tensor has two producers, or an operator reads a tensor produced later.
     pub fn new(model: &'m Model<'a>) -> Result<Self> {
         let tensor_count = model.tensors.len();
         let in_range = |t: usize, what: String| {

@@ -58,6 +58,19 @@ pub(crate) use extract::interface;
 pub use graph::Graph;
 
 /// One TFLite model with a single subgraph.
+///
+/// ```no_run
+/// # // no_run: reads a file of the reader's own.
+/// use multitpu::model::Model;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let bytes = std::fs::read("model.tflite")?;
+/// let model = Model::from_bytes(&bytes)?; // borrows names and weights from `bytes`
+/// model.validate()?;
+/// println!("{} operators, inputs {:?}", model.operators.len(), model.inputs);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model<'a> {
     /// Schema version from the file (3 for every current file).

@@ -266,6 +266,10 @@ impl BuiltinOptions {
     }
 
     /// Empty options of the table with this schema name, e.g. `"Conv2DOptions"`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownOptionsTable`] if the schema has no table of that name.
     pub fn by_name(name: &str) -> Result<Self> {
         let (union, kind) = by_name(name).ok_or_else(|| Error::UnknownOptionsTable {
             table: format!("`{name}`"),
@@ -299,6 +303,11 @@ impl BuiltinOptions {
 
     /// Sets a field, replacing any earlier value; the field must exist in the table and
     /// `value` must have its type. Fields stay sorted by id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownOptionsField`] if the table has no such field,
+    /// [`Error::OptionsFieldType`] if `value` has another type.
     pub fn with(mut self, field_name: &str, value: FieldValue) -> Result<Self> {
         let layout = self.layout().ok_or_else(|| Error::UnknownOptionsTable {
             table: format!("with tag {} in {}", self.kind, self.union.schema_name()),

@@ -44,6 +44,10 @@ const INPUT_RANGE: (f32, f32) = (-1.0, 1.0);
 ///
 /// `hidden` is the paper's N (it measured 100 to 3000). Errors if `hidden` is 0 or too large
 /// for the file format.
+///
+/// # Errors
+///
+/// [`Error::Invalid`](crate::Error::Invalid) if `hidden` is 0 or too large for the file format.
 pub fn fc(hidden: usize) -> Result<Model<'static>> {
     let mut b = ModelBuilder::new(0xFC00_0000 ^ hidden as u64);
     b.description(format!("paper fc model, N = {hidden}"));
@@ -67,6 +71,10 @@ pub fn fc(hidden: usize) -> Result<Model<'static>> {
 ///
 /// `filters` is the paper's F (it measured 32 to 742). Errors if `filters` is 0 or too large
 /// for the file format.
+///
+/// # Errors
+///
+/// [`Error::Invalid`](crate::Error::Invalid) if `filters` is 0 or too large for the file format.
 pub fn conv(filters: usize) -> Result<Model<'static>> {
     let mut b = ModelBuilder::new(0xC0 ^ ((filters as u64) << 8));
     b.description(format!("paper conv model, F = {filters}"));

@@ -113,7 +113,14 @@ impl<'a> Model<'a> {
     /// Signature defs and the deprecated `metadata_buffer` list are checked but dropped,
     /// and bytes after the flatbuffer that nothing references (e.g. a zip of label files
     /// appended to the model) are ignored, so writing the model back loses them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Malformed`] naming the field and byte offset for bytes that are not a valid
+    /// TFLite flatbuffer; [`Error::Unsupported`] for a feature [`Model`] does not
+    /// represent.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Model<'a>> {
+        let _span = tracing::debug_span!("read_model", bytes = bytes.len()).entered();
         let path = Path::root("model");
         if bytes.len() < 8 {
             return Err(Error::malformed("model: file shorter than its header", 0));

@@ -170,6 +170,11 @@ impl Model<'_> {
     /// 2 GiB are refused with [`Error::Unsupported`]. The same model always gives the
     /// same bytes. Nothing outside the model is written: bytes a source file carried
     /// after its flatbuffer (e.g. a zip of label files) and its signature defs are gone.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for bad indices, options that do not match their layout or
+    /// inconsistent quantization; [`Error::Unsupported`] for files over 2 GiB.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         self.check_writable()?;
 

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use crate::pipeline::stage::TensorSpec;
+use crate::tensor::TensorSpec;
 use crate::{Error, Result};
 
 /// Slots one stage reads and writes, in the order of its `inputs()` and `outputs()`.
@@ -18,7 +18,7 @@ pub(crate) struct StageRoute {
 }
 
 /// The resolved routing of a whole pipeline.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Layout {
     /// Byte size of every slot.
     pub(crate) slot_sizes: Box<[usize]>,
@@ -109,7 +109,8 @@ impl Layout {
     /// last stage plus every stage output that no later stage reads.
     ///
     /// Every tensor a stage reads must come from a pipeline input or an earlier stage with
-    /// the same element type and byte size (shapes may differ, e.g. a flat view).
+    /// the same element type, byte size and quantization (shapes may differ, e.g. a flat
+    /// view).
     pub(crate) fn resolve(
         stages: &[StageTensors<'_>],
         inputs: Option<&[String]>,
@@ -159,9 +160,7 @@ impl Layout {
                     });
                 };
                 let provided = specs_of_slot[slot];
-                if provided.element_type != spec.element_type
-                    || provided.byte_size != spec.byte_size
-                {
+                if !provided.same_data(spec) {
                     return Err(Error::TensorMismatch {
                         stage: s,
                         stage_desc: desc.to_string(),
@@ -251,7 +250,7 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ElementType;
+    use crate::model::{ElementType, Quantization};
 
     fn specs(names: &[(&str, usize)]) -> Vec<TensorSpec> {
         names
@@ -363,7 +362,12 @@ mod tests {
         let a_small = specs(&[("a", 2)]);
         let a_signed = vec![TensorSpec::new("a", ElementType::I8, vec![4], 4)];
         let a_flat = vec![TensorSpec::new("a", ElementType::U8, vec![2, 2], 4)];
-        for wrong in [&a_small, &a_signed] {
+        let a_quantized = vec![TensorSpec::bytes("a", 4).with_quantization(Quantization {
+            scale: vec![0.5],
+            zero_point: vec![3],
+            ..Default::default()
+        })];
+        for wrong in [&a_small, &a_signed, &a_quantized] {
             let error = resolve(&[(&x, &a), (wrong, &specs(&[("y", 1)]))]).unwrap_err();
             assert!(
                 matches!(&error, Error::TensorMismatch { stage: 1, tensor, provided_by: Some(0), .. } if tensor == "a"),

@@ -96,6 +96,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 
+use crate::tensor::Element;
 use crate::{Error, Result};
 use layout::Layout;
 use queue::{Queue, Receiver, SendError, Sender};
@@ -103,8 +104,9 @@ use shared::{Failure, Frame, Item, Pool, Shared};
 use stats::Counters;
 use worker::Worker;
 
+pub use crate::tensor::TensorSpec;
 pub(crate) use stage::check_run_arity;
-pub use stage::{Backend, Stage, TensorSpec};
+pub use stage::{Backend, Stage};
 pub use stats::{PipelineStats, StageStats};
 pub use timing::{DEFAULT_STAGE_OVERHEAD_S, PipelineTiming};
 
@@ -457,6 +459,33 @@ enum Outcome {
 ///
 /// All methods take `&self`, so one thread can push while another pops (share the pipeline
 /// with `std::thread::scope` or an `Arc`).
+///
+/// ```
+/// use multitpu::backend::{SimCompute, SimulatedEdgeTpuBackend};
+/// use multitpu::model::{Graph, paper};
+/// use multitpu::pipeline::Pipeline;
+/// use multitpu::profile::EdgeTpuCostModel;
+/// use multitpu::segment::{Plan, UniformByOps};
+///
+/// # fn main() -> multitpu::Result<()> {
+/// let model = paper::fc(1000)?;
+/// let graph = Graph::new(&model)?;
+/// let plan = Plan::new(&graph, 3, &UniformByOps)?;
+/// let backend = SimulatedEdgeTpuBackend::new(EdgeTpuCostModel::usb_default(), SimCompute::Skip);
+/// let pipeline = Pipeline::from_plan(&plan, &graph, &backend)?;
+/// let input = &pipeline.inputs()[0]; // F32 [1, 64]
+/// for _ in 0..4 {
+///     pipeline.push_as(&[(&input.name, &[0.25f32; 64])])?;
+/// }
+/// pipeline.close()?;
+/// for output in &pipeline {
+///     let output = output?;
+///     let scores: &[f32] = output.get_as(&pipeline.outputs()[0].name)?;
+///     assert_eq!(scores.len(), 10);
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub struct Pipeline {
     shared: Arc<Shared>,
     layout: Arc<Layout>,
@@ -501,8 +530,9 @@ impl Pipeline {
         self.stages.len()
     }
 
-    /// Checks named input buffers against the pipeline inputs.
-    fn check_inputs(&self, inputs: &[(&str, &[u8])]) -> Result<()> {
+    /// Checks named input buffers against the pipeline inputs; with `typed`, also that `T`
+    /// is each input's element type.
+    fn check_inputs<T: Element>(&self, inputs: &[(&str, &[T])], typed: bool) -> Result<()> {
         let specs = &self.layout.inputs;
         for (i, &(name, data)) in inputs.iter().enumerate() {
             let Some(slot) = input_slot(&self.layout, name) else {
@@ -517,7 +547,10 @@ impl Pipeline {
                     name: name.to_string(),
                 });
             }
-            Error::check_tensor_size(name, specs[slot].byte_size, data.len())?;
+            if typed {
+                specs[slot].check_type::<T>()?;
+            }
+            Error::check_tensor_size(name, specs[slot].byte_size, std::mem::size_of_val(data))?;
         }
         // Every name is known and unique, so equal counts mean nothing is missing.
         if let Some(missing) = specs
@@ -545,20 +578,52 @@ impl Pipeline {
     /// stage has failed (reported once the items before the failed one have run through;
     /// they can still be popped).
     pub fn push(&self, inputs: &[(&str, &[u8])]) -> Result<u64> {
-        match self.push_item(inputs, true)? {
+        match self.push_item(inputs, false, true)? {
+            Some(seq) => Ok(seq),
+            None => Err(self.stopped_error()),
+        }
+    }
+
+    /// Pushes one item of typed inputs, as [`push`](Self::push): every input named must hold
+    /// elements of type `T`, one per element of the tensor.
+    ///
+    /// ```
+    /// # use multitpu::pipeline::Pipeline;
+    /// # fn run(pipeline: &Pipeline) -> multitpu::Result<()> {
+    /// let input = &pipeline.inputs()[0]; // an F32 tensor
+    /// pipeline.push_as(&[(&input.name, &vec![0.5f32; input.num_elements()])])?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](Self::push), and [`Error::TensorType`] if `T` is not the element type of
+    /// an input (see [`TensorSpec::quantize`] to turn real values into a quantized input).
+    pub fn push_as<T: Element>(&self, inputs: &[(&str, &[T])]) -> Result<u64> {
+        match self.push_item(inputs, true, true)? {
             Some(seq) => Ok(seq),
             None => Err(self.stopped_error()),
         }
     }
 
     /// Pushes one item if the first queue has room; `Ok(None)` if it is full (the inputs are
-    /// not copied then). Errors as [`push`](Self::push).
+    /// not copied then).
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](Self::push).
     pub fn try_push(&self, inputs: &[(&str, &[u8])]) -> Result<Option<u64>> {
-        self.push_item(inputs, false)
+        self.push_item(inputs, false, false)
     }
 
-    fn push_item(&self, inputs: &[(&str, &[u8])], block: bool) -> Result<Option<u64>> {
-        self.check_inputs(inputs)?;
+    fn push_item<T: Element>(
+        &self,
+        inputs: &[(&str, &[T])],
+        typed: bool,
+        block: bool,
+    ) -> Result<Option<u64>> {
+        self.check_inputs(inputs, typed)?;
         let mut state = self.shared.input.lock();
         if self.shared.has_failed() {
             drop(state);
@@ -581,7 +646,7 @@ impl Pipeline {
         let mut frame: Frame = self.shared.pool.get();
         for &(name, data) in inputs {
             if let Some(slot) = input_slot(&self.layout, name) {
-                frame[slot].copy_from_slice(data);
+                frame[slot].copy_from_slice(bytemuck::cast_slice(data));
             }
         }
         let item = Item { seq, frame };
@@ -846,6 +911,22 @@ impl<'a> IntoIterator for &'a Pipeline {
 }
 
 /// The output tensors of one item. Dropping it returns its buffers to the pipeline.
+///
+/// Read a tensor as bytes ([`get`](Self::get)), as its element type
+/// ([`get_as`](Self::get_as)), or as real numbers, dequantized if it is quantized
+/// ([`get_f32`](Self::get_f32)):
+///
+/// ```
+/// # use multitpu::pipeline::Pipeline;
+/// # fn read(pipeline: &Pipeline) -> multitpu::Result<()> {
+/// if let Some(output) = pipeline.pop()? {
+///     let spec = &output.specs()[0];
+///     let real: Vec<f32> = output.get_f32(&spec.name)?; // int8, uint8, int16, int32 or float
+///     assert_eq!(real.len(), spec.num_elements());
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub struct Output {
     seq: u64,
     frame: Frame,
@@ -893,6 +974,71 @@ impl Output {
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         let index = self.layout.outputs.iter().position(|s| s.name == name)?;
         self.tensor(index)
+    }
+
+    /// Output tensor `index` as elements of `T` (its element type), without copying.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TensorIndex`] if there is no output `index`, [`Error::TensorType`] if `T` is
+    /// not its element type.
+    pub fn tensor_as<T: Element>(&self, index: usize) -> Result<&[T]> {
+        let spec = self.spec(index)?;
+        spec.view(&self.frame[self.layout.output_slots[index]])
+    }
+
+    /// The output tensor called `name` as elements of `T` (its element type), without
+    /// copying; e.g. `output.get_as::<f32>("scores")?`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownTensor`] if no output is called `name`, [`Error::TensorType`] if `T`
+    /// is not its element type.
+    pub fn get_as<T: Element>(&self, name: &str) -> Result<&[T]> {
+        self.tensor_as(self.index_of(name)?)
+    }
+
+    /// Output tensor `index` as real values: dequantized with its scale and zero point (per
+    /// channel where it has several) if it is a quantized integer tensor, copied if it is
+    /// `F32`. See [`TensorSpec::to_f32`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TensorIndex`] if there is no output `index`; [`Error::TensorType`] if it is
+    /// neither `F32` nor quantized.
+    pub fn tensor_f32(&self, index: usize) -> Result<Vec<f32>> {
+        let spec = self.spec(index)?;
+        spec.to_f32(&self.frame[self.layout.output_slots[index]])
+    }
+
+    /// The output tensor called `name` as real values, as [`tensor_f32`](Self::tensor_f32);
+    /// e.g. `output.get_f32("scores")?` for int8 scores.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownTensor`] if no output is called `name`; [`Error::TensorType`] if it is
+    /// neither `F32` nor quantized.
+    pub fn get_f32(&self, name: &str) -> Result<Vec<f32>> {
+        self.tensor_f32(self.index_of(name)?)
+    }
+
+    fn spec(&self, index: usize) -> Result<&TensorSpec> {
+        self.layout.outputs.get(index).ok_or(Error::TensorIndex {
+            kind: "pipeline output",
+            index,
+            count: self.layout.outputs.len(),
+        })
+    }
+
+    fn index_of(&self, name: &str) -> Result<usize> {
+        self.layout
+            .outputs
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| Error::UnknownTensor {
+                kind: "pipeline output",
+                name: name.to_string(),
+            })
     }
 
     /// Every output tensor with its spec, in order.

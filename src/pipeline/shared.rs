@@ -11,7 +11,41 @@ use crate::pipeline::queue::{Queue, Sender};
 use crate::Error;
 
 /// One buffer per slot of the pipeline's layout.
-pub(crate) type Frame = Box<[Box<[u8]>]>;
+pub(crate) type Frame = Box<[Buffer]>;
+
+/// The bytes of one tensor, aligned for every element type (`u128` words align to at least
+/// 8 bytes), so that typed views such as `Output::get_as::<f64>` never meet a misaligned
+/// buffer.
+#[derive(Default)]
+pub(crate) struct Buffer {
+    words: Box<[u128]>,
+    len: usize,
+}
+
+impl Buffer {
+    /// `len` zero bytes.
+    fn zeroed(len: usize) -> Self {
+        let words = len.div_ceil(std::mem::size_of::<u128>());
+        Buffer {
+            words: vec![0; words].into_boxed_slice(),
+            len,
+        }
+    }
+}
+
+impl std::ops::Deref for Buffer {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &bytemuck::cast_slice(&self.words)[..self.len]
+    }
+}
+
+impl std::ops::DerefMut for Buffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut bytemuck::cast_slice_mut(&mut self.words)[..self.len]
+    }
+}
 
 /// One item in flight: its sequence number and all its tensors.
 pub(crate) struct Item {
@@ -43,7 +77,7 @@ impl Pool {
         }
         self.slot_sizes
             .iter()
-            .map(|&size| vec![0u8; size].into_boxed_slice())
+            .map(|&size| Buffer::zeroed(size))
             .collect()
     }
 
@@ -222,6 +256,9 @@ mod tests {
         let pool = Pool::new(vec![3, 5].into(), 1);
         let a = pool.get();
         assert_eq!(a.iter().map(|b| b.len()).collect::<Vec<_>>(), [3, 5]);
+        for buffer in a.iter() {
+            assert_eq!(buffer.as_ptr() as usize % 8, 0, "buffers align to 8 bytes");
+        }
         let b = pool.get();
         pool.put(a);
         pool.put(b);

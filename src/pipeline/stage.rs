@@ -6,46 +6,8 @@
 
 use std::sync::Arc;
 
-use crate::model::ElementType;
+use crate::tensor::TensorSpec;
 use crate::{Error, Result};
-
-/// Name, type and size of one tensor a [`Stage`] reads or writes.
-///
-/// The pipeline joins stages by tensor `name` (the way compiled Edge TPU segments are joined)
-/// and checks `byte_size` when it connects a producer to a consumer.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TensorSpec {
-    /// Tensor name, unique among the pipeline's inputs and stage outputs.
-    pub name: String,
-    /// Element type.
-    pub element_type: ElementType,
-    /// Dimensions, outermost first.
-    pub shape: Vec<usize>,
-    /// Size of the tensor's data in bytes.
-    pub byte_size: usize,
-}
-
-impl TensorSpec {
-    /// A spec from its parts.
-    pub fn new(
-        name: impl Into<String>,
-        element_type: ElementType,
-        shape: Vec<usize>,
-        byte_size: usize,
-    ) -> Self {
-        TensorSpec {
-            name: name.into(),
-            element_type,
-            shape,
-            byte_size,
-        }
-    }
-
-    /// A one-dimensional `u8` tensor of `byte_size` bytes.
-    pub fn bytes(name: impl Into<String>, byte_size: usize) -> Self {
-        TensorSpec::new(name, ElementType::U8, vec![byte_size], byte_size)
-    }
-}
 
 /// One segment bound to one device, ready to run items.
 ///

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use crate::pipeline::layout::StageRoute;
 use crate::pipeline::queue::{Receiver, SendError, Sender};
-use crate::pipeline::shared::{Failure, Frame, Item, Shared};
+use crate::pipeline::shared::{Buffer, Failure, Frame, Item, Shared};
 use crate::pipeline::stage::Stage;
 use crate::pipeline::stats::Counters;
 
@@ -38,7 +38,7 @@ pub(crate) struct Worker {
 
 /// Per-thread buffers reused for every item, so the loop does not allocate.
 struct Scratch {
-    outputs: Vec<Box<[u8]>>,
+    outputs: Vec<Buffer>,
     input_refs: Vec<&'static [u8]>,
     output_refs: Vec<&'static mut [u8]>,
 }

@@ -58,6 +58,11 @@ pub struct CompiledSegment {
 /// `On-chip memory remaining for caching model parameters: Z` when present. Sizes are a
 /// decimal number and a unit among `B`, `KiB`, `MiB`, `GiB`, with or without a space
 /// between them. With several reports in `text` (co-compiled models), the first counts.
+///
+/// # Errors
+///
+/// [`Error::ToolOutput`] if the report lacks the on-chip or off-chip figures, or a size
+/// cannot be read.
 pub fn parse_report(text: &str) -> Result<CompilerReport> {
     let mut on_chip = None;
     let mut off_chip = None;
@@ -130,6 +135,10 @@ pub struct EdgeTpuCompiler {
 impl EdgeTpuCompiler {
     /// The compiler at the path in [`COMPILER_ENV`] if that is set, else `edgetpu_compiler`
     /// on `PATH`; [`Error::ToolNotFound`] (saying how to install it) if neither exists.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ToolNotFound`] (saying how to install it) if neither exists.
     pub fn find() -> Result<Self> {
         match std::env::var_os(COMPILER_ENV) {
             Some(path) if !path.is_empty() => Self::at(path),
@@ -138,6 +147,10 @@ impl EdgeTpuCompiler {
     }
 
     /// The compiler at `path`; [`Error::ToolNotFound`] unless it is an executable file.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ToolNotFound`] unless `path` is an executable file.
     pub fn at(path: impl Into<PathBuf>) -> Result<Self> {
         let program = path.into();
         if is_executable(&program) {
@@ -173,6 +186,12 @@ impl EdgeTpuCompiler {
     /// [`Error::ToolNotFound`] if the compiler has gone, [`Error::ToolFailed`] (with what
     /// the compiler printed on stderr) if it exits with a failure, and
     /// [`Error::ToolOutput`] if its report lacks the memory figures.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the temporary files cannot be written or read,
+    /// [`Error::ToolNotFound`] if the compiler has gone, [`Error::ToolFailed`] (with its
+    /// stderr) if it fails, [`Error::ToolOutput`] if its report lacks the memory figures.
     pub fn compile(&self, model: &[u8]) -> Result<CompiledSegment> {
         let dir = TempDir::new()?;
         let input = dir.path().join("segment.tflite");

@@ -131,6 +131,10 @@ impl EdgeTpuProfiler {
     /// Finds everything the usual way: the compiler with [`EdgeTpuCompiler::find`],
     /// libedgetpu with [`EdgeTpuRuntime::load`] and TFLite with [`Runtime::load`].
     /// Errors with [`Error::ToolNotFound`] or [`Error::Library`] when one is missing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ToolNotFound`] or [`Error::Library`] when one of them is missing.
     pub fn load(device: DeviceSelector) -> Result<Self> {
         Ok(Self::new(
             EdgeTpuCompiler::find()?,
@@ -169,6 +173,10 @@ impl Profiler for EdgeTpuProfiler {
 /// With an [`EdgeTpuProfiler`], points for a range of sizes re-fit the
 /// [`EdgeTpuCostModel`](super::EdgeTpuCostModel) to the caller's host, link and device.
 /// The point's latency is the profiler's median (the shipped calibration files hold means).
+///
+/// # Errors
+///
+/// As the model's builder and the profiler's `profile`.
 pub fn calibration_point(
     profiler: &impl Profiler,
     family: Family,

@@ -188,6 +188,10 @@ pub fn fc_layer_cuts(devices: usize) -> Option<Vec<usize>> {
 
 /// The plan of `strategy` for `devices` segments: `Ok(None)` where the strategy does not
 /// apply (`layers` on conv) or the model has too few places to cut.
+///
+/// # Errors
+///
+/// [`Error::Invalid`] for an unknown strategy; errors of the strategy's planning otherwise.
 pub fn plan_for(
     family: Family,
     graph: &Graph<'_, '_>,

@@ -140,6 +140,7 @@ impl Plan {
         segments: usize,
         segmenter: &S,
     ) -> Result<Plan> {
+        let _span = tracing::info_span!("plan", segments, operators = graph.op_count()).entered();
         segmenter.plan(graph, segments)
     }
 
@@ -255,6 +256,10 @@ impl Plan {
     }
 
     /// Cuts every segment out of the graph's model as a standalone model.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`extract`] for the first segment that cannot be cut.
     pub fn extract<'a>(&self, graph: &Graph<'_, 'a>) -> Result<Vec<Model<'a>>> {
         self.segments
             .iter()
@@ -262,10 +267,32 @@ impl Plan {
             .collect()
     }
 
-    /// Writes the segments as `<stem>_segment_<i>_of_<n>.tflite` into `dir` (CPU segments as
-    /// `<stem>_segment_<i>_of_<n>_cpu.tflite`, not to be compiled for the Edge TPU) and
-    /// returns the paths, in segment order.
+    /// Writes the segments as `<stem>_segment_<i>_of_<n>.tflite` into `dir` (created if
+    /// missing; CPU segments as `<stem>_segment_<i>_of_<n>_cpu.tflite`, not to be compiled
+    /// for the Edge TPU) and returns the paths, in segment order.
+    ///
+    /// ```
+    /// use multitpu::model::{Graph, paper};
+    /// use multitpu::segment::{Plan, UniformByParams};
+    ///
+    /// # fn main() -> multitpu::Result<()> {
+    /// let model = paper::fc(1000)?;
+    /// let graph = Graph::new(&model)?;
+    /// let plan = Plan::new(&graph, 2, &UniformByParams)?;
+    /// let dir = std::env::temp_dir().join(format!("plan-write-{}", std::process::id()));
+    /// let files = plan.write(&graph, &dir, "fc")?;
+    /// assert!(files[1].ends_with("fc_segment_1_of_2.tflite"));
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] naming the folder or file that cannot be created or written; errors of
+    /// [`Plan::extract`] and [`Model::to_bytes`] for a segment that cannot be cut out.
     pub fn write(&self, graph: &Graph<'_, '_>, dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
+        let _span = tracing::info_span!("write_segments", dir = %dir.display(), stem).entered();
         let n = self.segments.len();
         let io_error = |path: &Path| {
             let path = path.to_path_buf();

@@ -155,6 +155,11 @@ impl Model<'_> {
     /// Fails with [`Error::InvalidModel`] naming the first defect found (tensor or operator,
     /// field, reason), or with [`Error::Invalid`] when the dataflow itself is broken (see
     /// [`Graph::new`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidModel`] naming the first defect (tensor or operator, field, reason);
+    /// [`Error::Invalid`] when the dataflow itself is broken.
     pub fn validate(&self) -> Result<()> {
         let graph = Graph::new(self)?;
         let checker = Checker::new(self, &graph);

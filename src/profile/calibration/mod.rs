@@ -64,6 +64,11 @@ impl Family {
     }
 
     /// The model of this family with size knob `size`, built by [`crate::model::paper`].
+    ///
+    /// # Errors
+    ///
+    /// As [`paper::fc`] and
+    /// [`paper::conv`].
     pub fn model(self, size: usize) -> Result<Model<'static>> {
         match self {
             Family::Fc => paper::fc(size),
@@ -73,6 +78,10 @@ impl Family {
 
     /// The workload of the whole model of this family with size knob `size`, built as a
     /// real model by [`crate::model::paper`].
+    ///
+    /// # Errors
+    ///
+    /// As [`model`](Self::model).
     pub fn workload(self, size: usize) -> Result<SegmentWorkload> {
         let model = self.model(size)?;
         Ok(SegmentWorkload::from_model(
@@ -107,6 +116,11 @@ pub struct CalibrationPoint {
 
 /// Parses the text of one calibration file (`path` only names it in errors). The first
 /// non-blank line is the header; every other non-blank line is a point.
+///
+/// # Errors
+///
+/// [`Error::Calibration`] naming the file and line of a missing column or an unreadable
+/// value.
 pub fn parse_csv(text: &str, family: Family, path: &Path) -> Result<Vec<CalibrationPoint>> {
     let error = |line: usize, reason: String| Error::Calibration {
         path: path.to_path_buf(),
@@ -179,6 +193,11 @@ pub fn parse_csv(text: &str, family: Family, path: &Path) -> Result<Vec<Calibrat
 
 /// Reads every `*.csv` of `dir` (in file-name order); each name must start with `fc_` or
 /// `conv_`. Errors if there is none.
+///
+/// # Errors
+///
+/// [`Error::Io`] if the folder or a file cannot be read; [`Error::Calibration`] for a
+/// misnamed or malformed file, or a folder without one.
 pub fn load_dir(dir: &Path) -> Result<Vec<CalibrationPoint>> {
     let io = |path: &Path| {
         let path = path.to_path_buf();

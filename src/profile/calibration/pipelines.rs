@@ -98,6 +98,11 @@ fn fields(line: &str) -> Vec<&str> {
 }
 
 /// Parses the text of one multi-device file (`path` only names it in errors).
+///
+/// # Errors
+///
+/// [`Error::Calibration`] naming the file and line of a missing column or an unreadable
+/// value.
 pub fn parse_pipeline_csv(
     text: &str,
     family: Family,
@@ -183,6 +188,11 @@ pub fn parse_pipeline_csv(
 
 /// Reads every `*.csv` of `dir` (in file-name order) as a multi-device file. Errors if there
 /// is none or a name does not follow `<family>_<n>tpu_<split>_...`.
+///
+/// # Errors
+///
+/// [`Error::Io`] if the folder or a file cannot be read; [`Error::Calibration`] for a
+/// misnamed or malformed file, or a folder without one.
 pub fn load_pipeline_dir(dir: &Path) -> Result<Vec<PipelinePoint>> {
     let mut points = Vec::new();
     for path in csv_files(dir)? {

@@ -1,0 +1,289 @@
+//! Custom operators on TFLite's CPU interpreters, with the real TFLite 2.9 C library: Rust
+//! kernels registered by name run the model's `CUSTOM` nodes; their errors and panics, and
+//! TFLite's own messages, come back as typed errors and `tracing` events.
+
+mod common;
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+
+use multitpu::Error;
+use multitpu::backend::{CpuBackend, CustomOp, Interpreter, InterpreterOptions, OpInput, OpOutput};
+use multitpu::model::{BUILTIN_CUSTOM, ElementType, Model, OpCode, Operator, Tensor};
+use multitpu::pipeline::PipelineBuilder;
+use multitpu::tensor::TensorSpec;
+
+fn float_tensor(name: &'static str) -> Tensor<'static> {
+    Tensor {
+        name: Cow::Borrowed(name),
+        element_type: ElementType::F32,
+        shape: vec![1, 4],
+        shape_signature: None,
+        quantization: None,
+        data: None,
+        is_variable: false,
+        has_rank: true,
+    }
+}
+
+fn custom(name: &'static str, input: usize, output: usize, options: &[u8]) -> Operator<'static> {
+    Operator {
+        opcode: OpCode {
+            builtin: BUILTIN_CUSTOM,
+            custom: Some(Cow::Borrowed(name)),
+            version: 1,
+        },
+        inputs: vec![Some(input)],
+        outputs: vec![output],
+        intermediates: Vec::new(),
+        builtin_options: None,
+        custom_options: (!options.is_empty()).then(|| Cow::Owned(options.to_vec())),
+        custom_options_format: 0,
+        mutating_variable_inputs: Vec::new(),
+    }
+}
+
+/// `y = (2x + 1) × 3` as three custom nodes: `times` (its factor in its options), `plus-one`,
+/// `times` again.
+fn three_custom_nodes() -> Vec<u8> {
+    let tensors = ["x", "a", "b", "y"].map(float_tensor).to_vec();
+    let operators = vec![
+        custom("times", 0, 1, &[2]),
+        custom("plus-one", 1, 2, &[]),
+        custom("times", 2, 3, &[3]),
+    ];
+    Model::new(tensors, operators, vec![0], vec![3])
+        .to_bytes()
+        .unwrap()
+}
+
+/// Multiplies by the factor in the node's one-byte options; refuses other tensors.
+struct Times;
+
+impl CustomOp for Times {
+    fn prepare(
+        &self,
+        inputs: &[TensorSpec],
+        outputs: &[TensorSpec],
+        options: &[u8],
+    ) -> multitpu::Result<()> {
+        if inputs.len() != 1 || outputs.len() != 1 || options.len() != 1 {
+            return Err(Error::stage(
+                "times: one input, one output, a one-byte factor",
+            ));
+        }
+        Ok(())
+    }
+
+    fn invoke(
+        &self,
+        inputs: &[OpInput<'_>],
+        outputs: &mut [OpOutput<'_>],
+        options: &[u8],
+    ) -> multitpu::Result<()> {
+        let factor = f32::from(options[0]);
+        let x = inputs[0].as_slice::<f32>()?;
+        for (y, x) in outputs[0].as_mut_slice::<f32>()?.iter_mut().zip(x) {
+            *y = factor * x;
+        }
+        Ok(())
+    }
+}
+
+fn plus_one(inputs: &[OpInput<'_>], outputs: &mut [OpOutput<'_>]) -> multitpu::Result<()> {
+    let x = inputs[0].as_slice::<f32>()?;
+    for (y, x) in outputs[0].as_mut_slice::<f32>()?.iter_mut().zip(x) {
+        *y = x + 1.0;
+    }
+    Ok(())
+}
+
+fn options() -> InterpreterOptions {
+    InterpreterOptions::default()
+        .with_custom_op("times", Times)
+        .with_custom_op("plus-one", plus_one)
+}
+
+#[test]
+fn registered_kernels_run_every_custom_node_with_its_options() {
+    let Some(runtime) = common::tflite_runtime() else {
+        return;
+    };
+    let mut interpreter = Interpreter::new(&runtime, three_custom_nodes(), &options()).unwrap();
+    for x in [[0.0f32, 1.0, -2.5, 10.0], [3.0, 3.0, 3.0, 3.0]] {
+        interpreter.set_input_as(0, &x).unwrap();
+        interpreter.invoke().unwrap();
+        let expected: Vec<f32> = x.iter().map(|x| (2.0 * x + 1.0) * 3.0).collect();
+        assert_eq!(interpreter.output_as::<f32>(0).unwrap(), expected);
+    }
+}
+
+#[test]
+fn a_missing_kernel_is_a_typed_error_and_a_tracing_event() {
+    let Some(runtime) = common::tflite_runtime() else {
+        return;
+    };
+    let only_times = InterpreterOptions::default().with_custom_op("times", Times);
+    let (result, events) =
+        capture_tflite_events(|| Interpreter::new(&runtime, three_custom_nodes(), &only_times));
+    let error = result.expect_err("plus-one has no kernel");
+    assert!(
+        matches!(&error, Error::Runtime { message, .. } if message.contains("plus-one")),
+        "{error}"
+    );
+    assert!(
+        events.iter().any(|e| e.contains("plus-one")),
+        "TFLite's message reaches tracing: {events:?}"
+    );
+}
+
+#[test]
+fn kernel_errors_and_panics_fail_the_call_with_their_message() {
+    let Some(runtime) = common::tflite_runtime() else {
+        return;
+    };
+    let failing = |message: &'static str| {
+        move |_: &[OpInput<'_>], _: &mut [OpOutput<'_>]| -> multitpu::Result<()> {
+            Err(Error::stage(message))
+        }
+    };
+    let refused = options().with_custom_op("plus-one", failing("no plus today"));
+    let mut interpreter = Interpreter::new(&runtime, three_custom_nodes(), &refused).unwrap();
+    let error = interpreter.invoke().expect_err("the kernel fails");
+    assert!(
+        matches!(&error, Error::Runtime { call: "TfLiteInterpreterInvoke", message }
+            if message.contains("plus-one") && message.contains("no plus today")),
+        "{error}"
+    );
+    let panicking = options().with_custom_op(
+        "plus-one",
+        |_: &[OpInput<'_>], _: &mut [OpOutput<'_>]| -> multitpu::Result<()> {
+            panic!("kernel bug")
+        },
+    );
+    let mut interpreter = Interpreter::new(&runtime, three_custom_nodes(), &panicking).unwrap();
+    let error = interpreter.invoke().expect_err("the kernel panics");
+    assert!(error.to_string().contains("kernel bug"), "{error}");
+    // The interpreter is still usable once the kernel is fine again.
+    let mut interpreter = Interpreter::new(&runtime, three_custom_nodes(), &options()).unwrap();
+    interpreter.invoke().unwrap();
+}
+
+#[test]
+fn prepare_refuses_tensors_it_cannot_run() {
+    let Some(runtime) = common::tflite_runtime() else {
+        return;
+    };
+    // Register `times` for the node without options: its prepare refuses it.
+    let strict = options().with_custom_op("plus-one", Times);
+    let error = Interpreter::new(&runtime, three_custom_nodes(), &strict).expect_err("refused");
+    assert!(
+        matches!(&error, Error::Runtime { call: "TfLiteInterpreterAllocateTensors", message }
+            if message.contains("one-byte factor")),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_typed_accessor_of_the_wrong_type_is_an_error_not_a_panic() {
+    let Some(runtime) = common::tflite_runtime() else {
+        return;
+    };
+    let wrong = options().with_custom_op(
+        "plus-one",
+        |inputs: &[OpInput<'_>], _: &mut [OpOutput<'_>]| -> multitpu::Result<()> {
+            inputs[0].as_slice::<i32>().map(|_| ())
+        },
+    );
+    let mut interpreter = Interpreter::new(&runtime, three_custom_nodes(), &wrong).unwrap();
+    let error = interpreter.invoke().expect_err("F32 read as I32");
+    assert!(
+        error.to_string().contains("holds F32 elements, not I32"),
+        "{error}"
+    );
+}
+
+#[test]
+fn cpu_pipeline_stages_run_custom_operators() {
+    let Some(runtime) = common::tflite_runtime() else {
+        return;
+    };
+    let backend = CpuBackend::new(runtime, 1, false)
+        .with_custom_op("times", Times)
+        .with_custom_op("plus-one", plus_one);
+    let segment: Arc<[u8]> = Arc::from(three_custom_nodes());
+    let pipeline = PipelineBuilder::from_segments(&[segment], &backend)
+        .unwrap()
+        .build()
+        .unwrap();
+    pipeline
+        .push_as(&[("x", &[1.0f32, 2.0, 3.0, 4.0][..])])
+        .unwrap();
+    let output = pipeline.pop().unwrap().expect("one item");
+    assert_eq!(output.get_as::<f32>("y").unwrap(), [9.0, 15.0, 21.0, 27.0]);
+}
+
+#[test]
+fn the_unknown_custom_operator_of_a_real_model_runs_once_registered() {
+    let Some((runtime, bytes)) = common::runtime_and_model("model_invoking_error.tflite") else {
+        return;
+    };
+    // `fake-op-double`: U8 [1, 3] in, F32 scalar out. This kernel sums and doubles.
+    let double_sum = |inputs: &[OpInput<'_>], outputs: &mut [OpOutput<'_>]| {
+        let sum: f32 = inputs[0]
+            .as_slice::<u8>()?
+            .iter()
+            .map(|&v| f32::from(v))
+            .sum();
+        outputs[0].as_mut_slice::<f32>()?[0] = 2.0 * sum;
+        Ok(())
+    };
+    let options = InterpreterOptions::default().with_custom_op("fake-op-double", double_sum);
+    let mut interpreter = Interpreter::new(&runtime, bytes, &options).unwrap();
+    interpreter.set_input_as(0, &[1u8, 2, 3]).unwrap();
+    interpreter.invoke().unwrap();
+    assert_eq!(interpreter.output_as::<f32>(0).unwrap(), [12.0]);
+}
+
+/// Runs `f` with a `tracing` subscriber that records the messages of TFLite's events.
+fn capture_tflite_events<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    struct Capture(Arc<Mutex<Vec<String>>>);
+    struct Message(String);
+
+    impl Visit for Message {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "message" {
+                self.0 = format!("{value:?}");
+            }
+        }
+    }
+
+    impl Subscriber for Capture {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            if event.metadata().target() == "multitpu::tflite" {
+                let mut message = Message(String::new());
+                event.record(&mut message);
+                self.0.lock().unwrap().push(message.0);
+            }
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let result = tracing::subscriber::with_default(Capture(Arc::clone(&events)), f);
+    let events = events.lock().unwrap().clone();
+    (result, events)
+}
