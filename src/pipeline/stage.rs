@@ -26,6 +26,10 @@ pub trait Stage: Send {
     ///
     /// A stage of your own reports its own failures as [`Error::stage`]; the pipeline then
     /// stops with [`Error::StageFailed`], whose `cause` is the error returned here.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the stage's runtime reports; the pipeline stops at the first one.
     fn run(&mut self, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> Result<()>;
 
     /// Backend and device, e.g. `"tflite-cpu #0 (4 threads)"`, for statistics and errors.
@@ -39,6 +43,11 @@ pub trait Stage: Send {
 pub trait Backend: Send + Sync {
     /// Loads one segment model (a complete `.tflite` file) onto device `device_index` of this
     /// backend. The stage keeps `segment_model` alive as long as it needs the bytes.
+    ///
+    /// # Errors
+    ///
+    /// When the bytes are not a model the backend can run, or the device cannot be had
+    /// (e.g. [`Error::InvalidModel`], [`Error::Runtime`], [`Error::NoDevice`]).
     fn prepare(&self, segment_model: Arc<[u8]>, device_index: usize) -> Result<Box<dyn Stage>>;
 
     /// Short name of the backend, e.g. `"tflite-cpu"`.
@@ -60,6 +69,10 @@ pub trait Backend: Send + Sync {
     }
 
     /// Loads the same segment once per device, for a replicated pipeline stage.
+    ///
+    /// # Errors
+    ///
+    /// The first error of [`prepare`](Self::prepare).
     fn prepare_replicas(
         &self,
         segment_model: Arc<[u8]>,
