@@ -41,6 +41,34 @@ pub struct SegmentProfile {
 }
 
 /// Something that can tell how a run of operators performs on one Edge TPU.
+///
+/// Any figure source can plan: a table of measurements, a cost model of your own.
+///
+/// ```
+/// use std::ops::Range;
+///
+/// use multitpu::model::{Graph, Model, paper};
+/// use multitpu::profile::{Profiler, SegmentProfile};
+/// use multitpu::segment::{Profiled, Segmenter};
+///
+/// /// 1 ms per operator.
+/// struct PerOperator;
+///
+/// impl Profiler for PerOperator {
+///     fn profile(&self, _model: &Model, ops: Range<usize>) -> multitpu::Result<SegmentProfile> {
+///         Ok(SegmentProfile {
+///             latency_s: 1e-3 * ops.len() as f64,
+///             on_chip_bytes: 0,
+///             off_chip_bytes: 0,
+///         })
+///     }
+/// }
+///
+/// let model = paper::fc(500)?;
+/// let plan = Profiled::new(PerOperator).with_exact_devices().plan(&Graph::new(&model)?, 2)?;
+/// assert_eq!(plan.segments.len(), 2);
+/// # Ok::<(), multitpu::Error>(())
+/// ```
 pub trait Profiler {
     /// Profile operators `ops` (execution order indices) of `model` as one segment.
     ///

@@ -29,6 +29,31 @@ pub use report::{STRATEGY_NAMES, strategy};
 pub use uniform::{UniformByOps, UniformByParams};
 
 /// A strategy that chooses the cut points of a model.
+///
+/// A strategy of your own only has to return contiguous ranges; [`Plan::from_cuts`] builds
+/// the rest:
+///
+/// ```
+/// use multitpu::model::{Graph, paper};
+/// use multitpu::segment::{Plan, Segmenter};
+///
+/// /// One cut, in the middle of the operators.
+/// struct Halves;
+///
+/// impl Segmenter for Halves {
+///     fn name(&self) -> &str {
+///         "halves"
+///     }
+///     fn plan(&self, graph: &Graph<'_, '_>, _segments: usize) -> multitpu::Result<Plan> {
+///         Plan::from_cuts(self.name(), graph, &[graph.op_count() / 2])
+///     }
+/// }
+///
+/// let model = paper::fc(500)?;
+/// let plan = Plan::new(&Graph::new(&model)?, 2, &Halves)?;
+/// assert_eq!(plan.strategy, "halves");
+/// # Ok::<(), multitpu::Error>(())
+/// ```
 pub trait Segmenter {
     /// Short name shown in reports (e.g. `uniform`).
     fn name(&self) -> &str;
@@ -144,10 +169,27 @@ impl Plan {
         segmenter.plan(graph, segments)
     }
 
-    /// Makes the plan whose segments start at operator 0 and at each of `cuts` (ascending).
+    /// Makes the plan whose segments start at operator 0 and at each of `cuts` (ascending),
+    /// each segment labelled by where it runs ([`SegmentKind::of`]), with one replica.
     ///
-    /// Fails with [`Error::InvalidCut`] if a cut is out of order or out of range, or if it
-    /// would split the state of a stateful operator (variable tensors) over two segments.
+    /// ```
+    /// use multitpu::model::{Graph, paper};
+    /// use multitpu::segment::{Plan, SegmentKind};
+    ///
+    /// let model = paper::fc(500)?;
+    /// let graph = Graph::new(&model)?;
+    /// let plan = Plan::from_cuts("by hand", &graph, &[5])?;
+    /// assert_eq!(plan.segments[1].ops.start, 5);
+    /// assert!(plan.segments.iter().all(|s| s.kind == SegmentKind::EdgeTpu));
+    /// # Ok::<(), multitpu::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidCut`] if a cut is out of order or out of range, or if it would split
+    /// the state of a stateful operator (variable tensors) over two segments;
+    /// [`Error::Invalid`] for a model without operators; [`Error::Unsupported`] if two
+    /// tensors the segments exchange share a name.
     pub fn from_cuts(strategy: &str, graph: &Graph<'_, '_>, cuts: &[usize]) -> Result<Plan> {
         let op_count = graph.op_count();
         if op_count == 0 {
@@ -245,8 +287,13 @@ impl Plan {
     }
 
     /// Fills [`Segment::predicted_latency_s`] of every segment from `profiler` (any plan,
-    /// whatever strategy made it). Leaves [`Plan::candidates_profiled`] alone: these
-    /// profiles describe the result, they did not choose it.
+    /// whatever strategy made it), whatever the segment's kind. Leaves
+    /// [`Plan::candidates_profiled`] alone: these profiles describe the result, they did not
+    /// choose it.
+    ///
+    /// # Errors
+    ///
+    /// The profiler's errors, for the first segment it cannot profile.
     pub fn with_predictions(&mut self, model: &Model<'_>, profiler: &dyn Profiler) -> Result<()> {
         for segment in &mut self.segments {
             let profile = profiler.profile(model, segment.ops.clone())?;

@@ -157,6 +157,11 @@ impl Floors {
 
     /// Floors of `fixed_s` per segment, `per_op_s[i]` for operator `i`, and `io_s_per_byte`
     /// per byte of activations in or out of the segment.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for a figure that is negative or not finite, or a per-operator
+    /// list whose length is not the graph's operator count.
     pub fn new(
         graph: &Graph<'_, '_>,
         fixed_s: f64,
@@ -196,6 +201,11 @@ impl Floors {
     /// Adds the overflow term: operator `i` holds `per_op_bytes[i]` bytes priced at
     /// `per_op_s_per_byte[i]` seconds each should they exceed `budget_bytes`; the floor
     /// charges the excess of a range to its cheapest bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for lists whose length is not the operator count, or a price that
+    /// is negative or not finite.
     pub fn with_overflow(
         mut self,
         budget_bytes: u64,

@@ -14,6 +14,19 @@ pub const STRATEGY_NAMES: &[&str] = &["uniform", "uniform-ops", "profiled", "lib
 
 /// The strategy called `name`; the profiling ones (`profiled`, `libcoral`) profile with
 /// `cost_model`.
+///
+/// ```
+/// use multitpu::profile::EdgeTpuCostModel;
+/// use multitpu::segment::strategy;
+///
+/// let uniform = strategy("uniform", &EdgeTpuCostModel::usb_default())?;
+/// assert_eq!(uniform.name(), "uniform");
+/// # Ok::<(), multitpu::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Invalid`] for a name not in [`STRATEGY_NAMES`].
 pub fn strategy(name: &str, cost_model: &EdgeTpuCostModel) -> Result<Box<dyn Segmenter>> {
     Ok(match name {
         "uniform" => Box::new(UniformByParams),

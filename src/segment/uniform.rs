@@ -12,6 +12,16 @@ use crate::model::Graph;
 /// whose parameters would carry it past `total / N` bytes. The split balances bytes, not
 /// latency. Deterministic; every segment gets at least one operator, and cuts never split a
 /// stateful operator's variables.
+///
+/// ```
+/// use multitpu::model::{Graph, paper};
+/// use multitpu::segment::{Segmenter, UniformByParams};
+///
+/// let model = paper::fc(1000)?;
+/// let plan = UniformByParams.plan(&Graph::new(&model)?, 3)?;
+/// assert_eq!(plan.segments.len(), 3);
+/// # Ok::<(), multitpu::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UniformByParams;
 
@@ -60,6 +70,17 @@ impl Segmenter for UniformByParams {
 /// tie), among those that keep the cuts ascending and leave a valid cut point for each cut
 /// still to come. With no stateful operators every point is valid and segment sizes differ
 /// by at most one. Deterministic; every segment gets at least one operator.
+///
+/// ```
+/// use multitpu::model::{Graph, paper};
+/// use multitpu::segment::{Segmenter, UniformByOps};
+///
+/// let model = paper::fc(1000)?;
+/// let plan = UniformByOps.plan(&Graph::new(&model)?, 2)?;
+/// let sizes: Vec<usize> = plan.segments.iter().map(|s| s.ops.len()).collect();
+/// assert!(sizes[0].abs_diff(sizes[1]) <= 1);
+/// # Ok::<(), multitpu::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UniformByOps;
 
