@@ -2,8 +2,9 @@
 //! runtime and real models.
 //!
 //! Needs `MULTITPU_TFLITE_LIB` and `MULTITPU_ZOO`, and checks the shared models too when
-//! `MULTITPU_TEST_MODELS` is set (see `tests/common`). Tests that need Edge TPUs also need `MULTITPU_EDGETPU_LIB` and `MULTITPU_EDGETPU_COMPILER`, with two
-//! USB devices (`scripts/test` points them at the emulated Edge TPU).
+//! `MULTITPU_TEST_MODELS` is set (see `tests/common`). Tests that need Edge TPUs also need
+//! `MULTITPU_EDGETPU_LIB` and `MULTITPU_EDGETPU_COMPILER`, with two USB devices
+//! (`scripts/test` points them at the emulated Edge TPU).
 
 mod common;
 

@@ -112,7 +112,10 @@ fn unaligned_int64_vectors_read_fine() {
             .filter_map(|t| t.quantization.as_ref())
             .filter(|q| !q.zero_point.is_empty())
             .count();
-        assert!(zero_points > 0, "{name}: quantized tensors carry zero points");
+        assert!(
+            zero_points > 0,
+            "{name}: quantized tensors carry zero points"
+        );
     }
 }
 

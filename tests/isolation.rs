@@ -38,8 +38,12 @@ fn segments(model: &[u8], n: usize) -> Vec<NamedModel> {
 }
 
 fn verify_chain_gives_the_in_process_report(runtime: &Runtime) {
-    let zoo = [common::zoo::RESNET, common::zoo::LSTM, common::zoo::MULTI_IO]
-        .map(|name| (name, common::zoo_model(name)));
+    let zoo = [
+        common::zoo::RESNET,
+        common::zoo::LSTM,
+        common::zoo::MULTI_IO,
+    ]
+    .map(|name| (name, common::zoo_model(name)));
     let shared = [
         "MNISTnet_v2_uint8_quant.tflite",
         "keras_lstm_mnist_ptq.tflite",

@@ -203,7 +203,10 @@ fn edgetpu_profiles_real_segments() {
         return;
     };
     let _devices = common::devices();
-    let models = [common::zoo_model(zoo::CNN_INT8), common::shared_model(MNIST)];
+    let models = [
+        common::zoo_model(zoo::CNN_INT8),
+        common::shared_model(MNIST),
+    ];
     for bytes in models.into_iter().flatten() {
         let model = Model::from_bytes(&bytes).expect("valid model");
         let n = model.operators.len();

@@ -123,8 +123,8 @@ fn outputs_read_before_the_first_invoke_are_zeroed() {
         return;
     };
     for (name, bytes) in common::cpu_models() {
-        let interpreter = Interpreter::new(&runtime, bytes, &InterpreterOptions::default())
-            .expect("interpreter");
+        let interpreter =
+            Interpreter::new(&runtime, bytes, &InterpreterOptions::default()).expect("interpreter");
         for (i, info) in interpreter.outputs().iter().enumerate() {
             let output = interpreter.output(i).expect("output");
             assert_eq!(output.len(), info.byte_size, "{name}");
@@ -202,8 +202,15 @@ fn several_inputs_and_outputs_are_found_by_name() {
         return;
     };
     let interpreter = check_deterministic(&runtime, zoo::MULTI_IO, bytes);
-    let inputs: Vec<&str> = interpreter.inputs().iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(inputs, ["serving_default_extra:0", "serving_default_image:0"]);
+    let inputs: Vec<&str> = interpreter
+        .inputs()
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(
+        inputs,
+        ["serving_default_extra:0", "serving_default_image:0"]
+    );
     let i8 = ElementType::I8;
     assert_tensor(&interpreter.inputs()[1], inputs[1], i8, &[1, 24, 24, 3]);
     let shapes: Vec<&[usize]> = interpreter.outputs().iter().map(|t| &t.shape[..]).collect();
@@ -211,7 +218,9 @@ fn several_inputs_and_outputs_are_found_by_name() {
     for (i, info) in interpreter.outputs().iter().enumerate() {
         assert_eq!(interpreter.output_index(&info.name).ok(), Some(i));
         let mut copied = vec![0u8; info.byte_size];
-        interpreter.copy_output(i, &mut copied).expect("copy_output");
+        interpreter
+            .copy_output(i, &mut copied)
+            .expect("copy_output");
     }
 }
 

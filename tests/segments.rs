@@ -24,7 +24,7 @@ fn segment_files_round_trip_to_the_original_range() {
     let invoking_error = "model_invoking_error.tflite";
     models.extend(common::shared_model(invoking_error).map(|b| (invoking_error.to_string(), b)));
     for (name, bytes) in &models {
-        let model = Model::from_bytes(&bytes).unwrap();
+        let model = Model::from_bytes(bytes).unwrap();
         let graph = Graph::new(&model).unwrap();
         let max_segments = graph.op_count().min(4);
         for segments in 1..=max_segments {

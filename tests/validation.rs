@@ -43,10 +43,7 @@ fn zoo_mutated(name: &str, change: impl FnOnce(&mut Model<'static>)) -> Option<M
 }
 
 /// Shared model `name` with `change` applied; `None` without the shared models.
-fn shared_mutated(
-    name: &str,
-    change: impl FnOnce(&mut Model<'static>),
-) -> Option<Model<'static>> {
+fn shared_mutated(name: &str, change: impl FnOnce(&mut Model<'static>)) -> Option<Model<'static>> {
     Some(mutate(name, &common::shared_model(name)?, change))
 }
 
@@ -268,7 +265,9 @@ fn scales_on_other_tensors() {
     // The zoo model's first operator is a convolution: its output, the model input it
     // reads, its filter and its bias.
     if let Some(model) = common::zoo_model(zoo::CNN_INT8) {
-        let conv = Model::from_bytes(&model).unwrap().operators[0].clone().into_owned();
+        let conv = Model::from_bytes(&model).unwrap().operators[0]
+            .clone()
+            .into_owned();
         assert_eq!(conv.opcode.builtin, ops::CONV_2D);
         let [input, filter, bias] = [0, 1, 2].map(|i| conv.inputs[i].expect("conv input"));
         let cases = [

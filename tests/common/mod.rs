@@ -119,7 +119,8 @@ pub fn shared_dir() -> Option<PathBuf> {
 
 fn read_model(dir: PathBuf, name: &str) -> Vec<u8> {
     let path = dir.join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read test model {}: {e}", path.display()))
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("cannot read test model {}: {e}", path.display()))
 }
 
 /// The bytes of zoo model `name`; panics if the file cannot be read.
