@@ -289,7 +289,7 @@ fn apply(bytes: &mut Vec<u8>, m: &Mutation, focus: bool) {
     let at = |i: usize| {
         if focus {
             let j = (i >> 1) % len.min(65536);
-            if i % 2 == 0 { j } else { len - 1 - j }
+            if i.is_multiple_of(2) { j } else { len - 1 - j }
         } else {
             i % len
         }

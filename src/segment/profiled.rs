@@ -611,10 +611,10 @@ impl Lazy<'_> {
                 .as_ref()
                 .map_or(f64::INFINITY, |(value, _)| *value);
             let (estimate, ends) = self.best_path(candidates, Objective::Bottleneck { upper })?;
-            if let Some((value, incumbent_ends)) = &incumbent {
-                if *value <= estimate * slack {
-                    break (*value, incumbent_ends.clone());
-                }
+            if let Some((value, incumbent_ends)) = &incumbent
+                && *value <= estimate * slack
+            {
+                break (*value, incumbent_ends.clone());
             }
             self.profile_path(candidates, &ends)?;
             let value = path_value(candidates, &ends, Objective::Bottleneck { upper })?;
