@@ -504,10 +504,10 @@ fn sample(recipes: Vec<Recipe>, count: usize, rng: &mut SplitMix64) -> Vec<Recip
     let mut chosen = Vec::new();
     while chosen.len() < count && kinds.iter().any(|(_, list)| !list.is_empty()) {
         for (_, list) in &mut kinds {
-            if chosen.len() < count {
-                if let Some(recipe) = list.pop() {
-                    chosen.push(recipe);
-                }
+            if chosen.len() < count
+                && let Some(recipe) = list.pop()
+            {
+                chosen.push(recipe);
             }
         }
     }

@@ -1,9 +1,10 @@
 //! The Edge TPU and simulated Edge TPU backends as pipeline stages, on the real TFLite 2.9
 //! runtime and real models.
 //!
-//! Needs `MULTITPU_TFLITE_LIB` and `MULTITPU_TEST_MODELS` (see `tests/common`). Tests that
-//! need Edge TPUs also need `MULTITPU_EDGETPU_LIB` and `MULTITPU_EDGETPU_COMPILER`, with two
-//! USB devices (`scripts/test` points them at the emulated Edge TPU).
+//! Needs `MULTITPU_TFLITE_LIB` and `MULTITPU_ZOO`, and checks the shared models too when
+//! `MULTITPU_TEST_MODELS` is set (see `tests/common`). Tests that need Edge TPUs also need
+//! `MULTITPU_EDGETPU_LIB` and `MULTITPU_EDGETPU_COMPILER`, with two USB devices
+//! (`scripts/test` points them at the emulated Edge TPU).
 
 mod common;
 
@@ -20,6 +21,8 @@ use multitpu::model::{Graph, Model};
 use multitpu::pipeline::{Backend, PipelineBuilder};
 use multitpu::profile::{EdgeTpuCompiler, EdgeTpuCostModel};
 use multitpu::segment::{Segmenter, UniformByParams};
+
+use common::zoo;
 
 const MOBILENET: &str = "mobilenet_v1_0.25_128_quant.tflite";
 const MOBILENET_EDGETPU: &str = "mobilenet_v1_0.25_128_quant_edgetpu.tflite";
@@ -100,39 +103,51 @@ fn simulated_cpu_pipeline_matches_the_whole_model() {
 
 #[test]
 fn skipped_outputs_have_the_interpreters_shapes() {
-    let Some((runtime, bytes)) = common::runtime_and_model(MOBILENET) else {
+    let Some(runtime) = common::tflite_runtime() else {
         return;
     };
-    let bytes: Arc<[u8]> = bytes.into();
-    let skip = SimulatedEdgeTpuBackend::new(EdgeTpuCostModel::usb_default(), SimCompute::Skip)
-        .prepare(Arc::clone(&bytes), 0)
-        .unwrap();
-    let cpu = CpuBackend::new(runtime, 1, false)
-        .prepare(bytes, 0)
-        .unwrap();
-    assert_eq!(skip.inputs(), cpu.inputs());
-    assert_eq!(skip.outputs(), cpu.outputs());
+    let models = [
+        common::zoo_model(zoo::MULTI_IO),
+        common::zoo_model(zoo::LSTM),
+        common::shared_model(MOBILENET),
+    ];
+    for bytes in models.into_iter().flatten() {
+        let bytes: Arc<[u8]> = bytes.into();
+        let skip = SimulatedEdgeTpuBackend::new(EdgeTpuCostModel::usb_default(), SimCompute::Skip)
+            .prepare(Arc::clone(&bytes), 0)
+            .unwrap();
+        let cpu = CpuBackend::new(runtime.clone(), 1, false)
+            .prepare(bytes, 0)
+            .unwrap();
+        assert_eq!(skip.inputs(), cpu.inputs());
+        assert_eq!(skip.outputs(), cpu.outputs());
+    }
 }
 
 #[test]
 fn simulation_refuses_compiled_models() {
-    let Some(bytes) = common::model_bytes(MOBILENET_EDGETPU) else {
+    let Some(compiled) = common::compiled_zoo_model(zoo::CNN_INT8) else {
         return;
     };
     let backend = SimulatedEdgeTpuBackend::new(EdgeTpuCostModel::usb_default(), SimCompute::Skip);
-    let result = backend.prepare(bytes.into(), 0);
-    assert!(
-        matches!(&result, Err(Error::Unsupported { feature }) if feature.contains("compiled")),
-        "{:?}",
-        result.map(|s| s.describe())
-    );
+    for bytes in [Some(compiled), common::shared_model(MOBILENET_EDGETPU)]
+        .into_iter()
+        .flatten()
+    {
+        let result = backend.prepare(bytes.into(), 0);
+        assert!(
+            matches!(&result, Err(Error::Unsupported { feature }) if feature.contains("compiled")),
+            "{:?}",
+            result.map(|s| s.describe())
+        );
+    }
 }
 
 #[test]
 fn edgetpu_backend_refuses_uncompiled_segments() {
     let (Some(plain), Some(compiled)) = (
-        common::model_bytes(MOBILENET),
-        common::model_bytes(MOBILENET_EDGETPU),
+        common::zoo_model(zoo::CNN_INT8),
+        common::compiled_zoo_model(zoo::CNN_INT8),
     ) else {
         return;
     };
@@ -140,9 +155,16 @@ fn edgetpu_backend_refuses_uncompiled_segments() {
     assert!(matches!(err, Error::NotCompiled { index: 2 }), "{err:?}");
     assert!(err.to_string().contains("edgetpu_compiler"), "{err}");
     check_compiled(&compiled, 0).expect("compiled for the Edge TPU");
-    for name in SSD_SEGMENTS {
-        let bytes = common::model_bytes(name).unwrap();
-        check_compiled(&bytes, 0).expect(name);
+    if let Some(plain) = common::shared_model(MOBILENET) {
+        assert!(matches!(
+            check_compiled(&plain, 2),
+            Err(Error::NotCompiled { index: 2 })
+        ));
+    }
+    for name in [MOBILENET_EDGETPU].iter().chain(&SSD_SEGMENTS) {
+        if let Some(bytes) = common::shared_model(name) {
+            check_compiled(&bytes, 0).expect(name);
+        }
     }
     // The paper's models, cut by multitpu, are not compiled either.
     let (_, segments) = common::paper_fc_segments(100, 2, &UniformByParams);
@@ -201,18 +223,28 @@ fn edgetpu_backend() -> Option<(EdgeTpuBackend, EdgeTpuCompiler)> {
 
 #[test]
 fn edgetpu_stage_runs_a_compiled_model_and_holds_its_device() {
-    let (Some((backend, compiler)), Some(plain)) =
-        (edgetpu_backend(), common::model_bytes(MOBILENET))
-    else {
+    let Some((backend, compiler)) = edgetpu_backend() else {
         return;
     };
     let _devices = common::devices();
+    let models = [
+        common::zoo_model(zoo::DEPTHWISE),
+        common::shared_model(MOBILENET),
+    ];
+    for plain in models.into_iter().flatten() {
+        run_one_stage_on_device_0(&backend, &compiler, &plain);
+    }
+}
+
+/// Compiles `plain` (refused before that), runs it as a stage on device 0, and checks the
+/// device stays taken until the stage is dropped.
+fn run_one_stage_on_device_0(backend: &EdgeTpuBackend, compiler: &EdgeTpuCompiler, plain: &[u8]) {
     let err = backend
-        .prepare(Arc::from(plain.as_slice()), 0)
+        .prepare(Arc::from(plain), 0)
         .map(|s| s.describe())
         .expect_err("not compiled");
     assert!(matches!(err, Error::NotCompiled { index: 0 }), "{err:?}");
-    let bytes: Arc<[u8]> = compiler.compile(&plain).unwrap().model.into();
+    let bytes: Arc<[u8]> = compiler.compile(plain).unwrap().model.into();
     let mut stage = backend.prepare(Arc::clone(&bytes), 0).unwrap();
     assert!(
         stage.describe().starts_with("edgetpu #0"),
@@ -222,7 +254,7 @@ fn edgetpu_stage_runs_a_compiled_model_and_holds_its_device() {
     let input = common::pattern(stage.inputs()[0].byte_size);
     let mut output = vec![0u8; stage.outputs()[0].byte_size];
     stage.run(&[&input], &mut [&mut output]).unwrap();
-    assert!(output.iter().any(|&b| b != 0), "some class scores");
+    assert!(output.iter().any(|&b| b != 0), "some scores");
     let err = backend
         .prepare(Arc::clone(&bytes), 0)
         .map(|s| s.describe())
@@ -237,13 +269,24 @@ fn edgetpu_stage_runs_a_compiled_model_and_holds_its_device() {
 
 #[test]
 fn edgetpu_pipeline_runs_compiled_segments_on_two_devices() {
-    let (Some((backend, compiler)), Some(plain)) =
-        (edgetpu_backend(), common::model_bytes(MOBILENET))
-    else {
+    let Some((backend, compiler)) = edgetpu_backend() else {
         return;
     };
     assert!(backend.devices().len() >= 2, "two Edge TPUs");
-    let model = Model::from_bytes(&plain).unwrap();
+    // The zoo's MobileNetV2 holds more parameters than one Edge TPU caches.
+    let models = [
+        common::zoo_model(zoo::MOBILENET_V2),
+        common::shared_model(MOBILENET),
+    ];
+    for plain in models.into_iter().flatten() {
+        run_two_segments(&backend, &compiler, &plain);
+    }
+}
+
+/// Cuts `plain` in two, compiles both segments, and runs four equal items through them on
+/// devices 0 and 1.
+fn run_two_segments(backend: &EdgeTpuBackend, compiler: &EdgeTpuCompiler, plain: &[u8]) {
+    let model = Model::from_bytes(plain).unwrap();
     let graph = Graph::new(&model).unwrap();
     let plan = UniformByParams.plan(&graph, 2).unwrap();
     let _devices = common::devices();

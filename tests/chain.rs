@@ -20,11 +20,11 @@ fn evenly_spaced(graph: &Graph<'_, '_>, segments: usize) -> Plan {
     Plan::from_cuts("evenly-spaced", graph, &cuts).expect("evenly spaced cuts are valid")
 }
 
-fn check_model(name: &str) {
-    let Some((runtime, bytes)) = common::runtime_and_model(name) else {
+fn check_model(name: &str, bytes: &[u8]) {
+    let Some(runtime) = common::tflite_runtime() else {
         return;
     };
-    check_bytes(&runtime, name, &bytes);
+    check_bytes(&runtime, name, bytes);
 }
 
 fn check_built(name: &str, model: Model<'static>) {
@@ -143,4 +143,4 @@ fn built_several_inputs_and_outputs() {
     check_built("two inputs, three outputs", two_inputs_three_outputs());
 }
 
-cpu_model_tests!(check_model);
+real_model_tests!(check_model);

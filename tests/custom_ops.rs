@@ -225,7 +225,11 @@ fn cpu_pipeline_stages_run_custom_operators() {
 
 #[test]
 fn the_unknown_custom_operator_of_a_real_model_runs_once_registered() {
-    let Some((runtime, bytes)) = common::runtime_and_model("model_invoking_error.tflite") else {
+    // A shared model: extra coverage where the shared models are.
+    let (Some(runtime), Some(bytes)) = (
+        common::tflite_runtime(),
+        common::shared_model("model_invoking_error.tflite"),
+    ) else {
         return;
     };
     // `fake-op-double`: U8 [1, 3] in, F32 scalar out. This kernel sums and doubles.

@@ -1,10 +1,11 @@
 //! Reading and writing real `.tflite` files: round trips, determinism, and robustness
 //! against truncated, random and mutated bytes.
 //!
-//! Models come from the directory in `MULTITPU_TEST_MODELS`. Without it the tests are
-//! skipped with a message, except under CI (env var `CI` set), where they fail.
+//! Models are every file of the zoo (`MULTITPU_ZOO`) and, when present, of the shared
+//! models (`MULTITPU_TEST_MODELS`); see `tests/common`.
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::OnceLock;
 
 use multitpu::Error;
@@ -14,39 +15,11 @@ use proptest::prelude::*;
 /// `(file name, bytes)` of one model file.
 type NamedFile = (String, Vec<u8>);
 
-/// Every model, sorted by name; `None` when not configured.
+/// Every model file, sorted by name; `None` (skipped, with a notice) without the zoo.
 fn models() -> Option<&'static [NamedFile]> {
-    static MODELS: OnceLock<Option<Vec<NamedFile>>> = OnceLock::new();
-    MODELS
-        .get_or_init(|| {
-            let Some(dir) = std::env::var_os("MULTITPU_TEST_MODELS") else {
-                assert!(
-                    std::env::var_os("CI").is_none(),
-                    "MULTITPU_TEST_MODELS must be set in CI"
-                );
-                eprintln!(
-                    "SKIPPED: MULTITPU_TEST_MODELS is not set (directory of the test models)"
-                );
-                return None;
-            };
-            let dir = PathBuf::from(dir);
-            let mut out = Vec::new();
-            for entry in std::fs::read_dir(&dir).expect("read MULTITPU_TEST_MODELS") {
-                let path = entry.expect("directory entry").path();
-                if path.extension().is_some_and(|e| e == "tflite") {
-                    let name = path
-                        .file_name()
-                        .and_then(|n| n.to_str())
-                        .expect("UTF-8 file name")
-                        .to_owned();
-                    out.push((name, std::fs::read(&path).expect("read model")));
-                }
-            }
-            out.sort();
-            assert!(!out.is_empty(), "no .tflite files in {}", dir.display());
-            Some(out)
-        })
-        .as_deref()
+    static MODELS: OnceLock<Vec<NamedFile>> = OnceLock::new();
+    let models = MODELS.get_or_init(common::every_model_file);
+    (!models.is_empty()).then_some(models.as_slice())
 }
 
 fn model(name: &str) -> Option<&'static [u8]> {
@@ -56,6 +29,12 @@ fn model(name: &str) -> Option<&'static [u8]> {
             .unwrap_or_else(|| panic!("test model {name} missing"))
             .1,
     )
+}
+
+/// Shared model `name`, when the shared models are there.
+fn shared_model(name: &str) -> Option<&'static [u8]> {
+    common::shared_dir()?;
+    model(name)
 }
 
 #[test]
@@ -114,25 +93,43 @@ fn written_constant_data_is_16_byte_aligned() {
 
 #[test]
 fn unaligned_int64_vectors_read_fine() {
-    let Some(bytes) = model("MNISTnet_uint8_quant.tflite") else {
-        return;
-    };
-    let m = Model::from_bytes(bytes).expect("TFLite loads this file, so must we");
-    assert_eq!(m.operators.len(), 9);
-    let zero_points = m
-        .tensors
-        .iter()
-        .filter_map(|t| t.quantization.as_ref())
-        .filter(|q| !q.zero_point.is_empty())
-        .count();
-    assert!(zero_points > 0, "quantized tensors carry zero points");
+    // (file, its operator count): TFLite loads these files, so must we.
+    let files = [
+        (common::zoo::CNN_INT8, model(common::zoo::CNN_INT8), 6),
+        (
+            "MNISTnet_uint8_quant.tflite",
+            shared_model("MNISTnet_uint8_quant.tflite"),
+            9,
+        ),
+    ];
+    for (name, bytes, operators) in files {
+        let Some(bytes) = bytes else { continue };
+        let m = Model::from_bytes(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(m.operators.len(), operators, "{name}");
+        let zero_points = m
+            .tensors
+            .iter()
+            .filter_map(|t| t.quantization.as_ref())
+            .filter(|q| !q.zero_point.is_empty())
+            .count();
+        assert!(
+            zero_points > 0,
+            "{name}: quantized tensors carry zero points"
+        );
+    }
 }
 
 #[test]
 fn compiled_models_keep_the_edgetpu_program() {
-    let Some(bytes) = model("mobilenet_v1_0.25_128_quant_edgetpu.tflite") else {
-        return;
-    };
+    let compiled = common::compiled_zoo_model(common::zoo::CNN_INT8);
+    let shared = shared_model("mobilenet_v1_0.25_128_quant_edgetpu.tflite").map(<[u8]>::to_vec);
+    for bytes in [compiled, shared].into_iter().flatten() {
+        check_edgetpu_program(&bytes);
+    }
+}
+
+/// The `edgetpu-custom-op`'s options carry the device program and survive a round trip.
+fn check_edgetpu_program(bytes: &[u8]) {
     let m = Model::from_bytes(bytes).expect("read");
     let op = m
         .operators
@@ -147,7 +144,12 @@ fn compiled_models_keep_the_edgetpu_program() {
     let again = Model::from_bytes(&m.to_bytes().expect("write"))
         .expect("re-read")
         .into_owned();
-    assert_eq!(again.operators[0].custom_options.as_deref(), Some(options));
+    let again_op = again
+        .operators
+        .iter()
+        .find(|o| o.opcode.custom.as_deref() == Some("edgetpu-custom-op"))
+        .expect("still there");
+    assert_eq!(again_op.custom_options.as_deref(), Some(options));
 }
 
 #[test]
@@ -211,15 +213,18 @@ fn truncated_files_are_rejected_without_panic() {
 
 #[test]
 fn truncated_writer_output_is_rejected() {
-    let Some(bytes) = model("MNISTnet_v2_uint8_quant.tflite") else {
-        return;
-    };
-    let written = Model::from_bytes(bytes)
-        .and_then(|m| m.to_bytes())
-        .expect("write");
-    // Our writer leaves no trailing padding: every proper prefix misses referenced bytes.
-    for cut in 0..written.len() {
-        assert!(Model::from_bytes(&written[..cut]).is_err(), "prefix {cut}");
+    let files = [
+        model(common::zoo::RESNET),
+        shared_model("MNISTnet_v2_uint8_quant.tflite"),
+    ];
+    for bytes in files.into_iter().flatten() {
+        let written = Model::from_bytes(bytes)
+            .and_then(|m| m.to_bytes())
+            .expect("write");
+        // Our writer leaves no trailing padding: every proper prefix misses referenced bytes.
+        for cut in 0..written.len() {
+            assert!(Model::from_bytes(&written[..cut]).is_err(), "prefix {cut}");
+        }
     }
 }
 
@@ -284,7 +289,7 @@ fn apply(bytes: &mut Vec<u8>, m: &Mutation, focus: bool) {
     let at = |i: usize| {
         if focus {
             let j = (i >> 1) % len.min(65536);
-            if i % 2 == 0 { j } else { len - 1 - j }
+            if i.is_multiple_of(2) { j } else { len - 1 - j }
         } else {
             i % len
         }

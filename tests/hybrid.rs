@@ -37,12 +37,20 @@ impl Profiler for Linear {
 /// Runs `items` seeded random inputs through the whole model on one interpreter and through
 /// `pipeline`, and asserts every output is identical.
 fn assert_same_as_whole(runtime: &Runtime, whole: &[u8], pipeline: &Pipeline, items: usize) {
-    let mut interpreter = Interpreter::new(
-        runtime,
-        Arc::<[u8]>::from(whole.to_vec()),
-        &InterpreterOptions::default(),
-    )
-    .expect("whole model");
+    let options = InterpreterOptions::default();
+    assert_same_as_whole_with(runtime, whole, &options, pipeline, items);
+}
+
+/// [`assert_same_as_whole`] with the whole model's interpreter built with `options`.
+fn assert_same_as_whole_with(
+    runtime: &Runtime,
+    whole: &[u8],
+    options: &InterpreterOptions,
+    pipeline: &Pipeline,
+    items: usize,
+) {
+    let mut interpreter =
+        Interpreter::new(runtime, Arc::<[u8]>::from(whole.to_vec()), options).expect("whole model");
     let mut rng = SplitMix64::new(7);
     let mut expected = Vec::new();
     for _ in 0..items {
@@ -250,12 +258,14 @@ fn written_cpu_segments_are_named_so_and_run_from_files() {
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
 
-/// A real model whose last operator (ARG_MAX) the Edge TPU cannot run.
+/// A real model whose last operator (ARG_MAX) the Edge TPU cannot run (a shared model:
+/// extra coverage where the shared models are).
 #[test]
 fn a_real_models_cpu_tail_runs_beside_simulated_devices() {
-    let Some((runtime, bytes)) =
-        common::runtime_and_model("deeplabv3_mnv2_dm05_pascal_quant.tflite")
-    else {
+    let (Some(runtime), Some(bytes)) = (
+        common::tflite_runtime(),
+        common::shared_model("deeplabv3_mnv2_dm05_pascal_quant.tflite"),
+    ) else {
         return;
     };
     let model = Model::from_bytes(&bytes).expect("model");
@@ -281,15 +291,65 @@ fn a_real_models_cpu_tail_runs_beside_simulated_devices() {
     assert_same_as_whole(&runtime, &bytes, &pipeline, 3);
 }
 
+/// A custom operator in the middle of a real model (the zoo's CNN with its middle operator
+/// made `fake-op-double`): planned as a CPU segment between Edge TPU segments, and run on
+/// the CPU backend with a kernel registered for it, the pipeline gives the whole model's
+/// outputs.
+#[test]
+fn a_custom_operator_in_the_middle_is_a_cpu_segment_between_devices() {
+    let (Some(runtime), Some(bytes)) = (common::tflite_runtime(), common::unregistered_op_model())
+    else {
+        return;
+    };
+    let model = Model::from_bytes(&bytes).expect("model");
+    let graph = Graph::new(&model).expect("graph");
+    let custom = model
+        .operators
+        .iter()
+        .position(|op| op.opcode.custom.as_deref() == Some(common::UNREGISTERED_OP))
+        .expect("the custom operator");
+    let plan = Profiled::cost_model(EdgeTpuCostModel::usb_default())
+        .with_cpu_segments(Linear {
+            fixed_s: 1e-4,
+            per_op_s: 1e-4,
+        })
+        .plan(&graph, 2)
+        .expect("plan");
+    let holding = plan
+        .segments
+        .iter()
+        .find(|s| s.ops.contains(&custom))
+        .expect("a segment holds the custom operator");
+    assert_eq!(holding.kind, SegmentKind::Cpu, "{:?}", plan.segments);
+    assert!(
+        plan.segments.iter().any(|s| s.kind == SegmentKind::EdgeTpu),
+        "{:?}",
+        plan.segments
+    );
+    // Any deterministic kernel will do: the whole model runs the same one.
+    let zero = |_: &[multitpu::backend::OpInput<'_>],
+                outputs: &mut [multitpu::backend::OpOutput<'_>]| {
+        for output in outputs.iter_mut() {
+            output.bytes_mut().fill(0);
+        }
+        Ok(())
+    };
+    let options = InterpreterOptions::default().with_custom_op(common::UNREGISTERED_OP, zero);
+    let backend =
+        CpuBackend::new(runtime.clone(), 1, false).with_custom_op(common::UNREGISTERED_OP, zero);
+    let pipeline = Pipeline::from_plan(&plan, &graph, &backend).expect("pipeline");
+    assert_same_as_whole_with(&runtime, &bytes, &options, &pipeline, 3);
+}
+
 /// On a real model, for budgets of 1 to 4 devices: no Edge TPU segment without Edge TPU
 /// work, never more devices than the budget, a bottleneck that never rises with the budget;
 /// the 4-device plan (CPU segments and replicas included) gives the whole model's outputs
 /// on simulated devices.
-fn check_real_model_plans(name: &str) {
-    let Some((runtime, bytes)) = common::runtime_and_model(name) else {
+fn check_real_model_plans(name: &str, bytes: &[u8]) {
+    let Some(runtime) = common::tflite_runtime() else {
         return;
     };
-    let model = Model::from_bytes(&bytes).expect("model");
+    let model = Model::from_bytes(bytes).expect("model");
     let graph = Graph::new(&model).expect("graph");
     let support = op_support(&model);
     let planner = Profiled::cost_model(EdgeTpuCostModel::usb_default()).with_cpu_segments(Linear {
@@ -323,10 +383,7 @@ fn check_real_model_plans(name: &str) {
         },
     );
     let pipeline = Pipeline::from_plan(&plan, &graph, &backend).expect("pipeline");
-    assert_same_as_whole(&runtime, &bytes, &pipeline, 2);
+    assert_same_as_whole(&runtime, bytes, &pipeline, 2);
 }
 
-mod real_models {
-    use super::*;
-    cpu_model_tests!(check_real_model_plans);
-}
+real_model_tests!(check_real_model_plans);

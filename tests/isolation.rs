@@ -43,13 +43,19 @@ fn segments(model: &[u8], n: usize) -> Vec<NamedModel> {
 }
 
 fn verify_chain_gives_the_in_process_report(runtime: &Runtime) {
-    for name in [
+    let zoo = [
+        common::zoo::RESNET,
+        common::zoo::LSTM,
+        common::zoo::MULTI_IO,
+    ]
+    .map(|name| (name, common::zoo_model(name)));
+    let shared = [
         "MNISTnet_v2_uint8_quant.tflite",
         "keras_lstm_mnist_ptq.tflite",
-    ] {
-        let Some(bytes) = common::model_bytes(name) else {
-            return;
-        };
+    ]
+    .map(|name| (name, common::shared_model(name)));
+    for (name, bytes) in zoo.into_iter().chain(shared) {
+        let Some(bytes) = bytes else { continue };
         let parts = segments(&bytes, 3);
         let isolated = Isolation::new()
             .verify_chain(runtime, &NamedModel::new(name, bytes.clone()), &parts, 3, 7)
@@ -68,13 +74,10 @@ fn verify_chain_gives_the_in_process_report(runtime: &Runtime) {
 }
 
 fn every_real_cpu_model_passes_the_check(runtime: &Runtime) {
-    let mut models = Vec::new();
-    for name in common::CPU_MODELS {
-        let Some(dir) = common::test_models_dir() else {
-            return;
-        };
-        models.push(NamedModel::read(dir.join(name)).unwrap());
-    }
+    let models: Vec<NamedModel> = common::cpu_models()
+        .into_iter()
+        .map(|(name, bytes)| NamedModel::new(name, bytes))
+        .collect();
     let start = Instant::now();
     Isolation::new().check(runtime, &models, 1, 0).unwrap();
     println!(
@@ -86,16 +89,18 @@ fn every_real_cpu_model_passes_the_check(runtime: &Runtime) {
 
 fn tflite_errors_come_back_typed(runtime: &Runtime) {
     // Compiled for the Edge TPU: TFLite cannot resolve its custom op without the delegate.
-    let Some(dir) = common::test_models_dir() else {
-        return;
-    };
-    let model = NamedModel::read(dir.join("mobilenet_v1_0.25_128_quant_edgetpu.tflite")).unwrap();
-    match Isolation::new().check(runtime, &[model], 1, 0) {
-        Err(Error::Runtime { call, message }) => {
-            assert_eq!(call, "TfLiteInterpreterAllocateTensors");
-            assert!(message.contains("edgetpu-custom-op"), "{message}");
+    let compiled = common::compiled_zoo_model(common::zoo::CNN_INT8);
+    let edgetpu = "mobilenet_v1_0.25_128_quant_edgetpu.tflite";
+    let shared = common::shared_model(edgetpu);
+    for (name, bytes) in [("compiled zoo model", compiled), (edgetpu, shared)] {
+        let Some(bytes) = bytes else { continue };
+        match Isolation::new().check(runtime, &[NamedModel::new(name, bytes)], 1, 0) {
+            Err(Error::Runtime { call, message }) => {
+                assert_eq!(call, "TfLiteInterpreterAllocateTensors");
+                assert!(message.contains("edgetpu-custom-op"), "{message}");
+            }
+            other => panic!("{name}: expected a TFLite error, got {other:?}"),
         }
-        other => panic!("expected a TFLite error, got {other:?}"),
     }
 }
 

@@ -15,7 +15,7 @@ use multitpu::pipeline::{Backend, PipelineBuilder};
 use multitpu::segment::{Segmenter, UniformByOps};
 use multitpu::verify::verify_chain;
 
-const MNIST: &str = "MNISTnet_v2_uint8_quant.tflite";
+use common::zoo;
 
 /// Cycles per test: `MULTITPU_CYCLES`, default 3.
 fn cycles() -> usize {
@@ -27,10 +27,12 @@ fn cycles() -> usize {
 
 #[test]
 fn interpreters_and_chains_come_and_go() {
-    let Some((runtime, bytes)) = common::runtime_and_model(MNIST) else {
+    let (Some((runtime, bytes)), Some(unresolved)) = (
+        common::runtime_and_zoo_model(zoo::RESNET),
+        common::unregistered_op_model(),
+    ) else {
         return;
     };
-    let compiled = common::model_bytes("mobilenet_v1_0.25_128_quant_edgetpu.tflite").unwrap();
     let model = Model::from_bytes(&bytes).unwrap();
     let graph = Graph::new(&model).unwrap();
     let segments: Vec<Vec<u8>> = UniformByOps
@@ -48,7 +50,7 @@ fn interpreters_and_chains_come_and_go() {
         drop(interpreter);
         // Fails in TfLiteInterpreterAllocateTensors, after model, options and interpreter
         // were created.
-        let failed = Interpreter::new(&runtime, compiled.clone(), &InterpreterOptions::default());
+        let failed = Interpreter::new(&runtime, unresolved.clone(), &InterpreterOptions::default());
         assert!(matches!(failed, Err(Error::Runtime { .. })));
         let report = verify_chain(&runtime, &bytes, segments.clone(), 2, 1).unwrap();
         assert_eq!(report.identical, 2);
@@ -57,7 +59,7 @@ fn interpreters_and_chains_come_and_go() {
 
 #[test]
 fn pipelines_come_and_go() {
-    let Some((runtime, bytes)) = common::runtime_and_model(MNIST) else {
+    let Some((runtime, bytes)) = common::runtime_and_zoo_model(zoo::RESNET) else {
         return;
     };
     let model = Model::from_bytes(&bytes).unwrap();

@@ -17,6 +17,8 @@ use multitpu::profile::{
 };
 use multitpu::segment::param_bytes;
 
+use common::zoo;
+
 const MNIST: &str = "MNISTnet_uint8_quant.tflite";
 const MNIST_RESIDUAL: &str = "MNISTnet_v2_uint8_quant.tflite";
 const INVOKING_ERROR: &str = "model_invoking_error.tflite";
@@ -32,10 +34,14 @@ fn quick(runtime: multitpu::backend::Runtime) -> CpuProfiler {
 
 #[test]
 fn cpu_profiles_every_range_of_real_models() {
-    for name in [MNIST, MNIST_RESIDUAL] {
-        let Some((runtime, bytes)) = common::runtime_and_model(name) else {
-            return;
-        };
+    let Some(runtime) = common::tflite_runtime() else {
+        return;
+    };
+    let zoo = [zoo::CNN_INT8, zoo::RESNET].map(|name| (name, common::zoo_model(name)));
+    let shared = [MNIST, MNIST_RESIDUAL].map(|name| (name, common::shared_model(name)));
+    for (name, bytes) in zoo.into_iter().chain(shared) {
+        let Some(bytes) = bytes else { continue };
+        let runtime = runtime.clone();
         let model = Model::from_bytes(&bytes).expect("valid model");
         let profiler = quick(runtime);
         let n = model.operators.len();
@@ -59,7 +65,7 @@ fn cpu_profiles_every_range_of_real_models() {
 
 #[test]
 fn cpu_profiler_errors_are_typed() {
-    let Some((runtime, bytes)) = common::runtime_and_model(MNIST) else {
+    let Some((runtime, bytes)) = common::runtime_and_zoo_model(zoo::CNN_INT8) else {
         return;
     };
     let model = Model::from_bytes(&bytes).expect("valid model");
@@ -95,20 +101,26 @@ fn cpu_profiler_errors_are_typed() {
 
 #[test]
 fn cpu_profiler_reports_runtime_failures() {
-    let Some((runtime, bytes)) = common::runtime_and_model(INVOKING_ERROR) else {
+    let (Some(runtime), Some(bytes)) = (common::tflite_runtime(), common::unregistered_op_model())
+    else {
         return;
     };
-    let model = Model::from_bytes(&bytes).expect("valid model");
-    let n = model.operators.len();
-    let err = quick(runtime)
-        .profile(&model, 0..n)
-        .expect_err("the model has an unknown custom op");
-    assert!(matches!(err, Error::Runtime { .. }), "{err}");
+    for bytes in [Some(bytes), common::shared_model(INVOKING_ERROR)]
+        .into_iter()
+        .flatten()
+    {
+        let model = Model::from_bytes(&bytes).expect("valid model");
+        let n = model.operators.len();
+        let err = quick(runtime.clone())
+            .profile(&model, 0..n)
+            .expect_err("the model has an unknown custom op");
+        assert!(matches!(err, Error::Runtime { .. }), "{err}");
+    }
 }
 
 #[test]
 fn cached_cpu_profiler_runs_each_range_once() {
-    let Some((runtime, bytes)) = common::runtime_and_model(MNIST) else {
+    let Some((runtime, bytes)) = common::runtime_and_zoo_model(zoo::CNN_INT8) else {
         return;
     };
     let model = Model::from_bytes(&bytes).expect("valid model");
@@ -183,31 +195,36 @@ fn missing_compiler_and_library_are_typed_errors() {
 
 #[test]
 fn edgetpu_profiles_real_segments() {
-    let (Some(bytes), Some(tflite), Some(edgetpu), Some(compiler)) = (
-        common::model_bytes(MNIST),
+    let (Some(tflite), Some(edgetpu), Some(compiler)) = (
         common::tflite_runtime(),
         common::edgetpu_runtime(),
         common::edgetpu_compiler(),
     ) else {
         return;
     };
-    let model = Model::from_bytes(&bytes).expect("valid model");
-    let n = model.operators.len();
-    let profiler = CachedProfiler::new(EdgeTpuProfiler::new(
-        compiler,
-        edgetpu,
-        tflite,
-        DeviceSelector::default(),
-    ));
     let _devices = common::devices();
-    for range in [0..n, 0..n / 2, n / 2..n] {
-        let profile = profiler.profile(&model, range.clone()).expect("profiles");
-        assert!(profile.latency_s.is_finite() && profile.latency_s > 0.0);
-        assert!(
-            profile.on_chip_bytes + profile.off_chip_bytes > 0,
-            "{range:?}: {profile:?}"
-        );
+    let models = [
+        common::zoo_model(zoo::CNN_INT8),
+        common::shared_model(MNIST),
+    ];
+    for bytes in models.into_iter().flatten() {
+        let model = Model::from_bytes(&bytes).expect("valid model");
+        let n = model.operators.len();
+        let profiler = CachedProfiler::new(EdgeTpuProfiler::new(
+            compiler.clone(),
+            edgetpu.clone(),
+            tflite.clone(),
+            DeviceSelector::default(),
+        ));
+        for range in [0..n, 0..n / 2, n / 2..n] {
+            let profile = profiler.profile(&model, range.clone()).expect("profiles");
+            assert!(profile.latency_s.is_finite() && profile.latency_s > 0.0);
+            assert!(
+                profile.on_chip_bytes + profile.off_chip_bytes > 0,
+                "{range:?}: {profile:?}"
+            );
+        }
+        profiler.profile(&model, 0..n).expect("cached");
+        assert_eq!(profiler.calls(), 3);
     }
-    profiler.profile(&model, 0..n).expect("cached");
-    assert_eq!(profiler.calls(), 3);
 }

@@ -1,6 +1,7 @@
 //! The pipeline over real TFLite CPU interpreters (the TFLite 2.9 C library and real models).
 //!
-//! Needs `MULTITPU_TFLITE_LIB` and `MULTITPU_TEST_MODELS` (see `tests/common`).
+//! Needs `MULTITPU_TFLITE_LIB` and `MULTITPU_ZOO` (see `tests/common`). Stages that compare
+//! scores as bytes run the zoo's uint8 model.
 
 mod common;
 mod stages;
@@ -13,9 +14,7 @@ use multitpu::pipeline::{Backend, PipelineBuilder, Stage, TensorSpec};
 use multitpu::segment::UniformByOps;
 use stages::FailingAt;
 
-const MNIST: &str = "MNISTnet_uint8_quant.tflite";
-const MOBILENET: &str = "mobilenet_v1_0.25_128_quant.tflite";
-const INVOKING_ERROR: &str = "model_invoking_error.tflite";
+use common::zoo;
 
 /// Input `i` of a series: the test pattern rotated by `i`.
 fn input(len: usize, i: usize) -> Vec<u8> {
@@ -44,7 +43,7 @@ fn reference(
 
 #[test]
 fn cpu_stage_matches_a_plain_interpreter() {
-    let Some((runtime, bytes)) = common::runtime_and_model(MNIST) else {
+    let Some((runtime, bytes)) = common::runtime_and_zoo_model(zoo::CNN_INT8) else {
         return;
     };
     let model: Arc<[u8]> = bytes.into();
@@ -78,7 +77,7 @@ fn cpu_stage_matches_a_plain_interpreter() {
 
 #[test]
 fn replicated_cpu_stage_keeps_order() {
-    let Some((runtime, bytes)) = common::runtime_and_model(MOBILENET) else {
+    let Some((runtime, bytes)) = common::runtime_and_zoo_model(zoo::DEPTHWISE) else {
         return;
     };
     let model: Arc<[u8]> = bytes.into();
@@ -137,7 +136,7 @@ fn cpu_stage_in_a_mixed_pipeline_with_a_skip_connection() {
             "argmax".into()
         }
     }
-    let Some((runtime, bytes)) = common::runtime_and_model(MNIST) else {
+    let Some((runtime, bytes)) = common::runtime_and_zoo_model(zoo::INCEPTION_UINT8) else {
         return;
     };
     let model: Arc<[u8]> = bytes.into();
@@ -166,19 +165,20 @@ fn cpu_stage_in_a_mixed_pipeline_with_a_skip_connection() {
 
 #[test]
 fn prepare_reports_the_runtime_error() {
-    let Some((runtime, bytes)) = common::runtime_and_model(INVOKING_ERROR) else {
+    let (Some(runtime), Some(bytes)) = (common::tflite_runtime(), common::unregistered_op_model())
+    else {
         return;
     };
     let err = CpuBackend::new(runtime, 1, false)
         .prepare(bytes.into(), 0)
         .err()
-        .expect("fake-op-double is not registered");
+        .expect("the custom op is not registered");
     assert!(matches!(err, Error::Runtime { .. }), "{err:?}");
 }
 
 #[test]
 fn xnnpack_stage_runs() {
-    let Some((runtime, bytes)) = common::runtime_and_model(MNIST) else {
+    let Some((runtime, bytes)) = common::runtime_and_zoo_model(zoo::INCEPTION_UINT8) else {
         return;
     };
     let model: Arc<[u8]> = bytes.into();

@@ -1,7 +1,8 @@
-//! Pipelined outputs of every runnable model in `shared/models` equal the whole model's, on
-//! TFLite CPU interpreters, for 2, 3 and 4 segments, with queues of capacity 1.
+//! Pipelined outputs of every runnable real model (the zoo's, and the shared ones when
+//! present) equal the whole model's, on TFLite CPU interpreters, for 2, 3 and 4 segments,
+//! with queues of capacity 1.
 //!
-//! Needs `MULTITPU_TFLITE_LIB` and `MULTITPU_TEST_MODELS` (see `tests/common`).
+//! Needs `MULTITPU_TFLITE_LIB` and `MULTITPU_ZOO` (see `tests/common`).
 
 mod common;
 
@@ -16,15 +17,15 @@ use multitpu::verify::random_tensor;
 
 const ITEMS: usize = 12;
 
-fn check_model(name: &str) {
-    let Some((runtime, bytes)) = common::runtime_and_model(name) else {
+fn check_model(name: &str, bytes: &[u8]) {
+    let Some(runtime) = common::tflite_runtime() else {
         return;
     };
-    let model = Model::from_bytes(&bytes).unwrap();
+    let model = Model::from_bytes(bytes).unwrap();
     let graph = Graph::new(&model).unwrap();
     let mut whole = Interpreter::new(
         &runtime,
-        Arc::<[u8]>::from(bytes.as_slice()),
+        Arc::<[u8]>::from(bytes),
         &InterpreterOptions::default(),
     )
     .unwrap();
@@ -115,4 +116,4 @@ fn run_pipeline(
     });
 }
 
-cpu_model_tests!(check_model);
+real_model_tests!(check_model);

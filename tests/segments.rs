@@ -7,6 +7,8 @@ use multitpu::Error;
 use multitpu::model::{Graph, Model, Tensor, edgetpu};
 use multitpu::segment::{Segmenter, UniformByParams};
 
+use common::zoo;
+
 const COMPILED_MODELS: &[&str] = &[
     "mobilenet_v1_0.25_128_quant_edgetpu.tflite",
     "ssd_mobilenet_v2_coco_quant_postprocess_segment_0_of_2_edgetpu.tflite",
@@ -15,14 +17,14 @@ const COMPILED_MODELS: &[&str] = &[
 
 #[test]
 fn segment_files_round_trip_to_the_original_range() {
-    for name in common::CPU_MODELS
-        .iter()
-        .chain([&"model_invoking_error.tflite"])
-    {
-        let Some(bytes) = common::model_bytes(name) else {
-            return;
-        };
-        let model = Model::from_bytes(&bytes).unwrap();
+    let mut models = common::cpu_models();
+    models.extend(
+        common::unregistered_op_model().map(|bytes| (common::UNREGISTERED_OP.to_string(), bytes)),
+    );
+    let invoking_error = "model_invoking_error.tflite";
+    models.extend(common::shared_model(invoking_error).map(|b| (invoking_error.to_string(), b)));
+    for (name, bytes) in &models {
+        let model = Model::from_bytes(bytes).unwrap();
         let graph = Graph::new(&model).unwrap();
         let max_segments = graph.op_count().min(4);
         for segments in 1..=max_segments {
@@ -77,11 +79,15 @@ fn segment_files_round_trip_to_the_original_range() {
 
 #[test]
 fn compiled_models_are_recognised_and_not_split() {
+    let mut compiled = Vec::new();
+    for name in [zoo::CNN_INT8, zoo::MULTI_IO] {
+        compiled.extend(common::compiled_zoo_model(name).map(|b| (name.to_string(), b)));
+    }
     for name in COMPILED_MODELS {
-        let Some(bytes) = common::model_bytes(name) else {
-            return;
-        };
-        let model = Model::from_bytes(&bytes).unwrap();
+        compiled.extend(common::shared_model(name).map(|b| (name.to_string(), b)));
+    }
+    for (name, bytes) in &compiled {
+        let model = Model::from_bytes(bytes).unwrap();
         let programs = edgetpu::programs(&model);
         assert!(!programs.is_empty(), "{name} is compiled");
         for program in &programs {
@@ -95,10 +101,7 @@ fn compiled_models_are_recognised_and_not_split() {
             "{name}: {err}"
         );
     }
-    for name in common::CPU_MODELS {
-        let Some(bytes) = common::model_bytes(name) else {
-            return;
-        };
+    for (name, bytes) in common::cpu_models() {
         assert!(
             !edgetpu::is_compiled(&Model::from_bytes(&bytes).unwrap()),
             "{name}"

@@ -769,15 +769,14 @@ fn profiled_beats_uniform_and_libcoral_on_paper_models() {
 
 #[test]
 fn profiled_beats_uniform_and_libcoral_on_real_models() {
-    let Some(dir) = common::test_models_dir() else {
-        return;
-    };
+    let models = common::cpu_models();
+    if models.is_empty() {
+        return; // skipped without the zoo, with a notice
+    }
     let mut ours = 0;
     let mut theirs = 0;
-    for name in common::CPU_MODELS {
-        let path = dir.join(name);
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let model = Model::from_bytes(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+    for (name, bytes) in &models {
+        let model = Model::from_bytes(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         let graph = Graph::new(&model).expect("graph");
         let places = valid_cuts(&graph).len() + 1;
         for segments in [2, 3, 4, 8].into_iter().filter(|&n| n <= places) {
@@ -846,17 +845,23 @@ fn cost_model_floor_is_sound_on_paper_models() {
 
 #[test]
 fn cost_model_floor_is_sound_on_real_models() {
-    let Some(dir) = common::test_models_dir() else {
-        return;
-    };
-    for name in [
+    let zoo = [
+        common::zoo::RESNET,
+        common::zoo::DEPTHWISE,
+        common::zoo::MOBILENET_V2,
+        common::zoo::LSTM,
+        common::zoo::MULTI_IO,
+    ]
+    .map(|name| (name, common::zoo_model(name)));
+    let shared = [
         "MNISTnet_v2_uint8_quant.tflite",
         "mobilenet_v1_0.25_128_quant.tflite",
         "mobilenet_v2_1.0_224_quant.tflite",
         "keras_lstm_mnist_ptq.tflite",
-    ] {
-        let path = dir.join(name);
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    ]
+    .map(|name| (name, common::shared_model(name)));
+    for (name, bytes) in zoo.into_iter().chain(shared) {
+        let Some(bytes) = bytes else { continue };
         let model = Model::from_bytes(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
         check_cost_model_floor(name, &model);
     }
@@ -983,7 +988,7 @@ impl Profiler for Recorded {
 
 #[test]
 fn profiled_is_optimal_on_cpu_measurements() {
-    let Some((runtime, bytes)) = common::runtime_and_model("MNISTnet_v2_uint8_quant.tflite") else {
+    let Some((runtime, bytes)) = common::runtime_and_zoo_model(common::zoo::RESNET) else {
         return;
     };
     let model = Model::from_bytes(&bytes).expect("model");

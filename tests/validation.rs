@@ -1,4 +1,5 @@
-//! Hostile models never reach TFLite: real models with one field changed (each change made
+//! Hostile models never reach TFLite: real models (the zoo's, and the shared ones when
+//! present) with one field changed (each change made
 //! here, on the parsed model, and written back with our writer) end in a typed error from
 //! `Model::validate`, from segment extraction and from `Interpreter::new`, where without
 //! validation TFLite would abort, crash or run for minutes. Every real model and the paper's
@@ -15,6 +16,8 @@ use multitpu::model::validate::ModelLocation;
 use multitpu::model::{ElementType, Graph, Model, ops, paper};
 use multitpu::segment::{Plan, extract};
 
+use common::zoo;
+
 const MNIST: &str = "MNISTnet_uint8_quant.tflite";
 const MNIST_V2: &str = "MNISTnet_v2_uint8_quant.tflite";
 const MOBILENET_V1: &str = "mobilenet_v1_0.25_128_quant.tflite";
@@ -25,15 +28,36 @@ const MOBILENET_V2: &str = "mobilenet_v2_1.0_224_quant.tflite";
 const MNIST_SQUEEZE: usize = 4;
 const MNIST_SQUEEZE_NAME: &str = "MNISTnet/Logits/SpatialSqueeze";
 
-/// Test model `name`, parsed and owned, with `change` applied; `None` (skip) without the
-/// test models.
-fn mutated(name: &str, change: impl FnOnce(&mut Model<'static>)) -> Option<Model<'static>> {
-    let bytes = common::model_bytes(name)?;
-    let mut model = Model::from_bytes(&bytes)
+/// `bytes` of model `name`, parsed and owned, with `change` applied.
+fn mutate(name: &str, bytes: &[u8], change: impl FnOnce(&mut Model<'static>)) -> Model<'static> {
+    let mut model = Model::from_bytes(bytes)
         .unwrap_or_else(|e| panic!("{name}: {e}"))
         .into_owned();
     change(&mut model);
-    Some(model)
+    model
+}
+
+/// Zoo model `name` with `change` applied; `None` (skip) without the zoo.
+fn zoo_mutated(name: &str, change: impl FnOnce(&mut Model<'static>)) -> Option<Model<'static>> {
+    Some(mutate(name, &common::zoo_model(name)?, change))
+}
+
+/// Shared model `name` with `change` applied; `None` without the shared models.
+fn shared_mutated(name: &str, change: impl FnOnce(&mut Model<'static>)) -> Option<Model<'static>> {
+    Some(mutate(name, &common::shared_model(name)?, change))
+}
+
+/// The `nth` operator with builtin code `builtin`: its index and the tensor it reads first,
+/// which crosses a cut in front of it.
+fn nth_op(model: &Model<'_>, builtin: i32, nth: usize) -> (usize, usize) {
+    let (index, op) = model
+        .operators
+        .iter()
+        .enumerate()
+        .filter(|(_, op)| op.opcode.builtin == builtin)
+        .nth(nth)
+        .expect("the model has this operator");
+    (index, op.inputs[0].expect("a first input"))
 }
 
 /// The output of the first operator with builtin code `builtin`.
@@ -113,49 +137,78 @@ fn check_refused(model: &Model<'_>, expect: &Expect, cut: Option<usize>) {
     }
 }
 
+// Each case runs on a zoo model, where the tensor to change is found by its operator, and
+// on the shared MNISTnet / MobileNet files when they are there, where the indices are
+// known.
+
 #[test]
 fn crossing_tensor_with_a_negative_dimension() {
     // Without validation: std::bad_alloc (SIGABRT) in TfLiteInterpreterAllocateTensors of
     // the segment that starts at SOFTMAX.
-    let Some(m) = mutated(MNIST, |m| m.tensors[MNIST_SQUEEZE].shape[1] = i32::MIN) else {
-        return;
-    };
-    assert_eq!(m.tensors[MNIST_SQUEEZE].name, MNIST_SQUEEZE_NAME);
-    check_refused(&m, &at_tensor(&m, MNIST_SQUEEZE, "shape"), Some(8));
+    let mut at = (0, 0);
+    if let Some(m) = zoo_mutated(zoo::CNN_FLOAT_IO, |m| {
+        at = nth_op(m, ops::SOFTMAX, 0);
+        m.tensors[at.1].shape[1] = i32::MIN;
+    }) {
+        let (softmax, target) = at;
+        check_refused(&m, &at_tensor(&m, target, "shape"), Some(softmax));
+    }
+    if let Some(m) = shared_mutated(MNIST, |m| m.tensors[MNIST_SQUEEZE].shape[1] = i32::MIN) {
+        assert_eq!(m.tensors[MNIST_SQUEEZE].name, MNIST_SQUEEZE_NAME);
+        check_refused(&m, &at_tensor(&m, MNIST_SQUEEZE, "shape"), Some(8));
+    }
 }
 
 #[test]
 fn crossing_tensor_with_a_huge_batch() {
     // Without validation the segment after the cut runs on 65536 rows, and the whole model
     // runs because TFLite recomputes the shape: neither matches the file.
-    let Some(m) = mutated(MNIST, |m| m.tensors[MNIST_SQUEEZE].shape[0] = 65536) else {
-        return;
-    };
-    check_refused(&m, &at_tensor(&m, MNIST_SQUEEZE, "shape"), Some(8));
-
+    let mut at = (0, 0);
+    if let Some(m) = zoo_mutated(zoo::CNN_FLOAT_IO, |m| {
+        at = nth_op(m, ops::SOFTMAX, 0);
+        m.tensors[at.1].shape[0] = 65536;
+    }) {
+        let (softmax, target) = at;
+        check_refused(&m, &at_tensor(&m, target, "shape"), Some(softmax));
+    }
     // A batch of 65536 on a feature map crossing a cut in the middle of the network.
-    let Some(m) = mutated(MNIST, |m| m.tensors[19].shape[0] = 65536) else {
-        return;
-    };
-    assert_eq!(m.tensors[19].shape, vec![65536, 7, 7, 128]);
-    check_refused(&m, &at_tensor(&m, 19, "shape"), Some(5));
+    if let Some(m) = zoo_mutated(zoo::CNN_FLOAT_IO, |m| {
+        at = nth_op(m, ops::CONV_2D, 1);
+        m.tensors[at.1].shape[0] = 65536;
+    }) {
+        let (conv, target) = at;
+        assert_eq!(m.tensors[target].shape.len(), 4, "a feature map");
+        check_refused(&m, &at_tensor(&m, target, "shape"), Some(conv));
+    }
+
+    if let Some(m) = shared_mutated(MNIST, |m| m.tensors[MNIST_SQUEEZE].shape[0] = 65536) {
+        check_refused(&m, &at_tensor(&m, MNIST_SQUEEZE, "shape"), Some(8));
+    }
+    if let Some(m) = shared_mutated(MNIST, |m| m.tensors[19].shape[0] = 65536) {
+        assert_eq!(m.tensors[19].shape, vec![65536, 7, 7, 128]);
+        check_refused(&m, &at_tensor(&m, 19, "shape"), Some(5));
+    }
 }
 
 #[test]
 fn model_input_with_a_huge_batch_is_refused_downstream() {
     // The input's shape is the caller's to choose, but the recorded shapes after it were
     // computed for batch 1: the first one that disagrees is named.
-    let Some(m) = mutated(MNIST, |m| m.tensors[22].shape[0] = 65536) else {
-        return;
-    };
-    assert_eq!(m.inputs, vec![22]);
-    check_refused(&m, &at_tensor(&m, 7, "shape"), Some(1));
+    if let Some(m) = zoo_mutated(zoo::CNN_INT8, |m| m.tensors[m.inputs[0]].shape[0] = 65536) {
+        let first_output = m.operators[0].outputs[0];
+        check_refused(&m, &at_tensor(&m, first_output, "shape"), Some(1));
+    }
+    if let Some(m) = shared_mutated(MNIST, |m| m.tensors[22].shape[0] = 65536) {
+        assert_eq!(m.inputs, vec![22]);
+        check_refused(&m, &at_tensor(&m, 7, "shape"), Some(1));
+    }
 }
 
 #[test]
 fn scales_that_abort_tflite() {
     // Each of these aborts TFLite in the first ADD of MobileNet v2 (a failed TFLITE_CHECK
-    // while preparing its fixed-point rescaling).
+    // while preparing its fixed-point rescaling); the zoo's residual network has the same
+    // ADD on int8.
     for (what, change) in [
         (
             "+inf",
@@ -172,15 +225,20 @@ fn scales_that_abort_tflite() {
         ),
     ] {
         let mut target = 0;
-        let Some(m) = mutated(MOBILENET_V2, |m| {
+        let mut scale_of_first_add = |m: &mut Model<'static>| {
             target = first_output_of(m, ops::ADD);
             change(&mut m.tensors[target].quantization.as_mut().unwrap().scale);
-        }) else {
-            return;
         };
-        eprintln!("scale {what}");
-        let cut = Graph::new(&m).unwrap().producer(target).map(|p| p + 1);
-        check_refused(&m, &at_tensor(&m, target, "quantization.scale"), cut);
+        let models = [
+            zoo_mutated(zoo::RESNET, &mut scale_of_first_add),
+            shared_mutated(MOBILENET_V2, &mut scale_of_first_add),
+        ];
+        for m in models.into_iter().flatten() {
+            eprintln!("scale {what}");
+            let target = first_output_of(&m, ops::ADD);
+            let cut = Graph::new(&m).unwrap().producer(target).map(|p| p + 1);
+            check_refused(&m, &at_tensor(&m, target, "quantization.scale"), cut);
+        }
     }
 }
 
@@ -188,25 +246,49 @@ fn scales_that_abort_tflite() {
 fn add_output_scale_that_overflows_in_single_precision() {
     // 2^20 · 3e38 is +inf in f32: TFLite's ADD gets a multiplier of 0 and aborts. Refused
     // as a scale above MAX_SCALE.
-    let mut target = 0;
-    let Some(m) = mutated(MNIST_V2, |m| {
-        target = first_output_of(m, ops::ADD);
+    let overflow = |m: &mut Model<'static>| {
+        let target = first_output_of(m, ops::ADD);
         m.tensors[target].quantization.as_mut().unwrap().scale[0] = 3e38;
-    }) else {
-        return;
     };
-    check_refused(&m, &at_tensor(&m, target, "quantization.scale"), None);
+    let models = [
+        zoo_mutated(zoo::RESNET, overflow),
+        shared_mutated(MNIST_V2, overflow),
+    ];
+    for m in models.into_iter().flatten() {
+        let target = first_output_of(&m, ops::ADD);
+        check_refused(&m, &at_tensor(&m, target, "quantization.scale"), None);
+    }
 }
 
 #[test]
 fn scales_on_other_tensors() {
+    // The zoo model's first operator is a convolution: its output, the model input it
+    // reads, its filter and its bias.
+    if let Some(model) = common::zoo_model(zoo::CNN_INT8) {
+        let conv = Model::from_bytes(&model).unwrap().operators[0]
+            .clone()
+            .into_owned();
+        assert_eq!(conv.opcode.builtin, ops::CONV_2D);
+        let [input, filter, bias] = [0, 1, 2].map(|i| conv.inputs[i].expect("conv input"));
+        let cases = [
+            (conv.outputs[0], f32::INFINITY),
+            (input, 1e-45),
+            (filter, f32::NAN),
+            (bias, 0.0),
+        ];
+        for (t, scale) in cases {
+            let m = mutate(zoo::CNN_INT8, &model, |m| {
+                m.tensors[t].quantization.as_mut().unwrap().scale[0] = scale;
+            });
+            check_refused(&m, &at_tensor(&m, t, "quantization.scale"), None);
+        }
+    }
     for (t, scale) in [(7, f32::INFINITY), (22, 1e-45), (3, f32::NAN), (2, 0.0)] {
-        let Some(m) = mutated(MNIST, |m| {
+        if let Some(m) = shared_mutated(MNIST, |m| {
             m.tensors[t].quantization.as_mut().unwrap().scale[0] = scale;
-        }) else {
-            return;
-        };
-        check_refused(&m, &at_tensor(&m, t, "quantization.scale"), None);
+        }) {
+            check_refused(&m, &at_tensor(&m, t, "quantization.scale"), None);
+        }
     }
 }
 
@@ -214,86 +296,86 @@ fn scales_on_other_tensors() {
 fn activations_typed_resource_or_variant() {
     // Without validation: SIGSEGV invoking the whole model or any segment that reads it.
     for element_type in [ElementType::Resource, ElementType::Variant] {
-        let Some(m) = mutated(MNIST, |m| {
+        let mut at = (0, 0);
+        if let Some(m) = zoo_mutated(zoo::CNN_FLOAT_IO, |m| {
+            at = nth_op(m, ops::SOFTMAX, 0);
+            m.tensors[at.1].element_type = element_type;
+        }) {
+            let (softmax, target) = at;
+            check_refused(&m, &at_tensor(&m, target, "type"), Some(softmax));
+        }
+        if let Some(m) = shared_mutated(MNIST, |m| {
             m.tensors[MNIST_SQUEEZE].element_type = element_type
-        }) else {
-            return;
-        };
-        check_refused(&m, &at_tensor(&m, MNIST_SQUEEZE, "type"), Some(8));
+        }) {
+            check_refused(&m, &at_tensor(&m, MNIST_SQUEEZE, "type"), Some(8));
+        }
     }
 }
 
 #[test]
 fn reshape_input_of_another_type() {
-    // Without validation: RESHAPE copies the float input's bytes into its uint8 output,
-    // past its end (SIGSEGV in the segment that starts at RESHAPE). The convolution that
-    // writes the input is named: it reads uint8 and writes uint8.
-    let mut target = 0;
-    let Some(m) = mutated(MOBILENET_V1, |m| {
-        let reshape = m
-            .operators
-            .iter()
-            .find(|op| op.opcode.builtin == ops::RESHAPE)
-            .unwrap();
-        target = reshape.inputs[0].unwrap();
+    // Without validation: RESHAPE copies the float input's bytes into its quantized output,
+    // past its end (SIGSEGV in the segment that starts at RESHAPE). The operator that
+    // writes the input is named: it reads and writes quantized tensors.
+    let reshape_input_to_float = |m: &mut Model<'static>| {
+        let (_, target) = nth_op(m, ops::RESHAPE, 0);
         m.tensors[target].element_type = ElementType::F32;
-    }) else {
-        return;
     };
-    let cut = Graph::new(&m).unwrap().producer(target).unwrap() + 1;
-    check_refused(&m, &at_tensor(&m, target, "type"), Some(cut));
+    let models = [
+        zoo_mutated(zoo::CNN_INT8, reshape_input_to_float),
+        shared_mutated(MOBILENET_V1, reshape_input_to_float),
+    ];
+    for m in models.into_iter().flatten() {
+        let (_, target) = nth_op(&m, ops::RESHAPE, 0);
+        let cut = Graph::new(&m).unwrap().producer(target).unwrap() + 1;
+        check_refused(&m, &at_tensor(&m, target, "type"), Some(cut));
+    }
 }
 
 #[test]
 fn model_output_rewired_to_a_constant() {
     // TFLite runs it and returns the constant: only a comparison with the original shows it.
-    let Some(m) = mutated(MNIST, |m| m.outputs[0] = 5) else {
-        return;
+    let to_first_constant = |m: &mut Model<'static>| {
+        let constant = m.tensors.iter().position(|t| t.is_constant()).unwrap();
+        m.outputs[0] = constant;
     };
-    assert!(m.tensors[5].is_constant());
-    check_refused(&m, &at_subgraph("outputs"), None);
+    if let Some(m) = zoo_mutated(zoo::CNN_INT8, to_first_constant) {
+        check_refused(&m, &at_subgraph("outputs"), None);
+    }
+    if let Some(m) = shared_mutated(MNIST, |m| m.outputs[0] = 5) {
+        assert!(m.tensors[5].is_constant());
+        check_refused(&m, &at_subgraph("outputs"), None);
+    }
 }
 
 #[test]
 fn model_output_rewired_to_the_model_input() {
-    let Some(m) = mutated(MNIST, |m| m.outputs[0] = m.inputs[0]) else {
-        return;
-    };
-    check_refused(&m, &at_subgraph("outputs"), None);
+    let to_input = |m: &mut Model<'static>| m.outputs[0] = m.inputs[0];
+    let models = [
+        zoo_mutated(zoo::CNN_INT8, to_input),
+        shared_mutated(MNIST, to_input),
+    ];
+    for m in models.into_iter().flatten() {
+        check_refused(&m, &at_subgraph("outputs"), None);
+    }
 }
 
 #[test]
 fn every_real_model_validates() {
-    let Some(dir) = common::test_models_dir() else {
-        return;
-    };
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .expect("list the test models")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "tflite"))
-        .collect();
-    names.sort();
-    assert!(
-        names.len() >= 11,
-        "{} models in {}",
-        names.len(),
-        dir.display()
-    );
-    for path in names {
-        let bytes = std::fs::read(&path).expect("read");
-        let model = Model::from_bytes(&bytes).expect("read");
-        model
-            .validate()
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let files = common::every_model_file();
+    // The zoo's eight, and the shared folder's eleven when it is there.
+    let expected = common::zoo_dir().map_or(0, |_| common::zoo::ALL.len())
+        + common::shared_dir().map_or(0, |_| 11);
+    assert!(files.len() >= expected, "{} model files", files.len());
+    for (name, bytes) in files {
+        let model = Model::from_bytes(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        model.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }
 
 #[test]
 fn every_segment_of_the_real_models_validates() {
-    for name in common::CPU_MODELS {
-        let Some(bytes) = common::model_bytes(name) else {
-            return;
-        };
+    for (name, bytes) in common::cpu_models() {
         let model = Model::from_bytes(&bytes).unwrap();
         let graph = Graph::new(&model).unwrap();
         for cut in 1..graph.op_count() {

@@ -1,9 +1,10 @@
 //! The emulated Edge TPU through multitpu's public API, as an application sees a real one.
 //!
-//! Needs `MULTITPU_TFLITE_LIB`, `MULTITPU_TEST_MODELS`, and `MULTITPU_EDGETPU_LIB` /
+//! Needs `MULTITPU_TFLITE_LIB`, `MULTITPU_ZOO`, and `MULTITPU_EDGETPU_LIB` /
 //! `MULTITPU_EDGETPU_COMPILER` pointing at this crate's library and compiler, with at least
 //! two USB devices and one PCIe device (`scripts/test` sets all of them; under CI a missing
-//! one fails the test instead of skipping it).
+//! one fails the test instead of skipping it). The shared models (`MULTITPU_TEST_MODELS`)
+//! are checked too when they are there.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -28,6 +29,8 @@ use multitpu::profile::compiler::parse_report;
 use multitpu::profile::{EdgeTpuCostModel, EdgeTpuProfiler, Profiler, SegmentWorkload};
 use multitpu::segment::{Segmenter, UniformByParams};
 use multitpu::verify::random_tensor;
+
+use common::zoo;
 
 const MNIST: &str = "MNISTnet_uint8_quant.tflite";
 const MOBILENET: &str = "mobilenet_v1_0.25_128_quant.tflite";
@@ -151,7 +154,7 @@ fn selects_devices_by_coral_names() {
     let backend =
         EdgeTpuBackend::with_devices(runtime, edgetpu, &[selector("pci:0"), selector("usb:1")])
             .unwrap();
-    let Some(compiled) = compiled(MNIST) else {
+    let Some(compiled) = compiled(zoo::CNN_INT8) else {
         return;
     };
     let stage = backend.prepare(compiled.into(), 0).unwrap();
@@ -267,7 +270,7 @@ fn the_interpreter_frees_its_delegate_after_itself() {
     else {
         return;
     };
-    let Some(compiled) = compiled(MNIST) else {
+    let Some(compiled) = compiled(zoo::CNN_INT8) else {
         return;
     };
     let _devices = common::devices();
@@ -292,7 +295,7 @@ fn a_model_not_compiled_is_refused() {
     let (Some(runtime), Some(edgetpu), Some(plain)) = (
         common::tflite_runtime(),
         common::edgetpu_runtime(),
-        common::model_bytes(MNIST),
+        common::zoo_model(zoo::CNN_INT8),
     ) else {
         return;
     };
@@ -304,19 +307,55 @@ fn a_model_not_compiled_is_refused() {
     assert!(matches!(err, Error::NotCompiled { index: 0 }), "{err:?}");
 }
 
+/// A zoo model compiled by the emulator, with its program's marker altered: the program of
+/// some other compiler, as Coral's is.
+fn foreign_program() -> Option<Vec<u8>> {
+    let compiled = compiled(zoo::CNN_INT8)?;
+    let mut model = Model::from_bytes(&compiled).unwrap().into_owned();
+    let op = model
+        .operators
+        .iter_mut()
+        .find(|op| op.opcode.custom.as_deref() == Some("edgetpu-custom-op"))
+        .expect("a compiled model");
+    let mut options = op.custom_options.take().expect("the program").into_owned();
+    let marker = edgetpu_emulator::payload::MARKER;
+    let at = options
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("the emulator's marker");
+    options[at] ^= 0x20;
+    op.custom_options = Some(options.into());
+    Some(model.to_bytes().unwrap())
+}
+
 #[test]
 fn a_program_the_emulator_did_not_write_is_refused() {
-    let (Some(runtime), Some(edgetpu), Some(coral)) = (
+    let (Some(runtime), Some(edgetpu), Some(foreign)) = (
         common::tflite_runtime(),
         common::edgetpu_runtime(),
-        common::model_bytes(MOBILENET_CORAL),
+        foreign_program(),
     ) else {
         return;
     };
     let _devices = common::devices();
+    for program in [Some(foreign), common::shared_model(MOBILENET_CORAL)]
+        .into_iter()
+        .flatten()
+    {
+        refuse_foreign_program(&runtime, &edgetpu, program);
+    }
+}
+
+/// The emulated delegate refuses `foreign`, directly and through the backend, and the
+/// device is free again afterwards.
+fn refuse_foreign_program(
+    runtime: &multitpu::backend::Runtime,
+    edgetpu: &EdgeTpuRuntime,
+    coral: Vec<u8>,
+) {
     let delegate = edgetpu.open(&selector("usb:0"), &[]).unwrap();
     let err = Interpreter::with_edgetpu(
-        &runtime,
+        runtime,
         coral.clone(),
         &InterpreterOptions::default(),
         delegate,
@@ -334,37 +373,34 @@ fn a_program_the_emulator_did_not_write_is_refused() {
         other => panic!("expected Error::EdgeTpuDelegate, got {other:?}"),
     }
     // The same through the backend, and the device is free again afterwards.
-    let backend = EdgeTpuBackend::new(runtime, edgetpu).unwrap();
+    let backend = EdgeTpuBackend::new(runtime.clone(), edgetpu.clone()).unwrap();
     let err = backend
         .prepare(coral.into(), 0)
         .map(|s| s.describe())
         .expect_err("refused");
     assert!(matches!(err, Error::EdgeTpuDelegate { .. }), "{err:?}");
-    let mnist = compiled(MNIST).expect("the test models, read above");
-    backend.prepare(mnist.into(), 0).unwrap();
+    let ours = compiled(zoo::CNN_INT8).expect("the zoo, read above");
+    backend.prepare(ours.into(), 0).unwrap();
 }
 
-/// `name` from the test models, compiled by the emulated compiler; `None` (after a visible
-/// skip notice, or a panic under CI) without the test models.
+/// Zoo model `name`, compiled by the emulated compiler; `None` (after a visible skip notice,
+/// or a panic under CI) without the zoo or the compiler.
 fn compiled(name: &str) -> Option<Vec<u8>> {
-    let bytes = common::model_bytes(name)?;
-    let compiler = common::edgetpu_compiler().expect("the compiler");
-    Some(compiler.compile(&bytes).expect("compiles").model)
+    common::compiled_zoo_model(name)
 }
 
 /// Cuts `name` in two as `edgetpu_compiler --num_segments` would, compiles each part with
 /// the emulated compiler, runs random inputs through a pipeline of two emulated USB Edge
 /// TPUs, and checks every output against the whole model on the TFLite CPU runtime.
-fn segments_match_the_whole_model(name: &str) {
-    let (Some(runtime), Some(edgetpu), Some(compiler), Some(bytes)) = (
+fn segments_match_the_whole_model(name: &str, bytes: &[u8]) {
+    let (Some(runtime), Some(edgetpu), Some(compiler)) = (
         common::tflite_runtime(),
         common::edgetpu_runtime(),
         common::edgetpu_compiler(),
-        common::model_bytes(name),
     ) else {
         return;
     };
-    let model = Model::from_bytes(&bytes).unwrap();
+    let model = Model::from_bytes(bytes).unwrap();
     let graph = Graph::new(&model).unwrap();
     let plan = UniformByParams.plan(&graph, 2).unwrap();
     let segments: Vec<Arc<[u8]>> = plan
@@ -388,7 +424,13 @@ fn segments_match_the_whole_model(name: &str) {
     for (i, segment) in segments.iter().enumerate() {
         builder = builder.stage(backend.prepare(Arc::clone(segment), i).unwrap());
     }
-    let pipeline = builder.build().unwrap();
+    // The model's inputs: a later segment may read one the first does not (the zoo's
+    // two-input model reads its second input only in the box head).
+    let inputs = model
+        .inputs
+        .iter()
+        .map(|&t| model.tensors[t].name.to_string());
+    let pipeline = builder.inputs(inputs).build().unwrap();
     let mut rng = SplitMix64::new(0xE_7B0);
     let items: Vec<Vec<(String, Vec<u8>)>> = (0..3)
         .map(|_| {
@@ -406,7 +448,8 @@ fn segments_match_the_whole_model(name: &str) {
     pipeline.close().unwrap();
     let outputs: Vec<_> = (&pipeline).into_iter().collect::<Result<_, _>>().unwrap();
 
-    let mut whole = Interpreter::new(&runtime, bytes, &InterpreterOptions::default()).unwrap();
+    let mut whole =
+        Interpreter::new(&runtime, bytes.to_vec(), &InterpreterOptions::default()).unwrap();
     for (item, output) in items.iter().zip(&outputs) {
         for (name, data) in item {
             let index = whole.input_index(name).unwrap();
@@ -425,7 +468,7 @@ fn segments_match_the_whole_model(name: &str) {
     }
 }
 
-cpu_model_tests!(segments_match_the_whole_model);
+real_model_tests!(segments_match_the_whole_model);
 
 /// Half a unit of the last digit the compiler prints (two decimals of B, KiB, MiB, GiB).
 fn printed_precision(bytes: u64) -> u64 {
@@ -440,21 +483,24 @@ fn printed_precision(bytes: u64) -> u64 {
 
 #[test]
 fn the_profiler_reports_the_cost_models_figures() {
-    let (Some(runtime), Some(edgetpu), Some(compiler), Some(mnist)) = (
+    let (Some(runtime), Some(edgetpu), Some(compiler), Some(cnn)) = (
         common::tflite_runtime(),
         common::edgetpu_runtime(),
         common::edgetpu_compiler(),
-        common::model_bytes(MNIST),
+        common::zoo_model(zoo::CNN_INT8),
     ) else {
         return;
     };
     let profiler = EdgeTpuProfiler::new(compiler, edgetpu, runtime, selector("usb:0"));
     let cost_model = EdgeTpuCostModel::usb_default();
-    let mnist = Model::from_bytes(&mnist).unwrap();
+    let mnist = common::shared_model(MNIST);
+    let mut models = vec![Model::from_bytes(&cnn).unwrap()];
+    models.extend(mnist.as_deref().map(|m| Model::from_bytes(m).unwrap()));
     // fc N = 1620 streams about 2.6 MiB of its parameters.
     let fc = paper::fc(1620).unwrap();
+    models.push(fc.clone());
     let _devices = common::devices();
-    for model in [&mnist, &fc] {
+    for model in &models {
         let n = model.operators.len();
         for range in [0..n, 0..n / 2, n / 2..n] {
             let profile = profiler.profile(model, range.clone()).unwrap();
@@ -537,17 +583,52 @@ fn invokes_last_at_least_the_prediction() {
 
 #[test]
 fn the_compiler_has_edgetpu_compilers_command_line() {
-    let Some(dir) = common::test_models_dir() else {
+    let Some(zoo_dir) = common::zoo_dir() else {
         return;
     };
     let out = std::env::temp_dir().join(format!("edgetpu-emulator-cli-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     std::fs::create_dir_all(&out).unwrap();
+    let mut models = vec![zoo_dir.join(zoo::CNN_INT8)];
+    models.extend(common::shared_dir().map(|dir| dir.join(MOBILENET)));
+    for model in &models {
+        let compiled = compile_in_two(model, &out);
+        // A compiled model is refused, as by Coral's compiler.
+        let refused = Command::new(env!("CARGO_BIN_EXE_edgetpu_compiler"))
+            .arg("-o")
+            .arg(&out)
+            .arg(&compiled)
+            .output()
+            .unwrap();
+        assert!(!refused.status.success());
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("already compiled"));
+    }
+    let compiler = env!("CARGO_BIN_EXE_edgetpu_compiler");
+    for args in [&["--bogus"][..], &["-o"][..], &[][..]] {
+        let status = Command::new(compiler).args(args).output().unwrap().status;
+        assert!(!status.success(), "{args:?}");
+    }
+    if let Some(dir) = common::shared_dir() {
+        let refused = Command::new(compiler)
+            .arg("-o")
+            .arg(&out)
+            .arg(dir.join(MOBILENET_CORAL))
+            .output()
+            .unwrap();
+        assert!(!refused.status.success());
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("already compiled"));
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// `edgetpu_compiler -s --num_segments=2 -o OUT MODEL`: checks its report and its two
+/// files, and returns the first one's path.
+fn compile_in_two(model: &std::path::Path, out: &std::path::Path) -> std::path::PathBuf {
     let compiler = env!("CARGO_BIN_EXE_edgetpu_compiler");
     let output = Command::new(compiler)
         .args(["-s", "--num_segments=2", "-o"])
-        .arg(&out)
-        .arg(dir.join(MOBILENET))
+        .arg(out)
+        .arg(model)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -561,26 +642,18 @@ fn the_compiler_has_edgetpu_compilers_command_line() {
         "{stdout}"
     );
     parse_report(&stdout).expect("the real compiler's report lines");
-    for i in 0..2 {
-        let path = out.join(format!(
-            "mobilenet_v1_0.25_128_quant_segment_{i}_of_2_edgetpu.tflite"
-        ));
-        let bytes = std::fs::read(&path).expect("segment written");
+    let stem = model
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .expect("a file name");
+    let files: Vec<std::path::PathBuf> = (0..2)
+        .map(|i| out.join(format!("{stem}_segment_{i}_of_2_edgetpu.tflite")))
+        .collect();
+    for path in &files {
+        let bytes = std::fs::read(path).expect("segment written");
         assert!(is_compiled(&Model::from_bytes(&bytes).unwrap()));
     }
-    for args in [&["--bogus"][..], &["-o"][..], &[][..]] {
-        let status = Command::new(compiler).args(args).output().unwrap().status;
-        assert!(!status.success(), "{args:?}");
-    }
-    let refused = Command::new(compiler)
-        .arg("-o")
-        .arg(&out)
-        .arg(dir.join(MOBILENET_CORAL))
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("already compiled"));
-    let _ = std::fs::remove_dir_all(&out);
+    files[0].clone()
 }
 
 #[test]
@@ -623,16 +696,27 @@ fn pipeline_example() -> std::path::PathBuf {
 /// `identical`, and every line that names an Edge TPU says it is emulated.
 #[test]
 fn the_pipeline_example_runs_emulated_segments() {
-    let (Some(_), Some(_), Some(compiler), Some(dir)) = (
+    let (Some(_), Some(_), Some(compiler), Some(zoo_dir)) = (
         common::tflite_runtime(),
         common::edgetpu_runtime(),
         common::edgetpu_compiler(),
-        common::test_models_dir(),
+        common::zoo_dir(),
     ) else {
         return;
     };
-    let reference = dir.join(MOBILENET);
-    let model = Model::from_bytes(&std::fs::read(&reference).unwrap())
+    let mut references = vec![zoo_dir.join(zoo::RESNET)];
+    references.extend(common::shared_dir().map(|dir| dir.join(MOBILENET)));
+    for reference in &references {
+        run_the_pipeline_example(&compiler, reference);
+    }
+}
+
+/// Cuts `reference` in two, compiles the segments, and runs them with the example.
+fn run_the_pipeline_example(
+    compiler: &multitpu::profile::EdgeTpuCompiler,
+    reference: &std::path::Path,
+) {
+    let model = Model::from_bytes(&std::fs::read(reference).unwrap())
         .unwrap()
         .into_owned();
     let graph = Graph::new(&model).unwrap();
@@ -657,7 +741,7 @@ fn the_pipeline_example_runs_emulated_segments() {
     let output = Command::new(pipeline_example())
         .arg(files.join(","))
         .args(["--backend", "edgetpu", "--batch", "8", "--reference"])
-        .arg(&reference)
+        .arg(reference)
         .output()
         .unwrap();
     let _ = std::fs::remove_dir_all(&out);

@@ -1337,7 +1337,7 @@ fn resolve_shape(shape: &[i32], elements: usize) -> Result<Vec<usize>> {
     }
     let mut resolved: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
     match unknown {
-        Some(i) if known > 0 && elements % known == 0 => resolved[i] = elements / known,
+        Some(i) if known > 0 && elements.is_multiple_of(known) => resolved[i] = elements / known,
         None if known == elements => {}
         _ => {
             return Err(bad(format!(

@@ -228,7 +228,7 @@ impl Builder {
     fn vector_start(&mut self, count: usize, align: usize) -> Result<usize> {
         let align = align.max(4);
         let mut at = align_up(self.pos(), 4);
-        while (at + 4) % align != 0 {
+        while !(at + 4).is_multiple_of(align) {
             at += 4;
         }
         let count = u32::try_from(count).map_err(|_| too_large())?;

@@ -339,7 +339,12 @@ impl<'a> Table<'a> {
 }
 
 fn string_at<'a>(buf: &'a [u8], pos: usize, budget: &Budget, path: &Path<'_>) -> Result<&'a str> {
-    let bytes = Vector::at(buf, pos, 1, path)?.raw();
+    let vector = Vector::at(buf, pos, 1, path)?;
+    let bytes = vector.raw();
+    // Flatbuffer strings end in a NUL, which TFLite's verifier requires inside the buffer.
+    if buf.get(vector.start + bytes.len()) != Some(&0) {
+        return Err(malformed(path, "string without its terminating NUL", pos));
+    }
     budget.charge(bytes.len(), path, pos)?;
     std::str::from_utf8(bytes).map_err(|_| malformed(path, "string is not UTF-8", pos))
 }
@@ -449,6 +454,24 @@ mod tests {
         assert_eq!(t.string(1, &budget, &path).expect("str"), Some("hi"));
         assert_eq!(t.first_present_from(0), Some(0));
         assert_eq!(t.first_present_from(2), None);
+    }
+
+    #[test]
+    fn string_without_its_terminating_nul_is_rejected() {
+        // As TFLite's flatbuffer verifier does: a file cut right before a string's NUL,
+        // or a string whose NUL is overwritten, is not a model.
+        let whole = sample();
+        let path = Path::root("t");
+        for buf in [whole[..30].to_vec(), {
+            let mut b = whole.clone();
+            b[30] = b'!';
+            b
+        }] {
+            let budget = Budget::for_input(buf.len());
+            let t = Table::root(&buf, &path).expect("root");
+            let err = t.string(1, &budget, &path).expect_err("no terminator");
+            assert!(matches!(err, Error::Malformed { offset: 28, .. }), "{err}");
+        }
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //!
 //! Layout of the output: the model table, its operator codes, the one subgraph (tensors,
 //! then operators), the description, then the buffers (constant data, 16-byte aligned)
-//! and the metadata entries. Buffer 0 is the empty sentinel; every constant tensor gets
-//! its own buffer, except tensors borrowing the very same bytes, which share one; every
-//! metadata blob gets its own buffer. The output is a pure function of the model.
+//! and the metadata entries. Buffer 0 is the empty sentinel; constant tensors with the
+//! same bytes share one buffer (as TensorFlow's converter writes them), whether or not they
+//! borrow the same memory; a variable's initial value and every metadata blob get a buffer
+//! of their own. The output is a pure function of the model's value.
 
 use std::collections::HashMap;
 
@@ -194,19 +195,24 @@ impl Model<'_> {
 
         // Buffers: the empty sentinel, constant data, then metadata blobs.
         let mut buffers: Vec<&[u8]> = vec![&[]];
-        let mut shared: HashMap<(usize, usize), u32> = HashMap::new();
+        // Keyed by content, not address: a model and its `into_owned` copy are equal and
+        // must write the same bytes.
+        let mut shared: HashMap<&[u8], u32> = HashMap::new();
         let mut tensor_buffers = Vec::with_capacity(self.tensors.len());
         for tensor in &self.tensors {
             let b = match tensor.data.as_deref() {
                 Some(data) if !data.is_empty() => {
                     let next = u32::try_from(buffers.len())
                         .map_err(|_| invalid("too many buffers".into()))?;
-                    *shared
-                        .entry((data.as_ptr() as usize, data.len()))
-                        .or_insert_with(|| {
+                    if tensor.is_variable {
+                        buffers.push(data);
+                        next
+                    } else {
+                        *shared.entry(data).or_insert_with(|| {
                             buffers.push(data);
                             next
                         })
+                    }
                 }
                 _ => 0,
             };
@@ -637,6 +643,34 @@ mod tests {
         let back = Model::from_bytes(&bytes).expect("read");
         assert_eq!(back.tensors[3].data, back.tensors[1].data);
         assert_eq!(back.metadata, m.metadata);
+    }
+
+    #[test]
+    fn equal_constants_share_a_buffer_wherever_their_bytes_live() {
+        // Found on TensorFlow 2.12's output, whose tensors share buffers: the model read
+        // from the file and its owned copy are equal, and wrote different files when
+        // sharing followed addresses.
+        let mut m = sample();
+        m.tensors.push(tensor("w2", Some(&WEIGHTS)));
+        m.tensors[3].data = Some(Cow::Owned(WEIGHTS.to_vec()));
+        let mut variable = tensor("state", None);
+        variable.data = Some(Cow::Owned(WEIGHTS.to_vec()));
+        variable.is_variable = true;
+        m.tensors.push(variable);
+        let bytes = m.to_bytes().expect("write");
+        let p = Path::root("model");
+        let buffers = Table::root(&bytes, &p)
+            .expect("root")
+            .vector(ids::model::BUFFERS, 4, &p)
+            .expect("buffers")
+            .expect("present");
+        assert_eq!(
+            buffers.len(),
+            4,
+            "sentinel, the shared weights, the variable's own, metadata"
+        );
+        let owned = Model::from_bytes(&bytes).expect("read").into_owned();
+        assert_eq!(owned.to_bytes().expect("write owned"), bytes);
     }
 
     #[test]

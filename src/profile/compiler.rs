@@ -73,13 +73,13 @@ pub fn parse_report(text: &str) -> Result<CompilerReport> {
             (OFF_CHIP_USED, &mut off_chip),
             (ON_CHIP_REMAINING, &mut remaining),
         ] {
-            if let Some(size) = line.strip_prefix(prefix) {
-                if slot.is_none() {
-                    *slot = Some(
-                        parse_size(size.trim())
-                            .map_err(|reason| report_error(format!("line `{line}`: {reason}")))?,
-                    );
-                }
+            if let Some(size) = line.strip_prefix(prefix)
+                && slot.is_none()
+            {
+                *slot = Some(
+                    parse_size(size.trim())
+                        .map_err(|reason| report_error(format!("line `{line}`: {reason}")))?,
+                );
             }
         }
     }

@@ -1,8 +1,16 @@
 //! Shared set-up for integration tests: the real TFLite library and the real test models.
 //!
-//! Tests that need them skip loudly (`SKIPPED: ...` on stderr) when the environment
-//! variables are unset, except under CI (env `CI` set), where a missing variable fails the
-//! test so a misconfigured pipeline cannot pass by skipping everything.
+//! Real models come from two folders. The zoo (`MULTITPU_ZOO`, made by `scripts/fetch-zoo`:
+//! Keras models converted by the real TFLite converter, see `scripts/zoo.py`) is there on
+//! every machine that runs `scripts/test`; the real-model suites always run on it. The
+//! shared models (`MULTITPU_TEST_MODELS`, `../shared/models` where it exists) are extra
+//! coverage: tests run on them too, and keep their assertions about those particular files,
+//! when the folder is there.
+//!
+//! Tests that need the runtime or the zoo skip loudly (`SKIPPED: ...` on stderr) when their
+//! environment variable is unset, as in a plain `cargo test`. Under CI (env `CI` set) a
+//! missing variable fails the test instead, the shared models' included, so a misconfigured
+//! pipeline cannot pass by skipping.
 #![allow(dead_code)] // each test binary uses a different subset of these helpers
 
 use std::io::Write;
@@ -12,21 +20,60 @@ use multitpu::backend::Runtime;
 
 /// Env var with the path of the TFLite C library.
 pub const TFLITE_LIB_ENV: &str = "MULTITPU_TFLITE_LIB";
-/// Env var with the directory of the real test models (`shared/models`).
+/// Env var with the directory of the zoo (`scripts/fetch-zoo`).
+pub const ZOO_ENV: &str = "MULTITPU_ZOO";
+/// Env var with the directory of the shared real models (`../shared/models`).
 pub const TEST_MODELS_ENV: &str = "MULTITPU_TEST_MODELS";
+
+/// The models of the zoo (`scripts/zoo.py`); every one runs on TFLite's CPU kernels.
+pub mod zoo {
+    /// int8, float interface: conv, max pool, fully connected, softmax.
+    pub const CNN_FLOAT_IO: &str = "cnn_int8_float_io.tflite";
+    /// int8 interface: strided and same-padded conv, average pool, fully connected.
+    pub const CNN_INT8: &str = "cnn_int8_io.tflite";
+    /// uint8 interface: parallel branches joined by concatenation, mean.
+    pub const INCEPTION_UINT8: &str = "inception_uint8_io.tflite";
+    /// Residual blocks joined by ADD.
+    pub const RESNET: &str = "resnet_int8.tflite";
+    /// Depthwise separable convolutions.
+    pub const DEPTHWISE: &str = "depthwise_separable_int8.tflite";
+    /// One UNIDIRECTIONAL_SEQUENCE_LSTM, float interface.
+    pub const LSTM: &str = "lstm_int8_float_io.tflite";
+    /// MobileNetV2 at 224x224 with 8.8 M parameters, more than an Edge TPU caches.
+    pub const MOBILENET_V2: &str = "mobilenet_v2_1.0_224_5089_int8.tflite";
+    /// Two inputs, three outputs, one of which later operators also read.
+    pub const MULTI_IO: &str = "multi_io_int8.tflite";
+    /// Every model of the zoo.
+    pub const ALL: &[&str] = &[
+        CNN_FLOAT_IO,
+        CNN_INT8,
+        INCEPTION_UINT8,
+        RESNET,
+        DEPTHWISE,
+        LSTM,
+        MOBILENET_V2,
+        MULTI_IO,
+    ];
+}
+
+/// True under CI, where nothing may be skipped.
+pub fn under_ci() -> bool {
+    std::env::var_os("CI").is_some()
+}
+
+/// Writes a skip notice where it is seen: straight to the stream, not `eprintln!`, which the
+/// harness captures for passing tests.
+pub fn skip_notice(what: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {what}");
+}
 
 /// The value of `var`, or `None` after printing a skip notice; panics under CI.
 pub fn require_env(var: &str, what: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(value) if !value.is_empty() => Some(value),
         _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{var} must be set when CI is set ({what})"
-            );
-            // Straight to the stream, not `eprintln!`: the harness captures that for passing
-            // tests, and a skip must be seen.
-            let _ = writeln!(std::io::stderr(), "SKIPPED: {var} is not set ({what})");
+            assert!(!under_ci(), "{var} must be set when CI is set ({what})");
+            skip_notice(&format!("{var} is not set ({what})"));
             None
         }
     }
@@ -42,34 +89,94 @@ pub fn tflite_runtime() -> Option<Runtime> {
     }
 }
 
-/// The directory of the real test models from `MULTITPU_TEST_MODELS`.
-pub fn test_models_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(require_env(
-        TEST_MODELS_ENV,
-        "directory of the test models",
-    )?);
-    assert!(
-        dir.is_dir(),
-        "{TEST_MODELS_ENV}={} is not a directory",
-        dir.display()
-    );
-    Some(dir)
+/// A directory from `var`, which must exist when set.
+fn dir_from(var: &str, value: String) -> PathBuf {
+    let dir = PathBuf::from(value);
+    assert!(dir.is_dir(), "{var}={} is not a directory", dir.display());
+    dir
 }
 
-/// The bytes of test model `name`; panics if the file cannot be read.
-pub fn model_bytes(name: &str) -> Option<Vec<u8>> {
-    let path = test_models_dir()?.join(name);
-    match std::fs::read(&path) {
-        Ok(bytes) => Some(bytes),
-        Err(e) => panic!("cannot read test model {}: {e}", path.display()),
+/// The zoo's directory from `MULTITPU_ZOO`.
+pub fn zoo_dir() -> Option<PathBuf> {
+    let value = require_env(ZOO_ENV, "directory of the test zoo, from scripts/fetch-zoo")?;
+    Some(dir_from(ZOO_ENV, value))
+}
+
+/// The shared models' directory from `MULTITPU_TEST_MODELS`, `None` without a notice when
+/// it is unset (they are extra coverage); panics under CI, where it must be set.
+pub fn shared_dir() -> Option<PathBuf> {
+    match std::env::var(TEST_MODELS_ENV) {
+        Ok(value) if !value.is_empty() => Some(dir_from(TEST_MODELS_ENV, value)),
+        _ => {
+            assert!(
+                !under_ci(),
+                "{TEST_MODELS_ENV} must be set when CI is set (the shared models)"
+            );
+            None
+        }
     }
 }
 
-/// Both the runtime and the bytes of model `name`, or `None` if either is unavailable.
-pub fn runtime_and_model(name: &str) -> Option<(Runtime, Vec<u8>)> {
+fn read_model(dir: PathBuf, name: &str) -> Vec<u8> {
+    let path = dir.join(name);
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("cannot read test model {}: {e}", path.display()))
+}
+
+/// The bytes of zoo model `name`; panics if the file cannot be read.
+pub fn zoo_model(name: &str) -> Option<Vec<u8>> {
+    Some(read_model(zoo_dir()?, name))
+}
+
+/// The bytes of shared model `name`, when the shared models are there.
+pub fn shared_model(name: &str) -> Option<Vec<u8>> {
+    Some(read_model(shared_dir()?, name))
+}
+
+/// Both the runtime and the bytes of zoo model `name`, or `None` if either is unavailable.
+pub fn runtime_and_zoo_model(name: &str) -> Option<(Runtime, Vec<u8>)> {
     let runtime = tflite_runtime()?;
-    let bytes = model_bytes(name)?;
+    let bytes = zoo_model(name)?;
     Some((runtime, bytes))
+}
+
+/// Every model that runs on TFLite's CPU kernels, as `(file name, bytes)`: the zoo's, then
+/// the shared ones of [`CPU_MODELS`] when the shared models are there.
+pub fn cpu_models() -> Vec<(String, Vec<u8>)> {
+    let mut models = Vec::new();
+    if let Some(dir) = zoo_dir() {
+        for name in zoo::ALL {
+            models.push((name.to_string(), read_model(dir.clone(), name)));
+        }
+    }
+    if let Some(dir) = shared_dir() {
+        for name in CPU_MODELS {
+            models.push((name.to_string(), read_model(dir.clone(), name)));
+        }
+    }
+    models
+}
+
+/// Every `.tflite` file of the zoo and of the shared models, as `(file name, bytes)`
+/// sorted by name: compiled Edge TPU models and models TFLite cannot run included.
+pub fn every_model_file() -> Vec<(String, Vec<u8>)> {
+    let mut models = Vec::new();
+    for dir in [zoo_dir(), shared_dir()].into_iter().flatten() {
+        for entry in std::fs::read_dir(&dir).expect("list the test models") {
+            let path = entry.expect("directory entry").path();
+            if path.extension().is_some_and(|e| e == "tflite") {
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .expect("UTF-8 file name")
+                    .to_owned();
+                let bytes = std::fs::read(&path).expect("read model");
+                models.push((name, bytes));
+            }
+        }
+    }
+    models.sort();
+    models
 }
 
 /// Deterministic, non-constant input bytes of length `len`.
@@ -77,7 +184,7 @@ pub fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| ((i * 31 + 7) % 251) as u8).collect()
 }
 
-/// The models of `shared/models` that run on TFLite's CPU kernels.
+/// The shared models that run on TFLite's CPU kernels.
 pub const CPU_MODELS: &[&str] = &[
     "MNISTnet_uint8_quant.tflite",
     "MNISTnet_v2_uint8_quant.tflite",
@@ -88,38 +195,58 @@ pub const CPU_MODELS: &[&str] = &[
     "keras_lstm_mnist_ptq.tflite",
 ];
 
-/// One `#[test]` per model of [`CPU_MODELS`], each calling `$check(file name)`, so the
-/// models run in parallel and a failure names its model.
+/// One `#[test]` per zoo model, each calling `$check(file name, bytes)`, so the models run
+/// in parallel and a failure names its model; and `shared_models`, which calls it on each of
+/// [`CPU_MODELS`] when the shared models are there.
 #[macro_export]
-macro_rules! cpu_model_tests {
+macro_rules! real_model_tests {
     ($check:ident) => {
-        #[test]
-        fn mnistnet() {
-            $check($crate::common::CPU_MODELS[0]);
+        mod zoo_models {
+            fn check(name: &str) {
+                if let Some(bytes) = $crate::common::zoo_model(name) {
+                    super::$check(name, &bytes);
+                }
+            }
+            #[test]
+            fn cnn_float_io() {
+                check($crate::common::zoo::CNN_FLOAT_IO);
+            }
+            #[test]
+            fn cnn_int8() {
+                check($crate::common::zoo::CNN_INT8);
+            }
+            #[test]
+            fn inception_uint8() {
+                check($crate::common::zoo::INCEPTION_UINT8);
+            }
+            #[test]
+            fn resnet() {
+                check($crate::common::zoo::RESNET);
+            }
+            #[test]
+            fn depthwise_separable() {
+                check($crate::common::zoo::DEPTHWISE);
+            }
+            #[test]
+            fn lstm() {
+                check($crate::common::zoo::LSTM);
+            }
+            #[test]
+            fn mobilenet_v2() {
+                check($crate::common::zoo::MOBILENET_V2);
+            }
+            #[test]
+            fn multi_io() {
+                check($crate::common::zoo::MULTI_IO);
+            }
         }
         #[test]
-        fn mnistnet_v2_residual() {
-            $check($crate::common::CPU_MODELS[1]);
-        }
-        #[test]
-        fn mobilenet_v1() {
-            $check($crate::common::CPU_MODELS[2]);
-        }
-        #[test]
-        fn mobilenet_v2_uint8() {
-            $check($crate::common::CPU_MODELS[3]);
-        }
-        #[test]
-        fn mobilenet_v2_tf2_int8() {
-            $check($crate::common::CPU_MODELS[4]);
-        }
-        #[test]
-        fn deeplab_v3() {
-            $check($crate::common::CPU_MODELS[5]);
-        }
-        #[test]
-        fn keras_lstm() {
-            $check($crate::common::CPU_MODELS[6]);
+        fn shared_models() {
+            for name in $crate::common::CPU_MODELS {
+                if let Some(bytes) = $crate::common::shared_model(name) {
+                    $check(name, &bytes);
+                }
+            }
         }
     };
 }
@@ -178,4 +305,38 @@ pub fn paper_fc_segments(
         .map(|m| std::sync::Arc::from(m.to_bytes().unwrap()))
         .collect();
     (model.to_bytes().unwrap().into(), segments)
+}
+
+/// Zoo model `name` compiled by `edgetpu_compiler` from the environment (the emulated one
+/// under `scripts/test`): a model with an `edgetpu-custom-op`.
+pub fn compiled_zoo_model(name: &str) -> Option<Vec<u8>> {
+    let compiler = edgetpu_compiler()?;
+    let bytes = zoo_model(name)?;
+    let compiled = compiler
+        .compile(&bytes)
+        .unwrap_or_else(|e| panic!("{name} does not compile: {e}"));
+    Some(compiled.model)
+}
+
+/// The custom operator of [`unregistered_op_model`], which no TFLite build registers (the
+/// name of the shared `model_invoking_error.tflite`'s).
+pub const UNREGISTERED_OP: &str = "fake-op-double";
+
+/// A zoo model whose middle operator is turned into the custom operator
+/// [`UNREGISTERED_OP`]: it reads, validates and cuts like any model, and TFLite refuses it
+/// when allocating tensors.
+pub fn unregistered_op_model() -> Option<Vec<u8>> {
+    let bytes = zoo_model(zoo::CNN_INT8)?;
+    let mut model = multitpu::model::Model::from_bytes(&bytes)
+        .expect("zoo model reads")
+        .into_owned();
+    let middle = model.operators.len() / 2;
+    let op = &mut model.operators[middle];
+    op.opcode = multitpu::model::OpCode {
+        builtin: multitpu::model::ops::CUSTOM,
+        custom: Some(UNREGISTERED_OP.into()),
+        version: 1,
+    };
+    op.builtin_options = None;
+    Some(model.to_bytes().expect("the writer takes the model"))
 }
