@@ -855,10 +855,10 @@ impl Lazy<'_> {
                 }
                 return Err(floors_broken(self.devices));
             };
-            if let Some((value, incumbent_steps)) = &incumbent {
-                if *value <= estimate * slack {
-                    break (*value, incumbent_steps.clone());
-                }
+            if let Some((value, incumbent_steps)) = &incumbent
+                && *value <= estimate * slack
+            {
+                break (*value, incumbent_steps.clone());
             }
             self.profile_path(candidates, &steps)?;
             let value = path_value(candidates, &steps, Objective::Bottleneck { upper })?;
