@@ -1,12 +1,16 @@
-//! What an Edge TPU does with a model, as pure functions of the model: how long a run of
-//! operators takes and how much of its parameter data stays on chip ([`cost_model`]).
+//! What a device does with a model, as pure functions of the model: how long a run of
+//! operators takes on an Edge TPU and how much of its parameter data stays on chip
+//! ([`cost_model`]), and an estimate of the same run on the host CPU ([`cpu_cost`]).
 //!
 //! Nothing here loads a library or touches a device, so the profilers ([`crate::profile`]),
 //! the simulated backend ([`crate::backend::simulated`]) and the planners ([`crate::segment`])
 //! all build on it without depending on each other.
 
 pub mod cost_model;
+pub mod cpu_cost;
 
 pub use cost_model::{
-    DeviceLayout, EdgeTpuCostModel, Link, MIB, OpWorkload, PerKind, Prediction, SegmentWorkload,
+    DeviceLayout, EdgeTpuCostModel, HostConversion, Link, MIB, OpWorkload, PerKind, Prediction,
+    SegmentWorkload,
 };
+pub use cpu_cost::{CpuCostModel, CpuWork, DataClass, MacKinds, PerClass};
