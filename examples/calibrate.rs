@@ -1,29 +1,86 @@
-//! Fits the Edge TPU cost model to single-device measurements and shows how well it fits.
+//! Fits the cost models and shows how well they fit.
 //!
 //! ```text
-//! cargo run --release --example calibrate -- [CALIBRATION_DIR]
+//! cargo run --release --example calibrate -- [CALIBRATION_DIR] [--models DIR]
+//! cargo run --release --example calibrate -- --cpu [--models DIR]
 //! ```
 //!
-//! `CALIBRATION_DIR` holds `fc_*.csv` / `conv_*.csv` files (default: `../shared/calibration`
-//! relative to the crate root). Prints the fitted parameters, then one row per measured
-//! model (measured vs predicted milliseconds and off-chip MiB), then per family the median
-//! and worst absolute errors. The figures baked into `EdgeTpuCostModel::usb_default()` come
-//! from this program run on the project's calibration data.
+//! **Edge TPU** (the default): `CALIBRATION_DIR` holds `fc_*.csv` / `conv_*.csv` files
+//! (default: `../shared/calibration` relative to the crate root) and `--models DIR` the real
+//! models (default `../shared/models`), of which Coral's `mobilenet_v2_1.0_224_quant.tflite`
+//! is used. Prints the fitted parameters, one row per measured model (measured vs predicted
+//! milliseconds and off-chip MiB), per family the median and worst absolute errors, and one
+//! row per published figure of a real model (Coral's USB Accelerator benchmarks): published,
+//! predicted, and predicted by the fit without that figure. The figures baked into
+//! `EdgeTpuCostModel::usb_default()` come from this program run on the project's data.
+//!
+//! **CPU** (`--cpu`): times the models of `cpu_calibration_models` (every model of
+//! `--models DIR` without custom operators, the paper's models, float versions of them, the
+//! rebuilt MobileNet v1 and Inception v1) and segments of them on TFLite's CPU kernels (one
+//! thread; needs the TFLite library, `MULTITPU_TFLITE_LIB`), fits `CpuCostModel`, and prints
+//! its constants and one row per timed range. Its figures describe the machine it runs on;
+//! `CpuCostModel::default()` holds those of the reference machine (docs/cost-model.md).
 
 use std::error::Error;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use multitpu::backend::Runtime;
+use multitpu::device::CpuCostModel;
 use multitpu::device::cost_model::MIB;
 use multitpu::model::figures::OpKind;
-use multitpu::profile::EdgeTpuCostModel;
-use multitpu::profile::calibration::{fit, load_dir, load_pipeline_dir};
+use multitpu::profile::calibration::{
+    CpuFitReport, CpuPoint, MOBILENET_V2_FILE, coral_usb_benchmarks, coral_usb_checks,
+    cpu_calibration_models, cpu_points, fit, fit_cpu, load_dir, load_pipeline_dir,
+    time_host_conversions,
+};
+use multitpu::profile::{CpuProfiler, EdgeTpuCostModel};
+
+/// Passes over the CPU calibration models; each range keeps its fastest pass.
+const CPU_PASSES: usize = 5;
+
+const USAGE: &str =
+    "usage: calibrate [CALIBRATION_DIR] [--models DIR] | calibrate --cpu [--models DIR]";
+
+struct Args {
+    cpu: bool,
+    calibration: PathBuf,
+    models: PathBuf,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut args = Args {
+        cpu: false,
+        calibration: root.join("../shared/calibration"),
+        models: root.join("../shared/models"),
+    };
+    let mut it = std::env::args_os().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.to_str() {
+            Some("--cpu") => args.cpu = true,
+            Some("--models") => {
+                args.models = it
+                    .next()
+                    .map(PathBuf::from)
+                    .ok_or("--models needs a folder")?;
+            }
+            Some(flag) if flag.starts_with("--") => return Err(format!("unknown flag {flag}")),
+            _ => args.calibration = PathBuf::from(arg),
+        }
+    }
+    Ok(args)
+}
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let dir = std::env::args_os()
-        .nth(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/calibration"));
-    let points = load_dir(&dir)?;
+    let args = parse_args().map_err(|e| format!("{e}\n{USAGE}"))?;
+    if args.cpu {
+        return calibrate_cpu(&args.models);
+    }
+    calibrate_edgetpu(&args.calibration, &args.models)
+}
+
+fn calibrate_edgetpu(dir: &Path, models: &Path) -> Result<(), Box<dyn Error>> {
+    let points = load_dir(dir)?;
     println!(
         "calibration data: {} ({} points)",
         dir.display(),
@@ -42,7 +99,19 @@ fn main() -> Result<(), Box<dyn Error>> {
         pipeline_dir.display(),
         pipelines.len()
     );
-    let report = fit(&points, &pipelines, &EdgeTpuCostModel::usb_default())?;
+    let published = coral_usb_benchmarks(models)?;
+    println!(
+        "published figures: {} real models (Coral's USB Accelerator benchmarks; {} from {})",
+        published.len(),
+        MOBILENET_V2_FILE,
+        models.display()
+    );
+    let report = fit(
+        &points,
+        &pipelines,
+        &published,
+        &EdgeTpuCostModel::usb_default(),
+    )?;
     let m = &report.model;
 
     println!();
@@ -77,13 +146,34 @@ fn main() -> Result<(), Box<dyn Error>> {
         m.invoke_overhead_s,
         m.invoke_overhead_s * 1e3
     );
-    for kind in [OpKind::FullyConnected, OpKind::Conv2d] {
+    for kind in [
+        OpKind::FullyConnected,
+        OpKind::Conv2d,
+        OpKind::DepthwiseConv2d,
+    ] {
         println!(
-            "  macs_per_s[{:<14}] {:>12.5e}",
+            "  macs_per_s[{:<15}] {:>11.5e}",
             format!("{kind:?}"),
             m.macs_per_s.get(kind)
         );
     }
+    println!(
+        "  per_op_s                  {:>12.5e}  ({:.2} us)",
+        m.per_op_s,
+        m.per_op_s * 1e6
+    );
+    println!(
+        "  activation_bytes_per_s    {:>12.5e}",
+        m.activation_bytes_per_s
+    );
+    println!(
+        "  host_quantize_s_per_elem  {:>12.5e}  (not fitted: timed by `calibrate --cpu`)",
+        m.host_quantize_s_per_element
+    );
+    println!(
+        "  host_dequantize_s_per_elem{:>12.5e}  (not fitted: timed by `calibrate --cpu`)",
+        m.host_dequantize_s_per_element
+    );
 
     println!();
     println!(
@@ -164,5 +254,160 @@ fn main() -> Result<(), Box<dyn Error>> {
             f.worst_off_chip_mib
         );
     }
+
+    println!();
+    println!("real models, one USB Edge TPU (published: Coral's benchmark table)");
+    println!(
+        "{:<34} {:>9} {:>9} {:>7}  {:>9} {:>7}",
+        "model", "pred ms", "pub ms", "error", "left-out", "error"
+    );
+    for r in &report.published {
+        println!(
+            "{:<34} {:>9.3} {:>9.3} {:>+6.1}%  {:>9.3} {:>+6.1}%",
+            r.name,
+            r.predicted_ms,
+            r.published_ms,
+            (r.predicted_ms / r.published_ms - 1.0) * 100.0,
+            r.left_out_ms,
+            (r.left_out_ms / r.published_ms - 1.0) * 100.0,
+        );
+    }
+    println!("not fitted (checks):");
+    for check in coral_usb_checks(models)? {
+        let predicted = m.predict(&check.workload).latency_s * 1e3;
+        println!(
+            "{:<34} {:>9.3} {:>9.3} {:>+6.1}%",
+            check.name,
+            predicted,
+            check.latency_ms,
+            (predicted / check.latency_ms - 1.0) * 100.0,
+        );
+    }
     Ok(())
+}
+
+fn calibrate_cpu(models: &Path) -> Result<(), Box<dyn Error>> {
+    let runtime = Runtime::load()?;
+    let profiler = CpuProfiler::new(runtime);
+    println!(
+        "timing on TFLite's CPU kernels ({} thread(s), median of {} runs after {} untimed, \
+         fastest of {CPU_PASSES} passes)",
+        profiler.options.threads, profiler.runs, profiler.warmup
+    );
+    // The float conversions first, on their own: the fit holds them fixed.
+    let mut conversions = time_host_conversions(&profiler)?;
+    for _ in 1..CPU_PASSES {
+        let again = time_host_conversions(&profiler)?;
+        conversions.quantize_s_per_element = conversions
+            .quantize_s_per_element
+            .min(again.quantize_s_per_element);
+        conversions.dequantize_s_per_element = conversions
+            .dequantize_s_per_element
+            .min(again.dequantize_s_per_element);
+    }
+    println!(
+        "host float conversions (a 224x224x3 tensor, fastest of {CPU_PASSES}): \
+         QUANTIZE {:.3} ns/element, DEQUANTIZE {:.3} ns/element",
+        conversions.quantize_s_per_element * 1e9,
+        conversions.dequantize_s_per_element * 1e9
+    );
+    let models = cpu_calibration_models(models)?;
+    // The host is shared: every range is timed in several passes over all the models, and
+    // the least median kept, so that a pass slowed down by other work does not count.
+    let mut points: Vec<CpuPoint> = Vec::new();
+    let mut slowest: Vec<f64> = Vec::new();
+    for pass in 0..CPU_PASSES {
+        let mut index = 0;
+        for (name, model) in &models {
+            for timed in cpu_points(&profiler, name, model)? {
+                match points.get_mut(index) {
+                    Some(kept) => {
+                        kept.measured_s = kept.measured_s.min(timed.measured_s);
+                        slowest[index] = slowest[index].max(timed.measured_s);
+                    }
+                    None => {
+                        slowest.push(timed.measured_s);
+                        points.push(timed);
+                    }
+                }
+                index += 1;
+            }
+        }
+        eprintln!("  pass {} of {CPU_PASSES}: {index} ranges timed", pass + 1);
+    }
+    let mut spread: Vec<f64> = points
+        .iter()
+        .zip(&slowest)
+        .map(|(p, &slow)| slow / p.measured_s - 1.0)
+        .collect();
+    spread.sort_by(f64::total_cmp);
+    let start = CpuCostModel {
+        quantize_s_per_element: conversions.quantize_s_per_element,
+        dequantize_s_per_element: conversions.dequantize_s_per_element,
+        ..CpuCostModel::default()
+    };
+    let report = fit_cpu(&points, &start)?;
+    print_cpu_report(&report);
+    println!(
+        "the slowest pass was slower than the fastest by a median {:.0}% (the host's noise)",
+        spread[spread.len() / 2] * 100.0
+    );
+    Ok(())
+}
+
+fn print_cpu_report(report: &CpuFitReport) {
+    let m = &report.model;
+    println!();
+    println!("fitted constants (CpuCostModel)");
+    println!(
+        "  invoke_overhead_s   {:>12.5e}  ({:.2} us)",
+        m.invoke_overhead_s,
+        m.invoke_overhead_s * 1e6
+    );
+    println!(
+        "  per_op_s            {:>12.5e}  ({:.2} us)",
+        m.per_op_s,
+        m.per_op_s * 1e6
+    );
+    for &(class, kind) in CpuCostModel::mac_slots() {
+        let rate = m.macs_per_s(class, kind).unwrap_or(f64::NAN);
+        println!(
+            "  macs_per_s[{:<5}][{:<15}] {:>12.5e}",
+            format!("{class:?}"),
+            format!("{kind:?}"),
+            rate
+        );
+    }
+    println!("  bytes_per_s         {:>12.5e}", m.bytes_per_s);
+    println!(
+        "  quantize_s_per_element   {:>12.5e}  (timed above, not fitted)",
+        m.quantize_s_per_element
+    );
+    println!(
+        "  dequantize_s_per_element {:>12.5e}  (timed above, not fitted)",
+        m.dequantize_s_per_element
+    );
+    println!();
+    println!(
+        "{:<32} {:>9} {:>4} {:>11} {:>11} {:>7}",
+        "model", "ops", "n", "meas ms", "pred ms", "error"
+    );
+    for r in &report.rows {
+        let p = &r.point;
+        println!(
+            "{:<32} {:>9} {:>4} {:>11.4} {:>11.4} {:>+6.1}%",
+            p.name,
+            format!("{}..{}", p.ops.start, p.ops.end),
+            p.work.ops,
+            p.measured_s * 1e3,
+            r.predicted_s * 1e3,
+            r.relative_error() * 100.0
+        );
+    }
+    println!();
+    println!(
+        "median |error|: whole models {:.1}%, every range {:.1}%",
+        report.median_abs_relative_error(true) * 100.0,
+        report.median_abs_relative_error(false) * 100.0
+    );
 }

@@ -162,7 +162,7 @@ fn calibration_points_from_a_measured_profiler() {
         assert!(point.macs > 0);
         points.push(point);
     }
-    let report = fit(&points, &[], &EdgeTpuCostModel::usb_default()).expect("fits");
+    let report = fit(&points, &[], &[], &EdgeTpuCostModel::usb_default()).expect("fits");
     assert_eq!(report.rows.len(), points.len());
     assert!(report.model.check().is_ok());
     assert!(matches!(

@@ -5,12 +5,17 @@
 //!
 //! ```text
 //! latency = invoke_overhead
-//!         + Σ_ops   macs(op) / macs_per_s[kind(op)]                          (compute)
+//!         + Σ_device ops  macs(op) / macs_per_s[kind(op)]                    (compute)
+//!         + Σ_device ops  per_op                                             (layers)
+//!           + Σ_ops without MACs  activation_bytes(op) / activation_bw
+//!         + Σ_host ops    elements(op) · host_(de)quantize_per_element       (host)
 //!         + Σ_off   bytes(t) · stream_reads[kind(op reading t)] / stream_bw  (stream)
 //!         + (input_bytes + output_bytes) / io_bw                             (transfer)
 //! ```
 //!
-//! where `Σ_off` runs over the parameter tensors the placement rule leaves in host memory.
+//! where `Σ_off` runs over the parameter tensors the placement rule leaves in host memory,
+//! the host ops are the float `QUANTIZE` / `DEQUANTIZE` the Edge TPU compiler leaves to the
+//! CPU, and every other op is a device op.
 //!
 //! **Placement** ([`EdgeTpuCostModel::placement`]): the compiler caches parameters a whole
 //! tensor at a time, in execution order. A tensor is cached if it is no larger than
@@ -33,8 +38,8 @@
 use std::collections::HashSet;
 use std::ops::Range;
 
-use crate::model::figures::{OpKind, op_figures};
-use crate::model::{Model, Tensor};
+use crate::model::figures::{OpFigures, OpKind, op_figures};
+use crate::model::{ElementType, Model, Operator, Tensor, ops};
 
 /// One mebibyte, the unit of the compiler's reports.
 pub const MIB: f64 = 1024.0 * 1024.0;
@@ -213,6 +218,108 @@ pub struct OpWorkload {
     /// Device bytes ([`DeviceLayout`]) of the parameter tensors this op is the first in the
     /// segment to read, in input order.
     pub param_tensor_bytes: Vec<u64>,
+    /// Bytes of the op's non-constant inputs and outputs: what an op without MACs (pooling,
+    /// element-wise, concatenation, resize, …) moves.
+    pub activation_bytes: u64,
+    /// `Some` for a float `QUANTIZE` or `DEQUANTIZE`, which the Edge TPU compiler leaves to
+    /// the host CPU; `None` for an op that runs on the device.
+    pub host_conversion: Option<HostConversion>,
+}
+
+/// A float conversion at a model's edge, which runs on the host CPU, with its element count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HostConversion {
+    /// `QUANTIZE` of a float tensor.
+    Quantize(u64),
+    /// `DEQUANTIZE` to a float tensor.
+    Dequantize(u64),
+}
+
+impl OpWorkload {
+    /// The work of operator `op` of `model` on its own: every constant tensor it reads is
+    /// its parameter (device bytes in `layout`), in input order without repeats. An
+    /// out-of-range `op` gives an empty workload of kind [`OpKind::Other`].
+    pub fn of_operator(model: &Model, op: usize, layout: &DeviceLayout) -> Self {
+        let figures = op_figures(model, op);
+        let mut work = Self::without_params(model, op, &figures);
+        if let Some(operator) = model.operators.get(op) {
+            work.param_tensor_bytes = figures
+                .param_tensors
+                .iter()
+                .filter_map(|&t| param_bytes(model, operator, figures.kind, t, layout))
+                .collect();
+        }
+        work
+    }
+
+    /// Everything but the parameters of operator `op`, whose figures are `figures`.
+    fn without_params(model: &Model, op: usize, figures: &OpFigures) -> Self {
+        let mut work = OpWorkload {
+            kind: figures.kind,
+            macs: figures.macs,
+            param_tensor_bytes: Vec::new(),
+            activation_bytes: 0,
+            host_conversion: None,
+        };
+        let Some(operator) = model.operators.get(op) else {
+            return work;
+        };
+        work.activation_bytes = operator
+            .present_inputs()
+            .chain(operator.outputs.iter().copied())
+            .filter_map(|t| model.tensors.get(t))
+            .filter(|t| !t.is_constant())
+            .fold(0u64, |acc, t| {
+                acc.saturating_add(t.byte_size().map_or(0, |b| b as u64))
+            });
+        work.host_conversion = host_conversion(model, operator);
+        work
+    }
+
+    /// Whether the op runs on the device (everything but the host's float conversions).
+    pub fn on_device(&self) -> bool {
+        self.host_conversion.is_none()
+    }
+}
+
+/// Device bytes of constant tensor `t` as an input of `operator` (of kind `kind`), if it is
+/// one of its inputs.
+fn param_bytes(
+    model: &Model,
+    operator: &Operator,
+    kind: OpKind,
+    t: usize,
+    layout: &DeviceLayout,
+) -> Option<u64> {
+    let position = operator.inputs.iter().position(|&i| i == Some(t))?;
+    let tensor = model.tensors.get(t)?;
+    Some(layout.param_bytes(kind, position, tensor))
+}
+
+/// The conversion a float `QUANTIZE` (float input) or `DEQUANTIZE` (float output) does on
+/// the host; `None` for any other op.
+fn host_conversion(model: &Model, operator: &Operator) -> Option<HostConversion> {
+    let float = |t: Option<usize>| {
+        t.and_then(|t| model.tensors.get(t))
+            .is_some_and(|t| t.element_type == ElementType::F32)
+    };
+    let elements = || {
+        operator
+            .outputs
+            .first()
+            .and_then(|&t| model.tensors.get(t))
+            .and_then(Tensor::num_elements)
+            .map_or(0, |n| n as u64)
+    };
+    match operator.opcode.builtin {
+        ops::QUANTIZE if float(operator.inputs.first().copied().flatten()) => {
+            Some(HostConversion::Quantize(elements()))
+        }
+        ops::DEQUANTIZE if float(operator.outputs.first().copied()) => {
+            Some(HostConversion::Dequantize(elements()))
+        }
+        _ => None,
+    }
 }
 
 /// The work of one segment: its operators in execution order and its host transfers.
@@ -251,16 +358,13 @@ impl SegmentWorkload {
         };
         for (index, operator) in model.operators[start..end].iter().enumerate() {
             let figures = op_figures(model, start + index);
-            let mut param_tensor_bytes = Vec::new();
-            for &t in &figures.param_tensors {
-                if !params_seen.insert(t) {
-                    continue;
-                }
-                let position = operator.inputs.iter().position(|&i| i == Some(t));
-                if let (Some(position), Some(tensor)) = (position, model.tensors.get(t)) {
-                    param_tensor_bytes.push(layout.param_bytes(figures.kind, position, tensor));
-                }
-            }
+            let mut work = OpWorkload::without_params(model, start + index, &figures);
+            work.param_tensor_bytes = figures
+                .param_tensors
+                .iter()
+                .filter(|&&t| params_seen.insert(t))
+                .filter_map(|&t| param_bytes(model, operator, figures.kind, t, layout))
+                .collect();
             for t in operator.present_inputs() {
                 let constant = model.tensors.get(t).is_some_and(Tensor::is_constant);
                 if !constant && !produced.contains(&t) && inputs_seen.insert(t) {
@@ -268,11 +372,7 @@ impl SegmentWorkload {
                 }
             }
             produced.extend(operator.outputs.iter().copied());
-            workload.ops.push(OpWorkload {
-                kind: figures.kind,
-                macs: figures.macs,
-                param_tensor_bytes,
-            });
+            workload.ops.push(work);
         }
         let read_later: HashSet<usize> = model.operators[end..]
             .iter()
@@ -308,7 +408,7 @@ impl SegmentWorkload {
 /// What the cost model predicts for one segment on one Edge TPU.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Prediction {
-    /// Seconds of one inference: overhead + compute + stream + transfer.
+    /// Seconds of one inference: overhead + compute + layers + host + stream + transfer.
     pub latency_s: f64,
     /// Parameter bytes cached in the device's SRAM.
     pub on_chip_bytes: u64,
@@ -316,6 +416,11 @@ pub struct Prediction {
     pub off_chip_bytes: u64,
     /// Seconds of multiply-accumulates.
     pub compute_s: f64,
+    /// Seconds of the device ops' fixed cost and of the activations moved by ops without
+    /// multiply-accumulates.
+    pub layers_s: f64,
+    /// Seconds of the host's float conversions (`QUANTIZE` / `DEQUANTIZE`).
+    pub host_s: f64,
     /// Seconds of streaming off-chip parameters.
     pub stream_s: f64,
     /// Seconds of moving the segment's inputs and outputs over the link.
@@ -362,8 +467,19 @@ pub struct EdgeTpuCostModel {
     pub io_bytes_per_s: f64,
     /// Fixed seconds of one invoke.
     pub invoke_overhead_s: f64,
-    /// Multiply-accumulates per second by op kind. Ops without MACs cost nothing beyond
-    /// the fixed overhead.
+    /// Fixed seconds of every op run on the device (a layer's setup, whatever it computes).
+    pub per_op_s: f64,
+    /// Effective rate (bytes/s) at which device ops without multiply-accumulates (pooling,
+    /// element-wise, concatenation, resize, …) move their activations
+    /// ([`OpWorkload::activation_bytes`]). Infinite: such ops cost only
+    /// [`per_op_s`](Self::per_op_s).
+    pub activation_bytes_per_s: f64,
+    /// Seconds per element of the host's float `QUANTIZE` ([`HostConversion::Quantize`]).
+    pub host_quantize_s_per_element: f64,
+    /// Seconds per element of the host's `DEQUANTIZE` to float
+    /// ([`HostConversion::Dequantize`]).
+    pub host_dequantize_s_per_element: f64,
+    /// Multiply-accumulates per second by op kind, for device ops.
     pub macs_per_s: PerKind<f64>,
 }
 
@@ -384,23 +500,36 @@ mod fitted {
     /// 2.660 ms per streamed MiB.
     pub const STREAM_BYTES_PER_S: f64 = 3.94198e8;
     /// Streamed convolution weights cost about 4 times what dense weights do.
-    pub const CONV_STREAM_READS: f64 = 4.04078;
-    /// Includes the host's handling of inputs/outputs (float quantize and dequantize, the
-    /// copies of int8 activations).
-    pub const IO_BYTES_PER_S: f64 = 9.53355e7;
-    /// 0.114 ms per invoke.
-    pub const INVOKE_OVERHEAD_S: f64 = 1.13989e-4;
-    /// `CONV_2D`: 1.39 TMAC/s.
-    pub const CONV_MACS_PER_S: f64 = 1.38682e12;
+    pub const CONV_STREAM_READS: f64 = 4.03725;
+    /// Includes the host's handling of inputs/outputs (the copies of int8 activations) and
+    /// costs that grow with the conv models' activations (see docs/cost-model.md).
+    pub const IO_BYTES_PER_S: f64 = 9.57000e7;
+    /// 0.036 ms per invoke (plus 8.6 µs per device op: 0.114 ms for the fc models' 9).
+    pub const INVOKE_OVERHEAD_S: f64 = 3.61822e-5;
+    /// `CONV_2D`: 1.38 TMAC/s.
+    pub const CONV_MACS_PER_S: f64 = 1.38125e12;
     /// `FULLY_CONNECTED`: 75 GMAC/s (each weight is used once per inference).
-    pub const FC_MACS_PER_S: f64 = 7.54309e10;
+    pub const FC_MACS_PER_S: f64 = 7.54300e10;
+    /// `DEPTHWISE_CONV_2D`: 118 GMAC/s, from Coral's published figures (MobileNet v1, v2).
+    pub const DEPTHWISE_MACS_PER_S: f64 = 1.17820e11;
+    /// 8.6 µs for every op on the device, from Coral's published figures.
+    pub const PER_OP_S: f64 = 8.61923e-6;
+    /// Activations moved by ops without MACs: not pinned by any data here, so free (such
+    /// ops cost [`PER_OP_S`] only).
+    pub const ACTIVATION_BYTES_PER_S: f64 = f64::INFINITY;
+    /// The host's float quantize and dequantize: not fitted on Edge TPU data (the
+    /// calibration models convert at most 12 288 elements), but timed on TFLite's CPU
+    /// kernels (`calibrate --cpu`, the same figures as `CpuCostModel::default()`).
+    pub const HOST_QUANTIZE_S_PER_ELEMENT: f64 = crate::device::cpu_cost::QUANTIZE_S_PER_ELEMENT;
+    pub const HOST_DEQUANTIZE_S_PER_ELEMENT: f64 =
+        crate::device::cpu_cost::DEQUANTIZE_S_PER_ELEMENT;
 }
 
 impl EdgeTpuCostModel {
-    /// The model fitted to the USB 3 calibration data (`examples/calibrate.rs`).
+    /// The model fitted to the USB 3 calibration data and to Coral's published figures for
+    /// real models (`examples/calibrate.rs`).
     ///
-    /// Depthwise and transpose convolutions were not measured: they take the fitted
-    /// `CONV_2D` figures.
+    /// Transpose convolutions were not measured: they take the fitted `CONV_2D` figures.
     pub fn usb_default() -> Self {
         let conv_like = |conv: f64, fc: f64| PerKind {
             conv2d: conv,
@@ -410,6 +539,8 @@ impl EdgeTpuCostModel {
             elementwise: 1.0,
             other: 1.0,
         };
+        let mut macs_per_s = conv_like(fitted::CONV_MACS_PER_S, fitted::FC_MACS_PER_S);
+        macs_per_s.depthwise_conv2d = fitted::DEPTHWISE_MACS_PER_S;
         EdgeTpuCostModel {
             link: Link::Usb3,
             on_chip_budget_bytes: fitted::ON_CHIP_BUDGET_BYTES,
@@ -419,7 +550,11 @@ impl EdgeTpuCostModel {
             stream_reads: conv_like(fitted::CONV_STREAM_READS, 1.0),
             io_bytes_per_s: fitted::IO_BYTES_PER_S,
             invoke_overhead_s: fitted::INVOKE_OVERHEAD_S,
-            macs_per_s: conv_like(fitted::CONV_MACS_PER_S, fitted::FC_MACS_PER_S),
+            per_op_s: fitted::PER_OP_S,
+            activation_bytes_per_s: fitted::ACTIVATION_BYTES_PER_S,
+            host_quantize_s_per_element: fitted::HOST_QUANTIZE_S_PER_ELEMENT,
+            host_dequantize_s_per_element: fitted::HOST_DEQUANTIZE_S_PER_ELEMENT,
+            macs_per_s,
         }
     }
 
@@ -453,7 +588,17 @@ impl EdgeTpuCostModel {
         };
         rate("stream_bytes_per_s", self.stream_bytes_per_s)?;
         rate("io_bytes_per_s", self.io_bytes_per_s)?;
+        rate("activation_bytes_per_s", self.activation_bytes_per_s)?;
         amount("invoke_overhead_s", self.invoke_overhead_s)?;
+        amount("per_op_s", self.per_op_s)?;
+        amount(
+            "host_quantize_s_per_element",
+            self.host_quantize_s_per_element,
+        )?;
+        amount(
+            "host_dequantize_s_per_element",
+            self.host_dequantize_s_per_element,
+        )?;
         amount("input_reserve", self.input_reserve)?;
         for (kind, v) in self.macs_per_s.iter() {
             rate(&format!("macs_per_s[{kind:?}]"), v)?;
@@ -502,17 +647,49 @@ impl EdgeTpuCostModel {
             .collect()
     }
 
+    /// Seconds of one op that do not depend on where its parameters are: for a device op,
+    /// [`per_op_s`](Self::per_op_s) and its multiply-accumulates, or (without MACs) the
+    /// activations it moves; for the host's float conversion, its elements.
+    pub fn op_time_s(&self, op: &OpWorkload) -> f64 {
+        self.op_parts_s(op).iter().sum()
+    }
+
+    /// [`op_time_s`](Self::op_time_s) in parts: compute, layer, host.
+    fn op_parts_s(&self, op: &OpWorkload) -> [f64; 3] {
+        match op.host_conversion {
+            Some(HostConversion::Quantize(n)) => {
+                return [0.0, 0.0, n as f64 * self.host_quantize_s_per_element];
+            }
+            Some(HostConversion::Dequantize(n)) => {
+                return [0.0, 0.0, n as f64 * self.host_dequantize_s_per_element];
+            }
+            None => {}
+        }
+        let compute = if op.macs > 0 {
+            op.macs as f64 / self.macs_per_s.get(op.kind)
+        } else {
+            0.0
+        };
+        let moved = if op.kind.has_weights() {
+            0.0
+        } else {
+            op.activation_bytes as f64 / self.activation_bytes_per_s
+        };
+        [compute, self.per_op_s + moved, 0.0]
+    }
+
     /// Predicted latency and parameter placement of one inference of `workload`.
     pub fn predict(&self, workload: &SegmentWorkload) -> Prediction {
         let placement = self.placement(workload);
         let mut on_chip_bytes = 0u64;
         let mut off_chip_bytes = 0u64;
-        let mut compute_s = 0.0;
+        let [mut compute_s, mut layers_s, mut host_s] = [0.0; 3];
         let mut streamed_reads = 0.0;
         for (op, cached) in workload.ops.iter().zip(&placement) {
-            if op.macs > 0 {
-                compute_s += op.macs as f64 / self.macs_per_s.get(op.kind);
-            }
+            let [compute, layer, host] = self.op_parts_s(op);
+            compute_s += compute;
+            layers_s += layer;
+            host_s += host;
             for (&bytes, &on_chip) in op.param_tensor_bytes.iter().zip(cached) {
                 if on_chip {
                     on_chip_bytes = on_chip_bytes.saturating_add(bytes);
@@ -526,10 +703,17 @@ impl EdgeTpuCostModel {
         let io_bytes = workload.input_bytes.saturating_add(workload.output_bytes);
         let transfer_s = io_bytes as f64 / self.io_bytes_per_s;
         Prediction {
-            latency_s: self.invoke_overhead_s + compute_s + stream_s + transfer_s,
+            latency_s: self.invoke_overhead_s
+                + compute_s
+                + layers_s
+                + host_s
+                + stream_s
+                + transfer_s,
             on_chip_bytes,
             off_chip_bytes,
             compute_s,
+            layers_s,
+            host_s,
             stream_s,
             transfer_s,
         }
@@ -547,6 +731,8 @@ mod tests {
             kind,
             macs,
             param_tensor_bytes: params.to_vec(),
+            activation_bytes: 0,
+            host_conversion: None,
         }
     }
 
@@ -642,17 +828,36 @@ mod tests {
             },
             io_bytes_per_s: 1000.0,
             invoke_overhead_s: 0.5,
+            per_op_s: 0.25,
+            activation_bytes_per_s: 40.0,
+            host_quantize_s_per_element: 0.01,
+            host_dequantize_s_per_element: 0.02,
             macs_per_s: PerKind {
                 fully_connected: 10.0,
                 ..PerKind::splat(100.0)
             },
             link: Link::Usb3,
         };
+        let moving = |kind, macs, bytes| OpWorkload {
+            activation_bytes: bytes,
+            ..op(kind, macs, &[])
+        };
         let w = SegmentWorkload {
             ops: vec![
-                op(OpKind::FullyConnected, 20, &[10]),
+                OpWorkload {
+                    host_conversion: Some(HostConversion::Quantize(60)),
+                    ..moving(OpKind::Elementwise, 0, 500)
+                },
+                OpWorkload {
+                    host_conversion: Some(HostConversion::Dequantize(20)),
+                    ..moving(OpKind::Elementwise, 0, 100)
+                },
+                OpWorkload {
+                    activation_bytes: 80,
+                    ..op(OpKind::FullyConnected, 20, &[10])
+                },
                 op(OpKind::Conv2d, 300, &[50]),
-                op(OpKind::Elementwise, 0, &[]),
+                moving(OpKind::Elementwise, 0, 20),
             ],
             input_bytes: 400,
             output_bytes: 600,
@@ -660,9 +865,14 @@ mod tests {
         let p = cm.predict(&w);
         assert_eq!((p.on_chip_bytes, p.off_chip_bytes), (10, 50));
         assert!((p.compute_s - (2.0 + 3.0)).abs() < 1e-12);
+        // three device ops; only the one without MACs pays for its activations
+        assert!((p.layers_s - (3.0 * 0.25 + 0.5)).abs() < 1e-12);
+        assert!((p.host_s - 1.0).abs() < 1e-12);
         assert!((p.stream_s - 1.0).abs() < 1e-12);
         assert!((p.transfer_s - 1.0).abs() < 1e-12);
-        assert!((p.latency_s - 7.5).abs() < 1e-12);
+        assert!((p.latency_s - 9.75).abs() < 1e-12);
+        let op_times: f64 = w.ops.iter().map(|o| cm.op_time_s(o)).sum();
+        assert!((op_times - (p.compute_s + p.layers_s + p.host_s)).abs() < 1e-12);
     }
 
     #[test]
@@ -674,6 +884,11 @@ mod tests {
             ..EdgeTpuCostModel::usb_default()
         };
         assert!(bad.check().is_err());
+        let bad = EdgeTpuCostModel {
+            per_op_s: -1e-6,
+            ..EdgeTpuCostModel::usb_default()
+        };
+        assert!(bad.check().unwrap_err().contains("per_op_s"));
         let mut bad = EdgeTpuCostModel::usb_default();
         bad.macs_per_s.transpose_conv = f64::NAN;
         assert!(bad.check().unwrap_err().contains("TransposeConv"));
@@ -780,6 +995,29 @@ mod tests {
         assert_eq!(w.macs(), 2 * 64 * 64);
         assert_eq!(w.input_bytes, 64, "q");
         assert_eq!(w.output_bytes, 64, "y, read by the dequantize");
+        assert_eq!(w.ops[0].activation_bytes, 64 + 64, "q in, h out");
+        assert!(w.ops.iter().all(OpWorkload::on_device));
+        let all = SegmentWorkload::from_model(&m, 0..4);
+        assert_eq!(
+            all.ops[0].host_conversion,
+            Some(HostConversion::Quantize(64))
+        );
+        assert_eq!(
+            all.ops[3].host_conversion,
+            Some(HostConversion::Dequantize(64))
+        );
+        assert_eq!(all.ops[3].activation_bytes, 64 + 256);
+        let alone = OpWorkload::of_operator(&m, 2, &DeviceLayout::EDGE_TPU);
+        assert_eq!(
+            alone.param_tensor_bytes,
+            vec![64 * 64],
+            "w1 is its own when alone"
+        );
+        assert_eq!(
+            OpWorkload::of_operator(&m, 9, &DeviceLayout::EDGE_TPU).macs,
+            0,
+            "out of range"
+        );
     }
 
     #[test]

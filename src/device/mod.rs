@@ -1,6 +1,7 @@
-//! What an Edge TPU does with a model, as pure functions of the model: which operators it
-//! runs ([`support`]), how long a run of operators takes and how much of its parameter data
-//! stays on chip ([`cost_model`]).
+//! What a device does with a model, as pure functions of the model: which operators an Edge
+//! TPU runs ([`support`]), how long a run of operators takes on an Edge TPU and how much of
+//! its parameter data stays on chip ([`cost_model`]), and an estimate of the same run on the
+//! host CPU ([`cpu_cost`]).
 //!
 //! Nothing here loads a library or touches a device, so the profilers ([`crate::profile`]),
 //! the simulated backend ([`crate::backend::simulated`]) and the planners ([`crate::segment`])
@@ -8,8 +9,11 @@
 
 pub mod cost_model;
 pub mod support;
+pub mod cpu_cost;
 
 pub use cost_model::{
-    DeviceLayout, EdgeTpuCostModel, Link, MIB, OpWorkload, PerKind, Prediction, SegmentWorkload,
+    DeviceLayout, EdgeTpuCostModel, HostConversion, Link, MIB, OpWorkload, PerKind, Prediction,
+    SegmentWorkload,
 };
 pub use support::{DeviceSegments, OpSupport, compiled_split, op_support};
+pub use cpu_cost::{CpuCostModel, CpuWork, DataClass, MacKinds, PerClass};

@@ -39,6 +39,7 @@
 
 use std::borrow::Cow;
 
+pub mod architectures;
 pub mod builder;
 pub mod edgetpu;
 mod extract;

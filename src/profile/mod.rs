@@ -2,7 +2,8 @@
 //! Edge TPU, and how much of its parameter data stays on chip.
 //!
 //! [`Profiler`] is what the segmenter asks. [`EdgeTpuCostModel`] answers from an analytic
-//! model fitted to real measurements ([`calibration`]); [`CachedProfiler`] wraps any profiler
+//! model fitted to real measurements ([`calibration`]), [`CpuCostModel`] from an analytic
+//! estimate of the host CPU; [`CachedProfiler`] wraps any profiler
 //! so that each candidate is profiled once, which matters when profiling means compiling and
 //! timing on a device.
 //!
@@ -20,11 +21,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
+use crate::device::CpuCostModel;
 use crate::model::Model;
 use crate::{Error, Result};
 
 pub use crate::device::cost_model::{
-    DeviceLayout, EdgeTpuCostModel, Link, MIB, OpWorkload, PerKind, Prediction, SegmentWorkload,
+    DeviceLayout, EdgeTpuCostModel, HostConversion, Link, MIB, OpWorkload, PerKind, Prediction,
+    SegmentWorkload,
 };
 pub use compiler::{CompiledSegment, CompilerReport, EdgeTpuCompiler};
 pub use measured::{CpuProfiler, EdgeTpuProfiler, calibration_point};
@@ -103,6 +106,21 @@ impl Profiler for EdgeTpuCostModel {
             latency_s: prediction.latency_s,
             on_chip_bytes: prediction.on_chip_bytes,
             off_chip_bytes: prediction.off_chip_bytes,
+        })
+    }
+}
+
+/// The CPU estimate as a profiler: its latency, and no parameter bytes on or off chip (a
+/// CPU has no chip to cache them on).
+impl Profiler for CpuCostModel {
+    fn profile(&self, model: &Model, ops: Range<usize>) -> Result<SegmentProfile> {
+        self.check()
+            .map_err(|reason| Error::invalid("CPU cost model", reason))?;
+        check_range(model, &ops)?;
+        Ok(SegmentProfile {
+            latency_s: self.predict_s(model, ops),
+            on_chip_bytes: 0,
+            off_chip_bytes: 0,
         })
     }
 }
@@ -210,6 +228,23 @@ mod tests {
         let broken = EdgeTpuCostModel {
             io_bytes_per_s: -1.0,
             ..EdgeTpuCostModel::usb_default()
+        };
+        assert!(broken.profile(&m, 0..1).is_err());
+    }
+
+    #[test]
+    fn cpu_estimate_profiles_a_segment() {
+        let m = three_layers();
+        let cpu = CpuCostModel::default();
+        let one = cpu.profile(&m, 0..1).expect("valid range");
+        let all = cpu.profile(&m, 0..3).expect("valid range");
+        assert_eq!((all.on_chip_bytes, all.off_chip_bytes), (0, 0));
+        assert!(all.latency_s > one.latency_s);
+        assert_eq!(all.latency_s, cpu.predict_s(&m, 0..3));
+        assert!(cpu.profile(&m, 2..2).is_err());
+        let broken = CpuCostModel {
+            bytes_per_s: -1.0,
+            ..cpu
         };
         assert!(broken.profile(&m, 0..1).is_err());
     }

@@ -208,8 +208,9 @@ pub fn plan_for(
             None => return Ok(None),
         },
         ("layers", Family::Conv) => return Ok(None),
-        // The paper's pipelines give each device one segment.
-        ("profiled", _) => match Profiled::cost_model(cost_model.clone())
+        // The paper's pipelines give each device one segment, edge quantisation included.
+        ("profiled", _) => match Profiled::new(cost_model.clone())
+            .with_floor(cost_model.clone())
             .with_exact_devices()
             .plan(graph, devices)
         {

@@ -21,7 +21,7 @@ mod uniform;
 pub use crate::model::extract;
 pub use crate::model::figures::param_bytes;
 use crate::model::figures::range_figures;
-pub use libcoral::LibcoralSearch;
+pub use libcoral::{LibcoralCost, LibcoralOutcome, LibcoralSearch};
 pub use profiled::{
     DEFAULT_DEVICE_TOLERANCE, DEFAULT_TOLERANCE, Floors, LatencyFloor, NoFloor, Profiled,
 };

@@ -70,7 +70,7 @@ use std::sync::Arc;
 
 use super::search::{Candidates, Places};
 use super::{Plan, SegmentKind, Segmenter, check_segmentable};
-use crate::device::{DeviceSegments, op_support};
+use crate::device::{CpuCostModel, DeviceSegments, op_support};
 use crate::model::Graph;
 use crate::model::figures::op_figures;
 use crate::profile::{CachedProfiler, DeviceLayout, EdgeTpuCostModel, Profiler};
@@ -410,9 +410,10 @@ impl<P: LatencyFloor + Profiler> LatencyFloor for CachedProfiler<P> {
     }
 }
 
-/// The cost model's own floor: invoke overhead, compute time, streaming of parameter
-/// tensors too large to cache, streaming forced by the on-chip budget, and the transfer of
-/// activations.
+/// The cost model's own floor: invoke overhead, every op's own time
+/// ([`EdgeTpuCostModel::op_time_s`]: compute, per-op cost, activations moved, host
+/// conversions), streaming of parameter tensors too large to cache, streaming forced by the
+/// on-chip budget, and the transfer of activations.
 ///
 /// Sound for the cost model's predictions: each parameter tensor is priced at its first
 /// reader in the whole model, with that reader's layout and stream read count, and only
@@ -435,9 +436,10 @@ impl LatencyFloor for EdgeTpuCostModel {
         for (op, per_op) in per_op_s.iter_mut().enumerate() {
             let figures = op_figures(model, op);
             price[op] = self.stream_reads.get(figures.kind) / self.stream_bytes_per_s;
-            if figures.macs > 0 {
-                *per_op += figures.macs as f64 / self.macs_per_s.get(figures.kind);
-            }
+            // Compute, per-op cost, activations moved and host conversions: the cost model
+            // prices them per op whatever the segment, so they are the floor's own.
+            let alone = crate::device::OpWorkload::of_operator(model, op, &DeviceLayout::EDGE_TPU);
+            *per_op += self.op_time_s(&alone);
             for &t in &figures.param_tensors {
                 if std::mem::replace(&mut first_reader_seen[t], true) {
                     continue;
@@ -577,10 +579,15 @@ impl<P: Profiler> Profiled<P> {
 }
 
 impl Profiled<EdgeTpuCostModel, EdgeTpuCostModel> {
-    /// The segmenter over the cost model, pruned by the cost model's own floor.
+    /// The segmenter over the cost model, pruned by the cost model's own floor, with the
+    /// Edge TPU's operator support: what the Edge TPU cannot run goes to CPU segments, priced
+    /// by the CPU cost estimate ([`CpuCostModel::default`]; replace it with
+    /// [`with_cpu_segments`](Profiled::with_cpu_segments)).
     pub fn cost_model(cost_model: EdgeTpuCostModel) -> Self {
         let floor = cost_model.clone();
-        Profiled::new(cost_model).with_floor(floor)
+        Profiled::new(cost_model)
+            .with_floor(floor)
+            .with_cpu_segments(CpuCostModel::default())
     }
 }
 
