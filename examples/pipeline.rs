@@ -1,4 +1,4 @@
-//! Cut a model into segments and run them as a pipeline, one stage per device.
+//! Cut a model into segments and run them as a pipeline, one stage per segment.
 //!
 //! ```text
 //! cargo run --release --example pipeline -- MODEL --segments N [--strategy S]
@@ -8,7 +8,10 @@
 //! ```
 //!
 //! Strategies: `profiled` (default), `uniform`, `uniform-ops`, `libcoral`; the profiling ones
-//! use the Edge TPU cost model of the chosen link.
+//! use the Edge TPU cost model of the chosen link, except `profiled` on the `cpu` backend,
+//! which plans CPU stages with the CPU cost estimate. For `profiled`, N is a budget: at most
+//! N devices (stages on the `cpu` backend), replicas of a segment where that helps most, and
+//! CPU segments, on the host, for what the Edge TPU cannot run.
 //!
 //! MODEL is a `.tflite` file, `fc:N` or `conv:F` (the paper's models, built in memory), or
 //! a comma-separated list of segment files, used as they are, in order. For
@@ -49,12 +52,13 @@ use multitpu::backend::{
     CpuBackend, DeviceSelector, EdgeTpuBackend, EdgeTpuRuntime, Interpreter, InterpreterOptions,
     Runtime, SimCompute, SimulatedEdgeTpuBackend,
 };
+use multitpu::device::CpuCostModel;
 use multitpu::isolate::{self, Isolation, NamedModel};
 use multitpu::model::builder::SplitMix64;
 use multitpu::model::{Graph, Model, paper};
 use multitpu::pipeline::{Backend, Output, Pipeline, PipelineStats};
 use multitpu::profile::EdgeTpuCostModel;
-use multitpu::segment::{self, Plan, SegmentKind};
+use multitpu::segment::{self, Plan, Profiled, SegmentKind, Segmenter};
 use multitpu::verify::random_tensor;
 
 const USAGE: &str = "usage: pipeline MODEL --segments N [--strategy S] \
@@ -412,7 +416,12 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         let bytes = load_model(&args.model)?;
         let model = Model::from_bytes(&bytes)?;
         let graph = Graph::new(&model)?;
-        let segmenter = segment::strategy(&args.strategy, &cost_model)?;
+        // Stages on the CPU backend are CPU stages: plan them with the CPU's figures, not
+        // the Edge TPU's.
+        let segmenter: Box<dyn Segmenter> = match (args.backend, args.strategy.as_str()) {
+            (BackendKind::Cpu, "profiled") => Box::new(Profiled::cpu(CpuCostModel::default())),
+            _ => segment::strategy(&args.strategy, &cost_model)?,
+        };
         let mut plan = Plan::new(&graph, segments, &*segmenter)?;
         println!(
             "{}: {} operators, {} segments ({} strategy)",
@@ -439,6 +448,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
                 }
                 "predicted (simulated)"
             }
+            None if plan.segments.iter().all(|s| s.kind == SegmentKind::Cpu) => "CPU model",
             None => "Edge TPU model",
         };
         print!("{}", plan.table(&model, label));

@@ -8,12 +8,12 @@
 //! all build on it without depending on each other.
 
 pub mod cost_model;
-pub mod support;
 pub mod cpu_cost;
+pub mod support;
 
 pub use cost_model::{
     DeviceLayout, EdgeTpuCostModel, HostConversion, Link, MIB, OpWorkload, PerKind, Prediction,
     SegmentWorkload,
 };
-pub use support::{DeviceSegments, OpSupport, compiled_split, op_support};
 pub use cpu_cost::{CpuCostModel, CpuWork, DataClass, MacKinds, PerClass};
+pub use support::{DeviceSegments, OpSupport, compiled_split, op_support};

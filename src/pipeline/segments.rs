@@ -22,10 +22,10 @@ fn in_segment(index: usize, file: Option<&Path>) -> impl FnOnce(Error) -> Error 
 }
 
 impl PipelineBuilder {
-    /// A builder with one stage per segment of `plan`. The Edge TPU segments take the
-    /// backend's devices in order, one per replica (a segment with two replicas is one stage
-    /// of two instances, on two devices); the CPU segments run on the host
-    /// ([`Backend::prepare_cpu`]). The pipeline inputs and outputs are the model's, in the
+    /// A builder with one stage per segment of `plan`, one instance per replica. The Edge
+    /// TPU segments take the backend's devices in order, one per replica (a segment with two
+    /// replicas is one stage of two instances, on two devices); the CPU segments run on the
+    /// host ([`Backend::prepare_cpu`]). The pipeline inputs and outputs are the model's, in the
     /// model's order (leaving out any that no segment reads or writes).
     ///
     /// `graph` is the model's that `plan` was made for; each segment is extracted from it
@@ -63,7 +63,9 @@ impl PipelineBuilder {
                 .map(Arc::from)
                 .map_err(in_segment(index, None))?;
             let instances = match segment.kind {
-                SegmentKind::Cpu => backend.prepare_cpu(bytes).map(|stage| vec![stage]),
+                SegmentKind::Cpu => (0..segment.replicas.max(1))
+                    .map(|_| backend.prepare_cpu(Arc::clone(&bytes)))
+                    .collect::<Result<Vec<_>>>(),
                 SegmentKind::EdgeTpu => {
                     let devices: Vec<usize> =
                         (next_device..next_device + segment.replicas.max(1)).collect();
