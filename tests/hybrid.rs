@@ -387,3 +387,41 @@ fn check_real_model_plans(name: &str, bytes: &[u8]) {
 }
 
 real_model_tests!(check_real_model_plans);
+
+/// An operator the CPU runtime lacks is planned as a CPU segment, and checking the chained
+/// segments ends in an error that names it (what `segment --verify` prints).
+#[test]
+fn an_operator_the_cpu_runtime_lacks_is_planned_on_the_cpu_and_named_by_the_check() {
+    let (Some(runtime), Some(bytes)) = (common::tflite_runtime(), common::unregistered_op_model())
+    else {
+        return;
+    };
+    let model = Model::from_bytes(&bytes).expect("model");
+    let graph = Graph::new(&model).expect("graph");
+    let plan = Profiled::cost_model(EdgeTpuCostModel::usb_default())
+        .plan(&graph, 2)
+        .expect("plan");
+    let holding = plan
+        .segments
+        .iter()
+        .find(|s| {
+            s.ops.clone().any(|op| {
+                model.operators[op].opcode.custom.as_deref() == Some(common::UNREGISTERED_OP)
+            })
+        })
+        .expect("a segment holds the custom operator");
+    assert_eq!(holding.kind, SegmentKind::Cpu);
+    let segments = plan
+        .extract(&graph)
+        .expect("segments")
+        .iter()
+        .map(Model::to_bytes)
+        .collect::<Result<Vec<_>>>()
+        .expect("bytes");
+    let error = multitpu::verify::verify_chain(&runtime, &bytes, segments, 2, 1)
+        .expect_err("TFLite lacks the operator");
+    assert!(
+        error.to_string().contains(common::UNREGISTERED_OP),
+        "{error}"
+    );
+}
