@@ -403,8 +403,10 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         })?;
         let devices = files
             .iter()
-            .filter(|f| !segment::is_cpu_segment_file(std::path::Path::new(f)))
-            .count();
+            .map(|f| segment::segment_file_role(std::path::Path::new(f)))
+            .filter(|(kind, _)| *kind == SegmentKind::EdgeTpu)
+            .map(|(_, replicas)| replicas)
+            .sum();
         (reference, pipeline, None, devices)
     } else {
         if args.reference.is_some() {

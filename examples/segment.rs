@@ -22,12 +22,14 @@
 //! `cpu`; operator range, parameter bytes, MACs, predicted latency, input and output tensors),
 //! then `plan: strategy=<name> segments=<n> bottleneck_ms=<float> candidates=<count>
 //! devices=<used> replicas=<r0,r1,..> profiler=<model-usb|model-pcie|cpu>` (whether the
-//! bottleneck is the cost model's prediction or timed on the CPU; `replicas` lists the devices
-//! of each segment, 0 for a CPU segment), writes `<stem>_segment_<i>_of_<n>.tflite` (CPU
-//! segments: `..._cpu.tflite`, not to be compiled) into DIR (default: next to the model), and
-//! with `--verify K` runs K random inputs through the whole model and through the chained
-//! segments on the TFLite CPU runtime, comparing every output byte for byte. The last line is
-//! then `verify: <k>/<K> identical`; the exit status is non-zero on any difference.
+//! bottleneck is the cost model's prediction or timed on the CPU, `+cpu-model` when CPU
+//! segments were priced by the CPU estimate; `replicas` lists the instances of each
+//! segment). It writes `<stem>_segment_<i>_of_<n>.tflite` into DIR (default: next to the
+//! model; CPU segments end in `_cpu`, not to be compiled, and replicated ones in `_x<R>`, so
+//! that a pipeline built from the files runs them as planned), and with `--verify K` runs K
+//! random inputs through the whole model and through the chained segments on the TFLite CPU
+//! runtime, comparing every output byte for byte. The last line is then
+//! `verify: <k>/<K> identical`; the exit status is non-zero on any difference.
 //!
 //! With `--profiler cpu`, `profiled` plans a pipeline of CPU stages: N is then a number of
 //! stages, every segment a CPU segment.
@@ -46,7 +48,7 @@ use multitpu::backend::tflite::Runtime;
 use multitpu::isolate::{self, Isolation, NamedModel};
 use multitpu::model::{Graph, Model};
 use multitpu::profile::{CpuProfiler, EdgeTpuCostModel, Link, Profiler};
-use multitpu::segment::{self, LibcoralSearch, Profiled, Segmenter};
+use multitpu::segment::{self, LibcoralSearch, Profiled, SegmentKind, Segmenter};
 use multitpu::verify::verify_chain;
 
 struct Args {
@@ -187,7 +189,13 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         Source::Cpu(_) => "measured (cpu)",
     };
     print!("{}", plan.table(&model, label));
-    println!("{}", plan.summary_line(source.name()));
+    // CPU segments of a cost-model plan are priced by the CPU estimate: say so.
+    let has_cpu_segments = plan.segments.iter().any(|s| s.kind == SegmentKind::Cpu);
+    let profiler = match &source {
+        Source::Model(_) if has_cpu_segments => format!("{}+cpu-model", source.name()),
+        _ => source.name().to_string(),
+    };
+    println!("{}", plan.summary_line(&profiler));
 
     let out_dir = match &args.out {
         Some(dir) => dir.clone(),

@@ -11,7 +11,8 @@ use multitpu::backend::{
 };
 use multitpu::device::{OpSupport, op_support};
 use multitpu::model::builder::SplitMix64;
-use multitpu::model::{Graph, Model, paper};
+use multitpu::model::options::{BuiltinOptions, FieldValue};
+use multitpu::model::{Graph, Model, OpCode, ops, paper};
 use multitpu::pipeline::{Backend, Pipeline};
 use multitpu::profile::{EdgeTpuCostModel, Profiler, SegmentProfile};
 use multitpu::segment::{Plan, Profiled, SegmentKind, Segmenter};
@@ -98,9 +99,37 @@ fn assert_same_as_whole_with(
     assert!(pipeline.pop().expect("pop").is_none());
 }
 
-/// The paper's fc model planned with the Edge TPU's operator support and a CPU much faster
-/// than the device per operator: the float DEQUANTIZE at the end goes to a CPU segment of
-/// its own, and spare devices replicate the slowest segment.
+/// The paper's fc model with its second `TANH` made a `LEAKY_RELU`: an int8 operator TFLite's
+/// CPU kernels run and the Edge TPU does not.
+fn fc_with_a_cpu_operator() -> Model<'static> {
+    let mut model = paper::fc(300).expect("fc").into_owned();
+    let tanh = model
+        .operators
+        .iter()
+        .enumerate()
+        .filter(|(_, op)| op.opcode.builtin == ops::TANH)
+        .map(|(i, _)| i)
+        .nth(1)
+        .expect("a second TANH");
+    let (union, kind) = ops::default_options_for(ops::LEAKY_RELU).expect("LEAKY_RELU options");
+    let op = &mut model.operators[tanh];
+    op.opcode = OpCode {
+        builtin: ops::LEAKY_RELU,
+        custom: None,
+        version: 2,
+    };
+    op.builtin_options = Some(
+        BuiltinOptions::new(union, kind)
+            .with("alpha", FieldValue::F32(0.25))
+            .expect("alpha"),
+    );
+    model
+}
+
+/// [`fc_with_a_cpu_operator`] planned with the Edge TPU's operator support: the
+/// `LEAKY_RELU` is a CPU segment between Edge TPU segments (the CPU is cheaper per operator
+/// than a device, but not enough to run everything), and spare devices replicate the
+/// slowest of those.
 fn hybrid_fc_plan(graph: &Graph<'_, '_>, devices: usize) -> Plan {
     Profiled::new(Linear {
         fixed_s: 1e-3,
@@ -108,24 +137,40 @@ fn hybrid_fc_plan(graph: &Graph<'_, '_>, devices: usize) -> Plan {
     })
     .with_cpu_segments(Linear {
         fixed_s: 0.0,
-        per_op_s: 1e-5,
+        per_op_s: 5e-4,
     })
     .plan(graph, devices)
     .expect("plan")
 }
 
 #[test]
-fn plans_put_host_operators_on_the_cpu_and_replicate_segments() {
+fn host_quantisation_rides_on_device_segments_and_cpu_operators_get_cpu_segments() {
     let model = paper::fc(300).expect("fc");
     let graph = Graph::new(&model).expect("graph");
     let support = op_support(&model);
     assert_eq!(support[0], OpSupport::HostQuantize);
     assert_eq!(support[support.len() - 1], OpSupport::HostDequantize);
+    // Nothing only the CPU runs: no CPU segment, whatever the budget.
+    for devices in 1..=4 {
+        let plan = hybrid_fc_plan(&graph, devices);
+        assert!(
+            plan.segments.iter().all(|s| s.kind == SegmentKind::EdgeTpu),
+            "{:?}",
+            plan.segments
+        );
+    }
+
+    let model = fc_with_a_cpu_operator();
+    let graph = Graph::new(&model).expect("graph");
+    let support = op_support(&model);
     let plan = hybrid_fc_plan(&graph, 3);
-    let kinds: Vec<SegmentKind> = plan.segments.iter().map(|s| s.kind).collect();
-    assert!(kinds.contains(&SegmentKind::Cpu), "{:?}", plan.segments);
     assert_eq!(plan.devices(), 3);
     for segment in &plan.segments {
+        let cpu_op = segment
+            .ops
+            .clone()
+            .any(|op| matches!(support[op], OpSupport::Cpu(_)));
+        assert_eq!(segment.kind == SegmentKind::Cpu, cpu_op, "{segment:?}");
         if segment.kind == SegmentKind::EdgeTpu {
             assert!(
                 segment.ops.clone().any(|op| support[op].is_edgetpu()),
@@ -133,23 +178,15 @@ fn plans_put_host_operators_on_the_cpu_and_replicate_segments() {
             );
         }
     }
-    // A device budget of 1: the whole model on one device, quantisation at its edges.
-    let one = Profiled::new(Linear {
-        fixed_s: 1e-3,
-        per_op_s: 1e-3,
-    })
-    .with_cpu_segments(Linear {
-        fixed_s: 1.0,
-        per_op_s: 1.0,
-    })
-    .plan(&graph, 1)
-    .expect("plan");
-    assert_eq!(one.segments.len(), 1);
-    assert_eq!(one.segments[0].kind, SegmentKind::EdgeTpu);
+    assert!(
+        plan.segments.iter().any(|s| s.replicas > 1),
+        "{:?}",
+        plan.segments
+    );
 }
 
 fn check_hybrid_on(backend: &dyn Backend, runtime: &Runtime) {
-    let model = paper::fc(300).expect("fc");
+    let model = fc_with_a_cpu_operator();
     let bytes = model.to_bytes().expect("bytes");
     let graph = Graph::new(&model).expect("graph");
     for devices in 1..=4 {
@@ -189,7 +226,7 @@ fn hybrid_plans_run_on_simulated_devices_with_the_whole_models_outputs() {
     );
     check_hybrid_on(&backend, &runtime);
     // The stages say where they run.
-    let model = paper::fc(300).expect("fc");
+    let model = fc_with_a_cpu_operator();
     let graph = Graph::new(&model).expect("graph");
     let pipeline =
         Pipeline::from_plan(&hybrid_fc_plan(&graph, 2), &graph, &backend).expect("pipeline");
@@ -215,7 +252,7 @@ fn hybrid_plans_run_on_simulated_devices_with_the_whole_models_outputs() {
 
 #[test]
 fn simulated_devices_that_compute_nothing_refuse_cpu_segments() {
-    let model = paper::fc(300).expect("fc");
+    let model = fc_with_a_cpu_operator();
     let graph = Graph::new(&model).expect("graph");
     let backend = SimulatedEdgeTpuBackend::new(EdgeTpuCostModel::usb_default(), SimCompute::Skip);
     let plan = hybrid_fc_plan(&graph, 2);
@@ -234,26 +271,42 @@ fn simulated_devices_that_compute_nothing_refuse_cpu_segments() {
 }
 
 #[test]
-fn written_cpu_segments_are_named_so_and_run_from_files() {
+fn written_segments_carry_their_kind_and_replicas_to_the_pipeline() {
     let Some(runtime) = common::tflite_runtime() else {
         return;
     };
-    let model = paper::fc(300).expect("fc");
+    let model = fc_with_a_cpu_operator();
     let bytes = model.to_bytes().expect("bytes");
     let graph = Graph::new(&model).expect("graph");
-    let plan = hybrid_fc_plan(&graph, 2);
+    let plan = hybrid_fc_plan(&graph, 3);
     let dir = std::env::temp_dir().join(format!("multitpu-hybrid-{}", std::process::id()));
     let files = plan.write(&graph, &dir, "fc").expect("write");
     for (file, segment) in files.iter().zip(&plan.segments) {
         let name = file.file_name().and_then(|n| n.to_str()).expect("name");
         assert_eq!(
-            name.ends_with("_cpu.tflite"),
+            name.contains("_cpu"),
             segment.kind == SegmentKind::Cpu,
+            "{name}"
+        );
+        assert_eq!(
+            name.contains(&format!("_x{}", segment.replicas)),
+            segment.replicas > 1,
             "{name}"
         );
     }
     let backend = CpuBackend::new(runtime.clone(), 1, false);
     let pipeline = Pipeline::from_segment_files(&files, &backend).expect("pipeline");
+    let instances: Vec<usize> = pipeline
+        .stats()
+        .stages
+        .iter()
+        .map(|s| s.instances.len())
+        .collect();
+    let replicas: Vec<usize> = plan.segments.iter().map(|s| s.replicas).collect();
+    assert_eq!(
+        instances, replicas,
+        "the files' pipeline runs the plan's replicas"
+    );
     assert_same_as_whole(&runtime, &bytes, &pipeline, 5);
     std::fs::remove_dir_all(&dir).expect("clean up");
 }

@@ -36,6 +36,7 @@ fn segments(model: &[u8], n: usize) -> Vec<NamedModel> {
                 i,
                 n,
                 multitpu::segment::SegmentKind::EdgeTpu,
+                1,
             );
             NamedModel::new(name, segment.to_bytes().unwrap())
         })

@@ -721,19 +721,29 @@ impl std::fmt::Display for Costs {
 fn compare(name: &str, model: &Model, segments: usize) -> Costs {
     let graph = Graph::new(model).expect("graph");
     let cost_model = EdgeTpuCostModel::usb_default();
-    let profiled = Profiled::cost_model(cost_model.clone())
+    // The baselines put every operator on a device, one segment per device: so does the
+    // plan they are held against.
+    let profiled = Profiled::new(cost_model.clone())
+        .with_floor(cost_model.clone())
         .with_exact_devices()
         .plan(&graph, segments)
         .expect("profiled");
+    // The budget planner also chooses replicas and how many devices, with no segment
+    // without Edge TPU work: never slower than one segment per device, by its tolerance.
+    let exact = Profiled::cost_model(cost_model.clone())
+        .with_exact_devices()
+        .plan(&graph, segments);
     let budget = Profiled::cost_model(cost_model.clone())
         .plan(&graph, segments)
         .expect("profiled on a budget");
     assert!(budget.devices() <= segments);
-    assert!(
-        budget.bottleneck_s().expect("predicted")
-            <= profiled.bottleneck_s().expect("predicted") * (1.0 + DEFAULT_DEVICE_TOLERANCE),
-        "{name}: the budget plan is slower than one segment per device"
-    );
+    if let Ok(exact) = exact {
+        assert!(
+            budget.bottleneck_s().expect("predicted")
+                <= exact.bottleneck_s().expect("predicted") * (1.0 + DEFAULT_DEVICE_TOLERANCE),
+            "{name}: the budget plan is slower than one segment per device"
+        );
+    }
     let search = LibcoralSearch::new(CachedProfiler::new(cost_model.clone()));
     let (libcoral, cost) = search.plan_with_cost(&graph, segments).expect("libcoral");
     check_well_formed(&graph, &profiled, segments);

@@ -205,6 +205,8 @@ pub struct DeviceSegments {
     /// Per first operator `a`: the largest end such that `a..end` holds nothing that stops
     /// the device program.
     open_until: Vec<usize>,
+    /// `cpu_before[op]`: operators before `op` that only the CPU runs ([`OpSupport::Cpu`]).
+    cpu_before: Vec<usize>,
 }
 
 impl DeviceSegments {
@@ -255,10 +257,29 @@ impl DeviceSegments {
                 limit
             })
             .collect();
+        let mut cpu_before = vec![0; n + 1];
+        for op in 0..n {
+            cpu_before[op + 1] =
+                cpu_before[op] + usize::from(matches!(support[op], OpSupport::Cpu(_)));
+        }
         DeviceSegments {
             first_mapped,
             open_until,
+            cpu_before,
         }
+    }
+
+    /// Whether `ops` holds an operator that only the CPU runs (not host quantisation, which
+    /// can ride at the edge of a device segment).
+    pub fn needs_cpu(&self, ops: &Range<usize>) -> bool {
+        let end = ops.end.min(self.cpu_before.len() - 1);
+        let start = ops.start.min(end);
+        self.cpu_before[end] > self.cpu_before[start]
+    }
+
+    /// Operators described.
+    pub fn op_count(&self) -> usize {
+        self.cpu_before.len() - 1
     }
 
     /// Whether operators `ops` can be one Edge TPU segment.

@@ -7,9 +7,30 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::model::Graph;
-use crate::pipeline::{Backend, Pipeline, PipelineBuilder};
-use crate::segment::{Plan, SegmentKind, extract, is_cpu_segment_file};
+use crate::pipeline::{Backend, Pipeline, PipelineBuilder, Stage};
+use crate::segment::{Plan, SegmentKind, extract, segment_file_role};
 use crate::{Error, Result};
+
+/// The instances of one segment: `replicas` CPU stages on the host, or one stage per
+/// replica on the next devices of `backend` (advancing `next_device`).
+fn prepare(
+    backend: &dyn Backend,
+    bytes: Arc<[u8]>,
+    kind: SegmentKind,
+    replicas: usize,
+    next_device: &mut usize,
+) -> Result<Vec<Box<dyn Stage>>> {
+    match kind {
+        SegmentKind::Cpu => (0..replicas.max(1))
+            .map(|_| backend.prepare_cpu(Arc::clone(&bytes)))
+            .collect(),
+        SegmentKind::EdgeTpu => {
+            let devices: Vec<usize> = (*next_device..*next_device + replicas.max(1)).collect();
+            *next_device += devices.len();
+            backend.prepare_replicas(bytes, &devices)
+        }
+    }
+}
 
 /// Names a segment in an error about it.
 fn in_segment(index: usize, file: Option<&Path>) -> impl FnOnce(Error) -> Error {
@@ -62,17 +83,13 @@ impl PipelineBuilder {
                 .and_then(|m| m.to_bytes())
                 .map(Arc::from)
                 .map_err(in_segment(index, None))?;
-            let instances = match segment.kind {
-                SegmentKind::Cpu => (0..segment.replicas.max(1))
-                    .map(|_| backend.prepare_cpu(Arc::clone(&bytes)))
-                    .collect::<Result<Vec<_>>>(),
-                SegmentKind::EdgeTpu => {
-                    let devices: Vec<usize> =
-                        (next_device..next_device + segment.replicas.max(1)).collect();
-                    next_device += devices.len();
-                    backend.prepare_replicas(bytes, &devices)
-                }
-            }
+            let instances = prepare(
+                backend,
+                bytes,
+                segment.kind,
+                segment.replicas,
+                &mut next_device,
+            )
             .map_err(in_segment(index, None))?;
             builder = builder.replicated_stage(instances);
         }
@@ -80,9 +97,10 @@ impl PipelineBuilder {
     }
 
     /// A builder with one stage per segment file (complete `.tflite` models, such as those
-    /// [`Plan::write`] writes), in the order given. Files named as CPU segments
-    /// ([`is_cpu_segment_file`]) run on the host ([`Backend::prepare_cpu`]); the others take
-    /// the backend's devices in order. The pipeline inputs are the first segment's (see
+    /// [`Plan::write`] writes), in the order given, run as their names say
+    /// ([`segment_file_role`]): files named as CPU segments on the host
+    /// ([`Backend::prepare_cpu`]), the others on the backend's devices in order, one per
+    /// replica. The pipeline inputs are the first segment's (see
     /// [`inputs`](Self::inputs)).
     ///
     /// # Errors
@@ -99,14 +117,10 @@ impl PipelineBuilder {
                     source,
                 })
                 .map_err(in_segment(index, None))?;
-            let stage = if is_cpu_segment_file(path) {
-                backend.prepare_cpu(Arc::from(bytes))
-            } else {
-                next_device += 1;
-                backend.prepare(Arc::from(bytes), next_device - 1)
-            }
-            .map_err(in_segment(index, Some(path)))?;
-            builder = builder.stage(stage);
+            let (kind, replicas) = segment_file_role(path);
+            let instances = prepare(backend, Arc::from(bytes), kind, replicas, &mut next_device)
+                .map_err(in_segment(index, Some(path)))?;
+            builder = builder.replicated_stage(instances);
         }
         Ok(builder)
     }

@@ -315,8 +315,10 @@ impl Plan {
     }
 
     /// Writes the segments as `<stem>_segment_<i>_of_<n>.tflite` into `dir` (created if
-    /// missing; CPU segments as `<stem>_segment_<i>_of_<n>_cpu.tflite`, not to be compiled
-    /// for the Edge TPU) and returns the paths, in segment order.
+    /// missing; [`segment_file_name`]: CPU segments end in `_cpu`, not to be compiled for
+    /// the Edge TPU, replicated ones in `_x<R>`) and returns the paths, in segment order.
+    /// [`Pipeline::from_segment_files`](crate::pipeline::Pipeline::from_segment_files) runs
+    /// them as planned.
     ///
     /// ```
     /// use multitpu::model::{Graph, paper};
@@ -351,7 +353,13 @@ impl Plan {
             .enumerate()
             .zip(&self.segments)
             .map(|((i, segment), planned)| {
-                let path = dir.join(segment_file_name(stem, i, n, planned.kind));
+                let path = dir.join(segment_file_name(
+                    stem,
+                    i,
+                    n,
+                    planned.kind,
+                    planned.replicas,
+                ));
                 std::fs::write(&path, segment.to_bytes()?).map_err(io_error(&path))?;
                 Ok(path)
             })
@@ -382,21 +390,70 @@ fn check_unique_names(model: &Model<'_>, segments: &[Segment]) -> Result<()> {
     Ok(())
 }
 
-/// Coral's name for segment `index` of `count`: `<stem>_segment_<index>_of_<count>.tflite`,
-/// with `_cpu` before the extension for a CPU segment ([`is_cpu_segment_file`]).
-pub fn segment_file_name(stem: &str, index: usize, count: usize, kind: SegmentKind) -> String {
-    match kind {
-        SegmentKind::EdgeTpu => format!("{stem}_segment_{index}_of_{count}.tflite"),
-        SegmentKind::Cpu => format!("{stem}_segment_{index}_of_{count}_cpu.tflite"),
-    }
+/// Coral's name for segment `index` of `count`, `<stem>_segment_<index>_of_<count>.tflite`,
+/// with what a pipeline needs to run it as planned before the extension: `_cpu` for a CPU
+/// segment, `_x<R>` for a segment of R replicas ([`segment_file_role`] reads them back).
+///
+/// ```
+/// use multitpu::segment::{SegmentKind, segment_file_name};
+///
+/// assert_eq!(segment_file_name("m", 0, 3, SegmentKind::EdgeTpu, 1), "m_segment_0_of_3.tflite");
+/// assert_eq!(segment_file_name("m", 1, 3, SegmentKind::EdgeTpu, 2), "m_segment_1_of_3_x2.tflite");
+/// assert_eq!(segment_file_name("m", 2, 3, SegmentKind::Cpu, 1), "m_segment_2_of_3_cpu.tflite");
+/// ```
+pub fn segment_file_name(
+    stem: &str,
+    index: usize,
+    count: usize,
+    kind: SegmentKind,
+    replicas: usize,
+) -> String {
+    let cpu = match kind {
+        SegmentKind::EdgeTpu => "",
+        SegmentKind::Cpu => "_cpu",
+    };
+    let replicas = if replicas > 1 {
+        format!("_x{replicas}")
+    } else {
+        String::new()
+    };
+    format!("{stem}_segment_{index}_of_{count}{cpu}{replicas}.tflite")
 }
 
-/// Whether a segment file is named as a CPU segment (`…_cpu.tflite`), one that runs on the
-/// host rather than an Edge TPU.
-pub fn is_cpu_segment_file(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|name| name.to_str())
-        .is_some_and(|name| name.ends_with("_cpu.tflite"))
+/// Where a segment file runs and with how many replicas, from its name
+/// ([`segment_file_name`]; `edgetpu_compiler`'s `_edgetpu` suffix is allowed after them): a
+/// file named otherwise is an Edge TPU segment of one replica.
+///
+/// ```
+/// use std::path::Path;
+///
+/// use multitpu::segment::{SegmentKind, segment_file_role};
+///
+/// let role = segment_file_role(Path::new("out/m_segment_1_of_3_x2_edgetpu.tflite"));
+/// assert_eq!(role, (SegmentKind::EdgeTpu, 2));
+/// assert_eq!(segment_file_role(Path::new("m_segment_2_of_3_cpu.tflite")), (SegmentKind::Cpu, 1));
+/// ```
+pub fn segment_file_role(path: &Path) -> (SegmentKind, usize) {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let stem = name.strip_suffix(".tflite").unwrap_or(name);
+    let stem = stem.strip_suffix("_edgetpu").unwrap_or(stem);
+    let (stem, replicas) = match stem.rsplit_once("_x") {
+        Some((rest, digits))
+            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            match digits.parse::<usize>() {
+                Ok(r) if r >= 1 => (rest, r),
+                _ => (stem, 1),
+            }
+        }
+        _ => (stem, 1),
+    };
+    let kind = if stem.ends_with("_cpu") {
+        SegmentKind::Cpu
+    } else {
+        SegmentKind::EdgeTpu
+    };
+    (kind, replicas)
 }
 
 /// Whether the graph may be cut before operator `cut`.

@@ -68,7 +68,7 @@ use std::ops::Range;
 
 use std::sync::Arc;
 
-use super::search::{Candidates, Places};
+use super::search::{Candidates, Places, Slot};
 use super::{Plan, SegmentKind, Segmenter, check_segmentable};
 use crate::device::{CpuCostModel, DeviceSegments, op_support};
 use crate::model::Graph;
@@ -487,9 +487,10 @@ impl LatencyFloor for EdgeTpuCostModel {
 ///
 /// By default every operator runs on the profiled device. With
 /// [`with_cpu_segments`](Profiled::with_cpu_segments), the Edge TPU's operator support
-/// ([`crate::device::support`]) decides: a segment the compiler cannot map whole is a CPU
-/// segment, profiled by the CPU profiler, taking no device; two CPU segments are never
-/// adjacent (they would be one).
+/// ([`crate::device::support`]) decides: a segment that holds an operator only the CPU runs
+/// is a CPU segment, profiled by the CPU profiler, taking no device; two CPU segments are
+/// never adjacent (they would be one), and host quantisation never gets a stage of its own:
+/// it rides at the edge of a device segment, as in a compiled model.
 ///
 /// `F` bounds the profiler's latencies from below to prune candidates without profiling
 /// them; the default, [`NoFloor`], prunes nothing. The floor must hold for this profiler
@@ -946,7 +947,11 @@ impl Lazy<'_> {
                     let mut known = candidates.known_from(a).peekable();
                     for b in a + 1..=m {
                         let ops = candidates.ops(a, b);
-                        let budgeted = candidates.budgeted(a, b);
+                        let slot = candidates.slot(a, b);
+                        if slot == Slot::Never {
+                            continue;
+                        }
+                        let budgeted = slot == Slot::Budgeted;
                         let most_replicas = if candidates.replicable(a, b) {
                             widest
                         } else {

@@ -2,9 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{
-    LibcoralSearch, Plan, Profiled, SegmentKind, Segmenter, UniformByOps, UniformByParams,
-};
+use super::{LibcoralSearch, Plan, Profiled, Segmenter, UniformByOps, UniformByParams};
 use crate::device::cost_model::EdgeTpuCostModel;
 use crate::model::Model;
 use crate::{Error, Result};
@@ -92,11 +90,13 @@ impl Plan {
     /// `plan: strategy=<name> segments=<n> bottleneck_ms=<float> candidates=<count>
     /// devices=<used> replicas=<r0,r1,..> profiler=<name>`, the one-line summary tools read
     /// (`NaN` when the plan has no predictions). `bottleneck_ms` is the period, latency over
-    /// replicas; `replicas` lists the devices of each segment, 0 for a CPU segment.
+    /// replicas; `replicas` lists the instances of each segment ([`Segment::replicas`](super::Segment::replicas)), and
+    /// `devices` counts those of the Edge TPU segments.
     ///
     /// `profiler` names where the segment latencies come from, so that a predicted
     /// bottleneck is not taken for a measured one: e.g. `model-usb` or `model-pcie` for the
-    /// Edge TPU cost model of that link, `cpu` for timed runs on TFLite's CPU kernels.
+    /// Edge TPU cost model of that link, `cpu` for timed runs on TFLite's CPU kernels,
+    /// `model-usb+cpu-model` when CPU segments were priced by the CPU estimate.
     pub fn summary_line(&self, profiler: &str) -> String {
         format!(
             "plan: strategy={} segments={} bottleneck_ms={:.6} candidates={} devices={} \
@@ -108,10 +108,7 @@ impl Plan {
             self.devices(),
             self.segments
                 .iter()
-                .map(|s| match s.kind {
-                    SegmentKind::EdgeTpu => s.replicas.to_string(),
-                    SegmentKind::Cpu => "0".to_string(),
-                })
+                .map(|s| s.replicas.to_string())
                 .collect::<Vec<_>>()
                 .join(",")
         )
@@ -121,7 +118,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::segment::Segment;
+    use crate::segment::{Segment, SegmentKind};
 
     #[test]
     fn every_strategy_name_resolves_and_others_are_refused() {
@@ -163,13 +160,13 @@ mod tests {
         assert_eq!(
             plan.summary_line("model-usb"),
             "plan: strategy=profiled segments=3 bottleneck_ms=2.500000 candidates=7 devices=3 \
-             replicas=1,2,0 profiler=model-usb"
+             replicas=1,2,1 profiler=model-usb"
         );
         plan.segments[1].predicted_latency_s = None;
         assert_eq!(
             plan.summary_line("cpu"),
             "plan: strategy=profiled segments=3 bottleneck_ms=NaN candidates=7 devices=3 \
-             replicas=1,2,0 profiler=cpu"
+             replicas=1,2,1 profiler=cpu"
         );
     }
 }

@@ -10,23 +10,41 @@ use crate::model::{Graph, Model};
 use crate::profile::Profiler;
 use crate::{Error, Result};
 
-/// What a candidate segment is: a segment on the budgeted devices, or a free one on the host.
+/// Where the candidates of a plan may run.
 #[derive(Debug, Clone)]
 pub(crate) enum Places {
     /// Every candidate runs on the profiled target and is labelled `kind`.
     All(SegmentKind),
     /// The Edge TPU's operator support decides: candidates the compiler maps whole are Edge
-    /// TPU segments, the others CPU segments, which take no device.
+    /// TPU segments; candidates holding an operator only the CPU runs are CPU segments,
+    /// which take no device; the others (host quantisation alone, say) are no segment of
+    /// their own, except the whole model when nothing else can hold it.
     EdgeTpu(DeviceSegments),
 }
 
+/// What one candidate segment can be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// A segment on the budgeted devices (or, for [`Places::All`], a stage of the budget).
+    Budgeted,
+    /// A CPU segment, taking no device.
+    Free,
+    /// Not a segment of any plan.
+    Never,
+}
+
 impl Places {
-    /// Whether candidate `ops` takes a device (or, for [`Places::All`], a stage of the
-    /// budget).
-    pub(crate) fn budgeted(&self, ops: &Range<usize>) -> bool {
+    /// What candidate `ops` can be.
+    pub(crate) fn slot(&self, ops: &Range<usize>) -> Slot {
         match self {
-            Places::All(_) => true,
-            Places::EdgeTpu(device) => device.allows(ops),
+            Places::All(_) => Slot::Budgeted,
+            Places::EdgeTpu(device) if device.allows(ops) => Slot::Budgeted,
+            Places::EdgeTpu(device)
+                if device.needs_cpu(ops) || (ops.start == 0 && ops.end == device.op_count()) =>
+            {
+                Slot::Free
+            }
+            Places::EdgeTpu(_) => Slot::Never,
         }
     }
 
@@ -134,7 +152,7 @@ impl<'g, 'p> Candidates<'g, 'p> {
             return Ok(latency);
         }
         let ops = self.ops(a, b);
-        let profiler = if self.places.budgeted(&ops) {
+        let profiler = if self.places.slot(&ops) == Slot::Budgeted {
             self.profiler
         } else {
             self.host.ok_or_else(|| {
@@ -167,9 +185,9 @@ impl<'g, 'p> Candidates<'g, 'p> {
         self.count
     }
 
-    /// Whether candidate `a..b` takes a device.
-    pub(crate) fn budgeted(&self, a: usize, b: usize) -> bool {
-        self.places.budgeted(&self.ops(a, b))
+    /// What candidate `a..b` can be.
+    pub(crate) fn slot(&self, a: usize, b: usize) -> Slot {
+        self.places.slot(&self.ops(a, b))
     }
 
     /// Whether candidate `a..b` may run on several devices side by side: not if it keeps

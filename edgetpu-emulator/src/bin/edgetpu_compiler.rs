@@ -92,7 +92,7 @@ fn parts(bytes: &[u8], stem: &str, segments: usize) -> Result<Vec<(String, Vec<u
         .iter()
         .enumerate()
         .map(|(i, segment)| {
-            let name = segment_file_name(stem, i, segments, SegmentKind::EdgeTpu);
+            let name = segment_file_name(stem, i, segments, SegmentKind::EdgeTpu, 1);
             let stem = name.strip_suffix(".tflite").unwrap_or(&name).to_string();
             Ok((stem, segment.to_bytes().map_err(|e| e.to_string())?))
         })
