@@ -45,6 +45,17 @@ pub enum Error {
         operators: usize,
     },
 
+    /// A device budget the profiled planner does not take: at least 1, and at most
+    /// [`MAX_DEVICES`](crate::segment::MAX_DEVICES), since its search grows with the cube of
+    /// the budget.
+    #[error("a budget of {requested} devices: the profiled planner takes 1 to {max}")]
+    DeviceBudget {
+        /// Devices asked for.
+        requested: usize,
+        /// The largest budget taken.
+        max: usize,
+    },
+
     /// A cut given to [`Plan::from_cuts`](crate::segment::Plan::from_cuts) (the first operator
     /// of a segment) cannot be used.
     #[error("cannot cut before operator {cut}: {reason}")]

@@ -30,7 +30,7 @@
 //! let model = Model::from_bytes(&bytes)?;
 //! let graph = Graph::new(&model)?;
 //! let plan = Plan::new(&graph, 2, &Profiled::cost_model(EdgeTpuCostModel::usb_default()))?;
-//! let files = plan.write(&graph, &dir, "conv")?; // conv_segment_0_of_2.tflite, ...
+//! let files = plan.write(&graph, &dir, "conv")?; // conv_segment_<i>_of_<n>[_cpu][_x<R>].tflite
 //! let pipeline = Pipeline::from_segment_files(&files, &CpuBackend::new(Runtime::load()?, 1, false))?;
 //! let input = &pipeline.inputs()[0]; // F32 [1, 64, 64, 3]
 //! pipeline.push_as(&[(&input.name, &vec![0.5f32; input.num_elements()])])?;

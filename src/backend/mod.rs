@@ -13,8 +13,11 @@
 //! - an Edge TPU [`Delegate`] moves into the interpreter that uses it, so it cannot be
 //!   freed while that interpreter lives.
 //!
-//! The libraries are loaded at run time (see `libedgetpu-sys`): set `MULTITPU_TFLITE_LIB`
-//! and `MULTITPU_EDGETPU_LIB` to their paths, or install them where the loader finds them.
+//! The libraries are loaded at run time (see `libedgetpu-sys`), each from the path in its
+//! variable (`MULTITPU_TFLITE_LIB`, `MULTITPU_EDGETPU_LIB`), else where the loader finds it;
+//! the TFLite library also from the cache `scripts/fetch-tflite` fills ([`Runtime::load`]).
+//! A library that loads from none of them is an [`Error::Library`](crate::Error::Library)
+//! ([`LoadError`]) naming every place tried.
 #![allow(unsafe_code)]
 
 pub mod cpu;
@@ -30,7 +33,6 @@ pub use cpu::{CpuBackend, InterpreterStage};
 pub use custom_op::{CustomOp, CustomOps, OpInput, OpOutput};
 pub use edgetpu::{Delegate, DeviceInfo, DeviceKind, DeviceSelector, EdgeTpuRuntime};
 pub use edgetpu_backend::{EdgeTpuBackend, Performance};
-/// Why a native library did not load (the payload of [`Error::Library`](crate::Error::Library)).
 pub use libedgetpu_sys::{LibraryKind, LoadError};
 pub use simulated::{SimCompute, SimulatedEdgeTpuBackend};
 pub use tflite::{Interpreter, InterpreterOptions, Runtime};

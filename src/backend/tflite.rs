@@ -39,7 +39,7 @@ impl Runtime {
     /// else by the platform's usual name (`libtensorflowlite_c.so`) on the loader's path,
     /// or else from the cache `scripts/fetch-tflite` fills
     /// (`~/.cache/multitpu/tflite-2.9/<platform>/`, see
-    /// [`libedgetpu_sys::cached_tflite_library`]).
+    /// `libedgetpu_sys::cached_tflite_library`).
     ///
     /// ```no_run
     /// # // no_run: needs the TFLite C library, which documentation builds may lack.

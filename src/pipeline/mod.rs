@@ -2,8 +2,9 @@
 //!
 //! A [`Pipeline`] is generic over [`Stage`]s, so it works the same with TFLite CPU
 //! interpreters, Edge TPU interpreters and simulated devices. Start one from a plan or from
-//! segment files in one call ([`Pipeline::from_plan`], [`Pipeline::from_segment_files`],
-//! stage `i` on device `i` of a [`Backend`]), or stage by stage with [`PipelineBuilder`];
+//! segment files in one call ([`Pipeline::from_plan`], [`Pipeline::from_segment_files`]:
+//! Edge TPU segments on a [`Backend`]'s devices in order, one per replica, CPU segments on
+//! the host), or stage by stage with [`PipelineBuilder`];
 //! feed it with [`Pipeline::push`] and collect results, in input order, with
 //! [`Pipeline::pop`] or by iterating over `&Pipeline`.
 //!

@@ -23,7 +23,8 @@ pub use crate::model::figures::param_bytes;
 use crate::model::figures::range_figures;
 pub use libcoral::{LibcoralCost, LibcoralOutcome, LibcoralSearch};
 pub use profiled::{
-    DEFAULT_DEVICE_TOLERANCE, DEFAULT_TOLERANCE, Floors, LatencyFloor, NoFloor, Profiled,
+    DEFAULT_DEVICE_TOLERANCE, DEFAULT_TOLERANCE, Floors, LatencyFloor, MAX_DEVICES, NoFloor,
+    Profiled,
 };
 pub use report::{STRATEGY_NAMES, strategy};
 pub use uniform::{UniformByOps, UniformByParams};
@@ -58,12 +59,16 @@ pub trait Segmenter {
     /// Short name shown in reports (e.g. `uniform`).
     fn name(&self) -> &str;
 
-    /// Splits the graph into exactly `segments` contiguous, non-empty ranges of operators.
+    /// Splits the graph into contiguous, non-empty ranges of operators for `segments`
+    /// devices: exactly `segments` ranges for the uniform strategies and
+    /// [`LibcoralSearch`]; for [`Profiled`], a budget of at most `segments` devices, which
+    /// may give fewer or more ranges (replicated segments, CPU segments: see its docs).
     ///
     /// # Errors
     ///
     /// [`Error::SegmentCount`] if `segments` is 0 or more than one plus the model's valid cut
-    /// points; [`Error::Unsupported`] for a model compiled for the Edge TPU, or whose
+    /// points (exact strategies); [`Error::DeviceBudget`] for a budget [`Profiled`] does not
+    /// take; [`Error::Unsupported`] for a model compiled for the Edge TPU, or whose
     /// exchanged tensors share a name; profiling strategies also pass on their profiler's
     /// errors.
     fn plan(&self, graph: &Graph<'_, '_>, segments: usize) -> Result<Plan>;
@@ -144,7 +149,8 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The plan `segmenter` makes for `graph` in `segments` segments: the same as
+    /// The plan `segmenter` makes for `graph` and `segments` devices (a segment count for
+    /// the uniform strategies, a device budget for [`Profiled`]): the same as
     /// `segmenter.plan(graph, segments)`, callable without importing [`Segmenter`].
     ///
     /// ```
