@@ -173,18 +173,10 @@ fn parse_args() -> Result<Args, String> {
 
 /// The whole model's bytes: a file, or one of the paper's models built in memory.
 fn load_model(spec: &str) -> Result<Vec<u8>, Box<dyn Error>> {
-    let size = |s: &str| -> Result<usize, String> {
-        s.parse()
-            .map_err(|e| format!("model size in `{spec}`: {e}"))
-    };
-    let model = if let Some(n) = spec.strip_prefix("fc:") {
-        paper::fc(size(n)?)?
-    } else if let Some(f) = spec.strip_prefix("conv:") {
-        paper::conv(size(f)?)?
-    } else {
-        return Ok(std::fs::read(spec).map_err(|e| format!("{spec}: {e}"))?);
-    };
-    Ok(model.to_bytes()?)
+    match paper::from_spec(spec)? {
+        Some(model) => Ok(model.to_bytes()?),
+        None => Ok(std::fs::read(spec).map_err(|e| format!("{spec}: {e}"))?),
+    }
 }
 
 /// What one stage is predicted to take.

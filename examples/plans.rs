@@ -23,18 +23,10 @@ use multitpu::segment::{Plan, Profiled, SegmentKind, Segmenter};
 const USAGE: &str = "usage: plans MODEL... [--max-devices N] [--link usb|pcie]";
 
 fn load(spec: &str) -> Result<Vec<u8>, Box<dyn Error>> {
-    let size = |s: &str| -> Result<usize, String> {
-        s.parse()
-            .map_err(|e| format!("model size in `{spec}`: {e}"))
-    };
-    let model = if let Some(n) = spec.strip_prefix("fc:") {
-        paper::fc(size(n)?)?
-    } else if let Some(f) = spec.strip_prefix("conv:") {
-        paper::conv(size(f)?)?
-    } else {
-        return Ok(std::fs::read(spec).map_err(|e| format!("{spec}: {e}"))?);
-    };
-    Ok(model.to_bytes()?)
+    match paper::from_spec(spec)? {
+        Some(model) => Ok(model.to_bytes()?),
+        None => Ok(std::fs::read(spec).map_err(|e| format!("{spec}: {e}"))?),
+    }
 }
 
 /// `tpu[0..5] tpu x2[5..6] cpu[6..7]`.

@@ -35,6 +35,23 @@ impl Profiler for Linear {
     }
 }
 
+/// Simulated USB Edge TPUs whose outputs (and CPU segments) are computed on `runtime`.
+fn simulated_with_cpu(runtime: &Runtime) -> SimulatedEdgeTpuBackend {
+    SimulatedEdgeTpuBackend::new(
+        EdgeTpuCostModel::usb_default(),
+        SimCompute::Cpu {
+            runtime: runtime.clone(),
+            threads: 1,
+        },
+    )
+}
+
+/// A CPU profile of 0.1 ms per segment and per operator.
+const CPU_ESTIMATE: Linear = Linear {
+    fixed_s: 1e-4,
+    per_op_s: 1e-4,
+};
+
 /// Runs `items` seeded random inputs through the whole model on one interpreter and through
 /// `pipeline`, and asserts every output is identical.
 fn assert_same_as_whole(runtime: &Runtime, whole: &[u8], pipeline: &Pipeline, items: usize) {
@@ -217,13 +234,7 @@ fn hybrid_plans_run_on_simulated_devices_with_the_whole_models_outputs() {
     let Some(runtime) = common::tflite_runtime() else {
         return;
     };
-    let backend = SimulatedEdgeTpuBackend::new(
-        EdgeTpuCostModel::usb_default(),
-        SimCompute::Cpu {
-            runtime: runtime.clone(),
-            threads: 1,
-        },
-    );
+    let backend = simulated_with_cpu(&runtime);
     check_hybrid_on(&backend, &runtime);
     // The stages say where they run.
     let model = fc_with_a_cpu_operator();
@@ -324,22 +335,13 @@ fn a_real_models_cpu_tail_runs_beside_simulated_devices() {
     let model = Model::from_bytes(&bytes).expect("model");
     let graph = Graph::new(&model).expect("graph");
     let plan = Profiled::cost_model(EdgeTpuCostModel::usb_default())
-        .with_cpu_segments(Linear {
-            fixed_s: 1e-4,
-            per_op_s: 1e-4,
-        })
+        .with_cpu_segments(CPU_ESTIMATE)
         .plan(&graph, 2)
         .expect("plan");
     let last = plan.segments.last().expect("a segment");
     assert_eq!(last.kind, SegmentKind::Cpu, "{:?}", plan.segments);
     assert!(plan.devices() >= 1 && plan.devices() <= 2);
-    let backend = SimulatedEdgeTpuBackend::new(
-        EdgeTpuCostModel::usb_default(),
-        SimCompute::Cpu {
-            runtime: runtime.clone(),
-            threads: 1,
-        },
-    );
+    let backend = simulated_with_cpu(&runtime);
     let pipeline = Pipeline::from_plan(&plan, &graph, &backend).expect("pipeline");
     assert_same_as_whole(&runtime, &bytes, &pipeline, 3);
 }
@@ -362,10 +364,7 @@ fn a_custom_operator_in_the_middle_is_a_cpu_segment_between_devices() {
         .position(|op| op.opcode.custom.as_deref() == Some(common::UNREGISTERED_OP))
         .expect("the custom operator");
     let plan = Profiled::cost_model(EdgeTpuCostModel::usb_default())
-        .with_cpu_segments(Linear {
-            fixed_s: 1e-4,
-            per_op_s: 1e-4,
-        })
+        .with_cpu_segments(CPU_ESTIMATE)
         .plan(&graph, 2)
         .expect("plan");
     let holding = plan
@@ -405,10 +404,8 @@ fn check_real_model_plans(name: &str, bytes: &[u8]) {
     let model = Model::from_bytes(bytes).expect("model");
     let graph = Graph::new(&model).expect("graph");
     let support = op_support(&model);
-    let planner = Profiled::cost_model(EdgeTpuCostModel::usb_default()).with_cpu_segments(Linear {
-        fixed_s: 1e-4,
-        per_op_s: 1e-4,
-    });
+    let planner =
+        Profiled::cost_model(EdgeTpuCostModel::usb_default()).with_cpu_segments(CPU_ESTIMATE);
     let mut previous = f64::INFINITY;
     let mut plan = None;
     for budget in 1..=4 {
@@ -428,13 +425,7 @@ fn check_real_model_plans(name: &str, bytes: &[u8]) {
         plan = Some(planned);
     }
     let plan = plan.expect("a plan");
-    let backend = SimulatedEdgeTpuBackend::new(
-        EdgeTpuCostModel::usb_default(),
-        SimCompute::Cpu {
-            runtime: runtime.clone(),
-            threads: 1,
-        },
-    );
+    let backend = simulated_with_cpu(&runtime);
     let pipeline = Pipeline::from_plan(&plan, &graph, &backend).expect("pipeline");
     assert_same_as_whole(&runtime, bytes, &pipeline, 2);
 }

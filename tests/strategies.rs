@@ -373,6 +373,15 @@ proptest! {
     }
 }
 
+/// A chain of `ops` operators, each with 8 bytes of weights and no state.
+fn chain(ops: usize) -> Model<'static> {
+    build(&Shape {
+        reads: (0..ops).map(|i| vec![i]).collect(),
+        weights: vec![8; ops],
+        stateful: vec![false; ops],
+    })
+}
+
 /// `shape`'s graph with the operators flagged in `cpu` made custom operators, which only
 /// the CPU runs.
 fn build_with_cpu_ops(shape: &Shape, cpu: &[bool]) -> Model<'static> {
@@ -636,12 +645,7 @@ proptest! {
 
 #[test]
 fn one_device_runs_the_whole_model() {
-    let shape = Shape {
-        reads: (0..6).map(|i| vec![i]).collect(),
-        weights: vec![8; 6],
-        stateful: vec![false; 6],
-    };
-    let model = build(&shape);
+    let model = chain(6);
     let graph = Graph::new(&model).expect("graph");
     let plan = Profiled::new(Bumpy { seed: 3 })
         .plan(&graph, 1)
@@ -919,12 +923,7 @@ proptest! {
 
 #[test]
 fn libcoral_search_keeps_the_compiler_split_when_its_segments_are_close() {
-    let shape = Shape {
-        reads: (0..8).map(|i| vec![i]).collect(),
-        weights: vec![8; 8],
-        stateful: vec![false; 8],
-    };
-    let model = build(&shape);
+    let model = chain(8);
     let graph = Graph::new(&model).expect("graph");
     // Latencies here are seconds of the order of 1–10: a threshold of 100 s stops at once.
     let search = LibcoralSearch::new(Bumpy { seed: 7 })
@@ -972,12 +971,7 @@ impl Profiler for Trap {
 
 #[test]
 fn profiled_finds_the_optimum_where_latency_is_not_monotone() {
-    let shape = Shape {
-        reads: (0..6).map(|i| vec![i]).collect(),
-        weights: vec![8; 6],
-        stateful: vec![false; 6],
-    };
-    let model = build(&shape);
+    let model = chain(6);
     let graph = Graph::new(&model).expect("graph");
     let valid = valid_cuts(&graph);
     for segments in 1..=4 {

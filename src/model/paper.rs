@@ -32,9 +32,9 @@
 //! the same sizes; small models and conv carry more compiler overhead (2–46 % for conv with
 //! F ≥ 52, twice the bytes at F = 32).
 
-use crate::Result;
 use crate::model::builder::{Activation, ModelBuilder, Padding, range_quantization};
 use crate::model::{ElementType, Model};
+use crate::{Error, Result};
 
 /// Input values the quantization of the paper's models is calibrated for.
 const INPUT_RANGE: (f32, f32) = (-1.0, 1.0);
@@ -96,6 +96,35 @@ pub fn parameter_bytes(model: &Model<'_>) -> usize {
         .iter()
         .filter_map(|t| t.data.as_ref().map(|d| d.len()))
         .sum()
+}
+
+/// The paper's model a command line names: `fc:N` ([`fc`]) or `conv:F` ([`conv`]);
+/// `None` for any other text (a file name, say).
+///
+/// ```
+/// use multitpu::model::paper;
+///
+/// assert!(paper::from_spec("fc:100")?.is_some());
+/// assert!(paper::from_spec("model.tflite")?.is_none());
+/// assert!(paper::from_spec("conv:lots").is_err());
+/// # Ok::<(), multitpu::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Invalid`] for a size that is not a number; the errors of [`fc`] and [`conv`].
+pub fn from_spec(spec: &str) -> Result<Option<Model<'static>>> {
+    let size = |text: &str| {
+        text.parse::<usize>()
+            .map_err(|e| Error::invalid("paper model", format!("size in `{spec}`: {e}")))
+    };
+    if let Some(n) = spec.strip_prefix("fc:") {
+        return fc(size(n)?).map(Some);
+    }
+    if let Some(f) = spec.strip_prefix("conv:") {
+        return conv(size(f)?).map(Some);
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
