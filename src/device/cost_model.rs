@@ -500,20 +500,20 @@ mod fitted {
     /// 2.660 ms per streamed MiB.
     pub const STREAM_BYTES_PER_S: f64 = 3.94198e8;
     /// Streamed convolution weights cost about 4 times what dense weights do.
-    pub const CONV_STREAM_READS: f64 = 4.03725;
+    pub const CONV_STREAM_READS: f64 = 4.03824;
     /// Includes the host's handling of inputs/outputs (the copies of int8 activations) and
     /// costs that grow with the conv models' activations (see docs/cost-model.md).
-    pub const IO_BYTES_PER_S: f64 = 9.57000e7;
+    pub const IO_BYTES_PER_S: f64 = 9.55971e7;
     /// 0.036 ms per invoke (plus 8.6 µs per device op: 0.114 ms for the fc models' 9).
-    pub const INVOKE_OVERHEAD_S: f64 = 3.61822e-5;
+    pub const INVOKE_OVERHEAD_S: f64 = 3.62494e-5;
     /// `CONV_2D`: 1.38 TMAC/s.
-    pub const CONV_MACS_PER_S: f64 = 1.38125e12;
+    pub const CONV_MACS_PER_S: f64 = 1.38282e12;
     /// `FULLY_CONNECTED`: 75 GMAC/s (each weight is used once per inference).
-    pub const FC_MACS_PER_S: f64 = 7.54300e10;
-    /// `DEPTHWISE_CONV_2D`: 118 GMAC/s, from Coral's published figures (MobileNet v1, v2).
-    pub const DEPTHWISE_MACS_PER_S: f64 = 1.17820e11;
+    pub const FC_MACS_PER_S: f64 = 7.54302e10;
+    /// `DEPTHWISE_CONV_2D`: 119 GMAC/s, from Coral's published figures (MobileNet v1, v2).
+    pub const DEPTHWISE_MACS_PER_S: f64 = 1.18659e11;
     /// 8.6 µs for every op on the device, from Coral's published figures.
-    pub const PER_OP_S: f64 = 8.61923e-6;
+    pub const PER_OP_S: f64 = 8.61332e-6;
     /// Activations moved by ops without MACs: not pinned by any data here, so free (such
     /// ops cost [`PER_OP_S`] only).
     pub const ACTIVATION_BYTES_PER_S: f64 = f64::INFINITY;

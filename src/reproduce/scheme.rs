@@ -50,7 +50,7 @@ pub struct PaperScheme {
 mod fitted {
     /// fc: 0.17 ms of Python work per item and stage, and 8.0 ms per batch of 50.
     pub const PYTHON_PER_STAGE_ITEM_S: f64 = 1.655e-4;
-    pub const PYTHON_PER_BATCH_S: f64 = 7.9716e-3;
+    pub const PYTHON_PER_BATCH_S: f64 = 7.971e-3;
     /// conv: the C++ runner adds nothing the data can tell from the devices' own time (the
     /// fit gives 0 for both).
     pub const PYCORAL_PER_STAGE_ITEM_S: f64 = 0.0;
