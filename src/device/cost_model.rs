@@ -569,8 +569,11 @@ impl EdgeTpuCostModel {
     }
 
     /// Whether every parameter is usable: rates positive (an infinite rate makes that part
-    /// free), overhead and read counts finite and not negative. Returns what is wrong with
-    /// the first bad parameter.
+    /// free), overhead and read counts finite and not negative.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong with the first bad parameter, in words.
     pub fn check(&self) -> Result<(), String> {
         let rate = |name: &str, v: f64| {
             if v > 0.0 {

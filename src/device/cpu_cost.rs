@@ -292,7 +292,10 @@ impl CpuCostModel {
     }
 
     /// Whether every constant is usable: rates positive, times finite and not negative.
-    /// Returns what is wrong with the first bad one.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong with the first bad constant, in words.
     pub fn check(&self) -> Result<(), String> {
         let times = [
             ("invoke_overhead_s", self.invoke_overhead_s),
