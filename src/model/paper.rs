@@ -47,7 +47,7 @@ const INPUT_RANGE: (f32, f32) = (-1.0, 1.0);
 ///
 /// # Errors
 ///
-/// [`Error::Invalid`](crate::Error::Invalid) if `hidden` is 0 or too large for the file format.
+/// [`Error::Invalid`] if `hidden` is 0 or too large for the file format.
 pub fn fc(hidden: usize) -> Result<Model<'static>> {
     let mut b = ModelBuilder::new(0xFC00_0000 ^ hidden as u64);
     b.description(format!("paper fc model, N = {hidden}"));
@@ -74,7 +74,7 @@ pub fn fc(hidden: usize) -> Result<Model<'static>> {
 ///
 /// # Errors
 ///
-/// [`Error::Invalid`](crate::Error::Invalid) if `filters` is 0 or too large for the file format.
+/// [`Error::Invalid`] if `filters` is 0 or too large for the file format.
 pub fn conv(filters: usize) -> Result<Model<'static>> {
     let mut b = ModelBuilder::new(0xC0 ^ ((filters as u64) << 8));
     b.description(format!("paper conv model, F = {filters}"));
