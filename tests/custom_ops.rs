@@ -287,7 +287,12 @@ fn capture_tflite_events<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
     }
 
     let events = Arc::new(Mutex::new(Vec::new()));
-    let result = tracing::subscriber::with_default(Capture(Arc::clone(&events)), f);
+    let result = tracing::subscriber::with_default(Capture(Arc::clone(&events)), || {
+        // A callsite first reached by another test's thread, with no subscriber there, may
+        // have cached "never": ask every callsite again now that this one listens.
+        tracing::callsite::rebuild_interest_cache();
+        f()
+    });
     let events = events.lock().unwrap().clone();
     (result, events)
 }
