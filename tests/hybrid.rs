@@ -9,7 +9,7 @@ use std::sync::Arc;
 use multitpu::backend::{
     CpuBackend, Interpreter, InterpreterOptions, Runtime, SimCompute, SimulatedEdgeTpuBackend,
 };
-use multitpu::device::{OpSupport, op_support};
+use multitpu::device::{DeviceSegments, OpSupport, compiled_split, op_support};
 use multitpu::model::builder::SplitMix64;
 use multitpu::model::options::{BuiltinOptions, FieldValue};
 use multitpu::model::{Graph, Model, OpCode, ops, paper};
@@ -404,6 +404,19 @@ fn check_real_model_plans(name: &str, bytes: &[u8]) {
     let model = Model::from_bytes(bytes).expect("model");
     let graph = Graph::new(&model).expect("graph");
     let support = op_support(&model);
+    // What may be a device segment is what the compiler would map whole.
+    let device = DeviceSegments::new(&model, &support);
+    let n = support.len();
+    for start in 0..n {
+        for end in start + 1..=n {
+            let (program, cpu) = compiled_split(&model, &support, start..end);
+            assert_eq!(
+                device.allows(&(start..end)),
+                !program.is_empty() && cpu.is_empty(),
+                "{name}: {start}..{end}"
+            );
+        }
+    }
     let planner =
         Profiled::cost_model(EdgeTpuCostModel::usb_default()).with_cpu_segments(CPU_ESTIMATE);
     let mut previous = f64::INFINITY;

@@ -296,3 +296,75 @@ impl DeviceSegments {
         self.open_until.get(start).copied().unwrap_or(start)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::options::{BuiltinOptions, FieldValue};
+    use crate::model::{OpCode, paper};
+
+    /// The paper's fc model with operator `op` made a `LEAKY_RELU`, which only the CPU runs.
+    fn fc_with_cpu_op_at(op: usize) -> Model<'static> {
+        let mut model = paper::fc(100).expect("fc").into_owned();
+        let (union, kind) = ops::default_options_for(ops::LEAKY_RELU).expect("options");
+        let operator = &mut model.operators[op];
+        operator.opcode = OpCode {
+            builtin: ops::LEAKY_RELU,
+            custom: None,
+            version: 2,
+        };
+        operator.builtin_options = Some(
+            BuiltinOptions::new(union, kind)
+                .with("alpha", FieldValue::F32(0.5))
+                .expect("alpha"),
+        );
+        model
+    }
+
+    /// `DeviceSegments::allows` says exactly what `compiled_split` does: the compiler maps
+    /// the whole range (host quantisation aside) and the device program is not empty.
+    fn check_agreement(model: &Model<'_>) {
+        let support = op_support(model);
+        let device = DeviceSegments::new(model, &support);
+        let n = support.len();
+        for start in 0..n {
+            for end in start + 1..=n {
+                let (program, cpu) = compiled_split(model, &support, start..end);
+                let whole = !program.is_empty() && cpu.is_empty();
+                assert_eq!(device.allows(&(start..end)), whole, "{start}..{end}");
+                let cpu_only = (start..end).any(|op| matches!(support[op], OpSupport::Cpu(_)));
+                assert_eq!(device.needs_cpu(&(start..end)), cpu_only, "{start}..{end}");
+            }
+        }
+    }
+
+    #[test]
+    fn host_quantisation_sits_around_the_device_program() {
+        let model = paper::fc(100).expect("fc");
+        let support = op_support(&model);
+        let n = support.len();
+        assert_eq!(support[0], OpSupport::HostQuantize);
+        assert_eq!(support[n - 1], OpSupport::HostDequantize);
+        assert!(support[1..n - 1].iter().all(OpSupport::is_edgetpu));
+        assert_eq!(compiled_split(&model, &support, 0..n), (1..n - 1, n..n));
+        // Host quantisation alone is no device segment; it rides on one.
+        let device = DeviceSegments::new(&model, &support);
+        assert!(!device.allows(&(0..1)) && !device.allows(&(n - 1..n)));
+        assert!(device.allows(&(0..n)));
+        check_agreement(&model);
+    }
+
+    #[test]
+    fn the_first_cpu_operator_ends_the_device_program() {
+        let model = fc_with_cpu_op_at(4);
+        let support = op_support(&model);
+        let n = support.len();
+        assert!(matches!(&support[4], OpSupport::Cpu(reason) if reason.contains("LEAKY_RELU")));
+        // Mapped operators after it run on the CPU too, as the compiler leaves them.
+        assert_eq!(compiled_split(&model, &support, 0..n), (1..4, 4..n));
+        // A segment starting with it has no device program at all.
+        assert_eq!(compiled_split(&model, &support, 4..n), (4..4, 4..n));
+        assert_eq!(compiled_split(&model, &support, 5..n), (5..n - 1, n..n));
+        check_agreement(&model);
+    }
+}
