@@ -197,6 +197,21 @@ impl Plan {
     /// [`Error::Invalid`] for a model without operators; [`Error::Unsupported`] if two
     /// tensors the segments exchange share a name.
     pub fn from_cuts(strategy: &str, graph: &Graph<'_, '_>, cuts: &[usize]) -> Result<Plan> {
+        let model = graph.model();
+        let device_segments = DeviceSegments::new(model, &op_support(model));
+        Plan::from_cuts_placed(strategy, graph, cuts, |ops| {
+            SegmentKind::of(&device_segments, ops)
+        })
+    }
+
+    /// [`Plan::from_cuts`] with each segment's kind from `kind_of` (a planner that knows
+    /// where its segments run already).
+    pub(crate) fn from_cuts_placed(
+        strategy: &str,
+        graph: &Graph<'_, '_>,
+        cuts: &[usize],
+        kind_of: impl Fn(&Range<usize>) -> SegmentKind,
+    ) -> Result<Plan> {
         let op_count = graph.op_count();
         if op_count == 0 {
             return Err(Error::invalid("model", "the model has no operators"));
@@ -220,7 +235,6 @@ impl Plan {
             starts.push(cut);
         }
         let model = graph.model();
-        let device_segments = DeviceSegments::new(model, &op_support(model));
         let segments: Vec<Segment> = starts
             .iter()
             .zip(starts.iter().skip(1).chain(std::iter::once(&op_count)))
@@ -234,7 +248,7 @@ impl Plan {
                 };
                 let (param_bytes, macs) = range_figures(model, &ops);
                 Segment {
-                    kind: SegmentKind::of(&device_segments, &ops),
+                    kind: kind_of(&ops),
                     replicas: 1,
                     crossing_bytes: crossing
                         .iter()

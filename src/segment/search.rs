@@ -230,11 +230,10 @@ impl<'g, 'p> Candidates<'g, 'p> {
             .take(ends.len().saturating_sub(1))
             .map(|&p| self.op(p))
             .collect();
-        let mut plan = Plan::from_cuts(strategy, graph, &cuts)?;
+        let mut plan = Plan::from_cuts_placed(strategy, graph, &cuts, |ops| self.places.kind(ops))?;
         let mut start = 0;
         for (segment, &(end, replicas)) in plan.segments.iter_mut().zip(steps) {
             segment.predicted_latency_s = Some(self.latency(start, end)?);
-            segment.kind = self.places.kind(&segment.ops);
             segment.replicas = replicas;
             start = end;
         }
