@@ -775,9 +775,9 @@ fn check_plannable(graph: &Graph<'_, '_>, devices: usize) -> Result<()> {
 }
 
 /// The largest device budget [`Profiled`] plans for. Its search solves the problem for each
-/// device count up to the budget, each in time that grows with the square of the count, so
-/// the whole grows with the cube: 32 devices take about 0.3 s on a 66-operator model
-/// (`mobilenet_v2`, release build, x86_64 VM with 2 cores), 128 would take about 12 s.
+/// device count up to the budget, each in time that grows with the square of the count and
+/// of the model's cut points, so the whole grows with the cube of the budget; the planning
+/// bench (`cargo bench --bench planning`) prints what budgets of 2, 4 and 8 cost.
 pub const MAX_DEVICES: usize = 32;
 
 /// Relative differences the search does not profile to settle by default: one part in a
