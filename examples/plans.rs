@@ -8,8 +8,8 @@
 //! MODEL is a `.tflite` file, `fc:N` or `conv:F` (the paper's models, built in memory). For
 //! each model and budget, prints one line:
 //! `<model> budget=<b> devices=<used> bottleneck_ms=<predicted> items_per_s=<predicted>
-//! speedup=<over one device> plan=<segments>`, each segment written as where it runs (`tpu`,
-//! `tpu x2` for two replicas, `cpu`) and its operators. Every figure is a prediction of the
+//! speedup=<over one device> plan=<segments>`, each segment written as where it runs
+//! (`edgetpu`, `edgetpu x2` for two replicas, `cpu`) and its operators. Every figure is a prediction of the
 //! cost models, not a measurement.
 
 use std::error::Error;
@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use multitpu::device::CpuCostModel;
 use multitpu::model::{Graph, Model, paper};
 use multitpu::profile::EdgeTpuCostModel;
-use multitpu::segment::{Plan, Profiled, SegmentKind, Segmenter};
+use multitpu::segment::{Plan, Profiled, Segmenter};
 
 const USAGE: &str = "usage: plans MODEL... [--max-devices N] [--link usb|pcie]";
 
@@ -29,18 +29,11 @@ fn load(spec: &str) -> Result<Vec<u8>, Box<dyn Error>> {
     }
 }
 
-/// `tpu[0..5] tpu x2[5..6] cpu[6..7]`.
+/// `edgetpu[0..5] edgetpu x2[5..6] cpu[6..7]`.
 fn describe(plan: &Plan) -> String {
     plan.segments
         .iter()
-        .map(|s| {
-            let place = match (s.kind, s.replicas) {
-                (SegmentKind::Cpu, _) => "cpu".to_string(),
-                (SegmentKind::EdgeTpu, 1) => "tpu".to_string(),
-                (SegmentKind::EdgeTpu, r) => format!("tpu x{r}"),
-            };
-            format!("{place}[{}..{}]", s.ops.start, s.ops.end)
-        })
+        .map(|s| format!("{}[{}..{}]", s.runs_on(), s.ops.start, s.ops.end))
         .collect::<Vec<_>>()
         .join(" ")
 }

@@ -136,6 +136,17 @@ pub struct Segment {
     pub predicted_latency_s: Option<f64>,
 }
 
+impl Segment {
+    /// Where the segment runs, as tables show it: `edgetpu`, `edgetpu x2` for two replicas,
+    /// or `cpu`.
+    pub fn runs_on(&self) -> String {
+        match self.replicas {
+            1 => self.kind.as_str().to_string(),
+            r => format!("{} x{r}", self.kind.as_str()),
+        }
+    }
+}
+
 /// The ordered segments of a model, as chosen by a [`Segmenter`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {

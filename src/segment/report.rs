@@ -71,10 +71,7 @@ impl Plan {
                 out,
                 "{:>3}  {:<10}  {:>11}  {:>12}  {:>14}  {:>10}  {:>22}  [{}] -> [{}]",
                 i,
-                match segment.replicas {
-                    1 => segment.kind.as_str().to_string(),
-                    r => format!("{} x{r}", segment.kind.as_str()),
-                },
+                segment.runs_on(),
                 format!("{}..{}", segment.ops.start, segment.ops.end),
                 segment.param_bytes,
                 segment.macs,
