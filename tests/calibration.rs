@@ -1,5 +1,5 @@
 //! The cost model against the real calibration data: single-device times and placement, the
-//! per-segment placement of the 2-device runs, and Coral's published figures for real models.
+//! per-segment placement of the 2- and 3-device runs, and Coral's published figures for real models.
 //!
 //! Needs `MULTITPU_CALIBRATION` = the calibration folder (`../shared/calibration`), and for
 //! the published figures `MULTITPU_TEST_MODELS` = the real models (`../shared/models`).
@@ -38,11 +38,11 @@ fn calibration_dir() -> Option<PathBuf> {
     }
 }
 
-/// The fit of `examples/calibrate.rs`: single-device files, the 2-device placement lists,
+/// The fit of `examples/calibrate.rs`: single-device files, the multi-device placement lists,
 /// and (with `models`) Coral's published figures.
 fn full_fit(dir: &Path, models: Option<&Path>) -> FitReport {
     let points = load_dir(dir).expect("calibration data loads");
-    let pipelines = load_pipeline_dir(&dir.join("pipelines")).expect("2-device data loads");
+    let pipelines = load_pipeline_dir(&dir.join("pipelines")).expect("multi-device data loads");
     let published = match models {
         Some(models) => coral_usb_benchmarks(models).expect("published figures"),
         None => Vec::new(),
@@ -178,14 +178,18 @@ fn default_model_shows_the_parameter_cliff() {
     assert_eq!(half.off_chip_bytes, 0);
 }
 
-/// Every segment of the 2-device runs is placed as the compiler placed it: the on-chip and
+/// Every segment of the 2- and 3-device runs is placed as the compiler placed it: the on-chip and
 /// off-chip figures agree within 0.02 MiB or 1 % (the profiled series' compiler reported
 /// layers about 0.7 % larger than the layout rule, e.g. 3.39 MiB for 3.367 at F = 612).
 #[test]
-fn two_device_segments_are_placed_as_the_compiler_did() {
+fn multi_device_segments_are_placed_as_the_compiler_did() {
     let Some(dir) = calibration_dir() else { return };
     let report = full_fit(&dir, None);
-    assert_eq!(report.segments.len(), 2 * 197);
+    let devices = |count: usize| {
+        let segments = report.segments.iter().filter(|r| r.cuts.len() + 1 == count);
+        segments.count() / count
+    };
+    assert_eq!((devices(2), devices(3)), (197, 197));
     let near = |a: f64, b: f64| (a - b).abs() <= 0.02_f64.max(0.01 * b);
     let misplaced: Vec<String> = report
         .segments
@@ -213,27 +217,32 @@ fn two_device_segments_are_placed_as_the_compiler_did() {
     assert_eq!(no_reserve.predict(&second).off_chip_bytes, 0);
 }
 
-/// The compiler series was cut by `edgetpu_compiler --num_segments 2`; `UniformByParams`
-/// (the same rule) finds the same cuts at every size.
+/// The compiler series were cut by `edgetpu_compiler --num_segments 2` and `3`;
+/// `UniformByParams` (the same rule) finds the same cuts at every size.
 #[test]
 fn uniform_by_params_cuts_where_the_compiler_did() {
     let Some(dir) = calibration_dir() else { return };
-    let pipelines = load_pipeline_dir(&dir.join("pipelines")).expect("2-device data loads");
-    let compiler: Vec<_> = pipelines.iter().filter(|p| p.split == "compiler").collect();
-    assert_eq!(compiler.len(), 67);
-    for p in compiler {
-        let model = p.family.model(p.size).expect("builds");
-        let graph = Graph::new(&model).expect("graph");
-        let measured = p.cuts(&model).expect("cuts");
-        let ours = UniformByParams.plan(&graph, 2).expect("plan").cuts();
-        assert_eq!(ours, measured, "conv F = {}", p.size);
+    let pipelines = load_pipeline_dir(&dir.join("pipelines")).expect("multi-device data loads");
+    for devices in [2, 3] {
+        let compiler: Vec<_> = pipelines
+            .iter()
+            .filter(|p| p.split == "compiler" && p.devices() == devices)
+            .collect();
+        assert_eq!(compiler.len(), 67, "{devices} devices");
+        for p in compiler {
+            let model = p.family.model(p.size).expect("builds");
+            let graph = Graph::new(&model).expect("graph");
+            let measured = p.cuts(&model).expect("cuts");
+            let ours = UniformByParams.plan(&graph, devices).expect("plan").cuts();
+            assert_eq!(ours, measured, "conv F = {}, {devices} devices", p.size);
+        }
     }
 }
 
 /// The rebuilt paper models carry the parameter totals the compiler reported (on + off chip,
 /// in its padded layout): within 0.02 MiB for every single-device size but fc N = 2000
 /// (0.1 MiB, the compiler's one odd report), and within 0.02 MiB or 1 % for every segment of
-/// the 2-device runs.
+/// the 2- and 3-device runs.
 #[test]
 fn rebuilt_models_match_the_reported_parameter_totals() {
     let Some(dir) = calibration_dir() else { return };
