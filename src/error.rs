@@ -291,17 +291,6 @@ pub enum Error {
         reason: String,
     },
 
-    /// A calibration file is malformed; `line` is 1-based (0 for the file as a whole).
-    #[error("calibration data {path}, line {line}: {reason}")]
-    Calibration {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line, or 0 for the whole file.
-        line: usize,
-        /// What is wrong.
-        reason: String,
-    },
-
     /// A named tensor given twice, e.g. the same pipeline input twice in one `push`.
     #[error("{kind} tensor `{name}` given twice")]
     DuplicateTensor {

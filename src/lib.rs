@@ -64,7 +64,6 @@ pub mod isolate;
 pub mod model;
 pub mod pipeline;
 pub mod profile;
-pub mod reproduce;
 pub mod segment;
 pub mod tensor;
 pub mod verify;

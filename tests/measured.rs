@@ -8,13 +8,8 @@ mod common;
 
 use multitpu::Error;
 use multitpu::backend::{DeviceSelector, EdgeTpuRuntime};
-use multitpu::device::cost_model::MIB;
-use multitpu::model::{Model, paper};
-use multitpu::profile::calibration::{Family, fit};
-use multitpu::profile::{
-    CachedProfiler, CpuProfiler, EdgeTpuCompiler, EdgeTpuCostModel, EdgeTpuProfiler, Profiler,
-    calibration_point,
-};
+use multitpu::model::Model;
+use multitpu::profile::{CachedProfiler, CpuProfiler, EdgeTpuCompiler, EdgeTpuProfiler, Profiler};
 use multitpu::segment::param_bytes;
 
 use common::zoo;
@@ -134,41 +129,6 @@ fn cached_cpu_profiler_runs_each_range_once() {
     assert_eq!(cached.calls(), 2);
     assert!(cached.profile(&model, 0..n + 1).is_err());
     assert_eq!(cached.calls(), 3);
-}
-
-#[test]
-fn calibration_points_from_a_measured_profiler() {
-    let Some(runtime) = common::tflite_runtime() else {
-        return;
-    };
-    let profiler = quick(runtime);
-    let mut points = Vec::new();
-    for (family, size) in [(Family::Fc, 100), (Family::Fc, 300), (Family::Conv, 8)] {
-        let point = calibration_point(&profiler, family, size).expect("the paper model runs");
-        let model = match family {
-            Family::Fc => paper::fc(size),
-            Family::Conv => paper::conv(size),
-        }
-        .expect("builds");
-        let n = model.operators.len();
-        assert_eq!((point.family, point.size), (family, size));
-        assert_eq!(
-            point.on_chip_mib,
-            param_bytes(&model, &(0..n)) as f64 / MIB,
-            "{family} {size}"
-        );
-        assert_eq!(point.off_chip_mib, 0.0);
-        assert!(point.latency_ms.is_finite() && point.latency_ms > 0.0);
-        assert!(point.macs > 0);
-        points.push(point);
-    }
-    let report = fit(&points, &[], &[], &EdgeTpuCostModel::usb_default()).expect("fits");
-    assert_eq!(report.rows.len(), points.len());
-    assert!(report.model.check().is_ok());
-    assert!(matches!(
-        calibration_point(&profiler, Family::Fc, 0),
-        Err(Error::Invalid { .. })
-    ));
 }
 
 #[test]

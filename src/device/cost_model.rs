@@ -428,7 +428,7 @@ pub struct Prediction {
 }
 
 /// The Edge TPU cost model. Every parameter is public so that it can be re-fitted to
-/// another host with `examples/calibrate.rs` and [`crate::profile::calibration::fit`].
+/// another host with `paper/src/bin/calibrate.rs` and `multitpu_paper::calibration::fit`.
 ///
 /// ```
 /// use multitpu::model::paper;
@@ -484,7 +484,7 @@ pub struct EdgeTpuCostModel {
 }
 
 /// Fitted figures: the output of
-/// `cargo run --release --example calibrate -- ../shared/calibration` (195 single-device
+/// `cargo run --release -p multitpu-paper --bin calibrate -- ../shared/calibration` (195 single-device
 /// measurements of the paper's fc and conv models over USB 3, and the placement lists of the
 /// 197 two-device runs for the input reserve). See `docs/cost-model.md`.
 mod fitted {
@@ -527,7 +527,7 @@ mod fitted {
 
 impl EdgeTpuCostModel {
     /// The model fitted to the USB 3 calibration data and to Coral's published figures for
-    /// real models (`examples/calibrate.rs`).
+    /// real models (`paper/src/bin/calibrate.rs`).
     ///
     /// Transpose convolutions were not measured: they take the fitted `CONV_2D` figures.
     pub fn usb_default() -> Self {

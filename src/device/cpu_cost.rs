@@ -12,7 +12,7 @@
 //!         + Σ_DEQUANTIZE to float elements(op) · dequantize_s_per_element
 //! ```
 //!
-//! The float conversions are timed on their own ([`crate::profile::calibration::time_host_conversions`]):
+//! The float conversions are timed on their own (`multitpu_paper::calibration::time_host_conversions`):
 //! `QUANTIZE` is far slower per byte than anything else TFLite moves.
 //!
 //! where `class(op)` is the [`DataClass`] of the op's first non-constant input (uint8,
@@ -23,7 +23,7 @@
 //!
 //! The constants of [`CpuCostModel::default`] were fitted on one machine class (an x86-64
 //! VM, "Intel Xeon Processor", 2 cores, shared) against [`crate::profile::CpuProfiler`]:
-//! `cargo run --release --example calibrate -- --cpu` prints the fit, and
+//! `cargo run --release -p multitpu-paper --bin calibrate -- --cpu` prints the fit, and
 //! `docs/cost-model.md` its errors. On another host they are an estimate of the shape of
 //! the costs, not of their size: re-fit them there.
 

@@ -39,7 +39,6 @@
 
 use std::borrow::Cow;
 
-pub mod architectures;
 pub mod builder;
 pub mod edgetpu;
 mod extract;

@@ -10,8 +10,8 @@
 //! pipeline, and stages blocked by a slower neighbour.
 //!
 //! Use it where running the pipeline would take as long as the devices it simulates (a sweep
-//! over hundreds of plans); `tests/timing.rs` checks it against real pipelines of simulated
-//! Edge TPUs.
+//! over hundreds of plans); `cargo run --release -p multitpu-paper --bin event_model` prints
+//! it beside real pipelines of simulated Edge TPUs.
 
 use crate::{Error, Result};
 

@@ -18,15 +18,13 @@
 use std::ops::Range;
 use std::time::Instant;
 
-use super::calibration::{CalibrationPoint, Family, median};
 use super::compiler::EdgeTpuCompiler;
 use super::{Profiler, SegmentProfile, check_range};
 use crate::backend::{DeviceSelector, EdgeTpuRuntime, Interpreter, InterpreterOptions, Runtime};
-use crate::device::cost_model::{MIB, SegmentWorkload};
 use crate::model::builder::SplitMix64;
 use crate::model::extract;
 use crate::model::figures::param_bytes;
-use crate::model::{Graph, Model, paper};
+use crate::model::{Graph, Model};
 use crate::verify::random_tensor;
 use crate::{Error, Result};
 
@@ -166,42 +164,6 @@ impl Profiler for EdgeTpuProfiler {
     }
 }
 
-/// Measures the whole paper model of `family` with size knob `size` (built by
-/// [`paper::fc`] or [`paper::conv`]) with `profiler`, as a point for
-/// [`calibration::fit`](super::calibration::fit).
-///
-/// With an [`EdgeTpuProfiler`], points for a range of sizes re-fit the
-/// [`EdgeTpuCostModel`](super::EdgeTpuCostModel) to the caller's host, link and device.
-/// The point's latency is the profiler's median (the shipped calibration files hold means).
-///
-/// # Errors
-///
-/// As the model's builder and the profiler's `profile`.
-pub fn calibration_point(
-    profiler: &impl Profiler,
-    family: Family,
-    size: usize,
-) -> Result<CalibrationPoint> {
-    let model = match family {
-        Family::Fc => paper::fc(size)?,
-        Family::Conv => paper::conv(size)?,
-    };
-    let ops = 0..model.operators.len();
-    let profile = profiler.profile(&model, ops.clone())?;
-    Ok(CalibrationPoint {
-        family,
-        size,
-        macs: SegmentWorkload::from_model(&model, ops)
-            .ops
-            .iter()
-            .map(|op| op.macs)
-            .sum(),
-        on_chip_mib: profile.on_chip_bytes as f64 / MIB,
-        off_chip_mib: profile.off_chip_bytes as f64 / MIB,
-        latency_ms: profile.latency_s * 1e3,
-    })
-}
-
 fn check_runs(runs: usize) -> Result<()> {
     if runs == 0 {
         return Err(Error::invalid(
@@ -239,7 +201,13 @@ fn median_latency(interpreter: &mut Interpreter, warmup: usize, runs: usize) -> 
         interpreter.invoke()?;
         times.push(start.elapsed().as_secs_f64());
     }
-    Ok(median(&times))
+    times.sort_by(f64::total_cmp);
+    let middle = times.len() / 2;
+    Ok(if times.len() % 2 == 1 {
+        times[middle]
+    } else {
+        (times[middle - 1] + times[middle]) / 2.0
+    })
 }
 
 #[cfg(test)]

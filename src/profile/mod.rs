@@ -2,7 +2,7 @@
 //! Edge TPU, and how much of its parameter data stays on chip.
 //!
 //! [`Profiler`] is what the segmenter asks. [`EdgeTpuCostModel`] answers from an analytic
-//! model fitted to real measurements ([`calibration`]), [`CpuCostModel`] from an analytic
+//! model fitted to real measurements (by the `multitpu-paper` crate's `calibrate`), [`CpuCostModel`] from an analytic
 //! estimate of the host CPU; [`CachedProfiler`] wraps any profiler
 //! so that each candidate is profiled once, which matters when profiling means compiling and
 //! timing on a device.
@@ -11,7 +11,6 @@
 //! [`CpuProfiler`] on TFLite's CPU kernels, [`EdgeTpuProfiler`] on a real Edge TPU after
 //! compiling the candidate with `edgetpu_compiler` ([`compiler`]).
 
-pub mod calibration;
 pub mod compiler;
 pub mod measured;
 
@@ -30,7 +29,7 @@ pub use crate::device::cost_model::{
     SegmentWorkload,
 };
 pub use compiler::{CompiledSegment, CompilerReport, EdgeTpuCompiler};
-pub use measured::{CpuProfiler, EdgeTpuProfiler, calibration_point};
+pub use measured::{CpuProfiler, EdgeTpuProfiler};
 
 /// The profile of one candidate segment.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -1,12 +1,12 @@
 //! Fits the cost models and shows how well they fit.
 //!
 //! ```text
-//! cargo run --release --example calibrate -- [CALIBRATION_DIR] [--models DIR]
-//! cargo run --release --example calibrate -- --cpu [--models DIR]
+//! cargo run --release -p multitpu-paper --bin calibrate -- [CALIBRATION_DIR] [--models DIR]
+//! cargo run --release -p multitpu-paper --bin calibrate -- --cpu [--models DIR]
 //! ```
 //!
 //! **Edge TPU** (the default): `CALIBRATION_DIR` holds `fc_*.csv` / `conv_*.csv` files
-//! (default: `../shared/calibration` relative to the crate root) and `--models DIR` the real
+//! (default: `../shared/calibration` beside the workspace) and `--models DIR` the real
 //! models (default `../shared/models`), of which Coral's `mobilenet_v2_1.0_224_quant.tflite`
 //! is used. Prints the fitted parameters, one row per measured model (measured vs predicted
 //! milliseconds and off-chip MiB), per family the median and worst absolute errors, and one
@@ -28,12 +28,12 @@ use multitpu::backend::Runtime;
 use multitpu::device::CpuCostModel;
 use multitpu::device::cost_model::MIB;
 use multitpu::model::figures::OpKind;
-use multitpu::profile::calibration::{
+use multitpu::profile::{CpuProfiler, EdgeTpuCostModel};
+use multitpu_paper::calibration::{
     CpuFitReport, CpuPoint, MOBILENET_V2_FILE, coral_usb_benchmarks, coral_usb_checks,
     cpu_calibration_models, cpu_points, fit, fit_cpu, load_dir, load_pipeline_dir,
     time_host_conversions,
 };
-use multitpu::profile::{CpuProfiler, EdgeTpuCostModel};
 
 /// Passes over the CPU calibration models; each range keeps its fastest pass.
 const CPU_PASSES: usize = 5;
@@ -48,7 +48,8 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // This crate sits in the workspace's `paper/`; `../shared` is beside the workspace.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut args = Args {
         cpu: false,
         calibration: root.join("../shared/calibration"),
@@ -87,7 +88,7 @@ fn calibrate_edgetpu(dir: &Path, models: &Path) -> Result<(), Box<dyn Error>> {
         points.len()
     );
     // The multi-device files' placement lists fit the input reserve; their times include
-    // the measuring program and are left to `examples/reproduce.rs`.
+    // the measuring program and are left to `paper/src/bin/reproduce`.
     let pipeline_dir = dir.join("pipelines");
     let pipelines = if pipeline_dir.is_dir() {
         load_pipeline_dir(&pipeline_dir)?

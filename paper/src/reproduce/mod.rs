@@ -2,7 +2,7 @@
 //! predicted for simulated Edge TPUs, and checked against the real measurements.
 //!
 //! Villarrubia et al. (PDP 2023) measured the synthetic fc and conv models
-//! ([`crate::model::paper`]) on one Edge TPU and cut into 2–4 segments on as many devices.
+//! ([`multitpu::model::paper`]) on one Edge TPU and cut into 2–4 segments on as many devices.
 //! [`run_sweep`] predicts the same grid: for every size, the whole model on one device
 //! ([`SingleRow`]) and, for every device count and strategy, the plan's segments
 //! ([`PipelineRow`]): their placement, this library's pipeline time per inference (from the
@@ -10,17 +10,17 @@
 //! measuring program would have printed ([`scheme`]).
 //!
 //! [`compare_with_calibration`] sets the same predictions beside every measured row of the
-//! calibration folder. `examples/reproduce.rs` drives both and writes CSV files and plots.
+//! calibration folder. `paper/src/bin/reproduce` drives both and writes CSV files and plots.
 //!
 //! ```
 //! use multitpu::profile::EdgeTpuCostModel;
-//! use multitpu::reproduce::{Setup, Sweep, run_sweep};
+//! use multitpu_paper::reproduce::{Setup, Sweep, run_sweep};
 //!
 //! let sweep = Sweep { fc_sizes: vec![1980, 2620], conv_sizes: vec![], ..Sweep::quick() };
 //! let result = run_sweep(&sweep, &Setup::default(), &|| {})?;
 //! let best = result.pipeline.iter().map(|row| row.speedup).fold(0.0, f64::max);
 //! assert!(best > 10.0, "fc N=2620 streams 13 MiB on one device");
-//! # Ok::<(), multitpu::Error>(())
+//! # Ok::<(), multitpu_paper::Error>(())
 //! ```
 
 pub mod scheme;
@@ -30,12 +30,12 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::device::cost_model::{EdgeTpuCostModel, MIB, SegmentWorkload};
-use crate::model::Graph;
-use crate::pipeline::{Backend, PipelineBuilder, PipelineTiming};
-use crate::profile::calibration::{CalibrationPoint, Family, PipelinePoint};
-use crate::segment::{self, Plan, Profiled, Segmenter};
+use crate::calibration::{CalibrationPoint, Family, PipelinePoint};
 use crate::{Error, Result};
+use multitpu::device::cost_model::{EdgeTpuCostModel, MIB, SegmentWorkload};
+use multitpu::model::Graph;
+use multitpu::pipeline::{Backend, PipelineBuilder, PipelineTiming};
+use multitpu::segment::{self, Plan, Profiled, Segmenter};
 use scheme::PaperScheme;
 
 /// The strategies of the paper's comparison: the compiler's equal-parameter split, equal
@@ -214,11 +214,11 @@ pub fn plan_for(
             .with_exact_devices()
             .plan(graph, devices)
         {
-            Err(Error::SegmentCount { .. }) => return Ok(None),
+            Err(multitpu::Error::SegmentCount { .. }) => return Ok(None),
             plan => plan?,
         },
         _ => match segment::strategy(strategy, cost_model)?.plan(graph, devices) {
-            Err(Error::SegmentCount { .. }) => return Ok(None),
+            Err(multitpu::Error::SegmentCount { .. }) => return Ok(None),
             plan => plan?,
         },
     };
@@ -227,10 +227,10 @@ pub fn plan_for(
 
 /// Per segment of `cuts`: the cost model's prediction.
 fn predict_segments(
-    model: &crate::model::Model<'_>,
+    model: &multitpu::model::Model<'_>,
     cuts: &[usize],
     cost_model: &EdgeTpuCostModel,
-) -> Vec<crate::profile::Prediction> {
+) -> Vec<multitpu::profile::Prediction> {
     let bounds: Vec<usize> = std::iter::once(0)
         .chain(cuts.iter().copied())
         .chain(std::iter::once(model.operators.len()))
@@ -501,9 +501,9 @@ pub fn errors_per_series(rows: &[Comparison]) -> Vec<SeriesErrors> {
             split: r.split.clone(),
             tpus: r.tpus,
             points: mine.len(),
-            median_error: crate::profile::calibration::median(&errors),
+            median_error: crate::calibration::median(&errors),
             strategy_median_error: (!strategy.is_empty())
-                .then(|| crate::profile::calibration::median(&strategy)),
+                .then(|| crate::calibration::median(&strategy)),
         });
     }
     series
@@ -524,7 +524,7 @@ fn no_plan_for(p: &PipelinePoint) -> Error {
     )
 }
 fn stage_latencies(
-    model: &crate::model::Model<'_>,
+    model: &multitpu::model::Model<'_>,
     cuts: &[usize],
     cost_model: &EdgeTpuCostModel,
 ) -> Vec<f64> {

@@ -1,16 +1,18 @@
 //! The paper's reproduction: the measuring-scheme fit against the 2-device files, and the
-//! `reproduce` example's quick run and its output files. (The event-level pipeline model is
-//! checked in `tests/timing.rs`, a binary of its own so that no other test competes for the
-//! cores while it times real pipelines.)
+//! `reproduce` binary's quick run and its output files. (The event-level pipeline model is
+//! set beside real pipelines by the `event_model` binary, which prints figures: a timing
+//! asserted in a test would fail on a loaded machine.)
 
+// The library's test helpers: the same environment variables and skip rules.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
-use multitpu::profile::calibration::{Family, load_dir, load_pipeline_dir};
-use multitpu::reproduce::scheme::{PaperScheme, SchemePoint, fit_scheme};
-use multitpu::reproduce::{
+use multitpu_paper::calibration::{Family, load_dir, load_pipeline_dir};
+use multitpu_paper::reproduce::scheme::{PaperScheme, SchemePoint, fit_scheme};
+use multitpu_paper::reproduce::{
     Setup, compare_with_calibration, errors_per_series, measured_stage_latencies,
 };
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 fn calibration_dir() -> Option<PathBuf> {
@@ -70,26 +72,6 @@ fn scheme_fit_and_fidelity() {
     }
 }
 
-/// The example binary, built here (a no-op when it is up to date): `cargo test --all-targets`
-/// builds examples as test harnesses, and a binary left by an earlier build may be stale.
-fn reproduce_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    let status = Command::new(env!("CARGO"))
-        // The test profile reuses the library `cargo test` built.
-        .args(["build", "--profile", "test", "--example", "reproduce"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building the reproduce example failed");
-    let binary = profile_dir.join("examples").join("reproduce");
-    assert!(binary.exists(), "{} not found", binary.display());
-    binary
-}
-
 /// `reproduce --quick` writes every CSV with the documented columns, every plot, and a
 /// headline of one speedup per family and device count, under a title that says the devices
 /// are simulated.
@@ -97,7 +79,7 @@ fn reproduce_binary() -> PathBuf {
 fn quick_run_writes_every_file() {
     let out = std::env::temp_dir().join(format!("multitpu-reproduce-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let mut command = Command::new(reproduce_binary());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_reproduce"));
     command.arg("--quick").arg("--out").arg(&out);
     let calibration = std::env::var_os("MULTITPU_CALIBRATION");
     if let Some(dir) = &calibration {

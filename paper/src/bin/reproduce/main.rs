@@ -2,7 +2,7 @@
 //! TPUs with each cutting strategy, for the fc and conv models.
 //!
 //! ```text
-//! cargo run --release --example reproduce -- [--quick] [--out DIR] [--calibration DIR]
+//! cargo run --release -p multitpu-paper --bin reproduce -- [--quick] [--out DIR] [--calibration DIR]
 //!     [--backend sim-usb|sim-pcie|edgetpu]
 //! ```
 //!
@@ -29,10 +29,10 @@ use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use multitpu::backend::{EdgeTpuBackend, EdgeTpuRuntime};
 use multitpu::model::Graph;
-use multitpu::profile::calibration::{Family, load_dir, load_pipeline_dir};
 use multitpu::profile::{EdgeTpuCompiler, EdgeTpuCostModel};
-use multitpu::reproduce::scheme::{SchemePoint, fit_scheme};
-use multitpu::reproduce::{
+use multitpu_paper::calibration::{Family, load_dir, load_pipeline_dir};
+use multitpu_paper::reproduce::scheme::{SchemePoint, fit_scheme};
+use multitpu_paper::reproduce::{
     Comparison, PipelineRow, Setup, SingleRow, Sweep, SweepResult, compare_with_calibration,
     errors_per_series, headline, measured_stage_latencies, plan_for, run_sweep, time_batch,
 };

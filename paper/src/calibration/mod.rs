@@ -5,7 +5,7 @@
 //! MACs, on-chip MiB, off-chip MiB, milliseconds per inference. The file name says the
 //! family: `fc_*.csv` or `conv_*.csv`.
 //!
-//! [`fit`] rebuilds each measured model with [`crate::model::paper`], turns it into a
+//! [`fit`] rebuilds each measured model with [`multitpu::model::paper`], turns it into a
 //! [`SegmentWorkload`] exactly as a segment of a real model would be, and fits:
 //!
 //! 1. the placement parameters (on-chip budget and largest cached tensor), by an exact
@@ -30,10 +30,11 @@ use std::collections::hash_map::Entry;
 use std::fmt;
 use std::path::Path;
 
-use crate::device::cost_model::{EdgeTpuCostModel, MIB, SegmentWorkload};
-use crate::model::figures::OpKind;
-use crate::model::{Model, paper};
 use crate::{Error, Result};
+use multitpu::device::cost_model::{EdgeTpuCostModel, MIB, SegmentWorkload};
+use multitpu::model::figures::OpKind;
+use multitpu::model::{Model, paper};
+use multitpu::profile::Profiler;
 
 mod cpu;
 mod pipelines;
@@ -80,13 +81,13 @@ impl Family {
         }
     }
 
-    /// The model of this family with size knob `size`, built by [`crate::model::paper`].
+    /// The model of this family with size knob `size`, built by [`multitpu::model::paper`].
     ///
     /// # Errors
     ///
     /// As [`paper::fc`] and
     /// [`paper::conv`].
-    pub fn model(self, size: usize) -> Result<Model<'static>> {
+    pub fn model(self, size: usize) -> multitpu::Result<Model<'static>> {
         match self {
             Family::Fc => paper::fc(size),
             Family::Conv => paper::conv(size),
@@ -94,12 +95,12 @@ impl Family {
     }
 
     /// The workload of the whole model of this family with size knob `size`, built as a
-    /// real model by [`crate::model::paper`].
+    /// real model by [`multitpu::model::paper`].
     ///
     /// # Errors
     ///
     /// As [`model`](Self::model).
-    pub fn workload(self, size: usize) -> Result<SegmentWorkload> {
+    pub fn workload(self, size: usize) -> multitpu::Result<SegmentWorkload> {
         let model = self.model(size)?;
         Ok(SegmentWorkload::from_model(
             &model,
@@ -236,6 +237,42 @@ pub fn load_dir(dir: &Path) -> Result<Vec<CalibrationPoint>> {
         points.extend(parse_csv(&text, family, &path)?);
     }
     Ok(points)
+}
+
+/// Measures the whole paper model of `family` with size knob `size` (built by
+/// [`paper::fc`] or [`paper::conv`]) with `profiler`, as a point for
+/// [`fit`].
+///
+/// With an [`EdgeTpuProfiler`](multitpu::profile::EdgeTpuProfiler), points for a range of sizes re-fit the
+/// [`EdgeTpuCostModel`] to the caller's host, link and device.
+/// The point's latency is the profiler's median (the shipped calibration files hold means).
+///
+/// # Errors
+///
+/// As the model's builder and the profiler's `profile`.
+pub fn calibration_point(
+    profiler: &impl Profiler,
+    family: Family,
+    size: usize,
+) -> Result<CalibrationPoint> {
+    let model = match family {
+        Family::Fc => paper::fc(size)?,
+        Family::Conv => paper::conv(size)?,
+    };
+    let ops = 0..model.operators.len();
+    let profile = profiler.profile(&model, ops.clone())?;
+    Ok(CalibrationPoint {
+        family,
+        size,
+        macs: SegmentWorkload::from_model(&model, ops)
+            .ops
+            .iter()
+            .map(|op| op.macs)
+            .sum(),
+        on_chip_mib: profile.on_chip_bytes as f64 / MIB,
+        off_chip_mib: profile.off_chip_bytes as f64 / MIB,
+        latency_ms: profile.latency_s * 1e3,
+    })
 }
 
 /// Measured against predicted, for one calibration point.
@@ -1126,7 +1163,7 @@ mod tests {
     /// the per-op cost also enters every paper-model point; every figure is then matched.
     #[test]
     fn fit_recovers_per_op_cost_and_depthwise_rate_from_published_figures() {
-        use crate::model::architectures;
+        use crate::architectures;
         let mut truth = EdgeTpuCostModel {
             invoke_overhead_s: 0.05e-3,
             per_op_s: 6e-6,

@@ -26,10 +26,10 @@
 
 use std::path::Path;
 
-use crate::device::cost_model::SegmentWorkload;
-use crate::model::Model;
-use crate::model::architectures::{self, EfficientNetEdgeTpu};
+use crate::architectures::{self, EfficientNetEdgeTpu};
 use crate::{Error, Result};
+use multitpu::device::cost_model::SegmentWorkload;
+use multitpu::model::Model;
 
 /// The file of Coral's MobileNet v2, in the folder of real models.
 pub const MOBILENET_V2_FILE: &str = "mobilenet_v2_1.0_224_quant.tflite";

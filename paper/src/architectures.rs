@@ -20,9 +20,9 @@
 //!   over the whole map (the reference's reduce-mean converts to `MEAN`, a pooling of the
 //!   same bytes).
 
-use crate::Result;
-use crate::model::builder::{Activation, ModelBuilder, Padding, TensorId, per_tensor};
-use crate::model::{ElementType, Model};
+use multitpu::Result;
+use multitpu::model::builder::{Activation, ModelBuilder, Padding, TensorId, per_tensor};
+use multitpu::model::{ElementType, Model};
 
 /// Classes of the slim ImageNet classifiers (1000 and a background class).
 const SLIM_CLASSES: usize = 1001;
@@ -333,8 +333,8 @@ pub fn efficientnet_edgetpu(size: EfficientNetEdgeTpu) -> Result<Model<'static>>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::figures::{OpKind, op_figures};
-    use crate::model::ops;
+    use multitpu::model::figures::{OpKind, op_figures};
+    use multitpu::model::ops;
 
     fn count(model: &Model<'_>, builtin: i32) -> usize {
         model

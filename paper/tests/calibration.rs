@@ -6,6 +6,8 @@
 //! Without them the tests are skipped with a message, except under CI (env `CI` set), where
 //! they fail.
 
+// The library's test helpers: the same environment variables and skip rules.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::io::Write;
@@ -13,11 +15,11 @@ use std::path::{Path, PathBuf};
 
 use multitpu::model::Graph;
 use multitpu::model::paper;
-use multitpu::profile::calibration::{
-    Family, FitReport, coral_usb_benchmarks, coral_usb_checks, fit, load_dir, load_pipeline_dir,
-};
 use multitpu::profile::{EdgeTpuCostModel, Profiler};
 use multitpu::segment::{Segmenter, UniformByParams};
+use multitpu_paper::calibration::{
+    Family, FitReport, coral_usb_benchmarks, coral_usb_checks, fit, load_dir, load_pipeline_dir,
+};
 
 fn calibration_dir() -> Option<PathBuf> {
     match std::env::var_os("MULTITPU_CALIBRATION") {
@@ -38,7 +40,7 @@ fn calibration_dir() -> Option<PathBuf> {
     }
 }
 
-/// The fit of `examples/calibrate.rs`: single-device files, the multi-device placement lists,
+/// The fit of `paper/src/bin/calibrate.rs`: single-device files, the multi-device placement lists,
 /// and (with `models`) Coral's published figures.
 fn full_fit(dir: &Path, models: Option<&Path>) -> FitReport {
     let points = load_dir(dir).expect("calibration data loads");
@@ -61,7 +63,7 @@ fn close(actual: f64, expected: f64, tolerance: f64) -> bool {
 }
 
 /// The fit reproduces the figures baked into `usb_default()` and the errors that
-/// `examples/calibrate.rs` prints (docs/cost-model.md).
+/// `paper/src/bin/calibrate.rs` prints (docs/cost-model.md).
 #[test]
 fn fit_reproduces_defaults_and_error_figures() {
     let Some(dir) = calibration_dir() else { return };

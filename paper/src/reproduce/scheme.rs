@@ -1,7 +1,7 @@
 //! The paper's measuring programs, as a model of their own: what the author's scripts would
 //! have printed for a pipeline whose devices take known times.
 //!
-//! The device model ([`EdgeTpuCostModel`](crate::profile::EdgeTpuCostModel)) says how long
+//! The device model ([`EdgeTpuCostModel`](multitpu::profile::EdgeTpuCostModel)) says how long
 //! each segment takes on its device. The multi-device times in the calibration folder are
 //! something else: the wall time of a batch divided by its size, measured by a program that
 //! adds its own costs. Two programs were used:
@@ -45,8 +45,8 @@ pub struct PaperScheme {
     pub per_batch_s: f64,
 }
 
-/// Fitted figures: the output of `cargo run --release --example reproduce -- --calibration
-/// ../shared/calibration` (the 2-device files), checked by `tests/reproduce.rs`.
+/// Fitted figures: the output of `cargo run --release -p multitpu-paper --bin reproduce -- --calibration
+/// ../shared/calibration` (the 2-device files), checked by `paper/tests/reproduce.rs`.
 mod fitted {
     /// fc: 0.17 ms of Python work per item and stage, and 8.0 ms per batch of 50.
     pub const PYTHON_PER_STAGE_ITEM_S: f64 = 1.655e-4;
@@ -87,13 +87,13 @@ impl PaperScheme {
     /// finite.
     ///
     /// ```
-    /// use multitpu::reproduce::scheme::PaperScheme;
+    /// use multitpu_paper::reproduce::scheme::PaperScheme;
     ///
     /// let scheme = PaperScheme::python_threads();
     /// // Two fast stages: the threads' shared lock sets the pace, not the devices.
     /// let per_item = scheme.per_item_s(&[0.1e-3, 0.1e-3])?;
     /// assert!(per_item > 2.0 * scheme.per_stage_item_s);
-    /// # Ok::<(), multitpu::Error>(())
+    /// # Ok::<(), multitpu_paper::Error>(())
     /// ```
     pub fn per_item_s(&self, device_latency_s: &[f64]) -> Result<f64> {
         let bad = |v: f64| !(v.is_finite() && v >= 0.0);

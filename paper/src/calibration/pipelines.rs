@@ -11,9 +11,9 @@
 use std::path::{Path, PathBuf};
 
 use super::Family;
-use crate::device::cost_model::{MIB, SegmentWorkload};
-use crate::model::Model;
 use crate::{Error, Result};
+use multitpu::device::cost_model::{MIB, SegmentWorkload};
+use multitpu::model::Model;
 
 /// One row of a multi-device file.
 #[derive(Debug, Clone, PartialEq)]
@@ -288,7 +288,7 @@ pub fn infer_cuts(model: &Model<'_>, segment_mib: &[f64]) -> Option<Vec<usize>> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::paper;
+    use multitpu::model::paper;
 
     const CONV_CSV: &str = "Num filters,# MACs,On chip mem used,Off chip mem used,Inference time
 32,160432128,\"[0.020751953125, 0.05419921875]\",\"[0.0, 0.0]\",2.742308706510812

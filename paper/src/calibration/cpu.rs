@@ -1,7 +1,7 @@
 //! Fitting the [`CpuCostModel`] to segments timed on the host's CPU.
 //!
 //! [`cpu_points`] times a model's segments with any [`Profiler`] (in practice
-//! [`crate::profile::CpuProfiler`]: TFLite's CPU kernels, one thread): the whole model and
+//! [`multitpu::profile::CpuProfiler`]: TFLite's CPU kernels, one thread): the whole model and
 //! every segment of its equal-operator splits into 2, 3 and 4 ([`UniformByOps`]), so the fit
 //! sees segments of every size and mix. [`fit_cpu`] then fits the estimate's five constants
 //! by non-negative least squares on the relative time error. [`cpu_calibration_models`] is
@@ -11,12 +11,13 @@ use std::ops::Range;
 use std::path::Path;
 
 use super::non_negative_least_squares;
-use crate::device::cpu_cost::{CpuCostModel, CpuWork};
-use crate::model::builder::{Activation, ModelBuilder, Padding, range_quantization};
-use crate::model::{ElementType, Graph, Model, architectures, ops, paper};
-use crate::profile::Profiler;
-use crate::segment::{Segmenter, UniformByOps};
+use crate::architectures;
 use crate::{Error, Result};
+use multitpu::device::cpu_cost::{CpuCostModel, CpuWork};
+use multitpu::model::builder::{Activation, ModelBuilder, Padding, range_quantization};
+use multitpu::model::{ElementType, Graph, Model, ops, paper};
+use multitpu::profile::Profiler;
+use multitpu::segment::{Segmenter, UniformByOps};
 
 /// One run of operators timed on the CPU.
 #[derive(Debug, Clone, PartialEq)]
@@ -246,7 +247,7 @@ pub fn time_host_conversions(profiler: &dyn Profiler) -> Result<HostConversions>
 
 /// A float32 version of the paper's fc model (no quantization): 64 inputs → 4 ×
 /// Dense(N, tanh) → Dense(10). For the wide MAC rate.
-fn float_fc(hidden: usize) -> Result<Model<'static>> {
+fn float_fc(hidden: usize) -> multitpu::Result<Model<'static>> {
     let mut b = ModelBuilder::new(0xF10A_7FC0 ^ hidden as u64);
     b.description(format!("float fc, N = {hidden}"));
     let mut h = b.input("input", ElementType::F32, &[1, 64], None)?;
@@ -259,7 +260,7 @@ fn float_fc(hidden: usize) -> Result<Model<'static>> {
 }
 
 /// A float32 version of the paper's conv model: 64×64×3 → 5 × Conv2D(F, 3×3, ReLU).
-fn float_conv(filters: usize) -> Result<Model<'static>> {
+fn float_conv(filters: usize) -> multitpu::Result<Model<'static>> {
     let mut b = ModelBuilder::new(0xF10A_7C00 ^ filters as u64);
     b.description(format!("float conv, F = {filters}"));
     let mut h = b.input("input", ElementType::F32, &[1, 64, 64, 3], None)?;
@@ -335,8 +336,8 @@ pub fn cpu_calibration_models(models_dir: &Path) -> Result<Vec<(String, Model<'s
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::cpu_cost::DataClass;
-    use crate::model::figures::OpKind;
+    use multitpu::device::cpu_cost::DataClass;
+    use multitpu::model::figures::OpKind;
 
     /// Points made by a known estimate are fitted back to it.
     #[test]
