@@ -156,7 +156,7 @@ impl Profiler for Bumpy {
 impl LatencyFloor for Bumpy {
     fn floors(&self, graph: &Graph<'_, '_>) -> Result<Floors> {
         let per_op: Vec<f64> = (0..graph.op_count()).map(|op| self.op_cost(op)).collect();
-        Floors::new(graph, Self::FIXED, &per_op, 0.0)
+        Floors::new(graph, Self::FIXED, &per_op, 0.0, 0.0)
     }
 }
 

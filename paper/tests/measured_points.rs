@@ -5,7 +5,7 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
-use multitpu::device::cost_model::MIB;
+use multitpu::device::MIB;
 use multitpu::model::paper;
 use multitpu::profile::{CpuProfiler, EdgeTpuCostModel};
 use multitpu::segment::param_bytes;

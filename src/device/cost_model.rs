@@ -1,21 +1,33 @@
-//! An analytic cost model of one Coral Edge TPU, fitted to real single-device measurements.
+//! An analytic cost model of one Coral Edge TPU, fitted to real measurements.
 //!
 //! The model predicts the latency of one inference of a segment (a run of operators) and how
 //! many of its parameter bytes the Edge TPU compiler would cache on chip:
 //!
 //! ```text
 //! latency = invoke_overhead
-//!         + Σ_device ops  macs(op) / macs_per_s[kind(op)]                    (compute)
-//!         + Σ_device ops  per_op                                             (layers)
-//!           + Σ_ops without MACs  activation_bytes(op) / activation_bw
+//!         + Σ_device ops  device_macs(op) / macs_per_s[kind(op)]             (compute)
+//!         + Σ_device ops  per_op + copy_bytes(op) / concat_bw                (layers)
 //!         + Σ_host ops    elements(op) · host_(de)quantize_per_element       (host)
-//!         + Σ_off   bytes(t) · stream_reads[kind(op reading t)] / stream_bw  (stream)
-//!         + (input_bytes + output_bytes) / io_bw                             (transfer)
+//!         + Σ_off   bytes(t) · passes(op reading t) / stream_bw              (stream)
+//!         + input_bytes / input_bw + output_bytes / output_bw                 (transfer)
 //! ```
 //!
 //! where `Σ_off` runs over the parameter tensors the placement rule leaves in host memory,
 //! the host ops are the float `QUANTIZE` / `DEQUANTIZE` the Edge TPU compiler leaves to the
-//! CPU, and every other op is a device op.
+//! CPU, and every other op is a device op. Each term is a physical cost:
+//!
+//! - **compute**: the device works on blocks of 64 output channels, as the compiler lays out
+//!   weights ([`DeviceLayout`]), so a convolution with 32 outputs costs what one with 64
+//!   does ([`OpWorkload::device_macs`]);
+//! - **layers**: a fixed cost per device op, and the bytes a `CONCATENATION` copies;
+//! - **stream**: a parameter left in host memory crosses the link on every inference, once
+//!   for every pass over the output of the op reading it. A convolution whose output is
+//!   larger than [`tile_bytes`](EdgeTpuCostModel::tile_bytes) is computed in
+//!   `passes = ⌈output_bytes / tile_bytes⌉` tiles; cached weights are read from SRAM on each
+//!   pass, streamed weights cross the link again ([`EdgeTpuCostModel::stream_passes`]). A
+//!   ResNet's or VGG's streamed weights sit in layers with small outputs (one pass); the
+//!   paper's 3×3 convolutions over 64×64 activations need several;
+//! - **transfer**: the segment's inputs and outputs cross the link.
 //!
 //! **Placement** ([`EdgeTpuCostModel::placement`]): the compiler caches parameters a whole
 //! tensor at a time, in execution order. A tensor is cached if it is no larger than
@@ -33,16 +45,12 @@
 //! this rule the compiler's on+off totals of all 141 calibration models are matched to within
 //! 0.02 MiB except one (fc N=2000, 0.1 MiB).
 //!
-//! See `docs/cost-model.md` for the fit and its errors.
+//! See `docs/cost-model.md` for the fit, which data pins which parameter, and its errors.
 
-use std::collections::HashSet;
-use std::ops::Range;
-
-use crate::model::figures::{OpFigures, OpKind, op_figures};
-use crate::model::{ElementType, Model, Operator, Tensor, ops};
-
-/// One mebibyte, the unit of the compiler's reports.
-pub const MIB: f64 = 1024.0 * 1024.0;
+use crate::device::workload::{HostConversion, OpWorkload, SegmentWorkload};
+#[cfg(doc)]
+use crate::device::workload::DeviceLayout;
+use crate::model::figures::OpKind;
 
 /// How the Edge TPU is attached to the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -121,290 +129,6 @@ impl<T: Copy> PerKind<T> {
     }
 }
 
-/// How the Edge TPU compiler lays out parameters, i.e. how many bytes of its parameter
-/// budget a TFLite parameter tensor takes.
-///
-/// For the weights of `CONV_2D`, `TRANSPOSE_CONV` (`[out_c, k_h, k_w, in_c]`),
-/// `FULLY_CONNECTED` (`[units, in]`) and `DEPTHWISE_CONV_2D` (`[1, k_h, k_w, c]`):
-///
-/// ```text
-/// bytes = ceil(out_c, channel_align) · (k_h · k_w · ceil(in_c, depth_align) + q)
-/// ```
-///
-/// with `q = per_channel_quant_bytes` if the weights have more than one quantization scale,
-/// else 0 (depthwise: no input depth factor). Bias tensors of those ops and the constant
-/// output shape of `TRANSPOSE_CONV` take 0 bytes. Any other constant tensor (or weights of
-/// an unexpected rank) takes its plain byte size.
-///
-/// The conv and dense rules reproduce the compiler's reports of the calibration models
-/// exactly; the depthwise rule is the same idea, not checked against compiler output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeviceLayout {
-    /// Output channels are padded to a multiple of this.
-    pub channel_align: u64,
-    /// Input depth is padded to a multiple of this.
-    pub depth_align: u64,
-    /// Extra bytes per padded output channel for per-channel quantized weights.
-    pub per_channel_quant_bytes: u64,
-}
-
-impl DeviceLayout {
-    /// The layout of the `edgetpu_compiler` that produced the calibration data.
-    pub const EDGE_TPU: DeviceLayout = DeviceLayout {
-        channel_align: 64,
-        depth_align: 4,
-        per_channel_quant_bytes: 8,
-    };
-
-    /// Device bytes of input `position` (a constant tensor `tensor`) of an op of `kind`.
-    pub fn param_bytes(&self, kind: OpKind, position: usize, tensor: &Tensor) -> u64 {
-        let plain = tensor.byte_size().map_or(0, |b| b as u64);
-        let dims: Option<Vec<u64>> = tensor
-            .shape
-            .iter()
-            .map(|&d| u64::try_from(d).ok())
-            .collect();
-        let Some(dims) = dims else { return plain };
-        let per_channel = tensor
-            .quantization
-            .as_ref()
-            .is_some_and(|q| q.scale.len() > 1);
-        let q = if per_channel {
-            self.per_channel_quant_bytes
-        } else {
-            0
-        };
-        match (kind, position, dims.as_slice()) {
-            (OpKind::Conv2d | OpKind::TransposeConv, 1, &[out_c, k_h, k_w, in_c]) => {
-                let inner = k_h
-                    .saturating_mul(k_w)
-                    .saturating_mul(round_up(in_c, self.depth_align));
-                round_up(out_c, self.channel_align).saturating_mul(inner.saturating_add(q))
-            }
-            (OpKind::FullyConnected, 1, &[units, inputs]) => {
-                let inner = round_up(inputs, self.depth_align);
-                round_up(units, self.channel_align).saturating_mul(inner.saturating_add(q))
-            }
-            (OpKind::DepthwiseConv2d, 1, &[_, k_h, k_w, c]) => round_up(c, self.channel_align)
-                .saturating_mul(k_h.saturating_mul(k_w).saturating_add(q)),
-            (OpKind::Conv2d | OpKind::FullyConnected | OpKind::DepthwiseConv2d, 2, _)
-            | (OpKind::TransposeConv, 0 | 3, _) => 0,
-            _ => plain,
-        }
-    }
-}
-
-impl Default for DeviceLayout {
-    fn default() -> Self {
-        DeviceLayout::EDGE_TPU
-    }
-}
-
-/// `x` rounded up to a multiple of `align` (unchanged when `align` is 0), saturating.
-fn round_up(x: u64, align: u64) -> u64 {
-    if align == 0 {
-        return x;
-    }
-    x.div_ceil(align).saturating_mul(align)
-}
-
-/// The work of one operator, as the cost model sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpWorkload {
-    /// What kind of work the op does.
-    pub kind: OpKind,
-    /// Multiply-accumulates of one inference.
-    pub macs: u64,
-    /// Device bytes ([`DeviceLayout`]) of the parameter tensors this op is the first in the
-    /// segment to read, in input order.
-    pub param_tensor_bytes: Vec<u64>,
-    /// Bytes of the op's non-constant inputs and outputs: what an op without MACs (pooling,
-    /// element-wise, concatenation, resize, …) moves.
-    pub activation_bytes: u64,
-    /// `Some` for a float `QUANTIZE` or `DEQUANTIZE`, which the Edge TPU compiler leaves to
-    /// the host CPU; `None` for an op that runs on the device.
-    pub host_conversion: Option<HostConversion>,
-}
-
-/// A float conversion at a model's edge, which runs on the host CPU, with its element count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum HostConversion {
-    /// `QUANTIZE` of a float tensor.
-    Quantize(u64),
-    /// `DEQUANTIZE` to a float tensor.
-    Dequantize(u64),
-}
-
-impl OpWorkload {
-    /// The work of operator `op` of `model` on its own: every constant tensor it reads is
-    /// its parameter (device bytes in `layout`), in input order without repeats. An
-    /// out-of-range `op` gives an empty workload of kind [`OpKind::Other`].
-    pub fn of_operator(model: &Model, op: usize, layout: &DeviceLayout) -> Self {
-        let figures = op_figures(model, op);
-        let mut work = Self::without_params(model, op, &figures);
-        if let Some(operator) = model.operators.get(op) {
-            work.param_tensor_bytes = figures
-                .param_tensors
-                .iter()
-                .filter_map(|&t| param_bytes(model, operator, figures.kind, t, layout))
-                .collect();
-        }
-        work
-    }
-
-    /// Everything but the parameters of operator `op`, whose figures are `figures`.
-    fn without_params(model: &Model, op: usize, figures: &OpFigures) -> Self {
-        let mut work = OpWorkload {
-            kind: figures.kind,
-            macs: figures.macs,
-            param_tensor_bytes: Vec::new(),
-            activation_bytes: 0,
-            host_conversion: None,
-        };
-        let Some(operator) = model.operators.get(op) else {
-            return work;
-        };
-        work.activation_bytes = operator
-            .present_inputs()
-            .chain(operator.outputs.iter().copied())
-            .filter_map(|t| model.tensors.get(t))
-            .filter(|t| !t.is_constant())
-            .fold(0u64, |acc, t| {
-                acc.saturating_add(t.byte_size().map_or(0, |b| b as u64))
-            });
-        work.host_conversion = host_conversion(model, operator);
-        work
-    }
-
-    /// Whether the op runs on the device (everything but the host's float conversions).
-    pub fn on_device(&self) -> bool {
-        self.host_conversion.is_none()
-    }
-}
-
-/// Device bytes of constant tensor `t` as an input of `operator` (of kind `kind`), if it is
-/// one of its inputs.
-fn param_bytes(
-    model: &Model,
-    operator: &Operator,
-    kind: OpKind,
-    t: usize,
-    layout: &DeviceLayout,
-) -> Option<u64> {
-    let position = operator.inputs.iter().position(|&i| i == Some(t))?;
-    let tensor = model.tensors.get(t)?;
-    Some(layout.param_bytes(kind, position, tensor))
-}
-
-/// The conversion a float `QUANTIZE` (float input) or `DEQUANTIZE` (float output) does on
-/// the host; `None` for any other op.
-fn host_conversion(model: &Model, operator: &Operator) -> Option<HostConversion> {
-    let float = |t: Option<usize>| {
-        t.and_then(|t| model.tensors.get(t))
-            .is_some_and(|t| t.element_type == ElementType::F32)
-    };
-    let elements = || {
-        operator
-            .outputs
-            .first()
-            .and_then(|&t| model.tensors.get(t))
-            .and_then(Tensor::num_elements)
-            .map_or(0, |n| n as u64)
-    };
-    match operator.opcode.builtin {
-        ops::QUANTIZE if float(operator.inputs.first().copied().flatten()) => {
-            Some(HostConversion::Quantize(elements()))
-        }
-        ops::DEQUANTIZE if float(operator.outputs.first().copied()) => {
-            Some(HostConversion::Dequantize(elements()))
-        }
-        _ => None,
-    }
-}
-
-/// The work of one segment: its operators in execution order and its host transfers.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SegmentWorkload {
-    /// The segment's operators, in execution order.
-    pub ops: Vec<OpWorkload>,
-    /// Bytes of the non-constant tensors the segment reads but does not produce.
-    pub input_bytes: u64,
-    /// Bytes of the tensors the segment produces that a later operator reads or that are
-    /// model outputs.
-    pub output_bytes: u64,
-}
-
-impl SegmentWorkload {
-    /// The workload of operators `ops` of `model`, with the Edge TPU compiler's layout.
-    /// A range beyond the model is clamped to it (an empty range gives an empty workload).
-    pub fn from_model(model: &Model, ops: Range<usize>) -> Self {
-        Self::from_model_with_layout(model, ops, &DeviceLayout::EDGE_TPU)
-    }
-
-    /// [`from_model`](Self::from_model) with another parameter layout.
-    pub fn from_model_with_layout(model: &Model, ops: Range<usize>, layout: &DeviceLayout) -> Self {
-        let end = ops.end.min(model.operators.len());
-        let start = ops.start.min(end);
-        let mut params_seen = HashSet::new();
-        let mut produced = HashSet::new();
-        let mut inputs_seen = HashSet::new();
-        let mut workload = SegmentWorkload::default();
-        let tensor_bytes = |t: usize| {
-            model
-                .tensors
-                .get(t)
-                .and_then(Tensor::byte_size)
-                .map_or(0, |b| b as u64)
-        };
-        for (index, operator) in model.operators[start..end].iter().enumerate() {
-            let figures = op_figures(model, start + index);
-            let mut work = OpWorkload::without_params(model, start + index, &figures);
-            work.param_tensor_bytes = figures
-                .param_tensors
-                .iter()
-                .filter(|&&t| params_seen.insert(t))
-                .filter_map(|&t| param_bytes(model, operator, figures.kind, t, layout))
-                .collect();
-            for t in operator.present_inputs() {
-                let constant = model.tensors.get(t).is_some_and(Tensor::is_constant);
-                if !constant && !produced.contains(&t) && inputs_seen.insert(t) {
-                    workload.input_bytes = workload.input_bytes.saturating_add(tensor_bytes(t));
-                }
-            }
-            produced.extend(operator.outputs.iter().copied());
-            workload.ops.push(work);
-        }
-        let read_later: HashSet<usize> = model.operators[end..]
-            .iter()
-            .flat_map(|op| op.present_inputs())
-            .collect();
-        let mut outputs: Vec<usize> = produced
-            .into_iter()
-            .filter(|t| read_later.contains(t) || model.outputs.contains(t))
-            .collect();
-        outputs.sort_unstable();
-        workload.output_bytes = outputs
-            .into_iter()
-            .fold(0u64, |acc, t| acc.saturating_add(tensor_bytes(t)));
-        workload
-    }
-
-    /// Total device bytes of the segment's parameters.
-    pub fn param_bytes(&self) -> u64 {
-        self.ops
-            .iter()
-            .flat_map(|op| &op.param_tensor_bytes)
-            .fold(0u64, |acc, &b| acc.saturating_add(b))
-    }
-
-    /// Total multiply-accumulates of the segment.
-    pub fn macs(&self) -> u64 {
-        self.ops
-            .iter()
-            .fold(0u64, |acc, op| acc.saturating_add(op.macs))
-    }
-}
-
 /// What the cost model predicts for one segment on one Edge TPU.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Prediction {
@@ -416,19 +140,19 @@ pub struct Prediction {
     pub off_chip_bytes: u64,
     /// Seconds of multiply-accumulates.
     pub compute_s: f64,
-    /// Seconds of the device ops' fixed cost and of the activations moved by ops without
-    /// multiply-accumulates.
+    /// Seconds of the device ops' fixed cost and of the bytes concatenations copy.
     pub layers_s: f64,
     /// Seconds of the host's float conversions (`QUANTIZE` / `DEQUANTIZE`).
     pub host_s: f64,
-    /// Seconds of streaming off-chip parameters.
+    /// Seconds of streaming off-chip parameters, once per pass over their op's output.
     pub stream_s: f64,
     /// Seconds of moving the segment's inputs and outputs over the link.
     pub transfer_s: f64,
 }
 
 /// The Edge TPU cost model. Every parameter is public so that it can be re-fitted to
-/// another host with `paper/src/bin/calibrate.rs` and `multitpu_paper::calibration::fit`.
+/// another host (`cargo run --release -p multitpu-paper --bin calibrate`, whose fit is
+/// `multitpu_paper::calibration::fit`).
 ///
 /// ```
 /// use multitpu::model::paper;
@@ -456,37 +180,38 @@ pub struct EdgeTpuCostModel {
     /// ([`segment_budget_bytes`](Self::segment_budget_bytes)): a segment whose input is a large
     /// activation (the second segment of a pipeline) caches less than the whole model would.
     pub input_reserve: f64,
-    /// Effective rate (bytes/s) at which off-chip parameters are streamed to the device.
+    /// Effective rate (bytes/s) at which off-chip parameters cross the link.
     pub stream_bytes_per_s: f64,
-    /// How many times per inference a streamed parameter tensor is read, by the kind of the
-    /// op that reads it (dense layers read each weight once; convolutions re-read streamed
-    /// weights for tiles of their activations).
-    pub stream_reads: PerKind<f64>,
-    /// Effective rate (bytes/s) at which segment inputs and outputs cross the link,
+    /// Bytes of a convolution's output computed in one pass: a larger output takes
+    /// [`stream_passes`](Self::stream_passes) passes, and its streamed weights cross the link
+    /// once per pass.
+    pub tile_bytes: u64,
+    /// Effective rate (bytes/s) at which the segment's inputs cross the link to the device,
     /// including the host's handling of them.
-    pub io_bytes_per_s: f64,
+    pub input_bytes_per_s: f64,
+    /// Effective rate (bytes/s) at which the segment's outputs come back to the host.
+    pub output_bytes_per_s: f64,
     /// Fixed seconds of one invoke.
     pub invoke_overhead_s: f64,
     /// Fixed seconds of every op run on the device (a layer's setup, whatever it computes).
     pub per_op_s: f64,
-    /// Effective rate (bytes/s) at which device ops without multiply-accumulates (pooling,
-    /// element-wise, concatenation, resize, …) move their activations
-    /// ([`OpWorkload::activation_bytes`]). Infinite: such ops cost only
-    /// [`per_op_s`](Self::per_op_s).
-    pub activation_bytes_per_s: f64,
+    /// Effective rate (bytes/s) at which a `CONCATENATION` copies its inputs into its output
+    /// ([`OpWorkload::copy_bytes`]).
+    pub concat_bytes_per_s: f64,
     /// Seconds per element of the host's float `QUANTIZE` ([`HostConversion::Quantize`]).
     pub host_quantize_s_per_element: f64,
     /// Seconds per element of the host's `DEQUANTIZE` to float
     /// ([`HostConversion::Dequantize`]).
     pub host_dequantize_s_per_element: f64,
-    /// Multiply-accumulates per second by op kind, for device ops.
+    /// Multiply-accumulates per second by op kind, for device ops
+    /// ([`OpWorkload::device_macs`]).
     pub macs_per_s: PerKind<f64>,
 }
 
-/// Fitted figures: the output of
-/// `cargo run --release -p multitpu-paper --bin calibrate -- ../shared/calibration` (195 single-device
-/// measurements of the paper's fc and conv models over USB 3, and the placement lists of the
-/// 197 two-device runs for the input reserve). See `docs/cost-model.md`.
+/// Fitted figures: printed by `cargo run --release -p multitpu-paper --bin calibrate` from the
+/// paper's measurements (one device, and 2 and 3 devices as a pipeline, through a model of the
+/// measuring programs) and Coral's published figures for the rows of its table named in
+/// docs/cost-model.md. See there for which data pins which parameter.
 mod fitted {
     /// 7.7719 MiB: the middle of the budgets (about 7.735–7.805 MiB) that place the
     /// parameters of every model as the compiler did, except fc N=2000.
@@ -495,28 +220,29 @@ mod fitted {
     /// and the smallest it streamed with room to spare (7.09 MiB, fc N=2700).
     pub const MAX_CACHED_TENSOR_BYTES: u64 = 7_279_488;
     /// 0.6275 bytes of budget per input byte: the middle of the reserves (0.593–0.662) that
-    /// place every segment of the 2-device files as the compiler did.
+    /// place every segment of the 2- and 3-device files as the compiler did.
     pub const INPUT_RESERVE: f64 = 0.6275;
-    /// 2.660 ms per streamed MiB.
-    pub const STREAM_BYTES_PER_S: f64 = 3.94198e8;
-    /// Streamed convolution weights cost about 4 times what dense weights do.
-    pub const CONV_STREAM_READS: f64 = 4.03824;
-    /// Includes the host's handling of inputs/outputs (the copies of int8 activations) and
-    /// costs that grow with the conv models' activations (see docs/cost-model.md).
-    pub const IO_BYTES_PER_S: f64 = 9.55971e7;
-    /// 0.036 ms per invoke (plus 8.6 µs per device op: 0.114 ms for the fc models' 9).
-    pub const INVOKE_OVERHEAD_S: f64 = 3.62494e-5;
-    /// `CONV_2D`: 1.38 TMAC/s.
-    pub const CONV_MACS_PER_S: f64 = 1.38282e12;
-    /// `FULLY_CONNECTED`: 75 GMAC/s (each weight is used once per inference).
-    pub const FC_MACS_PER_S: f64 = 7.54302e10;
-    /// `DEPTHWISE_CONV_2D`: 119 GMAC/s, from Coral's published figures (MobileNet v1, v2).
-    pub const DEPTHWISE_MACS_PER_S: f64 = 1.18659e11;
-    /// 8.6 µs for every op on the device, from Coral's published figures.
-    pub const PER_OP_S: f64 = 8.61332e-6;
-    /// Activations moved by ops without MACs: not pinned by any data here, so free (such
-    /// ops cost [`PER_OP_S`] only).
-    pub const ACTIVATION_BYTES_PER_S: f64 = f64::INFINITY;
+    /// 2.608 ms per MiB crossing the link: between the author's host (the fc files alone
+    /// say 2.7) and Coral's benchmark host (about 2.4).
+    pub const STREAM_BYTES_PER_S: f64 = 4.02098e8;
+    /// 0.625 MiB of a convolution's output per pass: the paper's 3×3 convolutions over
+    /// 64×64×F outputs stream their weights 3 to 5 times, a ResNet's or VGG's once.
+    pub const TILE_BYTES: u64 = 655_360;
+    /// Inputs in, outputs out, with the host's handling of them.
+    pub const INPUT_BYTES_PER_S: f64 = 1.21399e8;
+    pub const OUTPUT_BYTES_PER_S: f64 = 8.31462e7;
+    /// 0.109 ms per invoke; the fit finds no cost per op beyond what the rates carry.
+    pub const INVOKE_OVERHEAD_S: f64 = 1.08687e-4;
+    pub const PER_OP_S: f64 = 0.0;
+    /// `CONV_2D` on whole blocks of 64 output channels: 1.71 TMAC/s (the device's peak is
+    /// 2 TMAC/s, 4 TOPS).
+    pub const CONV_MACS_PER_S: f64 = 1.70766e12;
+    /// `FULLY_CONNECTED`: 59 GMAC/s (each weight is used once per inference).
+    pub const FC_MACS_PER_S: f64 = 5.90023e10;
+    /// `DEPTHWISE_CONV_2D`: 27 GMAC/s, pinned by the MobileNets alone.
+    pub const DEPTHWISE_MACS_PER_S: f64 = 2.70486e10;
+    /// `CONCATENATION` copies 2.0 GB/s, pinned by DenseNet-121 alone.
+    pub const CONCAT_BYTES_PER_S: f64 = 1.99472e9;
     /// The host's float quantize and dequantize: not fitted on Edge TPU data (the
     /// calibration models convert at most 12 288 elements), but timed on TFLite's CPU
     /// kernels (`calibrate --cpu`, the same figures as `CpuCostModel::default()`).
@@ -526,32 +252,32 @@ mod fitted {
 }
 
 impl EdgeTpuCostModel {
-    /// The model fitted to the USB 3 calibration data and to Coral's published figures for
-    /// real models (`paper/src/bin/calibrate.rs`).
+    /// The model fitted to the USB 3 measurements of the paper's models and to Coral's
+    /// published figures for real networks (`calibrate` in the `multitpu-paper` crate).
     ///
-    /// Transpose convolutions were not measured: they take the fitted `CONV_2D` figures.
+    /// Transpose convolutions were not measured: they take the fitted `CONV_2D` rate.
     pub fn usb_default() -> Self {
-        let conv_like = |conv: f64, fc: f64| PerKind {
-            conv2d: conv,
-            depthwise_conv2d: conv,
-            fully_connected: fc,
-            transpose_conv: conv,
+        let macs_per_s = PerKind {
+            conv2d: fitted::CONV_MACS_PER_S,
+            depthwise_conv2d: fitted::DEPTHWISE_MACS_PER_S,
+            fully_connected: fitted::FC_MACS_PER_S,
+            transpose_conv: fitted::CONV_MACS_PER_S,
+            // No MACs: never divided by.
             elementwise: 1.0,
             other: 1.0,
         };
-        let mut macs_per_s = conv_like(fitted::CONV_MACS_PER_S, fitted::FC_MACS_PER_S);
-        macs_per_s.depthwise_conv2d = fitted::DEPTHWISE_MACS_PER_S;
         EdgeTpuCostModel {
             link: Link::Usb3,
             on_chip_budget_bytes: fitted::ON_CHIP_BUDGET_BYTES,
             max_cached_tensor_bytes: fitted::MAX_CACHED_TENSOR_BYTES,
             input_reserve: fitted::INPUT_RESERVE,
             stream_bytes_per_s: fitted::STREAM_BYTES_PER_S,
-            stream_reads: conv_like(fitted::CONV_STREAM_READS, 1.0),
-            io_bytes_per_s: fitted::IO_BYTES_PER_S,
+            tile_bytes: fitted::TILE_BYTES,
+            input_bytes_per_s: fitted::INPUT_BYTES_PER_S,
+            output_bytes_per_s: fitted::OUTPUT_BYTES_PER_S,
             invoke_overhead_s: fitted::INVOKE_OVERHEAD_S,
             per_op_s: fitted::PER_OP_S,
-            activation_bytes_per_s: fitted::ACTIVATION_BYTES_PER_S,
+            concat_bytes_per_s: fitted::CONCAT_BYTES_PER_S,
             host_quantize_s_per_element: fitted::HOST_QUANTIZE_S_PER_ELEMENT,
             host_dequantize_s_per_element: fitted::HOST_DEQUANTIZE_S_PER_ELEMENT,
             macs_per_s,
@@ -569,7 +295,7 @@ impl EdgeTpuCostModel {
     }
 
     /// Whether every parameter is usable: rates positive (an infinite rate makes that part
-    /// free), overhead and read counts finite and not negative.
+    /// free), overheads finite and not negative, a tile of at least one byte.
     ///
     /// # Errors
     ///
@@ -590,8 +316,12 @@ impl EdgeTpuCostModel {
             }
         };
         rate("stream_bytes_per_s", self.stream_bytes_per_s)?;
-        rate("io_bytes_per_s", self.io_bytes_per_s)?;
-        rate("activation_bytes_per_s", self.activation_bytes_per_s)?;
+        rate("input_bytes_per_s", self.input_bytes_per_s)?;
+        rate("output_bytes_per_s", self.output_bytes_per_s)?;
+        rate("concat_bytes_per_s", self.concat_bytes_per_s)?;
+        if self.tile_bytes == 0 {
+            return Err("tile_bytes = 0 must be at least 1".to_owned());
+        }
         amount("invoke_overhead_s", self.invoke_overhead_s)?;
         amount("per_op_s", self.per_op_s)?;
         amount(
@@ -605,9 +335,6 @@ impl EdgeTpuCostModel {
         amount("input_reserve", self.input_reserve)?;
         for (kind, v) in self.macs_per_s.iter() {
             rate(&format!("macs_per_s[{kind:?}]"), v)?;
-        }
-        for (kind, v) in self.stream_reads.iter() {
-            amount(&format!("stream_reads[{kind:?}]"), v)?;
         }
         Ok(())
     }
@@ -651,10 +378,22 @@ impl EdgeTpuCostModel {
     }
 
     /// Seconds of one op that do not depend on where its parameters are: for a device op,
-    /// [`per_op_s`](Self::per_op_s) and its multiply-accumulates, or (without MACs) the
-    /// activations it moves; for the host's float conversion, its elements.
+    /// [`per_op_s`](Self::per_op_s), its multiply-accumulates and the bytes it copies; for
+    /// the host's float conversion, its elements.
     pub fn op_time_s(&self, op: &OpWorkload) -> f64 {
         self.op_parts_s(op).iter().sum()
+    }
+
+    /// How many times per inference a streamed parameter of `op` crosses the link: once
+    /// per pass over the op's output, `⌈output_bytes / tile_bytes⌉` for a convolution
+    /// (at least 1), once for any other op.
+    pub fn stream_passes(&self, op: &OpWorkload) -> u64 {
+        match op.kind {
+            OpKind::Conv2d | OpKind::DepthwiseConv2d | OpKind::TransposeConv => {
+                op.output_bytes.div_ceil(self.tile_bytes.max(1)).max(1)
+            }
+            _ => 1,
+        }
     }
 
     /// [`op_time_s`](Self::op_time_s) in parts: compute, layer, host.
@@ -668,17 +407,13 @@ impl EdgeTpuCostModel {
             }
             None => {}
         }
-        let compute = if op.macs > 0 {
-            op.macs as f64 / self.macs_per_s.get(op.kind)
+        let compute = if op.device_macs > 0 {
+            op.device_macs as f64 / self.macs_per_s.get(op.kind)
         } else {
             0.0
         };
-        let moved = if op.kind.has_weights() {
-            0.0
-        } else {
-            op.activation_bytes as f64 / self.activation_bytes_per_s
-        };
-        [compute, self.per_op_s + moved, 0.0]
+        let copied = op.copy_bytes as f64 / self.concat_bytes_per_s;
+        [compute, self.per_op_s + copied, 0.0]
     }
 
     /// Predicted latency and parameter placement of one inference of `workload`.
@@ -687,7 +422,7 @@ impl EdgeTpuCostModel {
         let mut on_chip_bytes = 0u64;
         let mut off_chip_bytes = 0u64;
         let [mut compute_s, mut layers_s, mut host_s] = [0.0; 3];
-        let mut streamed_reads = 0.0;
+        let mut crossing_bytes = 0.0;
         for (op, cached) in workload.ops.iter().zip(&placement) {
             let [compute, layer, host] = self.op_parts_s(op);
             compute_s += compute;
@@ -698,13 +433,13 @@ impl EdgeTpuCostModel {
                     on_chip_bytes = on_chip_bytes.saturating_add(bytes);
                 } else {
                     off_chip_bytes = off_chip_bytes.saturating_add(bytes);
-                    streamed_reads += bytes as f64 * self.stream_reads.get(op.kind);
+                    crossing_bytes += bytes as f64 * self.stream_passes(op) as f64;
                 }
             }
         }
-        let stream_s = streamed_reads / self.stream_bytes_per_s;
-        let io_bytes = workload.input_bytes.saturating_add(workload.output_bytes);
-        let transfer_s = io_bytes as f64 / self.io_bytes_per_s;
+        let stream_s = crossing_bytes / self.stream_bytes_per_s;
+        let transfer_s = workload.input_bytes as f64 / self.input_bytes_per_s
+            + workload.output_bytes as f64 / self.output_bytes_per_s;
         Prediction {
             latency_s: self.invoke_overhead_s
                 + compute_s
@@ -726,15 +461,16 @@ impl EdgeTpuCostModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::figures::tests::{model, operator, tensor};
-    use crate::model::{ElementType, Quantization, ops};
 
     fn op(kind: OpKind, macs: u64, params: &[u64]) -> OpWorkload {
         OpWorkload {
             kind,
             macs,
+            device_macs: macs,
             param_tensor_bytes: params.to_vec(),
             activation_bytes: 0,
+            output_bytes: 0,
+            copy_bytes: 0,
             host_conversion: None,
         }
     }
@@ -825,14 +561,12 @@ mod tests {
             max_cached_tensor_bytes: 10,
             input_reserve: 0.0,
             stream_bytes_per_s: 100.0,
-            stream_reads: PerKind {
-                conv2d: 2.0,
-                ..PerKind::splat(1.0)
-            },
-            io_bytes_per_s: 1000.0,
+            tile_bytes: 40,
+            input_bytes_per_s: 1000.0,
+            output_bytes_per_s: 500.0,
             invoke_overhead_s: 0.5,
             per_op_s: 0.25,
-            activation_bytes_per_s: 40.0,
+            concat_bytes_per_s: 40.0,
             host_quantize_s_per_element: 0.01,
             host_dequantize_s_per_element: 0.02,
             macs_per_s: PerKind {
@@ -841,39 +575,43 @@ mod tests {
             },
             link: Link::Usb3,
         };
-        let moving = |kind, macs, bytes| OpWorkload {
-            activation_bytes: bytes,
-            ..op(kind, macs, &[])
-        };
         let w = SegmentWorkload {
             ops: vec![
                 OpWorkload {
                     host_conversion: Some(HostConversion::Quantize(60)),
-                    ..moving(OpKind::Elementwise, 0, 500)
+                    ..op(OpKind::Elementwise, 0, &[])
                 },
                 OpWorkload {
                     host_conversion: Some(HostConversion::Dequantize(20)),
-                    ..moving(OpKind::Elementwise, 0, 100)
+                    ..op(OpKind::Elementwise, 0, &[])
+                },
+                op(OpKind::FullyConnected, 20, &[10]),
+                // 100 output bytes in tiles of 40: the streamed 50 bytes cross 3 times
+                OpWorkload {
+                    device_macs: 600,
+                    output_bytes: 100,
+                    ..op(OpKind::Conv2d, 300, &[50])
                 },
                 OpWorkload {
-                    activation_bytes: 80,
-                    ..op(OpKind::FullyConnected, 20, &[10])
+                    copy_bytes: 20,
+                    ..op(OpKind::Other, 0, &[])
                 },
-                op(OpKind::Conv2d, 300, &[50]),
-                moving(OpKind::Elementwise, 0, 20),
             ],
             input_bytes: 400,
-            output_bytes: 600,
+            output_bytes: 300,
         };
         let p = cm.predict(&w);
         assert_eq!((p.on_chip_bytes, p.off_chip_bytes), (10, 50));
-        assert!((p.compute_s - (2.0 + 3.0)).abs() < 1e-12);
-        // three device ops; only the one without MACs pays for its activations
+        assert_eq!(cm.stream_passes(&w.ops[3]), 3);
+        assert_eq!(cm.stream_passes(&w.ops[2]), 1);
+        // the device's MACs: 20 / 10 + 600 / 100
+        assert!((p.compute_s - (2.0 + 6.0)).abs() < 1e-12);
+        // three device ops; the concatenation copies 20 bytes at 40 bytes/s
         assert!((p.layers_s - (3.0 * 0.25 + 0.5)).abs() < 1e-12);
         assert!((p.host_s - 1.0).abs() < 1e-12);
-        assert!((p.stream_s - 1.0).abs() < 1e-12);
+        assert!((p.stream_s - 1.5).abs() < 1e-12);
         assert!((p.transfer_s - 1.0).abs() < 1e-12);
-        assert!((p.latency_s - 9.75).abs() < 1e-12);
+        assert!((p.latency_s - 13.25).abs() < 1e-12);
         let op_times: f64 = w.ops.iter().map(|o| cm.op_time_s(o)).sum();
         assert!((op_times - (p.compute_s + p.layers_s + p.host_s)).abs() < 1e-12);
     }
@@ -895,6 +633,11 @@ mod tests {
         let mut bad = EdgeTpuCostModel::usb_default();
         bad.macs_per_s.transpose_conv = f64::NAN;
         assert!(bad.check().unwrap_err().contains("TransposeConv"));
+        let bad = EdgeTpuCostModel {
+            tile_bytes: 0,
+            ..EdgeTpuCostModel::usb_default()
+        };
+        assert!(bad.check().unwrap_err().contains("tile_bytes"));
     }
 
     proptest::proptest! {
@@ -929,114 +672,5 @@ mod tests {
             proptest::prop_assert_eq!(p.on_chip_bytes + p.off_chip_bytes, w.param_bytes());
             proptest::prop_assert!(p.latency_s >= p.compute_s + p.stream_s + p.transfer_s);
         }
-    }
-
-    fn per_channel(mut t: Tensor<'static>, channels: usize) -> Tensor<'static> {
-        t.quantization = Some(Quantization {
-            scale: vec![0.1; channels],
-            zero_point: vec![0; channels],
-            ..Quantization::default()
-        });
-        t
-    }
-
-    #[test]
-    fn device_layout_pads_like_the_compiler() {
-        use ElementType::{I8, I32};
-        let layout = DeviceLayout::EDGE_TPU;
-        // fc N=100, hidden layer: 100 units padded to 128, 100 inputs
-        let w = tensor("w", I8, &[100, 100], true);
-        assert_eq!(layout.param_bytes(OpKind::FullyConnected, 1, &w), 128 * 100);
-        // fc N=250: inputs padded to 252
-        let w = tensor("w", I8, &[250, 250], true);
-        assert_eq!(layout.param_bytes(OpKind::FullyConnected, 1, &w), 256 * 252);
-        // conv F=42, per channel: (9 · 44 + 8) bytes per padded output channel
-        let w = per_channel(tensor("w", I8, &[42, 3, 3, 42], true), 42);
-        assert_eq!(layout.param_bytes(OpKind::Conv2d, 1, &w), 64 * (9 * 44 + 8));
-        // bias: not counted
-        let b = tensor("b", I32, &[42], true);
-        assert_eq!(layout.param_bytes(OpKind::Conv2d, 2, &b), 0);
-        // other constants: plain size
-        let c = tensor("c", I8, &[7, 3], true);
-        assert_eq!(layout.param_bytes(OpKind::Elementwise, 1, &c), 21);
-        // odd shapes: plain size, no panic
-        let odd = tensor("odd", I8, &[3, -1], false);
-        assert_eq!(layout.param_bytes(OpKind::FullyConnected, 1, &odd), 0);
-    }
-
-    /// x → quantize → fc(w0,b0) → fc(w1) (reads w0 again) → out, plus a side branch.
-    fn chain() -> Model<'static> {
-        use ElementType::{F32, I8, I32};
-        model(
-            vec![
-                tensor("x", F32, &[1, 64], false),   // 0
-                tensor("q", I8, &[1, 64], false),    // 1
-                tensor("w0", I8, &[64, 64], true),   // 2
-                tensor("b0", I32, &[64], true),      // 3
-                tensor("h", I8, &[1, 64], false),    // 4
-                tensor("y", I8, &[1, 64], false),    // 5
-                tensor("out", F32, &[1, 64], false), // 6
-            ],
-            vec![
-                operator(ops::QUANTIZE, &[Some(0)], &[1]),
-                operator(ops::FULLY_CONNECTED, &[Some(1), Some(2), Some(3)], &[4]),
-                operator(ops::FULLY_CONNECTED, &[Some(4), Some(2), None], &[5]),
-                operator(ops::DEQUANTIZE, &[Some(5)], &[6]),
-            ],
-            &[0],
-            &[6],
-        )
-    }
-
-    #[test]
-    fn workload_from_model_counts_shared_parameters_once() {
-        let m = chain();
-        let w = SegmentWorkload::from_model(&m, 1..3);
-        assert_eq!(w.ops.len(), 2);
-        assert_eq!(w.ops[0].param_tensor_bytes, vec![64 * 64, 0]);
-        assert!(w.ops[1].param_tensor_bytes.is_empty());
-        assert_eq!(w.macs(), 2 * 64 * 64);
-        assert_eq!(w.input_bytes, 64, "q");
-        assert_eq!(w.output_bytes, 64, "y, read by the dequantize");
-        assert_eq!(w.ops[0].activation_bytes, 64 + 64, "q in, h out");
-        assert!(w.ops.iter().all(OpWorkload::on_device));
-        let all = SegmentWorkload::from_model(&m, 0..4);
-        assert_eq!(
-            all.ops[0].host_conversion,
-            Some(HostConversion::Quantize(64))
-        );
-        assert_eq!(
-            all.ops[3].host_conversion,
-            Some(HostConversion::Dequantize(64))
-        );
-        assert_eq!(all.ops[3].activation_bytes, 64 + 256);
-        let alone = OpWorkload::of_operator(&m, 2, &DeviceLayout::EDGE_TPU);
-        assert_eq!(
-            alone.param_tensor_bytes,
-            vec![64 * 64],
-            "w1 is its own when alone"
-        );
-        assert_eq!(
-            OpWorkload::of_operator(&m, 9, &DeviceLayout::EDGE_TPU).macs,
-            0,
-            "out of range"
-        );
-    }
-
-    #[test]
-    fn workload_io_bytes() {
-        let m = chain();
-        let all = SegmentWorkload::from_model(&m, 0..4);
-        assert_eq!((all.input_bytes, all.output_bytes), (256, 256));
-        let head = SegmentWorkload::from_model(&m, 0..2);
-        assert_eq!((head.input_bytes, head.output_bytes), (256, 64));
-        let empty = SegmentWorkload::from_model(&m, 2..2);
-        assert_eq!(empty, SegmentWorkload::default());
-        let clamped = SegmentWorkload::from_model(&m, 3..99);
-        assert_eq!(clamped.ops.len(), 1);
-        assert_eq!(
-            SegmentWorkload::from_model(&m, 7..9),
-            SegmentWorkload::default()
-        );
     }
 }

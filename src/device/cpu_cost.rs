@@ -29,7 +29,7 @@
 
 use std::ops::Range;
 
-use crate::device::cost_model::{DeviceLayout, HostConversion, OpWorkload};
+use crate::device::workload::{DeviceLayout, HostConversion, OpWorkload};
 use crate::model::figures::OpKind;
 use crate::model::{ElementType, Model, Tensor};
 

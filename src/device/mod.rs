@@ -1,6 +1,6 @@
 //! What a device does with a model, as pure functions of the model: which operators an Edge
 //! TPU runs ([`support`]), how long a run of operators takes on an Edge TPU and how much of
-//! its parameter data stays on chip ([`cost_model`]), and an estimate of the same run on the
+//! its parameter data stays on chip ([`cost_model`], over the figures of [`workload`]), and an estimate of the same run on the
 //! host CPU ([`cpu_cost`]).
 //!
 //! Nothing here loads a library or touches a device, so the profilers ([`crate::profile`]),
@@ -10,10 +10,9 @@
 pub mod cost_model;
 pub mod cpu_cost;
 pub mod support;
+pub mod workload;
 
-pub use cost_model::{
-    DeviceLayout, EdgeTpuCostModel, HostConversion, Link, MIB, OpWorkload, PerKind, Prediction,
-    SegmentWorkload,
-};
+pub use cost_model::{EdgeTpuCostModel, Link, PerKind, Prediction};
 pub use cpu_cost::{CpuCostModel, CpuWork, DataClass, MacKinds, PerClass};
 pub use support::{DeviceSegments, OpSupport, compiled_split, op_support};
+pub use workload::{DeviceLayout, HostConversion, MIB, OpWorkload, SegmentWorkload};

@@ -24,7 +24,7 @@ use crate::device::CpuCostModel;
 use crate::model::Model;
 use crate::{Error, Result};
 
-pub use crate::device::cost_model::{
+pub use crate::device::{
     DeviceLayout, EdgeTpuCostModel, HostConversion, Link, MIB, OpWorkload, PerKind, Prediction,
     SegmentWorkload,
 };
@@ -225,7 +225,7 @@ mod tests {
             );
         }
         let broken = EdgeTpuCostModel {
-            io_bytes_per_s: -1.0,
+            input_bytes_per_s: -1.0,
             ..EdgeTpuCostModel::usb_default()
         };
         assert!(broken.profile(&m, 0..1).is_err());

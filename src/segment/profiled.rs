@@ -120,7 +120,10 @@ struct Overflow {
 /// Where activations live, to price the io term of any range quickly.
 #[derive(Debug, Clone)]
 struct Io {
-    s_per_byte: f64,
+    /// Seconds per byte into the segment.
+    input_s_per_byte: f64,
+    /// Seconds per byte out of the segment.
+    output_s_per_byte: f64,
     /// Non-constant tensors: producer (`None` for model inputs and variables), readers
     /// ascending, bytes.
     activations: Vec<(Option<usize>, Vec<usize>, u64)>,
@@ -155,8 +158,8 @@ impl Floors {
         }
     }
 
-    /// Floors of `fixed_s` per segment, `per_op_s[i]` for operator `i`, and `io_s_per_byte`
-    /// per byte of activations in or out of the segment.
+    /// Floors of `fixed_s` per segment, `per_op_s[i]` for operator `i`, `input_s_per_byte`
+    /// per byte of activations into the segment and `output_s_per_byte` per byte out of it.
     ///
     /// # Errors
     ///
@@ -166,10 +169,12 @@ impl Floors {
         graph: &Graph<'_, '_>,
         fixed_s: f64,
         per_op_s: &[f64],
-        io_s_per_byte: f64,
+        input_s_per_byte: f64,
+        output_s_per_byte: f64,
     ) -> Result<Floors> {
         check_seconds("the fixed floor", fixed_s)?;
-        check_seconds("the io floor per byte", io_s_per_byte)?;
+        check_seconds("the input floor per byte", input_s_per_byte)?;
+        check_seconds("the output floor per byte", output_s_per_byte)?;
         if per_op_s.len() != graph.op_count() {
             return Err(Error::invalid(
                 "latency floor",
@@ -188,7 +193,8 @@ impl Floors {
             let (sum, error) = two_sum(high, s);
             prefix_s.push((sum, low + error));
         }
-        let io = (io_s_per_byte > 0.0).then(|| Io::new(graph, io_s_per_byte));
+        let io = (input_s_per_byte > 0.0 || output_s_per_byte > 0.0)
+            .then(|| Io::new(graph, input_s_per_byte, output_s_per_byte));
         Ok(Floors {
             fixed_s,
             prefix_s,
@@ -313,7 +319,7 @@ fn keep(op_count: usize) -> f64 {
 }
 
 impl Io {
-    fn new(graph: &Graph<'_, '_>, s_per_byte: f64) -> Io {
+    fn new(graph: &Graph<'_, '_>, input_s_per_byte: f64, output_s_per_byte: f64) -> Io {
         let model = graph.model();
         let op_count = graph.op_count();
         let mut activations = Vec::new();
@@ -349,7 +355,8 @@ impl Io {
             activations.push((producer, readers, bytes));
         }
         Io {
-            s_per_byte,
+            input_s_per_byte,
+            output_s_per_byte,
             activations,
             live_in,
             live_out,
@@ -361,21 +368,22 @@ impl Io {
         if start >= end || end >= self.live_in.len() {
             return 0.0;
         }
-        let mut bytes = 0u64;
+        let mut input = 0u64;
         for &i in &self.live_in[start] {
             let (_, readers, size) = &self.activations[i];
             let first_inside = readers.partition_point(|&r| r < start);
             if readers.get(first_inside).is_some_and(|&r| r < end) {
-                bytes = bytes.saturating_add(*size);
+                input = input.saturating_add(*size);
             }
         }
+        let mut output = 0u64;
         for &i in &self.live_out[end] {
             let (producer, _, size) = &self.activations[i];
             if producer.is_some_and(|p| p >= start) {
-                bytes = bytes.saturating_add(*size);
+                output = output.saturating_add(*size);
             }
         }
-        bytes as f64 * self.s_per_byte
+        input as f64 * self.input_s_per_byte + output as f64 * self.output_s_per_byte
     }
 }
 
@@ -411,16 +419,16 @@ impl<P: LatencyFloor + Profiler> LatencyFloor for CachedProfiler<P> {
 }
 
 /// The cost model's own floor: invoke overhead, every op's own time
-/// ([`EdgeTpuCostModel::op_time_s`]: compute, per-op cost, activations moved, host
-/// conversions), streaming of parameter tensors too large to cache, streaming forced by the
-/// on-chip budget, and the transfer of activations.
+/// ([`EdgeTpuCostModel::op_time_s`]: compute, per-op cost, bytes copied, host conversions),
+/// streaming of parameter tensors too large to cache, streaming forced by the on-chip
+/// budget, and the transfer of activations.
 ///
 /// Sound for the cost model's predictions: each parameter tensor is priced at its first
-/// reader in the whole model, with that reader's layout and stream read count, and only
+/// reader in the whole model, with that reader's layout and stream passes, and only
 /// when that reader is in the range (then it is also the first reader in the range, which
 /// is where the cost model prices it). Tensors no larger than the largest cacheable one
-/// count towards the budget, and whatever exceeds it is streamed at the read counts of the
-/// cheapest kinds in the range (the cost model caches first-fit in execution order, which
+/// count towards the budget, and whatever exceeds it is streamed at the passes of the
+/// cheapest ops in the range (the cost model caches first-fit in execution order, which
 /// may leave part of the budget unused: the floor assumes none is). Transfers count every
 /// non-constant tensor, as the cost model does.
 impl LatencyFloor for EdgeTpuCostModel {
@@ -435,11 +443,12 @@ impl LatencyFloor for EdgeTpuCostModel {
         let mut first_reader_seen = vec![false; model.tensors.len()];
         for (op, per_op) in per_op_s.iter_mut().enumerate() {
             let figures = op_figures(model, op);
-            price[op] = self.stream_reads.get(figures.kind) / self.stream_bytes_per_s;
-            // Compute, per-op cost, activations moved and host conversions: the cost model
-            // prices them per op whatever the segment, so they are the floor's own.
+            // Compute, per-op cost, bytes copied and host conversions: the cost model prices
+            // them per op whatever the segment, so they are the floor's own; so is the
+            // number of passes a streamed parameter of the op takes (its output's tiles).
             let alone = crate::device::OpWorkload::of_operator(model, op, &DeviceLayout::EDGE_TPU);
             *per_op += self.op_time_s(&alone);
+            price[op] = self.stream_passes(&alone) as f64 / self.stream_bytes_per_s;
             for &t in &figures.param_tensors {
                 if std::mem::replace(&mut first_reader_seen[t], true) {
                     continue;
@@ -453,8 +462,7 @@ impl LatencyFloor for EdgeTpuCostModel {
                 };
                 let bytes = DeviceLayout::EDGE_TPU.param_bytes(figures.kind, position, tensor);
                 if bytes > self.max_cached_tensor_bytes {
-                    *per_op += bytes as f64 * self.stream_reads.get(figures.kind)
-                        / self.stream_bytes_per_s;
+                    *per_op += bytes as f64 * price[op];
                 } else {
                     cacheable[op] = cacheable[op].saturating_add(bytes);
                 }
@@ -464,7 +472,8 @@ impl LatencyFloor for EdgeTpuCostModel {
             graph,
             self.invoke_overhead_s,
             &per_op_s,
-            1.0 / self.io_bytes_per_s,
+            1.0 / self.input_bytes_per_s,
+            1.0 / self.output_bytes_per_s,
         )?
         .with_overflow(self.on_chip_budget_bytes, &cacheable, &price)
     }
@@ -1110,11 +1119,11 @@ mod tests {
     fn bad_floor_figures_are_refused() {
         let m = dense_chain(3);
         let graph = Graph::new(&m).expect("graph");
-        assert!(Floors::new(&graph, -1.0, &[0.0; 3], 0.0).is_err());
-        assert!(Floors::new(&graph, 0.0, &[0.0; 2], 0.0).is_err());
-        assert!(Floors::new(&graph, 0.0, &[0.0, f64::NAN, 0.0], 0.0).is_err());
-        assert!(Floors::new(&graph, 0.0, &[0.0; 3], f64::INFINITY).is_err());
-        let floors = Floors::new(&graph, 1.0, &[1.0, 2.0, 3.0], 0.0).expect("floors");
+        assert!(Floors::new(&graph, -1.0, &[0.0; 3], 0.0, 0.0).is_err());
+        assert!(Floors::new(&graph, 0.0, &[0.0; 2], 0.0, 0.0).is_err());
+        assert!(Floors::new(&graph, 0.0, &[0.0, f64::NAN, 0.0], 0.0, 0.0).is_err());
+        assert!(Floors::new(&graph, 0.0, &[0.0; 3], f64::INFINITY, 0.0).is_err());
+        let floors = Floors::new(&graph, 1.0, &[1.0, 2.0, 3.0], 0.0, 0.0).expect("floors");
         assert!(
             floors
                 .clone()
@@ -1154,7 +1163,7 @@ mod tests {
     fn io_floor_counts_the_activations_crossing_the_range_edges() {
         let m = dense_chain(3);
         let graph = Graph::new(&m).expect("graph");
-        let floors = Floors::new(&graph, 0.0, &[0.0; 3], 1.0).expect("floors");
+        let floors = Floors::new(&graph, 0.0, &[0.0; 3], 1.0, 1.0).expect("floors");
         // Every segment reads 32 bytes and hands on 32 bytes (the last one as model output).
         for range in [0..1, 0..3, 1..2, 2..3] {
             let floor = floors.floor_s(range.clone());

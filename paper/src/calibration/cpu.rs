@@ -10,7 +10,7 @@
 use std::ops::Range;
 use std::path::Path;
 
-use super::non_negative_least_squares;
+use super::lsq::{median, non_negative_least_squares};
 use crate::architectures;
 use crate::{Error, Result};
 use multitpu::device::cpu_cost::{CpuCostModel, CpuWork};
@@ -69,7 +69,7 @@ impl CpuFitReport {
             .filter(|r| !whole_only || r.point.whole)
             .map(|r| r.relative_error().abs())
             .collect();
-        super::median(&errors)
+        median(&errors)
     }
 }
 

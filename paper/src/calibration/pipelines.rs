@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use super::Family;
 use crate::{Error, Result};
-use multitpu::device::cost_model::{MIB, SegmentWorkload};
+use multitpu::device::{MIB, SegmentWorkload};
 use multitpu::model::Model;
 
 /// One row of a multi-device file.
@@ -320,6 +320,9 @@ mod tests {
             ("h\n32,1,\"[0.1, x]\",\"[0.0, 0.0]\",1.0\n", 2),
             ("h\n32,1,0.1,\"[0.0, 0.0]\",1.0\n", 2),
             ("h\n32,1,\"[0.1, 0.1]\",\"[0.0, 0.0]\",0\n", 2),
+            ("h\n32,1,\"[0.1, 0.1]\",\"[0.0, 0.0]\",NaN\n", 2),
+            ("h\n32,1,\"[0.1, 0.1]\",\"[0.0, -0.5]\",1.0\n", 2),
+            ("h\n32,1,\"[0.1, 0.1]\",\"[0.0, 0.0]\"\n", 2),
             ("h\n", 0),
         ] {
             match parse_pipeline_csv(text, Family::Conv, 2, "x", path) {

@@ -17,9 +17,9 @@
 //!   `d_s + h` per item and the rebuild `per_batch_s` per batch:
 //!   `Σ (d_s + h) + (B − 1) · max_s (d_s + h) + R`.
 //!
-//! With constant stage times the queue capacities do not change these batch times. The two
-//! host parameters are fitted ([`fit_scheme`]) on the 2-device files only; the 3- and
-//! 4-device runs are kept aside to check the predictions.
+//! With constant stage times the queue capacities do not change these batch times. The host
+//! costs are fitted with the cost model itself ([`fit`](super::fit)), on the 2- and 3-device
+//! runs; the 4-device runs are kept aside.
 
 use crate::{Error, Result};
 
@@ -45,12 +45,12 @@ pub struct PaperScheme {
     pub per_batch_s: f64,
 }
 
-/// Fitted figures: the output of `cargo run --release -p multitpu-paper --bin reproduce -- --calibration
-/// ../shared/calibration` (the 2-device files), checked by `paper/tests/reproduce.rs`.
+/// Fitted figures: printed by `cargo run --release -p multitpu-paper --bin calibrate` (fitted
+/// with the cost model on the 2- and 3-device files), checked by `paper/tests/calibration.rs`.
 mod fitted {
-    /// fc: 0.17 ms of Python work per item and stage, and 8.0 ms per batch of 50.
-    pub const PYTHON_PER_STAGE_ITEM_S: f64 = 1.655e-4;
-    pub const PYTHON_PER_BATCH_S: f64 = 7.971e-3;
+    /// fc: 0.23 ms of Python work per item and stage, and 1.6 ms per batch of 50.
+    pub const PYTHON_PER_STAGE_ITEM_S: f64 = 2.299e-4;
+    pub const PYTHON_PER_BATCH_S: f64 = 1.572e-3;
     /// conv: the C++ runner adds nothing the data can tell from the devices' own time (the
     /// fit gives 0 for both).
     pub const PYCORAL_PER_STAGE_ITEM_S: f64 = 0.0;
@@ -87,7 +87,7 @@ impl PaperScheme {
     /// finite.
     ///
     /// ```
-    /// use multitpu_paper::reproduce::scheme::PaperScheme;
+    /// use multitpu_paper::calibration::PaperScheme;
     ///
     /// let scheme = PaperScheme::python_threads();
     /// // Two fast stages: the threads' shared lock sets the pace, not the devices.
@@ -125,75 +125,6 @@ impl PaperScheme {
     }
 }
 
-/// One multi-device measurement for [`fit_scheme`]: the devices' predicted stage times and the
-/// time per inference the program printed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SchemePoint {
-    /// Predicted seconds of each stage on its device.
-    pub device_latency_s: Vec<f64>,
-    /// Seconds per inference measured.
-    pub measured_s: f64,
-}
-
-/// Host cost per item and stage searched by [`fit_scheme`]: 0 to 2 ms in 0.5 µs steps.
-const PER_ITEM_STEPS: usize = 4000;
-const PER_ITEM_STEP_S: f64 = 0.5e-6;
-
-/// Fits the host costs of `start` to `points` by least squares on the relative error: for
-/// each per-item cost of a search, the best non-negative per-batch cost in closed form (the
-/// time is linear in it).
-///
-/// For [`MeasuringProgram::PycoralRunner`] only `per_batch_s` is fitted and
-/// `per_stage_item_s` kept from `start`: with one device count, both add the same constant
-/// to every point, so the data cannot tell them apart (the rebuild per batch is the cost the
-/// program is known to pay).
-///
-/// # Errors
-///
-/// [`Error::Invalid`] if `points` is empty or [`PaperScheme::per_item_s`] fails on one.
-pub fn fit_scheme(start: &PaperScheme, points: &[SchemePoint]) -> Result<PaperScheme> {
-    if points.is_empty() {
-        return Err(Error::invalid("measuring scheme", "no points to fit"));
-    }
-    let batch = start.batch as f64;
-    let mut best: Option<(f64, PaperScheme)> = None;
-    let steps = match start.program {
-        MeasuringProgram::PythonThreads => PER_ITEM_STEPS,
-        MeasuringProgram::PycoralRunner => 0,
-    };
-    for step in 0..=steps {
-        let mut scheme = PaperScheme {
-            per_stage_item_s: match start.program {
-                MeasuringProgram::PythonThreads => step as f64 * PER_ITEM_STEP_S,
-                MeasuringProgram::PycoralRunner => start.per_stage_item_s,
-            },
-            per_batch_s: 0.0,
-            ..*start
-        };
-        // Relative residual r_i = (t_i + R / B − m_i) / m_i; minimise Σ r_i² over R ≥ 0.
-        let mut base = Vec::with_capacity(points.len());
-        for p in points {
-            base.push((scheme.per_item_s(&p.device_latency_s)?, p.measured_s));
-        }
-        let (num, den) = base.iter().fold((0.0, 0.0), |(num, den), &(t, m)| {
-            (
-                num + (m - t) / (m * m) / batch,
-                den + 1.0 / (m * m * batch * batch),
-            )
-        });
-        scheme.per_batch_s = (num / den).max(0.0);
-        let error: f64 = base
-            .iter()
-            .map(|&(t, m)| ((t + scheme.per_batch_s / batch - m) / m).powi(2))
-            .sum();
-        if best.as_ref().is_none_or(|(e, _)| error < *e) {
-            best = Some((error, scheme));
-        }
-    }
-    best.map(|(_, scheme)| scheme)
-        .ok_or_else(|| Error::invalid("measuring scheme", "no fit"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,42 +157,5 @@ mod tests {
         assert!((t - (4.0 + 3.0 * 3.0 + 2.0) / 4.0).abs() < 1e-12);
         assert!(scheme.per_item_s(&[]).is_err());
         assert!(scheme.per_item_s(&[f64::NAN]).is_err());
-    }
-
-    #[test]
-    fn fit_recovers_known_host_costs() {
-        for (program, per_stage_item_s) in [
-            (MeasuringProgram::PythonThreads, 0.25e-3),
-            (MeasuringProgram::PycoralRunner, 0.0),
-        ] {
-            let truth = PaperScheme {
-                program,
-                batch: 50,
-                per_stage_item_s,
-                per_batch_s: 3e-3,
-            };
-            let points: Vec<SchemePoint> = [0.1e-3, 0.3e-3, 1e-3, 5e-3, 20e-3]
-                .iter()
-                .map(|&d| {
-                    let stages = vec![0.1e-3, d];
-                    SchemePoint {
-                        measured_s: truth.per_item_s(&stages).unwrap(),
-                        device_latency_s: stages,
-                    }
-                })
-                .collect();
-            let start = PaperScheme {
-                per_stage_item_s: 0.0,
-                per_batch_s: 0.0,
-                ..truth
-            };
-            let fitted = fit_scheme(&start, &points).unwrap();
-            assert!(
-                (fitted.per_stage_item_s - per_stage_item_s).abs() < 1e-9,
-                "{fitted:?}"
-            );
-            assert!((fitted.per_batch_s - 3e-3).abs() < 1e-9, "{fitted:?}");
-        }
-        assert!(fit_scheme(&PaperScheme::python_threads(), &[]).is_err());
     }
 }

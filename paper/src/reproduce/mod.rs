@@ -7,7 +7,7 @@
 //! ([`SingleRow`]) and, for every device count and strategy, the plan's segments
 //! ([`PipelineRow`]): their placement, this library's pipeline time per inference (from the
 //! event-level [`PipelineTiming`] over the cost model's stage latencies) and what the paper's
-//! measuring program would have printed ([`scheme`]).
+//! measuring program would have printed ([`crate::calibration::scheme`]).
 //!
 //! [`compare_with_calibration`] sets the same predictions beside every measured row of the
 //! calibration folder. `paper/src/bin/reproduce` drives both and writes CSV files and plots.
@@ -23,20 +23,18 @@
 //! # Ok::<(), multitpu_paper::Error>(())
 //! ```
 
-pub mod scheme;
-
 use std::sync::Arc;
 use std::time::Instant;
 
 use rayon::prelude::*;
 
+use crate::calibration::PaperScheme;
 use crate::calibration::{CalibrationPoint, Family, PipelinePoint};
 use crate::{Error, Result};
-use multitpu::device::cost_model::{EdgeTpuCostModel, MIB, SegmentWorkload};
+use multitpu::device::{EdgeTpuCostModel, MIB, SegmentWorkload};
 use multitpu::model::Graph;
 use multitpu::pipeline::{Backend, PipelineBuilder, PipelineTiming};
 use multitpu::segment::{self, Plan, Profiled, Segmenter};
-use scheme::PaperScheme;
 
 /// The strategies of the paper's comparison: the compiler's equal-parameter split, equal
 /// operator counts, the author's split by whole Dense layers (fc only), the profiled
@@ -425,6 +423,103 @@ pub fn strategy_for_split(split: &str) -> Option<&'static str> {
     }
 }
 
+/// The splits the author measured for `family`, as this library's strategies: the fc runs
+/// by whole layers, the conv runs by the compiler (`uniform`) and by libcoral's profiling
+/// partitioner (`libcoral`).
+pub fn author_strategies(family: Family) -> &'static [&'static str] {
+    match family {
+        Family::Fc => &["layers"],
+        Family::Conv => &["uniform", "libcoral"],
+    }
+}
+
+/// A speedup over one device that was measured or published.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeasuredSpeedup {
+    /// Model family.
+    pub family: Family,
+    /// Devices.
+    pub tpus: usize,
+    /// N or F.
+    pub size: usize,
+    /// The one-device time divided by the pipeline's time per inference.
+    pub speedup: f64,
+    /// Where it comes from.
+    pub source: &'static str,
+}
+
+/// The best measured speedups with 4 devices, as the calibration README states them from
+/// the author's raw files (the 4-device files themselves are kept aside): fc N = 2620,
+/// 36.03 ms on one device and 1.003 ms pipelined; conv F = 682 (profiled split), 246.97 ms
+/// and 71.74 ms.
+pub fn measured_with_four_devices() -> [MeasuredSpeedup; 2] {
+    const SOURCE: &str = "the calibration README, from the raw 4-device files";
+    [
+        MeasuredSpeedup {
+            family: Family::Fc,
+            tpus: 4,
+            size: 2620,
+            speedup: 36.03 / 1.003,
+            source: SOURCE,
+        },
+        MeasuredSpeedup {
+            family: Family::Conv,
+            tpus: 4,
+            size: 682,
+            speedup: 246.97 / 71.74,
+            source: SOURCE,
+        },
+    ]
+}
+
+/// The paper's published best speedups with 4 devices (fc, conv).
+pub fn published_with_four_devices() -> [MeasuredSpeedup; 2] {
+    const SOURCE: &str = "the paper (PDP 2023)";
+    [
+        MeasuredSpeedup {
+            family: Family::Fc,
+            tpus: 4,
+            size: 0,
+            speedup: 46.0,
+            source: SOURCE,
+        },
+        MeasuredSpeedup {
+            family: Family::Conv,
+            tpus: 4,
+            size: 0,
+            speedup: 6.0,
+            source: SOURCE,
+        },
+    ]
+}
+
+/// Every measured speedup of the calibration folder: each multi-device row's time beside the
+/// single-device time of the same size, `(split, speedup)`. Rows of a size without a
+/// single-device measurement are left out.
+pub fn measured_speedups(
+    single: &[CalibrationPoint],
+    pipelines: &[PipelinePoint],
+) -> Vec<(String, MeasuredSpeedup)> {
+    pipelines
+        .iter()
+        .filter_map(|p| {
+            let one = single
+                .iter()
+                .find(|s| s.family == p.family && s.size == p.size)?;
+            Some((
+                p.split.clone(),
+                MeasuredSpeedup {
+                    family: p.family,
+                    tpus: p.devices(),
+                    size: p.size,
+                    speedup: one.latency_ms / p.latency_ms,
+                    source: "the calibration files",
+                },
+            ))
+        })
+        .collect()
+}
+
 /// A measured row beside its prediction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comparison {
@@ -532,22 +627,6 @@ fn stage_latencies(
         .iter()
         .map(|p| p.latency_s)
         .collect()
-}
-
-/// The cost model's stage latencies for a measured multi-device run, over the run's own cuts
-/// ([`PipelinePoint::cuts`], from its per-segment parameter totals): what [`scheme::fit_scheme`] fits
-/// the measuring program against.
-///
-/// # Errors
-///
-/// A size the paper's builders refuse, or segment totals that fit no cut.
-pub fn measured_stage_latencies(
-    point: &PipelinePoint,
-    cost_model: &EdgeTpuCostModel,
-) -> Result<Vec<f64>> {
-    let model = point.family.model(point.size)?;
-    let cuts = point.cuts(&model)?;
-    Ok(stage_latencies(&model, &cuts, cost_model))
 }
 
 /// Every measured row of `single` and `pipelines` beside its prediction under `setup`.

@@ -1,5 +1,9 @@
-//! SVG charts for the reproduce example: line charts, panels of them, and
+//! SVG charts for the reproduce binary: line charts, panels of them, and
 //! predicted against measured.
+//!
+//! Series that coincide stay visible: each has a marker shape of its own, drawn
+//! hollow and larger for the earlier series, so a later series' marker sits
+//! inside an earlier one's where they overlap.
 //!
 //! plotters writes SVG without system font libraries: text goes into the file
 //! as `<text>` elements and the viewer picks the font, so the widths used for
@@ -19,7 +23,21 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 /// One named line or group of points.
 pub struct Series {
     pub name: String,
+    pub style: Style,
     pub points: Vec<(f64, f64)>,
+}
+
+/// How a series is drawn.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// A line through markers: a prediction over a sweep.
+    Line,
+    /// A dashed line through markers: another prediction of the same sweep.
+    Dashed,
+    /// Markers only: measurements.
+    Points,
+    /// A horizontal line across the chart at the first point's y: a published figure.
+    Level,
 }
 
 /// What to draw; every text comes from the caller.
@@ -136,7 +154,14 @@ type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::Er
 
 fn draw_lines<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, chart: &Chart) -> DrawResult<DB> {
     let points = usable_points(chart.series, false, chart.log_y);
-    let x_range = linear_range(points.iter().flatten().map(|p| p.0));
+    // A level's x is not data: the x axis covers the other series.
+    let x_range = linear_range(
+        points
+            .iter()
+            .zip(chart.series)
+            .filter(|(_, s)| s.style != Style::Level)
+            .flat_map(|(p, _)| p.iter().map(|p| p.0)),
+    );
     let y_values = points.iter().flatten().map(|p| p.1);
     if chart.log_y {
         draw(
@@ -194,32 +219,88 @@ where
         let ends = [(start, start), (end, end)];
         context.draw_series(LineSeries::new(ends, BLACK.mix(0.6).stroke_width(1)))?;
     }
-    for (index, series) in points.iter().enumerate() {
+    let (x_lo, x_hi) = {
+        let r = context.x_range();
+        (r.start, r.end)
+    };
+    for (index, (series, spec)) in points.iter().zip(chart.series).enumerate() {
         let colour = PALETTE[index % PALETTE.len()];
-        if diagonal.is_none() {
-            context.draw_series(LineSeries::new(
-                series.iter().copied(),
-                colour.stroke_width(2),
-            ))?;
+        match spec.style {
+            Style::Level => {
+                if let Some(&(_, y)) = series.first() {
+                    let ends = [(x_lo, y), (x_hi, y)];
+                    context.draw_series(LineSeries::new(ends, colour.stroke_width(2)))?;
+                }
+                continue;
+            }
+            Style::Line if diagonal.is_none() => {
+                context.draw_series(LineSeries::new(
+                    series.iter().copied(),
+                    colour.stroke_width(2),
+                ))?;
+            }
+            Style::Dashed if diagonal.is_none() => {
+                context.draw_series(DashedLineSeries::new(
+                    series.iter().copied(),
+                    6,
+                    4,
+                    colour.stroke_width(2),
+                ))?;
+            }
+            Style::Line | Style::Dashed | Style::Points => {}
         }
-        context.draw_series(series.iter().map(|&p| Circle::new(p, 4, colour.filled())))?;
+        for &p in series {
+            context.plotting_area().draw(&marker(index, p, colour))?;
+        }
     }
-    draw_legend(&legend_area, chart.series, diagonal.is_none())
+    draw_legend(&legend_area, chart.series)
+}
+
+/// Series `index`'s marker at `at`: a shape and size of its own, earlier series larger and
+/// hollow, so that coinciding series stay visible.
+fn marker<DB, C>(index: usize, at: C, colour: RGBColor) -> DynElement<'static, DB, C>
+where
+    DB: DrawingBackend,
+    C: Clone + 'static,
+{
+    let size = 7 - (index % 4) as i32;
+    let style = if index.is_multiple_of(2) {
+        colour.stroke_width(2)
+    } else {
+        colour.filled()
+    };
+    match index % 4 {
+        0 => Circle::new(at, size, style).into_dyn(),
+        1 => TriangleMarker::new(at, size, style).into_dyn(),
+        2 => Cross::new(at, size, style).into_dyn(),
+        _ => Circle::new(at, size, style).into_dyn(),
+    }
 }
 
 /// Legend to the right of the plot, so it never hides points.
 fn draw_legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     series: &[Series],
-    with_lines: bool,
 ) -> DrawResult<DB> {
     for (index, series) in series.iter().enumerate() {
         let colour = PALETTE[index % PALETTE.len()];
         let y = 56 + 22 * index as i32;
-        if with_lines {
-            area.draw(&PathElement::new([(4, y), (28, y)], colour.stroke_width(2)))?;
+        match series.style {
+            Style::Line | Style::Level => {
+                area.draw(&PathElement::new([(4, y), (28, y)], colour.stroke_width(2)))?
+            }
+            Style::Dashed => {
+                area.draw(&PathElement::new([(4, y), (12, y)], colour.stroke_width(2)))?;
+                area.draw(&PathElement::new(
+                    [(20, y), (28, y)],
+                    colour.stroke_width(2),
+                ))?;
+            }
+            Style::Points => {}
         }
-        area.draw(&Circle::new((16, y), 4, colour.filled()))?;
+        if series.style != Style::Level {
+            area.draw(&marker(index, (16, y), colour))?;
+        }
         let style = TextStyle::from(("sans-serif", 15)).pos(Pos::new(HPos::Left, VPos::Center));
         area.draw(&Text::new(series.name.as_str(), (36, y), style))?;
     }
@@ -288,8 +369,9 @@ fn log_axis(range: &Range<f64>) -> WithKeyPoints<LogCoord<f64>> {
     range.clone().log_scale().with_key_points(log_ticks(range))
 }
 
-/// Ticks at 1, 2, …, 9 times powers of ten, or 1, 2, 5 times, or at powers of
-/// ten only, whichever first gives at most ten.
+/// The finest of these tick sets that gives at most ten ticks: 1, 1.25, 1.5, 1.75, 2, 2.5,
+/// 3, …, 9 times powers of ten (so that a range under a decade gets ticks all along it), or
+/// 1, 2, …, 9 times, or 1, 2, 5 times, or powers of ten only.
 fn log_ticks(range: &Range<f64>) -> Vec<f64> {
     let first = range.start.log10().floor() as i32;
     let last = range.end.log10().ceil() as i32;
@@ -300,7 +382,10 @@ fn log_ticks(range: &Range<f64>) -> Vec<f64> {
             .filter(|tick| (range.start..=range.end).contains(tick))
             .collect()
     };
-    let steps: [&[f64]; 3] = [
+    let steps: [&[f64]; 4] = [
+        &[
+            1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0,
+        ],
         &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0],
         &[1.0, 2.0, 5.0],
         &[1.0],
