@@ -47,9 +47,9 @@
 //!
 //! See `docs/cost-model.md` for the fit, which data pins which parameter, and its errors.
 
-use crate::device::workload::{HostConversion, OpWorkload, SegmentWorkload};
 #[cfg(doc)]
 use crate::device::workload::DeviceLayout;
+use crate::device::workload::{HostConversion, OpWorkload, SegmentWorkload};
 use crate::model::figures::OpKind;
 
 /// How the Edge TPU is attached to the host.
