@@ -69,14 +69,7 @@ fn four_devices_are_predicted_as_a_consequence() {
             .filter(|r| {
                 r.family == family && author_strategies(family).contains(&r.strategy.as_str())
             })
-            .map(|r| {
-                let one = result
-                    .single
-                    .iter()
-                    .find(|s| s.family == family && s.size == r.size)
-                    .expect("one device");
-                one.ms / r.paper_scheme_ms
-            })
+            .map(|r| result.single_ms(family, r.size).expect("one device") / r.paper_scheme_ms)
             .fold(0.0, f64::max);
         eprintln!(
             "{family}: predicted {predicted:.2}x, measured {:.2}x",

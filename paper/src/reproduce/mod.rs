@@ -164,6 +164,17 @@ pub struct SweepResult {
     pub pipeline: Vec<PipelineRow>,
 }
 
+impl SweepResult {
+    /// The milliseconds of the whole model of `family` with size knob `size` on one device,
+    /// if the sweep has it.
+    pub fn single_ms(&self, family: Family, size: usize) -> Option<f64> {
+        self.single
+            .iter()
+            .find(|s| s.family == family && s.size == size)
+            .map(|s| s.ms)
+    }
+}
+
 /// The cuts of the author's split of the fc model by whole Dense layers: 2 + 3 layers on 2
 /// devices, 1 + 2 + 2 on 3, 1 + 1 + 1 + 2 on 4 (`None` for other counts). Layer `k` is
 /// `FULLY_CONNECTED` + `TANH` at operators `2k − 1, 2k` (operator 0 is the `QUANTIZE`).

@@ -399,13 +399,7 @@ fn speedup_panels(
     label: &str,
     measured: &[(String, MeasuredSpeedup)],
 ) -> Vec<(String, Vec<Series>)> {
-    let one_device = |size: usize| {
-        result
-            .single
-            .iter()
-            .find(|s| s.family == family && s.size == size)
-            .map_or(f64::NAN, |s| s.ms)
-    };
+    let one_device = |size: usize| result.single_ms(family, size).unwrap_or(f64::NAN);
     let rows: Vec<&PipelineRow> = result
         .pipeline
         .iter()
@@ -520,13 +514,7 @@ fn print_headline(result: &SweepResult, label: &str, measured: &[(String, Measur
     let four = measured_with_four_devices();
     let published = published_with_four_devices();
     for family in [Family::Fc, Family::Conv] {
-        let one_device = |size: usize| {
-            result
-                .single
-                .iter()
-                .find(|s| s.family == family && s.size == size)
-                .map_or(f64::NAN, |s| s.ms)
-        };
+        let one_device = |size: usize| result.single_ms(family, size).unwrap_or(f64::NAN);
         let mut counts: Vec<usize> = result
             .pipeline
             .iter()
