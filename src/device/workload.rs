@@ -88,9 +88,7 @@ impl DeviceLayout {
             _ => plain,
         }
     }
-}
 
-impl DeviceLayout {
     /// The multiply-accumulates `macs` of an op of `kind` whose weights are `weights`, as
     /// the device computes them: a convolution's or transpose convolution's output channels
     /// (`[out_c, k_h, k_w, in_c]`) and a depthwise convolution's channels (`[1, k_h, k_w,
@@ -363,6 +361,55 @@ mod tests {
             ..Quantization::default()
         });
         t
+    }
+
+    #[test]
+    fn device_macs_count_whole_channel_blocks() {
+        use ElementType::I8;
+        let layout = DeviceLayout::EDGE_TPU;
+        // 32 output channels on a 64-channel block: twice the model's MACs.
+        let conv = tensor("w", I8, &[32, 3, 3, 16], true);
+        assert_eq!(
+            layout.device_macs(OpKind::Conv2d, 1000 * 32, &conv),
+            1000 * 64
+        );
+        let wide = tensor("w", I8, &[130, 1, 1, 8], true);
+        assert_eq!(layout.device_macs(OpKind::Conv2d, 7 * 130, &wide), 7 * 192);
+        let depthwise = tensor("w", I8, &[1, 3, 3, 96], true);
+        assert_eq!(
+            layout.device_macs(OpKind::DepthwiseConv2d, 5 * 96, &depthwise),
+            5 * 128
+        );
+        // Dense layers, odd shapes and MACs that are not whole per channel stay as they are.
+        let dense = tensor("w", I8, &[10, 64], true);
+        assert_eq!(layout.device_macs(OpKind::FullyConnected, 640, &dense), 640);
+        assert_eq!(layout.device_macs(OpKind::Conv2d, 1001, &conv), 1001);
+        let odd = tensor("w", I8, &[-1, 3, 3, 16], false);
+        assert_eq!(layout.device_macs(OpKind::Conv2d, 99, &odd), 99);
+    }
+
+    /// A concatenation's copied bytes are its inputs and output; every op's output bytes.
+    #[test]
+    fn concatenations_copy_their_activations() {
+        use ElementType::I8;
+        let m = model(
+            vec![
+                tensor("a", I8, &[1, 8], false),
+                tensor("b", I8, &[1, 8], false),
+                tensor("c", I8, &[1, 16], false),
+                tensor("d", I8, &[1, 16], false),
+            ],
+            vec![
+                operator(ops::CONCATENATION, &[Some(0), Some(1)], &[2]),
+                operator(ops::RELU, &[Some(2)], &[3]),
+            ],
+            &[0, 1],
+            &[3],
+        );
+        let w = SegmentWorkload::from_model(&m, 0..2);
+        assert_eq!(w.ops[0].copy_bytes, 8 + 8 + 16);
+        assert_eq!(w.ops[0].output_bytes, 16);
+        assert_eq!((w.ops[1].copy_bytes, w.ops[1].output_bytes), (0, 16));
     }
 
     #[test]
