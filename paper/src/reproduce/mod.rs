@@ -28,8 +28,9 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::calibration::PaperScheme;
-use crate::calibration::{CalibrationPoint, Family, PipelinePoint};
+use crate::calibration::{
+    CalibrationPoint, Family, PaperScheme, PipelinePoint, SeriesError, median,
+};
 use crate::{Error, Result};
 use multitpu::device::{EdgeTpuCostModel, MIB, SegmentWorkload};
 use multitpu::model::Graph;
@@ -566,19 +567,12 @@ impl Comparison {
     }
 }
 
-/// The errors of one measured series (a calibration file: family, split, devices).
+/// The errors of one measured series (a calibration file): [`SeriesError`] over the run's
+/// own cuts, and over the cuts of this library's matching strategy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesErrors {
-    /// Model family.
-    pub family: Family,
-    /// `single`, or the measured split.
-    pub split: String,
-    /// Devices.
-    pub tpus: usize,
-    /// Measured rows.
-    pub points: usize,
-    /// Median of [`Comparison::relative_error`].
-    pub median_error: f64,
+    /// The series and the median of [`Comparison::relative_error`].
+    pub series: SeriesError,
     /// Median of [`Comparison::strategy_relative_error`], for multi-device series.
     pub strategy_median_error: Option<f64>,
 }
@@ -586,11 +580,11 @@ pub struct SeriesErrors {
 /// The median errors of each series in `rows`, in the order the series first appear.
 pub fn errors_per_series(rows: &[Comparison]) -> Vec<SeriesErrors> {
     let mut series: Vec<SeriesErrors> = Vec::new();
+    let same = |s: &SeriesError, r: &Comparison| {
+        s.family == r.family && s.split == r.split && s.devices == r.tpus
+    };
     for r in rows {
-        let known = series
-            .iter()
-            .any(|s| s.family == r.family && s.split == r.split && s.tpus == r.tpus);
-        if known {
+        if series.iter().any(|s| same(&s.series, r)) {
             continue;
         }
         let mine: Vec<&Comparison> = rows
@@ -603,13 +597,14 @@ pub fn errors_per_series(rows: &[Comparison]) -> Vec<SeriesErrors> {
             .filter_map(|o| o.strategy_relative_error())
             .collect();
         series.push(SeriesErrors {
-            family: r.family,
-            split: r.split.clone(),
-            tpus: r.tpus,
-            points: mine.len(),
-            median_error: crate::calibration::median(&errors),
-            strategy_median_error: (!strategy.is_empty())
-                .then(|| crate::calibration::median(&strategy)),
+            series: SeriesError {
+                family: r.family,
+                split: r.split.clone(),
+                devices: r.tpus,
+                points: mine.len(),
+                median_error: median(&errors),
+            },
+            strategy_median_error: (!strategy.is_empty()).then(|| median(&strategy)),
         });
     }
     series

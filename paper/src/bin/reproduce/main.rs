@@ -591,7 +591,11 @@ fn compare(
     println!("measured (calibration) against predicted:");
     let mut written = Vec::new();
     for series in errors_per_series(&rows) {
-        let (family, split, tpus) = (series.family, series.split.as_str(), series.tpus);
+        let (family, split, tpus) = (
+            series.series.family,
+            series.series.split.as_str(),
+            series.series.devices,
+        );
         let what = match series.strategy_median_error {
             None => "cost model".to_string(),
             Some(e) => format!(
@@ -601,8 +605,8 @@ fn compare(
         };
         println!(
             "  {family:<4} {split:<8} {tpus} device(s): {} points, median |error| {:.1} % ({what})",
-            series.points,
-            series.median_error * 100.0
+            series.series.points,
+            series.series.median_error * 100.0
         );
         let mine: Vec<&Comparison> = rows
             .iter()
