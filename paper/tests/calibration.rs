@@ -223,6 +223,19 @@ fn published_table() {
         table[1].left_out,
         LeftOut::SoleSource("macs_per_s[DepthwiseConv2d]")
     );
+    // Coral's own MobileNet v2 file and its TF2 conversion, where the shared models are.
+    if common::require_env(common::TEST_MODELS_ENV, "the shared models").is_some() {
+        let shared = &report.published[expected.len()..];
+        let names: Vec<&str> = shared.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["MobileNet v2, Coral's file", "MobileNet v2, TF2 conversion"]
+        );
+        for row in shared {
+            assert_eq!(row.role, Role::Check, "{row:?}");
+            assert!(close(row.error() * 100.0, -0.8, 0.05), "{row:?}");
+        }
+    }
     for (row, spec) in table.iter().zip(CORAL_USB_TABLE) {
         let from_the_zoo = matches!(spec.network, Network::BenchZoo(_));
         if from_the_zoo && row.role != Role::Report {

@@ -29,7 +29,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::calibration::{
-    CalibrationPoint, Family, PaperScheme, PipelinePoint, SeriesError, median,
+    CalibrationPoint, Family, PaperScheme, PipelinePoint, SeriesError, built_in_scheme, median,
 };
 use crate::{Error, Result};
 use multitpu::device::{EdgeTpuCostModel, MIB, SegmentWorkload};
@@ -99,8 +99,8 @@ impl Default for Setup {
     fn default() -> Self {
         Setup {
             cost_model: EdgeTpuCostModel::usb_default(),
-            fc_scheme: PaperScheme::python_threads(),
-            conv_scheme: PaperScheme::pycoral_runner(),
+            fc_scheme: built_in_scheme(Family::Fc),
+            conv_scheme: built_in_scheme(Family::Conv),
         }
     }
 }
