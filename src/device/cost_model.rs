@@ -222,8 +222,8 @@ mod fitted {
     /// 0.6275 bytes of budget per input byte: the middle of the reserves (0.593–0.662) that
     /// place every segment of the 2- and 3-device files as the compiler did.
     pub const INPUT_RESERVE: f64 = 0.6275;
-    /// 2.608 ms per MiB crossing the link: between the author's host (the fc files alone
-    /// say 2.7) and Coral's benchmark host (about 2.4).
+    /// 2.608 ms per MiB crossing the link: between the author's host and Coral's benchmark
+    /// host (the fit weighing the published figures 0.5 or 1 gives 2.721 or 2.463).
     pub const STREAM_BYTES_PER_S: f64 = 4.02098e8;
     /// 0.625 MiB of a convolution's output per pass: the paper's 3×3 convolutions over
     /// 64×64×F outputs stream their weights 3 to 5 times, a ResNet's or VGG's once.

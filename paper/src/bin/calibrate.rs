@@ -35,8 +35,9 @@ use multitpu::device::MIB;
 use multitpu::model::figures::OpKind;
 use multitpu::profile::{CpuProfiler, EdgeTpuCostModel};
 use multitpu_paper::calibration::{
-    CpuFitReport, CpuPoint, Family, LeftOut, coral_usb_table, cpu_calibration_models, cpu_points,
-    fit, fit_cpu, load_dir, load_pipeline_dir, shared_model_checks, time_host_conversions,
+    CpuFitReport, CpuPoint, Family, LeftOut, PUBLISHED_WEIGHT, coral_usb_table,
+    cpu_calibration_models, cpu_points, fit_cpu, fit_with_weight, load_dir, load_pipeline_dir,
+    shared_model_checks, time_host_conversions,
 };
 
 /// Passes over the CPU calibration models; each range keeps its fastest pass.
@@ -53,6 +54,9 @@ struct Args {
     /// The shared real models (default: ../shared/models beside the workspace).
     #[arg(long)]
     models: Option<PathBuf>,
+    /// The weight of each fitted published figure; each measured series weighs 1.
+    #[arg(long, default_value_t = PUBLISHED_WEIGHT)]
+    published_weight: f64,
     /// Time the CPU and fit the CPU estimate instead.
     #[arg(long)]
     cpu: bool,
@@ -77,13 +81,19 @@ fn main() -> Result<(), Box<dyn Error>> {
     if args.cpu {
         return calibrate_cpu(&models);
     }
-    calibrate_edgetpu(&calibration, args.bench_zoo.as_deref(), &models)
+    calibrate_edgetpu(
+        &calibration,
+        args.bench_zoo.as_deref(),
+        &models,
+        args.published_weight,
+    )
 }
 
 fn calibrate_edgetpu(
     dir: &Path,
     bench_zoo: Option<&Path>,
     models: &Path,
+    published_weight: f64,
 ) -> Result<(), Box<dyn Error>> {
     let points = load_dir(dir)?;
     println!(
@@ -114,11 +124,13 @@ fn calibrate_edgetpu(
         bench_zoo.display(),
         models.display()
     );
-    let report = fit(
+    println!("each fitted published figure weighs {published_weight} (a measured series: 1)");
+    let report = fit_with_weight(
         &points,
         &pipelines,
         &published,
         &EdgeTpuCostModel::usb_default(),
+        published_weight,
     )?;
     let m = &report.model;
 

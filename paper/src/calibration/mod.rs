@@ -23,7 +23,8 @@
 //!    least squares on relative errors, robust to a few odd points, the pace of each
 //!    pipeline (its slowest stage, or the Python threads' shared lock) chosen from the
 //!    current coefficients, for every tile size of a grid. Each measured series weighs 1 in
-//!    all, each fitted published figure [`PUBLISHED_WEIGHT`].
+//!    all, each fitted published figure [`PUBLISHED_WEIGHT`] ([`fit_with_weight`] takes
+//!    another).
 //!
 //! The host's float conversions are never fitted here (the paper's models convert at most
 //! 12 288 elements): they are timed on the CPU ([`time_host_conversions`]).
@@ -448,12 +449,11 @@ impl FitReport {
     }
 }
 
-/// The weight of one fitted published figure, where each measured series (a calibration
-/// file) weighs 1 in all. The two sources were measured on different hosts, and streaming
-/// tells them apart: the fc files stream parameters at 2.7 ms/MiB, Coral's ResNet-50 and
-/// VGG16 imply about 2.4. At 1 the fitted rate leans to Coral's host and the fc files'
-/// median error passes 10 %; at 0.5 it leans to the author's and VGG and Inception v3 come
-/// out 19–24 % slow. 0.7 sits between (docs/cost-model.md shows both ends).
+/// The weight of one fitted published figure in [`fit`], where each measured series (a
+/// calibration file) weighs 1 in all. The two sources were measured on different hosts,
+/// which stream parameters at different rates: more weight pulls the fitted rate towards
+/// Coral's host, less towards the author's. docs/cost-model.md gives the fit at 0.5, 0.7
+/// and 1 (`calibrate --published-weight W`).
 pub const PUBLISHED_WEIGHT: f64 = 0.7;
 
 /// The measuring program that timed `family`'s multi-device runs, with its built-in host
@@ -478,6 +478,9 @@ pub fn built_in_scheme(family: Family) -> PaperScheme {
 /// input reserve and the programs' costs); the host's float conversions always do (timed on
 /// the CPU: [`time_host_conversions`]).
 ///
+/// Each fitted published figure weighs [`PUBLISHED_WEIGHT`]; [`fit_with_weight`] takes
+/// another.
+///
 /// # Errors
 ///
 /// If `points` is empty, a paper model cannot be built, or a multi-device point's segment
@@ -488,8 +491,30 @@ pub fn fit(
     published: &[PublishedPoint],
     start: &EdgeTpuCostModel,
 ) -> Result<FitReport> {
+    fit_with_weight(points, pipelines, published, start, PUBLISHED_WEIGHT)
+}
+
+/// [`fit`] with each fitted published figure weighing `published_weight` (each measured
+/// series weighs 1 in all).
+///
+/// # Errors
+///
+/// As [`fit`], and for a weight that is negative or not finite.
+pub fn fit_with_weight(
+    points: &[CalibrationPoint],
+    pipelines: &[PipelinePoint],
+    published: &[PublishedPoint],
+    start: &EdgeTpuCostModel,
+    published_weight: f64,
+) -> Result<FitReport> {
     if points.is_empty() {
         return Err(Error::invalid("calibration points", "none given"));
+    }
+    if !(published_weight.is_finite() && published_weight >= 0.0) {
+        return Err(Error::invalid(
+            "published weight",
+            format!("{published_weight} must be finite and not negative"),
+        ));
     }
     let mut models: HashMap<(Family, usize), Model<'static>> = HashMap::new();
     for (family, size) in points
@@ -588,7 +613,7 @@ pub fn fit(
             observations.push(times::Observation {
                 timed: times::Timed::Alone(workloads.len()),
                 measured_s: p.latency_ms * 1e-3,
-                weight: PUBLISHED_WEIGHT,
+                weight: published_weight,
             });
             workloads.push(p.workload.clone());
         }
@@ -821,6 +846,19 @@ mod tests {
     #[test]
     fn fit_needs_points() {
         assert!(fit(&[], &[], &[], &EdgeTpuCostModel::usb_default()).is_err());
+        let point = CalibrationPoint {
+            family: Family::Fc,
+            size: 100,
+            macs: 0,
+            on_chip_mib: 0.05,
+            off_chip_mib: 0.0,
+            latency_ms: 0.1,
+        };
+        for weight in [-1.0, f64::NAN, f64::INFINITY] {
+            let start = EdgeTpuCostModel::usb_default();
+            let fitted = fit_with_weight(std::slice::from_ref(&point), &[], &[], &start, weight);
+            assert!(matches!(fitted, Err(Error::Invalid { .. })), "{weight}");
+        }
     }
 
     /// Measurements made by a known model and known measuring programs (one device, 2- and
