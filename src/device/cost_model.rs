@@ -222,27 +222,27 @@ mod fitted {
     /// 0.6275 bytes of budget per input byte: the middle of the reserves (0.593–0.662) that
     /// place every segment of the 2- and 3-device files as the compiler did.
     pub const INPUT_RESERVE: f64 = 0.6275;
-    /// 2.608 ms per MiB crossing the link: between the author's host and Coral's benchmark
-    /// host (the fit weighing the published figures 0.5 or 1 gives 2.721 or 2.463).
-    pub const STREAM_BYTES_PER_S: f64 = 4.02098e8;
-    /// 0.625 MiB of a convolution's output per pass: the paper's 3×3 convolutions over
-    /// 64×64×F outputs stream their weights 3 to 5 times, a ResNet's or VGG's once.
-    pub const TILE_BYTES: u64 = 655_360;
+    /// 2.486 ms per MiB crossing the link: between the author's host (2.7–2.8 ms per MiB)
+    /// and Coral's benchmark host, where the published figures' weight puts it.
+    pub const STREAM_BYTES_PER_S: f64 = 4.21755e8;
+    /// 0.5 MiB of a convolution's output per pass: the paper's 3×3 convolutions over
+    /// 64×64×F outputs stream their weights 4 to 6 times, a ResNet's or VGG's once.
+    pub const TILE_BYTES: u64 = 524_288;
     /// Inputs in, outputs out, with the host's handling of them.
-    pub const INPUT_BYTES_PER_S: f64 = 1.21399e8;
-    pub const OUTPUT_BYTES_PER_S: f64 = 8.31462e7;
+    pub const INPUT_BYTES_PER_S: f64 = 1.25139e8;
+    pub const OUTPUT_BYTES_PER_S: f64 = 8.04495e7;
     /// 0.109 ms per invoke; the fit finds no cost per op beyond what the rates carry.
-    pub const INVOKE_OVERHEAD_S: f64 = 1.08687e-4;
+    pub const INVOKE_OVERHEAD_S: f64 = 1.09167e-4;
     pub const PER_OP_S: f64 = 0.0;
-    /// `CONV_2D` on whole blocks of 64 output channels: 1.71 TMAC/s (the device's peak is
+    /// `CONV_2D` on whole blocks of 64 output channels: 1.88 TMAC/s (the device's peak is
     /// 2 TMAC/s, 4 TOPS).
-    pub const CONV_MACS_PER_S: f64 = 1.70766e12;
-    /// `FULLY_CONNECTED`: 59 GMAC/s (each weight is used once per inference).
-    pub const FC_MACS_PER_S: f64 = 5.90023e10;
-    /// `DEPTHWISE_CONV_2D`: 27 GMAC/s, pinned by the MobileNets alone.
-    pub const DEPTHWISE_MACS_PER_S: f64 = 2.70486e10;
-    /// `CONCATENATION` copies 2.0 GB/s, pinned by DenseNet-121 alone.
-    pub const CONCAT_BYTES_PER_S: f64 = 1.99472e9;
+    pub const CONV_MACS_PER_S: f64 = 1.88040e12;
+    /// `FULLY_CONNECTED`: 61 GMAC/s (each weight is used once per inference).
+    pub const FC_MACS_PER_S: f64 = 6.06767e10;
+    /// `DEPTHWISE_CONV_2D`: 26 GMAC/s, pinned by MobileNet v2 alone.
+    pub const DEPTHWISE_MACS_PER_S: f64 = 2.55793e10;
+    /// `CONCATENATION` copies 1.9 GB/s, pinned by DenseNet-121 and Inception v1.
+    pub const CONCAT_BYTES_PER_S: f64 = 1.87044e9;
     /// The host's float quantize and dequantize: not fitted on Edge TPU data (the
     /// calibration models convert at most 12 288 elements), but timed on TFLite's CPU
     /// kernels (`calibrate --cpu`, the same figures as `CpuCostModel::default()`).

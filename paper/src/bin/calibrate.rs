@@ -1,7 +1,7 @@
 //! Fits the cost models and shows how well they fit.
 //!
 //! ```text
-//! cargo run --release -p multitpu-paper --bin calibrate -- [CALIBRATION_DIR] [--bench-zoo DIR] [--models DIR]
+//! cargo run --release -p multitpu-paper --bin calibrate -- [CALIBRATION_DIR] [--bench-zoo DIR] [--models DIR] [--choose-weight]
 //! cargo run --release -p multitpu-paper --bin calibrate -- --cpu [--models DIR]
 //! ```
 //!
@@ -35,9 +35,9 @@ use multitpu::device::MIB;
 use multitpu::model::figures::OpKind;
 use multitpu::profile::{CpuProfiler, EdgeTpuCostModel};
 use multitpu_paper::calibration::{
-    CpuFitReport, CpuPoint, Family, LeftOut, PUBLISHED_WEIGHT, coral_usb_table,
-    cpu_calibration_models, cpu_points, fit_cpu, fit_with_weight, load_dir, load_pipeline_dir,
-    shared_model_checks, time_host_conversions,
+    CpuFitReport, CpuPoint, Family, LeftOut, PUBLISHED_WEIGHT, SERIES_ERROR_BAR,
+    choose_published_weight, coral_usb_table, cpu_calibration_models, cpu_points, fit_cpu,
+    fit_with_weight, load_dir, load_pipeline_dir, shared_model_checks, time_host_conversions,
 };
 
 /// Passes over the CPU calibration models; each range keeps its fastest pass.
@@ -57,6 +57,9 @@ struct Args {
     /// The weight of each fitted published figure; each measured series weighs 1.
     #[arg(long, default_value_t = PUBLISHED_WEIGHT)]
     published_weight: f64,
+    /// Print the fit at every weight in tenths and the weight the rule picks, then fit at it.
+    #[arg(long)]
+    choose_weight: bool,
     /// Time the CPU and fit the CPU estimate instead.
     #[arg(long)]
     cpu: bool,
@@ -86,6 +89,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         args.bench_zoo.as_deref(),
         &models,
         args.published_weight,
+        args.choose_weight,
     )
 }
 
@@ -93,7 +97,8 @@ fn calibrate_edgetpu(
     dir: &Path,
     bench_zoo: Option<&Path>,
     models: &Path,
-    published_weight: f64,
+    mut published_weight: f64,
+    choose_weight: bool,
 ) -> Result<(), Box<dyn Error>> {
     let points = load_dir(dir)?;
     println!(
@@ -124,6 +129,32 @@ fn calibrate_edgetpu(
         bench_zoo.display(),
         models.display()
     );
+    if choose_weight {
+        let (trials, chosen) = choose_published_weight(
+            &points,
+            &pipelines,
+            &published,
+            &EdgeTpuCostModel::usb_default(),
+        )?;
+        println!();
+        println!(
+            "published weight: the largest in tenths whose worst measured series is within {:.0} %",
+            SERIES_ERROR_BAR * 100.0
+        );
+        for t in &trials {
+            println!(
+                "  weight {:.1}: worst series {} {} {} device(s), {:.1} %",
+                t.weight,
+                t.worst.family.name(),
+                t.worst.split,
+                t.worst.devices,
+                t.worst.median_error * 100.0
+            );
+        }
+        published_weight = chosen.ok_or("no weight keeps every measured series within the bar")?;
+        println!("chosen: {published_weight:.1} (built in: {PUBLISHED_WEIGHT})");
+        println!();
+    }
     println!("each fitted published figure weighs {published_weight} (a measured series: 1)");
     let report = fit_with_weight(
         &points,
@@ -204,11 +235,8 @@ fn calibrate_edgetpu(
         (Family::Conv, &report.conv_scheme),
     ] {
         println!(
-            "  {family} runs' program ({:?}, batch {}): {:.4} ms per item and stage, {:.3} ms per batch",
-            scheme.program,
-            scheme.batch,
-            scheme.per_stage_item_s * 1e3,
-            scheme.per_batch_s * 1e3
+            "  {family} runs' program ({:?}, batch {}): {:.5e} s per item and stage, {:.5e} s per batch",
+            scheme.program, scheme.batch, scheme.per_stage_item_s, scheme.per_batch_s
         );
     }
 

@@ -145,7 +145,7 @@ pub struct CalibrationPoint {
 }
 
 /// Parses the text of one calibration file (`path` only names it in errors). The first
-/// non-blank line is the header; every other non-blank line is a point.
+/// non-blank line is the header, checked by name; every other non-blank line is a point.
 ///
 /// # Errors
 ///
@@ -173,6 +173,7 @@ pub fn parse_csv(text: &str, family: Family, path: &Path) -> Result<Vec<Calibrat
             ));
         }
         if !header_seen {
+            check_header(&fields, family, path, line_no)?;
             header_seen = true;
             continue;
         }
@@ -219,6 +220,45 @@ pub fn parse_csv(text: &str, family: Family, path: &Path) -> Result<Vec<Calibrat
         return Err(error(0, "empty file".to_owned()));
     }
     Ok(points)
+}
+
+/// The header every calibration file starts with (single- and multi-device alike).
+fn expected_header(family: Family) -> [&'static str; 5] {
+    let knob = match family {
+        Family::Fc => "Hidden neurons",
+        Family::Conv => "Num filters",
+    };
+    [
+        knob,
+        "# MACs",
+        "On chip mem used",
+        "Off chip mem used",
+        "Inference time",
+    ]
+}
+
+/// Checks that `columns`, line `line` of `path`, is the header of a `family` file: a file
+/// without it would lose its first measurement to a header that is not there, and one with
+/// its columns in another order would be read into the wrong fields.
+pub(crate) fn check_header(
+    columns: &[&str],
+    family: Family,
+    path: &Path,
+    line: usize,
+) -> Result<()> {
+    let expected = expected_header(family);
+    if columns == expected {
+        return Ok(());
+    }
+    Err(Error::Calibration {
+        path: path.to_path_buf(),
+        line,
+        reason: format!(
+            "expected the header `{}`, found `{}`",
+            expected.join(","),
+            columns.join(",")
+        ),
+    })
 }
 
 /// Reads every `*.csv` of `dir` (in file-name order); each name must start with `fc_` or
@@ -450,11 +490,62 @@ impl FitReport {
 }
 
 /// The weight of one fitted published figure in [`fit`], where each measured series (a
-/// calibration file) weighs 1 in all. The two sources were measured on different hosts,
-/// which stream parameters at different rates: more weight pulls the fitted rate towards
-/// Coral's host, less towards the author's. docs/cost-model.md gives the fit at 0.5, 0.7
-/// and 1 (`calibrate --published-weight W`).
-pub const PUBLISHED_WEIGHT: f64 = 0.7;
+/// calibration file) weighs 1 in all.
+///
+/// The two sources were measured on different hosts, which stream parameters at different
+/// rates: more weight pulls the fitted rate towards Coral's host, less towards the author's.
+/// The weight is chosen by a rule that sees only fitted data ([`choose_published_weight`]):
+/// the largest weight in tenths at which every measured series keeps a median error within
+/// [`SERIES_ERROR_BAR`]. `calibrate --choose-weight` prints the sweep; docs/cost-model.md
+/// shows it.
+pub const PUBLISHED_WEIGHT: f64 = 0.9;
+
+/// The median relative error every measured series (a calibration file) is held to.
+pub const SERIES_ERROR_BAR: f64 = 0.10;
+
+/// The fit at one published weight, as [`choose_published_weight`] tries it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightTrial {
+    /// The weight of each fitted published figure.
+    pub weight: f64,
+    /// The measured series with the largest median error at this weight.
+    pub worst: SeriesError,
+}
+
+/// Fits at every published weight from 0.1 to 1 in tenths and returns the trials and the
+/// weight the rule picks: the largest whose worst measured series stays within
+/// [`SERIES_ERROR_BAR`] (`None` if none does). Only fitted data enter the rule: the
+/// measured series and, through the fit, the published rows whose role is [`Role::Fit`];
+/// the checked rows are not looked at.
+///
+/// # Errors
+///
+/// As [`fit`].
+pub fn choose_published_weight(
+    points: &[CalibrationPoint],
+    pipelines: &[PipelinePoint],
+    published: &[PublishedPoint],
+    start: &EdgeTpuCostModel,
+) -> Result<(Vec<WeightTrial>, Option<f64>)> {
+    let mut trials = Vec::new();
+    for tenths in 1..=10 {
+        let weight = f64::from(tenths) / 10.0;
+        let report = fit_inner(points, pipelines, published, start, weight, false)?;
+        let worst = report
+            .series
+            .iter()
+            .max_by(|a, b| a.median_error.total_cmp(&b.median_error))
+            .cloned()
+            .ok_or_else(|| Error::invalid("calibration points", "no measured series"))?;
+        trials.push(WeightTrial { weight, worst });
+    }
+    let chosen = trials
+        .iter()
+        .filter(|t| t.worst.median_error <= SERIES_ERROR_BAR)
+        .map(|t| t.weight)
+        .last();
+    Ok((trials, chosen))
+}
 
 /// The measuring program that timed `family`'s multi-device runs, with its built-in host
 /// costs: the fc runs' Python threads, the conv runs' pycoral runner.
@@ -506,6 +597,19 @@ pub fn fit_with_weight(
     published: &[PublishedPoint],
     start: &EdgeTpuCostModel,
     published_weight: f64,
+) -> Result<FitReport> {
+    fit_inner(points, pipelines, published, start, published_weight, true)
+}
+
+/// [`fit_with_weight`]; with `leave_out`, each fitted published figure is also predicted by
+/// the fit without it (one more fit per figure).
+fn fit_inner(
+    points: &[CalibrationPoint],
+    pipelines: &[PipelinePoint],
+    published: &[PublishedPoint],
+    start: &EdgeTpuCostModel,
+    published_weight: f64,
+    leave_out: bool,
 ) -> Result<FitReport> {
     if points.is_empty() {
         return Err(Error::invalid("calibration points", "none given"));
@@ -623,6 +727,7 @@ pub fn fit_with_weight(
     let fitted = times::fit_times(&model, &python, &runner, &workloads, &observations);
     let left_out: HashMap<usize, LeftOut> = fitted_published
         .iter()
+        .filter(|_| leave_out)
         .map(|&(i, o)| {
             if let Some(parameter) = times::sole_source(&model, &workloads, &observations, o) {
                 return (i, LeftOut::SoleSource(parameter));
@@ -786,20 +891,32 @@ mod tests {
 
     #[test]
     fn malformed_lines_name_file_and_line() {
+        const H: &str = "Num filters,# MACs,On chip mem used,Off chip mem used,Inference time";
         let cases = [
-            ("a,b,c,d,e\n1,2,3\n", 2),
-            ("a,b,c,d,e\n1,2,x,0,1\n", 2),
-            ("a,b,c,d,e\n1,2,0,0,1\n1,2,0,-1,1\n", 3),
-            ("a,b,c,d,e\n1,2,0,0,0\n", 2),
-            ("a,b,c,d,e\n0,2,0,0,1\n", 2),
-            ("a,b,c,d,e\n1,2,0,0,inf\n", 2),
-            ("a,b,c,d,e\n1,2,0,0,NaN\n", 2),
-            ("a,b,c,d,e\n1,2,NaN,0,1\n", 2),
-            ("a,b,c,d,e\n1,2,0,0,-3\n", 2),
-            ("", 0),
+            (format!("{H}\n1,2,3\n"), 2),
+            (format!("{H}\n1,2,x,0,1\n"), 2),
+            (format!("{H}\n1,2,0,0,1\n1,2,0,-1,1\n"), 3),
+            (format!("{H}\n1,2,0,0,0\n"), 2),
+            (format!("{H}\n0,2,0,0,1\n"), 2),
+            (format!("{H}\n1,2,0,0,inf\n"), 2),
+            (format!("{H}\n1,2,0,0,NaN\n"), 2),
+            (format!("{H}\n1,2,NaN,0,1\n"), 2),
+            (format!("{H}\n1,2,0,0,-3\n"), 2),
+            // No header: the first measurement is not taken for one.
+            ("32,1,0.1,0,2.1\n64,1,0.2,0,3.1\n".to_owned(), 1),
+            // Columns in another order, and an fc header on a conv file.
+            (
+                "Num filters,# MACs,Off chip mem used,On chip mem used,Inference time\n".to_owned(),
+                1,
+            ),
+            (
+                format!("\n{}\n", FC_CSV.lines().next().unwrap_or_default()),
+                2,
+            ),
+            (String::new(), 0),
         ];
         for (text, line) in cases {
-            match parse_csv(text, Family::Conv, Path::new("conv_x.csv")) {
+            match parse_csv(&text, Family::Conv, Path::new("conv_x.csv")) {
                 Err(Error::Calibration { path, line: l, .. }) => {
                     assert_eq!(path, Path::new("conv_x.csv"));
                     assert_eq!(l, line, "{text:?}");

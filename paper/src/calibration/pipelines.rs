@@ -5,7 +5,7 @@
 //! and has the columns of the single-device files, except that the on-chip and off-chip
 //! columns are quoted lists with one entry per segment, and the time is the wall time of a
 //! whole batch divided by its size, measured with the author's program (see
-//! [`crate::reproduce::scheme`]). The files do not say where the cuts are: [`infer_cuts`]
+//! [`super::scheme`]). The files do not say where the cuts are: [`infer_cuts`]
 //! finds them from the per-segment parameter totals.
 
 use std::path::{Path, PathBuf};
@@ -116,12 +116,18 @@ pub fn parse_pipeline_csv(
         reason,
     };
     let mut points = Vec::new();
-    for (index, line) in text.lines().enumerate().skip(1) {
+    let mut header_seen = false;
+    for (index, line) in text.lines().enumerate() {
         let line_no = index + 1;
         if line.trim().is_empty() {
             continue;
         }
         let columns = fields(line);
+        if !header_seen {
+            super::check_header(&columns, family, path, line_no)?;
+            header_seen = true;
+            continue;
+        }
         if columns.len() != 5 {
             return Err(error(
                 line_no,
@@ -315,21 +321,34 @@ mod tests {
     #[test]
     fn malformed_rows_name_the_line() {
         let path = Path::new("conv_2tpu_x.csv");
-        for (text, line) in [
-            ("h\n32,1,\"[0.1]\",\"[0.0, 0.0]\",1.0\n", 2),
-            ("h\n32,1,\"[0.1, x]\",\"[0.0, 0.0]\",1.0\n", 2),
-            ("h\n32,1,0.1,\"[0.0, 0.0]\",1.0\n", 2),
-            ("h\n32,1,\"[0.1, 0.1]\",\"[0.0, 0.0]\",0\n", 2),
-            ("h\n32,1,\"[0.1, 0.1]\",\"[0.0, 0.0]\",NaN\n", 2),
-            ("h\n32,1,\"[0.1, 0.1]\",\"[0.0, -0.5]\",1.0\n", 2),
-            ("h\n32,1,\"[0.1, 0.1]\",\"[0.0, 0.0]\"\n", 2),
-            ("h\n", 0),
+        let header = CONV_CSV.lines().next().unwrap_or_default();
+        for (rows, line) in [
+            ("32,1,\"[0.1]\",\"[0.0, 0.0]\",1.0\n", 2),
+            ("32,1,\"[0.1, x]\",\"[0.0, 0.0]\",1.0\n", 2),
+            ("32,1,0.1,\"[0.0, 0.0]\",1.0\n", 2),
+            ("32,1,\"[0.1, 0.1]\",\"[0.0, 0.0]\",0\n", 2),
+            ("32,1,\"[0.1, 0.1]\",\"[0.0, 0.0]\",NaN\n", 2),
+            ("32,1,\"[0.1, 0.1]\",\"[0.0, 0.0]\",-2.5\n", 2),
+            ("32,1,\"[0.1, 0.1]\",\"[0.0, -0.5]\",1.0\n", 2),
+            ("32,1,\"[0.1, 0.1]\",\"[0.0, 0.0]\"\n", 2),
+            ("", 0),
         ] {
-            match parse_pipeline_csv(text, Family::Conv, 2, "x", path) {
-                Err(Error::Calibration { line: l, .. }) => assert_eq!(l, line, "{text:?}"),
+            let text = format!("{header}\n{rows}");
+            match parse_pipeline_csv(&text, Family::Conv, 2, "x", path) {
+                Err(Error::Calibration {
+                    path: p, line: l, ..
+                }) => {
+                    assert_eq!((p.as_path(), l), (path, line), "{text:?}");
+                }
                 other => panic!("{text:?}: {other:?}"),
             }
         }
+        // Without its header, a file's first row is refused rather than skipped.
+        let headless = CONV_CSV.lines().skip(1).collect::<Vec<_>>().join("\n");
+        assert!(matches!(
+            parse_pipeline_csv(&headless, Family::Conv, 2, "x", path),
+            Err(Error::Calibration { line: 1, .. })
+        ));
         assert_eq!(parse_pipeline_file_name("fc_single_tpu.csv"), None);
     }
 
