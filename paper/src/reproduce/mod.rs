@@ -345,22 +345,87 @@ fn sweep_model(sweep: &Sweep, setup: &Setup, family: Family, size: usize) -> Res
     })
 }
 
-/// The best speedup per family and device count: `(family, tpus, row)` with the largest
-/// [`PipelineRow::speedup`] over sizes and strategies.
-pub fn headline(result: &SweepResult) -> Vec<(Family, usize, &PipelineRow)> {
-    let mut best: Vec<(Family, usize, &PipelineRow)> = Vec::new();
-    for row in &result.pipeline {
-        match best
-            .iter_mut()
-            .find(|(f, t, _)| *f == row.family && *t == row.tpus)
-        {
-            Some(entry) if entry.2.speedup < row.speedup => entry.2 = row,
-            Some(_) => {}
-            None => best.push((row.family, row.tpus, row)),
+/// One line of the headline: for a family and a device count, the best speedups over one
+/// device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Headline<'a> {
+    /// Model family.
+    pub family: Family,
+    /// Devices (more than one).
+    pub tpus: usize,
+    /// The row with the largest [`PipelineRow::speedup`] (this library's pipeline) over all
+    /// sizes and strategies; the last of equal ones.
+    pub ours: &'a PipelineRow,
+    /// The author's measuring program over his splits ([`author_strategies`]): the row and
+    /// its speedup, the one-device time over [`PipelineRow::paper_scheme_ms`].
+    pub authors: Option<(&'a PipelineRow, f64)>,
+    /// The best measured speedup: of `measured` (the calibration files) if it has this device
+    /// count, else of [`measured_with_four_devices`].
+    pub measured: Option<MeasuredSpeedup>,
+    /// The paper's published figure ([`published_with_four_devices`]).
+    pub published: Option<f64>,
+}
+
+/// The headline of `result`: per family (fc, then conv) and device count above one, the best
+/// speedups predicted for this library's pipeline and for the author's program, measured
+/// (`measured`, from [`measured_speedups`], and the README's 4-device figures) and published.
+pub fn headline<'a>(
+    result: &'a SweepResult,
+    measured: &[(String, MeasuredSpeedup)],
+) -> Vec<Headline<'a>> {
+    let four = measured_with_four_devices();
+    let published = published_with_four_devices();
+    let mut lines = Vec::new();
+    for family in [Family::Fc, Family::Conv] {
+        let mut counts: Vec<usize> = result
+            .pipeline
+            .iter()
+            .filter(|r| r.family == family && r.tpus > 1)
+            .map(|r| r.tpus)
+            .collect();
+        counts.sort_unstable();
+        counts.dedup();
+        for tpus in counts {
+            let rows = || {
+                result
+                    .pipeline
+                    .iter()
+                    .filter(move |r| r.family == family && r.tpus == tpus)
+            };
+            let Some(ours) = rows().max_by(|a, b| a.speedup.total_cmp(&b.speedup)) else {
+                continue;
+            };
+            let authors = rows()
+                .filter(|r| author_strategies(family).contains(&r.strategy.as_str()))
+                .map(|r| {
+                    let one_device = result.single_ms(family, r.size).unwrap_or(f64::NAN);
+                    (r, one_device / r.paper_scheme_ms)
+                })
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            lines.push(Headline {
+                family,
+                tpus,
+                ours,
+                authors,
+                measured: best_of(measured.iter().map(|(_, m)| m), family, tpus)
+                    .or_else(|| best_of(four.iter(), family, tpus))
+                    .cloned(),
+                published: best_of(published.iter(), family, tpus).map(|p| p.speedup),
+            });
         }
     }
-    best.sort_by_key(|&(f, t, _)| (f, t));
-    best
+    lines
+}
+
+/// The largest of `speedups` for `family` and `tpus`.
+fn best_of<'m>(
+    speedups: impl Iterator<Item = &'m MeasuredSpeedup>,
+    family: Family,
+    tpus: usize,
+) -> Option<&'m MeasuredSpeedup> {
+    speedups
+        .filter(|m| m.family == family && m.tpus == tpus)
+        .max_by(|a, b| a.speedup.total_cmp(&b.speedup))
 }
 
 /// What [`time_batch`] measured.
@@ -456,58 +521,98 @@ pub struct MeasuredSpeedup {
     pub size: usize,
     /// The one-device time divided by the pipeline's time per inference.
     pub speedup: f64,
+    /// The two measured times it is the ratio of, in ms per inference: `(one device,
+    /// pipelined)`; `None` for a published figure.
+    pub times_ms: Option<(f64, f64)>,
+    /// Whether the cost model and the measuring programs were fitted to these measurements
+    /// (the calibration files, 1–3 devices): an in-sample figure. The README's 4-device
+    /// figures were never fitted; published figures are not measurements.
+    pub fitted: bool,
     /// Where it comes from.
     pub source: &'static str,
 }
 
+impl MeasuredSpeedup {
+    fn measured(
+        family: Family,
+        tpus: usize,
+        size: usize,
+        (one_device_ms, pipelined_ms): (f64, f64),
+        fitted: bool,
+        source: &'static str,
+    ) -> Self {
+        MeasuredSpeedup {
+            family,
+            tpus,
+            size,
+            speedup: one_device_ms / pipelined_ms,
+            times_ms: Some((one_device_ms, pipelined_ms)),
+            fitted,
+            source,
+        }
+    }
+}
+
 /// The best measured speedups with 4 devices, as the calibration README states them from
-/// the author's raw files (the 4-device files themselves are kept aside): fc N = 2620,
-/// 36.03 ms on one device and 1.003 ms pipelined; conv F = 682 (profiled split), 246.97 ms
-/// and 71.74 ms.
+/// the author's raw files (the 4-device files themselves are kept aside, so these were never
+/// fitted): fc N = 2620, 36.03 ms on one device and 1.003 ms pipelined; conv F = 682
+/// (profiled split), 246.97 ms and 71.74 ms. The one place that holds these figures.
 pub fn measured_with_four_devices() -> [MeasuredSpeedup; 2] {
     const SOURCE: &str = "the calibration README, from the raw 4-device files";
     [
-        MeasuredSpeedup {
-            family: Family::Fc,
-            tpus: 4,
-            size: 2620,
-            speedup: 36.03 / 1.003,
-            source: SOURCE,
-        },
-        MeasuredSpeedup {
-            family: Family::Conv,
-            tpus: 4,
-            size: 682,
-            speedup: 246.97 / 71.74,
-            source: SOURCE,
-        },
+        MeasuredSpeedup::measured(Family::Fc, 4, 2620, (36.03, 1.003), false, SOURCE),
+        MeasuredSpeedup::measured(Family::Conv, 4, 682, (246.97, 71.74), false, SOURCE),
     ]
 }
 
 /// The paper's published best speedups with 4 devices (fc, conv).
 pub fn published_with_four_devices() -> [MeasuredSpeedup; 2] {
-    const SOURCE: &str = "the paper (PDP 2023)";
-    [
-        MeasuredSpeedup {
-            family: Family::Fc,
-            tpus: 4,
-            size: 0,
-            speedup: 46.0,
-            source: SOURCE,
-        },
-        MeasuredSpeedup {
-            family: Family::Conv,
-            tpus: 4,
-            size: 0,
-            speedup: 6.0,
-            source: SOURCE,
-        },
-    ]
+    let published = |family, speedup| MeasuredSpeedup {
+        family,
+        tpus: 4,
+        size: 0,
+        speedup,
+        times_ms: None,
+        fitted: false,
+        source: "the paper (PDP 2023)",
+    };
+    [published(Family::Fc, 46.0), published(Family::Conv, 6.0)]
+}
+
+/// How the paper's plotting notebook (`plot_notebooks/MACs_memory_test.ipynb`) drew the conv
+/// profiled results with 4 devices, as the calibration README states it. It does not say
+/// which rows of the copies differ, so nothing here locates a difference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotebookCopies {
+    /// The notebook draws the conv profiled speedups as `factor · T1 / TS`.
+    pub factor: f64,
+    /// Rows of the 4-device conv profiled results.
+    pub rows: usize,
+    /// Rows whose copy differs from the raw file.
+    pub rows_differing: usize,
+    /// The largest difference of a time, ms.
+    pub max_difference_ms: f64,
+    /// Rows whose placement lists (on/off-chip MiB per segment) were changed.
+    pub placement_lists_changed: usize,
+}
+
+/// The notebook's copies of the 4-device conv profiled results (calibration README): a factor
+/// 1.2 on the speedups; 26 of 66 rows differ from the raw files, by up to 21.6 ms, with 14
+/// placement lists changed.
+pub fn notebook_copies_with_four_devices() -> NotebookCopies {
+    NotebookCopies {
+        factor: 1.2,
+        rows: 66,
+        rows_differing: 26,
+        max_difference_ms: 21.6,
+        placement_lists_changed: 14,
+    }
 }
 
 /// Every measured speedup of the calibration folder: each multi-device row's time beside the
 /// single-device time of the same size, `(split, speedup)`. Rows of a size without a
-/// single-device measurement are left out.
+/// single-device measurement are left out. Every file of the folder is in the fit, so every
+/// speedup is [`fitted`](MeasuredSpeedup::fitted).
 pub fn measured_speedups(
     single: &[CalibrationPoint],
     pipelines: &[PipelinePoint],
@@ -520,13 +625,14 @@ pub fn measured_speedups(
                 .find(|s| s.family == p.family && s.size == p.size)?;
             Some((
                 p.split.clone(),
-                MeasuredSpeedup {
-                    family: p.family,
-                    tpus: p.devices(),
-                    size: p.size,
-                    speedup: one.latency_ms / p.latency_ms,
-                    source: "the calibration files",
-                },
+                MeasuredSpeedup::measured(
+                    p.family,
+                    p.devices(),
+                    p.size,
+                    (one.latency_ms, p.latency_ms),
+                    true,
+                    "the calibration files",
+                ),
             ))
         })
         .collect()

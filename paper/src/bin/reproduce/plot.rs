@@ -1,9 +1,12 @@
 //! SVG charts for the reproduce binary: line charts, panels of them, and
 //! predicted against measured.
 //!
-//! Series that coincide stay visible: each has a marker shape of its own, drawn
-//! hollow and larger for the earlier series, so a later series' marker sits
-//! inside an earlier one's where they overlap.
+//! Series that coincide stay visible: every series of a chart has a marker of its
+//! own (shape, fill and size, [`MARKERS`]); markers are drawn over the lines,
+//! measurements over predictions, and largest first, so that a smaller one sits on top
+//! of a larger one; and a series that coincides with an earlier one at every point is
+//! drawn a few pixels to the side, its legend entry saying which series it is the same
+//! as.
 //!
 //! plotters writes SVG without system font libraries: text goes into the file
 //! as `<text>` elements and the viewer picks the font, so the widths used for
@@ -123,7 +126,7 @@ pub fn panels(path: &Path, title: &str, charts: &[Chart]) -> Result<(), PlotErro
 pub fn predicted_vs_measured(path: &Path, chart: &Chart) -> Result<(), PlotError> {
     // Square plotting area, so that y = x runs at 45 degrees.
     let size = (
-        SCATTER_SIDE + Y_LABEL_AREA + 2 * MARGIN + legend_width(chart.series),
+        SCATTER_SIDE + Y_LABEL_AREA + 2 * MARGIN + legend_width(chart.series, &[]),
         SCATTER_SIDE + X_LABEL_AREA + 2 * MARGIN + CAPTION_HEIGHT,
     );
     let root = SVGBackend::new(path, size).into_drawing_area();
@@ -136,6 +139,7 @@ pub fn predicted_vs_measured(path: &Path, chart: &Chart) -> Result<(), PlotError
             &root,
             chart,
             &points,
+            &[],
             log_axis(&range),
             log_axis(&range),
             diagonal,
@@ -143,7 +147,7 @@ pub fn predicted_vs_measured(path: &Path, chart: &Chart) -> Result<(), PlotError
     } else {
         let range = linear_range(values);
         let diagonal = Some(range.clone());
-        draw(&root, chart, &points, range.clone(), range, diagonal)
+        draw(&root, chart, &points, &[], range.clone(), range, diagonal)
     };
     drawn
         .and_then(|()| root.present())
@@ -163,26 +167,117 @@ fn draw_lines<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, chart: &Chart) 
             .flat_map(|(p, _)| p.iter().map(|p| p.0)),
     );
     let y_values = points.iter().flatten().map(|p| p.1);
+    let layout = layout(&coinciding(&points, chart.series), chart.series);
     if chart.log_y {
         draw(
             area,
             chart,
             &points,
+            &layout,
             x_range,
             log_axis(&log_range(y_values)),
             None,
         )
     } else {
-        draw(area, chart, &points, x_range, linear_range(y_values), None)
+        let y_range = linear_range(y_values);
+        draw(area, chart, &points, &layout, x_range, y_range, None)
     }
 }
 
+/// Relative difference within which two series count as coinciding: about 3 pixels on a
+/// log axis of one decade per 700 pixels, less than a marker.
+const COINCIDENT: f64 = 0.01;
+/// Pixels by which a coinciding series is moved along x, per series that coincides with
+/// the same earlier one.
+const OFFSET_PX: i32 = 4;
+
+/// A series drawn on top of an earlier one at every point.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Coincidence {
+    /// The earlier series.
+    with: usize,
+    /// Equal at every point, not only within [`COINCIDENT`].
+    exact: bool,
+}
+
+/// For every series, the first earlier series it coincides with: the same x values and y
+/// within [`COINCIDENT`] at every point. Levels and empty series coincide with nothing.
+fn coinciding(points: &[Vec<(f64, f64)>], series: &[Series]) -> Vec<Option<Coincidence>> {
+    let relative = |a: f64, b: f64| {
+        if a == b {
+            0.0
+        } else {
+            (a - b).abs() / a.abs().max(b.abs())
+        }
+    };
+    let comparable = |i: usize| series[i].style != Style::Level && !points[i].is_empty();
+    (0..points.len())
+        .map(|later| {
+            if !comparable(later) {
+                return None;
+            }
+            (0..later).filter(|&i| comparable(i)).find_map(|earlier| {
+                let (a, b) = (&points[earlier], &points[later]);
+                if a.len() != b.len() || a.iter().zip(b).any(|(p, q)| p.0 != q.0) {
+                    return None;
+                }
+                let worst = a
+                    .iter()
+                    .zip(b)
+                    .map(|(p, q)| relative(p.1, q.1))
+                    .fold(0.0, f64::max);
+                (worst <= COINCIDENT).then_some(Coincidence {
+                    with: earlier,
+                    exact: worst == 0.0,
+                })
+            })
+        })
+        .collect()
+}
+
+/// Where each series is drawn and what its legend entry adds.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Layout {
+    /// Pixels along x (on a linear x axis).
+    offset_px: i32,
+    /// A line under the legend entry, e.g. `(same as uniform)`.
+    note: Option<String>,
+}
+
+/// Moves every series that coincides with an earlier one aside, alternately right and left
+/// and further for each more series on the same one, and notes which it is the same as.
+fn layout(coincidences: &[Option<Coincidence>], series: &[Series]) -> Vec<Layout> {
+    let mut on_each: Vec<i32> = vec![0; series.len()];
+    coincidences
+        .iter()
+        .map(|c| match c {
+            None => Layout::default(),
+            Some(c) => {
+                on_each[c.with] += 1;
+                let rank = on_each[c.with];
+                let side = if rank % 2 == 1 { 1 } else { -1 };
+                let name = &series[c.with].name;
+                Layout {
+                    offset_px: side * OFFSET_PX * ((rank + 1) / 2),
+                    note: Some(if c.exact {
+                        format!("(same as {name})")
+                    } else {
+                        format!("(within {:.0} % of {name})", COINCIDENT * 100.0)
+                    }),
+                }
+            }
+        })
+        .collect()
+}
+
 /// Draws one chart: lines through the points, or, given the y = x diagonal's
-/// range, a scatter.
+/// range, a scatter. `layout` (one per series, or empty for none) moves series along a
+/// linear x axis and adds legend notes.
 fn draw<DB, X, Y>(
     area: &DrawingArea<DB, Shift>,
     chart: &Chart,
     points: &[Vec<(f64, f64)>],
+    layout: &[Layout],
     x_range: X,
     y_range: Y,
     diagonal: Option<Range<f64>>,
@@ -197,7 +292,7 @@ where
     area.fill(&WHITE)?;
     let width = area.dim_in_pixel().0;
     let (plot_area, legend_area) =
-        area.split_horizontally(width.saturating_sub(legend_width(chart.series)));
+        area.split_horizontally(width.saturating_sub(legend_width(chart.series, layout)));
     let mut context = ChartBuilder::on(&plot_area)
         .caption(chart.title, ("sans-serif", 20))
         .margin(MARGIN)
@@ -223,25 +318,29 @@ where
         let r = context.x_range();
         (r.start, r.end)
     };
-    for (index, (series, spec)) in points.iter().zip(chart.series).enumerate() {
+    let plot_width = f64::from(context.plotting_area().dim_in_pixel().0.max(1));
+    let no_layout = Layout::default();
+    let layout_of = |index: usize| layout.get(index).unwrap_or(&no_layout);
+    // A series' points as drawn: moved by its offset, in x units of a linear axis.
+    let placed = |index: usize| -> Vec<(f64, f64)> {
+        let dx = f64::from(layout_of(index).offset_px) * (x_hi - x_lo) / plot_width;
+        points[index].iter().map(|&(x, y)| (x + dx, y)).collect()
+    };
+    for (index, spec) in chart.series.iter().enumerate() {
         let colour = PALETTE[index % PALETTE.len()];
         match spec.style {
             Style::Level => {
-                if let Some(&(_, y)) = series.first() {
+                if let Some(&(_, y)) = points[index].first() {
                     let ends = [(x_lo, y), (x_hi, y)];
                     context.draw_series(LineSeries::new(ends, colour.stroke_width(2)))?;
                 }
-                continue;
             }
             Style::Line if diagonal.is_none() => {
-                context.draw_series(LineSeries::new(
-                    series.iter().copied(),
-                    colour.stroke_width(2),
-                ))?;
+                context.draw_series(LineSeries::new(placed(index), colour.stroke_width(2)))?;
             }
             Style::Dashed if diagonal.is_none() => {
                 context.draw_series(DashedLineSeries::new(
-                    series.iter().copied(),
+                    placed(index),
                     6,
                     4,
                     colour.stroke_width(2),
@@ -249,42 +348,146 @@ where
             }
             Style::Line | Style::Dashed | Style::Points => {}
         }
-        for &p in series {
-            context.plotting_area().draw(&marker(index, p, colour))?;
+    }
+    // Markers over all lines, measurements over predictions, and among each largest first,
+    // so that a smaller marker sits on a larger one.
+    let mut order: Vec<usize> = (0..chart.series.len())
+        .filter(|&i| chart.series[i].style != Style::Level)
+        .collect();
+    order.sort_by_key(|&i| {
+        (
+            chart.series[i].style == Style::Points,
+            std::cmp::Reverse(marker_of(i).size),
+        )
+    });
+    for index in order {
+        let colour = PALETTE[index % PALETTE.len()];
+        for p in placed(index) {
+            context
+                .plotting_area()
+                .draw(&marker(marker_of(index), p, colour))?;
         }
     }
-    draw_legend(&legend_area, chart.series)
+    draw_legend(&legend_area, chart.series, layout)
 }
 
-/// Series `index`'s marker at `at`: a shape and size of its own, earlier series larger and
-/// hollow, so that coinciding series stay visible.
-fn marker<DB, C>(index: usize, at: C, colour: RGBColor) -> DynElement<'static, DB, C>
-where
-    DB: DrawingBackend,
-    C: Clone + 'static,
-{
-    let size = 7 - (index % 4) as i32;
-    let style = if index.is_multiple_of(2) {
-        colour.stroke_width(2)
-    } else {
-        colour.filled()
-    };
-    match index % 4 {
-        0 => Circle::new(at, size, style).into_dyn(),
-        1 => TriangleMarker::new(at, size, style).into_dyn(),
-        2 => Cross::new(at, size, style).into_dyn(),
-        _ => Circle::new(at, size, style).into_dyn(),
+/// The outline of a marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Circle,
+    Square,
+    Diamond,
+    TriangleUp,
+    TriangleDown,
+    /// An x.
+    Cross,
+    /// A +.
+    Plus,
+    /// An x over a +.
+    Star,
+}
+
+/// A marker: its shape, filled or drawn as an outline, and its size (half its width) in
+/// pixels. Lines (crosses, pluses, stars) have no fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Marker {
+    shape: Shape,
+    filled: bool,
+    size: i32,
+}
+
+const fn m(shape: Shape, filled: bool, size: i32) -> Marker {
+    Marker {
+        shape,
+        filled,
+        size,
     }
 }
 
-/// Legend to the right of the plot, so it never hides points.
+/// One marker per series of a chart, all different in shape, fill or size: hollow ones
+/// large, filled ones smaller. Series past the twelfth reuse them.
+const MARKERS: [Marker; 12] = [
+    m(Shape::Circle, false, 7),
+    m(Shape::TriangleUp, true, 7),
+    m(Shape::Square, false, 6),
+    m(Shape::Diamond, true, 7),
+    m(Shape::Cross, false, 6),
+    m(Shape::TriangleDown, false, 8),
+    m(Shape::Plus, false, 7),
+    m(Shape::Circle, true, 4),
+    m(Shape::Diamond, false, 8),
+    m(Shape::Square, true, 4),
+    m(Shape::Star, false, 6),
+    m(Shape::TriangleUp, false, 9),
+];
+
+/// Series `index`'s marker.
+fn marker_of(index: usize) -> Marker {
+    MARKERS[index % MARKERS.len()]
+}
+
+/// `marker` drawn at `at`, in pixels around it.
+fn marker<'a, DB, C>(marker: Marker, at: C, colour: RGBColor) -> DynElement<'a, DB, C>
+where
+    DB: DrawingBackend + 'a,
+    C: Clone + 'a,
+{
+    let s = marker.size;
+    // Half the width of a triangle of height 1.5 s, and of a cross's arm, so that each
+    // shape covers about the area of a circle of radius s.
+    let (w, d) = (s * 13 / 10, s * 7 / 10);
+    let outline: Vec<(i32, i32)> = match marker.shape {
+        Shape::Circle => Vec::new(),
+        Shape::Square => vec![(-d, -d), (d, -d), (d, d), (-d, d)],
+        Shape::Diamond => vec![(0, -s), (s, 0), (0, s), (-s, 0)],
+        Shape::TriangleUp => vec![(0, -s), (w * 2 / 3, s / 2), (-w * 2 / 3, s / 2)],
+        Shape::TriangleDown => vec![(0, s), (w * 2 / 3, -s / 2), (-w * 2 / 3, -s / 2)],
+        // One path through the centre for every stroke.
+        Shape::Cross => vec![(-d, -d), (d, d), (0, 0), (-d, d), (d, -d)],
+        Shape::Plus => vec![(-s, 0), (s, 0), (0, 0), (0, -s), (0, s)],
+        Shape::Star => vec![
+            (-s, 0),
+            (s, 0),
+            (0, 0),
+            (0, -s),
+            (0, s),
+            (0, 0),
+            (-d, -d),
+            (d, d),
+            (0, 0),
+            (-d, d),
+            (d, -d),
+        ],
+    };
+    let stroke = colour.stroke_width(2);
+    let anchor = EmptyElement::at(at);
+    match (marker.shape, marker.filled) {
+        (Shape::Circle, true) => (anchor + Circle::new((0, 0), s, colour.filled())).into_dyn(),
+        (Shape::Circle, false) => (anchor + Circle::new((0, 0), s, stroke)).into_dyn(),
+        (Shape::Cross | Shape::Plus | Shape::Star, _) => {
+            (anchor + PathElement::new(outline, stroke)).into_dyn()
+        }
+        (_, true) => (anchor + Polygon::new(outline, colour.filled())).into_dyn(),
+        (_, false) => {
+            let mut closed = outline;
+            closed.push(closed[0]);
+            (anchor + PathElement::new(closed, stroke)).into_dyn()
+        }
+    }
+}
+
+/// Legend to the right of the plot, so it never hides points; a series' note from
+/// `layout` goes on a line of its own under its name.
 fn draw_legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     series: &[Series],
+    layout: &[Layout],
 ) -> DrawResult<DB> {
+    let name_style = TextStyle::from(("sans-serif", 15)).pos(Pos::new(HPos::Left, VPos::Center));
+    let note_style = TextStyle::from(("sans-serif", 13)).pos(Pos::new(HPos::Left, VPos::Center));
+    let mut y = 56;
     for (index, series) in series.iter().enumerate() {
         let colour = PALETTE[index % PALETTE.len()];
-        let y = 56 + 22 * index as i32;
         match series.style {
             Style::Line | Style::Level => {
                 area.draw(&PathElement::new([(4, y), (28, y)], colour.stroke_width(2)))?
@@ -299,18 +502,33 @@ fn draw_legend<DB: DrawingBackend>(
             Style::Points => {}
         }
         if series.style != Style::Level {
-            area.draw(&marker(index, (16, y), colour))?;
+            area.draw(&marker(marker_of(index), (16, y), colour))?;
         }
-        let style = TextStyle::from(("sans-serif", 15)).pos(Pos::new(HPos::Left, VPos::Center));
-        area.draw(&Text::new(series.name.as_str(), (36, y), style))?;
+        area.draw(&Text::new(
+            series.name.as_str(),
+            (36, y),
+            name_style.clone(),
+        ))?;
+        if let Some(note) = layout.get(index).and_then(|l| l.note.as_deref()) {
+            y += 17;
+            area.draw(&Text::new(note, (44, y), note_style.clone()))?;
+        }
+        y += 22;
     }
     Ok(())
 }
 
-fn legend_width(series: &[Series]) -> u32 {
-    let longest = series.iter().map(|s| s.name.chars().count()).max();
-    // About 8 px per character at the legend's font size, plus the marker.
-    longest.map_or(0, |chars| (48 + 8 * chars as u32).min(320))
+/// The legend's width for `series` and the notes of `layout`.
+fn legend_width(series: &[Series], layout: &[Layout]) -> u32 {
+    // About 8 px per character at the names' font size, plus the marker; 7 at the notes'.
+    let names = series
+        .iter()
+        .map(|s| 48 + 8 * s.name.chars().count() as u32);
+    let notes = layout
+        .iter()
+        .filter_map(|l| l.note.as_ref())
+        .map(|n| 56 + 7 * n.chars().count() as u32);
+    names.chain(notes).max().map_or(0, |width| width.min(320))
 }
 
 /// Points that can be drawn: finite, and positive on a log axis. Extreme
@@ -371,7 +589,8 @@ fn log_axis(range: &Range<f64>) -> WithKeyPoints<LogCoord<f64>> {
 
 /// The finest of these tick sets that gives at most ten ticks: 1, 1.25, 1.5, 1.75, 2, 2.5,
 /// 3, …, 9 times powers of ten (so that a range under a decade gets ticks all along it), or
-/// 1, 2, …, 9 times, or 1, 2, 5 times, or powers of ten only.
+/// 1, 2, …, 9 times, or 1, 2, 5 times, or powers of ten only; plus, at an end of the axis
+/// that a coarser set leaves uncovered, the finest set's tick nearest it ([`cover_ends`]).
 fn log_ticks(range: &Range<f64>) -> Vec<f64> {
     let first = range.start.log10().floor() as i32;
     let last = range.end.log10().ceil() as i32;
@@ -390,14 +609,39 @@ fn log_ticks(range: &Range<f64>) -> Vec<f64> {
         &[1.0, 2.0, 5.0],
         &[1.0],
     ];
+    let finest = ticks(steps[0], 1);
     for mantissas in steps {
-        let candidate = ticks(mantissas, 1);
+        let mut candidate = ticks(mantissas, 1);
         if candidate.len() <= 10 {
+            cover_ends(&mut candidate, &finest, range);
             return candidate;
         }
     }
     let decades = (last - first) as usize;
     ticks(&[1.0], decades.div_ceil(10))
+}
+
+/// Where an end of the axis is farther from the nearest tick than the widest step between two
+/// ticks (a ratio), as 1.18..10.9 is from 2, 3, …, 10, adds the tick of `finest` nearest that
+/// end (1.25), so that the ticks span the axis.
+fn cover_ends(ticks: &mut Vec<f64>, finest: &[f64], range: &Range<f64>) {
+    let step = ticks
+        .windows(2)
+        .map(|w| w[1] / w[0])
+        .fold(f64::NAN, f64::max);
+    let (Some(&first), Some(&last)) = (ticks.first(), ticks.last()) else {
+        return;
+    };
+    if first > range.start * step
+        && let Some(&lowest) = finest.first().filter(|&&t| t < first)
+    {
+        ticks.insert(0, lowest);
+    }
+    if last < range.end / step
+        && let Some(&highest) = finest.last().filter(|&&t| t > last)
+    {
+        ticks.push(highest);
+    }
 }
 
 /// About four significant digits without float noise such as 0.30000000000000004.
@@ -420,5 +664,153 @@ fn trim_zeros(number: &str) -> &str {
         number.trim_end_matches('0').trim_end_matches('.')
     } else {
         number
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plotters::coord::ranged1d::Ranged;
+    use plotters::coord::types::RangedCoordf64;
+
+    /// Data of the kinds the reproduction plots: speedups under a decade, times over
+    /// several, one value, a range just under a decade, and a sweep's knob.
+    const DATA: [&[f64]; 8] = [
+        &[100.0, 165.0],
+        &[2.0, 8.0],
+        &[0.55, 6.0],
+        &[1.0, 1.05],
+        &[3.44],
+        &[1.3, 9.9],
+        &[0.2, 0.5, 36.0, 118.1],
+        &[1e-3, 2.5e5],
+    ];
+
+    /// At least two ticks, ascending, inside the axis, and no part of the data farther from
+    /// a tick than the widest step between two ticks (a ratio on a log axis).
+    fn assert_ticks_span(ticks: &[f64], axis: &Range<f64>, data: &[f64], log: bool) {
+        assert!(ticks.len() >= 2, "{data:?}: ticks {ticks:?}");
+        assert!(ticks.windows(2).all(|w| w[0] < w[1]), "{ticks:?}");
+        assert!(
+            ticks.iter().all(|t| axis.contains(t) || *t == axis.end),
+            "{ticks:?} outside {axis:?}"
+        );
+        let (lo, hi) = min_max(data.iter().copied()).unwrap();
+        let (first, last) = (ticks[0], ticks[ticks.len() - 1]);
+        if log {
+            let step = ticks.windows(2).map(|w| w[1] / w[0]).fold(1.0, f64::max);
+            assert!(
+                first <= lo * step && last >= hi / step,
+                "{data:?}: {ticks:?}"
+            );
+        } else {
+            let step = ticks.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+            assert!(
+                first <= lo + step && last >= hi - step,
+                "{data:?}: {ticks:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn log_ticks_span_the_data() {
+        for data in DATA {
+            let axis = log_range(data.iter().copied());
+            assert!(axis.start <= data[0] && axis.end >= data[data.len() - 1]);
+            let ticks = log_ticks(&axis);
+            assert!(
+                ticks.len() <= 12 || axis.end / axis.start > 1e10,
+                "{ticks:?}"
+            );
+            assert_ticks_span(&ticks, &axis, data, true);
+        }
+    }
+
+    /// The linear axes' ticks are plotters' own, as the mesh asks for them (11 labels).
+    #[test]
+    fn linear_ticks_span_the_data() {
+        for data in DATA
+            .iter()
+            .chain([&[0.0][..], &[-5.0, 0.0, 7.5], &[100.0, 2620.0]].iter())
+        {
+            let axis = linear_range(data.iter().copied());
+            let (lo, hi) = min_max(data.iter().copied()).unwrap();
+            assert!(axis.start < lo && axis.end > hi, "{data:?}: {axis:?}");
+            let coord: RangedCoordf64 = axis.clone().into();
+            assert_ticks_span(&coord.key_points(11), &axis, data, false);
+        }
+    }
+
+    #[test]
+    fn tick_labels_have_no_float_noise() {
+        assert_eq!(tick_label(0.1 + 0.2), "0.3");
+        assert_eq!(tick_label(1.25), "1.25");
+        assert_eq!(tick_label(2620.0), "2620");
+        assert_eq!(tick_label(0.0), "0");
+        assert_eq!(tick_label(2.5e-5), "2.5e-5");
+    }
+
+    #[test]
+    fn every_series_of_a_chart_has_a_marker_of_its_own() {
+        for (i, a) in MARKERS.iter().enumerate() {
+            for b in &MARKERS[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        // The speedup panels have up to ten series (five strategies, the author's program
+        // over two splits, two measured splits, a published level).
+        assert!(MARKERS.len() >= 10);
+        assert_ne!(marker_of(0), marker_of(4));
+        assert_ne!(marker_of(1), marker_of(5));
+    }
+
+    fn series(name: &str, style: Style, points: &[(f64, f64)]) -> Series {
+        Series {
+            name: name.to_string(),
+            style,
+            points: points.to_vec(),
+        }
+    }
+
+    #[test]
+    fn coinciding_series_are_moved_aside_and_named() {
+        let a = [(1.0, 2.0), (2.0, 3.0)];
+        let near = [(1.0, 2.01), (2.0, 3.0)];
+        let apart = [(1.0, 2.1), (2.0, 3.0)];
+        let all = [
+            series("uniform", Style::Line, &a),
+            series("uniform-ops", Style::Line, &apart),
+            series("libcoral", Style::Line, &a),
+            series("uniform, author's program", Style::Dashed, &near),
+            series("layers", Style::Line, &a),
+            series("published: 6x", Style::Level, &[(0.0, 2.0)]),
+            series("measured (README)", Style::Points, &[(2.0, 3.0)]),
+            series("empty", Style::Line, &[]),
+        ];
+        let points: Vec<_> = all.iter().map(|s| s.points.clone()).collect();
+        let found = coinciding(&points, &all);
+        let on = |with, exact| Some(Coincidence { with, exact });
+        assert_eq!(
+            found,
+            [
+                None,
+                None,
+                on(0, true),
+                on(0, false),
+                on(0, true),
+                None,
+                None,
+                None
+            ]
+        );
+        let layout = layout(&found, &all);
+        let offsets: Vec<i32> = layout.iter().map(|l| l.offset_px).collect();
+        assert_eq!(
+            offsets,
+            [0, 0, OFFSET_PX, -OFFSET_PX, 2 * OFFSET_PX, 0, 0, 0]
+        );
+        assert_eq!(layout[2].note.as_deref(), Some("(same as uniform)"));
+        assert_eq!(layout[3].note.as_deref(), Some("(within 1 % of uniform)"));
+        assert_eq!(layout[1].note, None);
     }
 }
