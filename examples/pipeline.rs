@@ -393,12 +393,13 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
                 e.to_string()
             }
         })?;
-        let devices = files
-            .iter()
-            .map(|f| segment::segment_file_role(std::path::Path::new(f)))
-            .filter(|(kind, _)| *kind == SegmentKind::EdgeTpu)
-            .map(|(_, replicas)| replicas)
-            .sum();
+        let mut devices = 0;
+        for file in &files {
+            let (kind, replicas) = segment::segment_file_role(std::path::Path::new(file))?;
+            if kind == SegmentKind::EdgeTpu {
+                devices += replicas;
+            }
+        }
         (reference, pipeline, None, devices)
     } else {
         if args.reference.is_some() {

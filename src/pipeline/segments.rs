@@ -117,7 +117,7 @@ impl PipelineBuilder {
                     source,
                 })
                 .map_err(in_segment(index, None))?;
-            let (kind, replicas) = segment_file_role(path);
+            let (kind, replicas) = segment_file_role(path).map_err(in_segment(index, None))?;
             let instances = prepare(backend, Arc::from(bytes), kind, replicas, &mut next_device)
                 .map_err(in_segment(index, Some(path)))?;
             builder = builder.replicated_stage(instances);

@@ -369,8 +369,11 @@ impl Plan {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] naming the folder or file that cannot be created or written; errors of
-    /// [`Plan::extract`] and [`Model::to_bytes`] for a segment that cannot be cut out.
+    /// [`Error::Invalid`] for a `stem` that is not a plain file name (a path separator,
+    /// `..`, NUL); [`Error::Io`] naming the folder or file that cannot be created or
+    /// written; errors of [`Plan::extract`] and [`Model::to_bytes`] for a segment that
+    /// cannot be cut out. A link already at a segment's path is replaced, never written
+    /// through.
     pub fn write(&self, graph: &Graph<'_, '_>, dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
         let _span = tracing::info_span!("write_segments", dir = %dir.display(), stem).entered();
         let n = self.segments.len();
@@ -378,6 +381,7 @@ impl Plan {
             let path = path.to_path_buf();
             move |source| Error::Io { path, source }
         };
+        check_stem(stem)?;
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         self.extract(graph)?
             .iter()
@@ -391,7 +395,7 @@ impl Plan {
                     planned.kind,
                     planned.replicas,
                 ));
-                std::fs::write(&path, segment.to_bytes()?).map_err(io_error(&path))?;
+                write_new_file(&path, &segment.to_bytes()?).map_err(io_error(&path))?;
                 Ok(path)
             })
             .collect()
@@ -460,31 +464,86 @@ pub fn segment_file_name(
 ///
 /// use multitpu::segment::{SegmentKind, segment_file_role};
 ///
-/// let role = segment_file_role(Path::new("out/m_segment_1_of_3_x2_edgetpu.tflite"));
+/// let role = segment_file_role(Path::new("out/m_segment_1_of_3_x2_edgetpu.tflite"))?;
 /// assert_eq!(role, (SegmentKind::EdgeTpu, 2));
-/// assert_eq!(segment_file_role(Path::new("m_segment_2_of_3_cpu.tflite")), (SegmentKind::Cpu, 1));
+/// assert_eq!(segment_file_role(Path::new("m_segment_2_of_3_cpu.tflite"))?, (SegmentKind::Cpu, 1));
+/// # Ok::<(), multitpu::Error>(())
 /// ```
-pub fn segment_file_role(path: &Path) -> (SegmentKind, usize) {
+///
+/// # Errors
+///
+/// A name is input like any other: [`Error::Invalid`] naming the file when its replica
+/// count is 0 or more than [`MAX_DEVICES`], the most any plan uses, or on a CPU segment,
+/// which runs once on the host.
+pub fn segment_file_role(path: &Path) -> Result<(SegmentKind, usize)> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let stem = name.strip_suffix(".tflite").unwrap_or(name);
     let stem = stem.strip_suffix("_edgetpu").unwrap_or(stem);
+    let refuse = |reason: String| {
+        Err(Error::invalid(
+            "segment file name",
+            format!("{}: {reason}", path.display()),
+        ))
+    };
     let (stem, replicas) = match stem.rsplit_once("_x") {
         Some((rest, digits))
             if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) =>
         {
             match digits.parse::<usize>() {
-                Ok(r) if r >= 1 => (rest, r),
-                _ => (stem, 1),
+                Ok(r) if (1..=MAX_DEVICES).contains(&r) => (rest, Some(r)),
+                _ => {
+                    return refuse(format!(
+                        "`_x{digits}` asks for {digits} replicas; a plan has 1 to {MAX_DEVICES}"
+                    ));
+                }
             }
         }
-        _ => (stem, 1),
+        _ => (stem, None),
     };
-    let kind = if stem.ends_with("_cpu") {
-        SegmentKind::Cpu
-    } else {
-        SegmentKind::EdgeTpu
-    };
-    (kind, replicas)
+    if stem.ends_with("_cpu") {
+        if replicas.is_some() {
+            return refuse("a CPU segment runs once on the host, not in replicas".to_owned());
+        }
+        return Ok((SegmentKind::Cpu, 1));
+    }
+    Ok((SegmentKind::EdgeTpu, replicas.unwrap_or(1)))
+}
+
+/// Checks that `stem` names files inside the folder it is joined to: not empty, no path
+/// separator, no `..`, no NUL.
+fn check_stem(stem: &str) -> Result<()> {
+    let bad = stem.is_empty()
+        || stem == "."
+        || stem == ".."
+        || stem.contains(['/', '\\', '\0'])
+        || Path::new(stem).components().count() != 1;
+    if bad {
+        return Err(Error::invalid(
+            "segment file stem",
+            format!("`{stem}` must be a plain file name: no path separators, `..` or NUL"),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` without following a link already there: the bytes go to a new
+/// file beside it (created exclusively, so never through a link), which then replaces
+/// `path` itself (a rename replaces a link, it does not write through it).
+fn write_new_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".partial-{}", std::process::id()));
+    let temporary = std::path::PathBuf::from(temporary);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temporary)
+        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()))
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
 }
 
 /// Whether the graph may be cut before operator `cut`.
@@ -697,5 +756,48 @@ mod tests {
         let mut model = chain(&[1, 1], false);
         model.operators.swap(0, 1);
         assert!(matches!(Graph::new(&model), Err(Error::Invalid { .. })));
+    }
+
+    #[test]
+    fn file_names_are_input_too() {
+        let role = |name: &str| segment_file_role(Path::new(name));
+        assert_eq!(
+            role("m_segment_0_of_2_x32.tflite").unwrap(),
+            (SegmentKind::EdgeTpu, 32)
+        );
+        assert_eq!(role("m.tflite").unwrap(), (SegmentKind::EdgeTpu, 1));
+        for bad in [
+            "_x18446744073709551615",
+            "m_segment_0_of_2_x33.tflite",
+            "m_x0.tflite",
+            "m_segment_1_of_2_cpu_x20000.tflite",
+            "m_segment_1_of_2_cpu_x2_edgetpu.tflite",
+        ] {
+            assert!(matches!(role(bad), Err(Error::Invalid { .. })), "{bad}");
+        }
+    }
+
+    #[test]
+    fn stems_stay_inside_the_folder_and_links_are_replaced() {
+        let model = chain(&[1, 1], false);
+        let graph = Graph::new(&model).unwrap();
+        let plan = Plan::from_cuts("t", &graph, &[1]).unwrap();
+        let dir = std::env::temp_dir().join(format!("multitpu-stems-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for stem in ["../x", "a/b", "", "..", "a\\b", "a\0b"] {
+            let err = plan.write(&graph, &dir, stem).unwrap_err();
+            assert!(matches!(err, Error::Invalid { .. }), "{stem:?}: {err}");
+        }
+        // A link where a segment goes is replaced by the segment, its target untouched.
+        let target = dir.join("target");
+        std::fs::write(&target, b"keep").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&target, dir.join("t_segment_0_of_2.tflite")).unwrap();
+        let files = plan.write(&graph, &dir, "t").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+        let written = std::fs::symlink_metadata(&files[0]).unwrap();
+        assert!(written.file_type().is_file());
+        assert!(Model::from_bytes(&std::fs::read(&files[0]).unwrap()).is_ok());
+        std::fs::remove_dir_all(&dir).ok();
     }
 }
