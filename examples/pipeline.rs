@@ -36,7 +36,7 @@
 //! `--compute cpu`), the whole model and every segment are loaded and invoked once in a child
 //! process (`multitpu::isolate`: this program started again, with at most 4 GiB of memory and
 //! `--timeout` seconds, default 120), so that a model that crashes TFLite ends in an error
-//! naming it (`error: the isolated check died ...`) instead of killing this program.
+//! naming it (`error: the isolated child died ...`) instead of killing this program.
 //! `--in-process` skips that check.
 //!
 //! Runs B seeded random inputs (default 50), prints per-stage statistics and the throughput.

@@ -36,7 +36,7 @@
 //!
 //! The check runs in a child process (`multitpu::isolate`: this program started again, with
 //! at most 4 GiB of memory and `--timeout` seconds, default 120), so that a model that
-//! crashes TFLite ends in `verification failed: the isolated check died ...` naming the
+//! crashes TFLite ends in `verification failed: the isolated child died ...` naming the
 //! segment file, not in the death of this program. `--in-process` runs it here instead.
 
 use std::error::Error;

@@ -420,10 +420,10 @@ pub enum Error {
         lost: Vec<u64>,
     },
 
-    /// A check run in a child process (see [`crate::isolate`]) died or hung: TFLite crashed,
-    /// aborted, ran out of memory or ran past the time limit on a model, and the child went
-    /// down instead of the caller.
-    #[error("the isolated check died {what}: {reason}{}", last_line(stderr))]
+    /// A child process (see [`crate::isolate`]: a check, or an isolated stage's worker) died
+    /// or hung: TFLite crashed, aborted, ran out of memory or ran past the time limit on a
+    /// model, and the child went down instead of the caller.
+    #[error("the isolated child died {what}: {reason}{}", last_line(stderr))]
     Isolated {
         /// What the child was doing, naming the model: e.g. `invoking
         /// segments/m_segment_1_of_2.tflite (trial 0)`, `loading segment 2 of 4`.

@@ -133,6 +133,7 @@ pub fn verify_chain(
         segments,
         trials,
         seed,
+        &InterpreterOptions::default(),
         &mut |_| {},
     )
 }
@@ -163,17 +164,17 @@ pub(crate) fn verify_chain_reporting(
     segments: Vec<Arc<[u8]>>,
     trials: usize,
     seed: u64,
+    options: &InterpreterOptions,
     progress: &mut dyn FnMut(Step),
 ) -> Result<VerifyReport> {
-    let options = InterpreterOptions::default();
     progress(Step::Load { model: 0 });
-    let mut whole = Interpreter::new(runtime, whole_model, &options)?;
+    let mut whole = Interpreter::new(runtime, whole_model, options)?;
     let interpreters = segments
         .into_iter()
         .enumerate()
         .map(|(index, bytes)| {
             progress(Step::Load { model: index + 1 });
-            Interpreter::new(runtime, bytes, &options)
+            Interpreter::new(runtime, bytes, options)
         })
         .collect::<Result<Vec<_>>>()?;
     let mut chain = SegmentChain { interpreters };
@@ -214,13 +215,13 @@ pub(crate) fn check_models(
     models: Vec<Arc<[u8]>>,
     trials: usize,
     seed: u64,
+    options: &InterpreterOptions,
     progress: &mut dyn FnMut(Step),
 ) -> Result<()> {
-    let options = InterpreterOptions::default();
     let mut rng = SplitMix64::new(seed);
     for (model, bytes) in models.into_iter().enumerate() {
         progress(Step::Load { model });
-        let mut interpreter = Interpreter::new(runtime, bytes, &options)?;
+        let mut interpreter = Interpreter::new(runtime, bytes, options)?;
         for trial in 0..trials {
             for slot in 0..interpreter.inputs().len() {
                 let data = random_tensor(&interpreter.inputs()[slot], &mut rng)?;

@@ -125,8 +125,20 @@ fn a_missing_kernel_is_a_typed_error() {
         return;
     };
     let only_times = InterpreterOptions::default().with_custom_op("times", Times);
+    // Strict validation refuses the model before TFLite sees it, naming the operator.
     let error = Interpreter::new(&runtime, three_custom_nodes(), &only_times)
         .expect_err("plus-one has no kernel");
+    assert!(
+        matches!(&error, Error::InvalidModel { reason, .. } if reason.contains("plus-one")),
+        "{error}"
+    );
+    // Trusted, TFLite itself fails to resolve it, and says so.
+    let error = Interpreter::new(
+        &runtime,
+        three_custom_nodes(),
+        &only_times.with_trusted(true),
+    )
+    .expect_err("plus-one has no kernel");
     assert!(
         matches!(&error, Error::Runtime { message, .. } if message.contains("plus-one")),
         "{error}"

@@ -8,15 +8,19 @@
 
 mod common;
 
+use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use multitpu::Error;
-use multitpu::backend::Runtime;
-use multitpu::isolate::{self, ChildExit, Isolation, NamedModel};
+use multitpu::backend::{CpuBackend, CustomOps, OpInput, OpOutput, Runtime};
+use multitpu::isolate::{self, ChildExit, IsolatedBackend, Isolation, NamedModel};
 use multitpu::model::builder::{ModelBuilder, Padding};
-use multitpu::model::{ElementType, Graph, Model};
+use multitpu::model::options::{BuiltinOptions, FieldValue};
+use multitpu::model::{BUILTIN_CUSTOM, ElementType, Graph, Model, OpCode, Operator, Tensor, ops};
+use multitpu::pipeline::{Backend, PipelineBuilder};
 use multitpu::segment::{Segmenter, UniformByOps};
 use multitpu::verify::verify_chain;
 
@@ -137,11 +141,255 @@ fn a_model_larger_than_the_memory_limit_is_contained(runtime: &Runtime) {
     }
 }
 
+/// The bytes of `segments`, for pipelines.
+fn bytes_of(segments: &[NamedModel]) -> Vec<Arc<[u8]>> {
+    segments.iter().map(|s| Arc::clone(s.bytes())).collect()
+}
+
+/// Runs `items` inputs made by `common::pattern` through a pipeline of `segments` on
+/// `backend`, returning every output's bytes in order.
+fn run_pipeline(backend: &dyn Backend, segments: &[Arc<[u8]>], items: usize) -> Vec<Vec<u8>> {
+    let pipeline = PipelineBuilder::from_segments(segments, backend)
+        .and_then(|b| b.build())
+        .unwrap();
+    let inputs = pipeline.inputs().to_vec();
+    let mut outputs = Vec::new();
+    for item in 0..items {
+        let data: Vec<Vec<u8>> = inputs
+            .iter()
+            .map(|spec| {
+                let mut data = common::pattern(spec.byte_size + item);
+                data.drain(..item);
+                data
+            })
+            .collect();
+        let named: Vec<(&str, &[u8])> = inputs
+            .iter()
+            .zip(&data)
+            .map(|(spec, d)| (spec.name.as_str(), d.as_slice()))
+            .collect();
+        pipeline.push(&named).unwrap();
+    }
+    pipeline.close().unwrap();
+    for output in &pipeline {
+        let output = output.unwrap();
+        outputs.push(
+            (0..output.len())
+                .flat_map(|i| output.tensor(i).unwrap_or_default().to_vec())
+                .collect(),
+        );
+    }
+    outputs
+}
+
+fn isolated_stages_give_the_in_process_outputs(runtime: &Runtime) {
+    for name in [
+        common::zoo::RESNET,
+        common::zoo::LSTM,
+        common::zoo::CNN_INT8,
+    ] {
+        let Some(bytes) = common::zoo_model(name) else {
+            continue;
+        };
+        let parts = bytes_of(&segments(&bytes, 3));
+        let isolated = IsolatedBackend::new(runtime, Isolation::new());
+        let in_process = CpuBackend::new(runtime.clone(), 1, false);
+        let expected = run_pipeline(&in_process, &parts, 6);
+        assert_eq!(run_pipeline(&isolated, &parts, 6), expected, "{name}");
+        assert_eq!(expected.len(), 6);
+    }
+}
+
+/// `x [1, 1, 1, 8] f32 -> LOCAL_RESPONSE_NORMALIZATION(radius 2^30) -> y`: TFLite 2.9's
+/// kernel sums the window the radius spans, far outside the tensor, and dies of it on the
+/// first invoke. Strict validation refuses the operator; the test trusts it to make a
+/// crashing stage.
+fn crashing_model() -> Vec<u8> {
+    let tensor = |name: &'static str| Tensor {
+        name: Cow::Borrowed(name),
+        element_type: ElementType::F32,
+        shape: vec![1, 1, 1, 8],
+        shape_signature: None,
+        quantization: None,
+        data: None,
+        is_variable: false,
+        has_rank: true,
+    };
+    let options = BuiltinOptions::by_name("LocalResponseNormalizationOptions")
+        .and_then(|o| o.with("radius", FieldValue::I32(1 << 30)))
+        .and_then(|o| o.with("bias", FieldValue::F32(1.0)))
+        .and_then(|o| o.with("alpha", FieldValue::F32(1.0)))
+        .and_then(|o| o.with("beta", FieldValue::F32(0.5)))
+        .expect("options");
+    let lrn = Operator {
+        opcode: OpCode {
+            builtin: ops::LOCAL_RESPONSE_NORMALIZATION,
+            custom: None,
+            version: 1,
+        },
+        inputs: vec![Some(0)],
+        outputs: vec![1],
+        intermediates: Vec::new(),
+        builtin_options: Some(options),
+        custom_options: None,
+        custom_options_format: 0,
+        mutating_variable_inputs: Vec::new(),
+    };
+    Model::new(vec![tensor("x"), tensor("y")], vec![lrn], vec![0], vec![1])
+        .to_bytes()
+        .unwrap()
+}
+
+fn a_crashing_stage_fails_with_its_worker_and_loses_nothing_silently(runtime: &Runtime) {
+    let model: Arc<[u8]> = Arc::from(crashing_model());
+    // Strict validation refuses it before any worker starts.
+    let strict = IsolatedBackend::new(runtime, Isolation::new());
+    assert!(matches!(
+        PipelineBuilder::from_segments(&[Arc::clone(&model)], &strict).and_then(|b| b.build()),
+        Err(Error::Segment { .. })
+    ));
+    let trusting = IsolatedBackend::new(runtime, Isolation::new()).trusting_models();
+    let pipeline = PipelineBuilder::from_segments(&[model], &trusting)
+        .and_then(|b| b.build())
+        .unwrap();
+    let input = pipeline.inputs()[0].clone();
+    let pushed = 5u64;
+    let mut accepted = 0;
+    for _ in 0..pushed {
+        if pipeline
+            .push(&[(&input.name, &vec![0u8; input.byte_size])])
+            .is_ok()
+        {
+            accepted += 1;
+        }
+    }
+    let _ = pipeline.close();
+    let (mut popped, mut lost) = (0u64, Vec::new());
+    loop {
+        match pipeline.pop() {
+            Ok(Some(_)) => popped += 1,
+            Ok(None) => break,
+            Err(Error::StageFailed { cause, lost: l, .. }) => {
+                match cause.as_deref() {
+                    Some(Error::Isolated {
+                        reason: ChildExit::Signal(_),
+                        what,
+                        ..
+                    }) => assert!(what.contains("invoking"), "{what}"),
+                    other => panic!("expected the worker's death, got {other:?}"),
+                }
+                lost = l;
+                break;
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    println!(
+        "  crashing worker: {popped} popped, {} lost of {accepted} pushed",
+        lost.len()
+    );
+    assert_eq!(popped + lost.len() as u64, accepted);
+    assert!(!lost.is_empty());
+}
+
+/// `y = x + 1` by the custom operator `plus-one`, whose kernel the worker program (this test
+/// binary, through `run_if_child_with`) registers.
+fn plus_one_model() -> Vec<u8> {
+    let tensor = |name: &'static str| Tensor {
+        name: Cow::Borrowed(name),
+        element_type: ElementType::F32,
+        shape: vec![1, 4],
+        shape_signature: None,
+        quantization: None,
+        data: None,
+        is_variable: false,
+        has_rank: true,
+    };
+    let node = Operator {
+        opcode: OpCode {
+            builtin: BUILTIN_CUSTOM,
+            custom: Some(Cow::Borrowed("plus-one")),
+            version: 1,
+        },
+        inputs: vec![Some(0)],
+        outputs: vec![1],
+        intermediates: Vec::new(),
+        builtin_options: None,
+        custom_options: None,
+        custom_options_format: 0,
+        mutating_variable_inputs: Vec::new(),
+    };
+    Model::new(vec![tensor("x"), tensor("y")], vec![node], vec![0], vec![1])
+        .to_bytes()
+        .unwrap()
+}
+
+fn plus_one(inputs: &[OpInput<'_>], outputs: &mut [OpOutput<'_>]) -> multitpu::Result<()> {
+    let x = inputs[0].as_slice::<f32>()?;
+    for (y, x) in outputs[0].as_mut_slice::<f32>()?.iter_mut().zip(x) {
+        *y = x + 1.0;
+    }
+    Ok(())
+}
+
+fn custom_operators_run_in_the_workers(runtime: &Runtime) {
+    let model: Arc<[u8]> = Arc::from(plus_one_model());
+    let backend = IsolatedBackend::new(runtime, Isolation::new()).with_custom_op("plus-one");
+    let pipeline = PipelineBuilder::from_segments(&[Arc::clone(&model)], &backend)
+        .and_then(|b| b.build())
+        .unwrap();
+    pipeline
+        .push_as(&[("x", &[1.0f32, 2.0, 3.0, 4.0][..])])
+        .unwrap();
+    let out = pipeline.pop().unwrap().unwrap();
+    assert_eq!(out.tensor_f32(0).unwrap(), vec![2.0, 3.0, 4.0, 5.0]);
+    // A name the worker program has no kernel for is the worker's typed error.
+    let missing = IsolatedBackend::new(runtime, Isolation::new()).with_custom_op("plus-two");
+    let mut renamed = Model::from_bytes(&model).unwrap().into_owned();
+    renamed.operators[0].opcode.custom = Some(Cow::Borrowed("plus-two"));
+    let renamed: Arc<[u8]> = Arc::from(renamed.to_bytes().unwrap());
+    match PipelineBuilder::from_segments(&[renamed], &missing).and_then(|b| b.build()) {
+        Err(Error::Segment { source, .. }) => {
+            assert!(source.to_string().contains("plus-two"), "{source}")
+        }
+        other => panic!("{:?}", other.err()),
+    }
+}
+
+fn a_hanging_worker_is_killed_at_the_time_limit(runtime: &Runtime) {
+    // A program that never greets: the stage is refused once the time limit passes.
+    let program = std::env::temp_dir().join(format!("multitpu-sleeper-{}", std::process::id()));
+    std::fs::write(&program, "#!/bin/sh\nexec sleep 30\n").unwrap();
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let isolation = Isolation::new()
+        .with_program(&program)
+        .with_timeout(Duration::from_millis(300));
+    let backend = IsolatedBackend::new(runtime, isolation);
+    let started = Instant::now();
+    let model: Arc<[u8]> = Arc::from(plus_one_model());
+    let result = backend.with_custom_op("plus-one").prepare(model, 0);
+    match result.err() {
+        Some(Error::Isolated {
+            reason: ChildExit::Timeout(_),
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(20));
+    std::fs::remove_file(&program).ok();
+}
+
 /// A test: its name and body.
 type Test = (&'static str, fn(&Runtime));
 
 fn main() -> ExitCode {
-    isolate::run_if_child();
+    let mut kernels = CustomOps::default();
+    kernels.insert("plus-one", Arc::new(plus_one));
+    isolate::run_if_child_with(&kernels);
     let Some(runtime) = common::tflite_runtime() else {
         return ExitCode::SUCCESS;
     };
@@ -161,6 +409,22 @@ fn main() -> ExitCode {
         (
             "a_model_larger_than_the_memory_limit_is_contained",
             a_model_larger_than_the_memory_limit_is_contained,
+        ),
+        (
+            "isolated_stages_give_the_in_process_outputs",
+            isolated_stages_give_the_in_process_outputs,
+        ),
+        (
+            "a_crashing_stage_fails_with_its_worker_and_loses_nothing_silently",
+            a_crashing_stage_fails_with_its_worker_and_loses_nothing_silently,
+        ),
+        (
+            "custom_operators_run_in_the_workers",
+            custom_operators_run_in_the_workers,
+        ),
+        (
+            "a_hanging_worker_is_killed_at_the_time_limit",
+            a_hanging_worker_is_killed_at_the_time_limit,
         ),
     ];
     let mut failed = 0;

@@ -50,7 +50,8 @@ fn interpreters_and_chains_come_and_go() {
         drop(interpreter);
         // Fails in TfLiteInterpreterAllocateTensors, after model, options and interpreter
         // were created.
-        let failed = Interpreter::new(&runtime, unresolved.clone(), &InterpreterOptions::default());
+        let trusted = InterpreterOptions::default().with_trusted(true);
+        let failed = Interpreter::new(&runtime, unresolved.clone(), &trusted);
         assert!(matches!(failed, Err(Error::Runtime { .. })));
         let report = verify_chain(&runtime, &bytes, segments.clone(), 2, 1).unwrap();
         assert_eq!(report.identical, 2);

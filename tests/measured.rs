@@ -7,7 +7,7 @@
 mod common;
 
 use multitpu::Error;
-use multitpu::backend::{DeviceSelector, EdgeTpuRuntime};
+use multitpu::backend::{DeviceSelector, EdgeTpuRuntime, InterpreterOptions};
 use multitpu::model::Model;
 use multitpu::profile::{CachedProfiler, CpuProfiler, EdgeTpuCompiler, EdgeTpuProfiler, Profiler};
 use multitpu::segment::param_bytes;
@@ -109,6 +109,14 @@ fn cpu_profiler_reports_runtime_failures() {
         let err = quick(runtime.clone())
             .profile(&model, 0..n)
             .expect_err("the model has an unknown custom op");
+        assert!(matches!(err, Error::InvalidModel { .. }), "{err}");
+        let trusting = CpuProfiler {
+            options: InterpreterOptions::default().with_trusted(true),
+            ..quick(runtime.clone())
+        };
+        let err = trusting
+            .profile(&model, 0..n)
+            .expect_err("TFLite has no kernel for the custom op");
         assert!(matches!(err, Error::Runtime { .. }), "{err}");
     }
 }

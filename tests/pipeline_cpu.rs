@@ -169,8 +169,16 @@ fn prepare_reports_the_runtime_error() {
     else {
         return;
     };
+    let bytes: Arc<[u8]> = bytes.into();
+    // Strict: refused before TFLite sees it; trusted: TFLite's own error.
+    let err = CpuBackend::new(runtime.clone(), 1, false)
+        .prepare(Arc::clone(&bytes), 0)
+        .err()
+        .expect("the custom op is not registered");
+    assert!(matches!(err, Error::InvalidModel { .. }), "{err:?}");
     let err = CpuBackend::new(runtime, 1, false)
-        .prepare(bytes.into(), 0)
+        .trusting_models()
+        .prepare(bytes, 0)
         .err()
         .expect("the custom op is not registered");
     assert!(matches!(err, Error::Runtime { .. }), "{err:?}");

@@ -331,8 +331,8 @@ fn unknown_names_and_bad_indices_are_typed_errors() {
 
 /// TFLite refuses `bytes` when allocating tensors, naming the custom op it cannot resolve.
 fn assert_unresolved_custom_op(runtime: &Runtime, bytes: Vec<u8>, op: &str) {
-    let err = Interpreter::new(runtime, bytes, &InterpreterOptions::default())
-        .expect_err("an unresolved custom op");
+    let trusted = InterpreterOptions::default().with_trusted(true);
+    let err = Interpreter::new(runtime, bytes, &trusted).expect_err("an unresolved custom op");
     match &err {
         Error::Runtime { call, message } => {
             assert_eq!(*call, "TfLiteInterpreterAllocateTensors");

@@ -55,7 +55,7 @@ fn a_missing_kernel_is_a_typed_error_and_a_tracing_event() {
         Interpreter::new(
             &runtime,
             unknown_custom_node(),
-            &InterpreterOptions::default(),
+            &InterpreterOptions::default().with_trusted(true),
         )
     });
     let error = result.expect_err("plus-one has no kernel");

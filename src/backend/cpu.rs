@@ -54,6 +54,14 @@ impl CpuBackend {
         self
     }
 
+    /// The same backend, trusting its models: operators strict validation does not model
+    /// are let through ([`InterpreterOptions::trusted`]). Only for models from a trusted
+    /// source.
+    pub fn trusting_models(mut self) -> Self {
+        self.options = self.options.with_trusted(true);
+        self
+    }
+
     /// Kernel threads per interpreter.
     pub fn threads(&self) -> usize {
         self.options.threads

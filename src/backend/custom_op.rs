@@ -191,7 +191,7 @@ impl CustomOps {
         self.ops.iter().map(|(name, _)| name.as_str())
     }
 
-    fn get(&self, name: &str) -> Option<&Arc<dyn CustomOp>> {
+    pub(crate) fn get(&self, name: &str) -> Option<&Arc<dyn CustomOp>> {
         self.ops.iter().find(|(n, _)| n == name).map(|(_, op)| op)
     }
 }

@@ -24,6 +24,8 @@ pub mod cpu;
 pub mod custom_op;
 pub mod edgetpu;
 pub mod edgetpu_backend;
+#[cfg(target_os = "linux")]
+pub(crate) mod shared_memory;
 pub mod simulated;
 pub mod tflite;
 

@@ -15,6 +15,7 @@ use libedgetpu_sys::{
 use super::Owned;
 use super::custom_op::{self, Activation, CustomOp, CustomOps, Registered};
 use super::edgetpu::Delegate;
+use crate::model::validate::Validation;
 use crate::model::{ElementType, Model, Quantization};
 use crate::tensor::{Element, TensorSpec};
 use crate::{Error, Result};
@@ -105,6 +106,10 @@ pub struct InterpreterOptions {
     pub xnnpack: bool,
     /// Kernels for the model's custom operators, by name (see [`CustomOp`]). Default none.
     pub custom_ops: CustomOps,
+    /// Run models that strict validation refuses because they hold operators it does not
+    /// model ([`Validation::trusted`]): only for models from a trusted source. Default
+    /// `false`.
+    pub trusted: bool,
 }
 
 impl Default for InterpreterOptions {
@@ -113,6 +118,7 @@ impl Default for InterpreterOptions {
             threads: 1,
             xnnpack: false,
             custom_ops: CustomOps::default(),
+            trusted: false,
         }
     }
 }
@@ -135,6 +141,25 @@ impl InterpreterOptions {
     pub fn with_custom_op(mut self, name: impl Into<String>, op: impl CustomOp + 'static) -> Self {
         self.custom_ops.insert(name, Arc::new(op));
         self
+    }
+
+    /// Trusts the models (see [`InterpreterOptions::trusted`]).
+    pub fn with_trusted(mut self, trusted: bool) -> Self {
+        self.trusted = trusted;
+        self
+    }
+
+    /// What the models must pass before TFLite sees them: strict unless trusted, the
+    /// registered custom operators let through.
+    pub fn validation(&self) -> Validation {
+        let base = if self.trusted {
+            Validation::trusted()
+        } else {
+            Validation::strict()
+        };
+        self.custom_ops
+            .names()
+            .fold(base, Validation::with_custom_op)
     }
 }
 
@@ -317,14 +342,16 @@ impl fmt::Debug for Interpreter {
 }
 
 impl Interpreter {
-    /// Builds an interpreter for the model in `model_bytes` (which it keeps) and allocates
+    /// Builds an interpreter for the model in `model_bytes` and allocates
     /// its tensors.
     ///
     /// The bytes are read and validated before TFLite sees them: bytes that are not a model
     /// this crate reads give [`Error::Malformed`] or [`Error::Unsupported`] (several
     /// subgraphs, sparse tensors, ...), and a model that fails [`Model::validate`] gives
     /// [`Error::InvalidModel`], so that a model TFLite's kernels would crash on never
-    /// reaches them (as far as validation can tell: see [`crate::model::validate`]).
+    /// reaches them (as far as validation can tell: see [`crate::model::validate`]). TFLite
+    /// then loads the model as this crate's writer writes it, never the bytes given, so
+    /// the two parsers cannot read two models from one file.
     /// TFLite's own messages are returned in [`Error::Runtime`] when an op is not
     /// available (e.g. `edgetpu-custom-op` without an Edge TPU delegate) or allocation
     /// fails.
@@ -389,7 +416,12 @@ impl Interpreter {
             });
         }
         let parsed = Model::from_bytes(&bytes)?;
-        parsed.validate()?;
+        parsed.validate_with(&options.validation())?;
+        // TFLite is given the bytes this crate's writer makes of the model it validated, not
+        // the caller's: whatever the caller's bytes encode that one flatbuffer reader sees
+        // and another does not (tables shared or overlapping, fields of newer schemas,
+        // padding), TFLite runs exactly the model that validation checked.
+        let bytes: Arc<[u8]> = Arc::from(parsed.to_bytes()?);
         // TFLite's C API gives one scale and zero point per tensor; the model has them all.
         let quantization = |tensors: &[usize]| -> Vec<Option<Quantization>> {
             tensors

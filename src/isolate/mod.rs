@@ -61,6 +61,11 @@
 
 mod limits;
 mod wire;
+#[cfg(target_os = "linux")]
+mod worker;
+
+#[cfg(target_os = "linux")]
+pub use worker::{IsolatedBackend, IsolatedStage};
 
 use std::fmt;
 use std::io::{self, BufRead, Read, Write};
@@ -70,32 +75,57 @@ use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::backend::Runtime;
+use crate::backend::{CustomOps, InterpreterOptions, Runtime};
 use crate::model::Model;
+use crate::model::validate::Validation;
 use crate::verify::{self, Step, VerifyReport};
 use crate::{Error, Result};
 use wire::{Job, JobKind, Message};
 
-/// The environment variable that marks a process as an isolated child.
+/// The environment variable that marks a process as an isolated child: [`CHECK_MODE`] for
+/// a check, [`WORKER_MODE`] for a pipeline stage's worker.
 const CHILD_ENV: &str = "MULTITPU_ISOLATED_CHILD";
+const CHECK_MODE: &str = "1";
+const WORKER_MODE: &str = "worker";
+
+/// How often a child looks whether its parent is still there.
+const ORPHAN_POLL: Duration = Duration::from_millis(100);
 
 /// How much of the child's stderr an [`Error::Isolated`] keeps: its last 4 KiB.
 const STDERR_TAIL: usize = 4096;
 
-/// Longest line read from a child; a longer one means the program is not an isolated child.
-const MAX_LINE: u64 = 1 << 20;
-
-/// If this process was started by an [`Isolation`] as its child, runs the check it is sent
-/// and exits; otherwise returns at once.
+/// If this process was started by an [`Isolation`] as its child (a check) or by an
+/// [`IsolatedBackend`] (a stage's worker), does what it is sent and exits; otherwise returns
+/// at once.
 ///
-/// Call it first thing in `main` of every program that uses [`Isolation`] without
-/// [`Isolation::with_program`]: the child is the same program, and whatever `main` does
-/// before this call, it also does in every child.
+/// Call it first thing in `main` of every program that uses [`Isolation`] or
+/// [`IsolatedBackend`] without [`Isolation::with_program`]: the child is the same program,
+/// and whatever `main` does before this call, it also does in every child. A child exits
+/// by itself when its parent dies.
 pub fn run_if_child() {
-    if std::env::var_os(CHILD_ENV).is_none() {
+    run_if_child_with(&CustomOps::default());
+}
+
+/// [`run_if_child`], with the kernels of the custom operators that the models of
+/// [`IsolatedBackend::with_custom_op`] use: a worker runs a model's custom operators with
+/// the kernels its own program registers here, by name.
+pub fn run_if_child_with(custom_ops: &CustomOps) {
+    let Some(mode) = std::env::var_os(CHILD_ENV) else {
         return;
-    }
-    let code = match serve() {
+    };
+    watch_parent();
+    #[cfg(target_os = "linux")]
+    let served = if mode == WORKER_MODE {
+        worker::serve(custom_ops)
+    } else {
+        serve()
+    };
+    #[cfg(not(target_os = "linux"))]
+    let served = {
+        let _ = (mode, custom_ops);
+        serve()
+    };
+    let code = match served {
         Ok(()) => 0,
         Err(error) => {
             eprintln!("multitpu isolated child: {error}");
@@ -103,6 +133,29 @@ pub fn run_if_child() {
         }
     };
     std::process::exit(code)
+}
+
+/// Exits this child once its parent is gone (it is then adopted by another process), so
+/// that no child outlives a parent that was killed.
+fn watch_parent() {
+    #[cfg(unix)]
+    {
+        let parent = std::os::unix::process::parent_id();
+        let watching = thread::Builder::new()
+            .name("multitpu-orphan-watch".to_owned())
+            .spawn(move || {
+                loop {
+                    thread::sleep(ORPHAN_POLL);
+                    if std::os::unix::process::parent_id() != parent {
+                        std::process::exit(4);
+                    }
+                }
+            });
+        if watching.is_err() {
+            eprintln!("multitpu isolated child: cannot watch the parent");
+            std::process::exit(3);
+        }
+    }
 }
 
 /// The child's side: greets, reads the job, runs it reporting each step, sends the result.
@@ -130,11 +183,12 @@ fn run_job(job: Job, progress: &mut dyn FnMut(Step)) -> Message {
     } else {
         Runtime::from_path(&job.library)
     };
+    let options = InterpreterOptions::default().with_trusted(job.trusted);
     let result = runtime.and_then(|runtime| match job.kind {
-        JobKind::Check => {
-            verify::check_models(&runtime, job.models, job.trials, job.seed, progress)
-                .map(|()| Message::Done)
-        }
+        JobKind::Check => verify::check_models(
+            &runtime, job.models, job.trials, job.seed, &options, progress,
+        )
+        .map(|()| Message::Done),
         JobKind::Verify => {
             let mut models = job.models.into_iter();
             let whole = models
@@ -146,6 +200,7 @@ fn run_job(job: Job, progress: &mut dyn FnMut(Step)) -> Message {
                 models.collect(),
                 job.trials,
                 job.seed,
+                &options,
                 progress,
             )
             .map(Message::Report)
@@ -299,6 +354,7 @@ pub struct Isolation {
     program: Option<PathBuf>,
     memory_limit: Option<u64>,
     timeout: Duration,
+    trusted: bool,
 }
 
 impl Default for Isolation {
@@ -307,6 +363,7 @@ impl Default for Isolation {
             program: None,
             memory_limit: Some(Self::DEFAULT_MEMORY_LIMIT),
             timeout: Self::DEFAULT_TIMEOUT,
+            trusted: false,
         }
     }
 }
@@ -317,6 +374,10 @@ impl Isolation {
     /// under 300 MiB, and a validated model has no tensor over
     /// [`MAX_TENSOR_BYTES`](crate::model::validate::MAX_TENSOR_BYTES) (1 GiB).
     pub const DEFAULT_MEMORY_LIMIT: u64 = 4 << 30;
+
+    /// The fewest invokes per model of [`check`](Self::check): state a model keeps between
+    /// invokes (LSTM variables) changes what the next invoke reads, so one is not enough.
+    pub const MIN_CHECK_TRIALS: usize = 4;
 
     /// How long a child may run by default: 120 s.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -346,6 +407,14 @@ impl Isolation {
         self
     }
 
+    /// Checks models as trusted ([`Validation::trusted`]): operators validation does not
+    /// model are let through, here and in the child. This is where a model from an
+    /// untrusted source may crash TFLite, and the child takes the crash.
+    pub fn trusting_models(mut self) -> Self {
+        self.trusted = true;
+        self
+    }
+
     /// The child's memory limit in bytes, if any.
     pub fn memory_limit(&self) -> Option<u64> {
         self.memory_limit
@@ -357,7 +426,16 @@ impl Isolation {
     }
 
     /// In a child process: loads each model into a TFLite CPU interpreter (of `runtime`'s
-    /// library) and invokes it on `trials` seeded random inputs, one model after the other.
+    /// library) and invokes it on `trials` seeded random inputs, at least
+    /// [`Isolation::MIN_CHECK_TRIALS`], one model after the other.
+    ///
+    /// What it can promise: each model loaded, and survived that many invokes on random
+    /// inputs, in a process like the caller's (same program, same TFLite library). What it
+    /// cannot: that the same model survives other inputs, more invokes (a crash that state
+    /// builds up to, such as an index read from an LSTM's state, can come later), another
+    /// heap layout (an out-of-bounds read that lands on mapped memory in the child may not
+    /// in the caller), or a delegate. Only running the model in a worker for good
+    /// ([`IsolatedBackend`]) keeps every crash out of the caller.
     ///
     /// Every model is read and validated here first, so a malformed or invalid model gives
     /// the same typed error as in-process ([`Error::Malformed`], [`Error::InvalidModel`],
@@ -379,6 +457,7 @@ impl Isolation {
     ) -> Result<()> {
         let models: Vec<&NamedModel> = models.iter().collect();
         let library = runtime.library_path();
+        let trials = trials.max(Self::MIN_CHECK_TRIALS);
         match self.run(JobKind::Check, library, &models, trials, seed)? {
             Message::Done => Ok(()),
             other => Err(unexpected(&other)),
@@ -433,21 +512,21 @@ impl Isolation {
                 "memory limits for isolated checks outside Linux (use with_memory_limit(None))",
             ));
         }
-        for model in models {
-            Model::from_bytes(&model.bytes)?.validate()?;
-        }
-        let program = match &self.program {
-            Some(program) => program.clone(),
-            None => std::env::current_exe().map_err(|source| Error::Io {
-                path: PathBuf::from("<current executable>"),
-                source,
-            })?,
+        let validation = if self.trusted {
+            Validation::trusted()
+        } else {
+            Validation::strict()
         };
+        for model in models {
+            Model::from_bytes(&model.bytes)?.validate_with(&validation)?;
+        }
+        let program = self.program()?;
         let job = Job {
             kind,
             library: library.to_path_buf(),
             trials,
             seed,
+            trusted: self.trusted,
             models: models.iter().map(|m| Arc::clone(&m.bytes)).collect(),
         };
         let ended = self.watch(&program, job)?;
@@ -482,16 +561,27 @@ impl Isolation {
         }
     }
 
+    /// The program children run: the one named, or the current executable.
+    fn program(&self) -> Result<PathBuf> {
+        match &self.program {
+            Some(program) => Ok(program.clone()),
+            None => std::env::current_exe().map_err(|source| Error::Io {
+                path: PathBuf::from("<current executable>"),
+                source,
+            }),
+        }
+    }
+
     /// Starts `program` as a child, sends it `job` and follows it until it exits or the
     /// time limit passes (then kills it).
     fn watch(&self, program: &Path, job: Job) -> Result<Ended> {
         let mut command = Command::new(program);
         command
-            .env(CHILD_ENV, "1")
+            .env(CHILD_ENV, CHECK_MODE)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        limits::apply(&mut command, self.memory_limit);
+        limits::apply(&mut command, self.memory_limit, None);
         let deadline = Instant::now() + self.timeout;
         let child = command.spawn().map_err(|source| Error::Io {
             path: program.to_path_buf(),
@@ -514,7 +604,7 @@ impl Isolation {
             let mut stdout = io::BufReader::new(stdout);
             loop {
                 let mut line = Vec::new();
-                match (&mut stdout).take(MAX_LINE).read_until(b'\n', &mut line) {
+                match stdout.read_until(b'\n', &mut line) {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
                         let text = String::from_utf8_lossy(&line);

@@ -107,7 +107,7 @@ fn a_crash_names_the_model_and_step() {
     assert_eq!(path, Some(PathBuf::from("seg/m_segment_0_of_2.tflite")));
     assert_eq!(
         text,
-        "the isolated check died invoking seg/m_segment_0_of_2.tflite (trial 0): \
+        "the isolated child died invoking seg/m_segment_0_of_2.tflite (trial 0): \
          killed by signal 11 (SIGSEGV)"
     );
 }

@@ -42,6 +42,8 @@ pub(super) struct Job {
     pub library: PathBuf,
     pub trials: usize,
     pub seed: u64,
+    /// Validate the models as trusted ([`crate::model::validate::Validation::trusted`]).
+    pub trusted: bool,
     pub models: Vec<Arc<[u8]>>,
 }
 
@@ -57,6 +59,7 @@ impl Job {
         writeln!(out, "library\t{}", escape(&self.library.to_string_lossy()))?;
         writeln!(out, "trials\t{}", self.trials)?;
         writeln!(out, "seed\t{}", self.seed)?;
+        writeln!(out, "trusted\t{}", u8::from(self.trusted))?;
         for model in &self.models {
             writeln!(out, "model\t{}", model.len())?;
             out.write_all(model)?;
@@ -84,6 +87,7 @@ impl Job {
             library: PathBuf::new(),
             trials: 0,
             seed: 0,
+            trusted: false,
             models: Vec::new(),
         };
         loop {
@@ -103,6 +107,7 @@ impl Job {
                         usize::try_from(number(value)?).map_err(|e| bad(format!("trials: {e}")))?
                 }
                 "seed" => job.seed = number(value)?,
+                "trusted" => job.trusted = flag(key, value)?,
                 "model" => {
                     let length = number(value)?;
                     let mut bytes = Vec::new();
@@ -119,6 +124,163 @@ impl Job {
                 _ => return Err(bad(format!("unexpected line `{}`", escape(&text)))),
             }
         }
+    }
+}
+
+/// A `0` or `1` field.
+fn flag(key: &str, value: &str) -> Result<bool> {
+    match value {
+        "0" => Ok(false),
+        "1" => Ok(true),
+        other => Err(Error::invalid(
+            "isolated job",
+            format!("`{key}` is `{}`, not 0 or 1", escape(other)),
+        )),
+    }
+}
+
+/// The first line a worker and its parent send each other.
+pub(super) const WORKER_HELLO: &str = "multitpu-worker 1";
+
+/// What a worker runs: one model in one CPU interpreter, its tensors in a shared mapping
+/// of `shared_bytes`.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct WorkerJob {
+    /// The TFLite library the parent loaded.
+    pub library: PathBuf,
+    pub threads: usize,
+    pub xnnpack: bool,
+    pub trusted: bool,
+    /// Custom operators the interpreter runs, by name: the worker program's kernels.
+    pub custom_ops: Vec<String>,
+    pub shared_bytes: usize,
+    pub model: Arc<[u8]>,
+}
+
+impl WorkerJob {
+    /// Writes the job to `out` (the worker's stdin), before any command.
+    pub fn write(&self, out: &mut impl Write) -> io::Result<()> {
+        writeln!(out, "{WORKER_HELLO}")?;
+        writeln!(out, "library\t{}", escape(&self.library.to_string_lossy()))?;
+        writeln!(out, "threads\t{}", self.threads)?;
+        writeln!(out, "xnnpack\t{}", u8::from(self.xnnpack))?;
+        writeln!(out, "trusted\t{}", u8::from(self.trusted))?;
+        for name in &self.custom_ops {
+            writeln!(out, "custom\t{}", escape(name))?;
+        }
+        writeln!(out, "shared\t{}", self.shared_bytes)?;
+        writeln!(out, "model\t{}", self.model.len())?;
+        out.write_all(&self.model)?;
+        writeln!(out, "end")?;
+        out.flush()
+    }
+
+    /// Reads a job written by [`WorkerJob::write`], leaving `input` at the first command.
+    pub fn read(input: &mut impl BufRead) -> Result<WorkerJob> {
+        let bad = |what: String| Error::invalid("isolated worker job", what);
+        let mut input = input.take(MAX_JOB_BYTES);
+        let line = |input: &mut io::Take<&mut _>| -> Result<String> {
+            let mut line = Vec::new();
+            input
+                .read_until(b'\n', &mut line)
+                .map_err(|e| bad(format!("reading: {e}")))?;
+            let text =
+                String::from_utf8(line).map_err(|_| bad("a line is not UTF-8".to_owned()))?;
+            Ok(text.trim_end_matches('\n').to_owned())
+        };
+        if line(&mut input)? != WORKER_HELLO {
+            return Err(bad(format!("does not start with `{WORKER_HELLO}`")));
+        }
+        let mut job = WorkerJob {
+            library: PathBuf::new(),
+            threads: 1,
+            xnnpack: false,
+            trusted: false,
+            custom_ops: Vec::new(),
+            shared_bytes: 0,
+            model: Arc::from(&[][..]),
+        };
+        loop {
+            let text = line(&mut input)?;
+            let (key, value) = text.split_once('\t').unwrap_or((text.as_str(), ""));
+            let number = |value: &str| {
+                value
+                    .parse::<usize>()
+                    .map_err(|e| bad(format!("`{key}`: {e}")))
+            };
+            match key {
+                "library" => job.library = PathBuf::from(unescape(value)),
+                "threads" => job.threads = number(value)?,
+                "xnnpack" => job.xnnpack = flag(key, value)?,
+                "trusted" => job.trusted = flag(key, value)?,
+                "custom" => job.custom_ops.push(unescape(value)),
+                "shared" => job.shared_bytes = number(value)?,
+                "model" => {
+                    let length = number(value)?;
+                    let mut bytes = Vec::new();
+                    (&mut input)
+                        .take(length as u64)
+                        .read_to_end(&mut bytes)
+                        .map_err(|e| bad(format!("reading the model: {e}")))?;
+                    if bytes.len() != length {
+                        return Err(bad("the model ends early".to_owned()));
+                    }
+                    job.model = Arc::from(bytes);
+                }
+                "end" => return Ok(job),
+                _ => return Err(bad(format!("unexpected line `{}`", escape(&text)))),
+            }
+        }
+    }
+}
+
+/// What a worker answers: once that it is ready (the byte sizes of its interpreter's inputs
+/// and outputs), then once per invoke.
+#[derive(Debug)]
+pub(super) enum WorkerReply {
+    Hello,
+    Ready {
+        inputs: Vec<usize>,
+        outputs: Vec<usize>,
+    },
+    Done,
+    Error(Error),
+}
+
+impl WorkerReply {
+    pub fn line(&self) -> String {
+        let sizes = |s: &[usize]| s.iter().map(usize::to_string).collect::<Vec<_>>().join(",");
+        match self {
+            WorkerReply::Hello => WORKER_HELLO.to_owned(),
+            WorkerReply::Ready { inputs, outputs } => {
+                format!("ready\t{}\t{}", sizes(inputs), sizes(outputs))
+            }
+            WorkerReply::Done => "done".to_owned(),
+            WorkerReply::Error(error) => error_line(error),
+        }
+    }
+
+    /// Parses a line written by [`WorkerReply::line`]; `None` for anything else.
+    pub fn parse(line: &str) -> Option<WorkerReply> {
+        if line == WORKER_HELLO {
+            return Some(WorkerReply::Hello);
+        }
+        let fields: Vec<&str> = line.split('\t').collect();
+        let sizes = |field: &str| -> Option<Vec<usize>> {
+            if field.is_empty() {
+                return Some(Vec::new());
+            }
+            field.split(',').map(|n| n.parse().ok()).collect()
+        };
+        Some(match fields[0] {
+            "ready" => WorkerReply::Ready {
+                inputs: sizes(fields.get(1)?)?,
+                outputs: sizes(fields.get(2)?)?,
+            },
+            "done" => WorkerReply::Done,
+            "error" => WorkerReply::Error(parse_error(&fields[1..])?),
+            _ => return None,
+        })
     }
 }
 
@@ -208,7 +370,7 @@ const RUNTIME_CALLS: &[&str] = &[
 
 /// The crate's errors the child sends with their variant (what TFLite reports, and what a
 /// model the parent already validated can still give); any other as its message.
-fn error_line(error: &Error) -> String {
+pub(super) fn error_line(error: &Error) -> String {
     match error {
         Error::Runtime { call, message } => {
             format!("error\truntime\t{}\t{}", escape(call), escape(message))
@@ -226,7 +388,7 @@ fn error_line(error: &Error) -> String {
     }
 }
 
-fn parse_error(fields: &[&str]) -> Option<Error> {
+pub(super) fn parse_error(fields: &[&str]) -> Option<Error> {
     Some(match *fields.first()? {
         "runtime" => {
             let call = unescape(fields.get(1)?);
@@ -307,6 +469,7 @@ mod tests {
             library: PathBuf::from("/lib/with\ttab/libtensorflowlite_c.so"),
             trials: 3,
             seed: u64::MAX,
+            trusted: true,
             models: vec![Arc::from(&b"model\nbytes\t"[..]), Arc::from(&b""[..])],
         };
         let mut bytes = Vec::new();

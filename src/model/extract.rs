@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::ops::Range;
 
+use crate::model::validate::Validation;
 use crate::model::{Graph, Model};
 use crate::{Error, Result};
 
@@ -55,7 +56,9 @@ fn model_order_first(model_order: &[usize], set: &BTreeSet<usize>) -> Vec<usize>
 /// later operators or the model's outputs (both model-ordered first, as in
 /// [`Segment`](crate::segment::Segment)).
 ///
-/// Both the source model and the segment are validated ([`Model::validate`]): a segment
+/// Both the source model and the segment are validated (as trusted,
+/// [`Validation::trusted`](crate::model::validate::Validation::trusted): cutting runs
+/// nothing, and whether a segment may run is decided where it is loaded): a segment
 /// takes the recorded shapes of the tensors it reads from earlier segments as the shapes of
 /// its inputs, and TFLite trusts those, so they must be what the source model's operators
 /// produce. A model whose recorded shapes contradict its operators is refused with
@@ -67,7 +70,7 @@ fn model_order_first(model_order: &[usize], set: &BTreeSet<usize>) -> Vec<usize>
 /// source model or the segment fails validation.
 pub fn extract<'a>(graph: &Graph<'_, 'a>, ops: Range<usize>) -> Result<Model<'a>> {
     let model = graph.model();
-    model.validate()?;
+    model.validate_with(&Validation::trusted())?;
     if ops.start >= ops.end || ops.end > model.operators.len() {
         return Err(Error::invalid(
             "segment",
@@ -124,6 +127,6 @@ pub fn extract<'a>(graph: &Graph<'_, 'a>, ops: Range<usize>) -> Result<Model<'a>
             .cloned()
             .collect(),
     };
-    segment.validate()?;
+    segment.validate_with(&Validation::trusted())?;
     Ok(segment)
 }

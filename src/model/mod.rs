@@ -45,6 +45,7 @@ mod extract;
 mod fbwrite;
 pub mod figures;
 mod flatbuf;
+mod flexbuffer;
 mod graph;
 pub mod ops;
 pub mod options;

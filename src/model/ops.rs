@@ -40,6 +40,8 @@ pub const PAD: i32 = 34;
 pub const MEAN: i32 = 40;
 /// `BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM`.
 pub const UNIDIRECTIONAL_SEQUENCE_LSTM: i32 = 44;
+/// `BuiltinOperator.STRIDED_SLICE`.
+pub const STRIDED_SLICE: i32 = 45;
 /// `BuiltinOperator.TRANSPOSE_CONV`.
 pub const TRANSPOSE_CONV: i32 = 67;
 /// `BuiltinOperator.QUANTIZE`.

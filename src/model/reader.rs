@@ -277,6 +277,14 @@ impl<'a> Reader<'a> {
             let size = t.scalar::<u64>(f::SIZE, 0, &p.field("size"))?;
             let data = if offset > 1 {
                 // Schema 3c: data stored after the flatbuffer, offset from the file start.
+                // TFLite 2.9 knows only `data`, newer runtimes take the offset: with both,
+                // two runtimes would run two models, so neither is taken.
+                if t.has(f::DATA) {
+                    return Err(Error::malformed(
+                        format!("{p}: both inline data and external data at offset {offset}"),
+                        t.offset(),
+                    ));
+                }
                 self.external(offset, size, &p, t.offset())?
             } else {
                 t.bytes(f::DATA, &p.field("data"))?.unwrap_or(&[])
@@ -552,6 +560,15 @@ impl<'a> Reader<'a> {
             &path.field("large_custom_options_offset"),
         )?;
         let custom_options = if large_offset > 1 {
+            if t.has(f::CUSTOM_OPTIONS) {
+                return Err(Error::malformed(
+                    format!(
+                        "{}: both custom_options and large_custom_options at offset {large_offset}",
+                        path
+                    ),
+                    t.offset(),
+                ));
+            }
             let size = t.scalar::<u64>(
                 f::LARGE_CUSTOM_OPTIONS_SIZE,
                 0,
@@ -690,6 +707,8 @@ mod tests {
         options: Option<(u8, Vec<(u16, Value<'static>)>)>,
         options2: Option<u8>,
         large_custom: Option<(u64, u64)>,
+        /// With `external` or `large_custom`: the inline field too.
+        inline_too: bool,
         input: Option<i32>,
         metadata_buffer: Option<u32>,
     }
@@ -725,6 +744,7 @@ mod tests {
             options,
             options2,
             large_custom,
+            inline_too,
             input,
             metadata_buffer,
         } = raw;
@@ -774,6 +794,9 @@ mod tests {
                     ));
                 }
                 if let Some((offset, size)) = large_custom {
+                    if inline_too {
+                        op.push((ids::operator::CUSTOM_OPTIONS, Value::bytes(&[1, 2], 1)));
+                    }
                     op.push((
                         ids::operator::LARGE_CUSTOM_OPTIONS_OFFSET,
                         Value::scalar(offset),
@@ -808,10 +831,14 @@ mod tests {
             }
             let weights: Child<'static> = match external {
                 Some((offset, size)) => Box::new(move |b| {
-                    b.table(vec![
+                    let mut f = vec![
                         (ids::buffer::OFFSET, Value::scalar(offset)),
                         (ids::buffer::SIZE, Value::scalar(size)),
-                    ])
+                    ];
+                    if inline_too {
+                        f.push((ids::buffer::DATA, Value::bytes(&[9, 8, 7], 16)));
+                    }
+                    b.table(f)
                 }),
                 None => Box::new(|b| {
                     b.table(vec![(ids::buffer::DATA, Value::bytes(&[9, 8, 7, 6], 16))])
@@ -1035,6 +1062,39 @@ mod tests {
             },
             "metadata_buffer",
         );
+    }
+
+    /// TFLite 2.9 reads a buffer's inline `data` and an operator's `custom_options`; newer
+    /// runtimes take the external offset when both are set. Such a file is refused, so
+    /// validation and every runtime see one model.
+    #[test]
+    fn inline_and_external_data_together_are_refused() {
+        for (external, large_custom, field) in [
+            (Some((2, 3)), None, "external data"),
+            (None, Some((2, 2)), "large_custom_options"),
+        ] {
+            let probe = build(Raw {
+                external,
+                large_custom,
+                inline_too: true,
+                ..Raw::default()
+            });
+            let at = probe.len() as u64;
+            let mut bytes = build(Raw {
+                external: external.map(|(_, n)| (at, n)),
+                large_custom: large_custom.map(|(_, n)| (at, n)),
+                inline_too: true,
+                ..Raw::default()
+            });
+            assert_eq!(bytes.len() as u64, at);
+            bytes.extend_from_slice(&[5, 6, 7]);
+            match Model::from_bytes(&bytes) {
+                Err(Error::Malformed { what, .. }) => {
+                    assert!(what.contains(field), "{what}");
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
     }
 
     #[test]

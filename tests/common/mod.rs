@@ -102,6 +102,16 @@ pub fn zoo_dir() -> Option<PathBuf> {
     Some(dir_from(ZOO_ENV, value))
 }
 
+/// The benchmark zoo's directory from `MULTITPU_BENCH_ZOO` (`scripts/fetch-zoo --bench`).
+pub fn bench_zoo_dir() -> Option<PathBuf> {
+    const BENCH_ZOO_ENV: &str = "MULTITPU_BENCH_ZOO";
+    let value = require_env(
+        BENCH_ZOO_ENV,
+        "directory of the benchmark zoo, from scripts/fetch-zoo --bench",
+    )?;
+    Some(dir_from(BENCH_ZOO_ENV, value))
+}
+
 /// The shared models' directory from `MULTITPU_TEST_MODELS`, `None` without a notice when
 /// it is unset (they are extra coverage); panics under CI, where it must be set.
 pub fn shared_dir() -> Option<PathBuf> {

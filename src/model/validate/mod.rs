@@ -148,21 +148,93 @@ impl fmt::Display for ModelLocation {
     }
 }
 
+/// How much of a model validation must understand before TFLite may run it.
+///
+/// [`Validation::strict`], the default, lets a model through only if every operator in it
+/// is one validation models fully ([`modelled_operators`]): its inputs, which of them may be
+/// absent, constant operands, computed output sizes, element types, quantization and
+/// options, and for the one custom operator TFLite registers that is modelled
+/// ([`DETECTION_POSTPROCESS`]), its options. Custom operators pass when the caller runs
+/// them with a kernel of its own ([`Validation::with_custom_op`]; the backends add the
+/// kernels they register), and `edgetpu-custom-op`, which the Edge TPU delegate runs.
+///
+/// [`Validation::trusted`] is the explicit opt-in for models whose source the caller
+/// trusts: operators validation does not model, and shape operands computed at run time,
+/// are then let through after the checks of the [module documentation](self); TFLite may
+/// still crash on them.
+///
+/// ```
+/// use multitpu::model::{paper, validate::Validation};
+///
+/// # fn main() -> multitpu::Result<()> {
+/// let model = paper::conv(32)?;
+/// model.validate()?; // strict
+/// model.validate_with(&Validation::trusted())?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validation {
+    trusted: bool,
+    custom_ops: Vec<String>,
+}
+
+impl Validation {
+    /// Every operator must be one validation models fully (the default).
+    pub fn strict() -> Self {
+        Self::default()
+    }
+
+    /// The caller trusts the model: operators validation does not model are let through.
+    pub fn trusted() -> Self {
+        Self {
+            trusted: true,
+            custom_ops: Vec::new(),
+        }
+    }
+
+    /// Lets custom operator `name` through: the caller runs it with a kernel of its own
+    /// (see [`CustomOp`](crate::backend::CustomOp)), which then answers for its inputs.
+    pub fn with_custom_op(mut self, name: impl Into<String>) -> Self {
+        self.custom_ops.push(name.into());
+        self
+    }
+
+    /// Whether operators validation does not model are let through.
+    pub fn is_trusted(&self) -> bool {
+        self.trusted
+    }
+}
+
+/// The builtin operators strict validation lets through, by schema name.
+pub fn modelled_operators() -> impl Iterator<Item = &'static str> {
+    coverage::MODELLED
+        .iter()
+        .filter_map(|m| builtin_op_name(m.op))
+}
+
 impl Model<'_> {
-    /// Checks that TFLite can be given this model without risking the process: see the
-    /// [module documentation](crate::model::validate) for what is checked and what is not.
-    ///
-    /// Fails with [`Error::InvalidModel`] naming the first defect found (tensor or operator,
-    /// field, reason), or with [`Error::Invalid`] when the dataflow itself is broken (see
-    /// [`Graph::new`]).
+    /// Checks that TFLite can be given this model without risking the process, strictly
+    /// ([`Validation::strict`]): see the [module documentation](crate::model::validate) for
+    /// what is checked and what is not.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidModel`] naming the first defect (tensor or operator, field, reason);
-    /// [`Error::Invalid`] when the dataflow itself is broken.
+    /// [`Error::InvalidModel`] naming the first defect (tensor or operator, field, reason),
+    /// or an operator validation does not model; [`Error::Invalid`] when the dataflow itself
+    /// is broken (see [`Graph::new`]).
     pub fn validate(&self) -> Result<()> {
+        self.validate_with(&Validation::strict())
+    }
+
+    /// [`Model::validate`] under `validation`: strict, or trusted.
+    ///
+    /// # Errors
+    ///
+    /// As [`Model::validate`].
+    pub fn validate_with(&self, validation: &Validation) -> Result<()> {
         let graph = Graph::new(self)?;
-        let checker = Checker::new(self, &graph);
+        let checker = Checker::new(self, &graph, validation);
         checker.tensors()?;
         checker.interface()?;
         checker.operators()
@@ -289,13 +361,14 @@ fn fmt_dims(dims: &[i64]) -> String {
 struct Checker<'c, 'a> {
     model: &'c Model<'a>,
     graph: &'c Graph<'c, 'a>,
+    validation: &'c Validation,
     /// Tensors that are model inputs or outputs, or an operator's input or output.
     used: Vec<bool>,
     is_model_input: Vec<bool>,
 }
 
 impl<'c, 'a> Checker<'c, 'a> {
-    fn new(model: &'c Model<'a>, graph: &'c Graph<'c, 'a>) -> Self {
+    fn new(model: &'c Model<'a>, graph: &'c Graph<'c, 'a>, validation: &'c Validation) -> Self {
         let n = model.tensors.len();
         let mut used = vec![false; n];
         let mut is_model_input = vec![false; n];
@@ -314,6 +387,7 @@ impl<'c, 'a> Checker<'c, 'a> {
         Checker {
             model,
             graph,
+            validation,
             used,
             is_model_input,
         }
@@ -355,6 +429,33 @@ impl<'c, 'a> Checker<'c, 'a> {
             self.element_type(t, tensor)?;
             self.shape(t, tensor)?;
             self.quantization(t, tensor)?;
+            if !self.validation.trusted {
+                self.strict_tensor(t, tensor)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Strict only: no string tensors (no modelled operator reads them, and TFLite trusts
+    /// their offsets) and at most [`coverage::MAX_RANK`] dimensions.
+    fn strict_tensor(&self, t: usize, tensor: &Tensor<'_>) -> Result<()> {
+        if tensor.element_type == ElementType::String {
+            return Err(self.tensor_error(
+                t,
+                "type",
+                "string tensors are not modelled (no modelled operator reads them)",
+            ));
+        }
+        if tensor.shape.len() > coverage::MAX_RANK {
+            return Err(self.tensor_error(
+                t,
+                "shape",
+                format!(
+                    "rank {} is above {}, the most a modelled operator takes",
+                    tensor.shape.len(),
+                    coverage::MAX_RANK
+                ),
+            ));
         }
         Ok(())
     }
@@ -498,6 +599,18 @@ impl<'c, 'a> Checker<'c, 'a> {
                 ),
             ));
         }
+        if q.scale.len() > 1 && !tensor.is_constant() {
+            // Kernels take one scale for an activation, or index a per-channel one by
+            // coordinates of another shape (QUANTIZE): only weights carry several.
+            return Err(self.tensor_error(
+                t,
+                "quantization.scale",
+                format!(
+                    "{} scales on a tensor that is not a constant",
+                    q.scale.len()
+                ),
+            ));
+        }
         if q.scale.len() > 1 {
             let axis = usize::try_from(q.quantized_dimension)
                 .ok()
@@ -611,9 +724,21 @@ impl<'c, 'a> Checker<'c, 'a> {
 
     /// Per operator, in execution order: quantization needs and output shapes.
     fn operators(&self) -> Result<()> {
+        let strict = !self.validation.trusted;
         for (o, op) in self.model.operators.iter().enumerate() {
             self.operator_fields(o, op)?;
+            if strict
+                && !op.intermediates.is_empty()
+                && op.opcode.builtin != ops::UNIDIRECTIONAL_SEQUENCE_LSTM
+            {
+                return Err(self.op_error(
+                    o,
+                    "intermediates",
+                    "only the integer LSTM has intermediates",
+                ));
+            }
             if op.opcode.builtin == BUILTIN_CUSTOM {
+                self.custom_op(o, op)?;
                 continue;
             }
             let ctx = OpCtx {
@@ -621,12 +746,42 @@ impl<'c, 'a> Checker<'c, 'a> {
                 index: o,
                 op,
             };
+            let modelled = coverage::modelled_op(op.opcode.builtin);
+            match modelled {
+                Some(m) => ctx.coverage(m)?,
+                None if strict => {
+                    return Err(self.op_error(
+                        o,
+                        "opcode.builtin_code",
+                        "not an operator validation models (see `validate::modelled_operators`); \
+                         validate the model as trusted to run it anyway",
+                    ));
+                }
+                None => {}
+            }
             ctx.element_types()?;
             ctx.quantization()?;
-            if let Some(expected) = ctx.output_shapes()? {
-                for (&t, dims) in op.outputs.iter().zip(&expected) {
-                    self.compare_shape(o, t, dims)?;
+            if modelled.is_some() {
+                ctx.preconditions()?;
+                if strict {
+                    ctx.no_newer_fields()?;
                 }
+            }
+            match ctx.output_shapes()? {
+                Some(expected) => {
+                    for (&t, dims) in op.outputs.iter().zip(&expected) {
+                        self.compare_shape(o, t, dims)?;
+                    }
+                }
+                None if strict && modelled.is_some() => {
+                    return Err(self.op_error(
+                        o,
+                        "inputs",
+                        "its output shape depends on an operand validation cannot read \
+                         (computed at run time, or of a kind not modelled)",
+                    ));
+                }
+                None => {}
             }
         }
         Ok(())
@@ -685,8 +840,12 @@ impl<'c, 'a> Checker<'c, 'a> {
     }
 }
 
+mod coverage;
 mod operators;
 #[cfg(test)]
 mod tests;
 
+pub use coverage::{
+    DETECTION_POSTPROCESS, MAX_DEPTHWISE_CHANNELS, MAX_DETECTIONS, MAX_RANK, MAX_WINDOW,
+};
 use operators::OpCtx;

@@ -11,20 +11,20 @@ pub(super) struct OpCtx<'k, 'c, 'a> {
 }
 
 impl OpCtx<'_, '_, '_> {
-    fn error(&self, field: &'static str, reason: impl Into<String>) -> Error {
+    pub(super) fn error(&self, field: &'static str, reason: impl Into<String>) -> Error {
         self.checker.op_error(self.index, field, reason)
     }
 
-    fn name(&self) -> String {
+    pub(super) fn name(&self) -> String {
         op_name(self.op)
     }
 
-    fn tensor(&self, t: usize) -> &Tensor<'_> {
+    pub(super) fn tensor(&self, t: usize) -> &Tensor<'_> {
         &self.checker.model.tensors[t]
     }
 
     /// The tensor index of input `slot`, which must be present.
-    fn input(&self, slot: usize) -> Result<usize> {
+    pub(super) fn input(&self, slot: usize) -> Result<usize> {
         self.op.inputs.get(slot).copied().flatten().ok_or_else(|| {
             self.error(
                 "inputs",
@@ -38,13 +38,13 @@ impl OpCtx<'_, '_, '_> {
     }
 
     /// The shape of input `slot`, widened.
-    fn input_dims(&self, slot: usize) -> Result<Dims> {
+    pub(super) fn input_dims(&self, slot: usize) -> Result<Dims> {
         let t = self.input(slot)?;
         Ok(self.tensor(t).shape.iter().map(|&d| i64::from(d)).collect())
     }
 
     /// The shape of input `slot`, which must have `rank` dimensions.
-    fn input_dims_of_rank(&self, slot: usize, rank: usize) -> Result<Dims> {
+    pub(super) fn input_dims_of_rank(&self, slot: usize, rank: usize) -> Result<Dims> {
         let dims = self.input_dims(slot)?;
         if dims.len() != rank {
             return Err(self.error(
@@ -61,7 +61,7 @@ impl OpCtx<'_, '_, '_> {
 
     /// The values of input `slot` if it is a constant int32 (or, with `allow_i64`, int64)
     /// tensor; `None` when it is computed at run time or has another type.
-    fn constant_ints(&self, slot: usize, allow_i64: bool) -> Result<Option<Vec<i64>>> {
+    pub(super) fn constant_ints(&self, slot: usize, allow_i64: bool) -> Result<Option<Vec<i64>>> {
         let t = self.input(slot)?;
         let tensor = self.tensor(t);
         let Some(data) = &tensor.data else {
@@ -85,7 +85,7 @@ impl OpCtx<'_, '_, '_> {
 
     /// The operator's options if they are the table `name`; TFLite uses all-zero parameters
     /// when the table is absent or of another type.
-    fn options(&self, name: &str) -> Option<&crate::model::options::BuiltinOptions> {
+    pub(super) fn options(&self, name: &str) -> Option<&crate::model::options::BuiltinOptions> {
         self.op
             .builtin_options
             .as_ref()
@@ -106,7 +106,7 @@ impl OpCtx<'_, '_, '_> {
     }
 
     /// An integer option (present value or schema default; 0 without the table).
-    fn int_option(&self, table: &str, field: &str) -> i64 {
+    pub(super) fn int_option(&self, table: &str, field: &str) -> i64 {
         match self.options(table).and_then(|o| o.value(field)) {
             Some(FieldValue::I8(v)) => i64::from(v),
             Some(FieldValue::I32(v)) => i64::from(v),
@@ -116,7 +116,7 @@ impl OpCtx<'_, '_, '_> {
     }
 
     /// An option that must be at least 1 (strides, dilations, filter sizes).
-    fn positive_option(&self, table: &str, field: &'static str) -> Result<i64> {
+    pub(super) fn positive_option(&self, table: &str, field: &'static str) -> Result<i64> {
         let value = self.int_option(table, field);
         if value < 1 {
             return Err(self.error(
@@ -350,6 +350,7 @@ impl OpCtx<'_, '_, '_> {
                 Ok(self.resize()?.map(|d| vec![d]))
             }
             ops::UNIDIRECTIONAL_SEQUENCE_LSTM => one(self.sequence_lstm()?),
+            ops::STRIDED_SLICE => Ok(self.strided_slice()?.map(|d| vec![d])),
             _ => Ok(None),
         }
     }

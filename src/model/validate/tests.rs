@@ -404,14 +404,276 @@ fn broadcasting_and_unknown_ops() {
         ],
         vec![
             operator(ops::MUL, &[Some(0), Some(1)], &[2]),
-            // STRIDED_SLICE is not modelled: its recorded shape is trusted.
-            operator(45, &[Some(2)], &[3]),
+            // GATHER is not modelled: trusted, its recorded shape is kept.
+            operator(36, &[Some(2)], &[3]),
         ],
         &[0, 1],
         &[3],
     );
-    m.validate().expect("valid");
+    m.validate_with(&Validation::trusted()).expect("valid");
     let mut bad = m.clone();
     bad.tensors[1].shape = vec![4, 2];
     expect_invalid(&bad, at_op(0, "MUL"), "inputs");
+    expect_invalid(&m, at_op(1, "GATHER"), "opcode.builtin_code");
+}
+
+/// `in [1,4] u8 -> OP(in, c) -> out [1,4]`, `c` a constant of `constant_type` and shape;
+/// the shape of what many unmodelled operators are given.
+fn one_op_model(
+    builtin: i32,
+    constant_type: ElementType,
+    constant_shape: &[i32],
+) -> Model<'static> {
+    model(
+        vec![
+            quantized(tensor("in", U8, &[1, 4], false), 0.5, 128),
+            if constant_type == U8 {
+                quantized(tensor("c", U8, constant_shape, true), 0.5, 128)
+            } else {
+                tensor("c", constant_type, constant_shape, true)
+            },
+            quantized(tensor("out", U8, &[1, 4], false), 0.5, 128),
+        ],
+        vec![operator(builtin, &[Some(0), Some(1)], &[2])],
+        &[0],
+        &[2],
+    )
+}
+
+/// Operators validation does not model are refused under strict validation, naming the
+/// operator, and let through when the model is trusted. Each of these crashed or corrupted
+/// TFLite 2.9 in a probe of hostile models that passed the earlier, trusting validation.
+#[test]
+fn unmodelled_operators_are_refused_unless_trusted() {
+    for name in [
+        "GATHER",
+        "GATHER_ND",
+        "SCATTER_ND",
+        "SLICE",
+        "BATCH_MATMUL",
+        "SPLIT",
+        "SPLIT_V",
+        "ONE_HOT",
+        "CUMSUM",
+        "TILE",
+        "FILL",
+        "TRANSPOSE_CONV",
+        "SPACE_TO_BATCH_ND",
+        "BATCH_TO_SPACE_ND",
+        "LOCAL_RESPONSE_NORMALIZATION",
+        "SQUARED_DIFFERENCE",
+        "IF",
+        "CALL_ONCE",
+    ] {
+        let code = builtin_op_code(name).expect(name);
+        let m = if code == ops::SQUARED_DIFFERENCE {
+            one_op_model(code, U8, &[1, 4])
+        } else {
+            one_op_model(code, I32, &[2])
+        };
+        let reason = expect_invalid(&m, at_op(0, name), "opcode.builtin_code");
+        assert!(reason.contains("trusted"), "{name}: {reason}");
+        // Trusted, only the structural checks apply (outputs of unmodelled operators keep
+        // their recorded shapes).
+        m.validate_with(&Validation::trusted())
+            .unwrap_or_else(|e| panic!("{name}, trusted: {e}"));
+    }
+}
+
+#[test]
+fn every_modelled_operator_has_a_name() {
+    let names: Vec<&str> = modelled_operators().collect();
+    assert_eq!(names.len(), coverage::MODELLED.len());
+    for expected in ["CONV_2D", "STRIDED_SLICE", "UNIDIRECTIONAL_SEQUENCE_LSTM"] {
+        assert!(names.contains(&expected), "{names:?}");
+    }
+}
+
+/// Absent inputs (-1) where a modelled operator's kernel reads the input unconditionally
+/// are refused whatever the trust: each is a null pointer TFLite 2.9 dereferences.
+#[test]
+fn absent_inputs_that_kernels_read_are_refused() {
+    for (name, slots) in [
+        ("PAD", 2),
+        ("MEAN", 2),
+        ("STRIDED_SLICE", 4),
+        ("TRANSPOSE", 2),
+        ("RESIZE_BILINEAR", 2),
+        ("ARG_MAX", 2),
+    ] {
+        let code = builtin_op_code(name).expect(name);
+        let mut m = one_op_model(code, I32, &[2]);
+        m.operators[0].inputs = (0..slots).map(|s| (s == 0).then_some(0)).collect();
+        for validation in [Validation::strict(), Validation::trusted()] {
+            match m.validate_with(&validation) {
+                Err(Error::InvalidModel {
+                    location,
+                    field,
+                    reason,
+                }) => {
+                    assert_eq!((location, field), (at_op(0, name), "inputs"), "{reason}");
+                    assert!(reason.contains("absent"), "{name}: {reason}");
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+    // The depthwise kernel copies its bias with memcpy, present or not.
+    let mut m = conv_model();
+    m.operators[0].opcode.builtin = ops::DEPTHWISE_CONV_2D;
+    m.operators[0].inputs[2] = None;
+    let reason = expect_invalid(&m, at_op(0, "DEPTHWISE_CONV_2D"), "inputs");
+    assert!(reason.contains("absent"), "{reason}");
+}
+
+/// Strides and dilations live in 16-bit fields of TFLite's kernel parameters: a dilation
+/// of 65536 wraps to 0 and the depthwise kernel divides by it (SIGFPE).
+#[test]
+fn windows_beyond_sixteen_bits_are_refused() {
+    for (field, value) in [
+        ("dilation_h_factor", 65536),
+        ("dilation_w_factor", 40000),
+        ("stride_h", 32768),
+        // 3×3 filter: (3 - 1) · 16384 + 1 = 32769 rows, one past the 16-bit padding.
+        ("dilation_h_factor", 16384),
+    ] {
+        let mut m = conv_model();
+        let mut options = m.operators[0].builtin_options.clone().expect("options");
+        options = options.with(field, FieldValue::I32(value)).expect("field");
+        m.operators[0].builtin_options = Some(options);
+        for validation in [Validation::strict(), Validation::trusted()] {
+            let err = m.validate_with(&validation).expect_err(field);
+            assert!(
+                matches!(
+                    &err,
+                    Error::InvalidModel {
+                        field: "builtin_options",
+                        ..
+                    }
+                ),
+                "{field} {value}: {err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn strict_validation_refuses_strings_high_ranks_and_newer_fields() {
+    let m = one_op_model(ops::ADD, ElementType::String, &[2]);
+    expect_invalid(&m, at_tensor(&m, 1), "type");
+
+    let mut m = conv_model();
+    m.operators[0].builtin_options = Some(
+        m.operators[0]
+            .builtin_options
+            .clone()
+            .expect("options")
+            .with("quantized_bias_type", FieldValue::I8(9))
+            .expect("field"),
+    );
+    let reason = expect_invalid(&m, at_op(0, "CONV_2D"), "builtin_options");
+    assert!(reason.contains("2.9"), "{reason}");
+    m.validate_with(&Validation::trusted()).expect("trusted");
+}
+
+#[test]
+fn custom_operators_need_a_kernel_or_trust() {
+    let mut m = one_op_model(BUILTIN_CUSTOM, I32, &[2]);
+    m.operators[0].opcode.custom = Some("Mfcc".into());
+    let reason = expect_invalid(&m, at_op(0, "Mfcc"), "opcode.custom_code");
+    assert!(reason.contains("register"), "{reason}");
+    m.validate_with(&Validation::strict().with_custom_op("Mfcc"))
+        .expect("the caller's kernel");
+    m.validate_with(&Validation::trusted()).expect("trusted");
+    m.operators[0].opcode.custom = Some(crate::model::edgetpu::EDGETPU_CUSTOM_OP.into());
+    m.validate().expect("run by the Edge TPU delegate");
+}
+
+/// `in [1,5,4] -> STRIDED_SLICE(begin, end, strides) -> out`, int8.
+fn strided_slice_model(
+    begin: &[i32],
+    end: &[i32],
+    strides: &[i32],
+    masks: &[(&str, i32)],
+    out_shape: &[i32],
+) -> Model<'static> {
+    let ints = |name: &str, values: &[i32]| {
+        let mut t = tensor(name, I32, &[values.len() as i32], true);
+        t.data = Some(
+            values
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>()
+                .into(),
+        );
+        t
+    };
+    let fields: Vec<(&str, FieldValue)> = masks
+        .iter()
+        .map(|&(f, v)| (f, FieldValue::I32(v)))
+        .collect();
+    let op = with_options(
+        operator(
+            ops::STRIDED_SLICE,
+            &[Some(0), Some(1), Some(2), Some(3)],
+            &[4],
+        ),
+        "StridedSliceOptions",
+        &fields,
+    );
+    model(
+        vec![
+            quantized(tensor("in", ElementType::I8, &[1, 5, 4], false), 0.5, 0),
+            ints("begin", begin),
+            ints("end", end),
+            ints("strides", strides),
+            quantized(tensor("out", ElementType::I8, out_shape, false), 0.5, 0),
+        ],
+        vec![op],
+        &[0],
+        &[4],
+    )
+}
+
+#[test]
+fn strided_slice_shapes_as_tflite_computes_them() {
+    // The last time step, as Keras' LSTM models take it: axis 1 shrunk at -1.
+    strided_slice_model(
+        &[0, -1, 0],
+        &[0, 0, 0],
+        &[1, 1, 1],
+        &[("begin_mask", 5), ("end_mask", 5), ("shrink_axis_mask", 2)],
+        &[1, 4],
+    )
+    .validate()
+    .expect("last step");
+    // Every other row backwards: 4, 2, 0.
+    strided_slice_model(&[0, 4, 0], &[1, -6, 4], &[1, -2, 1], &[], &[1, 3, 4])
+        .validate()
+        .expect("backwards");
+    // A recorded shape that is not what the kernel computes.
+    let m = strided_slice_model(&[0, 0, 0], &[1, 5, 4], &[1, 2, 1], &[], &[1, 2, 4]);
+    expect_invalid(&m, at_tensor(&m, 4), "shape");
+    // Shrinking at the end of a dimension reads one past it.
+    let m = strided_slice_model(
+        &[0, 5, 0],
+        &[1, 6, 4],
+        &[1, 1, 1],
+        &[("shrink_axis_mask", 2)],
+        &[1, 4],
+    );
+    expect_invalid(&m, at_op(0, "STRIDED_SLICE"), "inputs");
+    // Strides shorter than the rank are read past their end.
+    let m = strided_slice_model(&[0, 0, 0], &[1, 5, 4], &[1, 1], &[], &[1, 5, 4]);
+    expect_invalid(&m, at_op(0, "STRIDED_SLICE"), "inputs");
+    // Ellipsis and new axes are not modelled: strict refuses, trusted keeps the record.
+    let m = strided_slice_model(
+        &[0, 0, 0],
+        &[1, 5, 4],
+        &[1, 1, 1],
+        &[("new_axis_mask", 1)],
+        &[1, 1, 5, 4],
+    );
+    expect_invalid(&m, at_op(0, "STRIDED_SLICE"), "inputs");
+    m.validate_with(&Validation::trusted()).expect("trusted");
 }
