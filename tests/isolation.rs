@@ -383,16 +383,120 @@ fn a_hanging_worker_is_killed_at_the_time_limit(runtime: &Runtime) {
     std::fs::remove_file(&program).ok();
 }
 
+/// The largest windows validation lets through run: convolutions whose 3×3 filters are
+/// dilated to span 32767 rows and columns (the most TFLite's 16-bit padding holds) and a
+/// depthwise convolution of 2048 channels, all with SAME padding, checked in a child.
+fn the_largest_windows_validation_allows_run(runtime: &Runtime) {
+    let mut b = ModelBuilder::new(3);
+    let q = Some(multitpu::model::builder::per_tensor(0.05, 0));
+    let x = b.input("x", ElementType::I8, &[1, 6, 6, 8], q).unwrap();
+    let same = Padding::Same;
+    let relu = multitpu::model::builder::Activation::None;
+    let y = b.conv2d(x, 8, [3, 3], [1, 1], same, relu).unwrap();
+    let z = b
+        .depthwise_conv2d(y, 256, [3, 3], [1, 1], same, relu)
+        .unwrap();
+    b.output(z).unwrap();
+    let mut model = b.build().unwrap();
+    for op in &mut model.operators {
+        let options = op.builtin_options.take().expect("options");
+        op.builtin_options = Some(
+            options
+                .with("dilation_h_factor", FieldValue::I32(16383))
+                .and_then(|o| o.with("dilation_w_factor", FieldValue::I32(16383)))
+                .expect("fields"),
+        );
+    }
+    model.validate().expect("within the limits");
+    let bytes = model.to_bytes().unwrap();
+    Isolation::new()
+        .check(
+            runtime,
+            &[NamedModel::new("the widest windows", bytes)],
+            4,
+            9,
+        )
+        .expect("TFLite runs the widest windows validation allows");
+}
+
+/// Marks this program, started by [`workers_die_with_their_parent`], as a parent that
+/// starts a worker, leaves it busy and dies.
+const ORPHANING_PARENT_ENV: &str = "MULTITPU_TEST_ORPHANING_PARENT";
+
+/// Sleeps for a minute: a worker stuck in a kernel, as in a hang of TFLite's.
+fn sleep_a_minute(_: &[OpInput<'_>], _: &mut [OpOutput<'_>]) -> multitpu::Result<()> {
+    std::thread::sleep(Duration::from_secs(60));
+    Ok(())
+}
+
+/// The parent that dies: a pipeline whose one stage's worker is busy in a kernel that
+/// sleeps, its pid printed, then an abort (no destructor runs, nothing is closed politely).
+fn orphan_a_busy_worker(runtime: &Runtime) -> ! {
+    let mut model = Model::from_bytes(&plus_one_model()).unwrap().into_owned();
+    model.operators[0].opcode.custom = Some(Cow::Borrowed("sleep-a-minute"));
+    let model: Arc<[u8]> = Arc::from(model.to_bytes().unwrap());
+    let backend = IsolatedBackend::new(runtime, Isolation::new()).with_custom_op("sleep-a-minute");
+    let pipeline = PipelineBuilder::from_segments(&[model], &backend)
+        .and_then(|b| b.build())
+        .unwrap();
+    pipeline.push_as(&[("x", &[1.0f32; 4][..])]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let worker = &pipeline.stats().stages[0].instances[0];
+    println!("{worker}");
+    std::process::abort()
+}
+
+/// Whether process `pid` is gone (or a zombie nobody reaped yet: it has exited).
+fn exited(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}
+
+fn workers_die_with_their_parent(_: &Runtime) {
+    let parent = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(ORPHANING_PARENT_ENV, "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!parent.status.success(), "the parent aborts");
+    let said = String::from_utf8_lossy(&parent.stdout);
+    // "isolated tflite-cpu (worker process <pid>, 1 thread)"
+    let pid = said
+        .split("worker process ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("no worker pid in {said:?}"))
+        .trim()
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !exited(&pid) {
+        assert!(
+            Instant::now() < deadline,
+            "worker {pid} outlived its parent"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A test: its name and body.
 type Test = (&'static str, fn(&Runtime));
 
 fn main() -> ExitCode {
     let mut kernels = CustomOps::default();
     kernels.insert("plus-one", Arc::new(plus_one));
+    kernels.insert("sleep-a-minute", Arc::new(sleep_a_minute));
     isolate::run_if_child_with(&kernels);
     let Some(runtime) = common::tflite_runtime() else {
         return ExitCode::SUCCESS;
     };
+    if std::env::var_os(ORPHANING_PARENT_ENV).is_some() {
+        orphan_a_busy_worker(&runtime);
+    }
     let tests: &[Test] = &[
         (
             "verify_chain_gives_the_in_process_report",
@@ -425,6 +529,14 @@ fn main() -> ExitCode {
         (
             "a_hanging_worker_is_killed_at_the_time_limit",
             a_hanging_worker_is_killed_at_the_time_limit,
+        ),
+        (
+            "workers_die_with_their_parent",
+            workers_die_with_their_parent,
+        ),
+        (
+            "the_largest_windows_validation_allows_run",
+            the_largest_windows_validation_allows_run,
         ),
     ];
     let mut failed = 0;

@@ -12,6 +12,7 @@ mod common;
 
 use multitpu::Error;
 use multitpu::backend::{Interpreter, InterpreterOptions};
+use multitpu::model::options::FieldValue;
 use multitpu::model::validate::{ModelLocation, Validation};
 use multitpu::model::{ElementType, Graph, Model, ops, paper};
 use multitpu::segment::{Plan, extract};
@@ -422,5 +423,96 @@ fn the_paper_models_validate() {
     }
     for filters in [32, 742] {
         paper::conv(filters).unwrap().validate().unwrap();
+    }
+}
+
+/// A one-field patch of Coral's MobileNet v1 (and of the zoo's depthwise network): the
+/// first depthwise convolution's dilation set to 65536, which TFLite 2.9 stores in 16 bits
+/// as 0 and divides by (SIGFPE). Refused, trusted or not, naming the operator.
+#[test]
+fn a_depthwise_dilation_beyond_sixteen_bits() {
+    let dilate = |m: &mut Model<'static>| {
+        let (index, _) = nth_op(m, ops::DEPTHWISE_CONV_2D, 0);
+        let options = m.operators[index].builtin_options.take().expect("options");
+        m.operators[index].builtin_options = Some(
+            options
+                .with("dilation_h_factor", FieldValue::I32(65536))
+                .expect("field"),
+        );
+    };
+    let models = [
+        shared_mutated(MOBILENET_V1, dilate),
+        zoo_mutated(zoo::DEPTHWISE, dilate),
+    ];
+    for m in models.into_iter().flatten() {
+        let (index, _) = nth_op(&m, ops::DEPTHWISE_CONV_2D, 0);
+        for validation in [Validation::strict(), Validation::trusted()] {
+            match m.validate_with(&validation) {
+                Err(Error::InvalidModel {
+                    location: ModelLocation::Operator { index: i, .. },
+                    field: "builtin_options",
+                    reason,
+                }) => {
+                    assert_eq!(i, index);
+                    assert!(reason.contains("16 bits"), "{reason}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}
+
+/// Coral's SSD detector's second segment ends in `TFLite_Detection_PostProcess`, whose
+/// kernel reads its FlexBuffer options without a verifier and trusts them against the
+/// tensors' shapes. Options that break what it takes for granted are refused.
+#[test]
+fn detection_postprocess_options_are_checked() {
+    const SSD: &str = "ssd_mobilenet_v2_coco_quant_postprocess_segment_1_of_2_edgetpu.tflite";
+    let Some(bytes) = common::shared_model(SSD) else {
+        return;
+    };
+    let original = Model::from_bytes(&bytes).unwrap();
+    original.validate().expect("Coral's detector validates");
+    let (index, op) = original
+        .operators
+        .iter()
+        .enumerate()
+        .find(|(_, op)| op.opcode.custom.as_deref() == Some("TFLite_Detection_PostProcess"))
+        .expect("the detector's postprocess");
+    let options = op.custom_options.as_deref().expect("options").to_vec();
+    let patched = |change: &dyn Fn(&mut Vec<u8>)| {
+        let mut model = original.clone().into_owned();
+        let mut o = options.clone();
+        change(&mut o);
+        model.operators[index].custom_options = Some(o.into());
+        model
+    };
+    let refused = |model: &Model<'_>, what: &str| match model.validate() {
+        Err(Error::InvalidModel {
+            location: ModelLocation::Operator { index: i, .. },
+            ..
+        }) if i == index => {}
+        other => panic!("{what}: {other:?}"),
+    };
+    refused(&patched(&|o| o.clear()), "no options");
+    refused(&patched(&|o| o.truncate(o.len() / 2)), "truncated options");
+    // The keys are stored in order; one renamed out of order breaks TFLite's binary search.
+    let at = options
+        .windows(b"num_classes".len())
+        .position(|w| w == b"num_classes")
+        .expect("a num_classes key");
+    refused(&patched(&|o| o[at] = b'z'), "unsorted keys");
+    // Outputs of another size than the options ask the kernel to write are refused, naming
+    // the output.
+    let mut model = original.clone().into_owned();
+    let out = model.operators[index].outputs[0];
+    model.tensors[out].shape[1] += 1;
+    match model.validate() {
+        Err(Error::InvalidModel {
+            location: ModelLocation::Tensor { index: t, .. },
+            field: "shape",
+            ..
+        }) if t == out => {}
+        other => panic!("an output of another size: {other:?}"),
     }
 }

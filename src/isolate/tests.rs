@@ -43,6 +43,12 @@ const SCRIPTS: &[(&str, &str)] = &[
         "cat > /dev/null\necho 'multitpu-isolated 1'\n\
          printf 'error\\truntime\\tTfLiteInterpreterAllocateTensors\\tno room\\\\nat all\\n'\n",
     ),
+    (
+        "long_line",
+        "cat > /dev/null\necho 'multitpu-isolated 1'\n\
+         printf 'error\\truntime\\tTfLiteInterpreterAllocateTensors\\t'\n\
+         head -c 3000000 /dev/zero | tr '\\0' 'x'\necho\n",
+    ),
 ];
 
 fn script(name: &str) -> PathBuf {
@@ -203,4 +209,17 @@ fn invalid_models_are_refused_before_any_child() {
         .run(JobKind::Check, Path::new(""), &[&model], 1, 0)
         .unwrap_err();
     assert!(matches!(error, Error::InvalidModel { .. }), "{error}");
+}
+
+/// A line of several MiB (a long TFLite message) is read whole, not taken for a child that
+/// does not speak the protocol.
+#[test]
+fn protocol_lines_of_any_length_are_read_whole() {
+    match run(Isolation::new(), "long_line") {
+        Err(Error::Runtime { message, .. }) => {
+            assert_eq!(message.len(), 3_000_000);
+            assert!(message.bytes().all(|b| b == b'x'));
+        }
+        other => panic!("{:?}", other.map(|m| m.line())),
+    }
 }
