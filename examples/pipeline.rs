@@ -4,7 +4,7 @@
 //! cargo run --release --example pipeline -- MODEL --segments N [--strategy S]
 //!     [--backend cpu|sim-usb|sim-pcie|edgetpu] [--batch B] [--threads T]
 //!     [--compute skip|cpu] [--devices D0,D1,...] [--reference MODEL] [--seed S]
-//!     [--in-process] [--timeout SECONDS]
+//!     [--in-process | --isolated] [--timeout SECONDS]
 //! ```
 //!
 //! Strategies: `profiled` (default), `uniform`, `uniform-ops`, `libcoral`; the profiling ones
@@ -33,11 +33,14 @@
 //!   `pci:1`, `:2`, ...). Prints libedgetpu's version first.
 //!
 //! Before a backend runs TFLite on the CPU in this process (`cpu`, and `sim-*` with
-//! `--compute cpu`), the whole model and every segment are loaded and invoked once in a child
-//! process (`multitpu::isolate`: this program started again, with at most 4 GiB of memory and
-//! `--timeout` seconds, default 120), so that a model that crashes TFLite ends in an error
-//! naming it (`error: the isolated child died ...`) instead of killing this program.
-//! `--in-process` skips that check.
+//! `--compute cpu`), the whole model and every segment are loaded and invoked
+//! `Isolation::MIN_CHECK_TRIALS` times in a child process (`multitpu::isolate`: this program
+//! started again, with at most 4 GiB of memory and `--timeout` seconds, default 120), so that
+//! a model that crashes TFLite ends in an error naming it (`error: the isolated child died
+//! ...`) instead of killing this program. `--in-process` skips that check. With
+//! `--isolated` (`cpu` backend), every stage's interpreter runs in a worker process of its
+//! own for the whole run (`IsolatedBackend`): a crash then fails its stage, never this
+//! program, whatever the input.
 //!
 //! Runs B seeded random inputs (default 50), prints per-stage statistics and the throughput.
 //! The last line is `pipeline: <B> items, <items/s> items/s, <identical|not checked>`
@@ -46,24 +49,26 @@
 
 use std::error::Error;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use multitpu::backend::{
-    CpuBackend, DeviceSelector, EdgeTpuBackend, EdgeTpuRuntime, Interpreter, InterpreterOptions,
-    Runtime, SimCompute, SimulatedEdgeTpuBackend,
+    CpuBackend, DeviceSelector, EdgeTpuBackend, EdgeTpuRuntime, Runtime, SimCompute,
+    SimulatedEdgeTpuBackend,
 };
 use multitpu::device::CpuCostModel;
-use multitpu::isolate::{self, Isolation, NamedModel};
+use multitpu::isolate::{self, IsolatedBackend, Isolation, NamedModel};
 use multitpu::model::builder::SplitMix64;
 use multitpu::model::{Graph, Model, paper};
-use multitpu::pipeline::{Backend, Output, Pipeline, PipelineStats};
+use multitpu::pipeline::{Backend, Output, Pipeline, PipelineStats, Stage};
 use multitpu::profile::EdgeTpuCostModel;
 use multitpu::segment::{self, Plan, Profiled, SegmentKind, Segmenter};
 use multitpu::verify::random_tensor;
 
 const USAGE: &str = "usage: pipeline MODEL --segments N [--strategy S] \
     [--backend cpu|sim-usb|sim-pcie|edgetpu] [--batch B] [--threads T] [--compute skip|cpu] \
-    [--devices D0,D1,...] [--reference MODEL] [--seed S] [--in-process] [--timeout SECONDS]";
+    [--devices D0,D1,...] [--reference MODEL] [--seed S] [--in-process | --isolated] \
+    [--timeout SECONDS]";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum BackendKind {
@@ -85,6 +90,7 @@ struct Args {
     reference: Option<String>,
     seed: u64,
     in_process: bool,
+    isolated: bool,
     timeout_s: f64,
 }
 
@@ -102,6 +108,7 @@ fn parse_args() -> Result<Args, String> {
         reference: None,
         seed: 0x5eed,
         in_process: false,
+        isolated: false,
         timeout_s: Isolation::DEFAULT_TIMEOUT.as_secs_f64(),
     };
     let mut model = None;
@@ -120,6 +127,7 @@ fn parse_args() -> Result<Args, String> {
             "--threads" => parsed.threads = number("--threads", value("--threads")?)?,
             "--seed" => parsed.seed = number("--seed", value("--seed")?)?,
             "--in-process" => parsed.in_process = true,
+            "--isolated" => parsed.isolated = true,
             "--timeout" => parsed.timeout_s = number("--timeout", value("--timeout")?)?,
             "--reference" => parsed.reference = Some(value("--reference")?),
             "--backend" => {
@@ -167,6 +175,13 @@ fn parse_args() -> Result<Args, String> {
     }
     if !(parsed.timeout_s.is_finite() && parsed.timeout_s > 0.0) {
         return Err("--timeout must be a positive number of seconds".to_string());
+    }
+    if parsed.isolated && (parsed.backend != BackendKind::Cpu || parsed.in_process) {
+        return Err(
+            "--isolated runs the cpu backend's stages in workers: not with another \
+                    backend or --in-process"
+                .to_string(),
+        );
     }
     Ok(parsed)
 }
@@ -260,32 +275,41 @@ fn print_stats(stats: &PipelineStats, depths: &[usize], predictions: Option<&[St
     println!("queue = items waiting in front of the stage when the last input was pushed");
 }
 
-/// Runs every input through the whole model on one interpreter and compares each output
-/// with the pipeline's; returns how many items differ and the interpreter's items/s.
+/// Runs every input through the whole model on one interpreter (`reference`, a stage of
+/// the CPU backend, or of the isolated one with `--isolated`) and compares each output with
+/// the pipeline's; returns how many items differ and the interpreter's items/s.
 fn check(
-    runtime: &Runtime,
-    whole: &[u8],
+    reference: &mut dyn Stage,
     inputs: &[Vec<(String, Vec<u8>)>],
     outputs: &[Output],
-    threads: usize,
 ) -> Result<(usize, f64), Box<dyn Error>> {
-    let options = InterpreterOptions::default().with_threads(threads);
-    let mut interpreter = Interpreter::new(runtime, whole.to_vec(), &options)?;
+    let mut results: Vec<Vec<u8>> = reference
+        .outputs()
+        .iter()
+        .map(|spec| vec![0; spec.byte_size])
+        .collect();
     let mut differ = 0;
     let mut busy = Duration::ZERO;
     for (item, output) in inputs.iter().zip(outputs) {
-        for (name, data) in item {
-            let index = interpreter.input_index(name)?;
-            interpreter.set_input(index, data)?;
-        }
+        let ordered: Vec<&[u8]> = reference
+            .inputs()
+            .iter()
+            .map(|spec| {
+                item.iter()
+                    .find(|(name, _)| *name == spec.name)
+                    .map(|(_, data)| data.as_slice())
+                    .ok_or_else(|| format!("no input `{}` for the reference", spec.name))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut buffers: Vec<&mut [u8]> = results.iter_mut().map(Vec::as_mut_slice).collect();
         let start = Instant::now();
-        interpreter.invoke()?;
+        reference.run(&ordered, &mut buffers)?;
         busy += start.elapsed();
-        let mut same = true;
-        for (spec, data) in output.iter() {
-            let index = interpreter.output_index(&spec.name)?;
-            same &= interpreter.output(index)? == data;
-        }
+        let same = reference
+            .outputs()
+            .iter()
+            .zip(&results)
+            .all(|(spec, data)| output.get(&spec.name) == Some(data.as_slice()));
         if !same {
             differ += 1;
         }
@@ -313,6 +337,13 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         BackendKind::EdgeTpu => true,
     };
     let backend: Box<dyn Backend> = match (args.backend, &runtime) {
+        (BackendKind::Cpu, Some(runtime)) if args.isolated => Box::new(
+            IsolatedBackend::new(
+                runtime,
+                Isolation::new().with_timeout(Duration::from_secs_f64(args.timeout_s)),
+            )
+            .with_threads(args.threads),
+        ),
         (BackendKind::Cpu, Some(runtime)) => {
             Box::new(CpuBackend::new(runtime.clone(), args.threads, false))
         }
@@ -347,13 +378,15 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
             BackendKind::SimUsb | BackendKind::SimPcie => args.compute_on_cpu,
             BackendKind::EdgeTpu => false,
         };
-        if let (true, false, Some(runtime)) = (in_process_tflite, args.in_process, &runtime) {
+        let gate = in_process_tflite && !args.in_process && !args.isolated;
+        if let (true, Some(runtime)) = (gate, &runtime) {
             Isolation::new()
                 .with_timeout(Duration::from_secs_f64(args.timeout_s))
-                .check(runtime, models, 1, args.seed)?;
+                .check(runtime, models, Isolation::MIN_CHECK_TRIALS, args.seed)?;
             println!(
-                "isolated check: {} models loaded and invoked in a child process",
-                models.len()
+                "isolated check: {} models loaded and invoked {} times each in a child process",
+                models.len(),
+                Isolation::MIN_CHECK_TRIALS
             );
         }
         Ok(())
@@ -537,7 +570,19 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
 
     let verdict = match (&whole, computes, &runtime) {
         (Some(whole), true, Some(runtime)) => {
-            let (differ, single) = check(runtime, whole, &inputs, &outputs, args.threads)?;
+            let reference: Box<dyn Backend> = if args.isolated {
+                Box::new(
+                    IsolatedBackend::new(
+                        runtime,
+                        Isolation::new().with_timeout(Duration::from_secs_f64(args.timeout_s)),
+                    )
+                    .with_threads(args.threads),
+                )
+            } else {
+                Box::new(CpuBackend::new(runtime.clone(), args.threads, false))
+            };
+            let mut reference = reference.prepare_cpu(Arc::from(whole.as_slice()))?;
+            let (differ, single) = check(&mut *reference, &inputs, &outputs)?;
             if args.backend == BackendKind::Cpu {
                 println!(
                     "whole model on one interpreter ({} thread{}): {single:.1} items/s",
