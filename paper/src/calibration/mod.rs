@@ -541,9 +541,9 @@ pub fn choose_published_weight(
     }
     let chosen = trials
         .iter()
-        .filter(|t| t.worst.median_error <= SERIES_ERROR_BAR)
-        .map(|t| t.weight)
-        .last();
+        .rev()
+        .find(|t| t.worst.median_error <= SERIES_ERROR_BAR)
+        .map(|t| t.weight);
     Ok((trials, chosen))
 }
 

@@ -23,7 +23,7 @@ pub const MAX_WINDOW: i64 = i16::MAX as i64;
 /// which is 0, a loop that never ends, beyond.
 pub const MAX_DEPTHWISE_CHANNELS: i64 = 2048;
 
-/// The highest rank strict validation lets through: the kernels of [`MODELLED`] take at
+/// The highest rank strict validation lets through: the modelled operators' kernels take at
 /// most 6 dimensions (several fewer, checked per operator).
 pub const MAX_RANK: usize = 6;
 
