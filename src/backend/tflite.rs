@@ -341,6 +341,15 @@ impl fmt::Debug for Interpreter {
     }
 }
 
+/// Which bytes TFLite loads: the writer's of the validated model, or (for the fuzz target
+/// that compares the parsers) the caller's.
+#[derive(Clone, Copy)]
+enum Bytes {
+    Rewritten,
+    #[cfg(fuzzing)]
+    AsGiven,
+}
+
 impl Interpreter {
     /// Builds an interpreter for the model in `model_bytes` and allocates
     /// its tensors.
@@ -367,7 +376,20 @@ impl Interpreter {
         model_bytes: impl Into<Arc<[u8]>>,
         options: &InterpreterOptions,
     ) -> Result<Self> {
-        Self::build(runtime, model_bytes.into(), options, None)
+        Self::build(runtime, model_bytes.into(), options, None, Bytes::Rewritten)
+    }
+
+    /// For the `parsers` fuzz target only: [`Interpreter::new`], except that TFLite loads
+    /// `model_bytes` as given rather than as this crate's writer writes the model, so that
+    /// the target can compare the two parsers' readings of one file.
+    #[cfg(fuzzing)]
+    #[doc(hidden)]
+    pub fn new_verbatim(
+        runtime: &Runtime,
+        model_bytes: impl Into<Arc<[u8]>>,
+        options: &InterpreterOptions,
+    ) -> Result<Self> {
+        Self::build(runtime, model_bytes.into(), options, None, Bytes::AsGiven)
     }
 
     /// Like [`Interpreter::new`], with an Edge TPU delegate that runs the model's
@@ -385,7 +407,13 @@ impl Interpreter {
         options: &InterpreterOptions,
         delegate: Delegate,
     ) -> Result<Self> {
-        Self::build(runtime, model_bytes.into(), options, Some(delegate))
+        Self::build(
+            runtime,
+            model_bytes.into(),
+            options,
+            Some(delegate),
+            Bytes::Rewritten,
+        )
     }
 
     fn build(
@@ -393,6 +421,7 @@ impl Interpreter {
         bytes: Arc<[u8]>,
         options: &InterpreterOptions,
         edgetpu: Option<Delegate>,
+        given: Bytes,
     ) -> Result<Self> {
         let _span = tracing::debug_span!("load_interpreter", bytes = bytes.len()).entered();
         let api = &*runtime.api;
@@ -421,7 +450,11 @@ impl Interpreter {
         // the caller's: whatever the caller's bytes encode that one flatbuffer reader sees
         // and another does not (tables shared or overlapping, fields of newer schemas,
         // padding), TFLite runs exactly the model that validation checked.
-        let bytes: Arc<[u8]> = Arc::from(parsed.to_bytes()?);
+        let bytes: Arc<[u8]> = match given {
+            Bytes::Rewritten => Arc::from(parsed.to_bytes()?),
+            #[cfg(fuzzing)]
+            Bytes::AsGiven => Arc::clone(&bytes),
+        };
         // TFLite's C API gives one scale and zero point per tensor; the model has them all.
         let quantization = |tensors: &[usize]| -> Vec<Option<Quantization>> {
             tensors

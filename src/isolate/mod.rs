@@ -67,6 +67,13 @@ mod worker;
 #[cfg(target_os = "linux")]
 pub use worker::{IsolatedBackend, IsolatedStage};
 
+/// For the `wire` fuzz target: the protocol's readers and writers on arbitrary bytes.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn fuzz_wire(data: &[u8]) {
+    wire::fuzz(data);
+}
+
 use std::fmt;
 use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};

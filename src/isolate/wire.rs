@@ -449,6 +449,42 @@ pub(super) fn unescape(text: &str) -> String {
     out
 }
 
+/// For the `wire` fuzz target: every reader of the protocol on `data`, which must end in a
+/// value or a typed error, and every job and message read (errors apart) must be written
+/// back as what was read.
+#[cfg(fuzzing)]
+pub(super) fn fuzz(data: &[u8]) {
+    if let Ok(job) = Job::read(data) {
+        let mut again = Vec::new();
+        job.write(&mut again).expect("a job writes to memory");
+        assert_eq!(Job::read(&again[..]).expect("a written job reads"), job);
+    }
+    if let Ok(job) = WorkerJob::read(&mut io::BufReader::new(data)) {
+        let mut again = Vec::new();
+        job.write(&mut again).expect("a job writes to memory");
+        let read = WorkerJob::read(&mut io::BufReader::new(&again[..])).expect("reads back");
+        assert_eq!(read, job);
+    }
+    for line in String::from_utf8_lossy(data).lines() {
+        // An error that is not one of the kinds sent typed comes back wrapped (as what the
+        // isolated check reported), so only the other messages must round-trip exactly.
+        if line.starts_with("error\t") {
+            let _ = (Message::parse(line), WorkerReply::parse(line));
+            continue;
+        }
+        if let Some(message) = Message::parse(line) {
+            let written = message.line();
+            let again = Message::parse(&written).expect("a written message parses");
+            assert_eq!(again.line(), written);
+        }
+        if let Some(reply) = WorkerReply::parse(line) {
+            let written = reply.line();
+            let again = WorkerReply::parse(&written).expect("a written reply parses");
+            assert_eq!(again.line(), written);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
