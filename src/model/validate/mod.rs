@@ -9,9 +9,34 @@
 //! defects first, so that a hostile or corrupted file ends in an [`Error::InvalidModel`]
 //! naming the tensor or operator and the field, never in a signal.
 //!
-//! Every segment that [`extract`](crate::model::extract) cuts is validated, together with
-//! the model it was cut from, and so is every model given to
-//! [`Interpreter::new`](crate::backend::Interpreter::new) before its bytes reach TFLite.
+//! Every model given to [`Interpreter::new`](crate::backend::Interpreter::new) is validated
+//! before TFLite sees it, strictly unless the caller trusts it ([`Validation`]), and TFLite
+//! is then given the bytes this crate's writer makes of the model that was validated, never
+//! the caller's: one parser's reading is what runs. Every segment that
+//! [`extract`](crate::model::extract) cuts is validated too, together with the model it was
+//! cut from (as trusted: cutting runs nothing).
+//!
+//! # Strict and trusted
+//!
+//! Under [`Validation::strict`], the default, a model runs only if every operator in it is
+//! one validation models fully ([`modelled_operators`]: the operators of the vision and
+//! sequence networks this crate targets), each with the preconditions of its TFLite 2.9
+//! kernel that a file can break: how many inputs it takes and which may be absent, which
+//! operands must be constants and of which type (shapes, paddings, axes, begin/end/strides,
+//! sizes, permutations), the element types it dispatches on, option ranges its kernel keeps
+//! in 16-bit fields (strides, dilations, filter sizes and the padding they give, at most
+//! [`MAX_WINDOW`]), the depthwise channel limit ([`MAX_DEPTHWISE_CHANNELS`]), the integer
+//! LSTM's intermediates, options fields newer than 2.9, and the output shape it computes.
+//! Custom operators pass if the caller supplies their kernel ([`Validation::with_custom_op`];
+//! the backends add the kernels they register), if they are `edgetpu-custom-op` (run by the
+//! Edge TPU delegate), or `TFLite_Detection_PostProcess`, whose FlexBuffer options
+//! ([`DETECTION_POSTPROCESS`]: sorted keys, plain values, detection counts within
+//! [`MAX_DETECTIONS`]) and shapes are modelled. String tensors, ranks above [`MAX_RANK`] and
+//! intermediates on other operators are refused. Anything else is an
+//! [`Error::InvalidModel`] naming the operator, unless the caller says the model is trusted
+//! ([`Validation::trusted`], [`InterpreterOptions::trusted`](crate::backend::InterpreterOptions::trusted)):
+//! then the checks below still apply, but unmodelled operators pass with their recorded
+//! output shapes, and TFLite may crash on them.
 //!
 //! # What is checked
 //!
@@ -71,24 +96,26 @@
 //! `new_shape` option), `SQUEEZE`, `TRANSPOSE` (constant permutation), `PAD`, `PADV2`,
 //! `MIRROR_PAD` (constant paddings), `MEAN`, `SUM`, `REDUCE_PROD`, `REDUCE_MAX`,
 //! `REDUCE_MIN` (constant axes), `ARG_MAX`, `ARG_MIN` (constant axis), `RESIZE_BILINEAR`,
-//! `RESIZE_NEAREST_NEIGHBOR` (constant size), `UNIDIRECTIONAL_SEQUENCE_LSTM`, and the
+//! `RESIZE_NEAREST_NEIGHBOR` (constant size), `STRIDED_SLICE` (constant begin, end and
+//! strides, without ellipsis or new axes), `UNIDIRECTIONAL_SEQUENCE_LSTM`, and the
 //! operators whose output has their first input's shape (`SOFTMAX`, `LOG_SOFTMAX`,
 //! `QUANTIZE`, `DEQUANTIZE`, `CAST`, the activations and the element-wise unary functions).
 //!
 //! # What is not checked
 //!
-//! - Outputs of other operators (custom ops such as `edgetpu-custom-op`, `STRIDED_SLICE`,
-//!   `GATHER`, ...) and of the listed ones when a shape operand is computed at run time:
-//!   their recorded shapes are only checked for sanity (positive, bounded) and then trusted.
-//!   Where such a tensor feeds a listed operator, that operator's checks still apply
-//!   (e.g. `RESHAPE` element counts, `FULLY_CONNECTED` input sizes).
-//! - Kernel preconditions beyond the shapes, element types and quantization rules above:
-//!   which element types an operator supports, op versions, option values that do not
-//!   affect shapes, other kernels' requantization limits. TFLite checks most of these itself and reports errors;
-//!   a crash it does not guard against and that is not listed here is not caught.
-//! - Constant values other than the shape operands above (weights, biases, lookup tables),
-//!   and custom options (an Edge TPU program is opaque).
+//! - Under trusted validation only: outputs of operators validation does not model, and of
+//!   modelled ones whose shape operand is computed at run time: their recorded shapes are
+//!   only checked for sanity (positive, bounded) and then trusted, and their kernels'
+//!   preconditions not at all. Where such a tensor feeds a modelled operator, that
+//!   operator's checks still apply.
+//! - Preconditions that TFLite's kernels check themselves and turn into an error (op
+//!   versions, many type combinations): those come back as [`Error::Runtime`].
+//! - Constant values other than the operands above (weights, biases, lookup tables), and
+//!   the Edge TPU program in `edgetpu-custom-op`'s options (the delegate's to check).
 //! - Total memory: each tensor is bounded, not their sum.
+//! - Crashes that depend on input values a modelled kernel reads as indices: none of the
+//!   modelled operators reads its input values as indices; unmodelled ones (`GATHER`,
+//!   `SCATTER_ND`, ...) are refused under strict validation for that reason.
 
 use std::fmt;
 
