@@ -12,6 +12,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
+use multitpu::Error;
 use multitpu::backend::{Interpreter, InterpreterOptions, Runtime};
 use multitpu::model::Model;
 
@@ -39,6 +40,10 @@ fuzz_target!(|data: &[u8]| {
         (Ok(a), Ok(b)) => (a, b),
         // Both refused (an operator version TFLite lacks): the same reading.
         (Err(_), Err(_)) => return,
+        // TFLite's flatbuffer verifier refuses the file as given, which this crate's reader
+        // takes: TFLite then runs no reading of its own, only the rewritten one, which is
+        // what `Interpreter::new` gives it.
+        (Ok(_), Err(Error::Runtime { call: "TfLiteModelCreate", .. })) => return,
         (a, b) => panic!(
             "TFLite loads one reading and not the other: rewritten {:?}, as given {:?}",
             a.err(),
