@@ -264,9 +264,8 @@ impl<'a> Reader<'a> {
 
     fn buffers(&self, root: &Table<'a>, path: &Path<'_>) -> Result<Buffers<'a>> {
         use ids::buffer as f;
-        let Some(v) = root.vector(ids::model::BUFFERS, 4, path)? else {
-            return Ok(Vec::new());
-        };
+        // TFLite refuses a model without a buffers vector ("No buffers in the model").
+        let v = required(root.vector(ids::model::BUFFERS, 4, path)?, path, root.offset())?;
         let mut out = Vec::new();
         for i in 0..v.len() {
             let p = path.index(i);
@@ -365,12 +364,13 @@ impl<'a> Reader<'a> {
         reject_unknown(t, f::COUNT, &self.budget, path)?;
         let t_path = path.field("tensors");
         let mut tensors = Vec::new();
-        if let Some(v) = t.vector(f::TENSORS, 4, &t_path)? {
-            for i in 0..v.len() {
-                let p = t_path.index(i);
-                self.budget.charge(TABLE_COST, &p, t.offset())?;
-                tensors.push(self.tensor(&v.table(i, &p)?, buffers, &p)?);
-            }
+        // TFLite refuses a subgraph without a tensors vector ("Did not get tensors"), where
+        // an empty one is a subgraph of no tensors: required, so both read the file alike.
+        let v = required(t.vector(f::TENSORS, 4, &t_path)?, &t_path, t.offset())?;
+        for i in 0..v.len() {
+            let p = t_path.index(i);
+            self.budget.charge(TABLE_COST, &p, t.offset())?;
+            tensors.push(self.tensor(&v.table(i, &p)?, buffers, &p)?);
         }
         let count = tensors.len();
         let inputs = self.indices(t, f::INPUTS, count, &path.field("inputs"))?;
@@ -709,6 +709,9 @@ mod tests {
         large_custom: Option<(u64, u64)>,
         /// With `external` or `large_custom`: the inline field too.
         inline_too: bool,
+        /// Leave out the subgraph's tensors vector, or the model's buffers vector.
+        no_tensors: bool,
+        no_buffers: bool,
         input: Option<i32>,
         metadata_buffer: Option<u32>,
     }
@@ -745,6 +748,8 @@ mod tests {
             options2,
             large_custom,
             inline_too,
+            no_tensors,
+            no_buffers,
             input,
             metadata_buffer,
         } = raw;
@@ -806,7 +811,7 @@ mod tests {
                         Value::scalar(size),
                     ));
                 }
-                b.table(vec![
+                let mut fields = vec![
                     (
                         ids::subgraph::TENSORS,
                         Value::children(vec![
@@ -821,7 +826,11 @@ mod tests {
                         ids::subgraph::OPERATORS,
                         Value::children(vec![Box::new(move |b| b.table(op))]),
                     ),
-                ])
+                ];
+                if no_tensors {
+                    fields.remove(0);
+                }
+                b.table(fields)
             })
         };
         let root: Child<'static> = Box::new(move |b| {
@@ -864,6 +873,9 @@ mod tests {
                     Value::children(vec![Box::new(|b| b.table(vec![])), weights]),
                 ),
             ];
+            if no_buffers {
+                fields.pop();
+            }
             if let Some(mb) = metadata_buffer {
                 fields.push((ids::model::METADATA_BUFFER, Value::scalars(vec![mb as i32])));
             }
@@ -1061,6 +1073,28 @@ mod tests {
                 ..Raw::default()
             },
             "metadata_buffer",
+        );
+    }
+
+    /// TFLite refuses a model without buffers and a subgraph without tensors, where empty
+    /// vectors are a model without them: the reader refuses the absent ones too.
+    #[test]
+    fn absent_tensors_and_buffers_are_refused() {
+        malformed(
+            Raw {
+                no_tensors: true,
+                input: Some(-1),
+                ..Raw::default()
+            },
+            "subgraphs[0].tensors: required field missing",
+        );
+        malformed(
+            Raw {
+                no_buffers: true,
+                tensor_buffer: Some(0),
+                ..Raw::default()
+            },
+            "buffers: required field missing",
         );
     }
 
