@@ -22,12 +22,13 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use multitpu::backend::{CpuBackend, Interpreter, InterpreterOptions, Runtime};
 use multitpu::model::builder::SplitMix64;
-use multitpu::model::{Graph, paper};
-use multitpu::pipeline::{Pipeline, PipelineBuilder};
-use multitpu::segment::{Plan, is_valid_cut};
+use multitpu::model::paper;
+use multitpu::pipeline::PipelineBuilder;
 use multitpu::verify::random_tensor;
 
 const BATCH: usize = 16;
@@ -36,35 +37,15 @@ const FILTERS: usize = 32;
 /// The whole model and its two halves, cut where the MACs are most nearly equal.
 fn model() -> (Vec<u8>, Vec<Arc<[u8]>>) {
     let model = paper::conv(FILTERS).expect("paper conv model");
-    let graph = Graph::new(&model).expect("graph");
-    let plan = (1..graph.op_count())
-        .filter(|&cut| is_valid_cut(&graph, cut))
-        .filter_map(|cut| Plan::from_cuts("equal-macs", &graph, &[cut]).ok())
-        .min_by_key(|plan| plan.segments[0].macs.abs_diff(plan.segments[1].macs))
-        .expect("a valid cut");
+    let (plan, halves) = common::halves(&model);
     let (a, b) = (plan.segments[0].macs, plan.segments[1].macs);
     println!(
         "conv F={FILTERS}: cut at op {} of {}, MACs {a} + {b} ({:.1} % apart)",
         plan.segments[1].ops.start,
-        graph.op_count(),
+        model.operators.len(),
         100.0 * a.abs_diff(b) as f64 / a.max(b) as f64
     );
-    let halves = plan
-        .extract(&graph)
-        .expect("extract")
-        .iter()
-        .map(|m| Arc::from(m.to_bytes().expect("serialize")))
-        .collect();
     (model.to_bytes().expect("serialize"), halves)
-}
-
-fn run_batch(pipeline: &Pipeline, name: &str, inputs: &[Vec<u8>]) {
-    for input in inputs {
-        pipeline.push(&[(name, input)]).expect("push");
-    }
-    for _ in inputs {
-        black_box(pipeline.pop().expect("pop").expect("an output"));
-    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -116,7 +97,7 @@ fn bench(c: &mut Criterion) {
         .expect("pipeline");
     let name = pipeline.inputs()[0].name.clone();
     group.bench_function("pipeline/2_stages_1_thread", |b| {
-        b.iter(|| run_batch(&pipeline, &name, &inputs))
+        b.iter(|| common::run_batch(&pipeline, &name, &inputs))
     });
     group.finish();
     for stage in pipeline.stats().stages {

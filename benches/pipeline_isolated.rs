@@ -18,49 +18,25 @@
 //! Needs `MULTITPU_TFLITE_LIB`; without it the bench prints why and measures nothing. This
 //! program is its own worker: `main` starts with `isolate::run_if_child`.
 
-use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
+
+mod common;
 
 use criterion::{Criterion, Throughput, criterion_group};
 use multitpu::backend::{CpuBackend, Runtime};
 use multitpu::isolate::{self, IsolatedBackend, Isolation};
 use multitpu::model::builder::SplitMix64;
-use multitpu::model::{Graph, Model, paper};
+use multitpu::model::paper;
 use multitpu::pipeline::{Backend, Pipeline, PipelineBuilder};
-use multitpu::segment::{Plan, is_valid_cut};
 use multitpu::verify::random_tensor;
 
 const BATCH: usize = 16;
-
-/// The model's two halves, cut where the MACs are most nearly equal.
-fn halves(model: &Model<'_>) -> Vec<Arc<[u8]>> {
-    let graph = Graph::new(model).expect("graph");
-    let plan = (1..graph.op_count())
-        .filter(|&cut| is_valid_cut(&graph, cut))
-        .filter_map(|cut| Plan::from_cuts("equal-macs", &graph, &[cut]).ok())
-        .min_by_key(|plan| plan.segments[0].macs.abs_diff(plan.segments[1].macs))
-        .expect("a valid cut");
-    plan.extract(&graph)
-        .expect("extract")
-        .iter()
-        .map(|m| Arc::from(m.to_bytes().expect("serialize")))
-        .collect()
-}
 
 fn pipeline(segments: &[Arc<[u8]>], backend: &dyn Backend) -> Pipeline {
     PipelineBuilder::from_segments(segments, backend)
         .and_then(PipelineBuilder::build)
         .expect("pipeline")
-}
-
-fn run_batch(pipeline: &Pipeline, name: &str, inputs: &[Vec<u8>]) {
-    for input in inputs {
-        pipeline.push(&[(name, input)]).expect("push");
-    }
-    for _ in inputs {
-        black_box(pipeline.pop().expect("pop").expect("an output"));
-    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -76,7 +52,7 @@ fn bench(c: &mut Criterion) {
         ("fc500", paper::fc(500).expect("fc")),
     ];
     for (label, model) in models {
-        let segments = halves(&model);
+        let (_, segments) = common::halves(&model);
         let in_process = pipeline(&segments, &CpuBackend::new(runtime.clone(), 1, false));
         let isolated = pipeline(&segments, &IsolatedBackend::new(&runtime, Isolation::new()));
         let spec = in_process.inputs()[0].clone();
@@ -91,10 +67,10 @@ fn bench(c: &mut Criterion) {
             .warm_up_time(Duration::from_secs(1))
             .measurement_time(Duration::from_secs(5));
         group.bench_function("in_process", |b| {
-            b.iter(|| run_batch(&in_process, &spec.name, &inputs))
+            b.iter(|| common::run_batch(&in_process, &spec.name, &inputs))
         });
         group.bench_function("isolated", |b| {
-            b.iter(|| run_batch(&isolated, &spec.name, &inputs))
+            b.iter(|| common::run_batch(&isolated, &spec.name, &inputs))
         });
         group.finish();
         for (kind, pipeline) in [("in_process", &in_process), ("isolated", &isolated)] {

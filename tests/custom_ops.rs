@@ -4,44 +4,15 @@
 
 mod common;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use multitpu::Error;
 use multitpu::backend::{CpuBackend, CustomOp, Interpreter, InterpreterOptions, OpInput, OpOutput};
-use multitpu::model::{BUILTIN_CUSTOM, ElementType, Model, OpCode, Operator, Tensor};
+use multitpu::model::Model;
 use multitpu::pipeline::PipelineBuilder;
 use multitpu::tensor::TensorSpec;
 
-fn float_tensor(name: &'static str) -> Tensor<'static> {
-    Tensor {
-        name: Cow::Borrowed(name),
-        element_type: ElementType::F32,
-        shape: vec![1, 4],
-        shape_signature: None,
-        quantization: None,
-        data: None,
-        is_variable: false,
-        has_rank: true,
-    }
-}
-
-fn custom(name: &'static str, input: usize, output: usize, options: &[u8]) -> Operator<'static> {
-    Operator {
-        opcode: OpCode {
-            builtin: BUILTIN_CUSTOM,
-            custom: Some(Cow::Borrowed(name)),
-            version: 1,
-        },
-        inputs: vec![Some(input)],
-        outputs: vec![output],
-        intermediates: Vec::new(),
-        builtin_options: None,
-        custom_options: (!options.is_empty()).then(|| Cow::Owned(options.to_vec())),
-        custom_options_format: 0,
-        mutating_variable_inputs: Vec::new(),
-    }
-}
+use common::{custom_node as custom, float_tensor};
 
 /// `y = (2x + 1) × 3` as three custom nodes: `times` (its factor in its options), `plus-one`,
 /// `times` again.

@@ -19,7 +19,7 @@ use multitpu::backend::{CpuBackend, CustomOps, OpInput, OpOutput, Runtime};
 use multitpu::isolate::{self, ChildExit, IsolatedBackend, Isolation, NamedModel};
 use multitpu::model::builder::{ModelBuilder, Padding};
 use multitpu::model::options::{BuiltinOptions, FieldValue};
-use multitpu::model::{BUILTIN_CUSTOM, ElementType, Graph, Model, OpCode, Operator, Tensor, ops};
+use multitpu::model::{ElementType, Graph, Model, OpCode, Operator, Tensor, ops};
 use multitpu::pipeline::{Backend, PipelineBuilder};
 use multitpu::segment::{Segmenter, UniformByOps};
 use multitpu::verify::verify_chain;
@@ -295,33 +295,7 @@ fn a_crashing_stage_fails_with_its_worker_and_loses_nothing_silently(runtime: &R
 /// `y = x + 1` by the custom operator `plus-one`, whose kernel the worker program (this test
 /// binary, through `run_if_child_with`) registers.
 fn plus_one_model() -> Vec<u8> {
-    let tensor = |name: &'static str| Tensor {
-        name: Cow::Borrowed(name),
-        element_type: ElementType::F32,
-        shape: vec![1, 4],
-        shape_signature: None,
-        quantization: None,
-        data: None,
-        is_variable: false,
-        has_rank: true,
-    };
-    let node = Operator {
-        opcode: OpCode {
-            builtin: BUILTIN_CUSTOM,
-            custom: Some(Cow::Borrowed("plus-one")),
-            version: 1,
-        },
-        inputs: vec![Some(0)],
-        outputs: vec![1],
-        intermediates: Vec::new(),
-        builtin_options: None,
-        custom_options: None,
-        custom_options_format: 0,
-        mutating_variable_inputs: Vec::new(),
-    };
-    Model::new(vec![tensor("x"), tensor("y")], vec![node], vec![0], vec![1])
-        .to_bytes()
-        .unwrap()
+    common::one_custom_node("plus-one")
 }
 
 fn plus_one(inputs: &[OpInput<'_>], outputs: &mut [OpOutput<'_>]) -> multitpu::Result<()> {

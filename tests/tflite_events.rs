@@ -8,43 +8,10 @@
 
 mod common;
 
-use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use multitpu::Error;
 use multitpu::backend::{Interpreter, InterpreterOptions};
-use multitpu::model::{BUILTIN_CUSTOM, ElementType, Model, OpCode, Operator, Tensor};
-
-/// One `CUSTOM` node named `plus-one`, float `[1, 4]` in and out.
-fn unknown_custom_node() -> Vec<u8> {
-    let tensor = |name: &'static str| Tensor {
-        name: Cow::Borrowed(name),
-        element_type: ElementType::F32,
-        shape: vec![1, 4],
-        shape_signature: None,
-        quantization: None,
-        data: None,
-        is_variable: false,
-        has_rank: true,
-    };
-    let node = Operator {
-        opcode: OpCode {
-            builtin: BUILTIN_CUSTOM,
-            custom: Some(Cow::Borrowed("plus-one")),
-            version: 1,
-        },
-        inputs: vec![Some(0)],
-        outputs: vec![1],
-        intermediates: Vec::new(),
-        builtin_options: None,
-        custom_options: None,
-        custom_options_format: 0,
-        mutating_variable_inputs: Vec::new(),
-    };
-    Model::new(vec![tensor("x"), tensor("y")], vec![node], vec![0], vec![1])
-        .to_bytes()
-        .unwrap()
-}
 
 #[test]
 fn a_missing_kernel_is_a_typed_error_and_a_tracing_event() {
@@ -54,7 +21,7 @@ fn a_missing_kernel_is_a_typed_error_and_a_tracing_event() {
     let (result, events) = capture_tflite_events(|| {
         Interpreter::new(
             &runtime,
-            unknown_custom_node(),
+            common::one_custom_node("plus-one"),
             &InterpreterOptions::default().with_trusted(true),
         )
     });

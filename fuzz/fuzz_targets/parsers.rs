@@ -9,17 +9,12 @@
 //! Needs `MULTITPU_TFLITE_LIB` (`scripts/fuzz` sets it from `scripts/fetch-tflite`).
 #![no_main]
 
-use std::sync::OnceLock;
+mod common;
 
 use libfuzzer_sys::fuzz_target;
 use multitpu::Error;
-use multitpu::backend::{Interpreter, InterpreterOptions, Runtime};
+use multitpu::backend::{Interpreter, InterpreterOptions};
 use multitpu::model::Model;
-
-fn runtime() -> &'static Runtime {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| Runtime::load().expect("the TFLite runtime: set MULTITPU_TFLITE_LIB"))
-}
 
 fuzz_target!(|data: &[u8]| {
     let Ok(model) = Model::from_bytes(data) else {
@@ -31,11 +26,14 @@ fuzz_target!(|data: &[u8]| {
     // The writer's bytes read back as the same model.
     let written = model.to_bytes().expect("a valid model writes");
     let reread = Model::from_bytes(&written).expect("the writer's bytes read back");
-    assert_eq!(reread, model, "the writer's bytes read back as another model");
+    assert_eq!(
+        reread, model,
+        "the writer's bytes read back as another model"
+    );
 
     let options = InterpreterOptions::default();
-    let rewritten = Interpreter::new(runtime(), data.to_vec(), &options);
-    let verbatim = Interpreter::new_verbatim(runtime(), data.to_vec(), &options);
+    let rewritten = Interpreter::new(common::runtime(), data.to_vec(), &options);
+    let verbatim = Interpreter::new_verbatim(common::runtime(), data.to_vec(), &options);
     let (mut rewritten, mut verbatim) = match (rewritten, verbatim) {
         (Ok(a), Ok(b)) => (a, b),
         // Both refused (an operator version TFLite lacks): the same reading.
@@ -43,7 +41,13 @@ fuzz_target!(|data: &[u8]| {
         // TFLite's flatbuffer verifier refuses the file as given, which this crate's reader
         // takes: TFLite then runs no reading of its own, only the rewritten one, which is
         // what `Interpreter::new` gives it.
-        (Ok(_), Err(Error::Runtime { call: "TfLiteModelCreate", .. })) => return,
+        (
+            Ok(_),
+            Err(Error::Runtime {
+                call: "TfLiteModelCreate",
+                ..
+            }),
+        ) => return,
         (a, b) => panic!(
             "TFLite loads one reading and not the other: rewritten {:?}, as given {:?}",
             a.err(),
@@ -54,7 +58,9 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(rewritten.outputs(), verbatim.outputs(), "outputs differ");
     for slot in 0..rewritten.inputs().len() {
         let size = rewritten.inputs()[slot].byte_size;
-        let input: Vec<u8> = (0..size).map(|i| data[(i * 13) % data.len()] ^ (i as u8)).collect();
+        let input: Vec<u8> = (0..size)
+            .map(|i| data[(i * 13) % data.len()] ^ (i as u8))
+            .collect();
         rewritten.set_input(slot, &input).expect("input");
         verbatim.set_input(slot, &input).expect("input");
     }

@@ -6,19 +6,14 @@
 //! Needs `MULTITPU_TFLITE_LIB` (`scripts/fuzz` sets it from `scripts/fetch-tflite`).
 #![no_main]
 
-use std::sync::OnceLock;
+mod common;
 
 use libfuzzer_sys::fuzz_target;
-use multitpu::backend::{Interpreter, InterpreterOptions, Runtime};
+use multitpu::backend::{Interpreter, InterpreterOptions};
 use multitpu::model::Model;
 
 /// Invokes per model: state (LSTM variables) builds up from one to the next.
 const INVOKES: usize = 3;
-
-fn runtime() -> &'static Runtime {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| Runtime::load().expect("the TFLite runtime: set MULTITPU_TFLITE_LIB"))
-}
 
 fuzz_target!(|data: &[u8]| {
     let Ok(model) = Model::from_bytes(data) else {
@@ -29,7 +24,11 @@ fuzz_target!(|data: &[u8]| {
     }
     // TFLite may still refuse it with an error (an operator version it lacks, say): that is
     // not a finding, a crash is.
-    let Ok(mut interpreter) = Interpreter::new(runtime(), data.to_vec(), &InterpreterOptions::default()) else {
+    let Ok(mut interpreter) = Interpreter::new(
+        common::runtime(),
+        data.to_vec(),
+        &InterpreterOptions::default(),
+    ) else {
         return;
     };
     for invoke in 0..INVOKES {

@@ -606,39 +606,8 @@ impl Isolation {
             // from its exit status, not from here.
             let _ = job.write(&mut stdin);
         })?;
-        let (lines_tx, lines) = mpsc::channel();
-        let reader = spawn("multitpu-isolated-out", move || {
-            let mut stdout = io::BufReader::new(stdout);
-            loop {
-                let mut line = Vec::new();
-                match stdout.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let text = String::from_utf8_lossy(&line);
-                        let text = text.strip_suffix('\n').unwrap_or(&text).to_owned();
-                        if lines_tx.send(text).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        })?;
-        let tail = spawn("multitpu-isolated-err", move || {
-            let mut stderr = stderr;
-            let mut tail = Vec::new();
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                tail.extend_from_slice(&buf[..n]);
-                if tail.len() > 2 * STDERR_TAIL {
-                    tail.drain(..tail.len() - STDERR_TAIL);
-                }
-            }
-            let start = tail.len().saturating_sub(STDERR_TAIL);
-            String::from_utf8_lossy(&tail[start..]).into_owned()
-        })?;
+        let (lines, reader) = forward_lines("multitpu-isolated-out", stdout)?;
+        let (tail, tail_reader) = keep_tail("multitpu-isolated-err", stderr)?;
 
         let mut ended = Ended::default();
         loop {
@@ -686,7 +655,8 @@ impl Isolation {
         drop(lines);
         let _ = writer.join();
         let _ = reader.join();
-        ended.stderr = tail.join().unwrap_or_default();
+        let _ = tail_reader.join();
+        ended.stderr = tail_text(&tail);
         Ok(ended)
     }
 }
@@ -756,6 +726,66 @@ impl Drop for Reaped {
             self.kill();
         }
     }
+}
+
+/// A thread that sends each line `from` writes (any length, without its newline) until it
+/// closes; the receiver and the thread.
+fn forward_lines(
+    name: &str,
+    from: impl Read + Send + 'static,
+) -> Result<(mpsc::Receiver<String>, thread::JoinHandle<()>)> {
+    let (lines_tx, lines) = mpsc::channel();
+    let reader = spawn(name, move || {
+        let mut from = io::BufReader::new(from);
+        loop {
+            let mut line = Vec::new();
+            match from.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&line);
+                    let text = text.strip_suffix('\n').unwrap_or(&text).to_owned();
+                    if lines_tx.send(text).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    })?;
+    Ok((lines, reader))
+}
+
+/// The last [`STDERR_TAIL`] bytes a child writes on stderr, kept as they come by a thread that
+/// ends when the pipe closes.
+type Tail = Arc<std::sync::Mutex<Vec<u8>>>;
+
+fn keep_tail(
+    name: &str,
+    mut from: impl Read + Send + 'static,
+) -> Result<(Tail, thread::JoinHandle<()>)> {
+    let tail: Tail = Arc::default();
+    let sink = Arc::clone(&tail);
+    let reader = spawn(name, move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let mut tail = sink.lock().unwrap_or_else(|e| e.into_inner());
+            tail.extend_from_slice(&buf[..n]);
+            if tail.len() > 2 * STDERR_TAIL {
+                let excess = tail.len() - STDERR_TAIL;
+                tail.drain(..excess);
+            }
+        }
+    })?;
+    Ok((tail, reader))
+}
+
+/// What a [`Tail`] holds, as text.
+fn tail_text(tail: &Tail) -> String {
+    let tail = tail.lock().unwrap_or_else(|e| e.into_inner());
+    let start = tail.len().saturating_sub(STDERR_TAIL);
+    String::from_utf8_lossy(&tail[start..]).into_owned()
 }
 
 fn spawn<T: Send + 'static>(

@@ -9,15 +9,16 @@
 //! was doing and how it ended, and the pipeline stops with the usual accounting (every item
 //! pushed is popped or listed as lost).
 
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::process::{ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use super::wire::{WorkerJob, WorkerReply};
 use super::{
-    CHILD_ENV, ChildExit, Isolation, Reaped, STDERR_TAIL, WORKER_MODE, classify, limits, spawn,
+    CHILD_ENV, ChildExit, Isolation, Reaped, Tail, WORKER_MODE, classify, forward_lines, keep_tail,
+    limits, tail_text,
 };
 use crate::backend::shared_memory::SharedMemory;
 use crate::backend::{CustomOps, Interpreter, InterpreterOptions, Runtime};
@@ -181,7 +182,7 @@ pub struct IsolatedStage {
     child: Reaped,
     commands: Option<ChildStdin>,
     replies: mpsc::Receiver<String>,
-    stderr: Arc<Mutex<Vec<u8>>>,
+    stderr: Tail,
     /// Drains the worker's stderr into `stderr`; ends when the worker is gone.
     stderr_reader: Option<std::thread::JoinHandle<()>>,
     shared: Option<SharedMemory>,
@@ -230,40 +231,8 @@ impl IsolatedStage {
         // The job is written before any command, from this thread: the worker reads all
         // of it before it answers, so the pipe never fills both ways.
         let written = job.write(&mut io::BufWriter::new(&mut stdin));
-        let (lines_tx, replies) = mpsc::channel();
-        spawn("multitpu-worker-out", move || {
-            let mut stdout = io::BufReader::new(stdout);
-            loop {
-                let mut line = Vec::new();
-                match stdout.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let text = String::from_utf8_lossy(&line);
-                        let text = text.strip_suffix('\n').unwrap_or(&text).to_owned();
-                        if lines_tx.send(text).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        })?;
-        let tail = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&tail);
-        let stderr_reader = spawn("multitpu-worker-err", move || {
-            let mut stderr = stderr;
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                let mut tail = sink.lock().unwrap_or_else(|e| e.into_inner());
-                tail.extend_from_slice(&buf[..n]);
-                if tail.len() > 2 * STDERR_TAIL {
-                    let excess = tail.len() - STDERR_TAIL;
-                    tail.drain(..excess);
-                }
-            }
-        })?;
+        let (replies, _) = forward_lines("multitpu-worker-out", stdout)?;
+        let (tail, stderr_reader) = keep_tail("multitpu-worker-err", stderr)?;
         let mut stage = IsolatedStage {
             child,
             commands: Some(stdin),
@@ -370,9 +339,7 @@ impl IsolatedStage {
     }
 
     fn stderr_tail(&self) -> String {
-        let tail = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
-        let start = tail.len().saturating_sub(STDERR_TAIL);
-        String::from_utf8_lossy(&tail[start..]).into_owned()
+        tail_text(&self.stderr)
     }
 }
 

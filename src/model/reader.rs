@@ -265,7 +265,11 @@ impl<'a> Reader<'a> {
     fn buffers(&self, root: &Table<'a>, path: &Path<'_>) -> Result<Buffers<'a>> {
         use ids::buffer as f;
         // TFLite refuses a model without a buffers vector ("No buffers in the model").
-        let v = required(root.vector(ids::model::BUFFERS, 4, path)?, path, root.offset())?;
+        let v = required(
+            root.vector(ids::model::BUFFERS, 4, path)?,
+            path,
+            root.offset(),
+        )?;
         let mut out = Vec::new();
         for i in 0..v.len() {
             let p = path.index(i);

@@ -13,10 +13,12 @@
 //! pipeline cannot pass by skipping.
 #![allow(dead_code)] // each test binary uses a different subset of these helpers
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::PathBuf;
 
 use multitpu::backend::Runtime;
+use multitpu::model::{BUILTIN_CUSTOM, ElementType, Model, OpCode, Operator, Tensor};
 
 /// Env var with the path of the TFLite C library.
 pub const TFLITE_LIB_ENV: &str = "MULTITPU_TFLITE_LIB";
@@ -349,4 +351,55 @@ pub fn unregistered_op_model() -> Option<Vec<u8>> {
     };
     op.builtin_options = None;
     Some(model.to_bytes().expect("the writer takes the model"))
+}
+
+/// A float `[1, 4]` activation named `name`, for hand-built models.
+pub fn float_tensor(name: &'static str) -> Tensor<'static> {
+    Tensor {
+        name: Cow::Borrowed(name),
+        element_type: ElementType::F32,
+        shape: vec![1, 4],
+        shape_signature: None,
+        quantization: None,
+        data: None,
+        is_variable: false,
+        has_rank: true,
+    }
+}
+
+/// A `CUSTOM` node `name` from tensor `input` to tensor `output`, with `options` (none when
+/// empty).
+pub fn custom_node(
+    name: &'static str,
+    input: usize,
+    output: usize,
+    options: &[u8],
+) -> Operator<'static> {
+    Operator {
+        opcode: OpCode {
+            builtin: BUILTIN_CUSTOM,
+            custom: Some(Cow::Borrowed(name)),
+            version: 1,
+        },
+        inputs: vec![Some(input)],
+        outputs: vec![output],
+        intermediates: Vec::new(),
+        builtin_options: None,
+        custom_options: (!options.is_empty()).then(|| Cow::Owned(options.to_vec())),
+        custom_options_format: 0,
+        mutating_variable_inputs: Vec::new(),
+    }
+}
+
+/// One `CUSTOM` node named `name`, float `[1, 4]` in (`x`) and out (`y`), as a file.
+pub fn one_custom_node(name: &'static str) -> Vec<u8> {
+    let tensors = vec![float_tensor("x"), float_tensor("y")];
+    Model::new(
+        tensors,
+        vec![custom_node(name, 0, 1, &[])],
+        vec![0],
+        vec![1],
+    )
+    .to_bytes()
+    .unwrap()
 }
