@@ -21,7 +21,9 @@
 //! Prints one row per segment (where it runs: `edgetpu`, `edgetpu xR` for R replicas, or
 //! `cpu`; operator range, parameter bytes, MACs, predicted latency, input and output tensors),
 //! then `plan: strategy=<name> segments=<n> bottleneck_ms=<float> candidates=<count>
-//! devices=<used> replicas=<r0,r1,..> profiler=<model-usb|model-pcie|cpu>` (whether the
+//! cpu_timed=<count> devices=<used> replicas=<r0,r1,..> profiler=<model-usb|model-pcie|cpu>`
+//! (`candidates`: device segments the strategy had compiled and timed; `cpu_timed`: CPU
+//! segments it timed on the host; `profiler`: whether the
 //! bottleneck is the cost model's prediction or timed on the CPU, `+cpu-model` when CPU
 //! segments were priced by the CPU estimate; `replicas` lists the instances of each
 //! segment). It writes `<stem>_segment_<i>_of_<n>.tflite` into DIR (default: next to the

@@ -1067,3 +1067,58 @@ fn profiled_is_optimal_on_cpu_measurements() {
         assert!(value.0 <= libcoral.bottleneck_s().expect("predicted"));
     }
 }
+
+/// The budget planner (`segment --strategy profiled`) compiles and times no more device
+/// segments than libcoral's search compiles, on every real model (the test zoo, the shared
+/// CPU models, the benchmark zoo) and budget of 2 to 4, model by model; CPU segments, which
+/// are timed on the host and never compiled, are counted apart.
+fn budget_planner_profiles_no_more_than_libcoral(models: &[(String, Vec<u8>)]) {
+    let cost_model = EdgeTpuCostModel::usb_default();
+    for (name, bytes) in models {
+        let model = Model::from_bytes(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let graph = Graph::new(&model).expect("graph");
+        let places = valid_cuts(&graph).len() + 1;
+        for budget in (2..=4).filter(|&n| n <= places) {
+            let ours = Profiled::cost_model(cost_model.clone())
+                .plan(&graph, budget)
+                .unwrap_or_else(|e| panic!("{name} {budget}: {e}"));
+            let (_, cost) = LibcoralSearch::new(CachedProfiler::new(cost_model.clone()))
+                .plan_with_cost(&graph, budget)
+                .unwrap_or_else(|e| panic!("{name} {budget}: {e}"));
+            eprintln!(
+                "{name} budget {budget}: profiled {} device segments (+{} CPU timed), libcoral {}",
+                ours.candidates_profiled, ours.cpu_candidates_timed, cost.segments_compiled
+            );
+            assert!(
+                ours.candidates_profiled <= cost.segments_compiled,
+                "{name} budget {budget}: profiled {} > libcoral {}",
+                ours.candidates_profiled,
+                cost.segments_compiled
+            );
+        }
+    }
+}
+
+#[test]
+fn budget_planner_profiles_no_more_than_libcoral_on_real_models() {
+    budget_planner_profiles_no_more_than_libcoral(&common::cpu_models());
+}
+
+#[test]
+fn budget_planner_profiles_no_more_than_libcoral_on_the_benchmark_zoo() {
+    let Some(dir) = common::bench_zoo_dir() else {
+        return;
+    };
+    let mut models: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .expect("list the benchmark zoo")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "tflite"))
+        .map(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&path).expect("read"))
+        })
+        .collect();
+    models.sort();
+    assert_eq!(models.len(), 10, "the benchmark zoo's ten networks");
+    budget_planner_profiles_no_more_than_libcoral(&models);
+}

@@ -154,9 +154,13 @@ pub struct Plan {
     pub strategy: String,
     /// The segments, covering every operator once, in order.
     pub segments: Vec<Segment>,
-    /// How many distinct operator ranges the strategy had profiled to choose the cuts
-    /// (0 for strategies that profile nothing).
+    /// How many distinct operator ranges the strategy had profiled on the device to choose
+    /// the cuts: on hardware, each one compiled by `edgetpu_compiler` and timed (0 for
+    /// strategies that profile nothing). The unit of [`LibcoralCost::segments_compiled`].
     pub candidates_profiled: usize,
+    /// How many CPU segments (which take no device and are not compiled) the strategy had
+    /// timed on the host profiler to choose the cuts.
+    pub cpu_candidates_timed: usize,
 }
 
 impl Plan {
@@ -282,6 +286,7 @@ impl Plan {
             strategy: strategy.to_string(),
             segments,
             candidates_profiled: 0,
+            cpu_candidates_timed: 0,
         })
     }
 

@@ -479,6 +479,20 @@ impl LatencyFloor for EdgeTpuCostModel {
     }
 }
 
+impl LatencyFloor for CpuCostModel {
+    /// The estimate itself, which adds up per operator: its own exact floor.
+    fn floors(&self, graph: &Graph<'_, '_>) -> Result<Floors> {
+        self.check()
+            .map_err(|reason| Error::invalid("CPU cost model", reason))?;
+        let model = graph.model();
+        let per_op_s: Vec<f64> = (0..graph.op_count())
+            .map(|op| self.predict_s(model, op..op + 1) - self.invoke_overhead_s)
+            .map(|s| s.max(0.0))
+            .collect();
+        Floors::new(graph, self.invoke_overhead_s, &per_op_s, 0.0, 0.0)
+    }
+}
+
 /// The optimal min-bottleneck segmenter over a [`Profiler`]'s figures, ties broken by the
 /// least total latency: exact up to a relative [`DEFAULT_TOLERANCE`] by default, to the
 /// last bit with [`with_tolerance(0.0)`](Profiled::with_tolerance) (see the module docs for
@@ -504,8 +518,9 @@ impl LatencyFloor for EdgeTpuCostModel {
 ///
 /// `F` bounds the profiler's latencies from below to prune candidates without profiling
 /// them; the default, [`NoFloor`], prunes nothing. The floor must hold for this profiler
-/// ([`LatencyFloor`]'s contract), or the result may not be optimal. CPU segments have no
-/// floor.
+/// ([`LatencyFloor`]'s contract), or the result may not be optimal. CPU segments are bounded
+/// by [`with_cpu_floor`](Profiled::with_cpu_floor)'s floor ([`Profiled::cost_model`] gives
+/// the CPU estimate's own), else by 0.
 ///
 /// ```
 /// use multitpu::model::{Graph, paper};
@@ -536,8 +551,12 @@ enum Host {
     /// Every operator on the host CPU: the profiler times CPU stages, and the budget counts
     /// stages (segments labelled CPU).
     CpuOnly,
-    /// By the Edge TPU's operator support, CPU segments profiled by this profiler.
-    Split(Arc<dyn Profiler + Send + Sync>),
+    /// By the Edge TPU's operator support, CPU segments profiled by this profiler, bounded
+    /// from below by this floor if one is given.
+    Split(
+        Arc<dyn Profiler + Send + Sync>,
+        Option<Arc<dyn LatencyFloor + Send + Sync>>,
+    ),
 }
 
 impl std::fmt::Debug for Host {
@@ -545,7 +564,7 @@ impl std::fmt::Debug for Host {
         f.write_str(match self {
             Host::Device => "Device",
             Host::CpuOnly => "CpuOnly",
-            Host::Split(_) => "Split(<cpu profiler>)",
+            Host::Split(..) => "Split(<cpu profiler>)",
         })
     }
 }
@@ -599,6 +618,7 @@ impl Profiled<EdgeTpuCostModel, EdgeTpuCostModel> {
         Profiled::new(cost_model)
             .with_floor(floor)
             .with_cpu_segments(CpuCostModel::default())
+            .with_cpu_floor(CpuCostModel::default())
     }
 }
 
@@ -617,7 +637,18 @@ impl<P: Profiler, F: LatencyFloor> Profiled<P, F> {
     /// Places operators by the Edge TPU's operator support: segments the compiler cannot map
     /// whole run on the host CPU, timed by `cpu`, and take no device.
     pub fn with_cpu_segments(mut self, cpu: impl Profiler + Send + Sync + 'static) -> Self {
-        self.host = Host::Split(Arc::new(cpu));
+        self.host = Host::Split(Arc::new(cpu), None);
+        self
+    }
+
+    /// Bounds the CPU segments' latencies from below by `floor`, which must hold for the CPU
+    /// profiler of [`with_cpu_segments`](Profiled::with_cpu_segments) (without it a CPU
+    /// segment's floor is 0, and the search may time many to rule them out). Does nothing
+    /// unless the plan has CPU segments.
+    pub fn with_cpu_floor(mut self, floor: impl LatencyFloor + Send + Sync + 'static) -> Self {
+        if let Host::Split(_, cpu_floor) = &mut self.host {
+            *cpu_floor = Some(Arc::new(floor));
+        }
         self
     }
 
@@ -717,10 +748,14 @@ impl<P: Profiler, F: LatencyFloor> Segmenter for Profiled<P, F> {
         let (places, host): (Places, Option<&dyn Profiler>) = match &self.host {
             Host::Device => (Places::All(SegmentKind::EdgeTpu), None),
             Host::CpuOnly => (Places::All(SegmentKind::Cpu), None),
-            Host::Split(cpu) => (
+            Host::Split(cpu, _) => (
                 Places::EdgeTpu(DeviceSegments::new(model, &op_support(model))),
                 Some(cpu.as_ref() as &dyn Profiler),
             ),
+        };
+        let cpu_floors = match &self.host {
+            Host::Split(_, Some(floor)) => Some(floor.floors(graph)?),
+            _ => None,
         };
         let mut candidates = Candidates::placed(graph, &self.profiler, host, places);
         let (counts, replicate, device_tolerance) = match self.devices {
@@ -730,34 +765,24 @@ impl<P: Profiler, F: LatencyFloor> Segmenter for Profiled<P, F> {
                 tolerance,
             } => (0..=devices, replicate, tolerance),
         };
-        // The optimum for each number of devices: the bottleneck never rises with the
-        // budget, since every smaller count is among the choices.
-        let mut optima: Vec<(usize, f64, Vec<Step>)> = Vec::new();
-        for count in counts {
-            let search = Lazy {
-                floors: &floors,
-                devices: count,
-                replicate,
-                tolerance: self.tolerance,
-            };
-            if let Some((bottleneck, steps)) = search.optimum(&mut candidates)? {
-                optima.push((count, bottleneck, steps));
-            }
-        }
-        let best = optima
-            .iter()
-            .map(|(_, bottleneck, _)| *bottleneck)
-            .fold(f64::INFINITY, f64::min);
-        let Some((_, _, steps)) = optima
-            .into_iter()
-            .find(|(_, bottleneck, _)| *bottleneck <= best * (1.0 + device_tolerance))
-        else {
+        let search = |count: usize| Lazy {
+            floors: &floors,
+            cpu_floors: cpu_floors.as_ref(),
+            devices: count,
+            replicate,
+            tolerance: self.tolerance,
+        };
+        let chosen = choose_device_count(counts, device_tolerance, |count, cap| {
+            search(count).least_bottleneck(&mut candidates, cap)
+        })?;
+        let Some((count, bottleneck, steps)) = chosen else {
             return Err(Error::SegmentCount {
                 requested: devices,
                 max: candidates.last(),
                 operators: graph.op_count(),
             });
         };
+        let steps = search(count).least_total(&mut candidates, bottleneck, steps)?;
         let steps: Vec<(usize, usize)> = steps.iter().map(|s| (s.end, s.replicas)).collect();
         let plan = candidates.plan_with_replicas(self.name(), graph, &steps)?;
         tracing::debug!(
@@ -768,6 +793,35 @@ impl<P: Profiler, F: LatencyFloor> Segmenter for Profiled<P, F> {
         );
         Ok(plan)
     }
+}
+
+/// The fewest devices of `counts` whose least bottleneck is within `tolerance` of the least
+/// over all counts, with that bottleneck and a plan reaching it.
+///
+/// `least(count, cap)` is the least bottleneck on `count` devices if it is below `cap`. The
+/// counts are tried as the answer from the fewest devices up: a count is the answer unless
+/// another beats its bottleneck by more than the tolerance, and each other count is only
+/// asked that, with that cap, so it profiles nothing when its floors cannot beat it. The
+/// answer is the one the uncapped searches would give.
+fn choose_device_count(
+    counts: impl Iterator<Item = usize>,
+    tolerance: f64,
+    mut least: impl FnMut(usize, f64) -> Result<Option<(f64, Vec<Step>)>>,
+) -> Result<Option<(usize, f64, Vec<Step>)>> {
+    let counts: Vec<usize> = counts.collect();
+    'candidates: for &count in &counts {
+        let Some((bottleneck, steps)) = least(count, f64::INFINITY)? else {
+            continue;
+        };
+        let cap = bottleneck / (1.0 + tolerance);
+        for &other in counts.iter().filter(|&&other| other != count) {
+            if least(other, cap)?.is_some() {
+                continue 'candidates;
+            }
+        }
+        return Ok(Some((count, bottleneck, steps)));
+    }
+    Ok(None)
 }
 
 /// Checks that a model can be planned for `devices`: not compiled for the Edge TPU, and a
@@ -815,6 +869,8 @@ enum Objective {
 /// The exact search for plans on exactly `devices` devices.
 struct Lazy<'f> {
     floors: &'f Floors,
+    /// Floors of the CPU segments, if the host profiler has one (else 0).
+    cpu_floors: Option<&'f Floors>,
     devices: usize,
     replicate: bool,
     tolerance: f64,
@@ -860,16 +916,20 @@ const UNREACHED: Entry = Entry {
 };
 
 impl Lazy<'_> {
-    /// The bottleneck and the steps of the optimal plan on exactly `self.devices` devices,
-    /// or `None` if no plan uses exactly that many.
-    fn optimum(&self, candidates: &mut Candidates<'_, '_>) -> Result<Option<(f64, Vec<Step>)>> {
+    /// Phase 1: the least bottleneck of a plan on exactly `self.devices` devices and a plan
+    /// that reaches it, if some plan's bottleneck is below `cap` (`None` otherwise, or if no
+    /// plan uses exactly that many devices). A finite cap spares the profiles that could
+    /// only settle plans at or above it.
+    fn least_bottleneck(
+        &self,
+        candidates: &mut Candidates<'_, '_>,
+        cap: f64,
+    ) -> Result<Option<(f64, Vec<Step>)>> {
         let slack = 1.0 + self.tolerance;
         // The best fully profiled path so far: its bottleneck and its steps.
         let mut incumbent: Option<(f64, Vec<Step>)> = None;
-        let bottleneck = loop {
-            let upper = incumbent
-                .as_ref()
-                .map_or(f64::INFINITY, |(value, _)| *value);
+        loop {
+            let upper = incumbent.as_ref().map_or(cap, |(value, _)| *value);
             let Some((estimate, steps)) =
                 self.best_path(candidates, Objective::Bottleneck { upper })?
             else {
@@ -878,18 +938,31 @@ impl Lazy<'_> {
                 }
                 return Err(floors_broken(self.devices));
             };
-            if let Some((value, incumbent_steps)) = &incumbent
-                && *value <= estimate * slack
-            {
-                break (*value, incumbent_steps.clone());
+            match &incumbent {
+                Some((value, _)) if *value <= estimate * slack => return Ok(incumbent),
+                // Every plan is at or above the cap (to within the tolerance, which also
+                // settles ties with a floor shaved a hair below its figure): nothing to
+                // profile.
+                None if estimate * slack >= cap => return Ok(None),
+                _ => {}
             }
             self.profile_path(candidates, &steps)?;
             let value = path_value(candidates, &steps, Objective::Bottleneck { upper })?;
             if value < upper {
                 incumbent = Some((value, steps));
             }
-        };
-        let (bound, steps) = bottleneck;
+        }
+    }
+
+    /// Phase 2: among the plans on `self.devices` devices whose bottleneck is at most
+    /// `bound`, the least total, starting from `steps`, one of them.
+    fn least_total(
+        &self,
+        candidates: &mut Candidates<'_, '_>,
+        bound: f64,
+        steps: Vec<Step>,
+    ) -> Result<Vec<Step>> {
+        let slack = 1.0 + self.tolerance;
         let objective = Objective::Total { bottleneck: bound };
         let mut incumbent = (path_value(candidates, &steps, objective)?, steps);
         loop {
@@ -897,7 +970,7 @@ impl Lazy<'_> {
                 .best_path(candidates, objective)?
                 .ok_or_else(|| floors_broken(self.devices))?;
             if incumbent.0 <= estimate * slack {
-                return Ok(Some((bound, incumbent.1)));
+                return Ok(incumbent.1);
             }
             self.profile_path(candidates, &steps)?;
             let value = path_value(candidates, &steps, objective)?;
@@ -997,7 +1070,7 @@ impl Lazy<'_> {
                         let estimate = match known.peek() {
                             Some(&(end, latency)) if end == b => latency,
                             _ if budgeted => self.floors.floor_s(ops),
-                            _ => 0.0,
+                            _ => self.cpu_floors.map_or(0.0, |f| f.floor_s(ops)),
                         };
                         let choices = if budgeted { 1..=most_replicas } else { 1..=1 };
                         for replicas in choices {

@@ -96,12 +96,13 @@ impl Plan {
     /// `model-usb+cpu-model` when CPU segments were priced by the CPU estimate.
     pub fn summary_line(&self, profiler: &str) -> String {
         format!(
-            "plan: strategy={} segments={} bottleneck_ms={:.6} candidates={} devices={} \
-             replicas={} profiler={profiler}",
+            "plan: strategy={} segments={} bottleneck_ms={:.6} candidates={} cpu_timed={} \
+             devices={} replicas={} profiler={profiler}",
             self.strategy,
             self.segments.len(),
             self.bottleneck_s().map_or(f64::NAN, |s| s * 1e3),
             self.candidates_profiled,
+            self.cpu_candidates_timed,
             self.devices(),
             self.segments
                 .iter()
@@ -151,19 +152,20 @@ mod tests {
                 segment(Some(0.0002)),
             ],
             candidates_profiled: 7,
+            cpu_candidates_timed: 2,
         };
         plan.segments[1].replicas = 2;
         plan.segments[2].kind = SegmentKind::Cpu;
         assert_eq!(
             plan.summary_line("model-usb"),
-            "plan: strategy=profiled segments=3 bottleneck_ms=2.500000 candidates=7 devices=3 \
-             replicas=1,2,1 profiler=model-usb"
+            "plan: strategy=profiled segments=3 bottleneck_ms=2.500000 candidates=7 cpu_timed=2 \
+             devices=3 replicas=1,2,1 profiler=model-usb"
         );
         plan.segments[1].predicted_latency_s = None;
         assert_eq!(
             plan.summary_line("cpu"),
-            "plan: strategy=profiled segments=3 bottleneck_ms=NaN candidates=7 devices=3 \
-             replicas=1,2,1 profiler=cpu"
+            "plan: strategy=profiled segments=3 bottleneck_ms=NaN candidates=7 cpu_timed=2 \
+             devices=3 replicas=1,2,1 profiler=cpu"
         );
     }
 }

@@ -74,7 +74,10 @@ pub(crate) struct Candidates<'g, 'p> {
     points: Vec<usize>,
     /// Latency (seconds) of every candidate profiled: `profiled[a][&b]` for `a..b`.
     profiled: Vec<BTreeMap<usize, f64>>,
+    /// Distinct candidates profiled on the device (each one compiled and timed, on
+    /// hardware), and those timed on the host (CPU segments, nothing compiled).
     count: usize,
+    host_count: usize,
 }
 
 impl<'g, 'p> Candidates<'g, 'p> {
@@ -108,6 +111,7 @@ impl<'g, 'p> Candidates<'g, 'p> {
             profiled: vec![BTreeMap::new(); points.len()],
             points,
             count: 0,
+            host_count: 0,
         }
     }
 
@@ -152,7 +156,8 @@ impl<'g, 'p> Candidates<'g, 'p> {
             return Ok(latency);
         }
         let ops = self.ops(a, b);
-        let profiler = if self.places.slot(&ops) == Slot::Budgeted {
+        let on_device = self.places.slot(&ops) == Slot::Budgeted;
+        let profiler = if on_device {
             self.profiler
         } else {
             self.host.ok_or_else(|| {
@@ -176,13 +181,12 @@ impl<'g, 'p> Candidates<'g, 'p> {
             ));
         }
         self.profiled[a].insert(b, latency);
-        self.count += 1;
+        if on_device {
+            self.count += 1;
+        } else {
+            self.host_count += 1;
+        }
         Ok(latency)
-    }
-
-    /// How many distinct candidates have been profiled.
-    pub(crate) fn count(&self) -> usize {
-        self.count
     }
 
     /// What candidate `a..b` can be.
@@ -237,7 +241,8 @@ impl<'g, 'p> Candidates<'g, 'p> {
             segment.replicas = replicas;
             start = end;
         }
-        plan.candidates_profiled = self.count();
+        plan.candidates_profiled = self.count;
+        plan.cpu_candidates_timed = self.host_count;
         Ok(plan)
     }
 
