@@ -47,10 +47,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use multitpu::backend::tflite::Runtime;
+use multitpu::device::CpuCostModel;
 use multitpu::isolate::{self, Isolation, NamedModel};
 use multitpu::model::{Graph, Model};
 use multitpu::profile::{CpuProfiler, EdgeTpuCostModel, Link, Profiler};
-use multitpu::segment::{self, LibcoralSearch, Profiled, SegmentKind, Segmenter};
+use multitpu::segment::{self, LibcoralSearch, Profiled, Segmenter};
 use multitpu::verify::verify_chain;
 
 struct Args {
@@ -184,17 +185,23 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
     let source = Source::new(&args.profiler, &args.link)?;
     let mut plan = segmenter(&args.strategy, &source)?.plan(&graph, args.segments)?;
     if plan.bottleneck_s().is_none() {
-        plan.with_predictions(&model, source.profiler())?;
+        // What runs on the CPU: priced by the CPU estimate beside the cost model, by the
+        // timed runs themselves with `--profiler cpu`.
+        let estimate = CpuCostModel::default();
+        let cpu: &dyn Profiler = match &source {
+            Source::Model(_) => &estimate,
+            Source::Cpu(timed) => timed,
+        };
+        plan.with_predictions(&model, source.profiler(), cpu)?;
     }
     let label = match source {
         Source::Model(_) => "predicted (model)",
         Source::Cpu(_) => "measured (cpu)",
     };
     print!("{}", plan.table(&model, label));
-    // CPU segments of a cost-model plan are priced by the CPU estimate: say so.
-    let has_cpu_segments = plan.segments.iter().any(|s| s.kind == SegmentKind::Cpu);
+    // What a cost-model plan runs on the CPU is priced by the CPU estimate: say so.
     let profiler = match &source {
-        Source::Model(_) if has_cpu_segments => format!("{}+cpu-model", source.name()),
+        Source::Model(_) if plan.runs_on_cpu() => format!("{}+cpu-model", source.name()),
         _ => source.name().to_string(),
     };
     println!("{}", plan.summary_line(&profiler));

@@ -321,7 +321,8 @@ fn check_small(
     let libcoral_value = libcoral.bottleneck_s().expect("predicted");
     prop_assert!(best.0 <= libcoral_value);
     for mut plan in [uniform, by_ops] {
-        plan.with_predictions(&model, &bumpy).expect("predictions");
+        plan.with_predictions(&model, &bumpy, &bumpy)
+            .expect("predictions");
         prop_assert!(best.0 <= plan.bottleneck_s().expect("predicted"));
     }
     Ok(())
@@ -766,7 +767,7 @@ fn compare(name: &str, model: &Model, segments: usize) -> Costs {
         UniformByOps.plan(&graph, segments).expect("uniform-ops"),
     ] {
         uniform
-            .with_predictions(model, &cost_model)
+            .with_predictions(model, &cost_model, &cost_model)
             .expect("predictions");
         assert!(
             ours <= uniform.bottleneck_s().expect("predicted"),

@@ -29,7 +29,9 @@ use std::time::{Duration, Instant};
 
 use crate::backend::cpu::{InterpreterStage, host_description};
 use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime};
-use crate::device::{EdgeTpuCostModel, Link, Prediction, SegmentWorkload};
+use crate::device::{
+    CpuCostModel, EdgeTpuCostModel, Link, Prediction, SegmentWorkload, compiled_tail, op_support,
+};
 use crate::model::Model;
 use crate::model::edgetpu::is_compiled;
 use crate::pipeline::backoff::Backoff;
@@ -123,10 +125,17 @@ fn predict_uncompiled(cost_model: &EdgeTpuCostModel, model: &Model<'_>) -> Resul
              edgetpu_compiler",
         ));
     }
-    Ok(cost_model.predict(&SegmentWorkload::from_model(
-        model,
-        0..model.operators.len(),
-    )))
+    // As the segment runs once compiled: the device program on the simulated device, what
+    // the compiler leaves to the CPU after it timed by the CPU estimate, in the same stage.
+    let ops = 0..model.operators.len();
+    let tail = compiled_tail(model, &op_support(model), ops.clone()).unwrap_or(ops.end..ops.end);
+    let mut prediction = cost_model.predict(&SegmentWorkload::from_model(model, 0..tail.start));
+    if !tail.is_empty() {
+        let cpu_s = CpuCostModel::default().predict_s(model, tail);
+        prediction.host_s += cpu_s;
+        prediction.latency_s += cpu_s;
+    }
+    Ok(prediction)
 }
 
 /// The input and output specs of a model, read from the file (for stages without an

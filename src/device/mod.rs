@@ -14,5 +14,5 @@ pub mod workload;
 
 pub use cost_model::{EdgeTpuCostModel, Link, PerKind, Prediction};
 pub use cpu_cost::{CpuCostModel, CpuWork, DataClass, MacKinds, PerClass};
-pub use support::{DeviceSegments, OpSupport, compiled_split, op_support};
+pub use support::{DeviceSegments, OpSupport, compiled_split, compiled_tail, op_support};
 pub use workload::{DeviceLayout, HostConversion, MIB, OpWorkload, SegmentWorkload};

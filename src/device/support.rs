@@ -182,6 +182,23 @@ pub fn compiled_split(
     (device.unwrap_or(ops.end..ops.end), ops.end..ops.end)
 }
 
+/// How operators `ops` of `model` run once compiled as one segment: `Some(tail)` when the
+/// compiler maps a device program (operators `ops.start..tail.start` then run on the device,
+/// with the host quantisation at its edges, and `tail` on the CPU after it in the same
+/// interpreter; `tail` is empty when everything maps), `None` when it maps nothing and the
+/// whole segment runs on the CPU ([`compiled_split`]).
+pub fn compiled_tail(
+    model: &Model<'_>,
+    support: &[OpSupport],
+    ops: Range<usize>,
+) -> Option<Range<usize>> {
+    let (device, tail) = compiled_split(model, support, ops);
+    device
+        .clone()
+        .any(|op| matches!(support[op], OpSupport::EdgeTpu))
+        .then_some(tail)
+}
+
 /// Whether an operator in `later` reads an output of `op`.
 fn read_inside(model: &Model<'_>, op: usize, later: Range<usize>) -> bool {
     let outputs = &model.operators[op].outputs;

@@ -95,6 +95,64 @@ fn check_range(model: &Model, ops: &Range<usize>) -> Result<()> {
     Ok(())
 }
 
+/// Prices a run of operators the way `edgetpu_compiler` and TFLite run it as one segment: the
+/// device program the compiler maps (from the first operator up to the first it cannot map,
+/// host quantisation at the edges included) by `device`, and the operators it leaves to the
+/// CPU after it by `cpu`, added; a run with no device program wholly by `cpu`
+/// ([`crate::device::compiled_tail`]). The profile's on-chip and off-chip bytes are the device
+/// program's.
+///
+/// Every strategy is priced this way ([`Plan::with_predictions`](crate::segment::Plan::with_predictions)
+/// and the libcoral search's own profiles), so their plans compare like with like.
+///
+/// ```
+/// use multitpu::device::CpuCostModel;
+/// use multitpu::model::paper;
+/// use multitpu::profile::{CompiledSplit, EdgeTpuCostModel, Profiler};
+///
+/// let model = paper::fc(100)?;
+/// let split = CompiledSplit::new(EdgeTpuCostModel::usb_default(), CpuCostModel::default());
+/// let whole = 0..model.operators.len();
+/// // Every operator of the paper's models maps: the device's figure alone.
+/// assert_eq!(
+///     split.profile(&model, whole.clone())?,
+///     EdgeTpuCostModel::usb_default().profile(&model, whole)?
+/// );
+/// # Ok::<(), multitpu::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct CompiledSplit<D, C> {
+    device: D,
+    cpu: C,
+}
+
+impl<D: Profiler, C: Profiler> CompiledSplit<D, C> {
+    /// Device programs priced by `device`, what runs on the CPU by `cpu`.
+    pub fn new(device: D, cpu: C) -> Self {
+        CompiledSplit { device, cpu }
+    }
+}
+
+impl<D: Profiler, C: Profiler> Profiler for CompiledSplit<D, C> {
+    fn profile(&self, model: &Model, ops: Range<usize>) -> Result<SegmentProfile> {
+        check_range(model, &ops)?;
+        let support = crate::device::op_support(model);
+        let Some(tail) = crate::device::compiled_tail(model, &support, ops.clone()) else {
+            let cpu = self.cpu.profile(model, ops)?;
+            return Ok(SegmentProfile {
+                on_chip_bytes: 0,
+                off_chip_bytes: 0,
+                ..cpu
+            });
+        };
+        let mut profile = self.device.profile(model, ops.start..tail.start)?;
+        if !tail.is_empty() {
+            profile.latency_s += self.cpu.profile(model, tail)?.latency_s;
+        }
+        Ok(profile)
+    }
+}
+
 impl Profiler for EdgeTpuCostModel {
     fn profile(&self, model: &Model, ops: Range<usize>) -> Result<SegmentProfile> {
         self.check()

@@ -191,7 +191,18 @@ impl<P: Profiler> LibcoralSearch<P> {
             }
         };
         let ends = best.unwrap_or(uniform_ends);
-        let mut plan = candidates.plan(self.name(), graph, &ends)?;
+        // Labelled as its segments run once compiled (the device program, and the CPU
+        // operators after it), as the compiler's split would be; priced by its own profiles.
+        let cuts: Vec<usize> = ends[..ends.len() - 1]
+            .iter()
+            .map(|&p| candidates.op(p))
+            .collect();
+        let mut plan = Plan::from_cuts(self.name(), graph, &cuts)?;
+        let mut start = 0;
+        for (segment, &end) in plan.segments.iter_mut().zip(&ends) {
+            segment.predicted_latency_s = Some(candidates.latency(start, end)?);
+            start = end;
+        }
         let cost = LibcoralCost {
             rounds: rounds.rounds,
             segments_compiled: rounds.rounds * segments,

@@ -7,7 +7,7 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use crate::device::{DeviceSegments, op_support};
+use crate::device::{DeviceSegments, compiled_tail, op_support};
 use crate::model::{Graph, Model};
 use crate::profile::Profiler;
 use crate::{Error, Result};
@@ -112,6 +112,10 @@ pub struct Segment {
     pub ops: Range<usize>,
     /// Where the segment runs.
     pub kind: SegmentKind,
+    /// The operators the segment runs on the host CPU: all of a CPU segment's; of an Edge TPU
+    /// segment, those the compiler leaves to the CPU after its device program, in the same
+    /// compiled file (empty when it maps them all; see [`crate::device::compiled_tail`]).
+    pub cpu_ops: Range<usize>,
     /// How many instances run the segment side by side, each on a device of its own for an
     /// Edge TPU segment; the pipeline hands them items in turn. 1 unless a planner
     /// replicated the segment.
@@ -138,11 +142,24 @@ pub struct Segment {
 
 impl Segment {
     /// Where the segment runs, as tables show it: `edgetpu`, `edgetpu x2` for two replicas,
-    /// or `cpu`.
+    /// `edgetpu+cpu` for an Edge TPU segment whose last operators run on the CPU, or `cpu`.
     pub fn runs_on(&self) -> String {
+        let place = match self.kind {
+            SegmentKind::EdgeTpu if !self.cpu_ops.is_empty() => "edgetpu+cpu",
+            kind => kind.as_str(),
+        };
         match self.replicas {
-            1 => self.kind.as_str().to_string(),
-            r => format!("{} x{r}", self.kind.as_str()),
+            1 => place.to_string(),
+            r => format!("{place} x{r}"),
+        }
+    }
+
+    /// The operators the segment runs on an Edge TPU (with the host quantisation at their
+    /// edges): all but [`cpu_ops`](Self::cpu_ops).
+    pub fn device_ops(&self) -> Range<usize> {
+        match self.kind {
+            SegmentKind::EdgeTpu => self.ops.start..self.cpu_ops.start.max(self.ops.start),
+            SegmentKind::Cpu => self.ops.start..self.ops.start,
         }
     }
 }
@@ -213,19 +230,22 @@ impl Plan {
     /// tensors the segments exchange share a name.
     pub fn from_cuts(strategy: &str, graph: &Graph<'_, '_>, cuts: &[usize]) -> Result<Plan> {
         let model = graph.model();
-        let device_segments = DeviceSegments::new(model, &op_support(model));
+        let support = op_support(model);
         Plan::from_cuts_placed(strategy, graph, cuts, |ops| {
-            SegmentKind::of(&device_segments, ops)
+            match compiled_tail(model, &support, ops.clone()) {
+                Some(tail) => (SegmentKind::EdgeTpu, tail),
+                None => (SegmentKind::Cpu, ops.clone()),
+            }
         })
     }
 
-    /// [`Plan::from_cuts`] with each segment's kind from `kind_of` (a planner that knows
-    /// where its segments run already).
+    /// [`Plan::from_cuts`] with each segment's kind and CPU operators from `kind_of` (a
+    /// planner that knows where its segments run already).
     pub(crate) fn from_cuts_placed(
         strategy: &str,
         graph: &Graph<'_, '_>,
         cuts: &[usize],
-        kind_of: impl Fn(&Range<usize>) -> SegmentKind,
+        kind_of: impl Fn(&Range<usize>) -> (SegmentKind, Range<usize>),
     ) -> Result<Plan> {
         let op_count = graph.op_count();
         if op_count == 0 {
@@ -262,8 +282,10 @@ impl Plan {
                     graph.crossing(start)
                 };
                 let (param_bytes, macs) = range_figures(model, &ops);
+                let (kind, cpu_ops) = kind_of(&ops);
                 Segment {
-                    kind: kind_of(&ops),
+                    kind,
+                    cpu_ops,
                     replicas: 1,
                     crossing_bytes: crossing
                         .iter()
@@ -322,20 +344,40 @@ impl Plan {
             .try_fold(0.0f64, |sum, latency| latency.map(|l| sum + l))
     }
 
-    /// Fills [`Segment::predicted_latency_s`] of every segment from `profiler` (any plan,
-    /// whatever strategy made it), whatever the segment's kind. Leaves
+    /// Fills [`Segment::predicted_latency_s`] of every segment (any plan, whatever strategy
+    /// made it) the way the segment runs: its device operators by `device`, its CPU
+    /// operators by `cpu`, added ([`Segment::device_ops`], [`Segment::cpu_ops`]). Leaves
     /// [`Plan::candidates_profiled`] alone: these profiles describe the result, they did not
-    /// choose it.
+    /// choose it. With the cost models, `device` is an [`EdgeTpuCostModel`](crate::profile::EdgeTpuCostModel)
+    /// and `cpu` the [`CpuCostModel`](crate::device::CpuCostModel).
     ///
     /// # Errors
     ///
-    /// The profiler's errors, for the first segment it cannot profile.
-    pub fn with_predictions(&mut self, model: &Model<'_>, profiler: &dyn Profiler) -> Result<()> {
+    /// The profilers' errors, for the first segment one cannot profile.
+    pub fn with_predictions(
+        &mut self,
+        model: &Model<'_>,
+        device: &dyn Profiler,
+        cpu: &dyn Profiler,
+    ) -> Result<()> {
         for segment in &mut self.segments {
-            let profile = profiler.profile(model, segment.ops.clone())?;
-            segment.predicted_latency_s = Some(profile.latency_s);
+            let device_ops = segment.device_ops();
+            let mut latency = 0.0;
+            if !device_ops.is_empty() {
+                latency += device.profile(model, device_ops)?.latency_s;
+            }
+            if !segment.cpu_ops.is_empty() {
+                latency += cpu.profile(model, segment.cpu_ops.clone())?.latency_s;
+            }
+            segment.predicted_latency_s = Some(latency);
         }
         Ok(())
+    }
+
+    /// Whether some operator of the plan runs on the host CPU (a CPU segment, or the CPU
+    /// tail of an Edge TPU segment).
+    pub fn runs_on_cpu(&self) -> bool {
+        self.segments.iter().any(|s| !s.cpu_ops.is_empty())
     }
 
     /// Cuts every segment out of the graph's model as a standalone model.
@@ -710,7 +752,7 @@ mod tests {
         assert_eq!(plan.cuts(), vec![1, 3]);
         assert_eq!(plan.bottleneck_s(), None);
         assert_eq!(plan.total_latency_s(), None);
-        plan.with_predictions(&model, &PerOp).unwrap();
+        plan.with_predictions(&model, &PerOp, &PerOp).unwrap();
         let predicted: Vec<_> = plan
             .segments
             .iter()

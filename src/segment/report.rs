@@ -3,8 +3,10 @@
 use std::fmt::Write;
 
 use super::{LibcoralSearch, Plan, Profiled, Segmenter, UniformByOps, UniformByParams};
+use crate::device::CpuCostModel;
 use crate::device::cost_model::EdgeTpuCostModel;
 use crate::model::Model;
+use crate::profile::CompiledSplit;
 use crate::{Error, Result};
 
 /// Names accepted by [`strategy`].
@@ -30,7 +32,11 @@ pub fn strategy(name: &str, cost_model: &EdgeTpuCostModel) -> Result<Box<dyn Seg
         "uniform" => Box::new(UniformByParams),
         "uniform-ops" => Box::new(UniformByOps),
         "profiled" => Box::new(Profiled::cost_model(cost_model.clone())),
-        "libcoral" => Box::new(LibcoralSearch::new(cost_model.clone())),
+        // Its profiles price a segment as it runs once compiled, as every plan is priced.
+        "libcoral" => Box::new(LibcoralSearch::new(CompiledSplit::new(
+            cost_model.clone(),
+            CpuCostModel::default(),
+        ))),
         other => {
             return Err(Error::invalid(
                 "strategy",
@@ -135,6 +141,7 @@ mod tests {
         let segment = |latency_s| Segment {
             ops: 0..1,
             kind: SegmentKind::EdgeTpu,
+            cpu_ops: 1..1,
             replicas: 1,
             inputs: Vec::new(),
             outputs: Vec::new(),

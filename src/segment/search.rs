@@ -206,19 +206,6 @@ impl<'g, 'p> Candidates<'g, 'p> {
         !matches!(self.places, Places::All(_))
     }
 
-    /// The plan whose segments end at `ends` (points, ascending, the last one `last()`),
-    /// with every segment's latency filled in (profiled now if need be) and the number of
-    /// candidates profiled.
-    pub(crate) fn plan(
-        &mut self,
-        strategy: &str,
-        graph: &Graph<'_, '_>,
-        ends: &[usize],
-    ) -> Result<Plan> {
-        let steps: Vec<(usize, usize)> = ends.iter().map(|&end| (end, 1)).collect();
-        self.plan_with_replicas(strategy, graph, &steps)
-    }
-
     /// The plan whose segments end at the points of `steps`, each run by its number of
     /// replicas, labelled by where its candidate runs, with every segment's latency filled in
     /// and the number of candidates profiled.
@@ -234,7 +221,13 @@ impl<'g, 'p> Candidates<'g, 'p> {
             .take(ends.len().saturating_sub(1))
             .map(|&p| self.op(p))
             .collect();
-        let mut plan = Plan::from_cuts_placed(strategy, graph, &cuts, |ops| self.places.kind(ops))?;
+        let mut plan = Plan::from_cuts_placed(strategy, graph, &cuts, |ops| {
+            // The planner's segments run wholly on the device or wholly on the CPU.
+            match self.places.kind(ops) {
+                SegmentKind::EdgeTpu => (SegmentKind::EdgeTpu, ops.end..ops.end),
+                SegmentKind::Cpu => (SegmentKind::Cpu, ops.clone()),
+            }
+        })?;
         let mut start = 0;
         for (segment, &(end, replicas)) in plan.segments.iter_mut().zip(steps) {
             segment.predicted_latency_s = Some(self.latency(start, end)?);
