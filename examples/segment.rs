@@ -44,13 +44,17 @@
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
+use multitpu::backend::DeviceSelector;
 use multitpu::backend::tflite::Runtime;
 use multitpu::device::CpuCostModel;
 use multitpu::isolate::{self, Isolation, NamedModel};
 use multitpu::model::{Graph, Model};
-use multitpu::profile::{CpuProfiler, EdgeTpuCostModel, Link, Profiler};
+use multitpu::profile::{
+    CachedProfiler, CpuProfiler, EdgeTpuCostModel, EdgeTpuProfiler, Link, Profiler,
+};
 use multitpu::segment::{self, LibcoralSearch, Profiled, Segmenter};
 use multitpu::verify::verify_chain;
 
@@ -67,7 +71,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: segment MODEL --segments N [--strategy uniform|uniform-ops|profiled|libcoral] \
-                     [--profiler model|cpu] [--link usb|pcie] [--out DIR] [--verify K] [--in-process] \
+                     [--profiler model|cpu|edgetpu] [--link usb|pcie] [--out DIR] [--verify K] [--in-process] \
                      [--timeout SECONDS]";
 
 fn parse_args() -> Result<Args, String> {
@@ -135,6 +139,10 @@ enum Source {
     Model(EdgeTpuCostModel),
     /// Timed runs on TFLite's CPU kernels.
     Cpu(CpuProfiler),
+    /// Every candidate compiled by `edgetpu_compiler` and timed on an Edge TPU (the first
+    /// device; the emulated one of `scripts/emulate` where no device is attached), CPU
+    /// segments timed on the CPU.
+    EdgeTpu(Arc<CachedProfiler<EdgeTpuProfiler>>, CpuProfiler),
 }
 
 impl Source {
@@ -145,7 +153,15 @@ impl Source {
             ("model", "pcie") => Ok(Source::Model(EdgeTpuCostModel::pcie_default())),
             ("model", other) => Err(format!("unknown link `{other}` (known: usb, pcie)").into()),
             ("cpu", _) => Ok(Source::Cpu(CpuProfiler::new(Runtime::load()?))),
-            (other, _) => Err(format!("unknown profiler `{other}` (known: model, cpu)").into()),
+            ("edgetpu", _) => Ok(Source::EdgeTpu(
+                Arc::new(CachedProfiler::new(EdgeTpuProfiler::load(
+                    DeviceSelector::default(),
+                )?)),
+                CpuProfiler::new(Runtime::load()?),
+            )),
+            (other, _) => {
+                Err(format!("unknown profiler `{other}` (known: model, cpu, edgetpu)").into())
+            }
         }
     }
 
@@ -157,6 +173,7 @@ impl Source {
                 Link::Pcie => "model-pcie",
             },
             Source::Cpu(_) => "cpu",
+            Source::EdgeTpu(..) => "edgetpu",
         }
     }
 
@@ -164,6 +181,7 @@ impl Source {
         match self {
             Source::Model(cost_model) => cost_model,
             Source::Cpu(cpu) => cpu,
+            Source::EdgeTpu(edgetpu, _) => edgetpu.as_ref(),
         }
     }
 }
@@ -174,6 +192,19 @@ fn segmenter(name: &str, source: &Source) -> Result<Box<dyn Segmenter>, Box<dyn 
         // Timed runs have no known lower bound to prune the profiled search with.
         ("profiled", Source::Cpu(cpu)) => Ok(Box::new(Profiled::cpu(cpu.clone()))),
         ("libcoral", Source::Cpu(cpu)) => Ok(Box::new(LibcoralSearch::new(cpu.clone()))),
+        // Compiled segments are timed with the operators the compiler leaves to the CPU in
+        // them, as libcoral's tool times them. The cost model bounds the device's times from
+        // below only where the device is never faster than the model (the emulated one, by
+        // construction): the search is then exact, on a real device near it.
+        ("profiled", Source::EdgeTpu(edgetpu, cpu)) => Ok(Box::new(
+            Profiled::new(Arc::clone(edgetpu))
+                .with_floor(EdgeTpuCostModel::usb_default())
+                .with_cpu_segments(cpu.clone()),
+        )),
+        ("libcoral", Source::EdgeTpu(edgetpu, _)) => {
+            Ok(Box::new(LibcoralSearch::new(Arc::clone(edgetpu))))
+        }
+        (_, Source::EdgeTpu(..)) => Ok(segment::strategy(name, &EdgeTpuCostModel::usb_default())?),
         (_, Source::Cpu(_)) => Ok(segment::strategy(name, &EdgeTpuCostModel::usb_default())?),
     }
 }
@@ -183,20 +214,23 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
     let model = Model::from_bytes(&bytes)?;
     let graph = Graph::new(&model)?;
     let source = Source::new(&args.profiler, &args.link)?;
+    let planning = std::time::Instant::now();
     let mut plan = segmenter(&args.strategy, &source)?.plan(&graph, args.segments)?;
+    let planning = planning.elapsed();
     if plan.bottleneck_s().is_none() {
         // What runs on the CPU: priced by the CPU estimate beside the cost model, by the
         // timed runs themselves with `--profiler cpu`.
         let estimate = CpuCostModel::default();
         let cpu: &dyn Profiler = match &source {
             Source::Model(_) => &estimate,
-            Source::Cpu(timed) => timed,
+            Source::Cpu(timed) | Source::EdgeTpu(_, timed) => timed,
         };
         plan.with_predictions(&model, source.profiler(), cpu)?;
     }
     let label = match source {
         Source::Model(_) => "predicted (model)",
         Source::Cpu(_) => "measured (cpu)",
+        Source::EdgeTpu(..) => "measured (edgetpu)",
     };
     print!("{}", plan.table(&model, label));
     // What a cost-model plan runs on the CPU is priced by the CPU estimate: say so.
@@ -205,6 +239,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         _ => source.name().to_string(),
     };
     println!("{}", plan.summary_line(&profiler));
+    println!("planning: {:.2} s of wall time", planning.as_secs_f64());
 
     let out_dir = match &args.out {
         Some(dir) => dir.clone(),

@@ -223,6 +223,14 @@ impl<P: Profiler> CachedProfiler<P> {
     }
 }
 
+/// A shared profiler: several segmenters, and their caller, can ask one (a
+/// [`CachedProfiler`] over a device, say, so that none profiles a range twice).
+impl<P: Profiler + ?Sized> Profiler for std::sync::Arc<P> {
+    fn profile(&self, model: &Model, ops: Range<usize>) -> Result<SegmentProfile> {
+        (**self).profile(model, ops)
+    }
+}
+
 impl<P: Profiler> Profiler for CachedProfiler<P> {
     fn profile(&self, model: &Model, ops: Range<usize>) -> Result<SegmentProfile> {
         let mut cache = self.cache.lock();

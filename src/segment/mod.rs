@@ -23,8 +23,8 @@ pub use crate::model::figures::param_bytes;
 use crate::model::figures::range_figures;
 pub use libcoral::{LibcoralCost, LibcoralOutcome, LibcoralSearch};
 pub use profiled::{
-    DEFAULT_DEVICE_TOLERANCE, DEFAULT_TOLERANCE, Floors, LatencyFloor, MAX_DEVICES, NoFloor,
-    Profiled,
+    DEFAULT_DEVICE_TOLERANCE, DEFAULT_TOLERANCE, Floors, LatencyFloor, MAX_DEVICES,
+    MAX_SEARCH_WORK, NoFloor, Profiled,
 };
 pub use report::{STRATEGY_NAMES, strategy};
 pub use uniform::{UniformByOps, UniformByParams};

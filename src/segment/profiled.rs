@@ -809,13 +809,22 @@ fn choose_device_count(
     mut least: impl FnMut(usize, f64) -> Result<Option<(f64, Vec<Step>)>>,
 ) -> Result<Option<(usize, f64, Vec<Step>)>> {
     let counts: Vec<usize> = counts.collect();
+    // The count that beat the last candidate is asked first (it likely beats the next one
+    // too), then the others from the most devices down: most candidates are settled by one
+    // question.
+    let mut beater: Option<usize> = None;
     'candidates: for &count in &counts {
         let Some((bottleneck, steps)) = least(count, f64::INFINITY)? else {
             continue;
         };
         let cap = bottleneck / (1.0 + tolerance);
-        for &other in counts.iter().filter(|&&other| other != count) {
+        let others = beater
+            .into_iter()
+            .chain(counts.iter().rev().copied().filter(|&o| Some(o) != beater))
+            .filter(|&other| other != count);
+        for other in others {
             if least(other, cap)?.is_some() {
+                beater = Some(other);
                 continue 'candidates;
             }
         }
@@ -834,8 +843,27 @@ fn check_plannable(graph: &Graph<'_, '_>, devices: usize) -> Result<()> {
             max: MAX_DEVICES,
         });
     }
+    // One round of the dynamic programme visits every (devices used, point, next point,
+    // replicas) once: refused up front where even a few rounds would take minutes.
+    let points = (1..graph.op_count())
+        .filter(|&cut| super::is_valid_cut(graph, cut))
+        .count() as u128
+        + 2;
+    let work = points * points * (devices as u128 + 1) * (devices as u128 + 1);
+    if work > MAX_SEARCH_WORK {
+        return Err(Error::unsupported(format!(
+            "planning {points} cut points for {devices} devices exactly: one round of the \
+             search would visit {work} states, above {MAX_SEARCH_WORK}; give a smaller \
+             budget, or cut with the uniform strategies"
+        )));
+    }
     Ok(())
 }
+
+/// The most states one round of the profiled search may visit (cut points squared times the
+/// budget plus one squared): about a second per round on the build machine, where the
+/// benchmark zoo's largest network (Inception-ResNet v2) at 32 devices needs a fifth of it.
+pub const MAX_SEARCH_WORK: u128 = 4_000_000_000;
 
 /// The largest device budget [`Profiled`] plans for. Its search solves the problem for each
 /// device count up to the budget, each in time that grows with the square of the count and
