@@ -343,17 +343,24 @@ fn a_hanging_worker_is_killed_at_the_time_limit(runtime: &Runtime) {
         .with_program(&program)
         .with_timeout(Duration::from_millis(300));
     let backend = IsolatedBackend::new(runtime, isolation);
-    let started = Instant::now();
-    let model: Arc<[u8]> = Arc::from(plus_one_model());
-    let result = backend.with_custom_op("plus-one").prepare(model, 0);
-    match result.err() {
-        Some(Error::Isolated {
-            reason: ChildExit::Timeout(_),
-            ..
-        }) => {}
-        other => panic!("{other:?}"),
+    // A small job fits in the pipe; a large one (the paper's fc N = 500, 0.8 MB) would
+    // block a parent that wrote it itself, since the program never reads it.
+    let large = multitpu::model::paper::fc(500).unwrap().to_bytes().unwrap();
+    for model in [plus_one_model(), large] {
+        let started = Instant::now();
+        let result = backend
+            .clone()
+            .with_custom_op("plus-one")
+            .prepare(Arc::from(model), 0);
+        match result.err() {
+            Some(Error::Isolated {
+                reason: ChildExit::Timeout(_),
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(20));
     }
-    assert!(started.elapsed() < Duration::from_secs(20));
     std::fs::remove_file(&program).ok();
 }
 

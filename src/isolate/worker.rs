@@ -180,7 +180,11 @@ impl Backend for IsolatedBackend {
 /// One stage's worker, seen from the pipeline.
 pub struct IsolatedStage {
     child: Reaped,
+    /// The worker's stdin, for commands once it is ready (before, the job's writer has it).
     commands: Option<ChildStdin>,
+    /// Writes the job, then hands the stdin back: a program that never reads it (not a
+    /// worker) cannot block the parent past the time limit.
+    job_writer: Option<std::thread::JoinHandle<io::Result<ChildStdin>>>,
     replies: mpsc::Receiver<String>,
     stderr: Tail,
     /// Drains the worker's stderr into `stderr`; ends when the worker is gone.
@@ -228,14 +232,18 @@ impl IsolatedStage {
         let mut child = Reaped(child);
         let (mut stdin, stdout, stderr) = child.pipes();
         let threads = job.threads;
-        // The job is written before any command, from this thread: the worker reads all
-        // of it before it answers, so the pipe never fills both ways.
-        let written = job.write(&mut io::BufWriter::new(&mut stdin));
+        // The worker reads all of its job before it answers that it is ready, so no
+        // command is sent before the writer is done.
+        let job_writer = super::spawn("multitpu-worker-job", move || {
+            job.write(&mut io::BufWriter::new(&mut stdin))?;
+            Ok(stdin)
+        })?;
         let (replies, _) = forward_lines("multitpu-worker-out", stdout)?;
         let (tail, stderr_reader) = keep_tail("multitpu-worker-err", stderr)?;
-        let mut stage = IsolatedStage {
+        let stage = IsolatedStage {
             child,
-            commands: Some(stdin),
+            commands: None,
+            job_writer: Some(job_writer),
             replies,
             stderr: tail,
             stderr_reader: Some(stderr_reader),
@@ -251,10 +259,6 @@ impl IsolatedStage {
             greeted: false,
             dead: None,
         };
-        if written.is_err() {
-            // The worker closed its stdin before reading the job: it is gone.
-            return Err(stage.died("starting"));
-        }
         Ok(stage)
     }
 
@@ -280,7 +284,15 @@ impl IsolatedStage {
                         ),
                     ));
                 }
-                Ok(())
+                // It has read its whole job: its stdin takes commands now.
+                let stdin = self.job_writer.take().map(std::thread::JoinHandle::join);
+                match stdin {
+                    Some(Ok(Ok(stdin))) => {
+                        self.commands = Some(stdin);
+                        Ok(())
+                    }
+                    _ => Err(self.died("reading its job")),
+                }
             }
             WorkerReply::Error(error) => Err(error),
             _ => Err(self.died("loading its model")),
