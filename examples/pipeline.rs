@@ -62,7 +62,8 @@ use multitpu::model::builder::SplitMix64;
 use multitpu::model::{Graph, Model, paper};
 use multitpu::pipeline::{Backend, Output, Pipeline, PipelineStats, Stage};
 use multitpu::profile::EdgeTpuCostModel;
-use multitpu::segment::{self, Plan, Profiled, SegmentKind, Segmenter};
+use multitpu::deploy::SegmentKind;
+use multitpu::segment::{self, Plan, Profiled, Segmenter};
 use multitpu::verify::random_tensor;
 
 const USAGE: &str = "usage: pipeline MODEL --segments N [--strategy S] \
@@ -428,7 +429,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         })?;
         let mut devices = 0;
         for file in &files {
-            let (kind, replicas) = segment::segment_file_role(std::path::Path::new(file))?;
+            let (kind, replicas) = multitpu::deploy::segment_file_role(std::path::Path::new(file))?;
             if kind == SegmentKind::EdgeTpu {
                 devices += replicas;
             }
@@ -480,7 +481,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
             None => "Edge TPU model",
         };
         print!("{}", plan.table(&model, label));
-        let pipeline = Pipeline::from_plan(&plan, &graph, &*backend)?;
+        let pipeline = Pipeline::from_models(&plan.segment_models(&graph)?, &*backend)?;
         drop(graph);
         drop(model);
         let devices = plan.devices();

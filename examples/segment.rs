@@ -253,8 +253,8 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("model");
-    let paths = plan.write(&graph, &out_dir, stem)?;
-    for path in &paths {
+    let written = plan.segment_models(&graph)?.write(&out_dir, stem)?;
+    for path in written.segments.iter().chain([&written.manifest]) {
         println!("wrote {}", path.display());
     }
 
@@ -271,7 +271,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
             return verify_chain(&runtime, &bytes, segments, args.verify, 0x5eed);
         }
         let whole = NamedModel::new(args.model.display().to_string(), bytes.clone());
-        let segments = paths
+        let segments = written.segments
             .iter()
             .map(NamedModel::read)
             .collect::<Result<Vec<_>, _>>()?;

@@ -75,6 +75,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// A plan manifest ([`crate::deploy`]) that cannot be run: what is wrong, and on which
+    /// line (`None` for the file as a whole).
+    #[error("plan manifest {}{}: {reason}", path.display(), line.map(|n| format!(", line {n}")).unwrap_or_default())]
+    Manifest {
+        /// The manifest.
+        path: PathBuf,
+        /// The 1-based line, when one line is at fault.
+        line: Option<usize>,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A model fails validation: a field TFLite would trust is out of range or contradicts
     /// the rest of the model (see [`Model::validate`](crate::model::Model::validate)).
     #[error("invalid model: {location}, field `{field}`: {reason}")]

@@ -3,22 +3,23 @@
 //! Split TensorFlow Lite models into segments that each fit one Coral Edge TPU, and run the
 //! segments as a pipeline over several devices.
 //!
-//! Data flows one way: bytes → [`model`] → graph → plan ([`segment`]) → segment files →
-//! pipeline stages ([`pipeline`], on a [`backend`]) → typed outputs ([`tensor`]).
+//! Data flows one way: bytes → [`model`] → graph → plan ([`segment`]) → segment models
+//! ([`deploy`]: compiled, written with a plan manifest) → pipeline stages ([`pipeline`], on a
+//! [`backend`]) → typed outputs ([`tensor`]).
 //!
 //! # Quick start
 //!
-//! Read a `.tflite` model, plan it for two Edge TPUs with the profiled search (cost model of a
-//! USB Edge TPU), write the segments as Coral's tools name them, run them as a pipeline of
-//! TFLite CPU interpreters (swap in [`backend::EdgeTpuBackend`] with segments compiled by
-//! `edgetpu_compiler`, or [`backend::SimulatedEdgeTpuBackend`]), and read the scores as
-//! real numbers:
+//! Read a `.tflite` model, plan it for at most two Edge TPUs with the profiled search (cost
+//! model of a USB Edge TPU), compile the device segments with `edgetpu_compiler`, write them
+//! beside a plan manifest, open a pipeline from the manifest on the attached Edge TPUs, and
+//! read the scores as real numbers:
 //!
 //! ```
-//! use multitpu::backend::{CpuBackend, Runtime};
+//! use multitpu::backend::EdgeTpuBackend;
+//! use multitpu::device::EdgeTpuCostModel;
 //! use multitpu::model::{Graph, Model};
 //! use multitpu::pipeline::Pipeline;
-//! use multitpu::profile::EdgeTpuCostModel;
+//! use multitpu::profile::EdgeTpuCompiler;
 //! use multitpu::segment::{Plan, Profiled};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -30,8 +31,9 @@
 //! let model = Model::from_bytes(&bytes)?;
 //! let graph = Graph::new(&model)?;
 //! let plan = Plan::new(&graph, 2, &Profiled::cost_model(EdgeTpuCostModel::usb_default()))?;
-//! let files = plan.write(&graph, &dir, "conv")?; // conv_segment_<i>_of_<n>[_cpu][_x<R>].tflite
-//! let pipeline = Pipeline::from_segment_files(&files, &CpuBackend::new(Runtime::load()?, 1, false))?;
+//! let segments = plan.segment_models(&graph)?.compile(&EdgeTpuCompiler::find()?)?;
+//! let written = segments.write(&dir, "conv")?; // conv.plan and its segment files
+//! let pipeline = Pipeline::open(&written.manifest, &EdgeTpuBackend::load()?)?;
 //! let input = &pipeline.inputs()[0]; // F32 [1, 64, 64, 3]
 //! pipeline.push_as(&[(&input.name, &vec![0.5f32; input.num_elements()])])?;
 //! let scores: Vec<f32> = pipeline.pop()?.expect("the item pushed").tensor_f32(0)?; // int8, dequantized
@@ -41,10 +43,17 @@
 //! # }
 //! ```
 //!
-//! [`Runtime::load`](backend::Runtime::load) finds the TFLite C library through
-//! `MULTITPU_TFLITE_LIB`, the loader's search path, or the cache `scripts/fetch-tflite`
-//! fills; without one this example fails with an error naming every place tried.
-//! [`Pipeline::from_plan`](pipeline::Pipeline::from_plan) runs a plan without writing files.
+//! The Edge TPU runtime (`MULTITPU_EDGETPU_LIB` or the loader's search path), the compiler
+//! (`MULTITPU_EDGETPU_COMPILER` or `PATH`) and TFLite's C library
+//! ([`Runtime::load`](backend::Runtime::load): `MULTITPU_TFLITE_LIB`, the loader's search
+//! path, or the cache `scripts/fetch-tflite` fills) are found at run time; without one, the
+//! example fails with a typed error saying what is missing and where it looked
+//! (`scripts/emulate` provides an emulated Edge TPU and compiler over TFLite's CPU kernels).
+//! The same segments run without a device: uncompiled on TFLite's CPU kernels
+//! ([`backend::CpuBackend`]), or on simulated Edge TPUs ([`backend::SimulatedEdgeTpuBackend`]),
+//! in memory with [`Pipeline::from_models`](pipeline::Pipeline::from_models). Files named as
+//! Coral's tools name segments run with
+//! [`Pipeline::from_segment_files`](pipeline::Pipeline::from_segment_files).
 //! Typed views ([`Output::get_as`](pipeline::Output::get_as)), typed pushes and
 //! [`quantize`](tensor::TensorSpec::quantize) / [`dequantize`](tensor::TensorSpec::dequantize)
 //! check element types and return [`Error::TensorType`] rather than panic.
@@ -58,6 +67,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod deploy;
 pub mod device;
 mod error;
 pub mod isolate;

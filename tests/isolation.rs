@@ -35,11 +35,11 @@ fn segments(model: &[u8], n: usize) -> Vec<NamedModel> {
         .iter()
         .enumerate()
         .map(|(i, segment)| {
-            let name = multitpu::segment::segment_file_name(
+            let name = multitpu::deploy::segment_file_name(
                 "model",
                 i,
                 n,
-                multitpu::segment::SegmentKind::EdgeTpu,
+                multitpu::deploy::SegmentKind::EdgeTpu,
                 1,
             );
             NamedModel::new(name, segment.to_bytes().unwrap())

@@ -11,9 +11,10 @@ use std::ops::Range;
 
 use multitpu::model::{ElementType, Graph, Model, OpCode, Operator, Tensor, paper};
 use multitpu::profile::{CachedProfiler, EdgeTpuCostModel, Profiler, SegmentProfile};
+use multitpu::deploy::SegmentKind;
 use multitpu::segment::{
     DEFAULT_DEVICE_TOLERANCE, Floors, LatencyFloor, LibcoralOutcome, LibcoralSearch, Plan,
-    Profiled, SegmentKind, Segmenter, UniformByOps, UniformByParams,
+    Profiled, Segmenter, UniformByOps, UniformByParams,
 };
 use multitpu::{Error, Result};
 use proptest::prelude::*;

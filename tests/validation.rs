@@ -129,7 +129,14 @@ fn check_refused(model: &Model<'_>, expect: &Expect, cut: Option<usize>) {
         let plan = Plan::from_cuts("test", &graph, &[cut]).expect("a valid cut");
         assert_refused(plan.extract(&graph), expect, "Plan::extract");
         let dir = std::env::temp_dir().join(format!("multitpu-validation-{}", std::process::id()));
-        assert_refused(plan.write(&graph, &dir, "hostile"), expect, "Plan::write");
+        let written = plan
+            .segment_models(&graph)
+            .and_then(|models| models.write(&dir, "hostile"))
+            .map_err(|error| match error {
+                Error::Segment { source, .. } => *source,
+                other => other,
+            });
+        assert_refused(written, expect, "Plan::segment_models");
         assert!(
             !dir.join("hostile_segment_0_of_2.tflite").exists(),
             "no segment file is written"

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use multitpu::segment::{MAX_DEVICES, SegmentKind, segment_file_name, segment_file_role};
+use multitpu::deploy::{MAX_DEVICES, SegmentKind, segment_file_name, segment_file_role};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -68,7 +68,7 @@ pub enum SimCompute {
 /// let graph = Graph::new(&model)?;
 /// let backend = SimulatedEdgeTpuBackend::new(EdgeTpuCostModel::usb_default(), SimCompute::Skip);
 /// let plan = Plan::new(&graph, 2, &UniformByParams)?;
-/// let pipeline = Pipeline::from_plan(&plan, &graph, &backend)?;
+/// let pipeline = Pipeline::from_models(&plan.segment_models(&graph)?, &backend)?;
 /// for stage in pipeline.stats().stages {
 ///     assert!(stage.instances[0].starts_with("simulated Edge TPU (usb)"));
 /// }

@@ -1,10 +1,10 @@
 //! Run model segments as a pipeline: one thread per stage, bounded queues between them.
 //!
 //! A [`Pipeline`] is generic over [`Stage`]s, so it works the same with TFLite CPU
-//! interpreters, Edge TPU interpreters and simulated devices. Start one from a plan or from
-//! segment files in one call ([`Pipeline::from_plan`], [`Pipeline::from_segment_files`]:
-//! Edge TPU segments on a [`Backend`]'s devices in order, one per replica, CPU segments on
-//! the host), or stage by stage with [`PipelineBuilder`];
+//! interpreters, Edge TPU interpreters and simulated devices. Start one from segment models
+//! in one call ([`Pipeline::from_models`], [`Pipeline::open`] for a plan manifest,
+//! [`Pipeline::from_segment_files`]: Edge TPU segments on a [`Backend`]'s devices in order,
+//! one per replica, CPU segments on the host), or stage by stage with [`PipelineBuilder`];
 //! feed it with [`Pipeline::push`] and collect results, in input order, with
 //! [`Pipeline::pop`] or by iterating over `&Pipeline`.
 //!
@@ -195,8 +195,8 @@ impl PipelineBuilder {
     ///
     /// By default they are the first stage's inputs, so a later stage may read only those
     /// and earlier stages' outputs. Name them when a later stage also reads a tensor that the
-    /// caller provides (a skip connection from the model's input); [`Pipeline::from_plan`]
-    /// names the model's inputs.
+    /// caller provides (a skip connection from the model's input); segment models of a plan
+    /// name the model's inputs ([`Pipeline::from_models`]).
     pub fn inputs<I, S>(mut self, names: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -473,7 +473,7 @@ enum Outcome {
 /// let graph = Graph::new(&model)?;
 /// let plan = Plan::new(&graph, 3, &UniformByOps)?;
 /// let backend = SimulatedEdgeTpuBackend::new(EdgeTpuCostModel::usb_default(), SimCompute::Skip);
-/// let pipeline = Pipeline::from_plan(&plan, &graph, &backend)?;
+/// let pipeline = Pipeline::from_models(&plan.segment_models(&graph)?, &backend)?;
 /// let input = &pipeline.inputs()[0]; // F32 [1, 64]
 /// for _ in 0..4 {
 ///     pipeline.push_as(&[(&input.name, &[0.25f32; 64])])?;

@@ -1,36 +1,13 @@
-//! Pipelines straight from segments: a plan and its model, segment files, or segment bytes.
-//! Edge TPU segments take the backend's devices in order, one per replica; CPU segments run
-//! on the host beside them ([`Backend::prepare_cpu`]).
+//! Pipelines straight from segment models: in memory, from a plan manifest, from segment
+//! files, or from bare segment bytes. Edge TPU segments take the backend's devices in order,
+//! one per replica; CPU segments run on the host beside them ([`Backend::prepare_cpu`]).
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::model::Graph;
-use crate::pipeline::{Backend, Pipeline, PipelineBuilder, Stage};
-use crate::segment::{Plan, SegmentKind, extract, segment_file_role};
+use crate::deploy::{SegmentKind, SegmentModels};
+use crate::pipeline::{Backend, Pipeline, PipelineBuilder};
 use crate::{Error, Result};
-
-/// The instances of one segment: `replicas` CPU stages on the host, or one stage per
-/// replica on the next devices of `backend` (advancing `next_device`).
-fn prepare(
-    backend: &dyn Backend,
-    bytes: Arc<[u8]>,
-    kind: SegmentKind,
-    replicas: usize,
-    next_device: &mut usize,
-) -> Result<Vec<Box<dyn Stage>>> {
-    match kind {
-        SegmentKind::Cpu => (0..replicas.max(1))
-            .map(|_| backend.prepare_cpu(Arc::clone(&bytes)))
-            .collect(),
-        SegmentKind::EdgeTpu => {
-            let devices: Vec<usize> = (*next_device..*next_device + replicas.max(1)).collect();
-            *next_device += devices.len();
-            backend.prepare_replicas(bytes, &devices)
-        }
-    }
-}
 
 /// Names a segment in an error about it.
 fn in_segment(index: usize, file: Option<&Path>) -> impl FnOnce(Error) -> Error {
@@ -43,83 +20,36 @@ fn in_segment(index: usize, file: Option<&Path>) -> impl FnOnce(Error) -> Error 
 }
 
 impl PipelineBuilder {
-    /// A builder with one stage per segment of `plan`, one instance per replica. The Edge
+    /// A builder with one stage per segment of `models`, one instance per replica. The Edge
     /// TPU segments take the backend's devices in order, one per replica (a segment with two
     /// replicas is one stage of two instances, on two devices); the CPU segments run on the
-    /// host ([`Backend::prepare_cpu`]). The pipeline inputs and outputs are the model's, in the
-    /// model's order (leaving out any that no segment reads or writes).
-    ///
-    /// `graph` is the model's that `plan` was made for; each segment is extracted from it
-    /// and handed to the backend as a standalone model.
+    /// host ([`Backend::prepare_cpu`]). The pipeline inputs and outputs are those `models`
+    /// names ([`SegmentModels::inputs`]; when it names none, see [`inputs`](Self::inputs)).
     ///
     /// # Errors
     ///
-    /// [`Error::Segment`] naming the segment that could not be extracted or prepared.
-    pub fn from_plan(plan: &Plan, graph: &Graph<'_, '_>, backend: &dyn Backend) -> Result<Self> {
-        let model = graph.model();
-        let read: BTreeSet<usize> = plan
-            .segments
-            .iter()
-            .flat_map(|s| s.inputs.clone())
-            .collect();
-        let written: BTreeSet<usize> = plan
-            .segments
-            .iter()
-            .flat_map(|s| s.outputs.clone())
-            .collect();
-        let names = |tensors: &[usize], used: &BTreeSet<usize>| -> Vec<String> {
-            tensors
-                .iter()
-                .filter(|t| used.contains(t))
-                .map(|&t| model.tensors[t].name.to_string())
-                .collect()
-        };
-        let mut builder = PipelineBuilder::new()
-            .inputs(names(&model.inputs, &read))
-            .outputs(names(&model.outputs, &written));
-        let mut next_device = 0;
-        for (index, segment) in plan.segments.iter().enumerate() {
-            let bytes: Arc<[u8]> = extract(graph, segment.ops.clone())
-                .and_then(|m| m.to_bytes())
-                .map(Arc::from)
-                .map_err(in_segment(index, None))?;
-            let instances = prepare(
-                backend,
-                bytes,
-                segment.kind,
-                segment.replicas,
-                &mut next_device,
-            )
-            .map_err(in_segment(index, None))?;
-            builder = builder.replicated_stage(instances);
-        }
-        Ok(builder)
-    }
-
-    /// A builder with one stage per segment file (complete `.tflite` models, such as those
-    /// [`Plan::write`] writes), in the order given, run as their names say
-    /// ([`segment_file_role`]): files named as CPU segments on the host
-    /// ([`Backend::prepare_cpu`]), the others on the backend's devices in order, one per
-    /// replica. The pipeline inputs are the first segment's (see
-    /// [`inputs`](Self::inputs)).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Segment`] naming the segment whose file could not be read or prepared.
-    pub fn from_segment_files<P: AsRef<Path>>(files: &[P], backend: &dyn Backend) -> Result<Self> {
+    /// [`Error::Segment`] naming the segment the backend could not prepare.
+    pub fn from_models(models: &SegmentModels, backend: &dyn Backend) -> Result<Self> {
         let mut builder = PipelineBuilder::new();
+        if !models.inputs().is_empty() {
+            builder = builder.inputs(models.inputs().to_vec());
+        }
+        if !models.outputs().is_empty() {
+            builder = builder.outputs(models.outputs().to_vec());
+        }
         let mut next_device = 0;
-        for (index, file) in files.iter().enumerate() {
-            let path = file.as_ref();
-            let bytes = std::fs::read(path)
-                .map_err(|source| Error::Io {
-                    path: path.to_path_buf(),
-                    source,
-                })
-                .map_err(in_segment(index, None))?;
-            let (kind, replicas) = segment_file_role(path).map_err(in_segment(index, None))?;
-            let instances = prepare(backend, Arc::from(bytes), kind, replicas, &mut next_device)
-                .map_err(in_segment(index, Some(path)))?;
+        for (index, segment) in models.segments().iter().enumerate() {
+            let bytes = Arc::clone(segment.bytes());
+            let instances = match segment.kind() {
+                SegmentKind::Cpu => backend.prepare_cpu(bytes).map(|stage| vec![stage]),
+                SegmentKind::EdgeTpu => {
+                    let devices: Vec<usize> =
+                        (next_device..next_device + segment.replicas()).collect();
+                    next_device += devices.len();
+                    backend.prepare_replicas(bytes, &devices)
+                }
+            }
+            .map_err(in_segment(index, segment.file()))?;
             builder = builder.replicated_stage(instances);
         }
         Ok(builder)
@@ -145,28 +75,37 @@ impl PipelineBuilder {
 }
 
 impl Pipeline {
-    /// Runs `plan`'s segments of the model in `graph` on `backend`'s devices, CPU segments
-    /// on the host, with the default queues: [`PipelineBuilder::from_plan`], then
-    /// [`build`](PipelineBuilder::build).
+    /// Runs `models` on `backend`'s devices, CPU segments on the host, with the default
+    /// queues: [`PipelineBuilder::from_models`], then [`build`](PipelineBuilder::build).
     ///
     /// # Errors
     ///
-    /// [`Error::Segment`] naming a segment that could not be extracted or prepared, or an
-    /// error of [`PipelineBuilder::build`].
-    pub fn from_plan(plan: &Plan, graph: &Graph<'_, '_>, backend: &dyn Backend) -> Result<Self> {
-        PipelineBuilder::from_plan(plan, graph, backend)?.build()
+    /// [`Error::Segment`] naming a segment that could not be prepared, or an error of
+    /// [`PipelineBuilder::build`].
+    pub fn from_models(models: &SegmentModels, backend: &dyn Backend) -> Result<Self> {
+        PipelineBuilder::from_models(models, backend)?.build()
     }
 
-    /// Runs segment files in the order given, CPU segment files on the host and the others
-    /// on `backend`'s devices in order, with the default queues: [`PipelineBuilder::from_segment_files`], then
-    /// [`build`](PipelineBuilder::build).
+    /// Runs the plan whose manifest is at `manifest` (written by
+    /// [`SegmentModels::write`]) on `backend`, each segment as the manifest says:
+    /// [`SegmentModels::read`], then [`from_models`](Self::from_models).
     ///
     /// # Errors
     ///
-    /// [`Error::Segment`] naming a segment whose file could not be read or prepared, or an
-    /// error of [`PipelineBuilder::build`] (such as [`Error::NoProducer`] for files given
-    /// out of order).
+    /// Those of [`SegmentModels::read`] and [`from_models`](Self::from_models).
+    pub fn open(manifest: &Path, backend: &dyn Backend) -> Result<Self> {
+        Pipeline::from_models(&SegmentModels::read(manifest)?, backend)
+    }
+
+    /// Runs segment files in the order given, each as its name says (CPU segment files on
+    /// the host, the others on `backend`'s devices in order), with the default queues:
+    /// [`SegmentModels::from_files`], then [`from_models`](Self::from_models).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`SegmentModels::from_files`] and [`from_models`](Self::from_models) (such
+    /// as [`Error::NoProducer`] for files given out of order).
     pub fn from_segment_files<P: AsRef<Path>>(files: &[P], backend: &dyn Backend) -> Result<Self> {
-        PipelineBuilder::from_segment_files(files, backend)?.build()
+        Pipeline::from_models(&SegmentModels::from_files(files)?, backend)
     }
 }

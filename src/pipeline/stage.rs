@@ -54,7 +54,7 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> String;
 
     /// Loads one CPU segment (a segment of the plan that no Edge TPU can run, see
-    /// [`SegmentKind::Cpu`](crate::segment::SegmentKind::Cpu)) to run on the host CPU beside
+    /// [`SegmentKind::Cpu`](crate::deploy::SegmentKind::Cpu)) to run on the host CPU beside
     /// this backend's devices.
     ///
     /// # Errors

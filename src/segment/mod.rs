@@ -4,9 +4,10 @@
 //! operators in execution order. The plan writes each range as a standalone `.tflite`
 //! (see [`extract`]), named as Coral's tools name pipeline segments.
 
+use std::collections::BTreeSet;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
 
+use crate::deploy::{SegmentKind, SegmentModel, SegmentModels};
 use crate::device::{DeviceSegments, compiled_tail, op_support};
 use crate::model::{Graph, Model};
 use crate::profile::Profiler;
@@ -23,7 +24,7 @@ pub use crate::model::figures::param_bytes;
 use crate::model::figures::range_figures;
 pub use libcoral::{LibcoralCost, LibcoralOutcome, LibcoralSearch};
 pub use profiled::{
-    DEFAULT_DEVICE_TOLERANCE, DEFAULT_TOLERANCE, Floors, LatencyFloor, MAX_DEVICES,
+    DEFAULT_DEVICE_TOLERANCE, DEFAULT_TOLERANCE, Floors, LatencyFloor,
     MAX_SEARCH_WORK, NoFloor, Profiled,
 };
 pub use report::{STRATEGY_NAMES, strategy};
@@ -74,34 +75,13 @@ pub trait Segmenter {
     fn plan(&self, graph: &Graph<'_, '_>, segments: usize) -> Result<Plan>;
 }
 
-/// Where a segment runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SegmentKind {
-    /// On an Edge TPU (and the host quantisation at its edges on the host, as a compiled
-    /// segment does): every operator is one the compiler maps whole.
-    EdgeTpu,
-    /// On the host CPU, with TFLite's CPU kernels: a segment holding an operator the Edge TPU
-    /// cannot run, or no operator it can.
-    Cpu,
-}
-
-impl SegmentKind {
-    /// `edgetpu` or `cpu`, as tables and file names show it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SegmentKind::EdgeTpu => "edgetpu",
-            SegmentKind::Cpu => "cpu",
-        }
-    }
-
-    /// The kind of operators `ops` of a model, by the Edge TPU's operator support
-    /// ([`crate::device::support`]).
-    pub fn of(device_segments: &DeviceSegments, ops: &Range<usize>) -> SegmentKind {
-        if device_segments.allows(ops) {
-            SegmentKind::EdgeTpu
-        } else {
-            SegmentKind::Cpu
-        }
+/// The kind of operators `ops` of a model, by the Edge TPU's operator support
+/// ([`crate::device::op_support`]).
+pub(crate) fn kind_of(device_segments: &DeviceSegments, ops: &Range<usize>) -> SegmentKind {
+    if device_segments.allows(ops) {
+        SegmentKind::EdgeTpu
+    } else {
+        SegmentKind::Cpu
     }
 }
 
@@ -208,7 +188,7 @@ impl Plan {
     }
 
     /// Makes the plan whose segments start at operator 0 and at each of `cuts` (ascending),
-    /// each segment labelled by where it runs ([`SegmentKind::of`]), with one replica.
+    /// each segment labelled by where it runs (by the Edge TPU's operator support), with one replica.
     ///
     /// ```
     /// use multitpu::model::{Graph, paper};
@@ -392,11 +372,12 @@ impl Plan {
             .collect()
     }
 
-    /// Writes the segments as `<stem>_segment_<i>_of_<n>.tflite` into `dir` (created if
-    /// missing; [`segment_file_name`]: CPU segments end in `_cpu`, not to be compiled for
-    /// the Edge TPU, replicated ones in `_x<R>`) and returns the paths, in segment order.
-    /// [`Pipeline::from_segment_files`](crate::pipeline::Pipeline::from_segment_files) runs
-    /// them as planned.
+    /// The segments as standalone models, each with where it runs and its replicas, joined
+    /// into a pipeline whose inputs and outputs are the model's, in the model's order
+    /// (leaving out any that no segment reads or writes): what
+    /// [`Pipeline::from_models`](crate::pipeline::Pipeline::from_models) runs,
+    /// [`SegmentModels::compile`] compiles for the Edge TPU and [`SegmentModels::write`]
+    /// writes beside a plan manifest.
     ///
     /// ```
     /// use multitpu::model::{Graph, paper};
@@ -407,8 +388,9 @@ impl Plan {
     /// let graph = Graph::new(&model)?;
     /// let plan = Plan::new(&graph, 2, &UniformByParams)?;
     /// let dir = std::env::temp_dir().join(format!("plan-write-{}", std::process::id()));
-    /// let files = plan.write(&graph, &dir, "fc")?;
-    /// assert!(files[1].ends_with("fc_segment_1_of_2.tflite"));
+    /// let written = plan.segment_models(&graph)?.write(&dir, "fc")?;
+    /// assert!(written.segments[1].ends_with("fc_segment_1_of_2.tflite"));
+    /// assert!(written.manifest.ends_with("fc.plan"));
     /// # std::fs::remove_dir_all(&dir).ok();
     /// # Ok(())
     /// # }
@@ -416,36 +398,40 @@ impl Plan {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] for a `stem` that is not a plain file name (a path separator,
-    /// `..`, NUL); [`Error::Io`] naming the folder or file that cannot be created or
-    /// written; errors of [`Plan::extract`] and [`Model::to_bytes`] for a segment that
-    /// cannot be cut out. A link already at a segment's path is replaced, never written
-    /// through.
-    pub fn write(&self, graph: &Graph<'_, '_>, dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
-        let _span = tracing::info_span!("write_segments", dir = %dir.display(), stem).entered();
-        let n = self.segments.len();
-        let io_error = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| Error::Io { path, source }
+    /// Those of [`Plan::extract`] and [`Model::to_bytes`] for a segment that cannot be cut
+    /// out, as [`Error::Segment`] naming it.
+    pub fn segment_models(&self, graph: &Graph<'_, '_>) -> Result<SegmentModels> {
+        let model = graph.model();
+        let read: BTreeSet<usize> = self.segments.iter().flat_map(|s| s.inputs.clone()).collect();
+        let written: BTreeSet<usize> =
+            self.segments.iter().flat_map(|s| s.outputs.clone()).collect();
+        let names = |tensors: &[usize], used: &BTreeSet<usize>| -> Vec<String> {
+            tensors
+                .iter()
+                .filter(|t| used.contains(t))
+                .map(|&t| model.tensors[t].name.to_string())
+                .collect()
         };
-        check_stem(stem)?;
-        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-        self.extract(graph)?
+        let segments = self
+            .segments
             .iter()
             .enumerate()
-            .zip(&self.segments)
-            .map(|((i, segment), planned)| {
-                let path = dir.join(segment_file_name(
-                    stem,
-                    i,
-                    n,
-                    planned.kind,
-                    planned.replicas,
-                ));
-                write_new_file(&path, &segment.to_bytes()?).map_err(io_error(&path))?;
-                Ok(path)
+            .map(|(index, segment)| {
+                extract(graph, segment.ops.clone())
+                    .and_then(|m| m.to_bytes())
+                    .and_then(|bytes| SegmentModel::planned(segment.kind, segment.replicas, bytes))
+                    .map_err(|source| Error::Segment {
+                        index,
+                        file: None,
+                        source: Box::new(source),
+                    })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        SegmentModels::new(
+            segments,
+            names(&model.inputs, &read),
+            names(&model.outputs, &written),
+        )
     }
 }
 
@@ -470,127 +456,6 @@ fn check_unique_names(model: &Model<'_>, segments: &[Segment]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Coral's name for segment `index` of `count`, `<stem>_segment_<index>_of_<count>.tflite`,
-/// with what a pipeline needs to run it as planned before the extension: `_cpu` for a CPU
-/// segment, `_x<R>` for a segment of R replicas ([`segment_file_role`] reads them back).
-///
-/// ```
-/// use multitpu::segment::{SegmentKind, segment_file_name};
-///
-/// assert_eq!(segment_file_name("m", 0, 3, SegmentKind::EdgeTpu, 1), "m_segment_0_of_3.tflite");
-/// assert_eq!(segment_file_name("m", 1, 3, SegmentKind::EdgeTpu, 2), "m_segment_1_of_3_x2.tflite");
-/// assert_eq!(segment_file_name("m", 2, 3, SegmentKind::Cpu, 1), "m_segment_2_of_3_cpu.tflite");
-/// ```
-pub fn segment_file_name(
-    stem: &str,
-    index: usize,
-    count: usize,
-    kind: SegmentKind,
-    replicas: usize,
-) -> String {
-    let cpu = match kind {
-        SegmentKind::EdgeTpu => "",
-        SegmentKind::Cpu => "_cpu",
-    };
-    let replicas = if replicas > 1 {
-        format!("_x{replicas}")
-    } else {
-        String::new()
-    };
-    format!("{stem}_segment_{index}_of_{count}{cpu}{replicas}.tflite")
-}
-
-/// Where a segment file runs and with how many replicas, from its name
-/// ([`segment_file_name`]; `edgetpu_compiler`'s `_edgetpu` suffix is allowed after them): a
-/// file named otherwise is an Edge TPU segment of one replica.
-///
-/// ```
-/// use std::path::Path;
-///
-/// use multitpu::segment::{SegmentKind, segment_file_role};
-///
-/// let role = segment_file_role(Path::new("out/m_segment_1_of_3_x2_edgetpu.tflite"))?;
-/// assert_eq!(role, (SegmentKind::EdgeTpu, 2));
-/// assert_eq!(segment_file_role(Path::new("m_segment_2_of_3_cpu.tflite"))?, (SegmentKind::Cpu, 1));
-/// # Ok::<(), multitpu::Error>(())
-/// ```
-///
-/// # Errors
-///
-/// A name is input like any other: [`Error::Invalid`] naming the file when its replica
-/// count is 0 or more than [`MAX_DEVICES`], the most any plan uses, or on a CPU segment,
-/// which runs once on the host.
-pub fn segment_file_role(path: &Path) -> Result<(SegmentKind, usize)> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    let stem = name.strip_suffix(".tflite").unwrap_or(name);
-    let stem = stem.strip_suffix("_edgetpu").unwrap_or(stem);
-    let refuse = |reason: String| {
-        Err(Error::invalid(
-            "segment file name",
-            format!("{}: {reason}", path.display()),
-        ))
-    };
-    let (stem, replicas) = match stem.rsplit_once("_x") {
-        Some((rest, digits))
-            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) =>
-        {
-            match digits.parse::<usize>() {
-                Ok(r) if (1..=MAX_DEVICES).contains(&r) => (rest, Some(r)),
-                _ => {
-                    return refuse(format!(
-                        "`_x{digits}` asks for {digits} replicas; a plan has 1 to {MAX_DEVICES}"
-                    ));
-                }
-            }
-        }
-        _ => (stem, None),
-    };
-    if stem.ends_with("_cpu") {
-        if replicas.is_some() {
-            return refuse("a CPU segment runs once on the host, not in replicas".to_owned());
-        }
-        return Ok((SegmentKind::Cpu, 1));
-    }
-    Ok((SegmentKind::EdgeTpu, replicas.unwrap_or(1)))
-}
-
-/// Checks that `stem` names files inside the folder it is joined to: not empty, no path
-/// separator, no `..`, no NUL.
-fn check_stem(stem: &str) -> Result<()> {
-    let bad = stem.is_empty()
-        || stem == "."
-        || stem == ".."
-        || stem.contains(['/', '\\', '\0'])
-        || Path::new(stem).components().count() != 1;
-    if bad {
-        return Err(Error::invalid(
-            "segment file stem",
-            format!("`{stem}` must be a plain file name: no path separators, `..` or NUL"),
-        ));
-    }
-    Ok(())
-}
-
-/// Writes `bytes` to `path` without following a link already there: the bytes go to a new
-/// file beside it (created exclusively, so never through a link), which then replaces
-/// `path` itself (a rename replaces a link, it does not write through it).
-fn write_new_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(format!(".partial-{}", std::process::id()));
-    let temporary = std::path::PathBuf::from(temporary);
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temporary)
-        .and_then(|mut file| file.write_all(bytes).and_then(|()| file.sync_all()))
-        .and_then(|()| std::fs::rename(&temporary, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    written
 }
 
 /// Whether the graph may be cut before operator `cut`.
@@ -806,25 +671,6 @@ mod tests {
     }
 
     #[test]
-    fn file_names_are_input_too() {
-        let role = |name: &str| segment_file_role(Path::new(name));
-        assert_eq!(
-            role("m_segment_0_of_2_x32.tflite").unwrap(),
-            (SegmentKind::EdgeTpu, 32)
-        );
-        assert_eq!(role("m.tflite").unwrap(), (SegmentKind::EdgeTpu, 1));
-        for bad in [
-            "_x18446744073709551615",
-            "m_segment_0_of_2_x33.tflite",
-            "m_x0.tflite",
-            "m_segment_1_of_2_cpu_x20000.tflite",
-            "m_segment_1_of_2_cpu_x2_edgetpu.tflite",
-        ] {
-            assert!(matches!(role(bad), Err(Error::Invalid { .. })), "{bad}");
-        }
-    }
-
-    #[test]
     fn stems_stay_inside_the_folder_and_links_are_replaced() {
         let model = chain(&[1, 1], false);
         let graph = Graph::new(&model).unwrap();
@@ -832,7 +678,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("multitpu-stems-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         for stem in ["../x", "a/b", "", "..", "a\\b", "a\0b"] {
-            let err = plan.write(&graph, &dir, stem).unwrap_err();
+            let err = plan.segment_models(&graph).unwrap().write(&dir, stem).unwrap_err();
             assert!(matches!(err, Error::Invalid { .. }), "{stem:?}: {err}");
         }
         // A link where a segment goes is replaced by the segment, its target untouched.
@@ -840,7 +686,7 @@ mod tests {
         std::fs::write(&target, b"keep").unwrap();
         #[cfg(unix)]
         std::os::unix::fs::symlink(&target, dir.join("t_segment_0_of_2.tflite")).unwrap();
-        let files = plan.write(&graph, &dir, "t").unwrap();
+        let files = plan.segment_models(&graph).unwrap().write(&dir, "t").unwrap().segments;
         assert_eq!(std::fs::read(&target).unwrap(), b"keep");
         let written = std::fs::symlink_metadata(&files[0]).unwrap();
         assert!(written.file_type().is_file());

@@ -70,6 +70,7 @@ use std::sync::Arc;
 
 use super::search::{Candidates, Places, Slot};
 use super::{Plan, SegmentKind, Segmenter, check_segmentable};
+use crate::deploy::MAX_DEVICES;
 use crate::device::{CpuCostModel, DeviceSegments, op_support};
 use crate::model::Graph;
 use crate::model::figures::op_figures;
@@ -834,7 +835,10 @@ fn choose_device_count(
 }
 
 /// Checks that a model can be planned for `devices`: not compiled for the Edge TPU, and a
-/// budget of 1 to [`MAX_DEVICES`] devices.
+/// budget of 1 to [`MAX_DEVICES`] devices. The search solves the problem for each device
+/// count up to the budget, each in time that grows with the square of the count and of the
+/// model's cut points, so the whole grows with the cube of the budget; the planning bench
+/// (`cargo bench --bench planning`) prints what budgets of 2, 4 and 8 cost.
 fn check_plannable(graph: &Graph<'_, '_>, devices: usize) -> Result<()> {
     check_segmentable(graph, 1)?;
     if !(1..=MAX_DEVICES).contains(&devices) {
@@ -867,11 +871,6 @@ fn check_plannable(graph: &Graph<'_, '_>, devices: usize) -> Result<()> {
 /// about 27 times that.
 pub const MAX_SEARCH_WORK: u128 = 4_000_000_000;
 
-/// The largest device budget [`Profiled`] plans for. Its search solves the problem for each
-/// device count up to the budget, each in time that grows with the square of the count and
-/// of the model's cut points, so the whole grows with the cube of the budget; the planning
-/// bench (`cargo bench --bench planning`) prints what budgets of 2, 4 and 8 cost.
-pub const MAX_DEVICES: usize = 32;
 
 /// Relative differences the search does not profile to settle by default: one part in a
 /// billion (a picosecond per millisecond), far below what a measurement resolves.

@@ -52,7 +52,7 @@ impl Places {
     pub(crate) fn kind(&self, ops: &Range<usize>) -> SegmentKind {
         match self {
             Places::All(kind) => *kind,
-            Places::EdgeTpu(device) => SegmentKind::of(device, ops),
+            Places::EdgeTpu(device) => super::kind_of(device, ops),
         }
     }
 }

@@ -17,7 +17,8 @@ use std::time::Instant;
 
 use edgetpu_emulator::compiler::{BANNER, compile};
 use multitpu::model::{Graph, Model};
-use multitpu::segment::{SegmentKind, Segmenter, UniformByParams, segment_file_name};
+use multitpu::deploy::{SegmentKind, segment_file_name};
+use multitpu::segment::{Segmenter, UniformByParams};
 
 const USAGE: &str = "usage: edgetpu_compiler [-s|--show_operations] [-o|--out_dir DIR] \
                      [-n|--num_segments N] [-v|--version] MODEL...";
