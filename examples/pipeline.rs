@@ -56,13 +56,13 @@ use multitpu::backend::{
     CpuBackend, DeviceSelector, EdgeTpuBackend, EdgeTpuRuntime, Runtime, SimCompute,
     SimulatedEdgeTpuBackend,
 };
+use multitpu::deploy::SegmentKind;
 use multitpu::device::CpuCostModel;
 use multitpu::isolate::{self, IsolatedBackend, Isolation, NamedModel};
 use multitpu::model::builder::SplitMix64;
 use multitpu::model::{Graph, Model, paper};
 use multitpu::pipeline::{Backend, Output, Pipeline, PipelineStats, Stage};
 use multitpu::profile::EdgeTpuCostModel;
-use multitpu::deploy::SegmentKind;
 use multitpu::segment::{self, Plan, Profiled, Segmenter};
 use multitpu::verify::random_tensor;
 

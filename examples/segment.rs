@@ -271,7 +271,8 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
             return verify_chain(&runtime, &bytes, segments, args.verify, 0x5eed);
         }
         let whole = NamedModel::new(args.model.display().to_string(), bytes.clone());
-        let segments = written.segments
+        let segments = written
+            .segments
             .iter()
             .map(NamedModel::read)
             .collect::<Result<Vec<_>, _>>()?;

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use multitpu::backend::{
     CpuBackend, Interpreter, InterpreterOptions, Runtime, SimCompute, SimulatedEdgeTpuBackend,
 };
+use multitpu::deploy::SegmentKind;
 use multitpu::device::{DeviceSegments, OpSupport, compiled_split, op_support};
 use multitpu::model::builder::SplitMix64;
 use multitpu::model::options::{BuiltinOptions, FieldValue};
 use multitpu::model::{Graph, Model, OpCode, ops, paper};
 use multitpu::pipeline::{Backend, Pipeline};
 use multitpu::profile::{EdgeTpuCostModel, Profiler, SegmentProfile};
-use multitpu::deploy::SegmentKind;
 use multitpu::segment::{Plan, Profiled, Segmenter};
 use multitpu::verify::random_tensor;
 use multitpu::{Error, Result};
@@ -209,7 +209,11 @@ fn check_hybrid_on(backend: &dyn Backend, runtime: &Runtime) {
     let graph = Graph::new(&model).expect("graph");
     for devices in 1..=4 {
         let plan = hybrid_fc_plan(&graph, devices);
-        let pipeline = Pipeline::from_models(&plan.segment_models(&graph).expect("segment models"), backend).expect("pipeline");
+        let pipeline = Pipeline::from_models(
+            &plan.segment_models(&graph).expect("segment models"),
+            backend,
+        )
+        .expect("pipeline");
         let instances: Vec<usize> = pipeline
             .stats()
             .stages
@@ -240,8 +244,13 @@ fn hybrid_plans_run_on_simulated_devices_with_the_whole_models_outputs() {
     // The stages say where they run.
     let model = fc_with_a_cpu_operator();
     let graph = Graph::new(&model).expect("graph");
-    let pipeline =
-        Pipeline::from_models(&hybrid_fc_plan(&graph, 2).segment_models(&graph).expect("segment models"), &backend).expect("pipeline");
+    let pipeline = Pipeline::from_models(
+        &hybrid_fc_plan(&graph, 2)
+            .segment_models(&graph)
+            .expect("segment models"),
+        &backend,
+    )
+    .expect("pipeline");
     let described: Vec<String> = pipeline
         .stats()
         .stages
@@ -273,7 +282,10 @@ fn simulated_devices_that_compute_nothing_refuse_cpu_segments() {
         .iter()
         .position(|s| s.kind == SegmentKind::Cpu)
         .expect("a CPU segment");
-    match Pipeline::from_models(&plan.segment_models(&graph).expect("segment models"), &backend) {
+    match Pipeline::from_models(
+        &plan.segment_models(&graph).expect("segment models"),
+        &backend,
+    ) {
         Err(Error::Segment { index, source, .. }) => {
             assert_eq!(index, cpu_index);
             assert!(matches!(*source, Error::Unsupported { .. }), "{source}");
@@ -379,7 +391,11 @@ fn a_custom_operator_in_the_middle_is_a_cpu_segment_between_devices() {
     let options = InterpreterOptions::default().with_custom_op(common::UNREGISTERED_OP, zero);
     let backend =
         CpuBackend::new(runtime.clone(), 1, false).with_custom_op(common::UNREGISTERED_OP, zero);
-    let pipeline = Pipeline::from_models(&plan.segment_models(&graph).expect("segment models"), &backend).expect("pipeline");
+    let pipeline = Pipeline::from_models(
+        &plan.segment_models(&graph).expect("segment models"),
+        &backend,
+    )
+    .expect("pipeline");
     assert_same_as_whole_with(&runtime, &bytes, &options, &pipeline, 3);
 }
 
@@ -447,7 +463,11 @@ fn check_real_model_plans(name: &str, bytes: &[u8]) {
     }
     let plan = plan.expect("a plan");
     let backend = simulated_with_cpu(&runtime);
-    let pipeline = Pipeline::from_models(&plan.segment_models(&graph).expect("segment models"), &backend).expect("pipeline");
+    let pipeline = Pipeline::from_models(
+        &plan.segment_models(&graph).expect("segment models"),
+        &backend,
+    )
+    .expect("pipeline");
     assert_same_as_whole(&runtime, bytes, &pipeline, 2);
 }
 

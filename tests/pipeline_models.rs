@@ -60,7 +60,11 @@ fn check_model(name: &str, bytes: &[u8]) {
     let backend = CpuBackend::new(runtime.clone(), 1, false);
     for segments in 2..=4 {
         let plan = Plan::new(&graph, segments, &UniformByParams).unwrap();
-        let pipeline = Pipeline::from_models(&plan.segment_models(&graph).expect("segment models"), &backend).unwrap();
+        let pipeline = Pipeline::from_models(
+            &plan.segment_models(&graph).expect("segment models"),
+            &backend,
+        )
+        .unwrap();
         run_pipeline(&pipeline, &inputs, &expected, name, segments);
     }
 }

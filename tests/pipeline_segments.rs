@@ -35,7 +35,11 @@ fn from_plan_takes_and_gives_the_models_tensors() {
     let model = paper::fc(300).unwrap();
     let graph = Graph::new(&model).unwrap();
     let plan = Plan::new(&graph, 3, &UniformByOps).unwrap();
-    let pipeline = Pipeline::from_models(&plan.segment_models(&graph).expect("segment models"), &simulated()).unwrap();
+    let pipeline = Pipeline::from_models(
+        &plan.segment_models(&graph).expect("segment models"),
+        &simulated(),
+    )
+    .unwrap();
     assert_eq!(pipeline.stage_count(), 3);
     let inputs: Vec<String> = pipeline.inputs().iter().map(|s| s.name.clone()).collect();
     let outputs: Vec<String> = pipeline.outputs().iter().map(|s| s.name.clone()).collect();
@@ -66,7 +70,12 @@ fn segment_files_out_of_order_are_refused_when_built() {
     let graph = Graph::new(&model).unwrap();
     let plan = Plan::new(&graph, 3, &UniformByOps).unwrap();
     let dir = scratch("out-of-order");
-    let files = plan.segment_models(&graph).unwrap().write(&dir, "fc").unwrap().segments;
+    let files = plan
+        .segment_models(&graph)
+        .unwrap()
+        .write(&dir, "fc")
+        .unwrap()
+        .segments;
     let backend = simulated();
     // Segment i reads what segment i - 1 writes.
     let reads = |i: usize| names(&model, &plan.segments[i].inputs)[0].clone();
@@ -116,7 +125,12 @@ fn segment_errors_name_the_index_and_the_file() {
     let graph = Graph::new(&model).unwrap();
     let plan = Plan::new(&graph, 2, &UniformByOps).unwrap();
     let dir = scratch("segment-errors");
-    let files = plan.segment_models(&graph).unwrap().write(&dir, "fc").unwrap().segments;
+    let files = plan
+        .segment_models(&graph)
+        .unwrap()
+        .write(&dir, "fc")
+        .unwrap()
+        .segments;
     let backend = simulated();
 
     let missing = dir.join("missing.tflite");
@@ -187,7 +201,11 @@ fn from_plan_names_the_segment_that_cannot_be_prepared() {
         broken: 2,
         inner: simulated(),
     };
-    let error = Pipeline::from_models(&plan.segment_models(&graph).expect("segment models"), &backend).unwrap_err();
+    let error = Pipeline::from_models(
+        &plan.segment_models(&graph).expect("segment models"),
+        &backend,
+    )
+    .unwrap_err();
     assert!(
         matches!(&error, Error::Segment { index: 2, file: None, source } if matches!(**source, Error::Stage { .. })),
         "{error}"

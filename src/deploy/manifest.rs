@@ -63,7 +63,11 @@ pub(super) fn write(models: &SegmentModels, dir: &Path, stem: &str) -> Result<Wr
             "segment {} {} {} {} {:016x} {}",
             segment.kind.as_str(),
             segment.replicas,
-            if segment.compiled { "compiled" } else { "source" },
+            if segment.compiled {
+                "compiled"
+            } else {
+                "source"
+            },
             segment.bytes.len(),
             fnv1a(&segment.bytes),
             encode(&name)
@@ -94,7 +98,9 @@ pub(super) fn read(manifest: &Path) -> Result<SegmentModels> {
         Some((n, line)) => {
             return Err(refuse(
                 Some(n),
-                format!("`{line}` is not a manifest header of a version this library reads (`{HEADER}`)"),
+                format!(
+                    "`{line}` is not a manifest header of a version this library reads (`{HEADER}`)"
+                ),
             ));
         }
         None => return Err(refuse(None, "the manifest is empty".to_owned())),
@@ -113,7 +119,9 @@ pub(super) fn read(manifest: &Path) -> Result<SegmentModels> {
                 check_stem(&file).map_err(|_| {
                     refuse(
                         Some(n),
-                        format!("segment file `{file}` is not a plain name in the manifest's folder"),
+                        format!(
+                            "segment file `{file}` is not a plain name in the manifest's folder"
+                        ),
                     )
                 })?;
                 let path = dir.join(&file);
@@ -182,7 +190,11 @@ impl SegmentLine {
         let kind = match kind {
             "edgetpu" => SegmentKind::EdgeTpu,
             "cpu" => SegmentKind::Cpu,
-            other => return Err(format!("segment kind `{other}` is neither `edgetpu` nor `cpu`")),
+            other => {
+                return Err(format!(
+                    "segment kind `{other}` is neither `edgetpu` nor `cpu`"
+                ));
+            }
         };
         let replicas: usize = replicas
             .parse()
@@ -222,7 +234,10 @@ impl SegmentLine {
         let mismatch = |what: String| {
             Error::invalid(
                 "segment file",
-                format!("{}: {what} than the manifest says; it is not the file the plan was written with", path.display()),
+                format!(
+                    "{}: {what} than the manifest says; it is not the file the plan was written with",
+                    path.display()
+                ),
             )
         };
         // Compared before reading, so a large file in its place is never read.
@@ -289,7 +304,15 @@ mod tests {
 
     #[test]
     fn names_survive_encoding() {
-        for name in ["plain", "with space", "100%", "tab\there", "ünï", "", "a%2Fb"] {
+        for name in [
+            "plain",
+            "with space",
+            "100%",
+            "tab\there",
+            "ünï",
+            "",
+            "a%2Fb",
+        ] {
             assert_eq!(decode(&encode(name)).as_deref(), Ok(name), "{name:?}");
             assert!(!encode(name).contains(' '));
         }
@@ -309,15 +332,39 @@ mod tests {
     #[test]
     fn segment_lines_are_checked() {
         let ok = SegmentLine::parse("edgetpu", "2", "compiled", "10", "00000000000000ff").unwrap();
-        assert_eq!((ok.kind, ok.replicas, ok.compiled, ok.size, ok.checksum), (SegmentKind::EdgeTpu, 2, true, 10, 255));
+        assert_eq!(
+            (ok.kind, ok.replicas, ok.compiled, ok.size, ok.checksum),
+            (SegmentKind::EdgeTpu, 2, true, 10, 255)
+        );
         for (fields, says) in [
-            (["gpu", "1", "source", "1", "0000000000000000"], "neither `edgetpu` nor `cpu`"),
-            (["cpu", "2", "source", "1", "0000000000000000"], "runs once on the host"),
-            (["cpu", "1", "compiled", "1", "0000000000000000"], "not compiled"),
-            (["edgetpu", "0", "source", "1", "0000000000000000"], "0 replicas"),
-            (["edgetpu", "99", "source", "1", "0000000000000000"], "99 replicas"),
-            (["edgetpu", "1", "maybe", "1", "0000000000000000"], "neither `compiled`"),
-            (["edgetpu", "1", "source", "-1", "0000000000000000"], "file size"),
+            (
+                ["gpu", "1", "source", "1", "0000000000000000"],
+                "neither `edgetpu` nor `cpu`",
+            ),
+            (
+                ["cpu", "2", "source", "1", "0000000000000000"],
+                "runs once on the host",
+            ),
+            (
+                ["cpu", "1", "compiled", "1", "0000000000000000"],
+                "not compiled",
+            ),
+            (
+                ["edgetpu", "0", "source", "1", "0000000000000000"],
+                "0 replicas",
+            ),
+            (
+                ["edgetpu", "99", "source", "1", "0000000000000000"],
+                "99 replicas",
+            ),
+            (
+                ["edgetpu", "1", "maybe", "1", "0000000000000000"],
+                "neither `compiled`",
+            ),
+            (
+                ["edgetpu", "1", "source", "-1", "0000000000000000"],
+                "file size",
+            ),
             (["edgetpu", "1", "source", "1", "ff"], "16 hex digits"),
         ] {
             let [kind, replicas, compiled, size, checksum] = fields;

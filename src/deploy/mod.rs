@@ -170,7 +170,10 @@ impl SegmentModels {
         outputs: Vec<String>,
     ) -> Result<Self> {
         if segments.is_empty() {
-            return Err(Error::invalid("segment models", "a plan has at least one segment"));
+            return Err(Error::invalid(
+                "segment models",
+                "a plan has at least one segment",
+            ));
         }
         Ok(SegmentModels {
             segments,

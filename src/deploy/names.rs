@@ -127,7 +127,6 @@ pub(super) fn write_new_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     written
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

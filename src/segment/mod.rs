@@ -24,8 +24,8 @@ pub use crate::model::figures::param_bytes;
 use crate::model::figures::range_figures;
 pub use libcoral::{LibcoralCost, LibcoralOutcome, LibcoralSearch};
 pub use profiled::{
-    DEFAULT_DEVICE_TOLERANCE, DEFAULT_TOLERANCE, Floors, LatencyFloor,
-    MAX_SEARCH_WORK, NoFloor, Profiled,
+    DEFAULT_DEVICE_TOLERANCE, DEFAULT_TOLERANCE, Floors, LatencyFloor, MAX_SEARCH_WORK, NoFloor,
+    Profiled,
 };
 pub use report::{STRATEGY_NAMES, strategy};
 pub use uniform::{UniformByOps, UniformByParams};
@@ -402,9 +402,16 @@ impl Plan {
     /// out, as [`Error::Segment`] naming it.
     pub fn segment_models(&self, graph: &Graph<'_, '_>) -> Result<SegmentModels> {
         let model = graph.model();
-        let read: BTreeSet<usize> = self.segments.iter().flat_map(|s| s.inputs.clone()).collect();
-        let written: BTreeSet<usize> =
-            self.segments.iter().flat_map(|s| s.outputs.clone()).collect();
+        let read: BTreeSet<usize> = self
+            .segments
+            .iter()
+            .flat_map(|s| s.inputs.clone())
+            .collect();
+        let written: BTreeSet<usize> = self
+            .segments
+            .iter()
+            .flat_map(|s| s.outputs.clone())
+            .collect();
         let names = |tensors: &[usize], used: &BTreeSet<usize>| -> Vec<String> {
             tensors
                 .iter()
@@ -678,7 +685,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("multitpu-stems-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         for stem in ["../x", "a/b", "", "..", "a\\b", "a\0b"] {
-            let err = plan.segment_models(&graph).unwrap().write(&dir, stem).unwrap_err();
+            let err = plan
+                .segment_models(&graph)
+                .unwrap()
+                .write(&dir, stem)
+                .unwrap_err();
             assert!(matches!(err, Error::Invalid { .. }), "{stem:?}: {err}");
         }
         // A link where a segment goes is replaced by the segment, its target untouched.
@@ -686,7 +697,12 @@ mod tests {
         std::fs::write(&target, b"keep").unwrap();
         #[cfg(unix)]
         std::os::unix::fs::symlink(&target, dir.join("t_segment_0_of_2.tflite")).unwrap();
-        let files = plan.segment_models(&graph).unwrap().write(&dir, "t").unwrap().segments;
+        let files = plan
+            .segment_models(&graph)
+            .unwrap()
+            .write(&dir, "t")
+            .unwrap()
+            .segments;
         assert_eq!(std::fs::read(&target).unwrap(), b"keep");
         let written = std::fs::symlink_metadata(&files[0]).unwrap();
         assert!(written.file_type().is_file());

@@ -871,7 +871,6 @@ fn check_plannable(graph: &Graph<'_, '_>, devices: usize) -> Result<()> {
 /// about 27 times that.
 pub const MAX_SEARCH_WORK: u128 = 4_000_000_000;
 
-
 /// Relative differences the search does not profile to settle by default: one part in a
 /// billion (a picosecond per millisecond), far below what a measurement resolves.
 pub const DEFAULT_TOLERANCE: f64 = 1e-9;

@@ -16,8 +16,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use edgetpu_emulator::compiler::{BANNER, compile};
-use multitpu::model::{Graph, Model};
 use multitpu::deploy::{SegmentKind, segment_file_name};
+use multitpu::model::{Graph, Model};
 use multitpu::segment::{Segmenter, UniformByParams};
 
 const USAGE: &str = "usage: edgetpu_compiler [-s|--show_operations] [-o|--out_dir DIR] \
