@@ -46,7 +46,7 @@ pub enum Error {
     },
 
     /// A device budget the profiled planner does not take: at least 1, and at most
-    /// [`MAX_DEVICES`](crate::segment::MAX_DEVICES), since its search grows with the cube of
+    /// [`MAX_DEVICES`](crate::deploy::MAX_DEVICES), since its search grows with the cube of
     /// the budget.
     #[error("a budget of {requested} devices: the profiled planner takes 1 to {max}")]
     DeviceBudget {

@@ -1,19 +1,4 @@
-//! The plan manifest: a text file beside the segment files saying how to run them.
-//!
-//! ```text
-//! multitpu-plan 1
-//! input <tensor name>
-//! output <tensor name>
-//! segment <edgetpu|cpu> <replicas> <compiled|source> <bytes> <checksum> <file name>
-//! ```
-//!
-//! One `input` and `output` line per pipeline input and output, in push and pop order; one
-//! `segment` line per segment, in pipeline order. Fields are separated by one space; names
-//! are percent-encoded (every byte that is not printable ASCII, a space or `%` is `%XX`), so
-//! any tensor name survives. The checksum is the 64-bit FNV-1a hash of the file, in hex:
-//! enough to tell that a file is not the one the manifest was written with, which is all it
-//! is for (it is not a defence against someone who can write the folder). Lines starting
-//! with `#` and blank lines are comments.
+//! Writing and reading the plan manifest (its format: [`crate::deploy`]).
 
 use std::fmt::Write as _;
 use std::path::Path;

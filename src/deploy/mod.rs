@@ -8,6 +8,25 @@
 //! the other. A segment's role (where it runs, how many replicas) travels with its bytes and,
 //! on disk, in the manifest: a renamed file still runs as planned, and a file that is not the
 //! one the manifest names is refused.
+//!
+//! # The plan manifest
+//!
+//! A text file, `<stem>.plan`, beside the segment files, saying how to run them:
+//!
+//! ```text
+//! multitpu-plan 1
+//! input <tensor name>
+//! output <tensor name>
+//! segment <edgetpu|cpu> <replicas> <compiled|source> <bytes> <checksum> <file name>
+//! ```
+//!
+//! One `input` and `output` line per pipeline input and output, in push and pop order; one
+//! `segment` line per segment, in pipeline order. Fields are separated by one space; names
+//! are percent-encoded (every byte that is not printable ASCII, a space or `%` is `%XX`), so
+//! any tensor name survives. The checksum is the 64-bit FNV-1a hash of the file, in hex:
+//! enough to tell that a file is not the one the manifest was written with, which is all it
+//! is for (it is not a defence against someone who can write the folder). Lines starting
+//! with `#` and blank lines are comments.
 
 mod manifest;
 mod names;
