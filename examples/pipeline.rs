@@ -53,14 +53,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use multitpu::backend::{
-    CpuBackend, DeviceSelector, EdgeTpuBackend, EdgeTpuRuntime, Runtime, SimCompute,
-    SimulatedEdgeTpuBackend,
+    Backend, CpuBackend, DeviceSelector, EdgeTpuBackend, EdgeTpuRuntime, Runtime, SimCompute,
+    SimulatedEdgeTpuBackend, Stage,
 };
 use multitpu::device::CpuCostModel;
 use multitpu::isolate::{self, IsolatedBackend, Isolation, NamedModel};
 use multitpu::model::builder::SplitMix64;
 use multitpu::model::{Graph, Model, paper};
-use multitpu::pipeline::{Backend, Output, Pipeline, PipelineStats, Stage};
+use multitpu::pipeline::{Output, Pipeline, PipelineStats};
 use multitpu::profile::EdgeTpuCostModel;
 use multitpu::segment::{self, Plan, Profiled, SegmentKind, Segmenter};
 use multitpu::verify::random_tensor;

@@ -47,8 +47,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use multitpu::backend::DeviceSelector;
-use multitpu::backend::tflite::Runtime;
+use multitpu::backend::{DeviceSelector, Runtime};
 use multitpu::device::CpuCostModel;
 use multitpu::isolate::{self, Isolation, NamedModel};
 use multitpu::model::{Graph, Model};

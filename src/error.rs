@@ -376,7 +376,7 @@ pub enum Error {
     #[error("the pipeline is closed to new input")]
     PipelineClosed,
 
-    /// A stage's own failure: what a [`Stage`](crate::pipeline::Stage) written outside this
+    /// A stage's own failure: what a [`Stage`](crate::backend::Stage) written outside this
     /// crate returns from `run` when its work fails (see [`Error::stage`]). The pipeline
     /// reports it as the `cause` of [`Error::StageFailed`].
     #[error("{message}")]

@@ -58,6 +58,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+mod backoff;
 pub mod device;
 mod error;
 pub mod isolate;

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use multitpu::Error;
-use multitpu::backend::{SimCompute, SimulatedEdgeTpuBackend};
+use multitpu::backend::{Backend, SimCompute, SimulatedEdgeTpuBackend, Stage};
 use multitpu::model::{Graph, Model, paper};
-use multitpu::pipeline::{Backend, Pipeline, Stage};
+use multitpu::pipeline::Pipeline;
 use multitpu::profile::EdgeTpuCostModel;
 use multitpu::segment::{Plan, UniformByOps};
 

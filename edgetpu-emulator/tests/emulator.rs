@@ -18,13 +18,13 @@ use std::time::Instant;
 use edgetpu_emulator::devices;
 use multitpu::Error;
 use multitpu::backend::{
-    DeviceInfo, DeviceSelector, EdgeTpuBackend, EdgeTpuRuntime, Interpreter, InterpreterOptions,
-    Performance,
+    Backend, DeviceInfo, DeviceSelector, EdgeTpuBackend, EdgeTpuRuntime, Interpreter,
+    InterpreterOptions, Performance,
 };
 use multitpu::model::builder::SplitMix64;
 use multitpu::model::edgetpu::is_compiled;
 use multitpu::model::{Graph, Model, paper};
-use multitpu::pipeline::{Backend, PipelineBuilder};
+use multitpu::pipeline::PipelineBuilder;
 use multitpu::profile::compiler::parse_report;
 use multitpu::profile::{EdgeTpuCostModel, EdgeTpuProfiler, Profiler, SegmentWorkload};
 use multitpu::segment::{Segmenter, UniformByParams};

@@ -4,8 +4,8 @@
 //! host CPU ([`cpu_cost`]).
 //!
 //! Nothing here loads a library or touches a device, so the profilers ([`crate::profile`]),
-//! the simulated backend ([`crate::backend::simulated`]) and the planners ([`crate::segment`])
-//! all build on it without depending on each other.
+//! the simulated backend ([`crate::backend::SimulatedEdgeTpuBackend`]) and the planners
+//! ([`crate::segment`]) all build on it without depending on each other.
 
 pub mod cost_model;
 pub mod cpu_cost;

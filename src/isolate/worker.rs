@@ -21,9 +21,10 @@ use super::{
     limits, tail_text,
 };
 use crate::backend::shared_memory::SharedMemory;
-use crate::backend::{CustomOps, Interpreter, InterpreterOptions, Runtime};
+use crate::backend::{
+    Backend, CustomOps, Interpreter, InterpreterOptions, Runtime, Stage, check_run_arity,
+};
 use crate::model::Model;
-use crate::pipeline::{Backend, Stage, check_run_arity};
 use crate::tensor::TensorSpec;
 use crate::{Error, Result};
 

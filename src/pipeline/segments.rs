@@ -6,8 +6,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::backend::{Backend, Stage};
 use crate::model::Graph;
-use crate::pipeline::{Backend, Pipeline, PipelineBuilder, Stage};
+use crate::pipeline::{Pipeline, PipelineBuilder};
 use crate::segment::{Plan, SegmentKind, extract, segment_file_role};
 use crate::{Error, Result};
 

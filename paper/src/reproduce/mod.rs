@@ -32,9 +32,10 @@ use crate::calibration::{
     CalibrationPoint, Family, PaperScheme, PipelinePoint, SeriesError, built_in_scheme, median,
 };
 use crate::{Error, Result};
+use multitpu::backend::Backend;
 use multitpu::device::{EdgeTpuCostModel, MIB, SegmentWorkload};
 use multitpu::model::Graph;
-use multitpu::pipeline::{Backend, PipelineBuilder, PipelineTiming};
+use multitpu::pipeline::{PipelineBuilder, PipelineTiming};
 use multitpu::segment::{self, Plan, Profiled, Segmenter};
 
 /// The strategies of the paper's comparison: the compiler's equal-parameter split, equal
