@@ -56,12 +56,11 @@ use multitpu::backend::{
     Backend, CpuBackend, DeviceSelector, EdgeTpuBackend, EdgeTpuRuntime, Runtime, SimCompute,
     SimulatedEdgeTpuBackend, Stage,
 };
-use multitpu::device::CpuCostModel;
+use multitpu::device::{CpuCostModel, EdgeTpuCostModel};
 use multitpu::isolate::{self, IsolatedBackend, Isolation, NamedModel};
 use multitpu::model::builder::SplitMix64;
 use multitpu::model::{Graph, Model, paper};
 use multitpu::pipeline::{Output, Pipeline, PipelineStats};
-use multitpu::profile::EdgeTpuCostModel;
 use multitpu::segment::{self, Plan, Profiled, SegmentKind, Segmenter};
 use multitpu::verify::random_tensor;
 

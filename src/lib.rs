@@ -18,7 +18,7 @@
 //! use multitpu::backend::{CpuBackend, Runtime};
 //! use multitpu::model::{Graph, Model};
 //! use multitpu::pipeline::Pipeline;
-//! use multitpu::profile::EdgeTpuCostModel;
+//! use multitpu::device::EdgeTpuCostModel;
 //! use multitpu::segment::{Plan, Profiled};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -10,12 +10,12 @@ use multitpu::backend::{
     Backend, CpuBackend, Interpreter, InterpreterOptions, Runtime, SimCompute,
     SimulatedEdgeTpuBackend,
 };
-use multitpu::device::{DeviceSegments, OpSupport, compiled_split, op_support};
+use multitpu::device::{DeviceSegments, EdgeTpuCostModel, OpSupport, compiled_split, op_support};
 use multitpu::model::builder::SplitMix64;
 use multitpu::model::options::{BuiltinOptions, FieldValue};
 use multitpu::model::{Graph, Model, OpCode, ops, paper};
 use multitpu::pipeline::Pipeline;
-use multitpu::profile::{EdgeTpuCostModel, Profiler, SegmentProfile};
+use multitpu::profile::{Profiler, SegmentProfile};
 use multitpu::segment::{Plan, Profiled, SegmentKind, Segmenter};
 use multitpu::verify::random_tensor;
 use multitpu::{Error, Result};

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use multitpu::Error;
 use multitpu::backend::{Backend, SimCompute, SimulatedEdgeTpuBackend, Stage};
+use multitpu::device::EdgeTpuCostModel;
 use multitpu::model::{Graph, Model, paper};
 use multitpu::pipeline::Pipeline;
-use multitpu::profile::EdgeTpuCostModel;
 use multitpu::segment::{Plan, UniformByOps};
 
 fn simulated() -> SimulatedEdgeTpuBackend {

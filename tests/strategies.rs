@@ -9,8 +9,9 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::ops::Range;
 
+use multitpu::device::EdgeTpuCostModel;
 use multitpu::model::{ElementType, Graph, Model, OpCode, Operator, Tensor, paper};
-use multitpu::profile::{CachedProfiler, EdgeTpuCostModel, Profiler, SegmentProfile};
+use multitpu::profile::{CachedProfiler, Profiler, SegmentProfile};
 use multitpu::segment::{
     DEFAULT_DEVICE_TOLERANCE, Floors, LatencyFloor, LibcoralOutcome, LibcoralSearch, Plan,
     Profiled, SegmentKind, Segmenter, UniformByOps, UniformByParams,

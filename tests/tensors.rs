@@ -7,9 +7,9 @@ use multitpu::Error;
 use multitpu::backend::{
     CpuBackend, Interpreter, InterpreterOptions, SimCompute, SimulatedEdgeTpuBackend, Stage,
 };
+use multitpu::device::EdgeTpuCostModel;
 use multitpu::model::{ElementType, Graph, Model, paper};
 use multitpu::pipeline::PipelineBuilder;
-use multitpu::profile::EdgeTpuCostModel;
 use multitpu::segment::{Plan, UniformByOps};
 use multitpu::tensor::TensorSpec;
 

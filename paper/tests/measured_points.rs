@@ -5,9 +5,9 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
-use multitpu::device::MIB;
+use multitpu::device::{EdgeTpuCostModel, MIB};
 use multitpu::model::paper;
-use multitpu::profile::{CpuProfiler, EdgeTpuCostModel};
+use multitpu::profile::CpuProfiler;
 use multitpu::segment::param_bytes;
 use multitpu_paper::Error;
 use multitpu_paper::calibration::{Family, calibration_point, fit};

@@ -61,7 +61,7 @@ pub enum SimCompute {
 /// use multitpu::backend::{SimCompute, SimulatedEdgeTpuBackend};
 /// use multitpu::model::{Graph, paper};
 /// use multitpu::pipeline::Pipeline;
-/// use multitpu::profile::EdgeTpuCostModel;
+/// use multitpu::device::EdgeTpuCostModel;
 /// use multitpu::segment::{Plan, UniformByParams};
 ///
 /// # fn main() -> Result<(), multitpu::Error> {

@@ -464,7 +464,7 @@ enum Outcome {
 /// use multitpu::backend::{SimCompute, SimulatedEdgeTpuBackend};
 /// use multitpu::model::{Graph, paper};
 /// use multitpu::pipeline::Pipeline;
-/// use multitpu::profile::EdgeTpuCostModel;
+/// use multitpu::device::EdgeTpuCostModel;
 /// use multitpu::segment::{Plan, UniformByOps};
 ///
 /// # fn main() -> multitpu::Result<()> {

@@ -95,7 +95,7 @@ impl SegmentKind {
     }
 
     /// The kind of operators `ops` of a model, by the Edge TPU's operator support
-    /// ([`crate::device::support`]).
+    /// ([`op_support`]).
     pub fn of(device_segments: &DeviceSegments, ops: &Range<usize>) -> SegmentKind {
         if device_segments.allows(ops) {
             SegmentKind::EdgeTpu
@@ -348,7 +348,7 @@ impl Plan {
     /// made it) the way the segment runs: its device operators by `device`, its CPU
     /// operators by `cpu`, added ([`Segment::device_ops`], [`Segment::cpu_ops`]). Leaves
     /// [`Plan::candidates_profiled`] alone: these profiles describe the result, they did not
-    /// choose it. With the cost models, `device` is an [`EdgeTpuCostModel`](crate::profile::EdgeTpuCostModel)
+    /// choose it. With the cost models, `device` is an [`EdgeTpuCostModel`](crate::device::EdgeTpuCostModel)
     /// and `cpu` the [`CpuCostModel`](crate::device::CpuCostModel).
     ///
     /// # Errors

@@ -13,7 +13,7 @@
 //! calibration folder. `paper/src/bin/reproduce` drives both and writes CSV files and plots.
 //!
 //! ```
-//! use multitpu::profile::EdgeTpuCostModel;
+//! use multitpu::device::EdgeTpuCostModel;
 //! use multitpu_paper::reproduce::{Setup, Sweep, run_sweep};
 //!
 //! let sweep = Sweep { fc_sizes: vec![1980, 2620], conv_sizes: vec![], ..Sweep::quick() };
@@ -241,7 +241,7 @@ fn predict_segments(
     model: &multitpu::model::Model<'_>,
     cuts: &[usize],
     cost_model: &EdgeTpuCostModel,
-) -> Vec<multitpu::profile::Prediction> {
+) -> Vec<multitpu::device::Prediction> {
     let bounds: Vec<usize> = std::iter::once(0)
         .chain(cuts.iter().copied())
         .chain(std::iter::once(model.operators.len()))
