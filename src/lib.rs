@@ -69,4 +69,4 @@ pub mod segment;
 pub mod tensor;
 pub mod verify;
 
-pub use error::{Error, Result};
+pub use error::{ChildExit, Error, Result};

@@ -17,8 +17,8 @@ use std::ops::Range;
 use multitpu::device::{EdgeTpuCostModel, SegmentWorkload};
 use multitpu::model::edgetpu::{EDGETPU_CUSTOM_OP, is_compiled};
 use multitpu::model::ops::builtin_op_name;
-use multitpu::model::{BUILTIN_CUSTOM, ElementType, Graph, Model, OpCode, Operator};
-use multitpu::segment::{Plan, extract};
+use multitpu::model::{BUILTIN_CUSTOM, ElementType, Graph, Model, OpCode, Operator, extract};
+use multitpu::segment::Plan;
 
 use crate::payload::{Program, custom_options};
 

@@ -6,9 +6,9 @@
 mod common;
 
 use multitpu::device::{EdgeTpuCostModel, MIB};
+use multitpu::model::figures::param_bytes;
 use multitpu::model::paper;
 use multitpu::profile::CpuProfiler;
-use multitpu::segment::param_bytes;
 use multitpu_paper::Error;
 use multitpu_paper::calibration::{Family, calibration_point, fit};
 

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use super::wire::{WorkerJob, WorkerReply};
 use super::{
-    CHILD_ENV, ChildExit, Isolation, Reaped, Tail, WORKER_MODE, classify, forward_lines, keep_tail,
-    limits, tail_text,
+    CHILD_ENV, Isolation, Reaped, Tail, WORKER_MODE, classify, forward_lines, keep_tail, limits,
+    tail_text,
 };
 use crate::backend::shared_memory::SharedMemory;
 use crate::backend::{
@@ -26,7 +26,7 @@ use crate::backend::{
 };
 use crate::model::Model;
 use crate::tensor::TensorSpec;
-use crate::{Error, Result};
+use crate::{ChildExit, Error, Result};
 
 /// The descriptor a worker finds its shared memory at.
 pub(super) const SHARED_FD: i32 = 3;

@@ -7,9 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::backend::{Backend, Stage};
-use crate::model::Graph;
+use crate::model::{Graph, extract};
 use crate::pipeline::{Pipeline, PipelineBuilder};
-use crate::segment::{Plan, SegmentKind, extract, segment_file_role};
+use crate::segment::{Plan, SegmentKind, segment_file_role};
 use crate::{Error, Result};
 
 /// The instances of one segment: `replicas` CPU stages on the host, or one stage per

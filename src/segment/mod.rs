@@ -18,8 +18,7 @@ mod report;
 mod search;
 mod uniform;
 
-pub use crate::model::extract;
-pub use crate::model::figures::param_bytes;
+use crate::model::extract;
 use crate::model::figures::range_figures;
 pub use libcoral::{LibcoralCost, LibcoralOutcome, LibcoralSearch};
 pub use profiled::{
