@@ -24,11 +24,11 @@ use std::time::Duration;
 mod common;
 
 use criterion::{Criterion, Throughput, criterion_group};
-use multitpu::backend::{CpuBackend, Runtime};
+use multitpu::backend::{Backend, CpuBackend, Runtime};
 use multitpu::isolate::{self, IsolatedBackend, Isolation};
 use multitpu::model::builder::SplitMix64;
 use multitpu::model::paper;
-use multitpu::pipeline::{Backend, Pipeline, PipelineBuilder};
+use multitpu::pipeline::{Pipeline, PipelineBuilder};
 use multitpu::verify::random_tensor;
 
 const BATCH: usize = 16;

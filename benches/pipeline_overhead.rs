@@ -17,7 +17,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use multitpu::pipeline::{Pipeline, PipelineBuilder, Stage, TensorSpec};
+use multitpu::backend::Stage;
+use multitpu::pipeline::{Pipeline, PipelineBuilder};
+use multitpu::tensor::TensorSpec;
 
 const SIZE: usize = 1024;
 

@@ -34,11 +34,10 @@ use std::time::{Duration, Instant};
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
-use multitpu::backend::simulated::wait_until;
-use multitpu::backend::{SimCompute, SimulatedEdgeTpuBackend};
+use multitpu::backend::{SimCompute, SimulatedEdgeTpuBackend, wait_until};
+use multitpu::device::EdgeTpuCostModel;
 use multitpu::model::{Graph, paper};
 use multitpu::pipeline::{Pipeline, PipelineBuilder, StageStats};
-use multitpu::profile::EdgeTpuCostModel;
 use multitpu::segment::{Segmenter, UniformByParams};
 
 const HIDDEN: usize = 2640;

@@ -21,9 +21,9 @@
 //! left out for that reason).
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use multitpu::device::EdgeTpuCostModel;
 use multitpu::model::builder::{Activation, ModelBuilder, Padding, range_quantization};
 use multitpu::model::{ElementType, Graph, Model};
-use multitpu::profile::EdgeTpuCostModel;
 use multitpu::segment::{LibcoralSearch, Profiled, Segmenter};
 
 /// The synthetic residual network (525 operators).

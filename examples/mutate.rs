@@ -26,10 +26,10 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use multitpu::device::EdgeTpuCostModel;
 use multitpu::model::builder::{SplitMix64, per_tensor};
 use multitpu::model::options::FieldValue;
 use multitpu::model::{ElementType, Graph, Model, ops};
-use multitpu::profile::EdgeTpuCostModel;
 use multitpu::segment;
 
 const USAGE: &str = "usage: mutate MODEL... --out DIR [--per-model N] [--seed S]";

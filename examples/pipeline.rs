@@ -53,16 +53,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use multitpu::backend::{
-    CpuBackend, DeviceSelector, EdgeTpuBackend, EdgeTpuRuntime, Runtime, SimCompute,
-    SimulatedEdgeTpuBackend,
+    Backend, CpuBackend, DeviceSelector, EdgeTpuBackend, EdgeTpuRuntime, Runtime, SimCompute,
+    SimulatedEdgeTpuBackend, Stage,
 };
 use multitpu::deploy::SegmentKind;
-use multitpu::device::CpuCostModel;
+use multitpu::device::{CpuCostModel, EdgeTpuCostModel};
 use multitpu::isolate::{self, IsolatedBackend, Isolation, NamedModel};
 use multitpu::model::builder::SplitMix64;
 use multitpu::model::{Graph, Model, paper};
-use multitpu::pipeline::{Backend, Output, Pipeline, PipelineStats, Stage};
-use multitpu::profile::EdgeTpuCostModel;
+use multitpu::pipeline::{Output, Pipeline, PipelineStats};
 use multitpu::segment::{self, Plan, Profiled, Segmenter};
 use multitpu::verify::random_tensor;
 

@@ -15,9 +15,8 @@
 use std::error::Error;
 use std::process::ExitCode;
 
-use multitpu::device::CpuCostModel;
+use multitpu::device::{CpuCostModel, EdgeTpuCostModel};
 use multitpu::model::{Graph, Model, paper};
-use multitpu::profile::EdgeTpuCostModel;
 use multitpu::segment::{Plan, Profiled, Segmenter};
 
 const USAGE: &str = "usage: plans MODEL... [--max-devices N] [--link usb|pcie]";

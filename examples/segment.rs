@@ -47,14 +47,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use multitpu::backend::DeviceSelector;
-use multitpu::backend::tflite::Runtime;
-use multitpu::device::CpuCostModel;
+use multitpu::backend::{DeviceSelector, Runtime};
+use multitpu::device::{CpuCostModel, EdgeTpuCostModel, Link};
 use multitpu::isolate::{self, Isolation, NamedModel};
 use multitpu::model::{Graph, Model};
-use multitpu::profile::{
-    CachedProfiler, CpuProfiler, EdgeTpuCostModel, EdgeTpuProfiler, Link, Profiler,
-};
+use multitpu::profile::{CachedProfiler, CpuProfiler, EdgeTpuProfiler, Profiler};
 use multitpu::segment::{self, LibcoralSearch, Profiled, Segmenter};
 use multitpu::verify::verify_chain;
 

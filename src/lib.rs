@@ -67,6 +67,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+mod backoff;
 pub mod deploy;
 pub mod device;
 mod error;
@@ -78,4 +79,4 @@ pub mod segment;
 pub mod tensor;
 pub mod verify;
 
-pub use error::{Error, Result};
+pub use error::{ChildExit, Error, Result};

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime};
+use crate::backend::{Interpreter, InterpreterOptions, Runtime};
 use crate::model::ElementType;
 use crate::model::builder::SplitMix64;
 use crate::tensor::TensorSpec;

@@ -12,14 +12,14 @@ use std::process::Command;
 use std::sync::Arc;
 
 use multitpu::Error;
-use multitpu::backend::edgetpu_backend::check_compiled;
 use multitpu::backend::{
-    CpuBackend, DeviceSelector, EdgeTpuBackend, Interpreter, InterpreterOptions, Performance,
-    Runtime, SimCompute, SimulatedEdgeTpuBackend,
+    Backend, CpuBackend, DeviceSelector, EdgeTpuBackend, Interpreter, InterpreterOptions,
+    Performance, Runtime, SimCompute, SimulatedEdgeTpuBackend, check_compiled,
 };
+use multitpu::device::EdgeTpuCostModel;
 use multitpu::model::{Graph, Model};
-use multitpu::pipeline::{Backend, PipelineBuilder};
-use multitpu::profile::{EdgeTpuCompiler, EdgeTpuCostModel};
+use multitpu::pipeline::PipelineBuilder;
+use multitpu::profile::EdgeTpuCompiler;
 use multitpu::segment::{Segmenter, UniformByParams};
 
 use common::zoo;

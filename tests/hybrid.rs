@@ -7,15 +7,16 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use multitpu::backend::{
-    CpuBackend, Interpreter, InterpreterOptions, Runtime, SimCompute, SimulatedEdgeTpuBackend,
+    Backend, CpuBackend, Interpreter, InterpreterOptions, Runtime, SimCompute,
+    SimulatedEdgeTpuBackend,
 };
 use multitpu::deploy::SegmentKind;
-use multitpu::device::{DeviceSegments, OpSupport, compiled_split, op_support};
+use multitpu::device::{DeviceSegments, EdgeTpuCostModel, OpSupport, compiled_split, op_support};
 use multitpu::model::builder::SplitMix64;
 use multitpu::model::options::{BuiltinOptions, FieldValue};
 use multitpu::model::{Graph, Model, OpCode, ops, paper};
-use multitpu::pipeline::{Backend, Pipeline};
-use multitpu::profile::{EdgeTpuCostModel, Profiler, SegmentProfile};
+use multitpu::pipeline::Pipeline;
+use multitpu::profile::{Profiler, SegmentProfile};
 use multitpu::segment::{Plan, Profiled, Segmenter};
 use multitpu::verify::random_tensor;
 use multitpu::{Error, Result};

@@ -14,13 +14,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use multitpu::ChildExit;
 use multitpu::Error;
-use multitpu::backend::{CpuBackend, CustomOps, OpInput, OpOutput, Runtime};
-use multitpu::isolate::{self, ChildExit, IsolatedBackend, Isolation, NamedModel};
+use multitpu::backend::{Backend, CpuBackend, CustomOps, OpInput, OpOutput, Runtime};
+use multitpu::isolate::{self, IsolatedBackend, Isolation, NamedModel};
 use multitpu::model::builder::{ModelBuilder, Padding};
 use multitpu::model::options::{BuiltinOptions, FieldValue};
 use multitpu::model::{ElementType, Graph, Model, OpCode, Operator, Tensor, ops};
-use multitpu::pipeline::{Backend, PipelineBuilder};
+use multitpu::pipeline::PipelineBuilder;
 use multitpu::segment::{Segmenter, UniformByOps};
 use multitpu::verify::verify_chain;
 

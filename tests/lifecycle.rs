@@ -9,9 +9,9 @@ mod common;
 use std::sync::Arc;
 
 use multitpu::Error;
-use multitpu::backend::{CpuBackend, Interpreter, InterpreterOptions};
+use multitpu::backend::{Backend, CpuBackend, Interpreter, InterpreterOptions};
 use multitpu::model::{Graph, Model};
-use multitpu::pipeline::{Backend, PipelineBuilder};
+use multitpu::pipeline::PipelineBuilder;
 use multitpu::segment::{Segmenter, UniformByOps};
 use multitpu::verify::verify_chain;
 

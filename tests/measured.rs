@@ -9,8 +9,8 @@ mod common;
 use multitpu::Error;
 use multitpu::backend::{DeviceSelector, EdgeTpuRuntime, InterpreterOptions};
 use multitpu::model::Model;
+use multitpu::model::figures::param_bytes;
 use multitpu::profile::{CachedProfiler, CpuProfiler, EdgeTpuCompiler, EdgeTpuProfiler, Profiler};
-use multitpu::segment::param_bytes;
 
 use common::zoo;
 

@@ -7,8 +7,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use multitpu::Error;
+use multitpu::backend::Stage;
 use multitpu::model::ElementType;
-use multitpu::pipeline::{Pipeline, PipelineBuilder, Stage, TensorSpec};
+use multitpu::pipeline::{Pipeline, PipelineBuilder};
+use multitpu::tensor::TensorSpec;
 use stages::{Fault, FnStage, adder, faulty, payload, seq_of};
 use std::sync::mpsc::{Receiver, Sender};
 
@@ -149,7 +151,7 @@ fn push_after_close_and_close_twice() {
 
 /// A stage that reports each run on `started` and then waits for a token on `gate`.
 /// A stage from `x` to `y` that reports each run it starts and then waits for the gate.
-fn gated(started: Sender<u64>, gate: Receiver<()>) -> Box<dyn multitpu::pipeline::Stage> {
+fn gated(started: Sender<u64>, gate: Receiver<()>) -> Box<dyn multitpu::backend::Stage> {
     gated_named("x", "y", started, gate)
 }
 
@@ -482,7 +484,7 @@ fn gated_named(
     output: &str,
     started: Sender<u64>,
     gate: Receiver<()>,
-) -> Box<dyn multitpu::pipeline::Stage> {
+) -> Box<dyn multitpu::backend::Stage> {
     FnStage::boxed(
         "gated",
         &[(input, SIZE)],

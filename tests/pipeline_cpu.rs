@@ -9,9 +9,10 @@ mod stages;
 use std::sync::Arc;
 
 use multitpu::Error;
-use multitpu::backend::{CpuBackend, Interpreter, InterpreterOptions};
-use multitpu::pipeline::{Backend, PipelineBuilder, Stage, TensorSpec};
+use multitpu::backend::{Backend, CpuBackend, Interpreter, InterpreterOptions, Stage};
+use multitpu::pipeline::PipelineBuilder;
 use multitpu::segment::UniformByOps;
+use multitpu::tensor::TensorSpec;
 use stages::FailingAt;
 
 use common::zoo;

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use multitpu::backend::{CpuBackend, Interpreter, InterpreterOptions};
 use multitpu::model::builder::SplitMix64;
 use multitpu::model::{Graph, Model};
-use multitpu::pipeline::{Pipeline, TensorSpec};
+use multitpu::pipeline::Pipeline;
 use multitpu::segment::{Plan, UniformByParams};
+use multitpu::tensor::TensorSpec;
 use multitpu::verify::random_tensor;
 
 const ITEMS: usize = 12;

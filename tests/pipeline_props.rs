@@ -7,7 +7,8 @@ mod stages;
 use std::collections::BTreeSet;
 
 use multitpu::Error;
-use multitpu::pipeline::{PipelineBuilder, Stage};
+use multitpu::backend::Stage;
+use multitpu::pipeline::PipelineBuilder;
 use proptest::prelude::*;
 use stages::{Fault, adder, faulty, payload, seq_of};
 

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use multitpu::Error;
-use multitpu::backend::{SimCompute, SimulatedEdgeTpuBackend};
+use multitpu::backend::{Backend, SimCompute, SimulatedEdgeTpuBackend, Stage};
+use multitpu::device::EdgeTpuCostModel;
 use multitpu::model::{Graph, Model, paper};
-use multitpu::pipeline::{Backend, Pipeline, Stage};
-use multitpu::profile::EdgeTpuCostModel;
+use multitpu::pipeline::Pipeline;
 use multitpu::segment::{Plan, UniformByOps};
 
 fn simulated() -> SimulatedEdgeTpuBackend {

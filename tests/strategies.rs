@@ -10,8 +10,9 @@ use std::collections::BTreeSet;
 use std::ops::Range;
 
 use multitpu::deploy::SegmentKind;
+use multitpu::device::EdgeTpuCostModel;
 use multitpu::model::{ElementType, Graph, Model, OpCode, Operator, Tensor, paper};
-use multitpu::profile::{CachedProfiler, EdgeTpuCostModel, Profiler, SegmentProfile};
+use multitpu::profile::{CachedProfiler, Profiler, SegmentProfile};
 use multitpu::segment::{
     DEFAULT_DEVICE_TOLERANCE, Floors, LatencyFloor, LibcoralOutcome, LibcoralSearch, Plan,
     Profiled, Segmenter, UniformByOps, UniformByParams,

@@ -5,12 +5,13 @@ mod common;
 
 use multitpu::Error;
 use multitpu::backend::{
-    CpuBackend, Interpreter, InterpreterOptions, SimCompute, SimulatedEdgeTpuBackend,
+    CpuBackend, Interpreter, InterpreterOptions, SimCompute, SimulatedEdgeTpuBackend, Stage,
 };
+use multitpu::device::EdgeTpuCostModel;
 use multitpu::model::{ElementType, Graph, Model, paper};
-use multitpu::pipeline::{PipelineBuilder, Stage, TensorSpec};
-use multitpu::profile::EdgeTpuCostModel;
+use multitpu::pipeline::PipelineBuilder;
 use multitpu::segment::{Plan, UniformByOps};
+use multitpu::tensor::TensorSpec;
 
 /// Reads `F32 [4]` and writes a 3-byte `U8` tensor then `F64 [4]` (each value doubled), so
 /// the `F64` slot follows an odd-sized one.

@@ -14,8 +14,8 @@ use multitpu::Error;
 use multitpu::backend::{Interpreter, InterpreterOptions};
 use multitpu::model::options::FieldValue;
 use multitpu::model::validate::{ModelLocation, Validation};
-use multitpu::model::{ElementType, Graph, Model, ops, paper};
-use multitpu::segment::{Plan, extract};
+use multitpu::model::{ElementType, Graph, Model, extract, ops, paper};
+use multitpu::segment::Plan;
 
 use common::zoo;
 

@@ -14,11 +14,11 @@
 use std::fmt::Write as _;
 use std::ops::Range;
 
+use multitpu::device::{EdgeTpuCostModel, SegmentWorkload};
 use multitpu::model::edgetpu::{EDGETPU_CUSTOM_OP, is_compiled};
 use multitpu::model::ops::builtin_op_name;
-use multitpu::model::{BUILTIN_CUSTOM, ElementType, Graph, Model, OpCode, Operator};
-use multitpu::profile::{EdgeTpuCostModel, SegmentWorkload};
-use multitpu::segment::{Plan, extract};
+use multitpu::model::{BUILTIN_CUSTOM, ElementType, Graph, Model, OpCode, Operator, extract};
+use multitpu::segment::Plan;
 
 use crate::payload::{Program, custom_options};
 

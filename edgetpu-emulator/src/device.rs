@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use multitpu::backend::simulated::wait_until;
-use multitpu::backend::{DeviceKind, Interpreter, InterpreterOptions, Performance, Runtime};
+use multitpu::backend::{
+    DeviceKind, Interpreter, InterpreterOptions, Performance, Runtime, wait_until,
+};
 
 use crate::devices::{self, Device};
 use crate::payload::Program;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use multitpu::backend::DeviceKind;
-use multitpu::profile::{EdgeTpuCostModel, Link};
+use multitpu::device::{EdgeTpuCostModel, Link};
 
 use crate::ffi;
 

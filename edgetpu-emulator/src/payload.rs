@@ -16,9 +16,9 @@
 //! timing is the cost model's prediction for that model (see [`Program::workload`]).
 //! A program without the [`MARKER`] was written by Coral's compiler and is refused.
 
+use multitpu::device::SegmentWorkload;
 use multitpu::model::edgetpu::device_program;
 use multitpu::model::{Graph, Model};
-use multitpu::profile::SegmentWorkload;
 
 /// The file identifier of Edge TPU programs, at bytes 4..8.
 pub const PROGRAM_IDENTIFIER: &[u8] = b"DWN1";

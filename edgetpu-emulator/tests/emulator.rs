@@ -18,15 +18,15 @@ use std::time::Instant;
 use edgetpu_emulator::devices;
 use multitpu::Error;
 use multitpu::backend::{
-    DeviceInfo, DeviceSelector, EdgeTpuBackend, EdgeTpuRuntime, Interpreter, InterpreterOptions,
-    Performance,
+    Backend, DeviceInfo, DeviceSelector, EdgeTpuBackend, EdgeTpuRuntime, Interpreter,
+    InterpreterOptions, Performance,
 };
+use multitpu::device::{EdgeTpuCostModel, SegmentWorkload};
 use multitpu::model::builder::SplitMix64;
 use multitpu::model::edgetpu::is_compiled;
 use multitpu::model::{Graph, Model, paper};
-use multitpu::pipeline::{Backend, PipelineBuilder};
-use multitpu::profile::compiler::parse_report;
-use multitpu::profile::{EdgeTpuCostModel, EdgeTpuProfiler, Profiler, SegmentWorkload};
+use multitpu::pipeline::PipelineBuilder;
+use multitpu::profile::{EdgeTpuProfiler, Profiler, parse_report};
 use multitpu::segment::{Segmenter, UniformByParams};
 use multitpu::verify::random_tensor;
 

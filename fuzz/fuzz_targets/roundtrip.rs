@@ -13,7 +13,7 @@
 use libfuzzer_sys::fuzz_target;
 use multitpu::model::validate::Validation;
 use multitpu::model::{Graph, Model};
-use multitpu::profile::EdgeTpuCostModel;
+use multitpu::device::EdgeTpuCostModel;
 use multitpu::segment::{self, STRATEGY_NAMES};
 
 /// Writes `model`, reads the bytes back and checks that writing again gives the same bytes.

@@ -9,8 +9,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use multitpu::model::{Graph, Model};
-use multitpu::segment::{extract, is_valid_cut};
+use multitpu::model::{Graph, Model, extract};
+use multitpu::segment::is_valid_cut;
 
 /// Cuts tried per model at most: evenly spread over the operators.
 const MAX_CUTS: usize = 16;

@@ -6,7 +6,7 @@
 //!
 //! - [`calibration`]: the real Edge TPU measurements (one device and pipelines of several),
 //!   Coral's published figures, and the fits that give the constants of
-//!   `multitpu::profile::EdgeTpuCostModel::usb_default()` and
+//!   `multitpu::device::EdgeTpuCostModel::usb_default()` and
 //!   `multitpu::device::CpuCostModel::default()`;
 //! - [`reproduce`]: the paper's sweeps, the models of the author's measuring programs, and
 //!   every measurement beside its prediction;

@@ -14,9 +14,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use multitpu::device::EdgeTpuCostModel;
 use multitpu::model::Graph;
 use multitpu::model::paper;
-use multitpu::profile::{EdgeTpuCostModel, Profiler};
+use multitpu::profile::Profiler;
 use multitpu::segment::{Segmenter, UniformByParams};
 use multitpu_paper::calibration::{
     CORAL_USB_TABLE, Family, FitReport, LeftOut, Network, PUBLISHED_WEIGHT, Role, SERIES_ERROR_BAR,
@@ -336,7 +337,7 @@ fn multi_device_segments_are_placed_as_the_compiler_did() {
         ..report.model.clone()
     };
     let conv = paper::conv(502).expect("builds");
-    let second = multitpu::profile::SegmentWorkload::from_model(&conv, 3..6);
+    let second = multitpu::device::SegmentWorkload::from_model(&conv, 3..6);
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     assert!(near(
         mib(report.model.predict(&second).off_chip_bytes),

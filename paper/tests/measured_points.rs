@@ -5,10 +5,10 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
-use multitpu::device::MIB;
+use multitpu::device::{EdgeTpuCostModel, MIB};
+use multitpu::model::figures::param_bytes;
 use multitpu::model::paper;
-use multitpu::profile::{CpuProfiler, EdgeTpuCostModel};
-use multitpu::segment::param_bytes;
+use multitpu::profile::CpuProfiler;
 use multitpu_paper::Error;
 use multitpu_paper::calibration::{Family, calibration_point, fit};
 

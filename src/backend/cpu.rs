@@ -9,7 +9,8 @@ use std::sync::Arc;
 use crate::Result;
 use crate::backend::custom_op::CustomOp;
 use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime};
-use crate::pipeline::{Backend, Stage, TensorSpec, check_run_arity};
+use crate::backend::{Backend, Stage, check_run_arity};
+use crate::tensor::TensorSpec;
 
 /// Runs segments with TFLite's CPU kernels.
 ///
@@ -17,9 +18,8 @@ use crate::pipeline::{Backend, Stage, TensorSpec, check_run_arity};
 /// replicated stage on the CPU runs one interpreter per replica, each on its own thread.
 ///
 /// ```
-/// use multitpu::backend::{CpuBackend, Runtime};
+/// use multitpu::backend::{Backend, CpuBackend, Runtime};
 /// use multitpu::model::paper;
-/// use multitpu::pipeline::Backend;
 ///
 /// # fn main() -> multitpu::Result<()> {
 /// let backend = CpuBackend::new(Runtime::load()?, 2, false); // 2 kernel threads, no XNNPack

@@ -22,9 +22,10 @@ use parking_lot::Mutex;
 use crate::backend::cpu::{InterpreterStage, host_description};
 use crate::backend::edgetpu::{DeviceInfo, DeviceSelector, EdgeTpuRuntime};
 use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime};
+use crate::backend::{Backend, Stage};
 use crate::model::Model;
 use crate::model::edgetpu::is_compiled;
-use crate::pipeline::{Backend, Stage, TensorSpec};
+use crate::tensor::TensorSpec;
 use crate::{Error, Result};
 
 /// libedgetpu's `Performance` option: the clock the Edge TPU runs at. `Max` needs the

@@ -1,5 +1,5 @@
-//! Safe wrappers over the native runtimes: TensorFlow Lite's C library ([`tflite`]) and
-//! Coral's Edge TPU runtime ([`edgetpu`]).
+//! Safe wrappers over the native runtimes: TensorFlow Lite's C library ([`Runtime`]) and
+//! Coral's Edge TPU runtime ([`EdgeTpuRuntime`]).
 //!
 //! This is the one module of the crate allowed to use `unsafe` (every block carries a
 //! `// SAFETY:` comment); everything above it sees owned types with typed errors.
@@ -20,23 +20,28 @@
 //! ([`LoadError`]) naming every place tried.
 #![allow(unsafe_code)]
 
-pub mod cpu;
-pub mod custom_op;
-pub mod edgetpu;
-pub mod edgetpu_backend;
+mod cpu;
+mod custom_op;
+mod edgetpu;
+mod edgetpu_backend;
 #[cfg(target_os = "linux")]
 pub(crate) mod shared_memory;
-pub mod simulated;
-pub mod tflite;
+mod simulated;
+mod stage;
+mod tflite;
 
 use std::ptr::NonNull;
 
 pub use cpu::{CpuBackend, InterpreterStage};
 pub use custom_op::{CustomOp, CustomOps, OpInput, OpOutput};
 pub use edgetpu::{Delegate, DeviceInfo, DeviceKind, DeviceSelector, EdgeTpuRuntime};
-pub use edgetpu_backend::{EdgeTpuBackend, Performance};
+pub use edgetpu_backend::{EdgeTpuBackend, Performance, check_compiled, resolve_devices};
 pub use libedgetpu_sys::{LibraryKind, LoadError};
-pub use simulated::{SimCompute, SimulatedEdgeTpuBackend};
+pub use simulated::{
+    CATCH_UP_DIVISOR, SPIN_MARGIN, SimCompute, SimulatedEdgeTpuBackend, wait_until,
+};
+pub(crate) use stage::check_run_arity;
+pub use stage::{Backend, Stage};
 pub use tflite::{Interpreter, InterpreterOptions, Runtime};
 
 /// An owned C object freed with its destructor on drop.

@@ -29,13 +29,14 @@ use std::time::{Duration, Instant};
 
 use crate::backend::cpu::{InterpreterStage, host_description};
 use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime};
+use crate::backend::{Backend, Stage, check_run_arity};
+use crate::backoff::Backoff;
 use crate::device::{
     CpuCostModel, EdgeTpuCostModel, Link, Prediction, SegmentWorkload, compiled_tail, op_support,
 };
 use crate::model::Model;
 use crate::model::edgetpu::is_compiled;
-use crate::pipeline::backoff::Backoff;
-use crate::pipeline::{Backend, Stage, TensorSpec, check_run_arity};
+use crate::tensor::TensorSpec;
 use crate::{Error, Result};
 
 /// How a simulated stage produces its outputs.
@@ -60,7 +61,7 @@ pub enum SimCompute {
 /// use multitpu::backend::{SimCompute, SimulatedEdgeTpuBackend};
 /// use multitpu::model::{Graph, paper};
 /// use multitpu::pipeline::Pipeline;
-/// use multitpu::profile::EdgeTpuCostModel;
+/// use multitpu::device::EdgeTpuCostModel;
 /// use multitpu::segment::{Plan, UniformByParams};
 ///
 /// # fn main() -> Result<(), multitpu::Error> {

@@ -156,7 +156,7 @@ pub struct Prediction {
 ///
 /// ```
 /// use multitpu::model::paper;
-/// use multitpu::profile::{EdgeTpuCostModel, SegmentWorkload};
+/// use multitpu::device::{EdgeTpuCostModel, SegmentWorkload};
 ///
 /// # fn main() -> multitpu::Result<()> {
 /// let model = paper::fc(2000)?; // about 12 MiB of parameters: more than the device caches

@@ -74,7 +74,6 @@ pub fn fuzz_wire(data: &[u8]) {
     wire::fuzz(data);
 }
 
-use std::fmt;
 use std::io::{self, BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -86,7 +85,7 @@ use crate::backend::{CustomOps, InterpreterOptions, Runtime};
 use crate::model::Model;
 use crate::model::validate::Validation;
 use crate::verify::{self, Step, VerifyReport};
-use crate::{Error, Result};
+use crate::{ChildExit, Error, Result};
 use wire::{Job, JobKind, Message};
 
 /// The environment variable that marks a process as an isolated child: [`CHECK_MODE`] for
@@ -265,91 +264,6 @@ impl NamedModel {
     /// The model's bytes.
     pub fn bytes(&self) -> &Arc<[u8]> {
         &self.bytes
-    }
-}
-
-/// How an isolated child ended without giving a result: the `reason` of
-/// [`Error::Isolated`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ChildExit {
-    /// Killed by a signal: `SIGSEGV` or `SIGBUS` (a bad memory access), `SIGABRT` (an abort:
-    /// a failed check in TFLite, an uncaught C++ exception), `SIGKILL` from outside the
-    /// parent (the kernel's out-of-memory killer, a user), ...
-    Signal(i32),
-    /// Ran out of memory: an allocation failed under the memory limit (in bytes, if one was
-    /// set) and the child aborted.
-    OutOfMemory {
-        /// The child's memory limit, if any.
-        limit: Option<u64>,
-    },
-    /// Still running after the time limit: killed.
-    Timeout(Duration),
-    /// A Rust panic (a bug in this crate, or in the program before [`run_if_child`]).
-    Panicked,
-    /// Exited with this code without a result.
-    Exited(i32),
-    /// The program did not answer as an isolated child: its `main` does not start with
-    /// [`run_if_child`], or it is not a program using this crate.
-    NoAnswer,
-}
-
-impl ChildExit {
-    /// A signal's usual name (`SIGSEGV`), or `None` for one not listed here.
-    fn signal_name(signal: i32) -> Option<&'static str> {
-        #[cfg(target_os = "linux")]
-        {
-            Some(match signal {
-                libc::SIGILL => "SIGILL",
-                libc::SIGTRAP => "SIGTRAP",
-                libc::SIGABRT => "SIGABRT",
-                libc::SIGBUS => "SIGBUS",
-                libc::SIGFPE => "SIGFPE",
-                libc::SIGKILL => "SIGKILL",
-                libc::SIGSEGV => "SIGSEGV",
-                libc::SIGPIPE => "SIGPIPE",
-                libc::SIGTERM => "SIGTERM",
-                libc::SIGXCPU => "SIGXCPU",
-                libc::SIGSYS => "SIGSYS",
-                _ => return None,
-            })
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            let _ = signal;
-            None
-        }
-    }
-}
-
-impl fmt::Display for ChildExit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ChildExit::Signal(signal) => match ChildExit::signal_name(*signal) {
-                Some(name) => write!(f, "killed by signal {signal} ({name})"),
-                None => write!(f, "killed by signal {signal}"),
-            },
-            ChildExit::OutOfMemory { limit: Some(limit) } => write!(
-                f,
-                "ran out of memory (limit {} MiB)",
-                limit.div_ceil(1 << 20)
-            ),
-            ChildExit::OutOfMemory { limit: None } => write!(f, "ran out of memory"),
-            ChildExit::Timeout(limit) => {
-                write!(
-                    f,
-                    "still running after {:.1} s, killed",
-                    limit.as_secs_f64()
-                )
-            }
-            ChildExit::Panicked => write!(f, "panicked"),
-            ChildExit::Exited(code) => write!(f, "exited with code {code} without a result"),
-            ChildExit::NoAnswer => write!(
-                f,
-                "did not answer as an isolated child: its program must call \
-                 multitpu::isolate::run_if_child() first thing in main"
-            ),
-        }
     }
 }
 

@@ -17,15 +17,16 @@ use std::time::{Duration, Instant};
 
 use super::wire::{WorkerJob, WorkerReply};
 use super::{
-    CHILD_ENV, ChildExit, Isolation, Reaped, Tail, WORKER_MODE, classify, forward_lines, keep_tail,
-    limits, tail_text,
+    CHILD_ENV, Isolation, Reaped, Tail, WORKER_MODE, classify, forward_lines, keep_tail, limits,
+    tail_text,
 };
 use crate::backend::shared_memory::SharedMemory;
-use crate::backend::{CustomOps, Interpreter, InterpreterOptions, Runtime};
+use crate::backend::{
+    Backend, CustomOps, Interpreter, InterpreterOptions, Runtime, Stage, check_run_arity,
+};
 use crate::model::Model;
-use crate::pipeline::{Backend, Stage, check_run_arity};
 use crate::tensor::TensorSpec;
-use crate::{Error, Result};
+use crate::{ChildExit, Error, Result};
 
 /// The descriptor a worker finds its shared memory at.
 pub(super) const SHARED_FD: i32 = 3;

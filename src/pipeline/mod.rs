@@ -3,7 +3,7 @@
 //! A [`Pipeline`] is generic over [`Stage`]s, so it works the same with TFLite CPU
 //! interpreters, Edge TPU interpreters and simulated devices. Start one from segment models
 //! in one call ([`Pipeline::from_models`], [`Pipeline::open`] for a plan manifest,
-//! [`Pipeline::from_segment_files`]: Edge TPU segments on a [`Backend`]'s devices in order,
+//! [`Pipeline::from_segment_files`]: Edge TPU segments on a [`Backend`](crate::backend::Backend)'s devices in order,
 //! one per replica, CPU segments on the host), or stage by stage with [`PipelineBuilder`];
 //! feed it with [`Pipeline::push`] and collect results, in input order, with
 //! [`Pipeline::pop`] or by iterating over `&Pipeline`.
@@ -37,7 +37,9 @@
 //! # Example
 //!
 //! ```
-//! use multitpu::pipeline::{PipelineBuilder, Stage, TensorSpec};
+//! use multitpu::backend::Stage;
+//! use multitpu::pipeline::PipelineBuilder;
+//! use multitpu::tensor::TensorSpec;
 //!
 //! /// Doubles every byte.
 //! struct Double([TensorSpec; 1], [TensorSpec; 1]);
@@ -80,12 +82,10 @@
 //! # }
 //! ```
 
-pub(crate) mod backoff;
 mod layout;
 mod queue;
 mod segments;
 mod shared;
-mod stage;
 mod stats;
 mod timing;
 mod worker;
@@ -97,7 +97,8 @@ use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 
-use crate::tensor::Element;
+use crate::backend::Stage;
+use crate::tensor::{Element, TensorSpec};
 use crate::{Error, Result};
 use layout::Layout;
 use queue::{Queue, Receiver, SendError, Sender};
@@ -105,9 +106,6 @@ use shared::{Failure, Frame, Item, Pool, Shared};
 use stats::Counters;
 use worker::Worker;
 
-pub use crate::tensor::TensorSpec;
-pub(crate) use stage::check_run_arity;
-pub use stage::{Backend, Stage};
 pub use stats::{PipelineStats, StageStats};
 pub use timing::{DEFAULT_STAGE_OVERHEAD_S, PipelineTiming};
 
@@ -117,7 +115,8 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 1;
 /// Configures and starts a [`Pipeline`].
 ///
 /// ```
-/// # use multitpu::pipeline::{PipelineBuilder, Stage};
+/// # use multitpu::pipeline::PipelineBuilder;
+/// # use multitpu::backend::Stage;
 /// # fn stages() -> Vec<Box<dyn Stage>> { Vec::new() }
 /// let mut builder = PipelineBuilder::new().input_capacity(4).output_capacity(Some(4));
 /// for stage in stages() {
@@ -465,7 +464,7 @@ enum Outcome {
 /// use multitpu::backend::{SimCompute, SimulatedEdgeTpuBackend};
 /// use multitpu::model::{Graph, paper};
 /// use multitpu::pipeline::Pipeline;
-/// use multitpu::profile::EdgeTpuCostModel;
+/// use multitpu::device::EdgeTpuCostModel;
 /// use multitpu::segment::{Plan, UniformByOps};
 ///
 /// # fn main() -> multitpu::Result<()> {

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::pipeline::backoff::{Backoff, PREEMPTED};
+use crate::backoff::{Backoff, PREEMPTED};
 
 /// How long `send` and `recv` busy-poll (`spin_loop`) for room or an item.
 pub(crate) const SPIN: Duration = Duration::from_micros(5);

@@ -5,8 +5,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::backend::Backend;
 use crate::deploy::{SegmentKind, SegmentModels};
-use crate::pipeline::{Backend, Pipeline, PipelineBuilder};
+use crate::pipeline::{Pipeline, PipelineBuilder};
 use crate::{Error, Result};
 
 /// Names a segment in an error about it.

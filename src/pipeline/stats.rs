@@ -127,7 +127,7 @@ fn nanos(d: Duration) -> u64 {
 pub struct StageStats {
     /// Stage index.
     pub index: usize,
-    /// [`Stage::describe`](crate::pipeline::Stage::describe) of each instance.
+    /// [`Stage::describe`](crate::backend::Stage::describe) of each instance.
     pub instances: Vec<String>,
     /// Completed runs (successful or not).
     pub invokes: u64,

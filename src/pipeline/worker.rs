@@ -12,10 +12,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::backend::Stage;
 use crate::pipeline::layout::StageRoute;
 use crate::pipeline::queue::{Receiver, SendError, Sender};
 use crate::pipeline::shared::{Buffer, Failure, Frame, Item, Shared};
-use crate::pipeline::stage::Stage;
 use crate::pipeline::stats::Counters;
 
 /// Everything one stage thread owns. Dropping it (when the thread ends) drops the senders,

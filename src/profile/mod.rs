@@ -7,12 +7,12 @@
 //! so that each candidate is profiled once, which matters when profiling means compiling and
 //! timing on a device.
 //!
-//! The measured profilers ([`measured`]) answer by running the candidate:
-//! [`CpuProfiler`] on TFLite's CPU kernels, [`EdgeTpuProfiler`] on a real Edge TPU after
-//! compiling the candidate with `edgetpu_compiler` ([`compiler`]).
+//! The measured profilers answer by running the candidate: [`CpuProfiler`] on TFLite's CPU
+//! kernels, [`EdgeTpuProfiler`] on a real Edge TPU after compiling the candidate with
+//! `edgetpu_compiler` ([`EdgeTpuCompiler`]).
 
-pub mod compiler;
-pub mod measured;
+mod compiler;
+mod measured;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -20,16 +20,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
-use crate::device::CpuCostModel;
+use crate::device::{CpuCostModel, EdgeTpuCostModel, SegmentWorkload};
 use crate::model::Model;
 use crate::{Error, Result};
 
-pub use crate::device::{
-    DeviceLayout, EdgeTpuCostModel, HostConversion, Link, MIB, OpWorkload, PerKind, Prediction,
-    SegmentWorkload,
+pub use compiler::{
+    COMPILER_ENV, COMPILER_PROGRAM, CompiledSegment, CompilerReport, EdgeTpuCompiler, parse_report,
 };
-pub use compiler::{CompiledSegment, CompilerReport, EdgeTpuCompiler};
-pub use measured::{CpuProfiler, EdgeTpuProfiler};
+pub use measured::{CpuProfiler, DEFAULT_RUNS, DEFAULT_WARMUP, EdgeTpuProfiler};
 
 /// The profile of one candidate segment.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -106,9 +104,9 @@ fn check_range(model: &Model, ops: &Range<usize>) -> Result<()> {
 /// and the libcoral search's own profiles), so their plans compare like with like.
 ///
 /// ```
-/// use multitpu::device::CpuCostModel;
+/// use multitpu::device::{CpuCostModel, EdgeTpuCostModel};
 /// use multitpu::model::paper;
-/// use multitpu::profile::{CompiledSplit, EdgeTpuCostModel, Profiler};
+/// use multitpu::profile::{CompiledSplit, Profiler};
 ///
 /// let model = paper::fc(100)?;
 /// let split = CompiledSplit::new(EdgeTpuCostModel::usb_default(), CpuCostModel::default());

@@ -19,8 +19,7 @@ mod report;
 mod search;
 mod uniform;
 
-pub use crate::model::extract;
-pub use crate::model::figures::param_bytes;
+use crate::model::extract;
 use crate::model::figures::range_figures;
 pub use libcoral::{LibcoralCost, LibcoralOutcome, LibcoralSearch};
 pub use profiled::{
@@ -328,7 +327,7 @@ impl Plan {
     /// made it) the way the segment runs: its device operators by `device`, its CPU
     /// operators by `cpu`, added ([`Segment::device_ops`], [`Segment::cpu_ops`]). Leaves
     /// [`Plan::candidates_profiled`] alone: these profiles describe the result, they did not
-    /// choose it. With the cost models, `device` is an [`EdgeTpuCostModel`](crate::profile::EdgeTpuCostModel)
+    /// choose it. With the cost models, `device` is an [`EdgeTpuCostModel`](crate::device::EdgeTpuCostModel)
     /// and `cpu` the [`CpuCostModel`](crate::device::CpuCostModel).
     ///
     /// # Errors

@@ -71,10 +71,10 @@ use std::sync::Arc;
 use super::search::{Candidates, Places, Slot};
 use super::{Plan, SegmentKind, Segmenter, check_segmentable};
 use crate::deploy::MAX_DEVICES;
-use crate::device::{CpuCostModel, DeviceSegments, op_support};
+use crate::device::{CpuCostModel, DeviceLayout, DeviceSegments, EdgeTpuCostModel, op_support};
 use crate::model::Graph;
 use crate::model::figures::op_figures;
-use crate::profile::{CachedProfiler, DeviceLayout, EdgeTpuCostModel, Profiler};
+use crate::profile::{CachedProfiler, Profiler};
 use crate::{Error, Result};
 
 /// Relative amount taken off a floor per operator of the model (plus a few), so that
@@ -512,7 +512,7 @@ impl LatencyFloor for CpuCostModel {
 /// With [`Profiled::new`] every operator runs on the profiled device. With
 /// [`with_cpu_segments`](Profiled::with_cpu_segments) (which [`Profiled::cost_model`]
 /// applies, with the CPU estimate), the Edge TPU's operator support
-/// ([`crate::device::support`]) decides: a segment that holds an operator only the CPU runs
+/// ([`op_support`]) decides: a segment that holds an operator only the CPU runs
 /// is a CPU segment, profiled by the CPU profiler, taking no device; two CPU segments are
 /// never adjacent (they would be one), and host quantisation never gets a stage of its own:
 /// it rides at the edge of a device segment, as in a compiled model.
@@ -525,7 +525,7 @@ impl LatencyFloor for CpuCostModel {
 ///
 /// ```
 /// use multitpu::model::{Graph, paper};
-/// use multitpu::profile::EdgeTpuCostModel;
+/// use multitpu::device::EdgeTpuCostModel;
 /// use multitpu::segment::{Profiled, Segmenter};
 ///
 /// let model = paper::fc(2000)?;

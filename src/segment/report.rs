@@ -3,8 +3,7 @@
 use std::fmt::Write;
 
 use super::{LibcoralSearch, Plan, Profiled, Segmenter, UniformByOps, UniformByParams};
-use crate::device::CpuCostModel;
-use crate::device::cost_model::EdgeTpuCostModel;
+use crate::device::{CpuCostModel, EdgeTpuCostModel};
 use crate::model::Model;
 use crate::profile::CompiledSplit;
 use crate::{Error, Result};
@@ -16,7 +15,7 @@ pub const STRATEGY_NAMES: &[&str] = &["uniform", "uniform-ops", "profiled", "lib
 /// `cost_model`.
 ///
 /// ```
-/// use multitpu::profile::EdgeTpuCostModel;
+/// use multitpu::device::EdgeTpuCostModel;
 /// use multitpu::segment::strategy;
 ///
 /// let uniform = strategy("uniform", &EdgeTpuCostModel::usb_default())?;

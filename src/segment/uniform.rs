@@ -1,9 +1,10 @@
 //! Uniform splits that profile nothing: equal parameter bytes per segment (the Edge TPU
 //! compiler's default) or equal operator counts (the paper's default for fc models).
 
-use super::{Plan, Segmenter, check_segmentable, is_valid_cut, param_bytes};
+use super::{Plan, Segmenter, check_segmentable, is_valid_cut};
 use crate::Result;
 use crate::model::Graph;
+use crate::model::figures::param_bytes;
 
 /// Splits a model so that each segment holds roughly the same parameter bytes, as
 /// `edgetpu_compiler --num_segments=N` does.

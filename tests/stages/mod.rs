@@ -1,7 +1,8 @@
 //! Trivial stages for the pipeline tests.
 #![allow(dead_code)]
 
-use multitpu::pipeline::{Stage, TensorSpec};
+use multitpu::backend::Stage;
+use multitpu::tensor::TensorSpec;
 use multitpu::{Error, Result};
 
 /// What a test stage does with one item: `(run count, inputs, outputs)`.

@@ -30,10 +30,9 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 
 use multitpu::backend::Runtime;
-use multitpu::device::CpuCostModel;
-use multitpu::device::MIB;
+use multitpu::device::{CpuCostModel, EdgeTpuCostModel, MIB};
 use multitpu::model::figures::OpKind;
-use multitpu::profile::{CpuProfiler, EdgeTpuCostModel};
+use multitpu::profile::CpuProfiler;
 use multitpu_paper::calibration::{
     CpuFitReport, CpuPoint, Family, LeftOut, PUBLISHED_WEIGHT, SERIES_ERROR_BAR,
     choose_published_weight, coral_usb_table, cpu_calibration_models, cpu_points, fit_cpu,

@@ -16,9 +16,9 @@ use std::error::Error;
 use std::sync::Arc;
 
 use multitpu::backend::{SimCompute, SimulatedEdgeTpuBackend};
+use multitpu::device::EdgeTpuCostModel;
 use multitpu::model::Graph;
 use multitpu::pipeline::PipelineTiming;
-use multitpu::profile::EdgeTpuCostModel;
 use multitpu_paper::calibration::Family;
 use multitpu_paper::reproduce::{plan_for, time_batch};
 

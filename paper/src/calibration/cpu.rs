@@ -13,7 +13,7 @@ use std::path::Path;
 use super::lsq::{median, non_negative_least_squares};
 use crate::architectures;
 use crate::{Error, Result};
-use multitpu::device::cpu_cost::{CpuCostModel, CpuWork};
+use multitpu::device::{CpuCostModel, CpuWork};
 use multitpu::model::builder::{Activation, ModelBuilder, Padding, range_quantization};
 use multitpu::model::{ElementType, Graph, Model, ops, paper};
 use multitpu::profile::Profiler;
@@ -336,7 +336,7 @@ pub fn cpu_calibration_models(models_dir: &Path) -> Result<Vec<(String, Model<'s
 #[cfg(test)]
 mod tests {
     use super::*;
-    use multitpu::device::cpu_cost::DataClass;
+    use multitpu::device::DataClass;
     use multitpu::model::figures::OpKind;
 
     /// Points made by a known estimate are fitted back to it.

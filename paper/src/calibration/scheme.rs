@@ -1,7 +1,7 @@
 //! The paper's measuring programs, as a model of their own: what the author's scripts would
 //! have printed for a pipeline whose devices take known times.
 //!
-//! The device model ([`EdgeTpuCostModel`](multitpu::profile::EdgeTpuCostModel)) says how long
+//! The device model ([`EdgeTpuCostModel`](multitpu::device::EdgeTpuCostModel)) says how long
 //! each segment takes on its device. The multi-device times in the calibration folder are
 //! something else: the wall time of a batch divided by its size, measured by a program that
 //! adds its own costs. Two programs were used:

@@ -13,7 +13,7 @@
 //! calibration folder. `paper/src/bin/reproduce` drives both and writes CSV files and plots.
 //!
 //! ```
-//! use multitpu::profile::EdgeTpuCostModel;
+//! use multitpu::device::EdgeTpuCostModel;
 //! use multitpu_paper::reproduce::{Setup, Sweep, run_sweep};
 //!
 //! let sweep = Sweep { fc_sizes: vec![1980, 2620], conv_sizes: vec![], ..Sweep::quick() };
@@ -32,9 +32,10 @@ use crate::calibration::{
     CalibrationPoint, Family, PaperScheme, PipelinePoint, SeriesError, built_in_scheme, median,
 };
 use crate::{Error, Result};
+use multitpu::backend::Backend;
 use multitpu::device::{EdgeTpuCostModel, MIB, SegmentWorkload};
 use multitpu::model::Graph;
-use multitpu::pipeline::{Backend, PipelineBuilder, PipelineTiming};
+use multitpu::pipeline::{PipelineBuilder, PipelineTiming};
 use multitpu::segment::{self, Plan, Profiled, Segmenter};
 
 /// The strategies of the paper's comparison: the compiler's equal-parameter split, equal
@@ -240,7 +241,7 @@ fn predict_segments(
     model: &multitpu::model::Model<'_>,
     cuts: &[usize],
     cost_model: &EdgeTpuCostModel,
-) -> Vec<multitpu::profile::Prediction> {
+) -> Vec<multitpu::device::Prediction> {
     let bounds: Vec<usize> = std::iter::once(0)
         .chain(cuts.iter().copied())
         .chain(std::iter::once(model.operators.len()))

@@ -28,8 +28,9 @@ use std::sync::Arc;
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use multitpu::backend::{EdgeTpuBackend, EdgeTpuRuntime};
+use multitpu::device::EdgeTpuCostModel;
 use multitpu::model::Graph;
-use multitpu::profile::{EdgeTpuCompiler, EdgeTpuCostModel};
+use multitpu::profile::EdgeTpuCompiler;
 use multitpu_paper::calibration::{
     CalibrationPoint, Family, PipelinePoint, load_dir, load_pipeline_dir,
 };
