@@ -19,7 +19,7 @@
 //! use multitpu::device::EdgeTpuCostModel;
 //! use multitpu::model::{Graph, Model};
 //! use multitpu::pipeline::Pipeline;
-//! use multitpu::profile::EdgeTpuCompiler;
+//! use multitpu::deploy::EdgeTpuCompiler;
 //! use multitpu::segment::{Plan, Profiled};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {

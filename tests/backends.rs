@@ -16,10 +16,10 @@ use multitpu::backend::{
     Backend, CpuBackend, DeviceSelector, EdgeTpuBackend, Interpreter, InterpreterOptions,
     Performance, Runtime, SimCompute, SimulatedEdgeTpuBackend, check_compiled,
 };
+use multitpu::deploy::EdgeTpuCompiler;
 use multitpu::device::EdgeTpuCostModel;
 use multitpu::model::{Graph, Model};
 use multitpu::pipeline::PipelineBuilder;
-use multitpu::profile::EdgeTpuCompiler;
 use multitpu::segment::{Segmenter, UniformByParams};
 
 use common::zoo;

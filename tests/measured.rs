@@ -8,9 +8,10 @@ mod common;
 
 use multitpu::Error;
 use multitpu::backend::{DeviceSelector, EdgeTpuRuntime, InterpreterOptions};
+use multitpu::deploy::EdgeTpuCompiler;
 use multitpu::model::Model;
 use multitpu::model::figures::param_bytes;
-use multitpu::profile::{CachedProfiler, CpuProfiler, EdgeTpuCompiler, EdgeTpuProfiler, Profiler};
+use multitpu::profile::{CachedProfiler, CpuProfiler, EdgeTpuProfiler, Profiler};
 
 use common::zoo;
 

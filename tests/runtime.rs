@@ -483,7 +483,7 @@ fn compiled_model_runs_on_an_edge_tpu() {
 fn run_on_an_edge_tpu(
     runtime: &Runtime,
     edgetpu: &EdgeTpuRuntime,
-    compiler: &multitpu::profile::EdgeTpuCompiler,
+    compiler: &multitpu::deploy::EdgeTpuCompiler,
     bytes: &[u8],
     output_shape: &[usize],
 ) {

@@ -21,12 +21,13 @@ use multitpu::backend::{
     Backend, DeviceInfo, DeviceSelector, EdgeTpuBackend, EdgeTpuRuntime, Interpreter,
     InterpreterOptions, Performance,
 };
+use multitpu::deploy::parse_report;
 use multitpu::device::{EdgeTpuCostModel, SegmentWorkload};
 use multitpu::model::builder::SplitMix64;
 use multitpu::model::edgetpu::is_compiled;
 use multitpu::model::{Graph, Model, paper};
 use multitpu::pipeline::PipelineBuilder;
-use multitpu::profile::{EdgeTpuProfiler, Profiler, parse_report};
+use multitpu::profile::{EdgeTpuProfiler, Profiler};
 use multitpu::segment::{Segmenter, UniformByParams};
 use multitpu::verify::random_tensor;
 
@@ -713,7 +714,7 @@ fn the_pipeline_example_runs_emulated_segments() {
 
 /// Cuts `reference` in two, compiles the segments, and runs them with the example.
 fn run_the_pipeline_example(
-    compiler: &multitpu::profile::EdgeTpuCompiler,
+    compiler: &multitpu::deploy::EdgeTpuCompiler,
     reference: &std::path::Path,
 ) {
     let model = Model::from_bytes(&std::fs::read(reference).unwrap())

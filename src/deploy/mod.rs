@@ -28,6 +28,7 @@
 //! is for (it is not a defence against someone who can write the folder). Lines starting
 //! with `#` and blank lines are comments.
 
+mod compiler;
 mod manifest;
 mod names;
 
@@ -35,9 +36,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::model::{Model, edgetpu};
-use crate::profile::EdgeTpuCompiler;
 use crate::{Error, Result};
 
+pub use compiler::{
+    COMPILER_ENV, COMPILER_PROGRAM, CompiledSegment, CompilerReport, EdgeTpuCompiler, parse_report,
+};
 pub use manifest::MANIFEST_EXTENSION;
 pub use names::{segment_file_name, segment_file_role};
 

@@ -18,9 +18,9 @@
 use std::ops::Range;
 use std::time::Instant;
 
-use super::compiler::EdgeTpuCompiler;
 use super::{Profiler, SegmentProfile, check_range};
 use crate::backend::{DeviceSelector, EdgeTpuRuntime, Interpreter, InterpreterOptions, Runtime};
+use crate::deploy::EdgeTpuCompiler;
 use crate::model::builder::SplitMix64;
 use crate::model::extract;
 use crate::model::figures::param_bytes;

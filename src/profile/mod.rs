@@ -9,9 +9,8 @@
 //!
 //! The measured profilers answer by running the candidate: [`CpuProfiler`] on TFLite's CPU
 //! kernels, [`EdgeTpuProfiler`] on a real Edge TPU after compiling the candidate with
-//! `edgetpu_compiler` ([`EdgeTpuCompiler`]).
+//! `edgetpu_compiler` ([`EdgeTpuCompiler`](crate::deploy::EdgeTpuCompiler)).
 
-mod compiler;
 mod measured;
 
 use std::collections::HashMap;
@@ -24,9 +23,6 @@ use crate::device::{CpuCostModel, EdgeTpuCostModel, SegmentWorkload};
 use crate::model::Model;
 use crate::{Error, Result};
 
-pub use compiler::{
-    COMPILER_ENV, COMPILER_PROGRAM, CompiledSegment, CompilerReport, EdgeTpuCompiler, parse_report,
-};
 pub use measured::{CpuProfiler, DEFAULT_RUNS, DEFAULT_WARMUP, EdgeTpuProfiler};
 
 /// The profile of one candidate segment.

@@ -282,12 +282,12 @@ pub fn edgetpu_runtime() -> Option<multitpu::backend::EdgeTpuRuntime> {
 }
 
 /// `edgetpu_compiler` from `MULTITPU_EDGETPU_COMPILER`.
-pub fn edgetpu_compiler() -> Option<multitpu::profile::EdgeTpuCompiler> {
+pub fn edgetpu_compiler() -> Option<multitpu::deploy::EdgeTpuCompiler> {
     let path = require_env(
         EDGETPU_COMPILER_ENV,
         "path of edgetpu_compiler, e.g. from scripts/emulate",
     )?;
-    match multitpu::profile::EdgeTpuCompiler::at(&path) {
+    match multitpu::deploy::EdgeTpuCompiler::at(&path) {
         Ok(compiler) => Some(compiler),
         Err(e) => panic!("{EDGETPU_COMPILER_ENV}={path}: {e}"),
     }

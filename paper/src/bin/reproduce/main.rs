@@ -28,9 +28,9 @@ use std::sync::Arc;
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use multitpu::backend::{EdgeTpuBackend, EdgeTpuRuntime};
+use multitpu::deploy::EdgeTpuCompiler;
 use multitpu::device::EdgeTpuCostModel;
 use multitpu::model::Graph;
-use multitpu::profile::EdgeTpuCompiler;
 use multitpu_paper::calibration::{
     CalibrationPoint, Family, PipelinePoint, load_dir, load_pipeline_dir,
 };
