@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use multitpu::Error;
 use multitpu::backend::{CpuBackend, CustomOp, Interpreter, InterpreterOptions, OpInput, OpOutput};
-use multitpu::model::Model;
+use multitpu::model::{Model, OpCode, ops};
 use multitpu::pipeline::PipelineBuilder;
 use multitpu::tensor::TensorSpec;
 
-use common::{custom_node as custom, float_tensor};
+use common::{UNREGISTERED_OP, custom_node as custom, float_tensor};
 
 /// `y = (2x + 1) × 3` as three custom nodes: `times` (its factor in its options), `plus-one`,
 /// `times` again.
@@ -202,9 +202,57 @@ fn cpu_pipeline_stages_run_custom_operators() {
     assert_eq!(output.get_as::<f32>("y").unwrap(), [9.0, 15.0, 21.0, 27.0]);
 }
 
+/// The zoo's CNN with its RESHAPE turned into a custom operator no TFLite build registers:
+/// refused as it is, and, once a kernel that copies the bytes (what a reshape does) is
+/// registered, it gives the outputs of the original model.
 #[test]
 fn the_unknown_custom_operator_of_a_real_model_runs_once_registered() {
-    // A shared model: extra coverage where the shared models are.
+    let (Some(runtime), Some(original)) = (
+        common::tflite_runtime(),
+        common::zoo_model(common::zoo::CNN_INT8),
+    ) else {
+        return;
+    };
+    let mut model = Model::from_bytes(&original).unwrap().into_owned();
+    let reshape = model
+        .operators
+        .iter_mut()
+        .find(|op| op.opcode.builtin == ops::RESHAPE)
+        .expect("the zoo's CNN flattens with a RESHAPE");
+    reshape.opcode = OpCode {
+        builtin: ops::CUSTOM,
+        custom: Some(UNREGISTERED_OP.into()),
+        version: 1,
+    };
+    reshape.builtin_options = None;
+    let bytes = model.to_bytes().unwrap();
+    let error = Interpreter::new(&runtime, bytes.clone(), &InterpreterOptions::default())
+        .expect_err("the custom operator has no kernel");
+    assert!(
+        matches!(&error, Error::InvalidModel { reason, .. } if reason.contains(UNREGISTERED_OP)),
+        "{error}"
+    );
+
+    let copy = |inputs: &[OpInput<'_>], outputs: &mut [OpOutput<'_>]| {
+        outputs[0].bytes_mut().copy_from_slice(inputs[0].bytes());
+        Ok(())
+    };
+    let options = InterpreterOptions::default().with_custom_op(UNREGISTERED_OP, copy);
+    let mut custom = Interpreter::new(&runtime, bytes, &options).unwrap();
+    let mut reference =
+        Interpreter::new(&runtime, original, &InterpreterOptions::default()).unwrap();
+    let input = common::pattern(reference.inputs()[0].byte_size);
+    for interpreter in [&mut custom, &mut reference] {
+        interpreter.set_input(0, &input).unwrap();
+        interpreter.invoke().unwrap();
+    }
+    assert_eq!(custom.output(0).unwrap(), reference.output(0).unwrap());
+}
+
+/// The shared `model_invoking_error.tflite`, whose `fake-op-double` no TFLite build
+/// registers, runs with a kernel for it.
+#[test]
+fn the_shared_models_unknown_custom_operator_runs_once_registered() {
     let (Some(runtime), Some(bytes)) = (
         common::tflite_runtime(),
         common::shared_model("model_invoking_error.tflite"),

@@ -6,11 +6,8 @@
 //! `kTfLiteError`; an exported function that fails says why on stderr (as libedgetpu logs)
 //! and returns NULL.
 //!
-//! The TFLite structures are transcribed from `tensorflow/lite/c/common.h` of TFLite 2.9
-//! (the headers `scripts/fetch-tflite` installs next to the library), without
-//! `TF_LITE_STATIC_MEMORY`; the test `layouts_match_the_tflite_2_9_header` compiles a C
-//! program against that header and compares every size and offset. Function pointers this
-//! crate never calls are declared as `*const c_void`, which has their size and alignment.
+//! The TFLite 2.9 structures are libedgetpu-sys's, whose tests check them against
+//! `tensorflow/lite/c/common.h`.
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
@@ -21,7 +18,9 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use libedgetpu_sys::{
-    EdgeTpuDevice, EdgeTpuDeviceType, EdgeTpuOption, TfLiteQuantizationParams, TfLiteStatus,
+    EdgeTpuDevice, EdgeTpuDeviceType, EdgeTpuOption, TFLITE_DELEGATE_FLAGS_ALLOW_DYNAMIC_TENSORS,
+    TfLiteContext, TfLiteDelegate, TfLiteDelegateFields, TfLiteDelegateParams, TfLiteIntArray,
+    TfLiteNode, TfLiteRegistration, TfLiteStatus, TfLiteTensorFields,
 };
 use multitpu::backend::DeviceKind;
 use multitpu::model::BUILTIN_CUSTOM;
@@ -46,142 +45,8 @@ const VERSION: &CStr = match CStr::from_bytes_with_nul(
 /// The name of the emulator's delegate kernels in TFLite's node list.
 const KERNEL_NAME: &CStr = c"emulated Edge TPU";
 
-/// `kTfLiteDelegateFlagsAllowDynamicTensors` (`TfLiteDelegateFlags`, common.h).
-const ALLOW_DYNAMIC_TENSORS: i64 = 1;
-
 /// `kTfLiteBuiltinDelegate` (`tensorflow/lite/builtin_ops.h`): the code of delegate kernels.
 const BUILTIN_DELEGATE: i32 = 51;
-
-// ---- TFLite 2.9 structures (tensorflow/lite/c/common.h) ----
-
-/// `TfLiteIntArray`: `int size; int data[];`.
-#[repr(C)]
-pub struct TfLiteIntArray {
-    size: c_int,
-    data: [c_int; 0],
-}
-
-/// `TfLiteQuantization`.
-#[repr(C)]
-pub struct TfLiteQuantization {
-    type_: c_int,
-    params: *mut c_void,
-}
-
-/// `TfLiteTensor`.
-#[repr(C)]
-pub struct TfLiteTensor {
-    type_: c_int,
-    /// `TfLitePtrUnion`: a union of pointers.
-    data: *mut c_void,
-    dims: *mut TfLiteIntArray,
-    params: TfLiteQuantizationParams,
-    allocation_type: c_int,
-    bytes: usize,
-    allocation: *const c_void,
-    name: *const c_char,
-    delegate: *mut TfLiteDelegate,
-    buffer_handle: c_int,
-    data_is_stale: bool,
-    is_variable: bool,
-    quantization: TfLiteQuantization,
-    sparsity: *mut c_void,
-    dims_signature: *const TfLiteIntArray,
-}
-
-/// `TfLiteNode`.
-#[repr(C)]
-pub struct TfLiteNode {
-    inputs: *mut TfLiteIntArray,
-    outputs: *mut TfLiteIntArray,
-    intermediates: *mut TfLiteIntArray,
-    temporaries: *mut TfLiteIntArray,
-    user_data: *mut c_void,
-    builtin_data: *mut c_void,
-    custom_initial_data: *const c_void,
-    custom_initial_data_size: c_int,
-    delegate: *mut TfLiteDelegate,
-    might_have_side_effect: bool,
-}
-
-/// `TfLiteDelegateParams`: what a delegate kernel's `init` receives.
-#[repr(C)]
-pub struct TfLiteDelegateParams {
-    delegate: *mut TfLiteDelegate,
-    nodes_to_replace: *mut TfLiteIntArray,
-    input_tensors: *mut TfLiteIntArray,
-    output_tensors: *mut TfLiteIntArray,
-}
-
-/// `TfLiteContext`.
-#[repr(C)]
-#[allow(non_snake_case)]
-pub struct TfLiteContext {
-    tensors_size: usize,
-    GetExecutionPlan:
-        Option<unsafe extern "C" fn(*mut TfLiteContext, *mut *mut TfLiteIntArray) -> TfLiteStatus>,
-    tensors: *mut TfLiteTensor,
-    impl_: *mut c_void,
-    ResizeTensor: *const c_void,
-    ReportError: Option<unsafe extern "C" fn(*mut TfLiteContext, *const c_char, ...)>,
-    AddTensors: *const c_void,
-    GetNodeAndRegistration: Option<
-        unsafe extern "C" fn(
-            *mut TfLiteContext,
-            c_int,
-            *mut *mut TfLiteNode,
-            *mut *mut TfLiteRegistration,
-        ) -> TfLiteStatus,
-    >,
-    ReplaceNodeSubsetsWithDelegateKernels: Option<
-        unsafe extern "C" fn(
-            *mut TfLiteContext,
-            TfLiteRegistration,
-            *const TfLiteIntArray,
-            *mut TfLiteDelegate,
-        ) -> TfLiteStatus,
-    >,
-    recommended_num_threads: c_int,
-    GetExternalContext: *const c_void,
-    SetExternalContext: *const c_void,
-    allow_fp32_relax_to_fp16: bool,
-    profiler: *mut c_void,
-    AllocatePersistentBuffer: *const c_void,
-    AllocateBufferForEval: *const c_void,
-    RequestScratchBufferInArena: *const c_void,
-    GetScratchBuffer: *const c_void,
-    ResizeTensorExplicit: *const c_void,
-    PreviewDelegatePartitioning: *const c_void,
-    GetTensor: *const c_void,
-    GetEvalTensor: *const c_void,
-    GetModelMetadata: *const c_void,
-}
-
-/// `TfLiteRegistration`: a kernel's callbacks.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct TfLiteRegistration {
-    init: Option<unsafe extern "C" fn(*mut TfLiteContext, *const c_char, usize) -> *mut c_void>,
-    free: Option<unsafe extern "C" fn(*mut TfLiteContext, *mut c_void)>,
-    prepare: Option<unsafe extern "C" fn(*mut TfLiteContext, *mut TfLiteNode) -> TfLiteStatus>,
-    invoke: Option<unsafe extern "C" fn(*mut TfLiteContext, *mut TfLiteNode) -> TfLiteStatus>,
-    profiling_string: *const c_void,
-    builtin_code: i32,
-    custom_name: *const c_char,
-    version: c_int,
-}
-
-/// `TfLiteDelegate`.
-#[repr(C)]
-#[allow(non_snake_case)]
-pub struct TfLiteDelegate {
-    data_: *mut c_void,
-    Prepare: Option<unsafe extern "C" fn(*mut TfLiteContext, *mut TfLiteDelegate) -> TfLiteStatus>,
-    CopyFromBufferHandle: *const c_void,
-    CopyToBufferHandle: *const c_void,
-    FreeBufferHandle: *const c_void,
-    flags: i64,
-}
 
 // ---- the delegate ----
 
@@ -189,7 +54,7 @@ pub struct TfLiteDelegate {
 /// it is a pointer to the whole (`repr(C)`).
 #[repr(C)]
 struct EmulatedDelegate {
-    raw: TfLiteDelegate,
+    raw: TfLiteDelegateFields,
     device: OpenDevice,
     /// Segments loaded by `Prepare` for the kernels TFLite is about to create, by node.
     pending: Mutex<HashMap<c_int, Kernel>>,
@@ -237,7 +102,7 @@ unsafe fn report(context: *mut TfLiteContext, message: &str) {
     // SAFETY: a live context's `ReportError` takes the context and a printf format; "%s"
     // consumes exactly the one string argument passed, which outlives the call.
     unsafe {
-        if let Some(report_error) = context.as_ref().and_then(|c| c.ReportError) {
+        if let Some(report_error) = context.as_ref().and_then(|c| c.report_error) {
             report_error(context, c"%s".as_ptr(), text.as_ptr());
         }
     }
@@ -296,13 +161,13 @@ unsafe fn prepare(
         let device = this.device.device();
         let missing = |name: &str| format!("TFLite's context lacks {name}");
         let get_plan = (*context)
-            .GetExecutionPlan
+            .get_execution_plan
             .ok_or_else(|| missing("GetExecutionPlan"))?;
         let get_node = (*context)
-            .GetNodeAndRegistration
+            .get_node_and_registration
             .ok_or_else(|| missing("GetNodeAndRegistration"))?;
         let replace = (*context)
-            .ReplaceNodeSubsetsWithDelegateKernels
+            .replace_node_subsets_with_delegate_kernels
             .ok_or_else(|| missing("ReplaceNodeSubsetsWithDelegateKernels"))?;
         let mut plan = null_mut();
         check(get_plan(context, &mut plan), "GetExecutionPlan")?;
@@ -379,7 +244,7 @@ fn registration() -> TfLiteRegistration {
         free: Some(kernel_free),
         prepare: Some(kernel_prepare),
         invoke: Some(kernel_invoke),
-        profiling_string: std::ptr::null(),
+        profiling_string: None,
         builtin_code: BUILTIN_DELEGATE,
         custom_name: KERNEL_NAME.as_ptr(),
         version: 1,
@@ -462,11 +327,17 @@ unsafe fn kernel<'a>(node: *mut TfLiteNode) -> Result<&'a mut Kernel, String> {
 /// # Safety
 ///
 /// `context` is live.
-unsafe fn tensor(context: *mut TfLiteContext, index: c_int) -> Result<*mut TfLiteTensor, String> {
-    // SAFETY: a live context holds `tensors_size` tensors at `tensors`.
+unsafe fn tensor(
+    context: *mut TfLiteContext,
+    index: c_int,
+) -> Result<*mut TfLiteTensorFields, String> {
+    // SAFETY: a live context holds `tensors_size` tensors at `tensors`, laid out as
+    // `TfLiteTensorFields` (the 2.9 layout, which the emulator assumes throughout).
     unsafe {
         match usize::try_from(index) {
-            Ok(i) if i < (*context).tensors_size => Ok((*context).tensors.add(i)),
+            Ok(i) if i < (*context).tensors_size => {
+                Ok((*context).tensors.cast::<TfLiteTensorFields>().add(i))
+            }
             _ => Err(format!("tensor {index} is out of range")),
         }
     }
@@ -702,21 +573,21 @@ pub unsafe extern "C" fn edgetpu_create_delegate(
             let pairs = unsafe { option_pairs(options, num_options)? };
             let device = OpenDevice::open(kind, path.as_deref(), &pairs)?;
             let delegate = Box::into_raw(Box::new(EmulatedDelegate {
-                raw: TfLiteDelegate {
-                    data_: null_mut(),
-                    Prepare: Some(delegate_prepare),
-                    CopyFromBufferHandle: std::ptr::null(),
-                    CopyToBufferHandle: std::ptr::null(),
-                    FreeBufferHandle: std::ptr::null(),
+                raw: TfLiteDelegateFields {
+                    data: null_mut(),
+                    prepare: Some(delegate_prepare),
+                    copy_from_buffer_handle: std::ptr::null(),
+                    copy_to_buffer_handle: std::ptr::null(),
+                    free_buffer_handle: std::ptr::null(),
                     // Without it, TFLite prepares every node before calling Prepare, and the
                     // still unresolved edgetpu-custom-op fails to prepare.
-                    flags: ALLOW_DYNAMIC_TENSORS,
+                    flags: TFLITE_DELEGATE_FLAGS_ALLOW_DYNAMIC_TENSORS,
                 },
                 device,
                 pending: Mutex::new(HashMap::new()),
             }));
             // SAFETY: just allocated; `data_` identifies the delegate, as TFLite suggests.
-            unsafe { (*delegate).raw.data_ = delegate.cast() };
+            unsafe { (*delegate).raw.data = delegate.cast() };
             Ok(delegate.cast())
         },
     ));
@@ -791,125 +662,9 @@ pub(crate) fn try_lock(file: &File) -> std::io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use std::io::Write as _;
-    use std::mem::{offset_of, size_of};
-    use std::path::PathBuf;
     use std::process::Command;
 
     use super::*;
-
-    /// Sizes (`field` = "sizeof") and field offsets of the transcribed structures, by C name.
-    fn rust_layouts() -> Vec<(&'static str, &'static str, usize)> {
-        macro_rules! layout {
-            ($($ty:ident { $($field:ident $(as $c:literal)?),* })*) => {
-                vec![$(
-                    (stringify!($ty), "sizeof", size_of::<$ty>()),
-                    $((stringify!($ty), layout!(@name $field $($c)?), offset_of!($ty, $field)),)*
-                )*]
-            };
-            (@name $field:ident $c:literal) => { $c };
-            (@name $field:ident) => { stringify!($field) };
-        }
-        layout! {
-            TfLiteIntArray { size, data }
-            TfLiteQuantization { type_ as "type", params }
-            TfLiteTensor {
-                type_ as "type", data, dims, params, allocation_type, bytes, allocation, name,
-                delegate, buffer_handle, data_is_stale, is_variable, quantization, sparsity,
-                dims_signature
-            }
-            TfLiteNode {
-                inputs, outputs, intermediates, temporaries, user_data, builtin_data,
-                custom_initial_data, custom_initial_data_size, delegate, might_have_side_effect
-            }
-            TfLiteDelegateParams { delegate, nodes_to_replace, input_tensors, output_tensors }
-            TfLiteContext {
-                tensors_size, GetExecutionPlan, tensors, impl_, ResizeTensor, ReportError,
-                AddTensors, GetNodeAndRegistration, ReplaceNodeSubsetsWithDelegateKernels,
-                recommended_num_threads, GetExternalContext, SetExternalContext,
-                allow_fp32_relax_to_fp16, profiler, AllocatePersistentBuffer,
-                AllocateBufferForEval, RequestScratchBufferInArena, GetScratchBuffer,
-                ResizeTensorExplicit, PreviewDelegatePartitioning, GetTensor, GetEvalTensor,
-                GetModelMetadata
-            }
-            TfLiteRegistration {
-                init, free, prepare, invoke, profiling_string, builtin_code, custom_name, version
-            }
-            TfLiteDelegate {
-                data_, Prepare, CopyFromBufferHandle, CopyToBufferHandle, FreeBufferHandle, flags
-            }
-        }
-    }
-
-    /// The TFLite C headers: `MULTITPU_TFLITE_INCLUDE`, else `include` beside the
-    /// platform folder of `MULTITPU_TFLITE_LIB` (the layout of `scripts/fetch-tflite`).
-    fn tflite_include_dir() -> Option<PathBuf> {
-        if let Some(dir) = std::env::var_os("MULTITPU_TFLITE_INCLUDE") {
-            return Some(PathBuf::from(dir));
-        }
-        let lib = PathBuf::from(std::env::var_os(libedgetpu_sys::TFLITE_LIB_ENV)?);
-        Some(lib.parent()?.parent()?.join("include"))
-    }
-
-    #[test]
-    fn layouts_match_the_tflite_2_9_header() {
-        let include =
-            tflite_include_dir().filter(|dir| dir.join("tensorflow/lite/c/common.h").is_file());
-        let Some(include) = include else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "the TFLite headers must be found under CI (set MULTITPU_TFLITE_LIB)"
-            );
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED: no TFLite headers (set MULTITPU_TFLITE_LIB or MULTITPU_TFLITE_INCLUDE)"
-            );
-            return;
-        };
-        let layouts = rust_layouts();
-        let mut program = String::from(
-            "#include <stdio.h>\n#include <stddef.h>\n#include \"tensorflow/lite/c/common.h\"\n\
-             int main(void) {\n",
-        );
-        for (ty, field, _) in &layouts {
-            let value = if *field == "sizeof" {
-                format!("sizeof({ty})")
-            } else {
-                format!("offsetof({ty}, {field})")
-            };
-            program.push_str(&format!("  printf(\"{ty} {field} %zu\\n\", {value});\n"));
-        }
-        program.push_str("  return 0;\n}\n");
-        let dir =
-            std::env::temp_dir().join(format!("edgetpu-emulator-layout-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (source, exe) = (dir.join("layout.c"), dir.join("layout"));
-        std::fs::write(&source, program).unwrap();
-        let compiled = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-            .arg("-I")
-            .arg(&include)
-            .arg(&source)
-            .arg("-o")
-            .arg(&exe)
-            .output()
-            .expect("a C compiler (cc) runs");
-        assert!(
-            compiled.status.success(),
-            "{}",
-            String::from_utf8_lossy(&compiled.stderr)
-        );
-        let output = Command::new(&exe).output().unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
-        let c: Vec<String> = String::from_utf8(output.stdout)
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        let rust: Vec<String> = layouts
-            .iter()
-            .map(|(ty, field, value)| format!("{ty} {field} {value}"))
-            .collect();
-        assert_eq!(rust, c);
-    }
 
     const CHILD_ENV: &str = "EDGETPU_EMULATOR_FFI_CHILD";
 

@@ -1,17 +1,28 @@
-//! What a custom operator's kernel sees: the structs of `tensorflow/lite/c/common.h` that
-//! TFLite hands to a `TfLiteRegistration`'s callbacks, as laid out by TFLite 2.9 (see
-//! [`KERNEL_LAYOUT_VERSION`]).
+//! What a custom operator's kernel and a delegate see: the structs of
+//! `tensorflow/lite/c/common.h` that TFLite hands to a `TfLiteRegistration`'s callbacks and
+//! to a `TfLiteDelegate`'s `Prepare`, as laid out by TFLite 2.9 (see
+//! [`KERNEL_LAYOUT_VERSION`]), without `TF_LITE_STATIC_MEMORY`.
 //!
-//! These are declared for reading through pointers TFLite gives a kernel, never to be
-//! built or moved by Rust. [`TfLiteContext`] declares only its leading fields.
+//! These are read through pointers TFLite gives a kernel or delegate; a delegate library
+//! builds a [`TfLiteDelegateFields`] and the registrations it hands over, nothing else is
+//! built or moved by Rust. Function pointers nobody here calls are declared as
+//! `*const c_void`, which has their size and alignment. The test
+//! `layouts_match_the_2_9_header` compiles a C program against the 2.9 header and compares
+//! every size and offset.
 
 use std::ffi::{c_char, c_int, c_void};
 
 use crate::tflite::{TfLiteDelegate, TfLiteQuantizationParams, TfLiteStatus, TfLiteTensor};
 
-/// The TFLite `major.minor` whose kernel structs are declared here. `TfLiteTensor` and
-/// `TfLiteContext` change between versions, so use them only with a 2.9 library.
+/// The TFLite `major.minor` whose kernel structs are declared here. `TfLiteTensor`,
+/// `TfLiteContext` and `TfLiteDelegate` change between versions, so use them only with a
+/// 2.9 library.
 pub const KERNEL_LAYOUT_VERSION: &str = "2.9";
+
+/// `kTfLiteDelegateFlagsAllowDynamicTensors`, a bit of [`TfLiteDelegateFields::flags`]: the
+/// delegate's `Prepare` runs before the other nodes are prepared, and the graph may have
+/// dynamic tensors.
+pub const TFLITE_DELEGATE_FLAGS_ALLOW_DYNAMIC_TENSORS: i64 = 1;
 
 /// `TfLiteIntArray`: `size` followed by `size` ints (a flexible array member).
 #[repr(C)]
@@ -48,15 +59,43 @@ pub struct TfLiteNode {
     pub might_have_side_effect: bool,
 }
 
-/// The leading fields of `TfLiteContext`, the interpreter state a kernel gets; the rest of
-/// the C struct follows them and is not declared.
+/// `TfLiteStatus GetExecutionPlan(TfLiteContext*, TfLiteIntArray** execution_plan)`: the
+/// nodes in execution order, in an array owned by the context (valid until the next call
+/// into it).
+pub type TfLiteGetExecutionPlanFn = unsafe extern "C" fn(
+    context: *mut TfLiteContext,
+    execution_plan: *mut *mut TfLiteIntArray,
+) -> TfLiteStatus;
+
+/// `TfLiteStatus GetNodeAndRegistration(TfLiteContext*, int node_index, TfLiteNode** node,
+/// TfLiteRegistration** registration)`.
+pub type TfLiteGetNodeAndRegistrationFn = unsafe extern "C" fn(
+    context: *mut TfLiteContext,
+    node_index: c_int,
+    node: *mut *mut TfLiteNode,
+    registration: *mut *mut TfLiteRegistration,
+) -> TfLiteStatus;
+
+/// `TfLiteStatus ReplaceNodeSubsetsWithDelegateKernels(TfLiteContext*, TfLiteRegistration
+/// registration, const TfLiteIntArray* nodes_to_replace, TfLiteDelegate* delegate)`: each
+/// connected subset of the nodes becomes one node of `registration`, whose `init` gets a
+/// [`TfLiteDelegateParams`].
+pub type TfLiteReplaceNodeSubsetsFn = unsafe extern "C" fn(
+    context: *mut TfLiteContext,
+    registration: TfLiteRegistration,
+    nodes_to_replace: *const TfLiteIntArray,
+    delegate: *mut TfLiteDelegate,
+) -> TfLiteStatus;
+
+/// `TfLiteContext`: the interpreter state a kernel or a delegate gets.
 #[repr(C)]
 pub struct TfLiteContext {
     /// Number of tensors in `tensors`.
     pub tensors_size: usize,
-    /// `GetExecutionPlan` (for delegates; not declared further).
-    pub get_execution_plan: *const c_void,
-    /// Every tensor of the graph, [`TFLITE_TENSOR_SIZE`] bytes apart.
+    /// `GetExecutionPlan`, for delegates.
+    pub get_execution_plan: Option<TfLiteGetExecutionPlanFn>,
+    /// Every tensor of the graph, [`TFLITE_TENSOR_SIZE`] bytes apart (read them as
+    /// [`TfLiteTensorFields`]).
     pub tensors: *mut TfLiteTensor,
     /// The interpreter's private state.
     pub impl_: *mut c_void,
@@ -66,39 +105,129 @@ pub struct TfLiteContext {
     /// interpreter's error reporter.
     pub report_error:
         Option<unsafe extern "C" fn(context: *mut TfLiteContext, format: *const c_char, ...)>,
+    /// `AddTensors` (not declared further).
+    pub add_tensors: *const c_void,
+    /// `GetNodeAndRegistration`, for delegates.
+    pub get_node_and_registration: Option<TfLiteGetNodeAndRegistrationFn>,
+    /// `ReplaceNodeSubsetsWithDelegateKernels`, for delegates.
+    pub replace_node_subsets_with_delegate_kernels: Option<TfLiteReplaceNodeSubsetsFn>,
+    /// The number of threads kernels are advised to use.
+    pub recommended_num_threads: c_int,
+    /// `GetExternalContext` (not declared further).
+    pub get_external_context: *const c_void,
+    /// `SetExternalContext` (not declared further).
+    pub set_external_context: *const c_void,
+    /// Whether float kernels may compute in fp16.
+    pub allow_fp32_relax_to_fp16: bool,
+    /// The interpreter's profiler, if any.
+    pub profiler: *mut c_void,
+    /// `AllocatePersistentBuffer` (not declared further).
+    pub allocate_persistent_buffer: *const c_void,
+    /// `AllocateBufferForEval` (not declared further).
+    pub allocate_buffer_for_eval: *const c_void,
+    /// `RequestScratchBufferInArena` (not declared further).
+    pub request_scratch_buffer_in_arena: *const c_void,
+    /// `GetScratchBuffer` (not declared further).
+    pub get_scratch_buffer: *const c_void,
+    /// `ResizeTensorExplicit` (not declared further).
+    pub resize_tensor_explicit: *const c_void,
+    /// `PreviewDelegatePartitioning` (not declared further).
+    pub preview_delegate_partitioning: *const c_void,
+    /// `GetTensor` (not declared further).
+    pub get_tensor: *const c_void,
+    /// `GetEvalTensor` (not declared further).
+    pub get_eval_tensor: *const c_void,
+    /// `GetModelMetadata` (not declared further).
+    pub get_model_metadata: *const c_void,
 }
 
 /// `TfLiteQuantization`: a type tag and a pointer to its parameters.
 #[repr(C)]
-struct TfLiteQuantization {
-    kind: c_int,
-    params: *mut c_void,
+pub struct TfLiteQuantization {
+    /// `TfLiteQuantizationType`: 0 none, 1 affine.
+    pub kind: c_int,
+    /// The parameters of `kind` (`TfLiteAffineQuantization*` for affine).
+    pub params: *mut c_void,
 }
 
-/// The full `TfLiteTensor` of 2.9, declared only for its size: the API reads tensors with
-/// the `TfLiteTensor*` accessor functions.
+/// The fields of a 2.9 `TfLiteTensor`, the elements of [`TfLiteContext::tensors`]. The C
+/// API's tensors are the same objects, declared opaque as [`TfLiteTensor`] so that they are
+/// read with the `TfLiteTensor*` functions, which suit any 2.x library; cast a pointer to
+/// this type only with a 2.9 library.
 #[repr(C)]
-#[allow(dead_code)] // never read: only its size matters
-struct TfLiteTensorLayout {
-    element_type: c_int,
-    data: *mut c_void,
-    dims: *mut TfLiteIntArray,
-    params: TfLiteQuantizationParams,
-    allocation_type: c_int,
-    bytes: usize,
-    allocation: *const c_void,
-    name: *const c_char,
-    delegate: *mut TfLiteDelegate,
-    buffer_handle: c_int,
-    data_is_stale: bool,
-    is_variable: bool,
-    quantization: TfLiteQuantization,
-    sparsity: *mut c_void,
-    dims_signature: *const TfLiteIntArray,
+pub struct TfLiteTensorFields {
+    /// `TfLiteType` of the elements.
+    pub element_type: c_int,
+    /// The data buffer (`TfLitePtrUnion`, a union of pointers); NULL before allocation.
+    pub data: *mut c_void,
+    /// The shape.
+    pub dims: *mut TfLiteIntArray,
+    /// Per-tensor quantization (deprecated in favour of `quantization`).
+    pub params: TfLiteQuantizationParams,
+    /// `TfLiteAllocationType`.
+    pub allocation_type: c_int,
+    /// Size of `data` in bytes.
+    pub bytes: usize,
+    /// The allocation backing a memory-mapped tensor.
+    pub allocation: *const c_void,
+    /// The tensor's name, NUL-terminated, or NULL.
+    pub name: *const c_char,
+    /// The delegate whose buffer handle holds the data, if any.
+    pub delegate: *mut TfLiteDelegate,
+    /// The delegate's buffer handle (-1 for none).
+    pub buffer_handle: c_int,
+    /// Whether `data` is older than the delegate's buffer.
+    pub data_is_stale: bool,
+    /// Whether the tensor is a variable.
+    pub is_variable: bool,
+    /// The tensor's quantization.
+    pub quantization: TfLiteQuantization,
+    /// Sparsity parameters (`TfLiteSparsity*`), if any.
+    pub sparsity: *mut c_void,
+    /// The shape with -1 for dimensions unknown in the model, or NULL.
+    pub dims_signature: *const TfLiteIntArray,
 }
 
 /// `sizeof(TfLiteTensor)`: the distance between two tensors of `TfLiteContext::tensors`.
-pub const TFLITE_TENSOR_SIZE: usize = std::mem::size_of::<TfLiteTensorLayout>();
+pub const TFLITE_TENSOR_SIZE: usize = std::mem::size_of::<TfLiteTensorFields>();
+
+/// `TfLiteStatus Prepare(TfLiteContext*, TfLiteDelegate*)`: a delegate claims nodes.
+pub type TfLiteDelegatePrepareFn = unsafe extern "C" fn(
+    context: *mut TfLiteContext,
+    delegate: *mut TfLiteDelegate,
+) -> TfLiteStatus;
+
+/// The fields of a 2.9 `TfLiteDelegate`, as a delegate library builds one; TFLite and the C
+/// API take a pointer to it as the opaque [`TfLiteDelegate`].
+#[repr(C)]
+pub struct TfLiteDelegateFields {
+    /// The delegate's own data.
+    pub data: *mut c_void,
+    /// Called by `ModifyGraphWithDelegate` to claim nodes.
+    pub prepare: Option<TfLiteDelegatePrepareFn>,
+    /// `CopyFromBufferHandle` (not declared further; may be NULL).
+    pub copy_from_buffer_handle: *const c_void,
+    /// `CopyToBufferHandle` (not declared further; may be NULL).
+    pub copy_to_buffer_handle: *const c_void,
+    /// `FreeBufferHandle` (not declared further; may be NULL).
+    pub free_buffer_handle: *const c_void,
+    /// `TfLiteDelegateFlags`, e.g. [`TFLITE_DELEGATE_FLAGS_ALLOW_DYNAMIC_TENSORS`].
+    pub flags: i64,
+}
+
+/// `TfLiteDelegateParams`: what `init` of a delegate kernel (registered with
+/// `ReplaceNodeSubsetsWithDelegateKernels`) gets as its buffer.
+#[repr(C)]
+pub struct TfLiteDelegateParams {
+    /// The delegate that replaced the nodes.
+    pub delegate: *mut TfLiteDelegate,
+    /// The nodes this kernel replaces.
+    pub nodes_to_replace: *mut TfLiteIntArray,
+    /// The kernel's input tensors.
+    pub input_tensors: *mut TfLiteIntArray,
+    /// The kernel's output tensors.
+    pub output_tensors: *mut TfLiteIntArray,
+}
 
 /// `void* init(TfLiteContext*, const char* buffer, size_t length)`.
 pub type TfLiteInitFn = unsafe extern "C" fn(
@@ -141,86 +270,149 @@ pub struct TfLiteRegistration {
 
 #[cfg(test)]
 mod tests {
+    use std::mem::{offset_of, size_of};
+    use std::path::PathBuf;
+    use std::process::Command;
+
     use super::*;
 
-    /// `sizeof`/`offsetof` as a C compiler computes them from TFLite 2.9's `common.h`
-    /// (fetched beside the library by `scripts/fetch-tflite`), or `None` with a loud notice
-    /// when the headers or a C compiler are missing (a failure under `CI`).
-    fn layouts_from_the_header() -> Option<Vec<usize>> {
+    /// Sizes (`field` = "sizeof") and field offsets of the declared structs, by C name.
+    fn rust_layouts() -> Vec<(&'static str, &'static str, usize)> {
+        macro_rules! layout {
+            ($($c_ty:literal $ty:ident { $($field:ident $(as $c:literal)?),* })*) => {
+                vec![$(
+                    ($c_ty, "sizeof", size_of::<$ty>()),
+                    $(($c_ty, layout!(@name $field $($c)?), offset_of!($ty, $field)),)*
+                )*]
+            };
+            (@name $field:ident $c:literal) => { $c };
+            (@name $field:ident) => { stringify!($field) };
+        }
+        layout! {
+            "TfLiteIntArray" TfLiteIntArray { size, data }
+            "TfLiteQuantization" TfLiteQuantization { kind as "type", params }
+            "TfLiteTensor" TfLiteTensorFields {
+                element_type as "type", data, dims, params, allocation_type, bytes, allocation,
+                name, delegate, buffer_handle, data_is_stale, is_variable, quantization,
+                sparsity, dims_signature
+            }
+            "TfLiteNode" TfLiteNode {
+                inputs, outputs, intermediates, temporaries, user_data, builtin_data,
+                custom_initial_data, custom_initial_data_size, delegate, might_have_side_effect
+            }
+            "TfLiteDelegateParams" TfLiteDelegateParams {
+                delegate, nodes_to_replace, input_tensors, output_tensors
+            }
+            "TfLiteContext" TfLiteContext {
+                tensors_size, get_execution_plan as "GetExecutionPlan", tensors, impl_,
+                resize_tensor as "ResizeTensor", report_error as "ReportError",
+                add_tensors as "AddTensors",
+                get_node_and_registration as "GetNodeAndRegistration",
+                replace_node_subsets_with_delegate_kernels
+                    as "ReplaceNodeSubsetsWithDelegateKernels",
+                recommended_num_threads, get_external_context as "GetExternalContext",
+                set_external_context as "SetExternalContext", allow_fp32_relax_to_fp16,
+                profiler, allocate_persistent_buffer as "AllocatePersistentBuffer",
+                allocate_buffer_for_eval as "AllocateBufferForEval",
+                request_scratch_buffer_in_arena as "RequestScratchBufferInArena",
+                get_scratch_buffer as "GetScratchBuffer",
+                resize_tensor_explicit as "ResizeTensorExplicit",
+                preview_delegate_partitioning as "PreviewDelegatePartitioning",
+                get_tensor as "GetTensor", get_eval_tensor as "GetEvalTensor",
+                get_model_metadata as "GetModelMetadata"
+            }
+            "TfLiteRegistration" TfLiteRegistration {
+                init, free, prepare, invoke, profiling_string, builtin_code, custom_name, version
+            }
+            "TfLiteDelegate" TfLiteDelegateFields {
+                data as "data_", prepare as "Prepare",
+                copy_from_buffer_handle as "CopyFromBufferHandle",
+                copy_to_buffer_handle as "CopyToBufferHandle",
+                free_buffer_handle as "FreeBufferHandle", flags
+            }
+        }
+    }
+
+    /// TFLite 2.9's C headers: `MULTITPU_TFLITE_INCLUDE`, else `include` beside the platform
+    /// folder of the library (`<cache>/tflite-2.9/<platform>/<library>`, as
+    /// `scripts/fetch-tflite` installs them), or why there are none.
+    fn tflite_include_dir() -> Result<PathBuf, String> {
+        if let Some(dir) = std::env::var_os("MULTITPU_TFLITE_INCLUDE") {
+            return Ok(PathBuf::from(dir));
+        }
+        let library = std::env::var_os(crate::TFLITE_LIB_ENV)
+            .ok_or_else(|| format!("{} is not set", crate::TFLITE_LIB_ENV))?;
+        std::path::Path::new(&library)
+            .parent()
+            .and_then(std::path::Path::parent)
+            .map(|dir| dir.join("include"))
+            .filter(|dir| dir.join("tensorflow/lite/c/common.h").is_file())
+            .ok_or_else(|| "no TFLite 2.9 headers beside the library".to_string())
+    }
+
+    /// Compiles a C program against the 2.9 `common.h` that prints every size and offset of
+    /// [`rust_layouts`]; skips loudly without the headers or a C compiler (fails under CI).
+    #[test]
+    fn layouts_match_the_2_9_header() {
         let skip = |why: String| {
             assert!(std::env::var_os("CI").is_none(), "{why}");
             use std::io::Write;
             let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
-            None
         };
-        let Some(library) = std::env::var_os(crate::TFLITE_LIB_ENV) else {
-            return skip(format!("{} is not set", crate::TFLITE_LIB_ENV));
+        let include = match tflite_include_dir() {
+            Ok(include) => include,
+            Err(why) => return skip(why),
         };
-        // <cache>/tflite-2.9/<platform>/<library> → <cache>/tflite-2.9/include
-        let include = std::path::Path::new(&library)
-            .parent()
-            .and_then(std::path::Path::parent)
-            .map(|dir| dir.join("include"));
-        let Some(include) = include.filter(|dir| dir.join("tensorflow/lite/c/common.h").is_file())
-        else {
-            return skip("no TFLite 2.9 headers beside the library".into());
-        };
+        let layouts = rust_layouts();
+        let mut program = String::from(
+            "#include <stdio.h>\n#include <stddef.h>\n#include \"tensorflow/lite/c/common.h\"\n\
+             int main(void) {\n",
+        );
+        for (ty, field, _) in &layouts {
+            let value = if *field == "sizeof" {
+                format!("sizeof({ty})")
+            } else {
+                format!("offsetof({ty}, {field})")
+            };
+            program.push_str(&format!("  printf(\"{ty} {field} %zu\\n\", {value});\n"));
+        }
+        program.push_str("  return 0;\n}\n");
         let dir = std::env::temp_dir().join(format!("kernel-layout-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let source = dir.join("layout.c");
-        std::fs::write(
-            &source,
-            r#"#include <stdio.h>
-#include <stddef.h>
-#include "tensorflow/lite/c/common.h"
-int main(void) {
-  printf("%zu %zu %zu %zu %zu %zu %zu %zu\n", sizeof(TfLiteTensor), sizeof(TfLiteRegistration),
-         offsetof(TfLiteContext, tensors), offsetof(TfLiteContext, ReportError),
-         offsetof(TfLiteNode, outputs), offsetof(TfLiteNode, custom_initial_data),
-         offsetof(TfLiteNode, custom_initial_data_size), offsetof(TfLiteIntArray, data));
-  return 0;
-}
-"#,
-        )
-        .unwrap();
-        let binary = dir.join("layout");
-        let compiled = std::process::Command::new("cc")
+        let (source, binary) = (dir.join("layout.c"), dir.join("layout"));
+        std::fs::write(&source, program).unwrap();
+        let compiled = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
             .arg("-I")
             .arg(&include)
             .arg(&source)
             .arg("-o")
             .arg(&binary)
-            .status();
-        if !compiled.is_ok_and(|status| status.success()) {
-            std::fs::remove_dir_all(&dir).ok();
-            return skip("no C compiler (`cc`) to read the header's layouts".into());
-        }
-        let output = std::process::Command::new(&binary).output().unwrap();
-        std::fs::remove_dir_all(&dir).ok();
-        Some(
-            String::from_utf8(output.stdout)
-                .unwrap()
-                .split_whitespace()
-                .map(|n| n.parse().unwrap())
-                .collect(),
-        )
-    }
-
-    #[test]
-    fn layouts_match_the_2_9_header() {
-        let Some(from_header) = layouts_from_the_header() else {
-            return;
+            .output();
+        let compiled = match compiled {
+            Ok(output) => output,
+            Err(e) => {
+                std::fs::remove_dir_all(&dir).ok();
+                return skip(format!(
+                    "no C compiler (`cc`) to read the header's layouts: {e}"
+                ));
+            }
         };
-        let declared = [
-            TFLITE_TENSOR_SIZE,
-            std::mem::size_of::<TfLiteRegistration>(),
-            std::mem::offset_of!(TfLiteContext, tensors),
-            std::mem::offset_of!(TfLiteContext, report_error),
-            std::mem::offset_of!(TfLiteNode, outputs),
-            std::mem::offset_of!(TfLiteNode, custom_initial_data),
-            std::mem::offset_of!(TfLiteNode, custom_initial_data_size),
-            std::mem::offset_of!(TfLiteIntArray, data),
-        ];
-        assert_eq!(from_header, declared);
+        assert!(
+            compiled.status.success(),
+            "{}",
+            String::from_utf8_lossy(&compiled.stderr)
+        );
+        let output = Command::new(&binary).output().unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        let from_header: Vec<String> = String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let declared: Vec<String> = layouts
+            .iter()
+            .map(|(ty, field, value)| format!("{ty} {field} {value}"))
+            .collect();
+        assert_eq!(declared, from_header);
     }
 }

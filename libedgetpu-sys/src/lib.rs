@@ -27,8 +27,11 @@ pub use edgetpu::{
 };
 pub use error::{LibraryKind, LoadError};
 pub use kernel::{
-    KERNEL_LAYOUT_VERSION, TFLITE_TENSOR_SIZE, TfLiteContext, TfLiteFreeFn, TfLiteInitFn,
-    TfLiteIntArray, TfLiteKernelFn, TfLiteNode, TfLiteProfilingStringFn, TfLiteRegistration,
+    KERNEL_LAYOUT_VERSION, TFLITE_DELEGATE_FLAGS_ALLOW_DYNAMIC_TENSORS, TFLITE_TENSOR_SIZE,
+    TfLiteContext, TfLiteDelegateFields, TfLiteDelegateParams, TfLiteDelegatePrepareFn,
+    TfLiteFreeFn, TfLiteGetExecutionPlanFn, TfLiteGetNodeAndRegistrationFn, TfLiteInitFn,
+    TfLiteIntArray, TfLiteKernelFn, TfLiteNode, TfLiteProfilingStringFn, TfLiteQuantization,
+    TfLiteRegistration, TfLiteReplaceNodeSubsetsFn, TfLiteTensorFields,
 };
 pub use tflite::{
     TFLITE_LIB_ENV, TfLiteApi, TfLiteDelegate, TfLiteErrorReporter, TfLiteInterpreter,

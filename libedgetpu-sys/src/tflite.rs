@@ -66,13 +66,15 @@ pub struct TfLiteInterpreter {
     _private: [u8; 0],
 }
 
-/// Opaque `TfLiteTensor` (only accessed through the `TfLiteTensor*` functions).
+/// Opaque `TfLiteTensor` (only accessed through the `TfLiteTensor*` functions; its 2.9
+/// fields, for kernels: [`TfLiteTensorFields`](crate::TfLiteTensorFields)).
 #[repr(C)]
 pub struct TfLiteTensor {
     _private: [u8; 0],
 }
 
-/// Opaque `TfLiteDelegate` (created by a delegate library, e.g. XNNPack or libedgetpu).
+/// Opaque `TfLiteDelegate` (created by a delegate library, e.g. XNNPack or libedgetpu; its
+/// 2.9 fields: [`TfLiteDelegateFields`](crate::TfLiteDelegateFields)).
 #[repr(C)]
 pub struct TfLiteDelegate {
     _private: [u8; 0],
@@ -491,7 +493,8 @@ impl TfLiteApi {
     }
 
     /// Whether the kernel structs declared here ([`TfLiteContext`](crate::TfLiteContext),
-    /// [`TfLiteNode`](crate::TfLiteNode), [`TFLITE_TENSOR_SIZE`](crate::TFLITE_TENSOR_SIZE))
+    /// [`TfLiteNode`](crate::TfLiteNode), [`TfLiteTensorFields`](crate::TfLiteTensorFields),
+    /// [`TfLiteDelegateFields`](crate::TfLiteDelegateFields) and the others of their module)
     /// match this library's layout (its version is
     /// [`KERNEL_LAYOUT_VERSION`](crate::KERNEL_LAYOUT_VERSION)`.x`).
     pub fn kernel_layout_matches(&self) -> bool {

@@ -29,14 +29,6 @@ fn calibration_dir() -> Option<PathBuf> {
     common::require_env("MULTITPU_CALIBRATION", "the calibration folder").map(PathBuf::from)
 }
 
-fn bench_zoo() -> Option<PathBuf> {
-    common::require_env(
-        "MULTITPU_BENCH_ZOO",
-        "the benchmark zoo, `scripts/fetch-zoo --bench`",
-    )
-    .map(PathBuf::from)
-}
-
 /// The fit of `calibrate`: the single-device files, the multi-device files and, with the
 /// benchmark zoo, Coral's published table (the shared models' MobileNet v2 checks where
 /// present). Made once per test binary: it takes a while unoptimised.
@@ -77,7 +69,9 @@ fn close(actual: f64, expected: f64, tolerance: f64) -> bool {
 #[test]
 fn fit_reproduces_defaults_and_error_figures() {
     let Some(dir) = calibration_dir() else { return };
-    let Some(zoo) = bench_zoo() else { return };
+    let Some(zoo) = common::bench_zoo_dir() else {
+        return;
+    };
     let report = full_fit(&dir, Some(&zoo));
     assert_eq!(report.rows.len(), 195);
     let fitted = &report.model;
@@ -182,7 +176,9 @@ fn fit_reproduces_defaults_and_error_figures() {
 #[test]
 fn published_table() {
     let Some(dir) = calibration_dir() else { return };
-    let Some(zoo) = bench_zoo() else { return };
+    let Some(zoo) = common::bench_zoo_dir() else {
+        return;
+    };
     let report = full_fit(&dir, Some(&zoo));
     // (name, role, error %, left out %)
     let expected: [(&str, Role, f64, Option<f64>); 13] = [
@@ -226,7 +222,7 @@ fn published_table() {
         LeftOut::SoleSource("macs_per_s[DepthwiseConv2d]")
     );
     // Coral's own MobileNet v2 file and its TF2 conversion, where the shared models are.
-    if common::require_env(common::TEST_MODELS_ENV, "the shared models").is_some() {
+    if common::shared_dir().is_some() {
         let shared = &report.published[expected.len()..];
         let names: Vec<&str> = shared.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(
@@ -251,7 +247,9 @@ fn published_table() {
 #[test]
 fn the_published_weight_is_the_largest_that_keeps_every_series_within_the_bar() {
     let Some(dir) = calibration_dir() else { return };
-    let Some(zoo) = bench_zoo() else { return };
+    let Some(zoo) = common::bench_zoo_dir() else {
+        return;
+    };
     let points = load_dir(&dir).expect("calibration data loads");
     let pipelines = load_pipeline_dir(&dir.join("pipelines")).expect("multi-device data loads");
     let published = coral_usb_table(&zoo).expect("the benchmark zoo loads");

@@ -7,10 +7,13 @@
 //! coverage: tests run on them too, and keep their assertions about those particular files,
 //! when the folder is there.
 //!
-//! Tests that need the runtime or the zoo skip loudly (`SKIPPED: ...` on stderr) when their
-//! environment variable is unset, as in a plain `cargo test`. Under CI (env `CI` set) a
-//! missing variable fails the test instead, the shared models' included, so a misconfigured
-//! pipeline cannot pass by skipping.
+//! Tests that need the runtime, the zoo or the shared models skip loudly (`SKIPPED: ...` on
+//! stderr) when their environment variable is unset, as in a plain `cargo test`; a test that
+//! checks the zoo and the shared models says so for the part it skips. Under CI (env `CI`
+//! set) a missing variable fails the test instead, so a misconfigured pipeline cannot pass
+//! by skipping. The model folders are reached only through the helpers here, which is what
+//! makes every skip loud: `tests/test_sources.rs` checks that no other test source names
+//! their variables.
 #![allow(dead_code)] // each test binary uses a different subset of these helpers
 
 use std::borrow::Cow;
@@ -22,10 +25,11 @@ use multitpu::model::{BUILTIN_CUSTOM, ElementType, Model, OpCode, Operator, Tens
 
 /// Env var with the path of the TFLite C library.
 pub const TFLITE_LIB_ENV: &str = "MULTITPU_TFLITE_LIB";
-/// Env var with the directory of the zoo (`scripts/fetch-zoo`).
-pub const ZOO_ENV: &str = "MULTITPU_ZOO";
-/// Env var with the directory of the shared real models (`../shared/models`).
-pub const TEST_MODELS_ENV: &str = "MULTITPU_TEST_MODELS";
+/// Env var with the directory of the zoo (`scripts/fetch-zoo`); read only by [`zoo_dir`].
+const ZOO_ENV: &str = "MULTITPU_ZOO";
+/// Env var with the directory of the shared real models (`../shared/models`); read only by
+/// [`shared_dir`] and [`shared_model`].
+const TEST_MODELS_ENV: &str = "MULTITPU_TEST_MODELS";
 
 /// The models of the zoo (`scripts/zoo.py`); every one runs on TFLite's CPU kernels.
 pub mod zoo {
@@ -114,19 +118,17 @@ pub fn bench_zoo_dir() -> Option<PathBuf> {
     Some(dir_from(BENCH_ZOO_ENV, value))
 }
 
-/// The shared models' directory from `MULTITPU_TEST_MODELS`, `None` without a notice when
-/// it is unset (they are extra coverage); panics under CI, where it must be set.
+/// The shared models' directory from `MULTITPU_TEST_MODELS`, or `None` after a skip
+/// notice for what needs them; panics under CI, where it must be set.
+fn shared_dir_for(what: &str) -> Option<PathBuf> {
+    let value = require_env(TEST_MODELS_ENV, what)?;
+    Some(dir_from(TEST_MODELS_ENV, value))
+}
+
+/// The shared models' directory from `MULTITPU_TEST_MODELS`, or `None` after a skip notice
+/// (they are extra coverage beside the zoo); panics under CI, where it must be set.
 pub fn shared_dir() -> Option<PathBuf> {
-    match std::env::var(TEST_MODELS_ENV) {
-        Ok(value) if !value.is_empty() => Some(dir_from(TEST_MODELS_ENV, value)),
-        _ => {
-            assert!(
-                !under_ci(),
-                "{TEST_MODELS_ENV} must be set when CI is set (the shared models)"
-            );
-            None
-        }
-    }
+    shared_dir_for("the shared models, checked beside the zoo")
 }
 
 fn read_model(dir: PathBuf, name: &str) -> Vec<u8> {
@@ -140,9 +142,23 @@ pub fn zoo_model(name: &str) -> Option<Vec<u8>> {
     Some(read_model(zoo_dir()?, name))
 }
 
-/// The bytes of shared model `name`, when the shared models are there.
+/// The bytes of shared model `name`, or `None` after a skip notice naming it when the
+/// shared models are not there; panics under CI, or if the file cannot be read.
 pub fn shared_model(name: &str) -> Option<Vec<u8>> {
-    Some(read_model(shared_dir()?, name))
+    let dir = shared_dir_for(&format!("shared model {name}"))?;
+    Some(read_model(dir, name))
+}
+
+/// The shared models of [`CPU_MODELS`], as `(file name, bytes)`: none, after a skip notice,
+/// when the shared models are not there.
+pub fn shared_cpu_models() -> Vec<(String, Vec<u8>)> {
+    let Some(dir) = shared_dir_for("the shared models that run on TFLite's CPU kernels") else {
+        return Vec::new();
+    };
+    CPU_MODELS
+        .iter()
+        .map(|name| (name.to_string(), read_model(dir.clone(), name)))
+        .collect()
 }
 
 /// Both the runtime and the bytes of zoo model `name`, or `None` if either is unavailable.
@@ -161,11 +177,7 @@ pub fn cpu_models() -> Vec<(String, Vec<u8>)> {
             models.push((name.to_string(), read_model(dir.clone(), name)));
         }
     }
-    if let Some(dir) = shared_dir() {
-        for name in CPU_MODELS {
-            models.push((name.to_string(), read_model(dir.clone(), name)));
-        }
-    }
+    models.extend(shared_cpu_models());
     models
 }
 
@@ -209,7 +221,7 @@ pub const CPU_MODELS: &[&str] = &[
 
 /// One `#[test]` per zoo model, each calling `$check(file name, bytes)`, so the models run
 /// in parallel and a failure names its model; and `shared_models`, which calls it on each of
-/// [`CPU_MODELS`] when the shared models are there.
+/// [`CPU_MODELS`], or says it skips them when the shared models are not there.
 #[macro_export]
 macro_rules! real_model_tests {
     ($check:ident) => {
@@ -254,10 +266,8 @@ macro_rules! real_model_tests {
         }
         #[test]
         fn shared_models() {
-            for name in $crate::common::CPU_MODELS {
-                if let Some(bytes) = $crate::common::shared_model(name) {
-                    $check(name, &bytes);
-                }
+            for (name, bytes) in $crate::common::shared_cpu_models() {
+                $check(&name, &bytes);
             }
         }
     };
