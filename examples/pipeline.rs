@@ -479,7 +479,10 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
             None if plan.segments.iter().all(|s| s.kind == SegmentKind::Cpu) => "CPU model",
             None => "Edge TPU model",
         };
-        print!("{}", plan.table(&model, label));
+        println!(
+            "{}",
+            plan.table().with_names(&model).with_prediction_label(label)
+        );
         let pipeline = Pipeline::from_plan(&plan, &graph, &*backend)?;
         drop(graph);
         drop(model);

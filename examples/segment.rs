@@ -232,7 +232,10 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         Source::Cpu(_) => "measured (cpu)",
         Source::EdgeTpu(..) => "measured (edgetpu)",
     };
-    print!("{}", plan.table(&model, label));
+    println!(
+        "{}",
+        plan.table().with_names(&model).with_prediction_label(label)
+    );
     // What a cost-model plan runs on the CPU is priced by the CPU estimate: say so.
     let profiler = match &source {
         Source::Model(_) if plan.runs_on_cpu() => format!("{}+cpu-model", source.name()),
