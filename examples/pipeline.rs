@@ -52,6 +52,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::builder::{PossibleValuesParser, RangedU64ValueParser};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, ValueEnum};
 use multitpu::backend::{
     CpuBackend, DeviceSelector, EdgeTpuBackend, EdgeTpuRuntime, Runtime, SimCompute,
     SimulatedEdgeTpuBackend,
@@ -65,125 +68,106 @@ use multitpu::profile::EdgeTpuCostModel;
 use multitpu::segment::{self, Plan, Profiled, SegmentKind, Segmenter};
 use multitpu::verify::random_tensor;
 
-const USAGE: &str = "usage: pipeline MODEL --segments N [--strategy S] \
-    [--backend cpu|sim-usb|sim-pcie|edgetpu] [--batch B] [--threads T] [--compute skip|cpu] \
-    [--devices D0,D1,...] [--reference MODEL] [--seed S] [--in-process | --isolated] \
-    [--timeout SECONDS]";
-
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Where the stages run.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum BackendKind {
+    /// TFLite CPU interpreters; every output is checked against the whole model.
     Cpu,
+    /// Simulated USB Edge TPUs: each stage lasts what the cost model predicts.
     SimUsb,
+    /// Simulated PCIe Edge TPUs.
     SimPcie,
+    /// Coral devices through libedgetpu (or `MULTITPU_EDGETPU_LIB`); MODEL lists compiled
+    /// segment files.
+    #[value(name = "edgetpu")]
     EdgeTpu,
 }
 
+/// What simulated stages do with their outputs.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Compute {
+    /// Zero-fill them.
+    Skip,
+    /// Compute them on the CPU (and check them); a stage slower on the CPU than predicted
+    /// takes the CPU's time.
+    Cpu,
+}
+
+/// Cut a model into segments and run them as a pipeline, one stage per segment.
+#[derive(Parser)]
+#[command(name = "pipeline")]
 struct Args {
+    /// A `.tflite` file, `fc:N` or `conv:F` (the paper's models, built in memory), or a
+    /// comma-separated list of segment files, used as they are, in order.
     model: String,
+    /// Segments to cut (for `profiled`, a budget of devices); with segment files, checked
+    /// against their number.
+    #[arg(long, value_name = "N")]
     segments: Option<usize>,
+    /// How to choose the cuts.
+    #[arg(long, default_value = "profiled",
+          value_parser = PossibleValuesParser::new(segment::STRATEGY_NAMES))]
     strategy: String,
+    /// Where the stages run.
+    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
     backend: BackendKind,
+    /// Seeded random inputs to run.
+    #[arg(long, value_name = "B", default_value_t = 50, value_parser = at_least_one())]
     batch: usize,
+    /// Kernel threads of each TFLite interpreter.
+    #[arg(long, value_name = "T", default_value_t = 1, value_parser = at_least_one())]
     threads: usize,
-    compute_on_cpu: bool,
+    /// What simulated stages do with their outputs.
+    #[arg(long, value_enum, default_value_t = Compute::Skip)]
+    compute: Compute,
+    /// The Coral devices of `--backend edgetpu`'s stages, in order, by Coral's names
+    /// (`usb:0`, `pci:1`, `:2`, ...) [default: stage i on device i].
+    #[arg(long, value_name = "D0,D1,...", value_delimiter = ',')]
     devices: Option<Vec<DeviceSelector>>,
+    /// With segment files, the uncompiled whole model: every output is checked against it
+    /// on the CPU.
+    #[arg(long, value_name = "MODEL")]
     reference: Option<String>,
+    /// Seed of the random inputs.
+    #[arg(long, value_name = "S", default_value_t = 0x5eed)]
     seed: u64,
+    /// Skips the isolated check of the models before TFLite runs them in this process.
+    #[arg(long)]
     in_process: bool,
+    /// Runs every stage's interpreter in a worker process of its own (`cpu` backend).
+    #[arg(long, conflicts_with = "in_process")]
     isolated: bool,
+    /// Time limit of the isolated check and of an isolated stage's worker.
+    #[arg(long = "timeout", value_name = "SECONDS",
+          default_value_t = Isolation::DEFAULT_TIMEOUT.as_secs_f64(), value_parser = seconds)]
     timeout_s: f64,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = std::env::args().skip(1);
-    let mut parsed = Args {
-        model: String::new(),
-        segments: None,
-        strategy: "profiled".to_string(),
-        backend: BackendKind::Cpu,
-        batch: 50,
-        threads: 1,
-        compute_on_cpu: false,
-        devices: None,
-        reference: None,
-        seed: 0x5eed,
-        in_process: false,
-        isolated: false,
-        timeout_s: Isolation::DEFAULT_TIMEOUT.as_secs_f64(),
-    };
-    let mut model = None;
-    fn number<T: std::str::FromStr>(flag: &str, value: String) -> Result<T, String>
-    where
-        T::Err: std::fmt::Display,
-    {
-        value.parse().map_err(|e| format!("{flag}: {e}"))
+/// Counts of at least 1.
+fn at_least_one() -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::new().range(1..)
+}
+
+/// A positive, finite number of seconds.
+fn seconds(text: &str) -> Result<f64, String> {
+    text.parse()
+        .ok()
+        .filter(|t: &f64| t.is_finite() && *t > 0.0)
+        .ok_or_else(|| "a positive number of seconds".to_string())
+}
+
+/// The arguments, with the usage errors that no single option shows.
+fn parse_args() -> Args {
+    let args = Args::parse();
+    if args.isolated && args.backend != BackendKind::Cpu {
+        Args::command()
+            .error(
+                ErrorKind::ArgumentConflict,
+                "--isolated runs the cpu backend's stages in workers: not with another backend",
+            )
+            .exit();
     }
-    while let Some(arg) = args.next() {
-        let mut value = |flag: &str| args.next().ok_or(format!("{flag} needs a value"));
-        match arg.as_str() {
-            "--segments" => parsed.segments = Some(number("--segments", value("--segments")?)?),
-            "--strategy" => parsed.strategy = value("--strategy")?,
-            "--batch" => parsed.batch = number("--batch", value("--batch")?)?,
-            "--threads" => parsed.threads = number("--threads", value("--threads")?)?,
-            "--seed" => parsed.seed = number("--seed", value("--seed")?)?,
-            "--in-process" => parsed.in_process = true,
-            "--isolated" => parsed.isolated = true,
-            "--timeout" => parsed.timeout_s = number("--timeout", value("--timeout")?)?,
-            "--reference" => parsed.reference = Some(value("--reference")?),
-            "--backend" => {
-                parsed.backend = match value("--backend")?.as_str() {
-                    "cpu" => BackendKind::Cpu,
-                    "sim-usb" => BackendKind::SimUsb,
-                    "sim-pcie" => BackendKind::SimPcie,
-                    "edgetpu" => BackendKind::EdgeTpu,
-                    other => {
-                        return Err(format!(
-                            "unknown backend `{other}` (known: cpu, sim-usb, sim-pcie, edgetpu)"
-                        ));
-                    }
-                }
-            }
-            "--compute" => {
-                parsed.compute_on_cpu = match value("--compute")?.as_str() {
-                    "skip" => false,
-                    "cpu" => true,
-                    other => return Err(format!("--compute: `{other}` is not skip or cpu")),
-                }
-            }
-            "--devices" => {
-                parsed.devices = Some(
-                    value("--devices")?
-                        .split(',')
-                        .map(|s| s.parse::<DeviceSelector>().map_err(|e| e.to_string()))
-                        .collect::<Result<_, _>>()?,
-                )
-            }
-            "-h" | "--help" => return Err(USAGE.to_string()),
-            flag if flag.starts_with("--") => {
-                return Err(format!("unknown option {flag}\n{USAGE}"));
-            }
-            m if model.is_none() => model = Some(m.to_string()),
-            extra => return Err(format!("unexpected argument {extra}\n{USAGE}")),
-        }
-    }
-    parsed.model = model.ok_or(USAGE)?;
-    if parsed.batch == 0 {
-        return Err("--batch must be at least 1".to_string());
-    }
-    if parsed.threads == 0 {
-        return Err("--threads must be at least 1".to_string());
-    }
-    if !(parsed.timeout_s.is_finite() && parsed.timeout_s > 0.0) {
-        return Err("--timeout must be a positive number of seconds".to_string());
-    }
-    if parsed.isolated && (parsed.backend != BackendKind::Cpu || parsed.in_process) {
-        return Err(
-            "--isolated runs the cpu backend's stages in workers: not with another \
-                    backend or --in-process"
-                .to_string(),
-        );
-    }
-    Ok(parsed)
+    args
 }
 
 /// The whole model's bytes: a file, or one of the paper's models built in memory.
@@ -327,12 +311,12 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
     // The backend.
     let needs_runtime = match args.backend {
         BackendKind::Cpu | BackendKind::EdgeTpu => true,
-        BackendKind::SimUsb | BackendKind::SimPcie => args.compute_on_cpu,
+        BackendKind::SimUsb | BackendKind::SimPcie => args.compute == Compute::Cpu,
     };
     let runtime = needs_runtime.then(Runtime::load).transpose()?;
     let computes = match args.backend {
         BackendKind::Cpu => true,
-        BackendKind::SimUsb | BackendKind::SimPcie => args.compute_on_cpu,
+        BackendKind::SimUsb | BackendKind::SimPcie => args.compute == Compute::Cpu,
         // Checked when there is a reference model (`--reference`).
         BackendKind::EdgeTpu => true,
     };
@@ -348,8 +332,8 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
             Box::new(CpuBackend::new(runtime.clone(), args.threads, false))
         }
         (BackendKind::SimUsb | BackendKind::SimPcie, runtime) => {
-            let compute = match (args.compute_on_cpu, runtime) {
-                (true, Some(runtime)) => SimCompute::Cpu {
+            let compute = match (args.compute, runtime) {
+                (Compute::Cpu, Some(runtime)) => SimCompute::Cpu {
                     runtime: runtime.clone(),
                     threads: args.threads,
                 },
@@ -375,7 +359,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
     let check_isolated = |models: &[NamedModel]| -> Result<(), Box<dyn Error>> {
         let in_process_tflite = match args.backend {
             BackendKind::Cpu => true,
-            BackendKind::SimUsb | BackendKind::SimPcie => args.compute_on_cpu,
+            BackendKind::SimUsb | BackendKind::SimPcie => args.compute == Compute::Cpu,
             BackendKind::EdgeTpu => false,
         };
         let gate = in_process_tflite && !args.in_process && !args.isolated;
@@ -438,9 +422,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         if args.reference.is_some() {
             return Err("--reference is for segment files: MODEL itself is the reference".into());
         }
-        let segments = args
-            .segments
-            .ok_or(format!("--segments is required\n{USAGE}"))?;
+        let segments = args.segments.ok_or("--segments is required to cut MODEL")?;
         let bytes = load_model(&args.model)?;
         let model = Model::from_bytes(&bytes)?;
         let graph = Graph::new(&model)?;
@@ -613,13 +595,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
 fn main() -> ExitCode {
     // In the child process of an isolated check, this runs the check and exits.
     isolate::run_if_child();
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = parse_args();
     match run(&args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

@@ -47,6 +47,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::builder::PossibleValuesParser;
+use clap::{Parser, ValueEnum};
 use multitpu::backend::DeviceSelector;
 use multitpu::backend::tflite::Runtime;
 use multitpu::device::CpuCostModel;
@@ -58,79 +60,68 @@ use multitpu::profile::{
 use multitpu::segment::{self, LibcoralSearch, Profiled, Segmenter};
 use multitpu::verify::verify_chain;
 
+/// Where segment latencies come from, by name.
+#[derive(Clone, Copy, ValueEnum)]
+enum ProfilerName {
+    /// The Edge TPU cost model of a device on `--link`.
+    Model,
+    /// Timed runs on TFLite's CPU kernels (median of 10 runs per candidate).
+    Cpu,
+    /// Every candidate compiled and timed on an Edge TPU (the emulated one where none is
+    /// attached), CPU segments timed on the CPU.
+    Edgetpu,
+}
+
+/// The link of the Edge TPU the cost model prices.
+#[derive(Clone, Copy, ValueEnum)]
+enum LinkName {
+    /// USB 3.
+    Usb,
+    /// PCIe.
+    Pcie,
+}
+
+/// Cut a `.tflite` model into pipeline segments and check them.
+#[derive(Parser)]
+#[command(name = "segment")]
 struct Args {
+    /// The `.tflite` model.
     model: PathBuf,
+    /// Segments to cut (for `profiled`, a budget of Edge TPUs).
+    #[arg(long, value_name = "N")]
     segments: usize,
+    /// How to choose the cuts.
+    #[arg(long, default_value = "uniform",
+          value_parser = PossibleValuesParser::new(segment::STRATEGY_NAMES))]
     strategy: String,
-    profiler: String,
-    link: String,
+    /// Where segment latencies come from.
+    #[arg(long, value_enum, default_value_t = ProfilerName::Model)]
+    profiler: ProfilerName,
+    /// The link of the device the cost model prices.
+    #[arg(long, value_enum, default_value_t = LinkName::Usb)]
+    link: LinkName,
+    /// Where to write the segments [default: next to the model].
+    #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Runs K random inputs through the whole model and the chained segments, compared
+    /// byte for byte.
+    #[arg(long, value_name = "K", default_value_t = 0)]
     verify: usize,
+    /// Runs the check in this process, not in an isolated child.
+    #[arg(long)]
     in_process: bool,
+    /// Time limit of the isolated check.
+    #[arg(long = "timeout", value_name = "SECONDS",
+          default_value_t = Isolation::DEFAULT_TIMEOUT.as_secs_f64(), value_parser = seconds)]
     timeout_s: f64,
 }
 
-const USAGE: &str = "usage: segment MODEL --segments N [--strategy uniform|uniform-ops|profiled|libcoral] \
-                     [--profiler model|cpu|edgetpu] [--link usb|pcie] [--out DIR] [--verify K] [--in-process] \
-                     [--timeout SECONDS]";
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = std::env::args().skip(1);
-    let mut model = None;
-    let mut segments = None;
-    let mut strategy = "uniform".to_string();
-    let mut profiler = "model".to_string();
-    let mut link = "usb".to_string();
-    let mut out = None;
-    let mut verify = 0;
-    let mut in_process = false;
-    let mut timeout_s = Isolation::DEFAULT_TIMEOUT.as_secs_f64();
-    while let Some(arg) = args.next() {
-        let mut value = |flag: &str| args.next().ok_or(format!("{flag} needs a value"));
-        match arg.as_str() {
-            "--segments" => {
-                segments = Some(
-                    value("--segments")?
-                        .parse()
-                        .map_err(|e| format!("--segments: {e}"))?,
-                )
-            }
-            "--strategy" => strategy = value("--strategy")?,
-            "--profiler" => profiler = value("--profiler")?,
-            "--link" => link = value("--link")?,
-            "--out" => out = Some(PathBuf::from(value("--out")?)),
-            "--verify" => {
-                verify = value("--verify")?
-                    .parse()
-                    .map_err(|e| format!("--verify: {e}"))?
-            }
-            "--in-process" => in_process = true,
-            "--timeout" => {
-                timeout_s = value("--timeout")?
-                    .parse()
-                    .ok()
-                    .filter(|t: &f64| t.is_finite() && *t > 0.0)
-                    .ok_or("--timeout: a positive number of seconds")?
-            }
-            "-h" | "--help" => return Err(USAGE.to_string()),
-            flag if flag.starts_with("--") => {
-                return Err(format!("unknown option {flag}\n{USAGE}"));
-            }
-            path if model.is_none() => model = Some(PathBuf::from(path)),
-            extra => return Err(format!("unexpected argument {extra}\n{USAGE}")),
-        }
-    }
-    Ok(Args {
-        model: model.ok_or(USAGE)?,
-        segments: segments.ok_or(format!("--segments is required\n{USAGE}"))?,
-        strategy,
-        profiler,
-        link,
-        out,
-        verify,
-        in_process,
-        timeout_s,
-    })
+/// A positive, finite number of seconds.
+fn seconds(text: &str) -> Result<f64, String> {
+    text.parse()
+        .ok()
+        .filter(|t: &f64| t.is_finite() && *t > 0.0)
+        .ok_or_else(|| "a positive number of seconds".to_string())
 }
 
 /// Where segment latencies come from.
@@ -146,23 +137,21 @@ enum Source {
 }
 
 impl Source {
-    /// `model` (the cost model of a device on `link`) or `cpu`.
-    fn new(profiler: &str, link: &str) -> Result<Source, Box<dyn Error>> {
-        match (profiler, link) {
-            ("model", "usb") => Ok(Source::Model(EdgeTpuCostModel::usb_default())),
-            ("model", "pcie") => Ok(Source::Model(EdgeTpuCostModel::pcie_default())),
-            ("model", other) => Err(format!("unknown link `{other}` (known: usb, pcie)").into()),
-            ("cpu", _) => Ok(Source::Cpu(CpuProfiler::new(Runtime::load()?))),
-            ("edgetpu", _) => Ok(Source::EdgeTpu(
+    /// `model` (the cost model of a device on `link`), `cpu` or `edgetpu`.
+    fn new(profiler: ProfilerName, link: LinkName) -> Result<Source, Box<dyn Error>> {
+        Ok(match (profiler, link) {
+            (ProfilerName::Model, LinkName::Usb) => Source::Model(EdgeTpuCostModel::usb_default()),
+            (ProfilerName::Model, LinkName::Pcie) => {
+                Source::Model(EdgeTpuCostModel::pcie_default())
+            }
+            (ProfilerName::Cpu, _) => Source::Cpu(CpuProfiler::new(Runtime::load()?)),
+            (ProfilerName::Edgetpu, _) => Source::EdgeTpu(
                 Arc::new(CachedProfiler::new(EdgeTpuProfiler::load(
                     DeviceSelector::default(),
                 )?)),
                 CpuProfiler::new(Runtime::load()?),
-            )),
-            (other, _) => {
-                Err(format!("unknown profiler `{other}` (known: model, cpu, edgetpu)").into())
-            }
-        }
+            ),
+        })
     }
 
     /// The name the `plan:` line gives: `model-usb`, `model-pcie` or `cpu`.
@@ -213,7 +202,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
     let bytes = std::fs::read(&args.model).map_err(|e| format!("{}: {e}", args.model.display()))?;
     let model = Model::from_bytes(&bytes)?;
     let graph = Graph::new(&model)?;
-    let source = Source::new(&args.profiler, &args.link)?;
+    let source = Source::new(args.profiler, args.link)?;
     let planning = std::time::Instant::now();
     let mut plan = segmenter(&args.strategy, &source)?.plan(&graph, args.segments)?;
     let planning = planning.elapsed();
@@ -301,13 +290,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
 fn main() -> ExitCode {
     // In the child process of an isolated check, this runs the check and exits.
     isolate::run_if_child();
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = Args::parse();
     match run(&args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
