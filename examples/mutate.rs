@@ -6,8 +6,9 @@
 //! ```
 //!
 //! For each model, the changes aim where hostile files hurt most: the activations that cross
-//! the cuts the examples make (`uniform` and `profiled` plans into 2 and 3 segments), the
-//! model's inputs and outputs, the constants and operators next to those cuts. Changes:
+//! the cuts the examples make (`uniform` plans into 2 and 3 segments, `profiled` ones for
+//! budgets of 2 and 3 devices), the model's inputs and outputs, the constants and operators
+//! next to those cuts. Changes:
 //! dimensions (0, -1, `i32::MIN`, `i32::MAX`, 65536, one more), rank, element type (every
 //! other type), quantization (infinite, NaN, zero, negative, subnormal, tiny and huge
 //! scales; out-of-range zero points; a wrong axis or scale count; removed or added),
@@ -18,8 +19,9 @@
 //!
 //! Up to N changes per model (default 200) are drawn, seeded, evenly from each kind. Each
 //! mutated model is written as `DIR/<stem>__<n>.tflite`, and `DIR/mutations.tsv` gets a line
-//! `file, model, kind, segments, strategy, change` (tab-separated): the plan whose cut the
-//! change aims at. Changes our writer refuses are counted and skipped.
+//! `file, model, kind, segments, strategy, change` (tab-separated; `segments` is the device
+//! budget for `profiled`, the examples' `--devices`): the plan whose cut the change aims at.
+//! Changes our writer refuses are counted and skipped.
 
 use std::error::Error;
 use std::fmt::Write as _;

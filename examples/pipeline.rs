@@ -1,7 +1,7 @@
 //! Cut a model into segments and run them as a pipeline, one stage per segment.
 //!
 //! ```text
-//! cargo run --release --example pipeline -- MODEL --segments N [--strategy S]
+//! cargo run --release --example pipeline -- MODEL (--segments N | --devices N) [--strategy S]
 //!     [--backend cpu|sim-usb|sim-pcie|edgetpu] [--batch B] [--threads T]
 //!     [--compute skip|cpu] [--devices D0,D1,...] [--reference MODEL] [--seed S]
 //!     [--in-process | --isolated] [--timeout SECONDS]
@@ -9,9 +9,12 @@
 //!
 //! Strategies: `profiled` (default), `uniform`, `uniform-ops`, `libcoral`; the profiling ones
 //! use the Edge TPU cost model of the chosen link, except `profiled` on the `cpu` backend,
-//! which plans CPU stages with the CPU cost estimate. For `profiled`, N is a budget: at most
-//! N devices (stages on the `cpu` backend), replicas of a segment where that helps most, and
-//! CPU segments, on the host, for what the Edge TPU cannot run.
+//! which plans CPU stages with the CPU cost estimate. `--segments N` asks for N segments:
+//! the uniform strategies and `libcoral` cut exactly N, `profiled` gives each of N devices
+//! (stages on the `cpu` backend) one segment, as the paper's pipelines do. `--devices N`,
+//! for `profiled` only, is a budget instead: at most N devices, replicas of a segment where
+//! that helps most. Either way `profiled` puts what the Edge TPU cannot run into CPU
+//! segments, on the host, which take no device.
 //!
 //! MODEL is a `.tflite` file, `fc:N` or `conv:F` (the paper's models, built in memory), or
 //! a comma-separated list of segment files, used as they are, in order. For
@@ -29,8 +32,9 @@
 //!   from the simulation is marked "simulated".
 //! - `edgetpu`: Coral devices through libedgetpu (or whatever `MULTITPU_EDGETPU_LIB` names,
 //!   such as the emulated Edge TPU of `scripts/emulate`, whose devices say so in their names);
-//!   stage i on device i, or on the devices named by `--devices` (Coral's names: `usb:0`,
-//!   `pci:1`, `:2`, ...). Prints libedgetpu's version first.
+//!   stage i on device i, or on the devices `--devices` names (Coral's names: `usb:0`,
+//!   `pci:1`, `:2`, ...; a plain number is a budget, never a name). Prints libedgetpu's
+//!   version first.
 //!
 //! Before a backend runs TFLite on the CPU in this process (`cpu`, and `sim-*` with
 //! `--compute cpu`), the whole model and every segment are loaded and invoked
@@ -64,8 +68,8 @@ use multitpu::isolate::{self, IsolatedBackend, Isolation, NamedModel};
 use multitpu::model::builder::SplitMix64;
 use multitpu::model::{Graph, Model, paper};
 use multitpu::pipeline::{Backend, Output, Pipeline, PipelineStats, Stage};
-use multitpu::profile::EdgeTpuCostModel;
-use multitpu::segment::{self, Plan, Profiled, SegmentKind, Segmenter};
+use multitpu::profile::{EdgeTpuCostModel, Profiler};
+use multitpu::segment::{self, LatencyFloor, Plan, Profiled, SegmentKind, Segmenter};
 use multitpu::verify::random_tensor;
 
 /// Where the stages run.
@@ -100,8 +104,8 @@ struct Args {
     /// A `.tflite` file, `fc:N` or `conv:F` (the paper's models, built in memory), or a
     /// comma-separated list of segment files, used as they are, in order.
     model: String,
-    /// Segments to cut (for `profiled`, a budget of devices); with segment files, checked
-    /// against their number.
+    /// Exactly N segments (`profiled`: one segment on each of N devices, CPU segments on
+    /// top); with segment files, checked against their number.
     #[arg(long, value_name = "N")]
     segments: Option<usize>,
     /// How to choose the cuts.
@@ -120,10 +124,12 @@ struct Args {
     /// What simulated stages do with their outputs.
     #[arg(long, value_enum, default_value_t = Compute::Skip)]
     compute: Compute,
-    /// The Coral devices of `--backend edgetpu`'s stages, in order, by Coral's names
-    /// (`usb:0`, `pci:1`, `:2`, ...) [default: stage i on device i].
-    #[arg(long, value_name = "D0,D1,...", value_delimiter = ',')]
-    devices: Option<Vec<DeviceSelector>>,
+    /// N: `profiled` only, a budget of at most N devices (stages on the `cpu` backend),
+    /// replicas where they help most. D0,D1,...: the Coral devices of `--backend edgetpu`'s
+    /// stages, in order, by Coral's names (`usb:0`, `pci:1`, `:2`, ...) [default: stage i on
+    /// device i].
+    #[arg(long, value_name = "N|D0,D1,...", value_parser = devices)]
+    devices: Option<Devices>,
     /// With segment files, the uncompiled whole model: every output is checked against it
     /// on the CPU.
     #[arg(long, value_name = "MODEL")]
@@ -143,6 +149,50 @@ struct Args {
     timeout_s: f64,
 }
 
+/// What `--devices` gives: how many devices to plan for, or which ones to run on.
+#[derive(Clone)]
+enum Devices {
+    /// A budget of at most this many devices (`profiled` only).
+    Budget(usize),
+    /// The devices of `--backend edgetpu`'s stages, in order.
+    Named(Vec<DeviceSelector>),
+}
+
+/// A number (a budget), else Coral device names separated by commas.
+fn devices(text: &str) -> Result<Devices, String> {
+    if let Ok(n) = text.parse() {
+        return Ok(Devices::Budget(n));
+    }
+    text.split(',')
+        .map(|s| s.parse().map_err(|e: multitpu::Error| e.to_string()))
+        .collect::<Result<_, _>>()
+        .map(Devices::Named)
+}
+
+/// What `--segments` or `--devices N` asks of the planner.
+#[derive(Clone, Copy)]
+enum Count {
+    /// Exactly this many segments (`profiled`: segments on devices, one per device).
+    Segments(usize),
+    /// At most this many devices (`profiled` only).
+    Devices(usize),
+}
+
+impl Args {
+    /// Whether MODEL lists segment files, used as given, instead of a model to cut.
+    fn segment_files(&self) -> bool {
+        self.model.contains(',') || self.backend == BackendKind::EdgeTpu
+    }
+
+    /// The devices `--devices` names, if it names any.
+    fn selectors(&self) -> Option<&[DeviceSelector]> {
+        match &self.devices {
+            Some(Devices::Named(selectors)) => Some(selectors),
+            _ => None,
+        }
+    }
+}
+
 /// Counts of at least 1.
 fn at_least_one() -> RangedU64ValueParser<usize> {
     RangedU64ValueParser::new().range(1..)
@@ -156,18 +206,72 @@ fn seconds(text: &str) -> Result<f64, String> {
         .ok_or_else(|| "a positive number of seconds".to_string())
 }
 
-/// The arguments, with the usage errors that no single option shows.
-fn parse_args() -> Args {
+/// The arguments and what they ask of the planner (nothing with segment files), with the
+/// usage errors that no single option shows.
+fn parse_args() -> (Args, Option<Count>) {
     let args = Args::parse();
+    let usage = |kind, message: String| Args::command().error(kind, message).exit();
+    let conflict = |message: String| usage(ErrorKind::ArgumentConflict, message);
     if args.isolated && args.backend != BackendKind::Cpu {
-        Args::command()
-            .error(
-                ErrorKind::ArgumentConflict,
-                "--isolated runs the cpu backend's stages in workers: not with another backend",
-            )
-            .exit();
+        conflict(
+            "--isolated runs the cpu backend's stages in workers: not with another backend"
+                .to_string(),
+        );
     }
-    args
+    if args.selectors().is_some() && args.backend != BackendKind::EdgeTpu {
+        conflict(
+            "--devices D0,D1,... names the Coral devices of --backend edgetpu's stages; \
+             --devices N plans for a budget of N devices"
+                .to_string(),
+        );
+    }
+    let budget = match args.devices {
+        Some(Devices::Budget(n)) => Some(n),
+        _ => None,
+    };
+    if args.segment_files() {
+        if budget.is_some() {
+            conflict(
+                "--devices N is a budget to cut MODEL for; segment files are cut already \
+                 (--segments N checks their number)"
+                    .to_string(),
+            );
+        }
+        return (args, None);
+    }
+    let count = match (args.segments, budget) {
+        (Some(_), Some(_)) => conflict(
+            "--segments N asks for exactly N segments, --devices N for at most N devices: \
+             give one"
+                .to_string(),
+        ),
+        (None, None) => usage(
+            ErrorKind::MissingRequiredArgument,
+            "give --segments N (exactly N segments) or --devices N (profiled: a budget of at \
+             most N devices)"
+                .to_string(),
+        ),
+        (Some(n), None) => Count::Segments(n),
+        (None, Some(_)) if args.strategy != "profiled" => conflict(format!(
+            "--devices N is a budget of at most N devices, which only the profiled strategy \
+             plans for; {} cuts exactly --segments N segments",
+            args.strategy
+        )),
+        (None, Some(n)) => Count::Devices(n),
+    };
+    (args, Some(count))
+}
+
+/// `profiled` as `count` asks: exactly one segment per device, or a budget of devices.
+fn profiled<P, F>(profiled: Profiled<P, F>, count: Count) -> Box<dyn Segmenter>
+where
+    P: Profiler + 'static,
+    F: LatencyFloor + 'static,
+{
+    match count {
+        Count::Segments(_) => Box::new(profiled.with_exact_devices()),
+        Count::Devices(_) => Box::new(profiled),
+    }
 }
 
 /// The whole model's bytes: a file, or one of the paper's models built in memory.
@@ -301,7 +405,7 @@ fn check(
     Ok((differ, inputs.len() as f64 / busy.as_secs_f64()))
 }
 
-fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
+fn run(args: &Args, count: Option<Count>) -> Result<bool, Box<dyn Error>> {
     let cost_model = match args.backend {
         BackendKind::SimPcie => EdgeTpuCostModel::pcie_default(),
         _ => EdgeTpuCostModel::usb_default(),
@@ -344,7 +448,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         (BackendKind::EdgeTpu, Some(runtime)) => {
             let edgetpu = EdgeTpuRuntime::load()?;
             println!("libedgetpu: {}", edgetpu.version());
-            Box::new(match &args.devices {
+            Box::new(match args.selectors() {
                 Some(selectors) => {
                     EdgeTpuBackend::with_devices(runtime.clone(), edgetpu, selectors)?
                 }
@@ -379,97 +483,106 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
     // The pipeline, stage i on device i: of precompiled segment files, or of the plan's
     // segments of the whole model. Predictions are the simulated stages' own (from the
     // segment models), computed once for the plan table, the stage statistics and the bound.
-    let segment_files = args.model.contains(',') || matches!(args.backend, BackendKind::EdgeTpu);
-    let (whole, pipeline, predictions, devices_used) = if segment_files {
-        let files: Vec<&str> = args.model.split(',').collect();
-        if args.segments.is_some_and(|n| n != files.len()) {
-            return Err(format!("--segments differs from the {} files given", files.len()).into());
-        }
-        let plural = if files.len() == 1 { "" } else { "s" };
-        println!("{} segment file{plural}, used as given", files.len());
-        let reference = match &args.reference {
-            Some(path) => {
-                let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
-                println!("reference: {path}, the whole model on the CPU");
-                Some(bytes)
+    let (whole, pipeline, predictions, devices_used) = match count {
+        None => {
+            let files: Vec<&str> = args.model.split(',').collect();
+            if args.segments.is_some_and(|n| n != files.len()) {
+                return Err(
+                    format!("--segments differs from the {} files given", files.len()).into(),
+                );
             }
-            None => None,
-        };
-        let models = files
-            .iter()
-            .map(NamedModel::read)
-            .collect::<multitpu::Result<Vec<_>>>()?;
-        check_isolated(&models)?;
-        let pipeline = Pipeline::from_segment_files(&files, &*backend).map_err(|e| {
-            if matches!(args.backend, BackendKind::EdgeTpu) {
-                format!(
-                    "{e} (with --backend edgetpu, MODEL lists segment files compiled with \
-                     edgetpu_compiler)"
-                )
-            } else {
-                e.to_string()
-            }
-        })?;
-        let mut devices = 0;
-        for file in &files {
-            let (kind, replicas) = segment::segment_file_role(std::path::Path::new(file))?;
-            if kind == SegmentKind::EdgeTpu {
-                devices += replicas;
-            }
-        }
-        (reference, pipeline, None, devices)
-    } else {
-        if args.reference.is_some() {
-            return Err("--reference is for segment files: MODEL itself is the reference".into());
-        }
-        let segments = args.segments.ok_or("--segments is required to cut MODEL")?;
-        let bytes = load_model(&args.model)?;
-        let model = Model::from_bytes(&bytes)?;
-        let graph = Graph::new(&model)?;
-        // Stages on the CPU backend are CPU stages: plan them with the CPU's figures, not
-        // the Edge TPU's.
-        let segmenter: Box<dyn Segmenter> = match (args.backend, args.strategy.as_str()) {
-            (BackendKind::Cpu, "profiled") => Box::new(Profiled::cpu(CpuCostModel::default())),
-            _ => segment::strategy(&args.strategy, &cost_model)?,
-        };
-        let mut plan = Plan::new(&graph, segments, &*segmenter)?;
-        println!(
-            "{}: {} operators, {} segments ({} strategy)",
-            args.model,
-            model.operators.len(),
-            plan.segments.len(),
-            plan.strategy
-        );
-        let parts = plan.extract(&graph)?;
-        let predictions = simulated
-            .then(|| predict_stages(&cost_model, &plan, &parts))
-            .transpose()?;
-        let n = parts.len();
-        let mut models = vec![NamedModel::new(args.model.clone(), bytes.clone())];
-        for (i, part) in parts.iter().enumerate() {
-            let name = format!("{} segment {i} of {n}", args.model);
-            models.push(NamedModel::new(name, part.to_bytes()?));
-        }
-        check_isolated(&models)?;
-        let label = match &predictions {
-            Some(predicted) => {
-                for (segment, stage) in plan.segments.iter_mut().zip(predicted) {
-                    segment.predicted_latency_s = Some(stage.latency_s);
+            let plural = if files.len() == 1 { "" } else { "s" };
+            println!("{} segment file{plural}, used as given", files.len());
+            let reference = match &args.reference {
+                Some(path) => {
+                    let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+                    println!("reference: {path}, the whole model on the CPU");
+                    Some(bytes)
                 }
-                "predicted (simulated)"
+                None => None,
+            };
+            let models = files
+                .iter()
+                .map(NamedModel::read)
+                .collect::<multitpu::Result<Vec<_>>>()?;
+            check_isolated(&models)?;
+            let pipeline = Pipeline::from_segment_files(&files, &*backend).map_err(|e| {
+                if matches!(args.backend, BackendKind::EdgeTpu) {
+                    format!(
+                        "{e} (with --backend edgetpu, MODEL lists segment files compiled with \
+                     edgetpu_compiler)"
+                    )
+                } else {
+                    e.to_string()
+                }
+            })?;
+            let mut devices = 0;
+            for file in &files {
+                let (kind, replicas) = segment::segment_file_role(std::path::Path::new(file))?;
+                if kind == SegmentKind::EdgeTpu {
+                    devices += replicas;
+                }
             }
-            None if plan.segments.iter().all(|s| s.kind == SegmentKind::Cpu) => "CPU model",
-            None => "Edge TPU model",
-        };
-        println!(
-            "{}",
-            plan.table().with_names(&model).with_prediction_label(label)
-        );
-        let pipeline = Pipeline::from_plan(&plan, &graph, &*backend)?;
-        drop(graph);
-        drop(model);
-        let devices = plan.devices();
-        (Some(bytes), pipeline, predictions, devices)
+            (reference, pipeline, None, devices)
+        }
+        Some(count) => {
+            if args.reference.is_some() {
+                return Err(
+                    "--reference is for segment files: MODEL itself is the reference".into(),
+                );
+            }
+            let bytes = load_model(&args.model)?;
+            let model = Model::from_bytes(&bytes)?;
+            let graph = Graph::new(&model)?;
+            // Stages on the CPU backend are CPU stages: plan them with the CPU's figures, not
+            // the Edge TPU's.
+            let segmenter: Box<dyn Segmenter> = match (args.backend, args.strategy.as_str()) {
+                (BackendKind::Cpu, "profiled") => {
+                    profiled(Profiled::cpu(CpuCostModel::default()), count)
+                }
+                (_, "profiled") => profiled(Profiled::cost_model(cost_model.clone()), count),
+                _ => segment::strategy(&args.strategy, &cost_model)?,
+            };
+            let (Count::Segments(n) | Count::Devices(n)) = count;
+            let mut plan = Plan::new(&graph, n, &*segmenter)?;
+            println!(
+                "{}: {} operators, {} segments ({} strategy)",
+                args.model,
+                model.operators.len(),
+                plan.segments.len(),
+                plan.strategy
+            );
+            let parts = plan.extract(&graph)?;
+            let predictions = simulated
+                .then(|| predict_stages(&cost_model, &plan, &parts))
+                .transpose()?;
+            let n = parts.len();
+            let mut models = vec![NamedModel::new(args.model.clone(), bytes.clone())];
+            for (i, part) in parts.iter().enumerate() {
+                let name = format!("{} segment {i} of {n}", args.model);
+                models.push(NamedModel::new(name, part.to_bytes()?));
+            }
+            check_isolated(&models)?;
+            let label = match &predictions {
+                Some(predicted) => {
+                    for (segment, stage) in plan.segments.iter_mut().zip(predicted) {
+                        segment.predicted_latency_s = Some(stage.latency_s);
+                    }
+                    "predicted (simulated)"
+                }
+                None if plan.segments.iter().all(|s| s.kind == SegmentKind::Cpu) => "CPU model",
+                None => "Edge TPU model",
+            };
+            println!(
+                "{}",
+                plan.table().with_names(&model).with_prediction_label(label)
+            );
+            let pipeline = Pipeline::from_plan(&plan, &graph, &*backend)?;
+            drop(graph);
+            drop(model);
+            let devices = plan.devices();
+            (Some(bytes), pipeline, predictions, devices)
+        }
     };
 
     // Seeded random inputs.
@@ -595,8 +708,8 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
 fn main() -> ExitCode {
     // In the child process of an isolated check, this runs the check and exits.
     isolate::run_if_child();
-    let args = parse_args();
-    match run(&args) {
+    let (args, count) = parse_args();
+    match run(&args, count) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {

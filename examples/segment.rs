@@ -1,22 +1,26 @@
 //! Cut a `.tflite` model into pipeline segments and check them.
 //!
 //! ```text
-//! cargo run --release --example segment -- MODEL --segments N
-//!     [--strategy uniform|uniform-ops|profiled|libcoral] [--profiler model|cpu] [--link usb|pcie]
-//!     [--out DIR] [--verify K] [--in-process] [--timeout SECONDS]
+//! cargo run --release --example segment -- MODEL (--segments N | --devices N)
+//!     [--strategy uniform|uniform-ops|profiled|libcoral] [--profiler model|cpu|edgetpu]
+//!     [--link usb|pcie] [--out DIR] [--verify K] [--in-process] [--timeout SECONDS]
 //! ```
 //!
 //! Strategies: `uniform` (equal parameter bytes, as `edgetpu_compiler --num_segments`),
 //! `uniform-ops` (equal operator counts), `profiled` (the exact min-bottleneck plan under the
 //! profiler's figures) and `libcoral` (a re-implementation of libcoral's profiling search,
-//! for comparison). The first, second and fourth cut the model into exactly N segments; for
-//! `profiled`, N is a budget of Edge TPUs: it uses at most N, fewer when more would shorten the
-//! bottleneck by less than 2 %, replicates a segment over spare devices when that helps most,
-//! and runs what the Edge TPU cannot (custom operators, float operators) as CPU segments,
-//! which take no device. Latencies come from the Edge TPU cost model (`--profiler model`, the
-//! default) of a USB device, or of a PCIe one with `--link pcie`; or from timed runs on
-//! TFLite's CPU kernels (`--profiler cpu`, median of 10 runs per candidate, needs the TFLite
-//! library; `profiled` then has no floor to prune with and may time many candidates).
+//! for comparison). `--segments N` asks for N segments: the first, second and fourth cut
+//! the model into exactly N; `profiled` then gives each of N Edge TPUs one segment, as the
+//! paper's pipelines do. `--devices N`, for `profiled` only, is a budget of Edge TPUs instead:
+//! it uses at most N, fewer when more would shorten the bottleneck by less than 2 %, and
+//! replicates a segment over spare devices when that helps most. Either way `profiled` runs
+//! what the Edge TPU cannot (custom operators, float operators) as CPU segments, which take
+//! no device and come on top of the N. Latencies come from the Edge TPU cost model
+//! (`--profiler model`, the default) of a USB device, or of a PCIe one with `--link pcie`;
+//! from timed runs on TFLite's CPU kernels (`--profiler cpu`, median of 10 runs per
+//! candidate, needs the TFLite library; `profiled` then has no floor to prune with and may
+//! time many candidates); or from every candidate compiled and timed on an Edge TPU
+//! (`--profiler edgetpu`; the emulated one of `scripts/emulate` where none is attached).
 //!
 //! Prints one row per segment (where it runs: `edgetpu`, `edgetpu xR` for R replicas, or
 //! `cpu`; operator range, parameter bytes, MACs, predicted latency, input and output tensors),
@@ -34,7 +38,8 @@
 //! `verify: <k>/<K> identical`; the exit status is non-zero on any difference.
 //!
 //! With `--profiler cpu`, `profiled` plans a pipeline of CPU stages: N is then a number of
-//! stages, every segment a CPU segment.
+//! stages (exactly N with `--segments`, at most N with `--devices`), every segment a CPU
+//! segment.
 //!
 //! The check runs in a child process (`multitpu::isolate`: this program started again, with
 //! at most 4 GiB of memory and `--timeout` seconds, default 120), so that a model that
@@ -48,7 +53,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::builder::PossibleValuesParser;
-use clap::{Parser, ValueEnum};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, ValueEnum};
 use multitpu::backend::DeviceSelector;
 use multitpu::backend::tflite::Runtime;
 use multitpu::device::CpuCostModel;
@@ -57,7 +63,7 @@ use multitpu::model::{Graph, Model};
 use multitpu::profile::{
     CachedProfiler, CpuProfiler, EdgeTpuCostModel, EdgeTpuProfiler, Link, Profiler,
 };
-use multitpu::segment::{self, LibcoralSearch, Profiled, Segmenter};
+use multitpu::segment::{self, LatencyFloor, LibcoralSearch, Profiled, Segmenter};
 use multitpu::verify::verify_chain;
 
 /// Where segment latencies come from, by name.
@@ -87,9 +93,13 @@ enum LinkName {
 struct Args {
     /// The `.tflite` model.
     model: PathBuf,
-    /// Segments to cut (for `profiled`, a budget of Edge TPUs).
+    /// Exactly N segments (`profiled`: one segment on each of N Edge TPUs, CPU segments on
+    /// top).
     #[arg(long, value_name = "N")]
-    segments: usize,
+    segments: Option<usize>,
+    /// `profiled` only: a budget of at most N Edge TPUs, replicas where they help most.
+    #[arg(long, value_name = "N")]
+    devices: Option<usize>,
     /// How to choose the cuts.
     #[arg(long, default_value = "uniform",
           value_parser = PossibleValuesParser::new(segment::STRATEGY_NAMES))]
@@ -114,6 +124,47 @@ struct Args {
     #[arg(long = "timeout", value_name = "SECONDS",
           default_value_t = Isolation::DEFAULT_TIMEOUT.as_secs_f64(), value_parser = seconds)]
     timeout_s: f64,
+}
+
+/// What `--segments` or `--devices` asks of the planner.
+#[derive(Clone, Copy)]
+enum Count {
+    /// Exactly this many segments (`profiled`: Edge TPU segments, one per device).
+    Segments(usize),
+    /// At most this many Edge TPUs (`profiled` only).
+    Devices(usize),
+}
+
+impl Args {
+    /// `--segments` or `--devices`; a usage error unless exactly one is given, and for
+    /// `--devices` with a strategy that cannot plan for a budget.
+    fn count(&self) -> Count {
+        let usage = |kind, message: String| Args::command().error(kind, message).exit();
+        match (self.segments, self.devices) {
+            (Some(_), Some(_)) => usage(
+                ErrorKind::ArgumentConflict,
+                "--segments N asks for exactly N segments, --devices N for at most N devices: \
+                 give one"
+                    .to_string(),
+            ),
+            (None, None) => usage(
+                ErrorKind::MissingRequiredArgument,
+                "give --segments N (exactly N segments) or --devices N (profiled: a budget of \
+                 at most N Edge TPUs)"
+                    .to_string(),
+            ),
+            (Some(n), None) => Count::Segments(n),
+            (None, Some(_)) if self.strategy != "profiled" => usage(
+                ErrorKind::ArgumentConflict,
+                format!(
+                    "--devices N is a budget of at most N devices, which only the profiled \
+                     strategy plans for; {} cuts exactly --segments N segments",
+                    self.strategy
+                ),
+            ),
+            (None, Some(n)) => Count::Devices(n),
+        }
+    }
 }
 
 /// A positive, finite number of seconds.
@@ -175,20 +226,40 @@ impl Source {
     }
 }
 
-fn segmenter(name: &str, source: &Source) -> Result<Box<dyn Segmenter>, Box<dyn Error>> {
+/// `profiled` as `count` asks: exactly one segment per device, or a budget of devices.
+fn profiled<P, F>(profiled: Profiled<P, F>, count: Count) -> Box<dyn Segmenter>
+where
+    P: Profiler + 'static,
+    F: LatencyFloor + 'static,
+{
+    match count {
+        Count::Segments(_) => Box::new(profiled.with_exact_devices()),
+        Count::Devices(_) => Box::new(profiled),
+    }
+}
+
+fn segmenter(
+    name: &str,
+    source: &Source,
+    count: Count,
+) -> Result<Box<dyn Segmenter>, Box<dyn Error>> {
     match (name, source) {
+        ("profiled", Source::Model(cost_model)) => {
+            Ok(profiled(Profiled::cost_model(cost_model.clone()), count))
+        }
         (_, Source::Model(cost_model)) => Ok(segment::strategy(name, cost_model)?),
         // Timed runs have no known lower bound to prune the profiled search with.
-        ("profiled", Source::Cpu(cpu)) => Ok(Box::new(Profiled::cpu(cpu.clone()))),
+        ("profiled", Source::Cpu(cpu)) => Ok(profiled(Profiled::cpu(cpu.clone()), count)),
         ("libcoral", Source::Cpu(cpu)) => Ok(Box::new(LibcoralSearch::new(cpu.clone()))),
         // Compiled segments are timed with the operators the compiler leaves to the CPU in
         // them, as libcoral's tool times them. The cost model bounds the device's times from
         // below only where the device is never faster than the model (the emulated one, by
         // construction): the search is then exact, on a real device near it.
-        ("profiled", Source::EdgeTpu(edgetpu, cpu)) => Ok(Box::new(
+        ("profiled", Source::EdgeTpu(edgetpu, cpu)) => Ok(profiled(
             Profiled::new(Arc::clone(edgetpu))
                 .with_floor(EdgeTpuCostModel::usb_default())
                 .with_cpu_segments(cpu.clone()),
+            count,
         )),
         ("libcoral", Source::EdgeTpu(edgetpu, _)) => {
             Ok(Box::new(LibcoralSearch::new(Arc::clone(edgetpu))))
@@ -198,13 +269,14 @@ fn segmenter(name: &str, source: &Source) -> Result<Box<dyn Segmenter>, Box<dyn 
     }
 }
 
-fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
+fn run(args: &Args, count: Count) -> Result<bool, Box<dyn Error>> {
     let bytes = std::fs::read(&args.model).map_err(|e| format!("{}: {e}", args.model.display()))?;
     let model = Model::from_bytes(&bytes)?;
     let graph = Graph::new(&model)?;
     let source = Source::new(args.profiler, args.link)?;
     let planning = std::time::Instant::now();
-    let mut plan = segmenter(&args.strategy, &source)?.plan(&graph, args.segments)?;
+    let (Count::Segments(n) | Count::Devices(n)) = count;
+    let mut plan = segmenter(&args.strategy, &source, count)?.plan(&graph, n)?;
     let planning = planning.elapsed();
     if plan.bottleneck_s().is_none() {
         // What runs on the CPU: priced by the CPU estimate beside the cost model, by the
@@ -291,7 +363,8 @@ fn main() -> ExitCode {
     // In the child process of an isolated check, this runs the check and exits.
     isolate::run_if_child();
     let args = Args::parse();
-    match run(&args) {
+    let count = args.count();
+    match run(&args, count) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {
