@@ -292,29 +292,15 @@ struct StagePrediction {
     simulated: bool,
 }
 
-/// Per stage of `plan`: an Edge TPU segment's seconds per inference on one simulated device
-/// (the simulated stage's own prediction, from its segment model), a CPU segment's the
-/// plan's estimate (it runs for real).
-fn predict_stages(
-    cost_model: &EdgeTpuCostModel,
-    plan: &Plan,
-    parts: &[Model<'_>],
-) -> multitpu::Result<Vec<StagePrediction>> {
-    let sim = SimulatedEdgeTpuBackend::new(cost_model.clone(), SimCompute::Skip);
+/// Per stage of `plan`, from its predictions: seconds per inference on one instance.
+fn stage_predictions(plan: &Plan) -> Option<Vec<StagePrediction>> {
     plan.segments
         .iter()
-        .zip(parts)
-        .map(|(segment, part)| {
-            let simulated = segment.kind == SegmentKind::EdgeTpu;
-            let latency_s = if simulated {
-                sim.predict(&part.to_bytes()?)?.latency_s
-            } else {
-                segment.predicted_latency_s.unwrap_or(0.0)
-            };
-            Ok(StagePrediction {
-                latency_s,
+        .map(|segment| {
+            Some(StagePrediction {
+                latency_s: segment.predicted_latency_s?,
                 replicas: segment.replicas,
-                simulated,
+                simulated: segment.kind == SegmentKind::EdgeTpu,
             })
         })
         .collect()
@@ -481,8 +467,8 @@ fn run(args: &Args, count: Option<Count>) -> Result<bool, Box<dyn Error>> {
     };
 
     // The pipeline, stage i on device i: of precompiled segment files, or of the plan's
-    // segments of the whole model. Predictions are the simulated stages' own (from the
-    // segment models), computed once for the plan table, the stage statistics and the bound.
+    // segments of the whole model. On simulated devices the plan's predictions are the
+    // stages' own, for the plan table, the stage statistics and the bound.
     let (whole, pipeline, predictions, devices_used) = match count {
         None => {
             let files: Vec<&str> = args.model.split(',').collect();
@@ -552,10 +538,15 @@ fn run(args: &Args, count: Option<Count>) -> Result<bool, Box<dyn Error>> {
                 plan.segments.len(),
                 plan.strategy
             );
+            // On simulated devices, each segment as its stage runs it: the device program as
+            // the simulated device prices it, what runs on the CPU by the CPU estimate.
+            let predictions = if simulated {
+                plan.with_predictions(&model, &cost_model, &CpuCostModel::default())?;
+                stage_predictions(&plan)
+            } else {
+                None
+            };
             let parts = plan.extract(&graph)?;
-            let predictions = simulated
-                .then(|| predict_stages(&cost_model, &plan, &parts))
-                .transpose()?;
             let n = parts.len();
             let mut models = vec![NamedModel::new(args.model.clone(), bytes.clone())];
             for (i, part) in parts.iter().enumerate() {
@@ -564,12 +555,7 @@ fn run(args: &Args, count: Option<Count>) -> Result<bool, Box<dyn Error>> {
             }
             check_isolated(&models)?;
             let label = match &predictions {
-                Some(predicted) => {
-                    for (segment, stage) in plan.segments.iter_mut().zip(predicted) {
-                        segment.predicted_latency_s = Some(stage.latency_s);
-                    }
-                    "predicted (simulated)"
-                }
+                Some(_) => "predicted (simulated)",
                 None if plan.segments.iter().all(|s| s.kind == SegmentKind::Cpu) => "CPU model",
                 None => "Edge TPU model",
             };
