@@ -6,8 +6,9 @@
 //! ```
 //!
 //! For each model, the changes aim where hostile files hurt most: the activations that cross
-//! the cuts the examples make (`uniform` and `profiled` plans into 2 and 3 segments), the
-//! model's inputs and outputs, the constants and operators next to those cuts. Changes:
+//! the cuts the examples make (`uniform` plans into 2 and 3 segments, `profiled` ones for
+//! budgets of 2 and 3 devices), the model's inputs and outputs, the constants and operators
+//! next to those cuts. Changes:
 //! dimensions (0, -1, `i32::MIN`, `i32::MAX`, 65536, one more), rank, element type (every
 //! other type), quantization (infinite, NaN, zero, negative, subnormal, tiny and huge
 //! scales; out-of-range zero points; a wrong axis or scale count; removed or added),
@@ -18,21 +19,39 @@
 //!
 //! Up to N changes per model (default 200) are drawn, seeded, evenly from each kind. Each
 //! mutated model is written as `DIR/<stem>__<n>.tflite`, and `DIR/mutations.tsv` gets a line
-//! `file, model, kind, segments, strategy, change` (tab-separated): the plan whose cut the
-//! change aims at. Changes our writer refuses are counted and skipped.
+//! `file, model, kind, segments, strategy, change` (tab-separated; `segments` is the device
+//! budget for `profiled`, the examples' `--devices`): the plan whose cut the change aims at.
+//! Changes our writer refuses are counted and skipped.
 
 use std::error::Error;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use clap::Parser;
 use multitpu::device::EdgeTpuCostModel;
 use multitpu::model::builder::{SplitMix64, per_tensor};
 use multitpu::model::options::FieldValue;
 use multitpu::model::{ElementType, Graph, Model, ops};
 use multitpu::segment;
 
-const USAGE: &str = "usage: mutate MODEL... --out DIR [--per-model N] [--seed S]";
+/// Write mutated copies of models, one field changed in each, for robustness campaigns.
+#[derive(Parser)]
+#[command(name = "mutate")]
+struct Args {
+    /// The `.tflite` models to mutate.
+    #[arg(value_name = "MODEL", required = true)]
+    models: Vec<PathBuf>,
+    /// The folder for the mutated models and `mutations.tsv` (created).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Changes drawn per model, at most.
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    per_model: usize,
+    /// Seed of the draw.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    seed: u64,
+}
 
 const TYPES: [ElementType; 18] = [
     ElementType::F32,
@@ -515,25 +534,12 @@ fn sample(recipes: Vec<Recipe>, count: usize, rng: &mut SplitMix64) -> Vec<Recip
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let mut args = std::env::args().skip(1);
-    let mut models = Vec::new();
-    let mut out = None;
-    let mut per_model = 200;
-    let mut seed = 1u64;
-    while let Some(arg) = args.next() {
-        let mut value = |flag: &str| args.next().ok_or(format!("{flag} needs a value"));
-        match arg.as_str() {
-            "--out" => out = Some(PathBuf::from(value("--out")?)),
-            "--per-model" => per_model = value("--per-model")?.parse()?,
-            "--seed" => seed = value("--seed")?.parse()?,
-            flag if flag.starts_with("--") => return Err(format!("{flag}?\n{USAGE}").into()),
-            path => models.push(PathBuf::from(path)),
-        }
-    }
-    let out = out.ok_or(USAGE)?;
-    if models.is_empty() {
-        return Err(USAGE.into());
-    }
+    let Args {
+        models,
+        out,
+        per_model,
+        seed,
+    } = Args::parse();
     std::fs::create_dir_all(&out)?;
     let mut manifest = std::fs::File::create(out.join("mutations.tsv"))?;
     let mut rng = SplitMix64::new(seed);

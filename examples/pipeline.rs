@@ -1,7 +1,7 @@
 //! Cut a model into segments and run them as a pipeline, one stage per segment.
 //!
 //! ```text
-//! cargo run --release --example pipeline -- MODEL --segments N [--strategy S]
+//! cargo run --release --example pipeline -- MODEL (--segments N | --devices N) [--strategy S]
 //!     [--backend cpu|sim-usb|sim-pcie|edgetpu] [--batch B] [--threads T]
 //!     [--compute skip|cpu] [--devices D0,D1,...] [--reference MODEL] [--seed S]
 //!     [--in-process | --isolated] [--timeout SECONDS]
@@ -9,9 +9,12 @@
 //!
 //! Strategies: `profiled` (default), `uniform`, `uniform-ops`, `libcoral`; the profiling ones
 //! use the Edge TPU cost model of the chosen link, except `profiled` on the `cpu` backend,
-//! which plans CPU stages with the CPU cost estimate. For `profiled`, N is a budget: at most
-//! N devices (stages on the `cpu` backend), replicas of a segment where that helps most, and
-//! CPU segments, on the host, for what the Edge TPU cannot run.
+//! which plans CPU stages with the CPU cost estimate. `--segments N` asks for N segments:
+//! the uniform strategies and `libcoral` cut exactly N, `profiled` gives each of N devices
+//! (stages on the `cpu` backend) one segment, as the paper's pipelines do. `--devices N`,
+//! for `profiled` only, is a budget instead: at most N devices, replicas of a segment where
+//! that helps most. Either way `profiled` puts what the Edge TPU cannot run into CPU
+//! segments, on the host, which take no device.
 //!
 //! MODEL is a `.tflite` file, `fc:N` or `conv:F` (the paper's models, built in memory), or
 //! a comma-separated list of segment files, used as they are, in order. For
@@ -29,8 +32,9 @@
 //!   from the simulation is marked "simulated".
 //! - `edgetpu`: Coral devices through libedgetpu (or whatever `MULTITPU_EDGETPU_LIB` names,
 //!   such as the emulated Edge TPU of `scripts/emulate`, whose devices say so in their names);
-//!   stage i on device i, or on the devices named by `--devices` (Coral's names: `usb:0`,
-//!   `pci:1`, `:2`, ...). Prints libedgetpu's version first.
+//!   stage i on device i, or on the devices `--devices` names (Coral's names: `usb:0`,
+//!   `pci:1`, `:2`, ...; a plain number is a budget, never a name). Prints libedgetpu's
+//!   version first.
 //!
 //! Before a backend runs TFLite on the CPU in this process (`cpu`, and `sim-*` with
 //! `--compute cpu`), the whole model and every segment are loaded and invoked
@@ -52,6 +56,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use clap::builder::{PossibleValuesParser, RangedU64ValueParser};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, ValueEnum};
 use multitpu::backend::{
     Backend, CpuBackend, DeviceSelector, EdgeTpuBackend, EdgeTpuRuntime, Runtime, SimCompute,
     SimulatedEdgeTpuBackend, Stage,
@@ -62,128 +69,210 @@ use multitpu::isolate::{self, IsolatedBackend, Isolation, NamedModel};
 use multitpu::model::builder::SplitMix64;
 use multitpu::model::{Graph, Model, paper};
 use multitpu::pipeline::{Output, Pipeline, PipelineStats};
-use multitpu::segment::{self, Plan, Profiled, Segmenter};
+use multitpu::profile::Profiler;
+use multitpu::segment::{self, LatencyFloor, Plan, Profiled, Segmenter};
 use multitpu::verify::random_tensor;
 
-const USAGE: &str = "usage: pipeline MODEL --segments N [--strategy S] \
-    [--backend cpu|sim-usb|sim-pcie|edgetpu] [--batch B] [--threads T] [--compute skip|cpu] \
-    [--devices D0,D1,...] [--reference MODEL] [--seed S] [--in-process | --isolated] \
-    [--timeout SECONDS]";
-
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Where the stages run.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum BackendKind {
+    /// TFLite CPU interpreters; every output is checked against the whole model.
     Cpu,
+    /// Simulated USB Edge TPUs: each stage lasts what the cost model predicts.
     SimUsb,
+    /// Simulated PCIe Edge TPUs.
     SimPcie,
+    /// Coral devices through libedgetpu (or `MULTITPU_EDGETPU_LIB`); MODEL lists compiled
+    /// segment files.
+    #[value(name = "edgetpu")]
     EdgeTpu,
 }
 
+/// What simulated stages do with their outputs.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Compute {
+    /// Zero-fill them.
+    Skip,
+    /// Compute them on the CPU (and check them); a stage slower on the CPU than predicted
+    /// takes the CPU's time.
+    Cpu,
+}
+
+/// Cut a model into segments and run them as a pipeline, one stage per segment.
+#[derive(Parser)]
+#[command(name = "pipeline")]
 struct Args {
+    /// A `.tflite` file, `fc:N` or `conv:F` (the paper's models, built in memory), or a
+    /// comma-separated list of segment files, used as they are, in order.
     model: String,
+    /// Exactly N segments (`profiled`: one segment on each of N devices, CPU segments on
+    /// top); with segment files, checked against their number.
+    #[arg(long, value_name = "N")]
     segments: Option<usize>,
+    /// How to choose the cuts.
+    #[arg(long, default_value = "profiled",
+          value_parser = PossibleValuesParser::new(segment::STRATEGY_NAMES))]
     strategy: String,
+    /// Where the stages run.
+    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
     backend: BackendKind,
+    /// Seeded random inputs to run.
+    #[arg(long, value_name = "B", default_value_t = 50, value_parser = at_least_one())]
     batch: usize,
+    /// Kernel threads of each TFLite interpreter.
+    #[arg(long, value_name = "T", default_value_t = 1, value_parser = at_least_one())]
     threads: usize,
-    compute_on_cpu: bool,
-    devices: Option<Vec<DeviceSelector>>,
+    /// What simulated stages do with their outputs.
+    #[arg(long, value_enum, default_value_t = Compute::Skip)]
+    compute: Compute,
+    /// N: `profiled` only, a budget of at most N devices (stages on the `cpu` backend),
+    /// replicas where they help most. D0,D1,...: the Coral devices of `--backend edgetpu`'s
+    /// stages, in order, by Coral's names (`usb:0`, `pci:1`, `:2`, ...) [default: stage i on
+    /// device i].
+    #[arg(long, value_name = "N|D0,D1,...", value_parser = devices)]
+    devices: Option<Devices>,
+    /// With segment files, the uncompiled whole model: every output is checked against it
+    /// on the CPU.
+    #[arg(long, value_name = "MODEL")]
     reference: Option<String>,
+    /// Seed of the random inputs.
+    #[arg(long, value_name = "S", default_value_t = 0x5eed)]
     seed: u64,
+    /// Skips the isolated check of the models before TFLite runs them in this process.
+    #[arg(long)]
     in_process: bool,
+    /// Runs every stage's interpreter in a worker process of its own (`cpu` backend).
+    #[arg(long, conflicts_with = "in_process")]
     isolated: bool,
+    /// Time limit of the isolated check and of an isolated stage's worker.
+    #[arg(long = "timeout", value_name = "SECONDS",
+          default_value_t = Isolation::DEFAULT_TIMEOUT.as_secs_f64(), value_parser = seconds)]
     timeout_s: f64,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = std::env::args().skip(1);
-    let mut parsed = Args {
-        model: String::new(),
-        segments: None,
-        strategy: "profiled".to_string(),
-        backend: BackendKind::Cpu,
-        batch: 50,
-        threads: 1,
-        compute_on_cpu: false,
-        devices: None,
-        reference: None,
-        seed: 0x5eed,
-        in_process: false,
-        isolated: false,
-        timeout_s: Isolation::DEFAULT_TIMEOUT.as_secs_f64(),
-    };
-    let mut model = None;
-    fn number<T: std::str::FromStr>(flag: &str, value: String) -> Result<T, String>
-    where
-        T::Err: std::fmt::Display,
-    {
-        value.parse().map_err(|e| format!("{flag}: {e}"))
+/// What `--devices` gives: how many devices to plan for, or which ones to run on.
+#[derive(Clone)]
+enum Devices {
+    /// A budget of at most this many devices (`profiled` only).
+    Budget(usize),
+    /// The devices of `--backend edgetpu`'s stages, in order.
+    Named(Vec<DeviceSelector>),
+}
+
+/// A number (a budget), else Coral device names separated by commas.
+fn devices(text: &str) -> Result<Devices, String> {
+    if let Ok(n) = text.parse() {
+        return Ok(Devices::Budget(n));
     }
-    while let Some(arg) = args.next() {
-        let mut value = |flag: &str| args.next().ok_or(format!("{flag} needs a value"));
-        match arg.as_str() {
-            "--segments" => parsed.segments = Some(number("--segments", value("--segments")?)?),
-            "--strategy" => parsed.strategy = value("--strategy")?,
-            "--batch" => parsed.batch = number("--batch", value("--batch")?)?,
-            "--threads" => parsed.threads = number("--threads", value("--threads")?)?,
-            "--seed" => parsed.seed = number("--seed", value("--seed")?)?,
-            "--in-process" => parsed.in_process = true,
-            "--isolated" => parsed.isolated = true,
-            "--timeout" => parsed.timeout_s = number("--timeout", value("--timeout")?)?,
-            "--reference" => parsed.reference = Some(value("--reference")?),
-            "--backend" => {
-                parsed.backend = match value("--backend")?.as_str() {
-                    "cpu" => BackendKind::Cpu,
-                    "sim-usb" => BackendKind::SimUsb,
-                    "sim-pcie" => BackendKind::SimPcie,
-                    "edgetpu" => BackendKind::EdgeTpu,
-                    other => {
-                        return Err(format!(
-                            "unknown backend `{other}` (known: cpu, sim-usb, sim-pcie, edgetpu)"
-                        ));
-                    }
-                }
-            }
-            "--compute" => {
-                parsed.compute_on_cpu = match value("--compute")?.as_str() {
-                    "skip" => false,
-                    "cpu" => true,
-                    other => return Err(format!("--compute: `{other}` is not skip or cpu")),
-                }
-            }
-            "--devices" => {
-                parsed.devices = Some(
-                    value("--devices")?
-                        .split(',')
-                        .map(|s| s.parse::<DeviceSelector>().map_err(|e| e.to_string()))
-                        .collect::<Result<_, _>>()?,
-                )
-            }
-            "-h" | "--help" => return Err(USAGE.to_string()),
-            flag if flag.starts_with("--") => {
-                return Err(format!("unknown option {flag}\n{USAGE}"));
-            }
-            m if model.is_none() => model = Some(m.to_string()),
-            extra => return Err(format!("unexpected argument {extra}\n{USAGE}")),
+    text.split(',')
+        .map(|s| s.parse().map_err(|e: multitpu::Error| e.to_string()))
+        .collect::<Result<_, _>>()
+        .map(Devices::Named)
+}
+
+/// What `--segments` or `--devices N` asks of the planner.
+#[derive(Clone, Copy)]
+enum Count {
+    /// Exactly this many segments (`profiled`: segments on devices, one per device).
+    Segments(usize),
+    /// At most this many devices (`profiled` only).
+    Devices(usize),
+}
+
+impl Args {
+    /// Whether MODEL lists segment files, used as given, instead of a model to cut.
+    fn segment_files(&self) -> bool {
+        self.model.contains(',') || self.backend == BackendKind::EdgeTpu
+    }
+
+    /// The devices `--devices` names, if it names any.
+    fn selectors(&self) -> Option<&[DeviceSelector]> {
+        match &self.devices {
+            Some(Devices::Named(selectors)) => Some(selectors),
+            _ => None,
         }
     }
-    parsed.model = model.ok_or(USAGE)?;
-    if parsed.batch == 0 {
-        return Err("--batch must be at least 1".to_string());
-    }
-    if parsed.threads == 0 {
-        return Err("--threads must be at least 1".to_string());
-    }
-    if !(parsed.timeout_s.is_finite() && parsed.timeout_s > 0.0) {
-        return Err("--timeout must be a positive number of seconds".to_string());
-    }
-    if parsed.isolated && (parsed.backend != BackendKind::Cpu || parsed.in_process) {
-        return Err(
-            "--isolated runs the cpu backend's stages in workers: not with another \
-                    backend or --in-process"
+}
+
+/// Counts of at least 1.
+fn at_least_one() -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::new().range(1..)
+}
+
+/// A positive, finite number of seconds.
+fn seconds(text: &str) -> Result<f64, String> {
+    text.parse()
+        .ok()
+        .filter(|t: &f64| t.is_finite() && *t > 0.0)
+        .ok_or_else(|| "a positive number of seconds".to_string())
+}
+
+/// The arguments and what they ask of the planner (nothing with segment files), with the
+/// usage errors that no single option shows.
+fn parse_args() -> (Args, Option<Count>) {
+    let args = Args::parse();
+    let usage = |kind, message: String| Args::command().error(kind, message).exit();
+    let conflict = |message: String| usage(ErrorKind::ArgumentConflict, message);
+    if args.isolated && args.backend != BackendKind::Cpu {
+        conflict(
+            "--isolated runs the cpu backend's stages in workers: not with another backend"
                 .to_string(),
         );
     }
-    Ok(parsed)
+    if args.selectors().is_some() && args.backend != BackendKind::EdgeTpu {
+        conflict(
+            "--devices D0,D1,... names the Coral devices of --backend edgetpu's stages; \
+             --devices N plans for a budget of N devices"
+                .to_string(),
+        );
+    }
+    let budget = match args.devices {
+        Some(Devices::Budget(n)) => Some(n),
+        _ => None,
+    };
+    if args.segment_files() {
+        if budget.is_some() {
+            conflict(
+                "--devices N is a budget to cut MODEL for; segment files are cut already \
+                 (--segments N checks their number)"
+                    .to_string(),
+            );
+        }
+        return (args, None);
+    }
+    let count = match (args.segments, budget) {
+        (Some(_), Some(_)) => conflict(
+            "--segments N asks for exactly N segments, --devices N for at most N devices: \
+             give one"
+                .to_string(),
+        ),
+        (None, None) => usage(
+            ErrorKind::MissingRequiredArgument,
+            "give --segments N (exactly N segments) or --devices N (profiled: a budget of at \
+             most N devices)"
+                .to_string(),
+        ),
+        (Some(n), None) => Count::Segments(n),
+        (None, Some(_)) if args.strategy != "profiled" => conflict(format!(
+            "--devices N is a budget of at most N devices, which only the profiled strategy \
+             plans for; {} cuts exactly --segments N segments",
+            args.strategy
+        )),
+        (None, Some(n)) => Count::Devices(n),
+    };
+    (args, Some(count))
+}
+
+/// `profiled` as `count` asks: exactly one segment per device, or a budget of devices.
+fn profiled<P, F>(profiled: Profiled<P, F>, count: Count) -> Box<dyn Segmenter>
+where
+    P: Profiler + 'static,
+    F: LatencyFloor + 'static,
+{
+    match count {
+        Count::Segments(_) => Box::new(profiled.with_exact_devices()),
+        Count::Devices(_) => Box::new(profiled),
+    }
 }
 
 /// The whole model's bytes: a file, or one of the paper's models built in memory.
@@ -204,29 +293,15 @@ struct StagePrediction {
     simulated: bool,
 }
 
-/// Per stage of `plan`: an Edge TPU segment's seconds per inference on one simulated device
-/// (the simulated stage's own prediction, from its segment model), a CPU segment's the
-/// plan's estimate (it runs for real).
-fn predict_stages(
-    cost_model: &EdgeTpuCostModel,
-    plan: &Plan,
-    parts: &[Model<'_>],
-) -> multitpu::Result<Vec<StagePrediction>> {
-    let sim = SimulatedEdgeTpuBackend::new(cost_model.clone(), SimCompute::Skip);
+/// Per stage of `plan`, from its predictions: seconds per inference on one instance.
+fn stage_predictions(plan: &Plan) -> Option<Vec<StagePrediction>> {
     plan.segments
         .iter()
-        .zip(parts)
-        .map(|(segment, part)| {
-            let simulated = segment.kind == SegmentKind::EdgeTpu;
-            let latency_s = if simulated {
-                sim.predict(&part.to_bytes()?)?.latency_s
-            } else {
-                segment.predicted_latency_s.unwrap_or(0.0)
-            };
-            Ok(StagePrediction {
-                latency_s,
+        .map(|segment| {
+            Some(StagePrediction {
+                latency_s: segment.predicted_latency_s?,
                 replicas: segment.replicas,
-                simulated,
+                simulated: segment.kind == SegmentKind::EdgeTpu,
             })
         })
         .collect()
@@ -317,7 +392,7 @@ fn check(
     Ok((differ, inputs.len() as f64 / busy.as_secs_f64()))
 }
 
-fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
+fn run(args: &Args, count: Option<Count>) -> Result<bool, Box<dyn Error>> {
     let cost_model = match args.backend {
         BackendKind::SimPcie => EdgeTpuCostModel::pcie_default(),
         _ => EdgeTpuCostModel::usb_default(),
@@ -327,12 +402,12 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
     // The backend.
     let needs_runtime = match args.backend {
         BackendKind::Cpu | BackendKind::EdgeTpu => true,
-        BackendKind::SimUsb | BackendKind::SimPcie => args.compute_on_cpu,
+        BackendKind::SimUsb | BackendKind::SimPcie => args.compute == Compute::Cpu,
     };
     let runtime = needs_runtime.then(Runtime::load).transpose()?;
     let computes = match args.backend {
         BackendKind::Cpu => true,
-        BackendKind::SimUsb | BackendKind::SimPcie => args.compute_on_cpu,
+        BackendKind::SimUsb | BackendKind::SimPcie => args.compute == Compute::Cpu,
         // Checked when there is a reference model (`--reference`).
         BackendKind::EdgeTpu => true,
     };
@@ -348,8 +423,8 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
             Box::new(CpuBackend::new(runtime.clone(), args.threads, false))
         }
         (BackendKind::SimUsb | BackendKind::SimPcie, runtime) => {
-            let compute = match (args.compute_on_cpu, runtime) {
-                (true, Some(runtime)) => SimCompute::Cpu {
+            let compute = match (args.compute, runtime) {
+                (Compute::Cpu, Some(runtime)) => SimCompute::Cpu {
                     runtime: runtime.clone(),
                     threads: args.threads,
                 },
@@ -360,7 +435,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         (BackendKind::EdgeTpu, Some(runtime)) => {
             let edgetpu = EdgeTpuRuntime::load()?;
             println!("libedgetpu: {}", edgetpu.version());
-            Box::new(match &args.devices {
+            Box::new(match args.selectors() {
                 Some(selectors) => {
                     EdgeTpuBackend::with_devices(runtime.clone(), edgetpu, selectors)?
                 }
@@ -375,7 +450,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
     let check_isolated = |models: &[NamedModel]| -> Result<(), Box<dyn Error>> {
         let in_process_tflite = match args.backend {
             BackendKind::Cpu => true,
-            BackendKind::SimUsb | BackendKind::SimPcie => args.compute_on_cpu,
+            BackendKind::SimUsb | BackendKind::SimPcie => args.compute == Compute::Cpu,
             BackendKind::EdgeTpu => false,
         };
         let gate = in_process_tflite && !args.in_process && !args.isolated;
@@ -393,98 +468,109 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
     };
 
     // The pipeline, stage i on device i: of precompiled segment files, or of the plan's
-    // segments of the whole model. Predictions are the simulated stages' own (from the
-    // segment models), computed once for the plan table, the stage statistics and the bound.
-    let segment_files = args.model.contains(',') || matches!(args.backend, BackendKind::EdgeTpu);
-    let (whole, pipeline, predictions, devices_used) = if segment_files {
-        let files: Vec<&str> = args.model.split(',').collect();
-        if args.segments.is_some_and(|n| n != files.len()) {
-            return Err(format!("--segments differs from the {} files given", files.len()).into());
-        }
-        let plural = if files.len() == 1 { "" } else { "s" };
-        println!("{} segment file{plural}, used as given", files.len());
-        let reference = match &args.reference {
-            Some(path) => {
-                let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
-                println!("reference: {path}, the whole model on the CPU");
-                Some(bytes)
+    // segments of the whole model. On simulated devices the plan's predictions are the
+    // stages' own, for the plan table, the stage statistics and the bound.
+    let (whole, pipeline, predictions, devices_used) = match count {
+        None => {
+            let files: Vec<&str> = args.model.split(',').collect();
+            if args.segments.is_some_and(|n| n != files.len()) {
+                return Err(
+                    format!("--segments differs from the {} files given", files.len()).into(),
+                );
             }
-            None => None,
-        };
-        let models = files
-            .iter()
-            .map(NamedModel::read)
-            .collect::<multitpu::Result<Vec<_>>>()?;
-        check_isolated(&models)?;
-        let pipeline = Pipeline::from_segment_files(&files, &*backend).map_err(|e| {
-            if matches!(args.backend, BackendKind::EdgeTpu) {
-                format!(
-                    "{e} (with --backend edgetpu, MODEL lists segment files compiled with \
-                     edgetpu_compiler)"
-                )
-            } else {
-                e.to_string()
-            }
-        })?;
-        let mut devices = 0;
-        for file in &files {
-            let (kind, replicas) = multitpu::deploy::segment_file_role(std::path::Path::new(file))?;
-            if kind == SegmentKind::EdgeTpu {
-                devices += replicas;
-            }
-        }
-        (reference, pipeline, None, devices)
-    } else {
-        if args.reference.is_some() {
-            return Err("--reference is for segment files: MODEL itself is the reference".into());
-        }
-        let segments = args
-            .segments
-            .ok_or(format!("--segments is required\n{USAGE}"))?;
-        let bytes = load_model(&args.model)?;
-        let model = Model::from_bytes(&bytes)?;
-        let graph = Graph::new(&model)?;
-        // Stages on the CPU backend are CPU stages: plan them with the CPU's figures, not
-        // the Edge TPU's.
-        let segmenter: Box<dyn Segmenter> = match (args.backend, args.strategy.as_str()) {
-            (BackendKind::Cpu, "profiled") => Box::new(Profiled::cpu(CpuCostModel::default())),
-            _ => segment::strategy(&args.strategy, &cost_model)?,
-        };
-        let mut plan = Plan::new(&graph, segments, &*segmenter)?;
-        println!(
-            "{}: {} operators, {} segments ({} strategy)",
-            args.model,
-            model.operators.len(),
-            plan.segments.len(),
-            plan.strategy
-        );
-        let parts = plan.extract(&graph)?;
-        let predictions = simulated
-            .then(|| predict_stages(&cost_model, &plan, &parts))
-            .transpose()?;
-        let n = parts.len();
-        let mut models = vec![NamedModel::new(args.model.clone(), bytes.clone())];
-        for (i, part) in parts.iter().enumerate() {
-            let name = format!("{} segment {i} of {n}", args.model);
-            models.push(NamedModel::new(name, part.to_bytes()?));
-        }
-        check_isolated(&models)?;
-        let label = match &predictions {
-            Some(predicted) => {
-                for (segment, stage) in plan.segments.iter_mut().zip(predicted) {
-                    segment.predicted_latency_s = Some(stage.latency_s);
+            let plural = if files.len() == 1 { "" } else { "s" };
+            println!("{} segment file{plural}, used as given", files.len());
+            let reference = match &args.reference {
+                Some(path) => {
+                    let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+                    println!("reference: {path}, the whole model on the CPU");
+                    Some(bytes)
                 }
-                "predicted (simulated)"
+                None => None,
+            };
+            let models = files
+                .iter()
+                .map(NamedModel::read)
+                .collect::<multitpu::Result<Vec<_>>>()?;
+            check_isolated(&models)?;
+            let pipeline = Pipeline::from_segment_files(&files, &*backend).map_err(|e| {
+                if matches!(args.backend, BackendKind::EdgeTpu) {
+                    format!(
+                        "{e} (with --backend edgetpu, MODEL lists segment files compiled with \
+                     edgetpu_compiler)"
+                    )
+                } else {
+                    e.to_string()
+                }
+            })?;
+            let mut devices = 0;
+            for file in &files {
+                let (kind, replicas) =
+                    multitpu::deploy::segment_file_role(std::path::Path::new(file))?;
+                if kind == SegmentKind::EdgeTpu {
+                    devices += replicas;
+                }
             }
-            None if plan.segments.iter().all(|s| s.kind == SegmentKind::Cpu) => "CPU model",
-            None => "Edge TPU model",
-        };
-        print!("{}", plan.table(&model, label));
-        let pipeline = Pipeline::from_models(&plan.segment_models(&graph)?, &*backend)?;
-        drop(graph);
-        drop(model);
-        let devices = plan.devices();
-        (Some(bytes), pipeline, predictions, devices)
+            (reference, pipeline, None, devices)
+        }
+        Some(count) => {
+            if args.reference.is_some() {
+                return Err(
+                    "--reference is for segment files: MODEL itself is the reference".into(),
+                );
+            }
+            let bytes = load_model(&args.model)?;
+            let model = Model::from_bytes(&bytes)?;
+            let graph = Graph::new(&model)?;
+            // Stages on the CPU backend are CPU stages: plan them with the CPU's figures, not
+            // the Edge TPU's.
+            let segmenter: Box<dyn Segmenter> = match (args.backend, args.strategy.as_str()) {
+                (BackendKind::Cpu, "profiled") => {
+                    profiled(Profiled::cpu(CpuCostModel::default()), count)
+                }
+                (_, "profiled") => profiled(Profiled::cost_model(cost_model.clone()), count),
+                _ => segment::strategy(&args.strategy, &cost_model)?,
+            };
+            let (Count::Segments(n) | Count::Devices(n)) = count;
+            let mut plan = Plan::new(&graph, n, &*segmenter)?;
+            println!(
+                "{}: {} operators, {} segments ({} strategy)",
+                args.model,
+                model.operators.len(),
+                plan.segments.len(),
+                plan.strategy
+            );
+            // On simulated devices, each segment as its stage runs it: the device program as
+            // the simulated device prices it, what runs on the CPU by the CPU estimate.
+            let predictions = if simulated {
+                plan.with_predictions(&model, &cost_model, &CpuCostModel::default())?;
+                stage_predictions(&plan)
+            } else {
+                None
+            };
+            let parts = plan.extract(&graph)?;
+            let n = parts.len();
+            let mut models = vec![NamedModel::new(args.model.clone(), bytes.clone())];
+            for (i, part) in parts.iter().enumerate() {
+                let name = format!("{} segment {i} of {n}", args.model);
+                models.push(NamedModel::new(name, part.to_bytes()?));
+            }
+            check_isolated(&models)?;
+            let label = match &predictions {
+                Some(_) => "predicted (simulated)",
+                None if plan.segments.iter().all(|s| s.kind == SegmentKind::Cpu) => "CPU model",
+                None => "Edge TPU model",
+            };
+            println!(
+                "{}",
+                plan.table().with_names(&model).with_prediction_label(label)
+            );
+            let pipeline = Pipeline::from_models(&plan.segment_models(&graph)?, &*backend)?;
+            drop(graph);
+            drop(model);
+            let devices = plan.devices();
+            (Some(bytes), pipeline, predictions, devices)
+        }
     };
 
     // Seeded random inputs.
@@ -610,14 +696,8 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
 fn main() -> ExitCode {
     // In the child process of an isolated check, this runs the check and exits.
     isolate::run_if_child();
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
+    let (args, count) = parse_args();
+    match run(&args, count) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {

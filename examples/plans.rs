@@ -15,11 +15,37 @@
 use std::error::Error;
 use std::process::ExitCode;
 
+use clap::builder::RangedU64ValueParser;
+use clap::{Parser, ValueEnum};
 use multitpu::device::{CpuCostModel, EdgeTpuCostModel};
 use multitpu::model::{Graph, Model, paper};
 use multitpu::segment::{Plan, Profiled, Segmenter};
 
-const USAGE: &str = "usage: plans MODEL... [--max-devices N] [--link usb|pcie]";
+/// The link of the Edge TPUs the cost model prices.
+#[derive(Clone, Copy, ValueEnum)]
+enum Link {
+    /// USB 3 devices.
+    Usb,
+    /// PCIe devices.
+    Pcie,
+}
+
+/// The best plan of each model for budgets of 1 to N Edge TPUs (predictions of the cost
+/// models).
+#[derive(Parser)]
+#[command(name = "plans")]
+struct Args {
+    /// A `.tflite` file, `fc:N` or `conv:F` (the paper's models, built in memory).
+    #[arg(value_name = "MODEL", required = true)]
+    models: Vec<String>,
+    /// The largest budget of Edge TPUs to plan for.
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    max_devices: usize,
+    /// The link of the Edge TPUs the cost model prices.
+    #[arg(long, value_enum, default_value_t = Link::Usb)]
+    link: Link,
+}
 
 fn load(spec: &str) -> Result<Vec<u8>, Box<dyn Error>> {
     match paper::from_spec(spec)? {
@@ -37,42 +63,18 @@ fn describe(plan: &Plan) -> String {
         .join(" ")
 }
 
-fn run() -> Result<(), Box<dyn Error>> {
-    let mut models = Vec::new();
-    let mut max_devices = 4;
-    let mut cost_model = EdgeTpuCostModel::usb_default();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--max-devices" => {
-                max_devices = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .filter(|&n: &usize| n >= 1)
-                    .ok_or("--max-devices needs a number of at least 1")?
-            }
-            "--link" => {
-                cost_model = match args.next().as_deref() {
-                    Some("usb") => EdgeTpuCostModel::usb_default(),
-                    Some("pcie") => EdgeTpuCostModel::pcie_default(),
-                    _ => return Err("--link needs usb or pcie".into()),
-                }
-            }
-            "-h" | "--help" => return Err(USAGE.into()),
-            flag if flag.starts_with("--") => return Err(format!("unknown option {flag}").into()),
-            model => models.push(model.to_string()),
-        }
-    }
-    if models.is_empty() {
-        return Err(USAGE.into());
-    }
+fn run(args: &Args) -> Result<(), Box<dyn Error>> {
+    let cost_model = match args.link {
+        Link::Usb => EdgeTpuCostModel::usb_default(),
+        Link::Pcie => EdgeTpuCostModel::pcie_default(),
+    };
     let planner = Profiled::cost_model(cost_model).with_cpu_segments(CpuCostModel::default());
-    for spec in &models {
+    for spec in &args.models {
         let bytes = load(spec)?;
         let model = Model::from_bytes(&bytes)?;
         let graph = Graph::new(&model)?;
         let mut one_device = None;
-        for budget in 1..=max_devices {
+        for budget in 1..=args.max_devices {
             let plan = planner.plan(&graph, budget)?;
             let bottleneck = plan.bottleneck_s().ok_or("the plan has no predictions")?;
             let single = *one_device.get_or_insert(bottleneck);
@@ -91,7 +93,7 @@ fn run() -> Result<(), Box<dyn Error>> {
 }
 
 fn main() -> ExitCode {
-    match run() {
+    match run(&Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");

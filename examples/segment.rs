@@ -1,22 +1,26 @@
 //! Cut a `.tflite` model into pipeline segments and check them.
 //!
 //! ```text
-//! cargo run --release --example segment -- MODEL --segments N
-//!     [--strategy uniform|uniform-ops|profiled|libcoral] [--profiler model|cpu] [--link usb|pcie]
-//!     [--out DIR] [--verify K] [--in-process] [--timeout SECONDS]
+//! cargo run --release --example segment -- MODEL (--segments N | --devices N)
+//!     [--strategy uniform|uniform-ops|profiled|libcoral] [--profiler model|cpu|edgetpu]
+//!     [--link usb|pcie] [--out DIR] [--verify K] [--in-process] [--timeout SECONDS]
 //! ```
 //!
 //! Strategies: `uniform` (equal parameter bytes, as `edgetpu_compiler --num_segments`),
 //! `uniform-ops` (equal operator counts), `profiled` (the exact min-bottleneck plan under the
 //! profiler's figures) and `libcoral` (a re-implementation of libcoral's profiling search,
-//! for comparison). The first, second and fourth cut the model into exactly N segments; for
-//! `profiled`, N is a budget of Edge TPUs: it uses at most N, fewer when more would shorten the
-//! bottleneck by less than 2 %, replicates a segment over spare devices when that helps most,
-//! and runs what the Edge TPU cannot (custom operators, float operators) as CPU segments,
-//! which take no device. Latencies come from the Edge TPU cost model (`--profiler model`, the
-//! default) of a USB device, or of a PCIe one with `--link pcie`; or from timed runs on
-//! TFLite's CPU kernels (`--profiler cpu`, median of 10 runs per candidate, needs the TFLite
-//! library; `profiled` then has no floor to prune with and may time many candidates).
+//! for comparison). `--segments N` asks for N segments: the first, second and fourth cut
+//! the model into exactly N; `profiled` then gives each of N Edge TPUs one segment, as the
+//! paper's pipelines do. `--devices N`, for `profiled` only, is a budget of Edge TPUs instead:
+//! it uses at most N, fewer when more would shorten the bottleneck by less than 2 %, and
+//! replicates a segment over spare devices when that helps most. Either way `profiled` runs
+//! what the Edge TPU cannot (custom operators, float operators) as CPU segments, which take
+//! no device and come on top of the N. Latencies come from the Edge TPU cost model
+//! (`--profiler model`, the default) of a USB device, or of a PCIe one with `--link pcie`;
+//! from timed runs on TFLite's CPU kernels (`--profiler cpu`, median of 10 runs per
+//! candidate, needs the TFLite library; `profiled` then has no floor to prune with and may
+//! time many candidates); or from every candidate compiled and timed on an Edge TPU
+//! (`--profiler edgetpu`; the emulated one of `scripts/emulate` where none is attached).
 //!
 //! Prints one row per segment (where it runs: `edgetpu`, `edgetpu xR` for R replicas, or
 //! `cpu`; operator range, parameter bytes, MACs, predicted latency, input and output tensors),
@@ -34,7 +38,8 @@
 //! `verify: <k>/<K> identical`; the exit status is non-zero on any difference.
 //!
 //! With `--profiler cpu`, `profiled` plans a pipeline of CPU stages: N is then a number of
-//! stages, every segment a CPU segment.
+//! stages (exactly N with `--segments`, at most N with `--devices`), every segment a CPU
+//! segment.
 //!
 //! The check runs in a child process (`multitpu::isolate`: this program started again, with
 //! at most 4 GiB of memory and `--timeout` seconds, default 120), so that a model that
@@ -47,87 +52,124 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::builder::PossibleValuesParser;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, ValueEnum};
 use multitpu::backend::{DeviceSelector, Runtime};
 use multitpu::device::{CpuCostModel, EdgeTpuCostModel, Link};
 use multitpu::isolate::{self, Isolation, NamedModel};
 use multitpu::model::{Graph, Model};
 use multitpu::profile::{CachedProfiler, CpuProfiler, EdgeTpuProfiler, Profiler};
-use multitpu::segment::{self, LibcoralSearch, Profiled, Segmenter};
+use multitpu::segment::{self, LatencyFloor, LibcoralSearch, Profiled, Segmenter};
 use multitpu::verify::verify_chain;
 
+/// Where segment latencies come from, by name.
+#[derive(Clone, Copy, ValueEnum)]
+enum ProfilerName {
+    /// The Edge TPU cost model of a device on `--link`.
+    Model,
+    /// Timed runs on TFLite's CPU kernels (median of 10 runs per candidate).
+    Cpu,
+    /// Every candidate compiled and timed on an Edge TPU (the emulated one where none is
+    /// attached), CPU segments timed on the CPU.
+    Edgetpu,
+}
+
+/// The link of the Edge TPU the cost model prices.
+#[derive(Clone, Copy, ValueEnum)]
+enum LinkName {
+    /// USB 3.
+    Usb,
+    /// PCIe.
+    Pcie,
+}
+
+/// Cut a `.tflite` model into pipeline segments and check them.
+#[derive(Parser)]
+#[command(name = "segment")]
 struct Args {
+    /// The `.tflite` model.
     model: PathBuf,
-    segments: usize,
+    /// Exactly N segments (`profiled`: one segment on each of N Edge TPUs, CPU segments on
+    /// top).
+    #[arg(long, value_name = "N")]
+    segments: Option<usize>,
+    /// `profiled` only: a budget of at most N Edge TPUs, replicas where they help most.
+    #[arg(long, value_name = "N")]
+    devices: Option<usize>,
+    /// How to choose the cuts.
+    #[arg(long, default_value = "uniform",
+          value_parser = PossibleValuesParser::new(segment::STRATEGY_NAMES))]
     strategy: String,
-    profiler: String,
-    link: String,
+    /// Where segment latencies come from.
+    #[arg(long, value_enum, default_value_t = ProfilerName::Model)]
+    profiler: ProfilerName,
+    /// The link of the device the cost model prices.
+    #[arg(long, value_enum, default_value_t = LinkName::Usb)]
+    link: LinkName,
+    /// Where to write the segments [default: next to the model].
+    #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Runs K random inputs through the whole model and the chained segments, compared
+    /// byte for byte.
+    #[arg(long, value_name = "K", default_value_t = 0)]
     verify: usize,
+    /// Runs the check in this process, not in an isolated child.
+    #[arg(long)]
     in_process: bool,
+    /// Time limit of the isolated check.
+    #[arg(long = "timeout", value_name = "SECONDS",
+          default_value_t = Isolation::DEFAULT_TIMEOUT.as_secs_f64(), value_parser = seconds)]
     timeout_s: f64,
 }
 
-const USAGE: &str = "usage: segment MODEL --segments N [--strategy uniform|uniform-ops|profiled|libcoral] \
-                     [--profiler model|cpu|edgetpu] [--link usb|pcie] [--out DIR] [--verify K] [--in-process] \
-                     [--timeout SECONDS]";
+/// What `--segments` or `--devices` asks of the planner.
+#[derive(Clone, Copy)]
+enum Count {
+    /// Exactly this many segments (`profiled`: Edge TPU segments, one per device).
+    Segments(usize),
+    /// At most this many Edge TPUs (`profiled` only).
+    Devices(usize),
+}
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = std::env::args().skip(1);
-    let mut model = None;
-    let mut segments = None;
-    let mut strategy = "uniform".to_string();
-    let mut profiler = "model".to_string();
-    let mut link = "usb".to_string();
-    let mut out = None;
-    let mut verify = 0;
-    let mut in_process = false;
-    let mut timeout_s = Isolation::DEFAULT_TIMEOUT.as_secs_f64();
-    while let Some(arg) = args.next() {
-        let mut value = |flag: &str| args.next().ok_or(format!("{flag} needs a value"));
-        match arg.as_str() {
-            "--segments" => {
-                segments = Some(
-                    value("--segments")?
-                        .parse()
-                        .map_err(|e| format!("--segments: {e}"))?,
-                )
-            }
-            "--strategy" => strategy = value("--strategy")?,
-            "--profiler" => profiler = value("--profiler")?,
-            "--link" => link = value("--link")?,
-            "--out" => out = Some(PathBuf::from(value("--out")?)),
-            "--verify" => {
-                verify = value("--verify")?
-                    .parse()
-                    .map_err(|e| format!("--verify: {e}"))?
-            }
-            "--in-process" => in_process = true,
-            "--timeout" => {
-                timeout_s = value("--timeout")?
-                    .parse()
-                    .ok()
-                    .filter(|t: &f64| t.is_finite() && *t > 0.0)
-                    .ok_or("--timeout: a positive number of seconds")?
-            }
-            "-h" | "--help" => return Err(USAGE.to_string()),
-            flag if flag.starts_with("--") => {
-                return Err(format!("unknown option {flag}\n{USAGE}"));
-            }
-            path if model.is_none() => model = Some(PathBuf::from(path)),
-            extra => return Err(format!("unexpected argument {extra}\n{USAGE}")),
+impl Args {
+    /// `--segments` or `--devices`; a usage error unless exactly one is given, and for
+    /// `--devices` with a strategy that cannot plan for a budget.
+    fn count(&self) -> Count {
+        let usage = |kind, message: String| Args::command().error(kind, message).exit();
+        match (self.segments, self.devices) {
+            (Some(_), Some(_)) => usage(
+                ErrorKind::ArgumentConflict,
+                "--segments N asks for exactly N segments, --devices N for at most N devices: \
+                 give one"
+                    .to_string(),
+            ),
+            (None, None) => usage(
+                ErrorKind::MissingRequiredArgument,
+                "give --segments N (exactly N segments) or --devices N (profiled: a budget of \
+                 at most N Edge TPUs)"
+                    .to_string(),
+            ),
+            (Some(n), None) => Count::Segments(n),
+            (None, Some(_)) if self.strategy != "profiled" => usage(
+                ErrorKind::ArgumentConflict,
+                format!(
+                    "--devices N is a budget of at most N devices, which only the profiled \
+                     strategy plans for; {} cuts exactly --segments N segments",
+                    self.strategy
+                ),
+            ),
+            (None, Some(n)) => Count::Devices(n),
         }
     }
-    Ok(Args {
-        model: model.ok_or(USAGE)?,
-        segments: segments.ok_or(format!("--segments is required\n{USAGE}"))?,
-        strategy,
-        profiler,
-        link,
-        out,
-        verify,
-        in_process,
-        timeout_s,
-    })
+}
+
+/// A positive, finite number of seconds.
+fn seconds(text: &str) -> Result<f64, String> {
+    text.parse()
+        .ok()
+        .filter(|t: &f64| t.is_finite() && *t > 0.0)
+        .ok_or_else(|| "a positive number of seconds".to_string())
 }
 
 /// Where segment latencies come from.
@@ -143,23 +185,21 @@ enum Source {
 }
 
 impl Source {
-    /// `model` (the cost model of a device on `link`) or `cpu`.
-    fn new(profiler: &str, link: &str) -> Result<Source, Box<dyn Error>> {
-        match (profiler, link) {
-            ("model", "usb") => Ok(Source::Model(EdgeTpuCostModel::usb_default())),
-            ("model", "pcie") => Ok(Source::Model(EdgeTpuCostModel::pcie_default())),
-            ("model", other) => Err(format!("unknown link `{other}` (known: usb, pcie)").into()),
-            ("cpu", _) => Ok(Source::Cpu(CpuProfiler::new(Runtime::load()?))),
-            ("edgetpu", _) => Ok(Source::EdgeTpu(
+    /// `model` (the cost model of a device on `link`), `cpu` or `edgetpu`.
+    fn new(profiler: ProfilerName, link: LinkName) -> Result<Source, Box<dyn Error>> {
+        Ok(match (profiler, link) {
+            (ProfilerName::Model, LinkName::Usb) => Source::Model(EdgeTpuCostModel::usb_default()),
+            (ProfilerName::Model, LinkName::Pcie) => {
+                Source::Model(EdgeTpuCostModel::pcie_default())
+            }
+            (ProfilerName::Cpu, _) => Source::Cpu(CpuProfiler::new(Runtime::load()?)),
+            (ProfilerName::Edgetpu, _) => Source::EdgeTpu(
                 Arc::new(CachedProfiler::new(EdgeTpuProfiler::load(
                     DeviceSelector::default(),
                 )?)),
                 CpuProfiler::new(Runtime::load()?),
-            )),
-            (other, _) => {
-                Err(format!("unknown profiler `{other}` (known: model, cpu, edgetpu)").into())
-            }
-        }
+            ),
+        })
     }
 
     /// The name the `plan:` line gives: `model-usb`, `model-pcie` or `cpu`.
@@ -183,20 +223,40 @@ impl Source {
     }
 }
 
-fn segmenter(name: &str, source: &Source) -> Result<Box<dyn Segmenter>, Box<dyn Error>> {
+/// `profiled` as `count` asks: exactly one segment per device, or a budget of devices.
+fn profiled<P, F>(profiled: Profiled<P, F>, count: Count) -> Box<dyn Segmenter>
+where
+    P: Profiler + 'static,
+    F: LatencyFloor + 'static,
+{
+    match count {
+        Count::Segments(_) => Box::new(profiled.with_exact_devices()),
+        Count::Devices(_) => Box::new(profiled),
+    }
+}
+
+fn segmenter(
+    name: &str,
+    source: &Source,
+    count: Count,
+) -> Result<Box<dyn Segmenter>, Box<dyn Error>> {
     match (name, source) {
+        ("profiled", Source::Model(cost_model)) => {
+            Ok(profiled(Profiled::cost_model(cost_model.clone()), count))
+        }
         (_, Source::Model(cost_model)) => Ok(segment::strategy(name, cost_model)?),
         // Timed runs have no known lower bound to prune the profiled search with.
-        ("profiled", Source::Cpu(cpu)) => Ok(Box::new(Profiled::cpu(cpu.clone()))),
+        ("profiled", Source::Cpu(cpu)) => Ok(profiled(Profiled::cpu(cpu.clone()), count)),
         ("libcoral", Source::Cpu(cpu)) => Ok(Box::new(LibcoralSearch::new(cpu.clone()))),
         // Compiled segments are timed with the operators the compiler leaves to the CPU in
         // them, as libcoral's tool times them. The cost model bounds the device's times from
         // below only where the device is never faster than the model (the emulated one, by
         // construction): the search is then exact, on a real device near it.
-        ("profiled", Source::EdgeTpu(edgetpu, cpu)) => Ok(Box::new(
+        ("profiled", Source::EdgeTpu(edgetpu, cpu)) => Ok(profiled(
             Profiled::new(Arc::clone(edgetpu))
                 .with_floor(EdgeTpuCostModel::usb_default())
                 .with_cpu_segments(cpu.clone()),
+            count,
         )),
         ("libcoral", Source::EdgeTpu(edgetpu, _)) => {
             Ok(Box::new(LibcoralSearch::new(Arc::clone(edgetpu))))
@@ -206,13 +266,14 @@ fn segmenter(name: &str, source: &Source) -> Result<Box<dyn Segmenter>, Box<dyn 
     }
 }
 
-fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
+fn run(args: &Args, count: Count) -> Result<bool, Box<dyn Error>> {
     let bytes = std::fs::read(&args.model).map_err(|e| format!("{}: {e}", args.model.display()))?;
     let model = Model::from_bytes(&bytes)?;
     let graph = Graph::new(&model)?;
-    let source = Source::new(&args.profiler, &args.link)?;
+    let source = Source::new(args.profiler, args.link)?;
     let planning = std::time::Instant::now();
-    let mut plan = segmenter(&args.strategy, &source)?.plan(&graph, args.segments)?;
+    let (Count::Segments(n) | Count::Devices(n)) = count;
+    let mut plan = segmenter(&args.strategy, &source, count)?.plan(&graph, n)?;
     let planning = planning.elapsed();
     if plan.bottleneck_s().is_none() {
         // What runs on the CPU: priced by the CPU estimate beside the cost model, by the
@@ -229,7 +290,10 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
         Source::Cpu(_) => "measured (cpu)",
         Source::EdgeTpu(..) => "measured (edgetpu)",
     };
-    print!("{}", plan.table(&model, label));
+    println!(
+        "{}",
+        plan.table().with_names(&model).with_prediction_label(label)
+    );
     // What a cost-model plan runs on the CPU is priced by the CPU estimate: say so.
     let profiler = match &source {
         Source::Model(_) if plan.runs_on_cpu() => format!("{}+cpu-model", source.name()),
@@ -296,14 +360,9 @@ fn run(args: &Args) -> Result<bool, Box<dyn Error>> {
 fn main() -> ExitCode {
     // In the child process of an isolated check, this runs the check and exits.
     isolate::run_if_child();
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
+    let args = Args::parse();
+    let count = args.count();
+    match run(&args, count) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {

@@ -1,11 +1,14 @@
 //! Segment files, re-read by our reader, describe exactly the operators, options and tensors
-//! of the range they were cut from; compiled Edge TPU models are recognised and refused.
+//! of the range they were cut from; compiled Edge TPU models are recognised and refused; the
+//! plan tables of real models fit a terminal.
 
 mod common;
 
 use multitpu::Error;
+use multitpu::device::CpuCostModel;
+use multitpu::device::EdgeTpuCostModel;
 use multitpu::model::{Graph, Model, Tensor, edgetpu};
-use multitpu::segment::{Segmenter, UniformByParams};
+use multitpu::segment::{STRATEGY_NAMES, Segmenter, TABLE_WIDTH, UniformByParams, strategy};
 
 use common::zoo;
 
@@ -107,4 +110,46 @@ fn compiled_models_are_recognised_and_not_split() {
             "{name}"
         );
     }
+}
+
+#[test]
+fn plan_tables_of_real_models_fit_a_terminal_and_name_every_exchanged_tensor() {
+    let cost_model = EdgeTpuCostModel::usb_default();
+    let models = common::cpu_models();
+    let mut elided = false;
+    for (name, bytes) in &models {
+        let model = Model::from_bytes(bytes).unwrap();
+        let graph = Graph::new(&model).unwrap();
+        for strategy_name in STRATEGY_NAMES {
+            let segmenter = strategy(strategy_name, &cost_model).unwrap();
+            for segments in 1..=graph.op_count().min(3) {
+                let mut plan = segmenter.plan(&graph, segments).unwrap();
+                plan.with_predictions(&model, &cost_model, &CpuCostModel::default())
+                    .unwrap();
+                let table = plan
+                    .table()
+                    .with_names(&model)
+                    .with_prediction_label("predicted (simulated)")
+                    .to_string();
+                let context = format!("{name}, {strategy_name} into {segments}:\n{table}");
+                elided |= table.contains('…');
+                for line in table.lines() {
+                    assert!(line.chars().count() <= TABLE_WIDTH, "{context}");
+                }
+                for segment in &plan.segments {
+                    for &t in segment.inputs.iter().chain(&segment.outputs) {
+                        // Whole, or elided because it could not fit a line: its start shown.
+                        let tensor = &model.tensors[t].name;
+                        let start: String = tensor.chars().take(30).collect();
+                        let shown = table.contains(tensor.as_ref())
+                            || (tensor.chars().count() > TABLE_WIDTH - 10
+                                && table.contains(&start));
+                        assert!(shown, "tensor `{tensor}` is missing: {context}");
+                    }
+                }
+            }
+        }
+    }
+    // The zoo's MobileNetV2 names tensors by whole scopes, longer than a line.
+    assert!(elided || models.is_empty(), "no table elided a name");
 }

@@ -26,7 +26,7 @@ pub use profiled::{
     DEFAULT_DEVICE_TOLERANCE, DEFAULT_TOLERANCE, Floors, LatencyFloor, MAX_SEARCH_WORK, NoFloor,
     Profiled,
 };
-pub use report::{STRATEGY_NAMES, strategy};
+pub use report::{PlanTable, STRATEGY_NAMES, TABLE_WIDTH, strategy};
 pub use uniform::{UniformByOps, UniformByParams};
 
 /// A strategy that chooses the cut points of a model.
