@@ -16,11 +16,13 @@
 //! that helps most. Either way `profiled` puts what the Edge TPU cannot run into CPU
 //! segments, on the host, which take no device.
 //!
-//! MODEL is a `.tflite` file, `fc:N` or `conv:F` (the paper's models, built in memory), or
-//! a comma-separated list of segment files, used as they are, in order. For
-//! `--backend edgetpu`, MODEL is always such a list (of one file or more) of segments
-//! already compiled with `edgetpu_compiler`. With segment files, `--reference MODEL` names
-//! the uncompiled whole model: every output is then checked against it on the CPU.
+//! MODEL is a `.tflite` file, `fc:N` or `conv:F` (the paper's models, built in memory), a
+//! plan manifest (`<stem>.plan`, as `segment --out DIR` writes it: each segment runs as the
+//! manifest says), or a comma-separated list of segment files, used as they are, in order,
+//! each run as its name says (`_cpu`, `_x<R>`). For `--backend edgetpu`, MODEL is always a
+//! manifest or such a list, of segments compiled for the Edge TPU (`segment --compile`).
+//! With segments given, `--reference MODEL` names the uncompiled whole model: every output
+//! is then checked against it on the CPU.
 //!
 //! Backends:
 //! - `cpu`: TFLite CPU interpreters, `--threads` kernel threads each (default 1). Every
@@ -52,6 +54,7 @@
 //! `sim-usb` and `sim-pcie` backends.
 
 use std::error::Error;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,7 +66,7 @@ use multitpu::backend::{
     Backend, CpuBackend, DeviceSelector, EdgeTpuBackend, EdgeTpuRuntime, Runtime, SimCompute,
     SimulatedEdgeTpuBackend, Stage,
 };
-use multitpu::deploy::SegmentKind;
+use multitpu::deploy::{MANIFEST_EXTENSION, SegmentKind, SegmentModels};
 use multitpu::device::{CpuCostModel, EdgeTpuCostModel};
 use multitpu::isolate::{self, IsolatedBackend, Isolation, NamedModel};
 use multitpu::model::builder::SplitMix64;
@@ -182,7 +185,9 @@ enum Count {
 impl Args {
     /// Whether MODEL lists segment files, used as given, instead of a model to cut.
     fn segment_files(&self) -> bool {
-        self.model.contains(',') || self.backend == BackendKind::EdgeTpu
+        self.model.contains(',')
+            || self.model.ends_with(&format!(".{MANIFEST_EXTENSION}"))
+            || self.backend == BackendKind::EdgeTpu
     }
 
     /// The devices `--devices` names, if it names any.
@@ -472,14 +477,18 @@ fn run(args: &Args, count: Option<Count>) -> Result<bool, Box<dyn Error>> {
     // stages' own, for the plan table, the stage statistics and the bound.
     let (whole, pipeline, predictions, devices_used) = match count {
         None => {
-            let files: Vec<&str> = args.model.split(',').collect();
-            if args.segments.is_some_and(|n| n != files.len()) {
-                return Err(
-                    format!("--segments differs from the {} files given", files.len()).into(),
-                );
+            // A plan manifest says how each segment runs; bare files say it in their names.
+            let segments = if args.model.ends_with(&format!(".{MANIFEST_EXTENSION}")) {
+                SegmentModels::read(Path::new(&args.model))?
+            } else {
+                SegmentModels::from_files(&args.model.split(',').collect::<Vec<_>>())?
+            };
+            let count = segments.segments().len();
+            if args.segments.is_some_and(|n| n != count) {
+                return Err(format!("--segments differs from the {count} segments given").into());
             }
-            let plural = if files.len() == 1 { "" } else { "s" };
-            println!("{} segment file{plural}, used as given", files.len());
+            let plural = if count == 1 { "" } else { "s" };
+            println!("{count} segment{plural} of {}, used as given", args.model);
             let reference = match &args.reference {
                 Some(path) => {
                     let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
@@ -488,29 +497,29 @@ fn run(args: &Args, count: Option<Count>) -> Result<bool, Box<dyn Error>> {
                 }
                 None => None,
             };
-            let models = files
+            let models: Vec<NamedModel> = segments
+                .segments()
                 .iter()
-                .map(NamedModel::read)
-                .collect::<multitpu::Result<Vec<_>>>()?;
+                .enumerate()
+                .map(|(i, segment)| {
+                    let name = segment
+                        .file()
+                        .map_or_else(|| format!("segment {i}"), |f| f.display().to_string());
+                    NamedModel::new(name, segment.bytes().to_vec())
+                })
+                .collect();
             check_isolated(&models)?;
-            let pipeline = Pipeline::from_segment_files(&files, &*backend).map_err(|e| {
+            let pipeline = Pipeline::from_models(&segments, &*backend).map_err(|e| {
                 if matches!(args.backend, BackendKind::EdgeTpu) {
                     format!(
-                        "{e} (with --backend edgetpu, MODEL lists segment files compiled with \
-                     edgetpu_compiler)"
+                        "{e} (with --backend edgetpu, MODEL is a plan manifest or segment files \
+                         compiled for the Edge TPU: segment --compile writes both)"
                     )
                 } else {
                     e.to_string()
                 }
             })?;
-            let mut devices = 0;
-            for file in &files {
-                let (kind, replicas) =
-                    multitpu::deploy::segment_file_role(std::path::Path::new(file))?;
-                if kind == SegmentKind::EdgeTpu {
-                    devices += replicas;
-                }
-            }
+            let devices = segments.devices();
             (reference, pipeline, None, devices)
         }
         Some(count) => {

@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release --example segment -- MODEL (--segments N | --devices N)
 //!     [--strategy uniform|uniform-ops|profiled|libcoral] [--profiler model|cpu|edgetpu]
-//!     [--link usb|pcie] [--out DIR] [--verify K] [--in-process] [--timeout SECONDS]
+//!     [--link usb|pcie] [--out DIR] [--compile] [--verify K] [--in-process] [--timeout SECONDS]
 //! ```
 //!
 //! Strategies: `uniform` (equal parameter bytes, as `edgetpu_compiler --num_segments`),
@@ -31,8 +31,11 @@
 //! bottleneck is the cost model's prediction or timed on the CPU, `+cpu-model` when CPU
 //! segments were priced by the CPU estimate; `replicas` lists the instances of each
 //! segment). It writes `<stem>_segment_<i>_of_<n>.tflite` into DIR (default: next to the
-//! model; CPU segments end in `_cpu`, not to be compiled, and replicated ones in `_x<R>`, so
-//! that a pipeline built from the files runs them as planned), and with `--verify K` runs K
+//! model; CPU segments end in `_cpu`, replicated ones in `_x<R>`) beside the plan manifest
+//! `<stem>.plan`, which says how each segment runs (`pipeline <stem>.plan` runs them as
+//! planned). With `--compile`, the Edge TPU segments are compiled with `edgetpu_compiler`
+//! first (files ending in `_edgetpu.tflite`; `pipeline DIR/<stem>.plan --backend edgetpu`
+//! runs them on the devices). With `--verify K` it runs K
 //! random inputs through the whole model and through the chained segments on the TFLite CPU
 //! runtime, comparing every output byte for byte. The last line is then
 //! `verify: <k>/<K> identical`; the exit status is non-zero on any difference.
@@ -56,6 +59,7 @@ use clap::builder::PossibleValuesParser;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, ValueEnum};
 use multitpu::backend::{DeviceSelector, Runtime};
+use multitpu::deploy::EdgeTpuCompiler;
 use multitpu::device::{CpuCostModel, EdgeTpuCostModel, Link};
 use multitpu::isolate::{self, Isolation, NamedModel};
 use multitpu::model::{Graph, Model};
@@ -110,6 +114,10 @@ struct Args {
     /// Where to write the segments [default: next to the model].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Compiles the Edge TPU segments with `edgetpu_compiler` (`MULTITPU_EDGETPU_COMPILER`
+    /// or `PATH`) before writing them; the manifest then runs on `pipeline --backend edgetpu`.
+    #[arg(long)]
+    compile: bool,
     /// Runs K random inputs through the whole model and the chained segments, compared
     /// byte for byte.
     #[arg(long, value_name = "K", default_value_t = 0)]
@@ -314,7 +322,11 @@ fn run(args: &Args, count: Count) -> Result<bool, Box<dyn Error>> {
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("model");
-    let written = plan.segment_models(&graph)?.write(&out_dir, stem)?;
+    let mut segments = plan.segment_models(&graph)?;
+    if args.compile {
+        segments = segments.compile(&EdgeTpuCompiler::find()?)?;
+    }
+    let written = segments.write(&out_dir, stem)?;
     for path in written.segments.iter().chain([&written.manifest]) {
         println!("wrote {}", path.display());
     }
