@@ -19,4 +19,5 @@ pub mod device;
 pub mod devices;
 #[allow(unsafe_code)]
 mod ffi;
+mod health;
 pub mod payload;
