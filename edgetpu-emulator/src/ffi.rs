@@ -379,7 +379,7 @@ unsafe extern "C" fn kernel_prepare(
 }
 
 /// `TfLiteRegistration::invoke`: runs the segment and holds the outputs until the
-/// predicted latency has passed.
+/// device's time has passed, or fails as the device's options say ([`Segment::run`]).
 unsafe extern "C" fn kernel_invoke(
     context: *mut TfLiteContext,
     node: *mut TfLiteNode,
