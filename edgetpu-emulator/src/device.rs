@@ -138,17 +138,17 @@ impl OpenDevice {
     ) -> Result<Self, String> {
         let options = Options::parse(options)?;
         let devices = devices::configured()?;
-        // A vanished device cannot be opened by its path; the first present one of `kind`
-        // when there is no path.
-        if let Some(gone) = devices
-            .iter()
-            .find(|d| path.is_some_and(|p| d.path() == p) && d.kind == kind && !health::present(d))
-        {
-            return Err(health::life(gone).unwrap_err());
-        }
+        // Without a path, the first device of `kind` that is there; by its path, a device
+        // that has vanished is refused saying so.
         let device = devices
             .into_iter()
-            .find(|d| d.kind == kind && path.is_none_or(|p| d.path() == p) && health::present(d))
+            .find(|d| {
+                d.kind == kind
+                    && match path {
+                        Some(p) => d.path() == p,
+                        None => health::present(d),
+                    }
+            })
             .ok_or_else(|| match path {
                 Some(path) => format!("no emulated {kind} device at `{path}`"),
                 None => format!(
@@ -156,10 +156,10 @@ impl OpenDevice {
                     devices::DEVICES_ENV
                 ),
             })?;
+        let life = health::life(&device)?;
         let lock = device
             .lock()?
             .ok_or_else(|| format!("{device} is in use by another delegate or process"))?;
-        let life = health::life(&device)?;
         log(1, || {
             format!(
                 "{device}: opened with Performance={} (compute takes {}x as long as at Max), \
