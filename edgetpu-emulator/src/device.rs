@@ -3,18 +3,21 @@
 //! Opening takes the device's lock; options are parsed by name as libedgetpu's are. A
 //! segment ([`Segment`]) is the uncompiled subgraph of one `edgetpu-custom-op`, loaded in a
 //! TFLite CPU interpreter. Running it computes the outputs on the CPU, then holds them until
-//! the cost model's prediction for the device has passed since the run started.
+//! the device's time has passed since the run started: the cost model's prediction, as the
+//! device's options ([`Behaviour`]) change it. The options' faults are played here too.
 
 use std::fs::File;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use multitpu::backend::{
     DeviceKind, Interpreter, InterpreterOptions, Performance, Runtime, wait_until,
 };
+use multitpu::device::{EdgeTpuCostModel, SegmentWorkload};
 
-use crate::devices::{self, Device};
+use crate::devices::{self, Behaviour, Device};
+use crate::health;
 use crate::payload::Program;
 
 /// Environment variable with the number of CPU threads each segment's TFLite interpreter
@@ -22,7 +25,8 @@ use crate::payload::Program;
 pub const THREADS_ENV: &str = "MULTITPU_EMULATED_EDGETPU_THREADS";
 
 /// libedgetpu's verbosity (`edgetpu_verbosity`): at 1 and above the emulator says on stderr
-/// which device it opens and closes, with which options.
+/// which device it opens and closes, with which options, and when one vanishes; at 2 and
+/// above, how long it holds every invoke.
 pub static VERBOSITY: AtomicI32 = AtomicI32::new(0);
 
 fn log(level: i32, message: impl FnOnce() -> String) {
@@ -108,14 +112,21 @@ impl Options {
     }
 }
 
-/// An emulated device opened by one delegate: held (locked) until dropped.
+/// The device lock of an open device, shared with its segments: the one whose invoke makes
+/// the device vanish releases it, so that the device can be opened again when it is back.
+type SharedLock = Arc<Mutex<Option<File>>>;
+
+/// An emulated device opened by one delegate: held (locked) until dropped, or until the
+/// device vanishes.
 #[derive(Debug)]
 pub struct OpenDevice {
     device: Device,
     options: Options,
+    /// The device's life this delegate opened ([`health`]).
+    life: u64,
     /// Segments (kernels) loaded from this device and not yet dropped.
     live_segments: Arc<AtomicUsize>,
-    _lock: File,
+    lock: SharedLock,
 }
 
 impl OpenDevice {
@@ -127,9 +138,17 @@ impl OpenDevice {
     ) -> Result<Self, String> {
         let options = Options::parse(options)?;
         let devices = devices::configured()?;
+        // Without a path, the first device of `kind` that is there; by its path, a device
+        // that has vanished is refused saying so.
         let device = devices
             .into_iter()
-            .find(|d| d.kind == kind && path.is_none_or(|p| d.path() == p))
+            .find(|d| {
+                d.kind == kind
+                    && match path {
+                        Some(p) => d.path() == p,
+                        None => health::present(d),
+                    }
+            })
             .ok_or_else(|| match path {
                 Some(path) => format!("no emulated {kind} device at `{path}`"),
                 None => format!(
@@ -137,6 +156,7 @@ impl OpenDevice {
                     devices::DEVICES_ENV
                 ),
             })?;
+        let life = health::life(&device)?;
         let lock = device
             .lock()?
             .ok_or_else(|| format!("{device} is in use by another delegate or process"))?;
@@ -153,8 +173,9 @@ impl OpenDevice {
         Ok(OpenDevice {
             device,
             options,
+            life,
             live_segments: Arc::new(AtomicUsize::new(0)),
-            _lock: lock,
+            lock: Arc::new(Mutex::new(Some(lock))),
         })
     }
 
@@ -172,11 +193,12 @@ impl OpenDevice {
     /// Loads the program in an `edgetpu-custom-op`'s custom options.
     pub fn load(&self, custom_options: &[u8]) -> Result<Segment, String> {
         let program = Program::from_custom_options(custom_options)?;
-        let prediction = self.device.cost_model().predict(&program.workload()?);
-        let hold_s =
-            prediction.latency_s + prediction.compute_s * (self.options.compute_factor() - 1.0);
-        let hold = Duration::try_from_secs_f64(hold_s)
-            .map_err(|_| format!("the predicted latency {hold_s} s is not a duration"))?;
+        let device_s = device_time_s(
+            &self.device.cost_model(),
+            &program.workload()?,
+            &self.device.behaviour,
+            self.options.compute_factor(),
+        );
         let runtime = Runtime::load()
             .map_err(|e| format!("cannot load TFLite to run the segment on the CPU: {e}"))?;
         let threads = match std::env::var(THREADS_ENV) {
@@ -195,8 +217,10 @@ impl OpenDevice {
         .map_err(|e| format!("its segment does not load on the TFLite CPU runtime: {e}"))?;
         Ok(Segment {
             interpreter,
-            hold,
+            device_s,
             device: self.device.clone(),
+            life: self.life,
+            lock: Arc::clone(&self.lock),
             runs: 0,
             cpu_was_slower: false,
             _live: LiveSegment::new(&self.live_segments),
@@ -208,6 +232,46 @@ impl Drop for OpenDevice {
     fn drop(&mut self) {
         log(1, || format!("{}: closed", self.device));
     }
+}
+
+/// Seconds of one invoke of `workload` on a device of `cost_model` with `behaviour`, whose
+/// compute takes `compute_factor` × as long as at `Max` (before `slow` and `throttle`, which
+/// [`Behaviour::invoke_factor`] adds per invoke):
+///
+/// ```text
+/// invoke_overhead + Σ_kind compute[kind] · factor[kind] · compute_factor + layers + host
+///     + link · (stream + transfer)
+/// ```
+///
+/// With the default behaviour at `Max` this is the prediction's `latency_s`, bit for bit:
+/// the same terms, summed in the same order.
+pub fn device_time_s(
+    cost_model: &EdgeTpuCostModel,
+    workload: &SegmentWorkload,
+    behaviour: &Behaviour,
+    compute_factor: f64,
+) -> f64 {
+    let prediction = cost_model.predict(workload);
+    // The prediction's compute_s sums every op's compute without telling kinds apart; each
+    // op's part is recomputed here as the cost model computes it (device MACs over its
+    // kind's rate, for ops the device runs), in the same order, so that a factor can apply
+    // per kind.
+    let compute_s: f64 = workload
+        .ops
+        .iter()
+        .filter(|op| op.host_conversion.is_none() && op.device_macs > 0)
+        .map(|op| {
+            op.device_macs as f64 / cost_model.macs_per_s.get(op.kind)
+                * behaviour.kind_factor(op.kind)
+        })
+        .sum();
+    let link = behaviour.link.unwrap_or(1.0);
+    cost_model.invoke_overhead_s
+        + compute_s * compute_factor
+        + prediction.layers_s
+        + prediction.host_s
+        + link * prediction.stream_s
+        + link * prediction.transfer_s
 }
 
 /// Counts itself among a device's live segments while it exists.
@@ -229,8 +293,12 @@ impl Drop for LiveSegment {
 /// The subgraph of one `edgetpu-custom-op`, loaded on an emulated device.
 pub struct Segment {
     interpreter: Interpreter,
-    hold: Duration,
+    /// [`device_time_s`] of the segment.
+    device_s: f64,
     device: Device,
+    /// The device's life its delegate opened.
+    life: u64,
+    lock: SharedLock,
     /// Runs so far: the first, which also sets TFLite's kernels up, is not compared.
     runs: u64,
     /// Whether a run took the CPU longer than the prediction (said once on stderr).
@@ -239,9 +307,12 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// How long a run holds its outputs, from its start: the cost model's prediction.
-    pub fn hold(&self) -> Duration {
-        self.hold
+    /// How long invoke `n` of the device (counted from 1) holds its outputs, from its start:
+    /// the cost model's prediction, as the device's options change it.
+    pub fn hold(&self, n: u64) -> Result<Duration, String> {
+        let hold_s = self.device_s * self.device.behaviour.invoke_factor(n);
+        Duration::try_from_secs_f64(hold_s)
+            .map_err(|_| format!("{}: a hold of {hold_s} s is not a duration", self.device))
     }
 
     /// Byte sizes of the inputs, in the custom op's order.
@@ -262,14 +333,73 @@ impl Segment {
             .collect()
     }
 
-    /// Runs the segment on `inputs`, writes `outputs`, and returns once [`hold`](Self::hold)
-    /// has passed since `start`.
+    /// Runs the segment on `inputs`, writes `outputs`, and returns once its
+    /// [`hold`](Self::hold) has passed since `start`; or fails as the device's options say.
     pub fn run(
         &mut self,
         start: Instant,
         inputs: &[&[u8]],
         outputs: &mut [&mut [u8]],
     ) -> Result<(), String> {
+        let n = health::count_invoke(&self.device, self.life)?;
+        let behaviour = &self.device.behaviour;
+        if let Some((after, hang)) = behaviour.hang_after
+            && n > after
+        {
+            std::thread::sleep(hang);
+            return Err(format!(
+                "{} hung: invoke {n} blocked for {} s, then failed",
+                self.device,
+                hang.as_secs_f64()
+            ));
+        }
+        if let Some(after) = behaviour.fail_after
+            && n > after
+        {
+            return Err(format!(
+                "{} failed: invoke {n} (it fails every invoke after the first {after})",
+                self.device
+            ));
+        }
+        let hold = self.hold(n)?;
+        log(2, || {
+            format!(
+                "{}: invoke {n} holds {:.9} s",
+                self.device,
+                hold.as_secs_f64()
+            )
+        });
+        if behaviour.skip_compute {
+            for out in outputs.iter_mut() {
+                out.fill(0);
+            }
+        } else {
+            self.compute(inputs, outputs)?;
+            let took = start.elapsed();
+            self.runs += 1;
+            if took > hold && self.runs > 1 && !self.cpu_was_slower {
+                self.cpu_was_slower = true;
+                eprintln!(
+                    "{}: the CPU took {:.3} ms for a segment predicted to take {:.3} ms on \
+                     the device; such runs last the CPU's time, not the device's",
+                    self.device,
+                    took.as_secs_f64() * 1e3,
+                    hold.as_secs_f64() * 1e3
+                );
+            }
+        }
+        wait_until(start + hold);
+        if self.device.behaviour.vanish_after == Some(n) {
+            health::vanish(&self.device);
+            // Gone with the device: it can be opened again when it is back.
+            drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()).take());
+            log(1, || format!("{}: vanished after invoke {n}", self.device));
+        }
+        Ok(())
+    }
+
+    /// Runs the segment on the CPU.
+    fn compute(&mut self, inputs: &[&[u8]], outputs: &mut [&mut [u8]]) -> Result<(), String> {
         for (index, data) in inputs.iter().enumerate() {
             self.interpreter
                 .set_input(index, data)
@@ -281,19 +411,6 @@ impl Segment {
                 .copy_output(index, out)
                 .map_err(|e| e.to_string())?;
         }
-        let took = start.elapsed();
-        self.runs += 1;
-        if took > self.hold && self.runs > 1 && !self.cpu_was_slower {
-            self.cpu_was_slower = true;
-            eprintln!(
-                "{}: the CPU took {:.3} ms for a segment predicted to take {:.3} ms on the \
-                 device; such runs last the CPU's time, not the device's",
-                self.device,
-                took.as_secs_f64() * 1e3,
-                self.hold.as_secs_f64() * 1e3
-            );
-        }
-        wait_until(start + self.hold);
         Ok(())
     }
 }
@@ -306,6 +423,63 @@ mod tests {
         list.iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect()
+    }
+
+    fn time(model: &multitpu::model::Model<'_>, entry: &str, compute_factor: f64) -> f64 {
+        let device = &devices::parse(entry).unwrap()[0];
+        let workload = SegmentWorkload::from_model(model, 0..model.operators.len());
+        device_time_s(
+            &device.cost_model(),
+            &workload,
+            &device.behaviour,
+            compute_factor,
+        )
+    }
+
+    #[test]
+    fn device_time_is_the_prediction_as_the_options_change_it() {
+        let cm = EdgeTpuCostModel::usb_default();
+        // Convolutions and a dense layer; fc N = 2000 streams parameters.
+        for model in [
+            multitpu::model::paper::conv(32).unwrap(),
+            multitpu::model::paper::fc(2000).unwrap(),
+        ] {
+            let workload = SegmentWorkload::from_model(&model, 0..model.operators.len());
+            let p = cm.predict(&workload);
+            let by_kind = |kind| -> f64 {
+                workload
+                    .ops
+                    .iter()
+                    .filter(|op| op.kind == kind && op.host_conversion.is_none())
+                    .map(|op| op.device_macs as f64 / cm.macs_per_s.get(kind))
+                    .sum()
+            };
+            let (conv, fc) = (
+                by_kind(multitpu::model::figures::OpKind::Conv2d),
+                by_kind(multitpu::model::figures::OpKind::FullyConnected),
+            );
+            assert!(conv + fc > 0.0);
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.max(1e-3);
+            assert_eq!(time(&model, "usb", 1.0), p.latency_s);
+            assert_eq!(
+                time(&model, "usb@slow=2@throttle=1:3@fail-after=1", 1.0),
+                p.latency_s
+            );
+            assert!(close(
+                time(&model, "usb@conv=1.5", 1.0),
+                p.latency_s + 0.5 * conv
+            ));
+            assert!(close(time(&model, "usb@fc=3", 1.0), p.latency_s + 2.0 * fc));
+            assert!(close(
+                time(&model, "usb@link=2", 1.0),
+                p.latency_s + p.stream_s + p.transfer_s
+            ));
+            assert!(close(
+                time(&model, "usb", 4.0),
+                p.latency_s + 3.0 * p.compute_s
+            ));
+            assert!(close(conv + fc, p.compute_s));
+        }
     }
 
     #[test]

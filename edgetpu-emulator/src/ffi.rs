@@ -27,7 +27,7 @@ use multitpu::model::BUILTIN_CUSTOM;
 use multitpu::model::edgetpu::EDGETPU_CUSTOM_OP;
 
 use crate::device::{OpenDevice, Segment, VERBOSITY};
-use crate::devices;
+use crate::{devices, health};
 
 /// `edgetpu_version()`: says what this is.
 const VERSION: &CStr = match CStr::from_bytes_with_nul(
@@ -379,7 +379,7 @@ unsafe extern "C" fn kernel_prepare(
 }
 
 /// `TfLiteRegistration::invoke`: runs the segment and holds the outputs until the
-/// predicted latency has passed.
+/// device's time has passed, or fails as the device's options say ([`Segment::run`]).
 unsafe extern "C" fn kernel_invoke(
     context: *mut TfLiteContext,
     node: *mut TfLiteNode,
@@ -449,7 +449,11 @@ fn complain(function: &str, message: &str) {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn edgetpu_list_devices(num_devices: *mut usize) -> *mut EdgeTpuDevice {
     let listed = catch_unwind(|| -> Result<(*mut EdgeTpuDevice, usize), String> {
-        let devices = devices::configured()?;
+        // A device that has vanished in this process is not listed until it is back.
+        let devices: Vec<_> = devices::configured()?
+            .into_iter()
+            .filter(health::present)
+            .collect();
         if devices.is_empty() {
             return Ok((null_mut(), 0));
         }

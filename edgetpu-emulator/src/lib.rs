@@ -5,7 +5,9 @@
 //!   (`edgetpu_c.h`): it lists the devices of [`devices::DEVICES_ENV`], opens each for one
 //!   process at a time, and its delegate runs every `edgetpu-custom-op` by executing the
 //!   segment it stands for on the TFLite CPU runtime, then holding the result until the
-//!   cost model's predicted device latency has passed ([`device`]).
+//!   cost model's predicted device latency has passed ([`device`]). A device's options
+//!   ([`devices::Behaviour`]) make its timing differ from the cost model, or make it fail,
+//!   hang or vanish.
 //! - The `edgetpu_compiler` binary has the real compiler's command line for what multitpu
 //!   uses; it writes one `edgetpu-custom-op` whose program ([`payload`]) carries the
 //!   uncompiled segment, and reports placement from the cost model ([`compiler`]).
@@ -19,4 +21,5 @@ pub mod device;
 pub mod devices;
 #[allow(unsafe_code)]
 mod ffi;
+mod health;
 pub mod payload;
