@@ -12,13 +12,15 @@ use crate::segment::{Plan, SegmentKind, extract, segment_file_role};
 use crate::{Error, Result};
 
 /// The instances of one segment: `replicas` CPU stages on the host, or one stage per
-/// replica on the next devices of `backend` (advancing `next_device`).
+/// replica on the next devices of `backend` (advancing `next_device`). `needed` is how many
+/// devices the whole pipeline takes, for an error about a device that is not there.
 fn prepare(
     backend: &dyn Backend,
     bytes: Arc<[u8]>,
     kind: SegmentKind,
     replicas: usize,
     next_device: &mut usize,
+    needed: usize,
 ) -> Result<Vec<Box<dyn Stage>>> {
     match kind {
         SegmentKind::Cpu => (0..replicas.max(1))
@@ -27,8 +29,26 @@ fn prepare(
         SegmentKind::EdgeTpu => {
             let devices: Vec<usize> = (*next_device..*next_device + replicas.max(1)).collect();
             *next_device += devices.len();
-            backend.prepare_replicas(bytes, &devices)
+            backend
+                .prepare_replicas(bytes, &devices)
+                .map_err(|error| needs(error, needed))
         }
+    }
+}
+
+/// A backend knows only the device it was asked for: the pipeline knows how many it takes.
+fn needs(error: Error, needed: usize) -> Error {
+    match error {
+        Error::NoDevice {
+            selector,
+            needed: asked,
+            available,
+        } => Error::NoDevice {
+            selector,
+            needed: needed.max(asked),
+            available,
+        },
+        other => other,
     }
 }
 
@@ -78,6 +98,7 @@ impl PipelineBuilder {
             .inputs(names(&model.inputs, &read))
             .outputs(names(&model.outputs, &written));
         let mut next_device = 0;
+        let needed = plan.devices();
         for (index, segment) in plan.segments.iter().enumerate() {
             let bytes: Arc<[u8]> = extract(graph, segment.ops.clone())
                 .and_then(|m| m.to_bytes())
@@ -89,6 +110,7 @@ impl PipelineBuilder {
                 segment.kind,
                 segment.replicas,
                 &mut next_device,
+                needed,
             )
             .map_err(in_segment(index, None))?;
             builder = builder.replicated_stage(instances);
@@ -109,6 +131,13 @@ impl PipelineBuilder {
     pub fn from_segment_files<P: AsRef<Path>>(files: &[P], backend: &dyn Backend) -> Result<Self> {
         let mut builder = PipelineBuilder::new();
         let mut next_device = 0;
+        // A file whose name is not a segment's is refused below, where its turn comes.
+        let needed = files
+            .iter()
+            .filter_map(|file| segment_file_role(file.as_ref()).ok())
+            .filter(|&(kind, _)| kind == SegmentKind::EdgeTpu)
+            .map(|(_, replicas)| replicas.max(1))
+            .sum();
         for (index, file) in files.iter().enumerate() {
             let path = file.as_ref();
             let bytes = std::fs::read(path)
@@ -118,8 +147,15 @@ impl PipelineBuilder {
                 })
                 .map_err(in_segment(index, None))?;
             let (kind, replicas) = segment_file_role(path).map_err(in_segment(index, None))?;
-            let instances = prepare(backend, Arc::from(bytes), kind, replicas, &mut next_device)
-                .map_err(in_segment(index, Some(path)))?;
+            let instances = prepare(
+                backend,
+                Arc::from(bytes),
+                kind,
+                replicas,
+                &mut next_device,
+                needed,
+            )
+            .map_err(in_segment(index, Some(path)))?;
             builder = builder.replicated_stage(instances);
         }
         Ok(builder)
@@ -137,6 +173,7 @@ impl PipelineBuilder {
         for (index, segment) in segments.iter().enumerate() {
             let stage = backend
                 .prepare(Arc::clone(segment), index)
+                .map_err(|error| needs(error, segments.len()))
                 .map_err(in_segment(index, None))?;
             builder = builder.stage(stage);
         }

@@ -450,16 +450,40 @@ impl Plan {
 }
 
 /// Segments are joined by tensor name, so every tensor they exchange (and every model input
-/// and output) needs a name no other such tensor has.
+/// and output) needs a name, and one no other such tensor has.
 fn check_unique_names(model: &Model<'_>, segments: &[Segment]) -> Result<()> {
     let mut by_name = std::collections::BTreeMap::new();
     let exchanged = segments
         .iter()
-        .flat_map(|s| s.inputs.iter().chain(&s.outputs))
-        .chain(&model.inputs)
-        .chain(&model.outputs);
-    for &t in exchanged {
+        .enumerate()
+        .flat_map(|(i, s)| {
+            let inputs = s
+                .inputs
+                .iter()
+                .map(move |&t| (t, format!("an input of segment {i}")));
+            let outputs =
+                (s.outputs.iter()).map(move |&t| (t, format!("an output of segment {i}")));
+            inputs.chain(outputs)
+        })
+        .chain(
+            model
+                .inputs
+                .iter()
+                .map(|&t| (t, "a model input".to_owned())),
+        )
+        .chain(
+            model
+                .outputs
+                .iter()
+                .map(|&t| (t, "a model output".to_owned())),
+        );
+    for (t, role) in exchanged {
         let name = model.tensors[t].name.as_ref();
+        if name.is_empty() {
+            return Err(Error::unsupported(format!(
+                "tensor {t} has no name, but it is {role}, and segments are joined by tensor name"
+            )));
+        }
         match by_name.insert(name, t) {
             Some(other) if other != t => {
                 return Err(Error::unsupported(format!(
@@ -805,6 +829,31 @@ mod tests {
         assert!(Plan::from_cuts("t", &graph, &[]).is_ok());
         let err = Plan::from_cuts("t", &graph, &[1, 2]).unwrap_err();
         assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+    }
+
+    #[test]
+    fn exchanged_tensors_need_a_name() {
+        let mut model = chain(&[1, 1, 1], false);
+        model.tensors[2].name = "".into();
+        let graph = chain_graph(&model).unwrap();
+        // Tensor 2 is inside the only segment: nothing joins by its name.
+        assert!(Plan::from_cuts("t", &graph, &[]).is_ok());
+        let err = Plan::from_cuts("t", &graph, &[2]).unwrap_err();
+        assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("tensor 2 has no name, but it is an output of segment 0"),
+            "{err}"
+        );
+        let mut model = chain(&[1, 1, 1], false);
+        model.tensors[0].name = "".into();
+        let graph = chain_graph(&model).unwrap();
+        let err = Plan::from_cuts("t", &graph, &[1]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("tensor 0 has no name, but it is an input of segment 0"),
+            "{err}"
+        );
     }
 
     #[test]
