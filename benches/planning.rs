@@ -19,12 +19,15 @@
 //! criterion: on a graph of identical blocks it must profile every plan that ties with the
 //! best to the last bit, which can take hundreds of candidates and seconds (8 segments are
 //! left out for that reason).
+//!
+//! `extract_525_ops` times what turns a plan into models: building the validated graph of
+//! the network once (`graph`), and cutting a plan's N segments out of it (`segments`).
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use multitpu::device::EdgeTpuCostModel;
 use multitpu::model::builder::{Activation, ModelBuilder, Padding, range_quantization};
 use multitpu::model::{ElementType, Graph, Model};
-use multitpu::segment::{LibcoralSearch, Profiled, Segmenter};
+use multitpu::segment::{LibcoralSearch, Profiled, Segmenter, UniformByOps};
 
 /// The synthetic residual network (525 operators).
 fn residual_network() -> Model<'static> {
@@ -125,6 +128,22 @@ fn planning(c: &mut Criterion) {
                 bench.iter(|| strategy.plan(&graph, n))
             });
         }
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("extract_525_ops");
+    group.sample_size(10);
+    group.bench_function("graph", |bench| bench.iter(|| Graph::new(&model)));
+    for segments in [2, 4, 8] {
+        let plan = match UniformByOps.plan(&graph, segments) {
+            Ok(plan) => plan,
+            Err(e) => panic!("uniform failed for {segments} segments: {e}"),
+        };
+        group.bench_with_input(
+            BenchmarkId::new("segments", segments),
+            &plan,
+            |bench, plan| bench.iter(|| plan.extract(&graph)),
+        );
     }
     group.finish();
 }

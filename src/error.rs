@@ -196,10 +196,15 @@ pub enum Error {
     },
 
     /// No Edge TPU matches a device selector.
-    #[error("no Edge TPU matches device `{selector}` ({available} matching device(s) found)")]
+    #[error(
+        "no Edge TPU matches device `{selector}`: {needed} device(s) needed, {available} found"
+    )]
     NoDevice {
         /// The selector (`":N"` for a device index).
         selector: String,
+        /// How many devices of the kind asked for are needed: a plan's or pipeline's Edge
+        /// TPU devices in all, else the selector's position among them plus one.
+        needed: usize,
         /// How many devices of the kind asked for are attached.
         available: usize,
     },

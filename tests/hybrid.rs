@@ -14,6 +14,7 @@ use multitpu::deploy::SegmentKind;
 use multitpu::device::{DeviceSegments, EdgeTpuCostModel, OpSupport, compiled_split, op_support};
 use multitpu::model::builder::SplitMix64;
 use multitpu::model::options::{BuiltinOptions, FieldValue};
+use multitpu::model::validate::Validation;
 use multitpu::model::{Graph, Model, OpCode, ops, paper};
 use multitpu::pipeline::Pipeline;
 use multitpu::profile::{Profiler, SegmentProfile};
@@ -365,7 +366,9 @@ fn a_custom_operator_in_the_middle_is_a_cpu_segment_between_devices() {
         return;
     };
     let model = Model::from_bytes(&bytes).expect("model");
-    let graph = Graph::new(&model).expect("graph");
+    // The CPU backend below registers a kernel for the custom operator.
+    let validation = Validation::strict().with_custom_op(common::UNREGISTERED_OP);
+    let graph = Graph::with_validation(&model, &validation).expect("graph");
     let plan = Profiled::cost_model(EdgeTpuCostModel::usb_default())
         .with_cpu_segments(CPU_ESTIMATE)
         .plan(&graph, 2)
@@ -483,7 +486,8 @@ fn an_operator_the_cpu_runtime_lacks_is_planned_on_the_cpu_and_named_by_the_chec
         return;
     };
     let model = Model::from_bytes(&bytes).expect("model");
-    let graph = Graph::new(&model).expect("graph");
+    // Trusted: no kernel is given for the custom operator, the check finds it missing.
+    let graph = Graph::with_validation(&model, &Validation::trusted()).expect("graph");
     let plan = Profiled::cost_model(EdgeTpuCostModel::usb_default())
         .plan(&graph, 2)
         .expect("plan");

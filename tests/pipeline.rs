@@ -9,7 +9,7 @@ use std::time::Duration;
 use multitpu::Error;
 use multitpu::backend::Stage;
 use multitpu::model::ElementType;
-use multitpu::pipeline::{Pipeline, PipelineBuilder};
+use multitpu::pipeline::{Pipeline, PipelineBuilder, Popped};
 use multitpu::tensor::TensorSpec;
 use stages::{Fault, FnStage, adder, faulty, payload, seq_of};
 use std::sync::mpsc::{Receiver, Sender};
@@ -196,6 +196,97 @@ fn queue_capacity_respected() {
     pipeline.close().unwrap();
     let seqs: Vec<u64> = (&pipeline).into_iter().map(|o| o.unwrap().seq()).collect();
     assert_eq!(seqs, [1, 2, 3, 4, 5]);
+}
+
+/// Generous: what is checked is that the item comes, not how soon.
+const LONG: Duration = Duration::from_secs(60);
+
+#[test]
+fn try_pop_and_pop_timeout_return_what_pop_would() {
+    within("try_pop and pop_timeout", || {
+        let (started_tx, started) = mpsc::channel();
+        let (gate, gate_rx) = mpsc::channel();
+        let pipeline = PipelineBuilder::new()
+            .stage(gated(started_tx, gate_rx))
+            .build()
+            .unwrap();
+        // Nothing pushed: nothing to wait for, and nothing ends.
+        assert!(matches!(pipeline.try_pop().unwrap(), Popped::Pending));
+        let data = payload(0, SIZE - 8);
+        for seq in 0..2 {
+            assert_eq!(pipeline.push(&[("x", &data)]).unwrap(), seq);
+        }
+        // Item 0 is held in the stage: not finished, and not taken by looking.
+        assert_eq!(started.recv().unwrap(), 0);
+        assert!(matches!(pipeline.try_pop().unwrap(), Popped::Pending));
+        assert!(matches!(
+            pipeline.pop_timeout(Duration::ZERO).unwrap(),
+            Popped::Pending
+        ));
+        drop(gate);
+        for seq in 0..2 {
+            match pipeline.pop_timeout(LONG).unwrap() {
+                Popped::Item(output) => assert_eq!(output.seq(), seq),
+                other => panic!("item {seq}: {other:?}"),
+            }
+        }
+        // Nothing in flight, still open: pop would wait; closed, it returns Ok(None).
+        assert!(matches!(pipeline.try_pop().unwrap(), Popped::Pending));
+        pipeline.close().unwrap();
+        assert!(matches!(
+            pipeline.pop_timeout(LONG).unwrap(),
+            Popped::Finished
+        ));
+        assert!(matches!(pipeline.try_pop().unwrap(), Popped::Finished));
+        assert!(pipeline.pop().unwrap().is_none());
+        let stats = pipeline.stats();
+        assert_eq!((stats.pushed, stats.popped), (2, 2));
+    });
+}
+
+#[test]
+fn try_pop_and_pop_timeout_account_for_every_item_after_a_failure() {
+    let (pushed, came_out, error) = within("try_pop after a failure", || {
+        let pipeline = PipelineBuilder::new()
+            .stage(adder("first", "x", "y", SIZE, 0))
+            .stage(faulty("faulty", "y", "z", SIZE, 7, Fault::Error))
+            .stage(adder("last", "z", "out", SIZE, 0))
+            .input_capacity(20)
+            .build()
+            .unwrap();
+        for seq in 0..20 {
+            // A push may already see the failure: the items it did not take are not counted.
+            if pipeline.push(&[("x", &payload(seq, SIZE - 8))]).is_err() {
+                break;
+            }
+        }
+        let pushed = pipeline.stats().pushed;
+        let mut came_out = Vec::new();
+        let error = loop {
+            let popped = if came_out.len() % 2 == 0 {
+                pipeline.try_pop()
+            } else {
+                pipeline.pop_timeout(LONG)
+            };
+            match popped {
+                Ok(Popped::Item(output)) => came_out.push(output.seq()),
+                Ok(Popped::Pending) => std::thread::yield_now(),
+                Ok(Popped::Finished) => panic!("pipeline ended without reporting the failure"),
+                Err(error) => break error,
+            }
+        };
+        for again in [pipeline.try_pop().err(), pipeline.pop_timeout(LONG).err()] {
+            assert_eq!(again.map(|e| e.to_string()), Some(error.to_string()));
+        }
+        assert_eq!(pipeline.stats().popped, came_out.len() as u64);
+        (pushed, came_out, error)
+    });
+    let Error::StageFailed { item, lost, .. } = &error else {
+        panic!("unexpected error {error}");
+    };
+    assert_eq!(*item, Some(7));
+    assert_eq!(came_out, (0..7).collect::<Vec<_>>());
+    check_accounting(pushed, &came_out, lost);
 }
 
 /// Pushes `n` items through adder → faulty → adder; stage 0 holds back until all are pushed,

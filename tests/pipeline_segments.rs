@@ -9,7 +9,7 @@ use multitpu::Error;
 use multitpu::backend::{Backend, SimCompute, SimulatedEdgeTpuBackend, Stage};
 use multitpu::device::EdgeTpuCostModel;
 use multitpu::model::{Graph, Model, paper};
-use multitpu::pipeline::Pipeline;
+use multitpu::pipeline::{Pipeline, PipelineBuilder};
 use multitpu::segment::{Plan, UniformByOps};
 
 fn simulated() -> SimulatedEdgeTpuBackend {
@@ -211,6 +211,80 @@ fn from_plan_names_the_segment_that_cannot_be_prepared() {
         "{error}"
     );
     assert_eq!(error.to_string(), "segment 2: device 2 is unplugged");
+}
+
+/// A backend of `devices` simulated Edge TPUs, refusing the others as the Edge TPU backend
+/// does: it knows only the device it was asked for.
+struct FewDevices {
+    devices: usize,
+    inner: SimulatedEdgeTpuBackend,
+}
+
+impl Backend for FewDevices {
+    fn prepare(
+        &self,
+        segment_model: Arc<[u8]>,
+        device_index: usize,
+    ) -> multitpu::Result<Box<dyn Stage>> {
+        if device_index >= self.devices {
+            return Err(Error::NoDevice {
+                selector: format!(":{device_index}"),
+                needed: device_index + 1,
+                available: self.devices,
+            });
+        }
+        self.inner.prepare(segment_model, device_index)
+    }
+
+    fn name(&self) -> String {
+        "few".into()
+    }
+}
+
+#[test]
+fn too_few_devices_says_how_many_the_pipeline_needs() {
+    let model = paper::fc(300).unwrap();
+    let graph = Graph::new(&model).unwrap();
+    let plan = Plan::new(&graph, 3, &UniformByOps).unwrap();
+    assert_eq!(plan.devices(), 3);
+    let backend = FewDevices {
+        devices: 1,
+        inner: simulated(),
+    };
+    let models = plan.segment_models(&graph).unwrap();
+    let error = Pipeline::from_models(&models, &backend).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "segment 1: no Edge TPU matches device `:1`: 3 device(s) needed, 1 found"
+    );
+    let dir = scratch("few-devices");
+    let written = models.write(&dir, "fc").unwrap();
+    let error = Pipeline::open(&written.manifest, &backend).unwrap_err();
+    assert!(
+        matches!(&error, Error::Segment { index: 1, source, .. }
+            if matches!(**source, Error::NoDevice { needed: 3, available: 1, .. })),
+        "{error}"
+    );
+    let files = written.segments;
+    let error = Pipeline::from_segment_files(&files, &backend).unwrap_err();
+    assert!(
+        matches!(&error, Error::Segment { index: 1, source, .. }
+            if matches!(**source, Error::NoDevice { needed: 3, available: 1, .. })),
+        "{error}"
+    );
+    let segments: Vec<Arc<[u8]>> = files
+        .iter()
+        .map(|file| Arc::from(std::fs::read(file).unwrap()))
+        .collect();
+    let Err(error) = PipelineBuilder::from_segments(&segments, &backend) else {
+        panic!("three segments on one device");
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        matches!(&error, Error::Segment { index: 1, source, .. }
+            if matches!(**source, Error::NoDevice { needed: 3, available: 1, .. })),
+        "{error}"
+    );
 }
 
 #[test]

@@ -116,6 +116,7 @@ impl DeviceSelector {
             .nth(self.index.unwrap_or(0))
             .ok_or_else(|| Error::NoDevice {
                 selector: self.to_string(),
+                needed: self.index.unwrap_or(0) + 1,
                 available: matching().count(),
             })
     }
@@ -420,7 +421,7 @@ mod tests {
         assert_eq!(pick("pci:0").ok(), Some(devices[0].clone()));
         let err = pick("pci:1").expect_err("only one PCIe device");
         assert!(
-            matches!(&err, Error::NoDevice { selector, available: 1 } if selector == "pci:1"),
+            matches!(&err, Error::NoDevice { selector, needed: 2, available: 1 } if selector == "pci:1"),
             "{err:?}"
         );
         let err = DeviceSelector::default()

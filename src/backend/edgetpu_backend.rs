@@ -98,6 +98,7 @@ pub fn resolve_devices(
         if listed.is_empty() {
             return Err(Error::NoDevice {
                 selector: String::new(),
+                needed: 1,
                 available: 0,
             });
         }
@@ -268,6 +269,7 @@ impl Backend for EdgeTpuBackend {
         check_compiled(&segment_model, device_index)?;
         let device = self.devices.get(device_index).ok_or(Error::NoDevice {
             selector: format!(":{device_index}"),
+            needed: device_index + 1,
             available: self.devices.len(),
         })?;
         let claim = claim(device, device_index)?;
@@ -380,8 +382,12 @@ mod tests {
         }
         let err = resolve_devices(&listed, Some(&selectors(&["pci:1"]))).expect_err("one PCIe");
         assert!(
-            matches!(&err, Error::NoDevice { selector, available: 1 } if selector == "pci:1"),
+            matches!(&err, Error::NoDevice { selector, needed: 2, available: 1 } if selector == "pci:1"),
             "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "no Edge TPU matches device `pci:1`: 2 device(s) needed, 1 found"
         );
     }
 

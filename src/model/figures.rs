@@ -315,6 +315,21 @@ pub(crate) mod tests {
         }
     }
 
+    /// `model` with one scale and zero point on every 8-bit tensor, as the quantized
+    /// kernels validation models need.
+    pub(crate) fn quantized(mut model: Model<'static>) -> Model<'static> {
+        for tensor in &mut model.tensors {
+            if matches!(tensor.element_type, ElementType::I8 | ElementType::U8) {
+                tensor.quantization = Some(crate::model::Quantization {
+                    scale: vec![0.05],
+                    zero_point: vec![0],
+                    ..Default::default()
+                });
+            }
+        }
+        model
+    }
+
     /// A model from tensors and operators; inputs/outputs given by index.
     pub(crate) fn model(
         tensors: Vec<Tensor<'static>>,

@@ -1,13 +1,18 @@
 //! The dataflow view of a model: who produces and who consumes each tensor.
 
 use super::Model;
+use super::validate::{self, Validation};
 use crate::{Error, Result};
 
-/// Producers and consumers of every tensor of a [`Model`], checked for consistency.
+/// Producers and consumers of every tensor of a validated [`Model`].
 ///
-/// Building a graph checks what segment extraction relies on: every index is in range,
-/// every tensor has at most one producer, and every operator reads only tensors that are
-/// constants, variables, model inputs, or produced by an earlier operator (execution order).
+/// A graph is only built from a model that passes validation ([`Graph::new`]: strict, the
+/// default; [`Graph::with_validation`]: trusted, or with custom operators), so what works
+/// on a graph (planning, [`extract`](crate::model::extract)) trusts its model and does not
+/// validate it again. The dataflow part of that validation is what extraction relies on:
+/// every index is in range, every tensor has at most one producer, and every operator reads
+/// only tensors that are constants, variables, model inputs, or produced by an earlier
+/// operator (execution order).
 ///
 /// ```
 /// use multitpu::model::{Graph, paper};
@@ -32,13 +37,34 @@ pub struct Graph<'m, 'a> {
 }
 
 impl<'m, 'a> Graph<'m, 'a> {
-    /// Builds the view, or says which operator or tensor breaks it.
+    /// Validates `model` strictly ([`Model::validate`]) and builds the view, or says which
+    /// operator or tensor breaks it.
     ///
     /// # Errors
     ///
     /// [`Error::Invalid`] naming the operator or tensor when an index is out of range, a
-    /// tensor has two producers, or an operator reads a tensor produced later.
+    /// tensor has two producers, or an operator reads a tensor produced later;
+    /// [`Error::InvalidModel`] for any other defect validation finds.
     pub fn new(model: &'m Model<'a>) -> Result<Self> {
+        Self::with_validation(model, &Validation::strict())
+    }
+
+    /// [`Graph::new`] under `validation`: for a model the caller trusts
+    /// ([`Validation::trusted`]) or one with custom operators it has kernels for
+    /// ([`Validation::with_custom_op`]). Whatever the graph was built under, a segment cut
+    /// from it is validated again where it is loaded, under that loader's options.
+    ///
+    /// # Errors
+    ///
+    /// As [`Graph::new`].
+    pub fn with_validation(model: &'m Model<'a>, validation: &Validation) -> Result<Self> {
+        let graph = Self::dataflow(model)?;
+        validate::check(&graph, validation)?;
+        Ok(graph)
+    }
+
+    /// The view without validation: what validation itself builds first.
+    pub(super) fn dataflow(model: &'m Model<'a>) -> Result<Self> {
         let tensor_count = model.tensors.len();
         let in_range = |t: usize, what: String| {
             if t < tensor_count {

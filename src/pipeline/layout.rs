@@ -55,8 +55,15 @@ fn invalid(reason: String) -> Error {
     Error::invalid("pipeline", reason)
 }
 
+/// Every tensor of a stage has a name, and no two of its inputs (or outputs) share one.
 fn check_unique(stage: usize, kind: &str, specs: &[TensorSpec]) -> Result<()> {
     for (i, spec) in specs.iter().enumerate() {
+        if spec.name.is_empty() {
+            return Err(invalid(format!(
+                "stage {stage} {kind} {i} is a tensor without a name, but stages are joined by \
+                 tensor name"
+            )));
+        }
         if specs[..i].iter().any(|other| other.name == spec.name) {
             return Err(invalid(format!(
                 "stage {stage} lists {kind} tensor `{}` twice",
@@ -403,6 +410,18 @@ mod tests {
         assert!(resolve(&[(&xx, &a)]).is_err());
         // Reads and writes the same tensor.
         assert!(resolve(&[(&x, &x)]).is_err());
+        // Tensors without a name: named by their place in the stage.
+        let unnamed = specs(&[("", 4)]);
+        let check = |result: Result<Layout>, place: &str| {
+            let message = result.unwrap_err().to_string();
+            assert!(
+                message.contains(&format!("{place} is a tensor without a name")),
+                "{message}"
+            );
+        };
+        check(resolve(&[(&unnamed, &a)]), "stage 0 input 0");
+        check(resolve(&[(&x, &a), (&a, &unnamed)]), "stage 1 output 0");
+        check(resolve(&[(&unnamed, &unnamed)]), "stage 0 input 0");
         // No stages.
         assert!(resolve(&[]).is_err());
     }

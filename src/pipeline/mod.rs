@@ -6,7 +6,8 @@
 //! [`Pipeline::from_segment_files`]: Edge TPU segments on a [`Backend`](crate::backend::Backend)'s devices in order,
 //! one per replica, CPU segments on the host), or stage by stage with [`PipelineBuilder`];
 //! feed it with [`Pipeline::push`] and collect results, in input order, with
-//! [`Pipeline::pop`] or by iterating over `&Pipeline`.
+//! [`Pipeline::pop`] or by iterating over `&Pipeline` (without waiting, or waiting a bounded
+//! time: [`Pipeline::try_pop`], [`Pipeline::pop_timeout`]).
 //!
 //! # Design
 //!
@@ -94,6 +95,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -101,7 +103,7 @@ use crate::backend::Stage;
 use crate::tensor::{Element, TensorSpec};
 use crate::{Error, Result};
 use layout::Layout;
-use queue::{Queue, Receiver, SendError, Sender};
+use queue::{Queue, Received, Receiver, SendError, Sender};
 use shared::{Failure, Frame, Item, Pool, Shared};
 use stats::Counters;
 use worker::Worker;
@@ -455,6 +457,17 @@ enum Outcome {
     Failed { failure: Failure, lost: Vec<u64> },
 }
 
+/// What [`Pipeline::try_pop`] and [`Pipeline::pop_timeout`] found.
+#[derive(Debug)]
+pub enum Popped {
+    /// The next finished item, in input order.
+    Item(Output),
+    /// The next item has not finished (in time); it may still come.
+    Pending,
+    /// The pipeline is closed and every item came out: [`Pipeline::pop`]'s `Ok(None)`.
+    Finished,
+}
+
 /// Segments running as a pipeline of threads. See the [module documentation](self).
 ///
 /// All methods take `&self`, so one thread can push while another pops (share the pipeline
@@ -687,31 +700,84 @@ impl Pipeline {
     /// [`Error::StageFailed`] once a stage has failed and every item before the failed one
     /// came out; the failed item and every later one are listed in it as lost.
     pub fn pop(&self) -> Result<Option<Output>> {
+        match self.pop_until(None)? {
+            Popped::Item(output) => Ok(Some(output)),
+            // Without a deadline only the end stops the wait.
+            Popped::Finished | Popped::Pending => Ok(None),
+        }
+    }
+
+    /// The next finished item if it is there now, as [`pop`](Self::pop) but without
+    /// waiting for one: [`Popped::Pending`] while the next item is still in flight (or not
+    /// pushed yet), [`Popped::Finished`] where `pop` returns `Ok(None)`. An item it does not
+    /// return stays for the next call: every pushed item still comes out or is listed as
+    /// lost. Once the pipeline has ended, it settles how, as `pop` does (after a failure,
+    /// that waits for the stage runs in progress).
+    ///
+    /// ```
+    /// # use multitpu::pipeline::{Pipeline, Popped};
+    /// # fn poll(pipeline: &Pipeline) -> multitpu::Result<()> {
+    /// match pipeline.try_pop()? {
+    ///     Popped::Item(output) => println!("item {} is done", output.seq()),
+    ///     Popped::Pending => println!("nothing finished yet"),
+    ///     Popped::Finished => println!("closed, and every item came out"),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`pop`](Self::pop).
+    pub fn try_pop(&self) -> Result<Popped> {
+        self.pop_until(Some(Instant::now()))
+    }
+
+    /// The next finished item, in input order, waiting for it at most `timeout`:
+    /// [`Popped::Pending`] if it did not finish in time, otherwise what [`pop`](Self::pop)
+    /// returns ([`Popped::Finished`] for its `Ok(None)`), with the same accounting as
+    /// [`try_pop`](Self::try_pop). A timeout too large to add to the current time waits as
+    /// `pop` does.
+    ///
+    /// # Errors
+    ///
+    /// As [`pop`](Self::pop).
+    pub fn pop_timeout(&self, timeout: Duration) -> Result<Popped> {
+        self.pop_until(Instant::now().checked_add(timeout))
+    }
+
+    /// [`pop`](Self::pop) with a deadline (`None`: none).
+    fn pop_until(&self, deadline: Option<Instant>) -> Result<Popped> {
         {
             let mut state = self.output.lock();
             if let Some(item) = state.ready.pop_front() {
-                return Ok(Some(self.deliver(&mut state, item)));
+                return Ok(Popped::Item(self.deliver(&mut state, item)));
             }
             let next = state.queues.len().max(1) as u64;
             let received = state
                 .queues
                 .get((state.next_seq % next) as usize)
-                .and_then(Receiver::recv);
-            if let Some(item) = received {
-                if !self.shared.discards(item.seq) {
-                    return Ok(Some(self.deliver(&mut state, item)));
+                .map(|queue| queue.recv_until(deadline));
+            match received {
+                Some(Received::Item(item)) => {
+                    if !self.shared.discards(item.seq) {
+                        return Ok(Popped::Item(self.deliver(&mut state, item)));
+                    }
+                    self.shared.discard(item);
                 }
-                self.shared.discard(item);
+                // Nothing taken: the next call looks at the same queue again.
+                Some(Received::TimedOut) => return Ok(Popped::Pending),
+                Some(Received::Ended) | None => {}
             }
         }
         // The pipeline has ended: deliver what is left, then report how it ended.
         let outcome = self.finish();
         let mut state = self.output.lock();
         if let Some(item) = state.ready.pop_front() {
-            return Ok(Some(self.deliver(&mut state, item)));
+            return Ok(Popped::Item(self.deliver(&mut state, item)));
         }
         match outcome {
-            Outcome::Finished => Ok(None),
+            Outcome::Finished => Ok(Popped::Finished),
             Outcome::Failed { failure, lost } => Err(failure.to_error(&lost)),
         }
     }

@@ -75,6 +75,16 @@ pub(crate) enum SendError<T> {
     Closed(T),
 }
 
+/// What [`Receiver::recv_until`] got.
+pub(crate) enum Received<T> {
+    /// The next item.
+    Item(T),
+    /// The sender is gone and the queue is empty.
+    Ended,
+    /// The deadline passed first.
+    TimedOut,
+}
+
 /// A new queue with room for `capacity` items (`None`: unbounded).
 pub(crate) fn queue<T>(capacity: Option<usize>) -> (Sender<T>, Receiver<T>) {
     let queue = Arc::new(Queue {
@@ -254,17 +264,34 @@ pub(crate) struct Receiver<T>(Arc<Queue<T>>);
 impl<T> Receiver<T> {
     /// The next item, waiting for it; `None` once the sender is gone and the queue is empty.
     pub(crate) fn recv(&self) -> Option<T> {
+        match self.recv_until(None) {
+            Received::Item(item) => Some(item),
+            Received::Ended | Received::TimedOut => None,
+        }
+    }
+
+    /// The next item, waiting for it until `deadline` (`None`: for as long as it takes). A
+    /// deadline already past looks once, without waiting.
+    pub(crate) fn recv_until(&self, deadline: Option<Instant>) -> Received<T> {
         let mut state = self.0.lock();
         let mut spun = false;
         loop {
             if let Some(item) = state.items.pop_front() {
                 self.0.wake_sender(state);
-                return Some(item);
+                return Received::Item(item);
             }
             if state.sender_gone {
-                return None;
+                return Received::Ended;
             }
-            if !spun {
+            let left = match deadline {
+                None => None,
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Received::TimedOut,
+                },
+            };
+            // A poll lasts up to POLL: not worth it for a wait that ends sooner.
+            if !spun && left.is_none_or(|left| left >= POLL) {
                 spun = true;
                 drop(state);
                 self.0.spin(1, |len| len > 0);
@@ -272,11 +299,20 @@ impl<T> Receiver<T> {
                 continue;
             }
             state.receivers_waiting += 1;
-            state = self
-                .0
-                .not_empty
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+            state = match left {
+                None => self
+                    .0
+                    .not_empty
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(left) => {
+                    self.0
+                        .not_empty
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
             state.receivers_waiting -= 1;
         }
     }

@@ -10,6 +10,22 @@ use crate::deploy::{SegmentKind, SegmentModels};
 use crate::pipeline::{Pipeline, PipelineBuilder};
 use crate::{Error, Result};
 
+/// A backend knows only the device it was asked for: the pipeline knows how many it takes.
+fn needs(error: Error, needed: usize) -> Error {
+    match error {
+        Error::NoDevice {
+            selector,
+            needed: asked,
+            available,
+        } => Error::NoDevice {
+            selector,
+            needed: needed.max(asked),
+            available,
+        },
+        other => other,
+    }
+}
+
 /// Names a segment in an error about it.
 fn in_segment(index: usize, file: Option<&Path>) -> impl FnOnce(Error) -> Error {
     let file = file.map(Path::to_path_buf);
@@ -39,6 +55,7 @@ impl PipelineBuilder {
             builder = builder.outputs(models.outputs().to_vec());
         }
         let mut next_device = 0;
+        let needed = models.devices();
         for (index, segment) in models.segments().iter().enumerate() {
             let bytes = Arc::clone(segment.bytes());
             let instances = match segment.kind() {
@@ -47,7 +64,9 @@ impl PipelineBuilder {
                     let devices: Vec<usize> =
                         (next_device..next_device + segment.replicas()).collect();
                     next_device += devices.len();
-                    backend.prepare_replicas(bytes, &devices)
+                    backend
+                        .prepare_replicas(bytes, &devices)
+                        .map_err(|error| needs(error, needed))
                 }
             }
             .map_err(in_segment(index, segment.file()))?;
@@ -68,6 +87,7 @@ impl PipelineBuilder {
         for (index, segment) in segments.iter().enumerate() {
             let stage = backend
                 .prepare(Arc::clone(segment), index)
+                .map_err(|error| needs(error, segments.len()))
                 .map_err(in_segment(index, None))?;
             builder = builder.stage(stage);
         }

@@ -373,7 +373,7 @@ mod tests {
     use std::ops::Range;
 
     use super::*;
-    use crate::model::figures::tests::{model, operator, tensor};
+    use crate::model::figures::tests::{model, operator, quantized, tensor};
     use crate::model::{ElementType, Model, ops};
     use crate::profile::SegmentProfile;
 
@@ -392,7 +392,7 @@ mod tests {
                 &[2 * i + 2],
             ));
         }
-        model(tensors, operators, &[0], &[8])
+        quantized(model(tensors, operators, &[0], &[8]))
     }
 
     /// Operator `i` takes `i + 1` seconds.

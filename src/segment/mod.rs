@@ -442,16 +442,40 @@ impl Plan {
 }
 
 /// Segments are joined by tensor name, so every tensor they exchange (and every model input
-/// and output) needs a name no other such tensor has.
+/// and output) needs a name, and one no other such tensor has.
 fn check_unique_names(model: &Model<'_>, segments: &[Segment]) -> Result<()> {
     let mut by_name = std::collections::BTreeMap::new();
     let exchanged = segments
         .iter()
-        .flat_map(|s| s.inputs.iter().chain(&s.outputs))
-        .chain(&model.inputs)
-        .chain(&model.outputs);
-    for &t in exchanged {
+        .enumerate()
+        .flat_map(|(i, s)| {
+            let inputs = s
+                .inputs
+                .iter()
+                .map(move |&t| (t, format!("an input of segment {i}")));
+            let outputs =
+                (s.outputs.iter()).map(move |&t| (t, format!("an output of segment {i}")));
+            inputs.chain(outputs)
+        })
+        .chain(
+            model
+                .inputs
+                .iter()
+                .map(|&t| (t, "a model input".to_owned())),
+        )
+        .chain(
+            model
+                .outputs
+                .iter()
+                .map(|&t| (t, "a model output".to_owned())),
+        );
+    for (t, role) in exchanged {
         let name = model.tensors[t].name.as_ref();
+        if name.is_empty() {
+            return Err(Error::unsupported(format!(
+                "tensor {t} has no name, but it is {role}, and segments are joined by tensor name"
+            )));
+        }
         match by_name.insert(name, t) {
             Some(other) if other != t => {
                 return Err(Error::unsupported(format!(
@@ -495,6 +519,15 @@ mod tests {
     use super::*;
     use crate::model::ElementType;
     use crate::model::figures::tests::{model, operator, tensor};
+    use crate::model::validate::Validation;
+
+    /// The custom operator of [`chain`].
+    const TEST_OP: &str = "test-op";
+
+    /// The graph of a [`chain`], whose custom operator the caller has a kernel for.
+    fn chain_graph<'m>(model: &'m Model<'static>) -> Result<Graph<'m, 'static>> {
+        Graph::with_validation(model, &Validation::strict().with_custom_op(TEST_OP))
+    }
 
     /// `x0 -> op0 -> x1 -> ... -> x{n}`; op i also reads constant `w{i}` of `weight_bytes[i]`
     /// bytes; with `skip`, the last operator also reads `x1`. The operators are a custom op,
@@ -518,7 +551,7 @@ mod tests {
                 inputs.push(Some(1));
             }
             let mut op = operator(crate::model::BUILTIN_CUSTOM, &inputs, &[i + 1]);
-            op.opcode.custom = Some("test-op".into());
+            op.opcode.custom = Some(TEST_OP.into());
             operators.push(op);
         }
         model(tensors, operators, &[0], &[n])
@@ -527,7 +560,7 @@ mod tests {
     #[test]
     fn uniform_balances_parameter_bytes() {
         let model = chain(&[10, 10, 10, 10, 10, 10], false);
-        let graph = Graph::new(&model).unwrap();
+        let graph = chain_graph(&model).unwrap();
         let plan = UniformByParams.plan(&graph, 3).unwrap();
         let ranges: Vec<_> = plan.segments.iter().map(|s| s.ops.clone()).collect();
         assert_eq!(ranges, vec![0..2, 2..4, 4..6]);
@@ -537,7 +570,7 @@ mod tests {
     #[test]
     fn uniform_gives_every_segment_an_operator() {
         let model = chain(&[100, 1, 1, 1], false);
-        let graph = Graph::new(&model).unwrap();
+        let graph = chain_graph(&model).unwrap();
         for n in 1..=4 {
             let plan = UniformByParams.plan(&graph, n).unwrap();
             assert_eq!(plan.segments.len(), n);
@@ -559,7 +592,7 @@ mod tests {
     #[test]
     fn skip_connection_is_an_input_of_the_reader_and_an_output_of_the_producer() {
         let model = chain(&[1, 1, 1, 1], true);
-        let graph = Graph::new(&model).unwrap();
+        let graph = chain_graph(&model).unwrap();
         let plan = Plan::from_cuts("test", &graph, &[1, 2, 3]).unwrap();
         // x1 is produced by op 0 and read by ops 1 and 3.
         assert_eq!(plan.segments[0].outputs, vec![1]);
@@ -574,20 +607,20 @@ mod tests {
     #[test]
     fn extracted_segment_is_renumbered_and_keeps_names() {
         let model = chain(&[3, 5, 7], true);
-        let graph = Graph::new(&model).unwrap();
+        let graph = chain_graph(&model).unwrap();
         let segment = extract(&graph, 1..3).unwrap();
         let names: Vec<_> = segment.tensors.iter().map(|t| t.name.as_ref()).collect();
         assert_eq!(names, vec!["x1", "x2", "x3", "w1", "w2"]);
         assert_eq!(segment.inputs, vec![0]);
         assert_eq!(segment.outputs, vec![2]);
         assert_eq!(segment.operators[1].inputs, vec![Some(1), Some(4), Some(0)]);
-        assert!(Graph::new(&segment).is_ok());
+        assert!(chain_graph(&segment).is_ok());
     }
 
     #[test]
     fn bad_cuts_are_refused() {
         let model = chain(&[1, 1, 1], false);
-        let graph = Graph::new(&model).unwrap();
+        let graph = chain_graph(&model).unwrap();
         for (cuts, bad) in [(&[0][..], 0), (&[2, 1][..], 1), (&[3][..], 3)] {
             assert!(matches!(
                 Plan::from_cuts("t", &graph, cuts),
@@ -618,7 +651,7 @@ mod tests {
     #[test]
     fn predictions_fill_every_segment_and_give_bottleneck_and_total() {
         let model = chain(&[10, 20, 30, 40], false);
-        let graph = Graph::new(&model).unwrap();
+        let graph = chain_graph(&model).unwrap();
         let mut plan = Plan::from_cuts("test", &graph, &[1, 3]).unwrap();
         assert_eq!(plan.cuts(), vec![1, 3]);
         assert_eq!(plan.bottleneck_s(), None);
@@ -637,7 +670,7 @@ mod tests {
 
     #[test]
     fn segment_macs_add_up_the_operators() {
-        use crate::model::figures::tests::{model as build, operator, tensor};
+        use crate::model::figures::tests::{model as build, operator, quantized, tensor};
         use crate::model::ops::FULLY_CONNECTED;
         let tensors = vec![
             tensor("x", ElementType::I8, &[1, 8], false),
@@ -650,7 +683,7 @@ mod tests {
             operator(FULLY_CONNECTED, &[Some(0), Some(1)], &[2]),
             operator(FULLY_CONNECTED, &[Some(2), Some(3)], &[4]),
         ];
-        let model = build(tensors, operators, &[0], &[4]);
+        let model = quantized(build(tensors, operators, &[0], &[4]));
         let graph = Graph::new(&model).unwrap();
         let whole = Plan::from_cuts("test", &graph, &[]).unwrap();
         assert_eq!(whole.segments[0].macs, 32 + 8);
@@ -663,23 +696,63 @@ mod tests {
     fn exchanged_tensors_need_unique_names() {
         let mut model = chain(&[1, 1, 1], false);
         model.tensors[2].name = model.tensors[1].name.clone();
-        let graph = Graph::new(&model).unwrap();
+        let graph = chain_graph(&model).unwrap();
         assert!(Plan::from_cuts("t", &graph, &[]).is_ok());
         let err = Plan::from_cuts("t", &graph, &[1, 2]).unwrap_err();
         assert!(matches!(err, Error::Unsupported { .. }), "{err}");
     }
 
     #[test]
+    fn exchanged_tensors_need_a_name() {
+        let mut model = chain(&[1, 1, 1], false);
+        model.tensors[2].name = "".into();
+        let graph = chain_graph(&model).unwrap();
+        // Tensor 2 is inside the only segment: nothing joins by its name.
+        assert!(Plan::from_cuts("t", &graph, &[]).is_ok());
+        let err = Plan::from_cuts("t", &graph, &[2]).unwrap_err();
+        assert!(matches!(err, Error::Unsupported { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("tensor 2 has no name, but it is an output of segment 0"),
+            "{err}"
+        );
+        let mut model = chain(&[1, 1, 1], false);
+        model.tensors[0].name = "".into();
+        let graph = chain_graph(&model).unwrap();
+        let err = Plan::from_cuts("t", &graph, &[1]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("tensor 0 has no name, but it is an input of segment 0"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_graph_is_only_built_of_a_model_that_validates() {
+        let model = chain(&[1, 1], false);
+        // Strict by default: the custom operator needs a kernel, or trust.
+        assert!(matches!(
+            Graph::new(&model),
+            Err(Error::InvalidModel {
+                field: "opcode.custom_code",
+                ..
+            })
+        ));
+        assert!(Graph::with_validation(&model, &Validation::trusted()).is_ok());
+        assert!(chain_graph(&model).is_ok());
+    }
+
+    #[test]
     fn graph_rejects_reading_before_writing() {
         let mut model = chain(&[1, 1], false);
         model.operators.swap(0, 1);
-        assert!(matches!(Graph::new(&model), Err(Error::Invalid { .. })));
+        assert!(matches!(chain_graph(&model), Err(Error::Invalid { .. })));
     }
 
     #[test]
     fn stems_stay_inside_the_folder_and_links_are_replaced() {
         let model = chain(&[1, 1], false);
-        let graph = Graph::new(&model).unwrap();
+        let graph = chain_graph(&model).unwrap();
         let plan = Plan::from_cuts("t", &graph, &[1]).unwrap();
         let dir = std::env::temp_dir().join(format!("multitpu-stems-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

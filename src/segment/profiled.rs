@@ -1175,7 +1175,7 @@ fn floors_broken(devices: usize) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::figures::tests::{model, operator, tensor};
+    use crate::model::figures::tests::{model, operator, quantized, tensor};
     use crate::model::{ElementType, Model, ops};
     use crate::profile::SegmentProfile;
 
@@ -1193,7 +1193,7 @@ mod tests {
                 &[2 * i + 2],
             ));
         }
-        model(tensors, operators, &[0], &[2 * layers])
+        quantized(model(tensors, operators, &[0], &[2 * layers]))
     }
 
     /// Latency: the number of operators, or `value` for ranges starting at 1.

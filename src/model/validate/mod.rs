@@ -12,9 +12,10 @@
 //! Every model given to [`Interpreter::new`](crate::backend::Interpreter::new) is validated
 //! before TFLite sees it, strictly unless the caller trusts it ([`Validation`]), and TFLite
 //! is then given the bytes this crate's writer makes of the model that was validated, never
-//! the caller's: one parser's reading is what runs. Every segment that
-//! [`extract`](crate::model::extract) cuts is validated too, together with the model it was
-//! cut from (as trusted: cutting runs nothing).
+//! the caller's: one parser's reading is what runs. A [`Graph`] is only built from a model
+//! that validates ([`Graph::new`], [`Graph::with_validation`]), and every segment that
+//! [`extract`](crate::model::extract) cuts from it validates as its model does (see there
+//! why), so segmentation checks a model once.
 //!
 //! # Strict and trusted
 //!
@@ -40,8 +41,8 @@
 //!
 //! # What is checked
 //!
-//! - **Structure**, through [`Graph::new`]: indices in range, one producer per tensor,
-//!   operators in execution order (these errors are [`Error::Invalid`]).
+//! - **Structure**, the dataflow [`Graph`] is built on: indices in range, one producer per
+//!   tensor, operators in execution order (these errors are [`Error::Invalid`]).
 //! - **Element types**: no `RESOURCE` or `VARIANT` tensor anywhere (they belong to resource
 //!   variables and control flow, which need several subgraphs, so in the single-subgraph
 //!   models read here they can only be defects), and no `INT4` activation (TFLite packs int4
@@ -260,12 +261,16 @@ impl Model<'_> {
     ///
     /// As [`Model::validate`].
     pub fn validate_with(&self, validation: &Validation) -> Result<()> {
-        let graph = Graph::new(self)?;
-        let checker = Checker::new(self, &graph, validation);
-        checker.tensors()?;
-        checker.interface()?;
-        checker.operators()
+        Graph::with_validation(self, validation).map(drop)
     }
+}
+
+/// The checks of [`Model::validate_with`] beyond the dataflow, on the graph of the model.
+pub(super) fn check(graph: &Graph<'_, '_>, validation: &Validation) -> Result<()> {
+    let checker = Checker::new(graph.model(), graph, validation);
+    checker.tensors()?;
+    checker.interface()?;
+    checker.operators()
 }
 
 /// The name of an operator for messages: its builtin name, or the custom op's name.
