@@ -46,6 +46,19 @@ pub enum Error {
         operators: usize,
     },
 
+    /// A plan with exactly one segment on each of `requested` Edge TPUs does not exist: the
+    /// operators the Edge TPU runs form at most `max` device segments between the CPU ones.
+    #[error(
+        "cannot give each of {requested} Edge TPUs a segment of its own: this model's \
+         operators make at most {max} Edge TPU segment(s) (a budget of devices, or fewer, works)"
+    )]
+    DeviceSegmentCount {
+        /// Edge TPUs asked for.
+        requested: usize,
+        /// The most Edge TPU segments the model allows.
+        max: usize,
+    },
+
     /// A device budget the profiled planner does not take: at least 1, and at most
     /// [`MAX_DEVICES`](crate::deploy::MAX_DEVICES), since its search grows with the cube of
     /// the budget.

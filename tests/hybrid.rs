@@ -506,3 +506,27 @@ fn an_operator_the_cpu_runtime_lacks_is_planned_on_the_cpu_and_named_by_the_chec
         "{error}"
     );
 }
+
+#[test]
+fn an_exact_device_count_the_model_cannot_fill_says_how_many_it_can() {
+    let Some(bytes) = common::zoo_model(common::zoo::LSTM) else {
+        return;
+    };
+    let model = Model::from_bytes(&bytes).expect("model");
+    let graph = Graph::new(&model).expect("graph");
+    let exact = Profiled::cost_model(EdgeTpuCostModel::usb_default()).with_exact_devices();
+    let most = (1..=4)
+        .take_while(|&n| exact.plan(&graph, n).is_ok())
+        .last()
+        .expect("one Edge TPU segment at least");
+    assert!(
+        most < 4,
+        "the float interface and the LSTM leave fewer than 4 device runs"
+    );
+    match exact.plan(&graph, most + 1) {
+        Err(Error::DeviceSegmentCount { requested, max }) => {
+            assert_eq!((requested, max), (most + 1, most));
+        }
+        other => panic!("expected DeviceSegmentCount, got {other:?}"),
+    }
+}

@@ -165,12 +165,22 @@ fn manifests_this_library_did_not_write_are_refused_by_line() {
         (
             "multitpu-plan 1\nstage x\n".to_owned(),
             Some(2),
-            "`stage` with 1 fields",
+            "`stage` is not a manifest line",
         ),
         (
             "multitpu-plan 1\ninput a b\n".to_owned(),
             Some(2),
-            "`input` with 2 fields",
+            "1 field(s) after its keyword, one space apart; this one has 2",
+        ),
+        (
+            "multitpu-plan 1\noutput a\noutput a\n".to_owned(),
+            Some(3),
+            "output `a` is named twice",
+        ),
+        (
+            format!("multitpu-plan 1\n{segment_line} \n"),
+            Some(2),
+            "this one has 7",
         ),
         (
             "multitpu-plan 1\ninput %zz\n".to_owned(),
@@ -215,7 +225,14 @@ fn manifests_this_library_did_not_write_are_refused_by_line() {
             other => panic!("{text:?}: expected a manifest error, got {other:?}"),
         }
     }
-    // Too large to be a manifest: refused before it is read.
+    // A model where the manifest belongs, and a file too large to be a manifest: refused
+    // before they are read.
+    std::fs::copy(&written.segments[0], &manifest).expect("copy a model");
+    let error = SegmentModels::read(&manifest).expect_err("a model");
+    assert!(
+        error.to_string().contains("this is a .tflite model"),
+        "{error}"
+    );
     let file = std::fs::File::create(&manifest).expect("create");
     file.set_len(2 << 20).expect("grow");
     let error = SegmentModels::read(&manifest).expect_err("2 MiB");
@@ -260,7 +277,18 @@ fn compiled_segments_run_from_their_manifest_on_edge_tpus() {
         &EdgeTpuBackend::new(runtime.clone(), edgetpu).expect("Edge TPUs"),
     )
     .expect("open on Edge TPUs");
-    let on_cpu = Pipeline::from_models(&models, &CpuBackend::new(runtime, 1, false)).expect("cpu");
+    let cpu = CpuBackend::new(runtime, 1, false);
+    let error = Pipeline::open(&written.manifest, &cpu).expect_err("compiled on the CPU");
+    assert!(
+        matches!(&error, Error::Segment { index: 0, source, .. }
+            if matches!(**source, Error::Unsupported { .. })),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("run it on EdgeTpuBackend"),
+        "{error}"
+    );
+    let on_cpu = Pipeline::from_models(&models, &cpu).expect("cpu");
     assert_eq!(
         run(&on_devices, 3),
         run(&on_cpu, 3),

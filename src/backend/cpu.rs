@@ -6,11 +6,13 @@
 
 use std::sync::Arc;
 
-use crate::Result;
 use crate::backend::custom_op::CustomOp;
 use crate::backend::tflite::{Interpreter, InterpreterOptions, Runtime};
 use crate::backend::{Backend, Stage, check_run_arity};
+use crate::model::Model;
+use crate::model::edgetpu::{self, EDGETPU_CUSTOM_OP};
 use crate::tensor::TensorSpec;
+use crate::{Error, Result};
 
 /// Runs segments with TFLite's CPU kernels.
 ///
@@ -67,6 +69,23 @@ impl CpuBackend {
         self.options.threads
     }
 
+    /// A model compiled for the Edge TPU runs only behind the Edge TPU delegate (unless a
+    /// kernel of its own was registered for `edgetpu-custom-op`): refused here with advice,
+    /// rather than by TFLite's message about an unresolved custom operator.
+    fn refuse_compiled(&self, segment_model: &[u8]) -> Result<()> {
+        if self.options.custom_ops.get(EDGETPU_CUSTOM_OP).is_some() {
+            return Ok(());
+        }
+        if edgetpu::is_compiled(&Model::from_bytes(segment_model)?) {
+            return Err(Error::unsupported(
+                "a segment compiled for the Edge TPU (it holds an edgetpu-custom-op) on the CPU \
+                 backend: run it on EdgeTpuBackend, or give the CPU the segment from before \
+                 edgetpu_compiler",
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether interpreters use the XNNPack delegate.
     pub fn xnnpack(&self) -> bool {
         self.options.xnnpack
@@ -75,6 +94,7 @@ impl CpuBackend {
 
 impl Backend for CpuBackend {
     fn prepare(&self, segment_model: Arc<[u8]>, device_index: usize) -> Result<Box<dyn Stage>> {
+        self.refuse_compiled(&segment_model)?;
         let interpreter = Interpreter::new(&self.runtime, segment_model, &self.options)?;
         let description = format!(
             "{} #{device_index} ({} thread{}{})",
@@ -96,6 +116,7 @@ impl Backend for CpuBackend {
 
     /// A CPU segment runs like any other stage of this backend.
     fn prepare_cpu(&self, segment_model: Arc<[u8]>) -> Result<Box<dyn Stage>> {
+        self.refuse_compiled(&segment_model)?;
         let interpreter = Interpreter::new(&self.runtime, segment_model, &self.options)?;
         Ok(Box::new(InterpreterStage::new(
             interpreter,

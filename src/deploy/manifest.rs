@@ -95,8 +95,10 @@ pub(super) fn read(manifest: &Path) -> Result<SegmentModels> {
         let fields: Vec<&str> = line.split(' ').collect();
         let decode_field = |field: &str| decode(field).map_err(|reason| refuse(Some(n), reason));
         match fields.as_slice() {
-            ["input", name] => inputs.push(decode_field(name)?),
-            ["output", name] => outputs.push(decode_field(name)?),
+            ["input", name] => push_once(&mut inputs, decode_field(name)?, "input")
+                .map_err(|reason| refuse(Some(n), reason))?,
+            ["output", name] => push_once(&mut outputs, decode_field(name)?, "output")
+                .map_err(|reason| refuse(Some(n), reason))?,
             ["segment", kind, replicas, compiled, size, checksum, file] => {
                 let line = SegmentLine::parse(kind, replicas, compiled, size, checksum)
                     .map_err(|reason| refuse(Some(n), reason))?;
@@ -115,13 +117,23 @@ pub(super) fn read(manifest: &Path) -> Result<SegmentModels> {
                     .map_err(super::in_segment(segments.len(), &path))?;
                 segments.push(segment);
             }
+            [keyword @ ("input" | "output" | "segment"), ..] => {
+                let expected = if *keyword == "segment" { 6 } else { 1 };
+                return Err(refuse(
+                    Some(n),
+                    format!(
+                        "a `{keyword}` line has {expected} field(s) after its keyword, one space \
+                         apart; this one has {}",
+                        fields.len() - 1
+                    ),
+                ));
+            }
             other => {
                 return Err(refuse(
                     Some(n),
                     format!(
-                        "`{}` with {} fields is not a manifest line (input, output or segment)",
-                        other.first().copied().unwrap_or_default(),
-                        other.len().saturating_sub(1)
+                        "`{}` is not a manifest line (input, output or segment)",
+                        other.first().copied().unwrap_or_default()
                     ),
                 ));
             }
@@ -133,26 +145,58 @@ pub(super) fn read(manifest: &Path) -> Result<SegmentModels> {
     SegmentModels::new(segments, inputs, outputs)
 }
 
+/// Appends `name` to `names` unless it is there already: a pipeline input or output is
+/// named once.
+fn push_once(names: &mut Vec<String>, name: String, kind: &str) -> std::result::Result<(), String> {
+    if names.contains(&name) {
+        return Err(format!("{kind} `{name}` is named twice"));
+    }
+    names.push(name);
+    Ok(())
+}
+
 /// The manifest's text, refused before reading when it is too large to be a manifest.
 fn read_text(manifest: &Path) -> Result<String> {
     let io_error = |source| Error::Io {
         path: manifest.to_path_buf(),
         source,
     };
-    let size = std::fs::metadata(manifest).map_err(io_error)?.len();
-    if size > MAX_MANIFEST_BYTES {
-        return Err(Error::Manifest {
-            path: manifest.to_path_buf(),
-            line: None,
-            reason: format!("{size} bytes; a manifest has at most {MAX_MANIFEST_BYTES}"),
-        });
-    }
-    let bytes = std::fs::read(manifest).map_err(io_error)?;
-    String::from_utf8(bytes).map_err(|e| Error::Manifest {
+    let refuse = |reason: String| Error::Manifest {
         path: manifest.to_path_buf(),
         line: None,
-        reason: format!("not UTF-8 text (at byte {})", e.utf8_error().valid_up_to()),
+        reason,
+    };
+    // The mistake a user makes most: a model where its manifest belongs.
+    if looks_like_a_model(manifest) {
+        return Err(refuse(
+            "this is a .tflite model, not a plan manifest (`<stem>.plan`, written by \
+             SegmentModels::write)"
+                .to_owned(),
+        ));
+    }
+    let size = std::fs::metadata(manifest).map_err(io_error)?.len();
+    if size > MAX_MANIFEST_BYTES {
+        return Err(refuse(format!(
+            "{size} bytes; a manifest has at most {MAX_MANIFEST_BYTES}"
+        )));
+    }
+    let bytes = std::fs::read(manifest).map_err(io_error)?;
+    String::from_utf8(bytes).map_err(|e| {
+        refuse(format!(
+            "not UTF-8 text (at byte {})",
+            e.utf8_error().valid_up_to()
+        ))
     })
+}
+
+/// Whether the file starts as a TFLite flatbuffer does (identifier `TFL3` at byte 4).
+fn looks_like_a_model(path: &Path) -> bool {
+    use std::io::Read as _;
+    let mut head = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut file| file.read_exact(&mut head))
+        .is_ok()
+        && &head[4..] == b"TFL3"
 }
 
 /// One segment line, checked.

@@ -777,10 +777,21 @@ impl<P: Profiler, F: LatencyFloor> Segmenter for Profiled<P, F> {
             search(count).least_bottleneck(&mut candidates, cap)
         })?;
         let Some((count, bottleneck, steps)) = chosen else {
-            return Err(Error::SegmentCount {
+            // Only an exact count can find nothing (a budget always has the all-CPU plan):
+            // the model has fewer runs of device operators than devices. Say how many.
+            let most = (1..devices)
+                .rev()
+                .find_map(|count| {
+                    search(count)
+                        .least_bottleneck(&mut candidates, f64::INFINITY)
+                        .map(|found| found.map(|_| count))
+                        .transpose()
+                })
+                .transpose()?
+                .unwrap_or(0);
+            return Err(Error::DeviceSegmentCount {
                 requested: devices,
-                max: candidates.last(),
-                operators: graph.op_count(),
+                max: most,
             });
         };
         let steps = search(count).least_total(&mut candidates, bottleneck, steps)?;
