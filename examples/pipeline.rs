@@ -53,6 +53,9 @@
 //! (or `<k> of <B> differ`, with a non-zero exit status), followed by `, simulated` on the
 //! `sim-usb` and `sim-pcie` backends.
 
+#[path = "common/count.rs"]
+mod count;
+
 use std::error::Error;
 use std::path::Path;
 use std::process::ExitCode;
@@ -62,6 +65,7 @@ use std::time::{Duration, Instant};
 use clap::builder::{PossibleValuesParser, RangedU64ValueParser};
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, ValueEnum};
+use count::{Count, profiled};
 use multitpu::backend::{
     Backend, CpuBackend, DeviceSelector, EdgeTpuBackend, EdgeTpuRuntime, Runtime, SimCompute,
     SimulatedEdgeTpuBackend, Stage,
@@ -72,8 +76,7 @@ use multitpu::isolate::{self, IsolatedBackend, Isolation, NamedModel};
 use multitpu::model::builder::SplitMix64;
 use multitpu::model::{Graph, Model, paper};
 use multitpu::pipeline::{Output, Pipeline, PipelineStats};
-use multitpu::profile::Profiler;
-use multitpu::segment::{self, LatencyFloor, Plan, Profiled, Segmenter};
+use multitpu::segment::{self, Plan, Profiled, Segmenter};
 use multitpu::verify::random_tensor;
 
 /// Where the stages run.
@@ -173,15 +176,6 @@ fn devices(text: &str) -> Result<Devices, String> {
         .map(Devices::Named)
 }
 
-/// What `--segments` or `--devices N` asks of the planner.
-#[derive(Clone, Copy)]
-enum Count {
-    /// Exactly this many segments (`profiled`: segments on devices, one per device).
-    Segments(usize),
-    /// At most this many devices (`profiled` only).
-    Devices(usize),
-}
-
 impl Args {
     /// Whether MODEL lists segment files, used as given, instead of a model to cut.
     fn segment_files(&self) -> bool {
@@ -245,39 +239,9 @@ fn parse_args() -> (Args, Option<Count>) {
         }
         return (args, None);
     }
-    let count = match (args.segments, budget) {
-        (Some(_), Some(_)) => conflict(
-            "--segments N asks for exactly N segments, --devices N for at most N devices: \
-             give one"
-                .to_string(),
-        ),
-        (None, None) => usage(
-            ErrorKind::MissingRequiredArgument,
-            "give --segments N (exactly N segments) or --devices N (profiled: a budget of at \
-             most N devices)"
-                .to_string(),
-        ),
-        (Some(n), None) => Count::Segments(n),
-        (None, Some(_)) if args.strategy != "profiled" => conflict(format!(
-            "--devices N is a budget of at most N devices, which only the profiled strategy \
-             plans for; {} cuts exactly --segments N segments",
-            args.strategy
-        )),
-        (None, Some(n)) => Count::Devices(n),
-    };
+    let count = Count::from_options(args.segments, budget, &args.strategy)
+        .unwrap_or_else(|(kind, message)| Args::command().error(kind, message).exit());
     (args, Some(count))
-}
-
-/// `profiled` as `count` asks: exactly one segment per device, or a budget of devices.
-fn profiled<P, F>(profiled: Profiled<P, F>, count: Count) -> Box<dyn Segmenter>
-where
-    P: Profiler + 'static,
-    F: LatencyFloor + 'static,
-{
-    match count {
-        Count::Segments(_) => Box::new(profiled.with_exact_devices()),
-        Count::Devices(_) => Box::new(profiled),
-    }
 }
 
 /// The whole model's bytes: a file, or one of the paper's models built in memory.
@@ -540,7 +504,7 @@ fn run(args: &Args, count: Option<Count>) -> Result<bool, Box<dyn Error>> {
                 (_, "profiled") => profiled(Profiled::cost_model(cost_model.clone()), count),
                 _ => segment::strategy(&args.strategy, &cost_model)?,
             };
-            let (Count::Segments(n) | Count::Devices(n)) = count;
+            let n = count.n();
             let mut plan = Plan::new(&graph, n, &*segmenter)?;
             println!(
                 "{}: {} operators, {} segments ({} strategy)",

@@ -49,6 +49,9 @@
 //! crashes TFLite ends in `verification failed: the isolated child died ...` naming the
 //! segment file, not in the death of this program. `--in-process` runs it here instead.
 
+#[path = "common/count.rs"]
+mod count;
+
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -56,15 +59,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::builder::PossibleValuesParser;
-use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, ValueEnum};
+use count::{Count, profiled};
 use multitpu::backend::{DeviceSelector, Runtime};
 use multitpu::deploy::EdgeTpuCompiler;
 use multitpu::device::{CpuCostModel, EdgeTpuCostModel, Link};
 use multitpu::isolate::{self, Isolation, NamedModel};
 use multitpu::model::{Graph, Model};
 use multitpu::profile::{CachedProfiler, CpuProfiler, EdgeTpuProfiler, Profiler};
-use multitpu::segment::{self, LatencyFloor, LibcoralSearch, Profiled, Segmenter};
+use multitpu::segment::{self, LibcoralSearch, Profiled, Segmenter};
 use multitpu::verify::verify_chain;
 
 /// Where segment latencies come from, by name.
@@ -131,44 +134,12 @@ struct Args {
     timeout_s: f64,
 }
 
-/// What `--segments` or `--devices` asks of the planner.
-#[derive(Clone, Copy)]
-enum Count {
-    /// Exactly this many segments (`profiled`: Edge TPU segments, one per device).
-    Segments(usize),
-    /// At most this many Edge TPUs (`profiled` only).
-    Devices(usize),
-}
-
 impl Args {
     /// `--segments` or `--devices`; a usage error unless exactly one is given, and for
     /// `--devices` with a strategy that cannot plan for a budget.
     fn count(&self) -> Count {
-        let usage = |kind, message: String| Args::command().error(kind, message).exit();
-        match (self.segments, self.devices) {
-            (Some(_), Some(_)) => usage(
-                ErrorKind::ArgumentConflict,
-                "--segments N asks for exactly N segments, --devices N for at most N devices: \
-                 give one"
-                    .to_string(),
-            ),
-            (None, None) => usage(
-                ErrorKind::MissingRequiredArgument,
-                "give --segments N (exactly N segments) or --devices N (profiled: a budget of \
-                 at most N Edge TPUs)"
-                    .to_string(),
-            ),
-            (Some(n), None) => Count::Segments(n),
-            (None, Some(_)) if self.strategy != "profiled" => usage(
-                ErrorKind::ArgumentConflict,
-                format!(
-                    "--devices N is a budget of at most N devices, which only the profiled \
-                     strategy plans for; {} cuts exactly --segments N segments",
-                    self.strategy
-                ),
-            ),
-            (None, Some(n)) => Count::Devices(n),
-        }
+        Count::from_options(self.segments, self.devices, &self.strategy)
+            .unwrap_or_else(|(kind, message)| Args::command().error(kind, message).exit())
     }
 }
 
@@ -231,18 +202,6 @@ impl Source {
     }
 }
 
-/// `profiled` as `count` asks: exactly one segment per device, or a budget of devices.
-fn profiled<P, F>(profiled: Profiled<P, F>, count: Count) -> Box<dyn Segmenter>
-where
-    P: Profiler + 'static,
-    F: LatencyFloor + 'static,
-{
-    match count {
-        Count::Segments(_) => Box::new(profiled.with_exact_devices()),
-        Count::Devices(_) => Box::new(profiled),
-    }
-}
-
 fn segmenter(
     name: &str,
     source: &Source,
@@ -280,7 +239,7 @@ fn run(args: &Args, count: Count) -> Result<bool, Box<dyn Error>> {
     let graph = Graph::new(&model)?;
     let source = Source::new(args.profiler, args.link)?;
     let planning = std::time::Instant::now();
-    let (Count::Segments(n) | Count::Devices(n)) = count;
+    let n = count.n();
     let mut plan = segmenter(&args.strategy, &source, count)?.plan(&graph, n)?;
     let planning = planning.elapsed();
     if plan.bottleneck_s().is_none() {
