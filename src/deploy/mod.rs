@@ -218,21 +218,23 @@ impl SegmentModels {
             .enumerate()
             .map(|(index, file)| {
                 let path = file.as_ref();
-                let read = || -> Result<SegmentModel> {
-                    let (kind, replicas) = segment_file_role(path)?;
-                    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+                // The role and read errors name the file themselves.
+                let unnamed = |source| Error::Segment {
+                    index,
+                    file: None,
+                    source: Box::new(source),
+                };
+                let (kind, replicas) = segment_file_role(path).map_err(unnamed)?;
+                let bytes = std::fs::read(path)
+                    .map_err(|source| Error::Io {
                         path: path.to_path_buf(),
                         source,
-                    })?;
-                    let mut segment = SegmentModel::new(kind, replicas, bytes)?;
-                    segment.file = Some(path.to_path_buf());
-                    Ok(segment)
-                };
-                read().map_err(|source| Error::Segment {
-                    index,
-                    file: Some(path.to_path_buf()),
-                    source: Box::new(source),
-                })
+                    })
+                    .map_err(unnamed)?;
+                let mut segment =
+                    SegmentModel::new(kind, replicas, bytes).map_err(in_segment(index, path))?;
+                segment.file = Some(path.to_path_buf());
+                Ok(segment)
             })
             .collect::<Result<Vec<_>>>()?;
         SegmentModels::new(segments, Vec::new(), Vec::new())
