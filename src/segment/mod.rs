@@ -190,8 +190,9 @@ impl Plan {
     /// each segment labelled by where it runs (by the Edge TPU's operator support), with one replica.
     ///
     /// ```
+    /// use multitpu::deploy::SegmentKind;
     /// use multitpu::model::{Graph, paper};
-    /// use multitpu::segment::{Plan, SegmentKind};
+    /// use multitpu::segment::Plan;
     ///
     /// let model = paper::fc(500)?;
     /// let graph = Graph::new(&model)?;
