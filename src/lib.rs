@@ -66,6 +66,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod adapt;
 pub mod backend;
 mod backoff;
 pub mod deploy;
