@@ -1,0 +1,128 @@
+//! An adaptive pipeline on emulated Edge TPUs loses a device mid-run, as a real one that
+//! vanishes from its bus, and every item still comes out once, in order, identical to the
+//! whole model on the CPU. Its own main: the emulated devices are configured through the
+//! environment, so the checks run in a child process started with the devices they need.
+
+mod common;
+
+use std::process::{Command, ExitCode};
+use std::sync::Arc;
+
+use multitpu::adapt::{AdaptivePipeline, Devices, ReplanReason};
+use multitpu::backend::{CpuBackend, EdgeTpuBackend};
+use multitpu::device::EdgeTpuCostModel;
+use multitpu::model::{Graph, Model, paper};
+use multitpu::pipeline::Pipeline;
+use multitpu::segment::{Plan, Profiled};
+
+/// Set in the child, which runs the checks.
+const CHILD_ENV: &str = "MULTITPU_ADAPT_EMULATED_CHILD";
+
+/// Three USB devices; the second vanishes after its 5th invoke.
+const DEVICES: &str = "usb:1,usb:1@vanish-after=5,usb:1";
+
+fn main() -> ExitCode {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        if common::edgetpu_runtime().is_none() || common::tflite_runtime().is_none() {
+            return ExitCode::SUCCESS;
+        }
+        let locks =
+            std::env::temp_dir().join(format!("multitpu-adapt-locks-{}", std::process::id()));
+        std::fs::create_dir_all(&locks).expect("a lock folder");
+        let status = Command::new(std::env::current_exe().expect("this test"))
+            .env(CHILD_ENV, "1")
+            .env("MULTITPU_EMULATED_EDGETPUS", DEVICES)
+            .env("MULTITPU_EMULATED_EDGETPU_LOCKS", &locks)
+            .status()
+            .expect("the child runs");
+        std::fs::remove_dir_all(&locks).ok();
+        return if status.success() {
+            println!("test a_vanished_edge_tpu_is_planned_around ... ok");
+            ExitCode::SUCCESS
+        } else {
+            println!("test a_vanished_edge_tpu_is_planned_around ... FAILED ({status})");
+            ExitCode::FAILURE
+        };
+    }
+    a_vanished_edge_tpu_is_planned_around();
+    ExitCode::SUCCESS
+}
+
+fn a_vanished_edge_tpu_is_planned_around() {
+    let (Some(runtime), Some(edgetpu), Some(compiler)) = (
+        common::tflite_runtime(),
+        common::edgetpu_runtime(),
+        common::edgetpu_compiler(),
+    ) else {
+        panic!("the parent checked the runtimes");
+    };
+    let bytes = paper::fc(1000).expect("fc").to_bytes().expect("bytes");
+    let model = Model::from_bytes(&bytes).expect("model");
+    let graph = Graph::new(&model).expect("graph");
+
+    // The whole model on the CPU, for every item's expected output.
+    let whole = Plan::from_cuts("whole", &graph, &[]).expect("whole");
+    let reference = Pipeline::from_models(
+        &whole.segment_models(&graph).expect("models"),
+        &CpuBackend::new(runtime.clone(), 1, false),
+    )
+    .expect("reference");
+    let spec = reference.inputs()[0].clone();
+    let inputs: Vec<Vec<u8>> = (0..24)
+        .map(|i| {
+            let mut data = common::pattern(spec.byte_size);
+            data.rotate_left(i);
+            data
+        })
+        .collect();
+    for data in &inputs {
+        reference.push(&[(&spec.name, data)]).expect("push");
+    }
+    reference.close().expect("close");
+    let expected: Vec<Vec<u8>> = (&reference)
+        .into_iter()
+        .map(|o| o.expect("output").tensor(0).expect("tensor").to_vec())
+        .collect();
+
+    let backend = EdgeTpuBackend::new(runtime, edgetpu).expect("three emulated Edge TPUs");
+    assert_eq!(backend.devices().len(), 3);
+    let devices = Devices {
+        backend: Arc::new(backend),
+        indices: vec![0, 1, 2],
+        compiler: Some(compiler),
+    };
+    let planner = Profiled::cost_model(EdgeTpuCostModel::usb_default()).with_exact_devices();
+    let mut adaptive = AdaptivePipeline::new(bytes.clone(), Box::new(planner), devices)
+        .expect("a pipeline on three devices");
+    assert_eq!(adaptive.plan().devices(), 3);
+    let mut popped = Vec::new();
+    for (i, data) in inputs.iter().enumerate() {
+        adaptive.push(&[(&spec.name, data)]).expect("push");
+        if i % 2 == 1 {
+            popped.push(adaptive.pop().expect("pop").expect("an item"));
+        }
+    }
+    adaptive.close().expect("close");
+    while let Some(output) = adaptive.pop().expect("pop") {
+        popped.push(output);
+    }
+    assert_eq!(popped.len(), inputs.len(), "every item");
+    for (i, output) in popped.iter().enumerate() {
+        assert_eq!(output.seq, i as u64, "in order");
+        assert_eq!(
+            output.output.tensor(0).expect("tensor"),
+            &expected[i][..],
+            "item {i}"
+        );
+    }
+    let replans = adaptive.replans();
+    assert_eq!(replans.len(), 1, "{replans:?}");
+    match &replans[0].reason {
+        ReplanReason::DeviceLost { device: 1, message } => {
+            assert!(message.contains("disappeared"), "{message}");
+        }
+        other => panic!("expected device 1 lost, got {other:?}"),
+    }
+    assert_eq!(adaptive.devices(), [0, 2]);
+    assert_eq!(adaptive.plan().devices(), 2);
+}
