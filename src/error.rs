@@ -316,8 +316,8 @@ pub enum Error {
     /// An external program succeeded but its output lacks what was expected.
     #[error("cannot read the output of `{program}`: {reason}")]
     ToolOutput {
-        /// The program's name.
-        program: &'static str,
+        /// The program's name or path.
+        program: String,
         /// What is missing or unreadable.
         reason: String,
     },

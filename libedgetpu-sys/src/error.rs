@@ -25,10 +25,11 @@ impl LibraryKind {
     pub fn hint(self) -> &'static str {
         match self {
             LibraryKind::TfLite => {
-                "run `scripts/fetch-tflite` (it caches TFLite 2.9's C library where it is \
-                 found without any setting), or set MULTITPU_TFLITE_LIB to the path of \
-                 libtensorflowlite_c.so (a TFLite 2.x C library), or put it on the loader's \
-                 search path (LD_LIBRARY_PATH / DYLD_LIBRARY_PATH / PATH)"
+                "give the path of libtensorflowlite_c.so, TFLite 2.x's C library (in \
+                 MULTITPU_TFLITE_LIB, or to Runtime::from_path), or put it on the loader's \
+                 search path (LD_LIBRARY_PATH / DYLD_LIBRARY_PATH / PATH); in multitpu's \
+                 repository, `scripts/fetch-tflite` caches TFLite 2.9's where it is found \
+                 without any setting"
             }
             LibraryKind::EdgeTpu => {
                 "install Coral's runtime package libedgetpu1-std (or libedgetpu1-max), or set \

@@ -93,7 +93,7 @@ pub fn parse_report(text: &str) -> Result<CompilerReport> {
 
 fn report_error(reason: String) -> Error {
     Error::ToolOutput {
-        program: COMPILER_PROGRAM,
+        program: COMPILER_PROGRAM.to_owned(),
         reason,
     }
 }
@@ -222,14 +222,21 @@ impl EdgeTpuCompiler {
             return Err(Error::ToolFailed {
                 program: self.program.clone(),
                 status: run.status.to_string(),
-                stderr: if stderr.trim().is_empty() {
-                    stdout.trim().to_owned()
-                } else {
-                    stderr.trim().to_owned()
+                stderr: match (stderr.trim(), stdout.trim()) {
+                    ("", "") => "it printed nothing".to_owned(),
+                    ("", stdout) => stdout.to_owned(),
+                    (stderr, _) => stderr.to_owned(),
                 },
             });
         }
-        let report = parse_report(&format!("{stdout}\n{stderr}"))?;
+        // The report names the program as it was found, not only its usual name.
+        let report = parse_report(&format!("{stdout}\n{stderr}")).map_err(|error| match error {
+            Error::ToolOutput { reason, .. } => Error::ToolOutput {
+                program: self.program.display().to_string(),
+                reason,
+            },
+            other => other,
+        })?;
         let model = std::fs::read(&output).map_err(|source| Error::Io {
             path: output.clone(),
             source,
@@ -520,10 +527,21 @@ EOF
             let dir = working("Edge TPU Compiler version 16.0.384591198");
             let compiler =
                 EdgeTpuCompiler::at(dir.path().join(COMPILER_PROGRAM)).expect("executable");
+            let program = dir.path().join(COMPILER_PROGRAM).display().to_string();
             assert!(matches!(
                 compiler.compile(b"model"),
-                Err(Error::ToolOutput { .. })
+                Err(Error::ToolOutput { program: named, .. }) if named == program
             ));
+        }
+
+        #[test]
+        fn a_silent_failure_says_so() {
+            let _spawn = SPAWN.lock();
+            let dir = script("exit 3\n");
+            let compiler =
+                EdgeTpuCompiler::at(dir.path().join(COMPILER_PROGRAM)).expect("executable");
+            let err = compiler.compile(b"model").unwrap_err();
+            assert!(err.to_string().ends_with("): it printed nothing"), "{err}");
         }
 
         #[test]
