@@ -1,6 +1,6 @@
 //! An adaptive pipeline on emulated Edge TPUs loses a device mid-run, as a real one that
-//! vanishes from its bus, and every item still comes out once, in order, identical to the
-//! whole model on the CPU. Its own main: the emulated devices are configured through the
+//! vanishes from its bus, then another that hangs and fails, and every item still comes out
+//! once, in order, identical to the whole model on the CPU. Its own main: the emulated devices are configured through the
 //! environment, so the checks run in a child process started with the devices they need.
 
 mod common;
@@ -18,8 +18,9 @@ use multitpu::segment::{Plan, Profiled};
 /// Set in the child, which runs the checks.
 const CHILD_ENV: &str = "MULTITPU_ADAPT_EMULATED_CHILD";
 
-/// Three USB devices; the second vanishes after its 5th invoke.
-const DEVICES: &str = "usb:1,usb:1@vanish-after=5,usb:1";
+/// Three USB devices: the second vanishes after its 5th invoke, the third hangs for a second
+/// on its 10th, then fails.
+const DEVICES: &str = "usb:1,usb:1@vanish-after=5,usb:1@hang-after=9:1";
 
 fn main() -> ExitCode {
     if std::env::var_os(CHILD_ENV).is_none() {
@@ -37,18 +38,18 @@ fn main() -> ExitCode {
             .expect("the child runs");
         std::fs::remove_dir_all(&locks).ok();
         return if status.success() {
-            println!("test a_vanished_edge_tpu_is_planned_around ... ok");
+            println!("test vanished_and_hung_edge_tpus_are_planned_around ... ok");
             ExitCode::SUCCESS
         } else {
-            println!("test a_vanished_edge_tpu_is_planned_around ... FAILED ({status})");
+            println!("test vanished_and_hung_edge_tpus_are_planned_around ... FAILED ({status})");
             ExitCode::FAILURE
         };
     }
-    a_vanished_edge_tpu_is_planned_around();
+    vanished_and_hung_edge_tpus_are_planned_around();
     ExitCode::SUCCESS
 }
 
-fn a_vanished_edge_tpu_is_planned_around() {
+fn vanished_and_hung_edge_tpus_are_planned_around() {
     let (Some(runtime), Some(edgetpu), Some(compiler)) = (
         common::tflite_runtime(),
         common::edgetpu_runtime(),
@@ -68,7 +69,7 @@ fn a_vanished_edge_tpu_is_planned_around() {
     )
     .expect("reference");
     let spec = reference.inputs()[0].clone();
-    let inputs: Vec<Vec<u8>> = (0..24)
+    let inputs: Vec<Vec<u8>> = (0..40)
         .map(|i| {
             let mut data = common::pattern(spec.byte_size);
             data.rotate_left(i);
@@ -115,14 +116,21 @@ fn a_vanished_edge_tpu_is_planned_around() {
             "item {i}"
         );
     }
-    let replans = adaptive.replans();
-    assert_eq!(replans.len(), 1, "{replans:?}");
-    match &replans[0].reason {
-        ReplanReason::DeviceLost { device: 1, message } => {
+    let lost: Vec<usize> = adaptive
+        .replans()
+        .iter()
+        .map(|replan| match &replan.reason {
+            ReplanReason::DeviceLost { device, .. } => *device,
+            other => panic!("expected lost devices only, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(lost, [1, 2], "{:?}", adaptive.replans());
+    match &adaptive.replans()[0].reason {
+        ReplanReason::DeviceLost { message, .. } => {
             assert!(message.contains("disappeared"), "{message}");
         }
-        other => panic!("expected device 1 lost, got {other:?}"),
+        other => panic!("{other:?}"),
     }
-    assert_eq!(adaptive.devices(), [0, 2]);
-    assert_eq!(adaptive.plan().devices(), 2);
+    assert_eq!(adaptive.devices(), [0]);
+    assert_eq!(adaptive.plan().devices(), 1);
 }
