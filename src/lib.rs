@@ -5,7 +5,8 @@
 //!
 //! Data flows one way: bytes → [`model`] → graph → plan ([`segment`]) → segment models
 //! ([`deploy`]: compiled, written with a plan manifest) → pipeline stages ([`pipeline`], on a
-//! [`backend`]) → typed outputs ([`tensor`]).
+//! [`backend`]) → typed outputs ([`tensor`]). An [`adapt::AdaptivePipeline`] plans again
+//! and carries on when a device fails.
 //!
 //! # Quick start
 //!

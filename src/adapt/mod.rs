@@ -16,6 +16,34 @@
 //!
 //! Not yet: replanning from measured stage latencies, and deadlines for devices that stop
 //! answering without failing.
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use multitpu::adapt::{AdaptivePipeline, Devices};
+//! use multitpu::backend::{SimCompute, SimulatedEdgeTpuBackend};
+//! use multitpu::device::EdgeTpuCostModel;
+//! use multitpu::model::paper;
+//! use multitpu::segment::Profiled;
+//!
+//! # fn main() -> multitpu::Result<()> {
+//! let model = paper::fc(1000)?.to_bytes()?;
+//! let cost_model = EdgeTpuCostModel::usb_default();
+//! let devices = Devices {
+//!     backend: Arc::new(SimulatedEdgeTpuBackend::new(cost_model.clone(), SimCompute::Skip)),
+//!     indices: vec![0, 1, 2],
+//!     compiler: None, // real Edge TPUs: Some(EdgeTpuCompiler::find()?)
+//! };
+//! let planner = Profiled::cost_model(cost_model).with_exact_devices();
+//! let mut pipeline = AdaptivePipeline::new(model, Box::new(planner), devices)?;
+//! let input = pipeline.pipeline()?.inputs()[0].clone();
+//! pipeline.push(&[(&input.name, &vec![0; input.byte_size])])?;
+//! let first = pipeline.pop()?.expect("the item pushed");
+//! assert_eq!(first.seq, 0);
+//! assert!(pipeline.replans().is_empty(), "no device failed");
+//! # Ok(())
+//! # }
+//! ```
 
 use std::collections::VecDeque;
 use std::sync::Arc;
