@@ -50,11 +50,7 @@ fn main() -> ExitCode {
 }
 
 fn vanished_and_hung_edge_tpus_are_planned_around() {
-    let (Some(runtime), Some(edgetpu), Some(compiler)) = (
-        common::tflite_runtime(),
-        common::edgetpu_runtime(),
-        common::edgetpu_compiler(),
-    ) else {
+    let Some((runtime, edgetpu, compiler)) = common::edgetpu_toolchain() else {
         panic!("the parent checked the runtimes");
     };
     let bytes = paper::fc(1000).expect("fc").to_bytes().expect("bytes");

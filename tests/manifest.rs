@@ -245,11 +245,7 @@ fn manifests_this_library_did_not_write_are_refused_by_line() {
 
 #[test]
 fn compiled_segments_run_from_their_manifest_on_edge_tpus() {
-    let (Some(runtime), Some(edgetpu), Some(compiler)) = (
-        common::tflite_runtime(),
-        common::edgetpu_runtime(),
-        common::edgetpu_compiler(),
-    ) else {
+    let Some((runtime, edgetpu, compiler)) = common::edgetpu_toolchain() else {
         return;
     };
     let model = paper::conv(32).expect("conv");

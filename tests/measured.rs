@@ -164,11 +164,7 @@ fn missing_compiler_and_library_are_typed_errors() {
 
 #[test]
 fn edgetpu_profiles_real_segments() {
-    let (Some(tflite), Some(edgetpu), Some(compiler)) = (
-        common::tflite_runtime(),
-        common::edgetpu_runtime(),
-        common::edgetpu_compiler(),
-    ) else {
+    let Some((tflite, edgetpu, compiler)) = common::edgetpu_toolchain() else {
         return;
     };
     let _devices = common::devices();

@@ -462,11 +462,7 @@ fn missing_edgetpu_library_is_a_typed_error() {
 
 #[test]
 fn compiled_model_runs_on_an_edge_tpu() {
-    let (Some(runtime), Some(edgetpu), Some(compiler)) = (
-        common::tflite_runtime(),
-        common::edgetpu_runtime(),
-        common::edgetpu_compiler(),
-    ) else {
+    let Some((runtime, edgetpu, compiler)) = common::edgetpu_toolchain() else {
         return;
     };
     let _devices = common::devices();

@@ -394,11 +394,7 @@ fn compiled(name: &str) -> Option<Vec<u8>> {
 /// the emulated compiler, runs random inputs through a pipeline of two emulated USB Edge
 /// TPUs, and checks every output against the whole model on the TFLite CPU runtime.
 fn segments_match_the_whole_model(name: &str, bytes: &[u8]) {
-    let (Some(runtime), Some(edgetpu), Some(compiler)) = (
-        common::tflite_runtime(),
-        common::edgetpu_runtime(),
-        common::edgetpu_compiler(),
-    ) else {
+    let Some((runtime, edgetpu, compiler)) = common::edgetpu_toolchain() else {
         return;
     };
     let model = Model::from_bytes(bytes).unwrap();
@@ -532,11 +528,7 @@ fn the_profiler_reports_the_cost_models_figures() {
 /// predicted device).
 #[test]
 fn invokes_last_at_least_the_prediction() {
-    let (Some(runtime), Some(edgetpu), Some(compiler)) = (
-        common::tflite_runtime(),
-        common::edgetpu_runtime(),
-        common::edgetpu_compiler(),
-    ) else {
+    let Some((runtime, edgetpu, compiler)) = common::edgetpu_toolchain() else {
         return;
     };
     let _devices = common::devices();

@@ -303,6 +303,17 @@ pub fn edgetpu_compiler() -> Option<multitpu::deploy::EdgeTpuCompiler> {
     }
 }
 
+/// TFLite, libedgetpu and `edgetpu_compiler`, or `None` after a skip notice for each that
+/// is missing (all are asked, so every notice is printed).
+pub fn edgetpu_toolchain() -> Option<(
+    Runtime,
+    multitpu::backend::EdgeTpuRuntime,
+    multitpu::deploy::EdgeTpuCompiler,
+)> {
+    let (runtime, edgetpu, compiler) = (tflite_runtime(), edgetpu_runtime(), edgetpu_compiler());
+    Some((runtime?, edgetpu?, compiler?))
+}
+
 /// Held by every test that opens Edge TPUs: a device serves one delegate at a time, and the
 /// tests of one binary run in parallel.
 pub fn devices() -> std::sync::MutexGuard<'static, ()> {
