@@ -71,8 +71,17 @@ fn typed_push_and_typed_outputs_check_the_element_type() {
         matches!(&error, Error::TensorType { tensor, expected: ElementType::I32, actual: ElementType::F32 } if tensor == "x"),
         "{error}"
     );
+    // A typed push counts elements; an untyped one, bytes.
     assert!(matches!(
         pipeline.push_as(&[("x", &x[..3])]),
+        Err(Error::ElementCount {
+            expected: 4,
+            actual: 3,
+            ..
+        })
+    ));
+    assert!(matches!(
+        pipeline.push(&[("x", &[0u8; 12][..])]),
         Err(Error::TensorSize {
             expected: 16,
             actual: 12,

@@ -562,6 +562,14 @@ impl Pipeline {
             }
             if typed {
                 specs[slot].check_type::<T>()?;
+                // A typed push counts elements, so its error does too.
+                if data.len() != specs[slot].num_elements() {
+                    return Err(Error::ElementCount {
+                        tensor: name.to_string(),
+                        expected: specs[slot].num_elements(),
+                        actual: data.len(),
+                    });
+                }
             }
             Error::check_tensor_size(name, specs[slot].byte_size, std::mem::size_of_val(data))?;
         }
@@ -611,8 +619,9 @@ impl Pipeline {
     ///
     /// # Errors
     ///
-    /// As [`push`](Self::push), and [`Error::TensorType`] if `T` is not the element type of
-    /// an input (see [`TensorSpec::quantize`] to turn real values into a quantized input).
+    /// As [`push`](Self::push), [`Error::TensorType`] if `T` is not the element type of an
+    /// input (see [`TensorSpec::quantize`] to turn real values into a quantized input), and
+    /// [`Error::ElementCount`] (not [`Error::TensorSize`]) for another number of elements.
     pub fn push_as<T: Element>(&self, inputs: &[(&str, &[T])]) -> Result<u64> {
         match self.push_item(inputs, true, true)? {
             Some(seq) => Ok(seq),
