@@ -263,6 +263,21 @@ fn compiled_segments_run_from_their_manifest_on_edge_tpus() {
     }
     let dir = folder("edgetpu");
     let written = compiled.write(&dir, "conv").expect("write");
+    // A line that says `source` over a compiled file is refused, naming the file.
+    let text = std::fs::read_to_string(&written.manifest).expect("manifest");
+    std::fs::write(
+        &written.manifest,
+        text.replacen(" compiled ", " source ", 1),
+    )
+    .expect("edit");
+    let error = SegmentModels::read(&written.manifest).expect_err("says source");
+    assert!(
+        error
+            .to_string()
+            .contains("says `source`, but the file is compiled"),
+        "{error}"
+    );
+    std::fs::write(&written.manifest, text).expect("restore");
     for file in &written.segments {
         let name = file.file_name().and_then(|n| n.to_str()).expect("a name");
         assert!(name.ends_with("_edgetpu.tflite"), "{name}");

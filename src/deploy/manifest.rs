@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::names::{check_stem, write_new_file};
 use super::{SegmentKind, SegmentModel, SegmentModels, WrittenPlan, check_role, segment_file_name};
+use crate::model::{Model, edgetpu};
 use crate::{Error, Result};
 
 /// The extension of a plan manifest: `<stem>.plan`.
@@ -277,6 +278,22 @@ impl SegmentLine {
         let bytes = std::fs::read(path).map_err(io_error)?;
         if bytes.len() as u64 != self.size || fnv1a(&bytes) != self.checksum {
             return Err(mismatch("other bytes".to_owned()));
+        }
+        // The checksum says the file is the one written; this, that the line says what it is.
+        let compiled = edgetpu::is_compiled(&Model::from_bytes(&bytes)?);
+        if compiled != self.compiled {
+            let (said, is) = if self.compiled {
+                ("compiled", "is not")
+            } else {
+                ("source", "is")
+            };
+            return Err(Error::invalid(
+                "segment file",
+                format!(
+                    "{}: the manifest says `{said}`, but the file {is} compiled for the Edge TPU",
+                    path.display()
+                ),
+            ));
         }
         Ok(SegmentModel {
             kind: self.kind,

@@ -25,8 +25,9 @@
 //! are percent-encoded (every byte that is not printable ASCII, a space or `%` is `%XX`), so
 //! any tensor name survives. The checksum is the 64-bit FNV-1a hash of the file, in hex:
 //! enough to tell that a file is not the one the manifest was written with, which is all it
-//! is for (it is not a defence against someone who can write the folder). Lines starting
-//! with `#` and blank lines are comments.
+//! is for (it is not a defence against someone who can write the folder); `compiled` or
+//! `source` must say what the file is. Lines starting with `#` and blank lines are
+//! comments.
 
 mod compiler;
 mod manifest;
@@ -249,8 +250,9 @@ impl SegmentModels {
     /// [`Error::Manifest`] saying what is wrong on which line of the manifest (unknown
     /// version or field, a file name that leaves the manifest's folder, a role no segment
     /// has, more than [`MAX_DEVICES`] segments or a manifest over 1 MiB);
-    /// [`Error::Segment`] naming a segment file that cannot be read or is not the one the
-    /// manifest names; [`Error::Io`] for the manifest itself.
+    /// [`Error::Segment`] naming a segment file that cannot be read, is not the one the
+    /// manifest names, or is compiled where the manifest says `source` (or the reverse);
+    /// [`Error::Io`] for the manifest itself.
     pub fn read(manifest: &Path) -> Result<Self> {
         manifest::read(manifest)
     }
