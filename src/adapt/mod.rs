@@ -10,6 +10,10 @@
 //! back is taken in again with [`take_device`](AdaptivePipeline::take_device). Every change
 //! is a [`Replan`] in [`replans`](AdaptivePipeline::replans) and a `tracing` event.
 //!
+//! To run items again it keeps a copy of each item's inputs until the item is popped: one
+//! allocation per push, which a plain [`Pipeline`] does not make. Push and pop take
+//! `&mut self`, from one thread.
+//!
 //! Recovery is bounded: each failure takes a device out, so a model that fails on every
 //! device ends on the CPU, and a failure there (or a failure to plan, compile or prepare) is
 //! the pipeline's error, with the usual accounting (items popped + lost = pushed).
