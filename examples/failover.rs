@@ -111,10 +111,7 @@ fn main() -> ExitCode {
 }
 
 fn failover(args: &Args) -> Result<(), Box<dyn Error>> {
-    let model = match paper::from_spec(&args.model)? {
-        Some(model) => model.to_bytes()?,
-        None => std::fs::read(&args.model).map_err(|e| format!("{}: {e}", args.model))?,
-    };
+    let model = paper::load(&args.model)?;
     let edgetpu = EdgeTpuBackend::load()?;
     let attached = edgetpu.devices().to_vec();
     let backend: Arc<dyn Backend> = Arc::new(edgetpu);

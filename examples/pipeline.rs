@@ -244,14 +244,6 @@ fn parse_args() -> (Args, Option<Count>) {
     (args, Some(count))
 }
 
-/// The whole model's bytes: a file, or one of the paper's models built in memory.
-fn load_model(spec: &str) -> Result<Vec<u8>, Box<dyn Error>> {
-    match paper::from_spec(spec)? {
-        Some(model) => Ok(model.to_bytes()?),
-        None => Ok(std::fs::read(spec).map_err(|e| format!("{spec}: {e}"))?),
-    }
-}
-
 /// What one stage is predicted to take.
 struct StagePrediction {
     /// Seconds per inference on one instance.
@@ -492,7 +484,7 @@ fn run(args: &Args, count: Option<Count>) -> Result<bool, Box<dyn Error>> {
                     "--reference is for segment files: MODEL itself is the reference".into(),
                 );
             }
-            let bytes = load_model(&args.model)?;
+            let bytes = paper::load(&args.model)?;
             let model = Model::from_bytes(&bytes)?;
             let graph = Graph::new(&model)?;
             // Stages on the CPU backend are CPU stages: plan them with the CPU's figures, not

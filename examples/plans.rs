@@ -47,13 +47,6 @@ struct Args {
     link: Link,
 }
 
-fn load(spec: &str) -> Result<Vec<u8>, Box<dyn Error>> {
-    match paper::from_spec(spec)? {
-        Some(model) => Ok(model.to_bytes()?),
-        None => Ok(std::fs::read(spec).map_err(|e| format!("{spec}: {e}"))?),
-    }
-}
-
 /// `edgetpu[0..5] edgetpu x2[5..6] cpu[6..7]`.
 fn describe(plan: &Plan) -> String {
     plan.segments
@@ -70,7 +63,7 @@ fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     };
     let planner = Profiled::cost_model(cost_model).with_cpu_segments(CpuCostModel::default());
     for spec in &args.models {
-        let bytes = load(spec)?;
+        let bytes = paper::load(spec)?;
         let model = Model::from_bytes(&bytes)?;
         let graph = Graph::new(&model)?;
         let mut one_device = None;

@@ -98,33 +98,37 @@ pub fn parameter_bytes(model: &Model<'_>) -> usize {
         .sum()
 }
 
-/// The paper's model a command line names: `fc:N` ([`fc`]) or `conv:F` ([`conv`]);
-/// `None` for any other text (a file name, say).
+/// The bytes of the model a command line names: the paper's `fc:N` ([`fc`]) or `conv:F`
+/// ([`conv`]), built in memory, or else the `.tflite` file at that path.
 ///
 /// ```
 /// use multitpu::model::paper;
 ///
-/// assert!(paper::from_spec("fc:100")?.is_some());
-/// assert!(paper::from_spec("model.tflite")?.is_none());
-/// assert!(paper::from_spec("conv:lots").is_err());
+/// assert!(!paper::load("fc:100")?.is_empty());
+/// assert!(matches!(paper::load("conv:lots"), Err(multitpu::Error::Invalid { .. })));
+/// assert!(matches!(paper::load("no/such.tflite"), Err(multitpu::Error::Io { .. })));
 /// # Ok::<(), multitpu::Error>(())
 /// ```
 ///
 /// # Errors
 ///
-/// [`Error::Invalid`] for a size that is not a number; the errors of [`fc`] and [`conv`].
-pub fn from_spec(spec: &str) -> Result<Option<Model<'static>>> {
+/// [`Error::Invalid`] for a size that is not a number; the errors of [`fc`] and [`conv`];
+/// [`Error::Io`] naming a file that cannot be read.
+pub fn load(spec: &str) -> Result<Vec<u8>> {
     let size = |text: &str| {
         text.parse::<usize>()
             .map_err(|e| Error::invalid("paper model", format!("size in `{spec}`: {e}")))
     };
     if let Some(n) = spec.strip_prefix("fc:") {
-        return fc(size(n)?).map(Some);
+        return fc(size(n)?)?.to_bytes();
     }
     if let Some(f) = spec.strip_prefix("conv:") {
-        return conv(size(f)?).map(Some);
+        return conv(size(f)?)?.to_bytes();
     }
-    Ok(None)
+    std::fs::read(spec).map_err(|source| Error::Io {
+        path: spec.into(),
+        source,
+    })
 }
 
 #[cfg(test)]
