@@ -12,9 +12,7 @@ use multitpu::Error;
 use multitpu::adapt::{AdaptivePipeline, Devices, ReplanReason};
 use multitpu::backend::{Backend, CpuBackend, Runtime, SimCompute, SimulatedEdgeTpuBackend, Stage};
 use multitpu::device::EdgeTpuCostModel;
-use multitpu::model::{Graph, Model, paper};
-use multitpu::pipeline::Pipeline;
-use multitpu::segment::{Plan, Profiled, Segmenter};
+use multitpu::segment::{Profiled, Segmenter};
 use multitpu::tensor::TensorSpec;
 
 /// Simulated Edge TPUs computing on the CPU, of which some fail for good after a number of
@@ -100,37 +98,6 @@ impl Backend for Flaky {
     }
 }
 
-/// The paper's fc model, and its outputs on the CPU for inputs `0..items` (input `i` a
-/// pattern shifted by `i`).
-fn model_and_reference(runtime: &Runtime, items: usize) -> (Vec<u8>, Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    let bytes = paper::fc(1000).expect("fc").to_bytes().expect("bytes");
-    let model = Model::from_bytes(&bytes).expect("model");
-    let graph = Graph::new(&model).expect("graph");
-    let whole = Plan::from_cuts("whole", &graph, &[]).expect("whole");
-    let pipeline = Pipeline::from_models(
-        &whole.segment_models(&graph).expect("models"),
-        &CpuBackend::new(runtime.clone(), 1, false),
-    )
-    .expect("reference pipeline");
-    let spec = pipeline.inputs()[0].clone();
-    let inputs: Vec<Vec<u8>> = (0..items)
-        .map(|i| {
-            let mut data = common::pattern(spec.byte_size);
-            data.rotate_left(i % spec.byte_size);
-            data
-        })
-        .collect();
-    for data in &inputs {
-        pipeline.push(&[(&spec.name, data)]).expect("push");
-    }
-    pipeline.close().expect("close");
-    let outputs = (&pipeline)
-        .into_iter()
-        .map(|o| o.expect("output").tensor(0).expect("tensor").to_vec())
-        .collect();
-    (bytes, inputs, outputs)
-}
-
 fn planner() -> Box<dyn Segmenter + Send + Sync> {
     Box::new(Profiled::cost_model(EdgeTpuCostModel::usb_default()).with_exact_devices())
 }
@@ -161,7 +128,7 @@ fn a_failed_device_is_planned_around_and_nothing_is_lost() {
     let Some(runtime) = common::tflite_runtime() else {
         return;
     };
-    let (model, inputs, reference) = model_and_reference(&runtime, 40);
+    let (model, inputs, reference) = common::fc_items_and_outputs(&runtime, 40);
     let backend = Arc::new(Flaky::new(&runtime, &[(1, 7)], false));
     let devices = Devices {
         backend,
@@ -195,7 +162,7 @@ fn without_devices_the_model_runs_on_the_cpu() {
     let Some(runtime) = common::tflite_runtime() else {
         return;
     };
-    let (model, inputs, reference) = model_and_reference(&runtime, 20);
+    let (model, inputs, reference) = common::fc_items_and_outputs(&runtime, 20);
     let backend = Arc::new(Flaky::new(&runtime, &[(0, 3), (1, 5)], false));
     let devices = Devices {
         backend,
@@ -220,7 +187,7 @@ fn a_failure_nothing_can_recover_from_accounts_for_every_item() {
     let Some(runtime) = common::tflite_runtime() else {
         return;
     };
-    let (model, inputs, _) = model_and_reference(&runtime, 12);
+    let (model, inputs, _) = common::fc_items_and_outputs(&runtime, 12);
     let backend = Arc::new(Flaky::new(&runtime, &[(0, 4)], true));
     let devices = Devices {
         backend,
@@ -271,7 +238,7 @@ fn a_device_taken_in_again_joins_the_plan() {
     let Some(runtime) = common::tflite_runtime() else {
         return;
     };
-    let (model, inputs, reference) = model_and_reference(&runtime, 30);
+    let (model, inputs, reference) = common::fc_items_and_outputs(&runtime, 30);
     let backend = Arc::new(Flaky::new(&runtime, &[(1, 4)], false));
     let devices = Devices {
         backend: Arc::clone(&backend) as Arc<dyn Backend>,

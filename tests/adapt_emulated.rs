@@ -9,11 +9,9 @@ use std::process::{Command, ExitCode};
 use std::sync::Arc;
 
 use multitpu::adapt::{AdaptivePipeline, Devices, ReplanReason};
-use multitpu::backend::{CpuBackend, EdgeTpuBackend};
+use multitpu::backend::EdgeTpuBackend;
 use multitpu::device::EdgeTpuCostModel;
-use multitpu::model::{Graph, Model, paper};
-use multitpu::pipeline::Pipeline;
-use multitpu::segment::{Plan, Profiled};
+use multitpu::segment::Profiled;
 
 /// Set in the child, which runs the checks.
 const CHILD_ENV: &str = "MULTITPU_ADAPT_EMULATED_CHILD";
@@ -53,34 +51,8 @@ fn vanished_and_hung_edge_tpus_are_planned_around() {
     let Some((runtime, edgetpu, compiler)) = common::edgetpu_toolchain() else {
         panic!("the parent checked the runtimes");
     };
-    let bytes = paper::fc(1000).expect("fc").to_bytes().expect("bytes");
-    let model = Model::from_bytes(&bytes).expect("model");
-    let graph = Graph::new(&model).expect("graph");
-
-    // The whole model on the CPU, for every item's expected output.
-    let whole = Plan::from_cuts("whole", &graph, &[]).expect("whole");
-    let reference = Pipeline::from_models(
-        &whole.segment_models(&graph).expect("models"),
-        &CpuBackend::new(runtime.clone(), 1, false),
-    )
-    .expect("reference");
-    let spec = reference.inputs()[0].clone();
-    let inputs: Vec<Vec<u8>> = (0..40)
-        .map(|i| {
-            let mut data = common::pattern(spec.byte_size);
-            data.rotate_left(i);
-            data
-        })
-        .collect();
-    for data in &inputs {
-        reference.push(&[(&spec.name, data)]).expect("push");
-    }
-    reference.close().expect("close");
-    let expected: Vec<Vec<u8>> = (&reference)
-        .into_iter()
-        .map(|o| o.expect("output").tensor(0).expect("tensor").to_vec())
-        .collect();
-
+    // Every item's expected output: the whole model on the CPU.
+    let (bytes, inputs, expected) = common::fc_items_and_outputs(&runtime, 40);
     let backend = EdgeTpuBackend::new(runtime, edgetpu).expect("three emulated Edge TPUs");
     assert_eq!(backend.devices().len(), 3);
     let devices = Devices {
@@ -91,10 +63,13 @@ fn vanished_and_hung_edge_tpus_are_planned_around() {
     let planner = Profiled::cost_model(EdgeTpuCostModel::usb_default()).with_exact_devices();
     let mut adaptive = AdaptivePipeline::new(bytes.clone(), Box::new(planner), devices)
         .expect("a pipeline on three devices");
+    let name = adaptive.pipeline().expect("running").inputs()[0]
+        .name
+        .clone();
     assert_eq!(adaptive.plan().devices(), 3);
     let mut popped = Vec::new();
     for (i, data) in inputs.iter().enumerate() {
-        adaptive.push(&[(&spec.name, data)]).expect("push");
+        adaptive.push(&[(&name, data)]).expect("push");
         if i % 2 == 1 {
             popped.push(adaptive.pop().expect("pop").expect("an item"));
         }

@@ -25,7 +25,7 @@ use multitpu::pipeline::PipelineBuilder;
 use multitpu::segment::{Segmenter, UniformByOps};
 use multitpu::verify::verify_chain;
 
-/// `model` cut into `n` segments of about equal operator counts, named as `plan.write`
+/// `model` cut into `n` segments of about equal operator counts, named as `SegmentModels::write`
 /// would name them.
 fn segments(model: &[u8], n: usize) -> Vec<NamedModel> {
     let model = Model::from_bytes(model).unwrap();

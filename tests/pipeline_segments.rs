@@ -31,7 +31,7 @@ fn scratch(test: &str) -> PathBuf {
 }
 
 #[test]
-fn from_plan_takes_and_gives_the_models_tensors() {
+fn segment_models_take_and_give_the_models_tensors() {
     let model = paper::fc(300).unwrap();
     let graph = Graph::new(&model).unwrap();
     let plan = Plan::new(&graph, 3, &UniformByOps).unwrap();
@@ -193,7 +193,7 @@ impl Backend for BrokenDevice {
 }
 
 #[test]
-fn from_plan_names_the_segment_that_cannot_be_prepared() {
+fn from_models_names_the_segment_that_cannot_be_prepared() {
     let model = paper::fc(300).unwrap();
     let graph = Graph::new(&model).unwrap();
     let plan = Plan::new(&graph, 3, &UniformByOps).unwrap();

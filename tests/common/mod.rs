@@ -424,3 +424,43 @@ pub fn one_custom_node(name: &'static str) -> Vec<u8> {
     .to_bytes()
     .unwrap()
 }
+
+/// The paper's fc model (N = 1000), `items` inputs (input `i` a pattern turned by `i`
+/// bytes), and the output the whole model gives for each on a TFLite CPU interpreter.
+pub fn fc_items_and_outputs(
+    runtime: &Runtime,
+    items: usize,
+) -> (Vec<u8>, Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let bytes = multitpu::model::paper::fc(1000)
+        .and_then(|model| model.to_bytes())
+        .expect("the paper's fc model");
+    let mut whole = multitpu::verify::SegmentChain::new(
+        runtime,
+        [bytes.clone()],
+        &multitpu::backend::InterpreterOptions::default(),
+    )
+    .expect("the whole model loads");
+    let input = whole.interpreters()[0].inputs()[0].clone();
+    let output = whole.interpreters()[0].outputs()[0].name.clone();
+    let inputs: Vec<Vec<u8>> = (0..items)
+        .map(|i| {
+            let mut data = pattern(input.byte_size);
+            data.rotate_left(i % input.byte_size);
+            data
+        })
+        .collect();
+    let outputs = inputs
+        .iter()
+        .map(|data| {
+            let produced = whole
+                .run(&[(input.name.clone(), data.clone())])
+                .expect("the whole model runs");
+            produced
+                .into_iter()
+                .find(|(name, _)| *name == output)
+                .map(|(_, bytes)| bytes)
+                .expect("the model's output")
+        })
+        .collect();
+    (bytes, inputs, outputs)
+}
